@@ -1,0 +1,1 @@
+//! The build context: walking it, `.dockerignore`, and keeping every read inside it.

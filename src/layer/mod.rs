@@ -1,0 +1,1 @@
+//! Deterministic layer tars, compression, and both digests in one pass.

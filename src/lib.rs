@@ -1,0 +1,13 @@
+//! dockless builds OCI container images from a template context and pushes them straight to a
+//! registry: no Docker daemon, no root, no `docker login`.
+//!
+//! Data flows one way: [`dockerfile`] parses and expands the instructions, [`context`] walks the
+//! build context under `.dockerignore`, [`layer`] turns file sets into deterministic compressed
+//! layers, [`image`] assembles config and manifest, [`store`] keeps every blob content-addressed,
+//! and [`registry`] speaks the distribution API.
+
+pub mod context;
+pub mod dockerfile;
+pub mod layer;
+pub mod image;
+pub mod registry;

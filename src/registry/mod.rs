@@ -1,0 +1,1 @@
+//! The OCI distribution API client: references, auth, blobs, manifests, retries.
