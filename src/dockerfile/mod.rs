@@ -1,1 +1,86 @@
-//! Dockerfile parsing and variable expansion.
+//! Dockerfile parsing and variable expansion, matching BuildKit's Dockerfile frontend.
+//!
+//! [`parse`] turns text into typed instructions, keeping words raw (quotes, escapes and `$VAR`
+//! as written). [`Command::expand`] then applies Docker's word processing to the fields Docker
+//! expands, with the variables in scope at that instruction. Both are pure: no I/O.
+//!
+//! ```
+//! use dockless::dockerfile::{parse, Command};
+//!
+//! let dockerfile = parse("FROM alpine\nENV DIR=/app\nWORKDIR $DIR/src\n").unwrap();
+//! let workdir = &dockerfile.instructions[2];
+//! let vars = |name: &str| (name == "DIR").then(|| "/app".to_string());
+//! let expanded = workdir.command.expand(dockerfile.escape, &vars).unwrap();
+//! assert_eq!(expanded, Command::Workdir("/app/src".to_string()));
+//! ```
+
+mod args;
+mod ast;
+mod copy;
+mod directives;
+mod duration;
+mod error;
+mod expand;
+mod flags;
+mod healthcheck;
+mod heredoc;
+mod instruction;
+mod lex;
+mod lines;
+mod pattern;
+mod split;
+
+pub use ast::{
+    Add, ArgDecl, Command, CommandLine, Copy, Dockerfile, From, Healthcheck, Instruction, KeyValue,
+    Run,
+};
+pub use error::{ExpandError, ParseError};
+pub use lex::{expand_word, expand_words};
+
+/// Parses a Dockerfile. Errors carry the line where the faulty instruction starts.
+pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
+    let physical = lines::physical_lines(text);
+    let escape = directives::escape_character(&physical)?;
+    let mut instructions = Vec::new();
+    for logical in lines::logical_lines(&physical, escape) {
+        let command = instruction::parse_command(&logical.text, escape)
+            .map_err(|message| ParseError::new(logical.start, message))?;
+        instructions.push(Instruction {
+            line: logical.start,
+            text: logical.text.trim().to_string(),
+            command,
+        });
+    }
+    check_stages(&instructions, physical.len())?;
+    Ok(Dockerfile {
+        instructions,
+        escape,
+    })
+}
+
+/// A build needs a FROM, and only ARG may come before the first one.
+fn check_stages(instructions: &[Instruction], line_count: usize) -> Result<(), ParseError> {
+    let first_not_arg = instructions
+        .iter()
+        .find(|instruction| !matches!(instruction.command, Command::Arg(_)));
+    match first_not_arg {
+        Some(Instruction {
+            command: Command::From(_),
+            ..
+        }) => Ok(()),
+        Some(instruction) => Err(ParseError::new(
+            instruction.line,
+            format!(
+                "{} comes before the first FROM: only ARG may come before FROM",
+                instruction.command.keyword()
+            ),
+        )),
+        None => Err(ParseError::new(
+            line_count.max(1),
+            "the Dockerfile has no FROM instruction: a build starts with FROM <image>",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests;
