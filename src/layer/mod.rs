@@ -1,5 +1,6 @@
 //! Deterministic layer tars, compression, and both digests in one pass.
 
+pub mod archive;
 pub mod entry;
 
 pub use entry::{Entry, EntryKind};
