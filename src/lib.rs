@@ -6,8 +6,14 @@
 //! layers, [`image`] assembles config and manifest, [`store`] keeps every blob content-addressed,
 //! and [`registry`] speaks the distribution API.
 
+pub mod build;
 pub mod context;
+pub mod digest;
 pub mod dockerfile;
-pub mod layer;
+pub mod e2b;
+pub mod fs_error;
 pub mod image;
+pub mod layer;
+pub mod layout;
 pub mod registry;
+pub mod store;

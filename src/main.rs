@@ -1,1 +1,42 @@
-fn main() {}
+//! The `dockless` command: parse flags, set up logging, run, map the outcome to an exit code.
+
+mod app;
+mod cli;
+mod logging;
+mod settings;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    logging::init(cli.quiet, cli.verbose);
+    match app::run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            // Broken pipe on stdout (`dockless … | head`) is not a failure worth a message.
+            if error
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {}", render(&error));
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The error and its causes on one line, without repeating a cause its parent already printed.
+fn render(error: &anyhow::Error) -> String {
+    let mut message = error.to_string();
+    for cause in error.chain().skip(1) {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+    }
+    message
+}

@@ -2,3 +2,69 @@
 
 pub mod ignore;
 pub mod pattern;
+pub mod source;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::fs_error::{FsError, IoContext};
+use ignore::{IgnoreError, IgnoreRules};
+
+/// An opened build context: its canonical root and its ignore rules.
+#[derive(Debug)]
+pub struct Context {
+    root: PathBuf,
+    ignore: IgnoreRules,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContextError {
+    #[error("the build context {} is not a directory", .0.display())]
+    NotADirectory(PathBuf),
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    #[error("{}: {source}", path.display())]
+    Ignore {
+        path: PathBuf,
+        #[source]
+        source: IgnoreError,
+    },
+}
+
+impl Context {
+    pub fn open(dir: &Path) -> Result<Self, ContextError> {
+        let root = fs::canonicalize(dir).with_path("open the build context", dir)?;
+        if !root.is_dir() {
+            return Err(ContextError::NotADirectory(dir.to_owned()));
+        }
+        let ignore_path = root.join(".dockerignore");
+        let ignore = match fs::read(&ignore_path) {
+            Ok(bytes) => {
+                IgnoreRules::parse(&String::from_utf8_lossy(&bytes)).map_err(|source| {
+                    ContextError::Ignore {
+                        path: ignore_path.clone(),
+                        source,
+                    }
+                })?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => IgnoreRules::empty(),
+            Err(e) => {
+                return Err(FsError {
+                    action: "read",
+                    path: ignore_path,
+                    source: e,
+                }
+                .into());
+            }
+        };
+        Ok(Context { root, ignore })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn ignore(&self) -> &IgnoreRules {
+        &self.ignore
+    }
+}

@@ -25,11 +25,24 @@ pub struct Entry {
 pub enum EntryKind {
     Directory,
     /// A regular file whose bytes are read from `source` when the layer is written.
-    File { source: PathBuf, size: u64 },
-    Symlink { target: String },
+    File {
+        source: PathBuf,
+        size: u64,
+    },
+    Symlink {
+        target: String,
+    },
     /// A hard link to an earlier entry of the same layer, named by its `path`.
-    Hardlink { target: String },
-    CharDevice { major: u32, minor: u32 },
-    BlockDevice { major: u32, minor: u32 },
+    Hardlink {
+        target: String,
+    },
+    CharDevice {
+        major: u32,
+        minor: u32,
+    },
+    BlockDevice {
+        major: u32,
+        minor: u32,
+    },
     Fifo,
 }

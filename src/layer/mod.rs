@@ -2,5 +2,7 @@
 
 pub mod archive;
 pub mod entry;
+pub mod writer;
 
 pub use entry::{Entry, EntryKind};
+pub use writer::{LayerError, LayerSettings, WrittenLayer, write_layer};

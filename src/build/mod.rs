@@ -1,0 +1,124 @@
+//! The builder: a parsed Dockerfile and a context become an image in the store.
+//!
+//! `build` reads the Dockerfile, resolves the base, then applies each instruction to the image
+//! config, writing a layer for each COPY/ADD (and for a WORKDIR that creates a directory).
+
+pub mod base;
+pub mod copy;
+pub mod filesystem;
+pub mod locate;
+mod stage;
+pub mod users;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::context::{Context, ContextError};
+use crate::digest::Digest;
+use crate::fs_error::{FsError, IoContext};
+use crate::image::{Compression, Descriptor, Format, Platform};
+use crate::store::{Store, StoreError};
+
+pub use locate::locate_dockerfile;
+
+/// Everything a build needs to know, already validated.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    pub context: PathBuf,
+    /// The Dockerfile; `None` finds it as `e2b.toml`, `e2b.Dockerfile`, `Dockerfile` say.
+    pub dockerfile: Option<PathBuf>,
+    pub build_args: BTreeMap<String, String>,
+    /// The platform asked for; `None` takes the base image's (linux/amd64 for scratch).
+    pub platform: Option<Platform>,
+    pub format: Format,
+    pub compression: Compression,
+    /// Timestamp for layer entries, `created` and history (SOURCE_DATE_EPOCH, else 0).
+    pub epoch: u64,
+}
+
+/// A built image: its manifest in the store and what it is made of.
+#[derive(Debug, Clone, Serialize)]
+pub struct BuiltImage {
+    pub manifest: Descriptor,
+    pub config: Descriptor,
+    pub layers: Vec<BuiltLayer>,
+    pub platform: Platform,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BuiltLayer {
+    pub digest: Digest,
+    pub diff_id: Digest,
+    pub size: u64,
+    pub media_type: String,
+    /// True for layers carried over from the base image.
+    pub from_base: bool,
+}
+
+impl BuiltImage {
+    /// Every blob the manifest names (config first), for export and push.
+    pub fn blobs(&self) -> Vec<Digest> {
+        std::iter::once(self.config.digest.clone())
+            .chain(self.layers.iter().map(|l| l.digest.clone()))
+            .collect()
+    }
+
+    /// Size of the manifest, config and layers together.
+    pub fn total_size(&self) -> u64 {
+        self.manifest.size + self.config.size + self.layers.iter().map(|l| l.size).sum::<u64>()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Context(#[from] ContextError),
+    #[error(transparent)]
+    Locate(#[from] locate::LocateError),
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{}:{line}: {message}", file.display())]
+    Parse {
+        file: PathBuf,
+        line: usize,
+        message: String,
+    },
+    /// An instruction failed; the message names the Dockerfile, the line and the cause.
+    #[error("{}:{line}: {source}", file.display())]
+    Instruction {
+        file: PathBuf,
+        line: usize,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("{}: {message}", file.display())]
+    Dockerfile { file: PathBuf, message: String },
+}
+
+/// Builds the image described by `options` into `store`.
+pub fn build(
+    options: &BuildOptions,
+    store: &Store,
+    runtime: Option<&tokio::runtime::Handle>,
+) -> Result<BuiltImage, BuildError> {
+    let context = Context::open(&options.context)?;
+    let dockerfile_path = locate_dockerfile(context.root(), options.dockerfile.as_deref())?;
+    let bytes = std::fs::read(&dockerfile_path).with_path("read", &dockerfile_path)?;
+    let text = String::from_utf8(bytes).map_err(|e| BuildError::Dockerfile {
+        file: dockerfile_path.clone(),
+        message: format!(
+            "is not UTF-8 text (invalid byte at offset {}); save it as UTF-8",
+            e.utf8_error().valid_up_to()
+        ),
+    })?;
+    let dockerfile = crate::dockerfile::parse(&text).map_err(|e| BuildError::Parse {
+        file: dockerfile_path.clone(),
+        line: e.line,
+        message: e.message.clone(),
+    })?;
+    stage::Builder::new(options, store, &context, &dockerfile_path, runtime).run(&dockerfile)
+}

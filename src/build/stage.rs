@@ -1,0 +1,664 @@
+//! Applying instructions, in order, to one build stage.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use super::base::{self, Base};
+use super::copy::{self, CopyRequest};
+use super::filesystem::KnownFilesystem;
+use super::{BuildError, BuildOptions, BuiltImage, BuiltLayer};
+use crate::context::Context;
+use crate::digest::Digest;
+use crate::dockerfile::{Command, CommandLine, Dockerfile, Healthcheck, Instruction};
+use crate::image::config::{DEFAULT_PATH, rfc3339};
+use crate::image::{Descriptor, History, ImageConfig, Manifest, Platform};
+use crate::layer::{Entry, EntryKind, LayerSettings, write_layer};
+use crate::store::Store;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A message for an instruction that cannot be carried out, as an error value.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Unsupported(String);
+
+pub(super) struct Builder<'a> {
+    options: &'a BuildOptions,
+    store: &'a Store,
+    context: &'a Context,
+    dockerfile: &'a Path,
+    runtime: Option<&'a tokio::runtime::Handle>,
+    settings: LayerSettings,
+    created: String,
+    /// The Dockerfile's escape character, which word processing honours.
+    escape: char,
+}
+
+/// The state of the stage being built.
+struct Stage {
+    config: ImageConfig,
+    layers: Vec<BuiltLayer>,
+    filesystem: KnownFilesystem,
+    /// ARGs declared in this stage, with their values (`None`: declared without a value).
+    args: BTreeMap<String, Option<String>>,
+    /// The shell for shell-form commands (SHELL changes it).
+    shell: Vec<String>,
+    /// Whether CMD was set in this Dockerfile (ENTRYPOINT resets an inherited CMD only).
+    cmd_set_here: bool,
+}
+
+impl<'a> Builder<'a> {
+    pub(super) fn new(
+        options: &'a BuildOptions,
+        store: &'a Store,
+        context: &'a Context,
+        dockerfile: &'a Path,
+        runtime: Option<&'a tokio::runtime::Handle>,
+    ) -> Self {
+        Builder {
+            options,
+            store,
+            context,
+            dockerfile,
+            runtime,
+            settings: LayerSettings {
+                compression: options.compression,
+                epoch: options.epoch,
+            },
+            created: rfc3339(options.epoch),
+            escape: '\\',
+        }
+    }
+
+    fn at(&self, instruction: &Instruction, source: impl Into<BoxError>) -> BuildError {
+        BuildError::Instruction {
+            file: self.dockerfile.to_owned(),
+            line: instruction.line,
+            source: source.into(),
+        }
+    }
+
+    pub(super) fn run(mut self, dockerfile: &Dockerfile) -> Result<BuiltImage, BuildError> {
+        self.escape = dockerfile.escape;
+        let mut used_args: BTreeSet<String> = BTreeSet::new();
+        let mut global_args: BTreeMap<String, Option<String>> = self.automatic_args();
+        let mut stage: Option<Stage> = None;
+
+        for instruction in &dockerfile.instructions {
+            let Some(current) = stage.as_mut() else {
+                // Before the first FROM only ARG (global, for FROM lines) may appear.
+                match &instruction.command {
+                    Command::Arg(_) => {
+                        let expanded =
+                            self.expand(instruction, &|name| lookup(&global_args, name))?;
+                        if let Command::Arg(decls) = expanded {
+                            for decl in decls {
+                                let value = self
+                                    .options
+                                    .build_args
+                                    .get(&decl.name)
+                                    .cloned()
+                                    .or(decl.default);
+                                used_args.insert(decl.name.clone());
+                                global_args.insert(decl.name, value);
+                            }
+                        }
+                        continue;
+                    }
+                    Command::From(_) => {
+                        stage = Some(self.from(instruction, &global_args)?);
+                        continue;
+                    }
+                    _ => {
+                        return Err(self.at(
+                            instruction,
+                            Unsupported(
+                                "a Dockerfile must start with FROM (only ARG may come before it)"
+                                    .into(),
+                            ),
+                        ));
+                    }
+                }
+            };
+            let expanded = {
+                let env = current.config.config.clone();
+                let args = &current.args;
+                self.expand(instruction, &|name| {
+                    env.env_value(name)
+                        .map(str::to_owned)
+                        .or_else(|| lookup(args, name))
+                })?
+            };
+            self.apply(current, instruction, expanded, &global_args, &mut used_args)?;
+        }
+        let stage = stage.ok_or_else(|| BuildError::Dockerfile {
+            file: self.dockerfile.to_owned(),
+            message: "has no FROM instruction; start it with FROM scratch or FROM oci:DIR[:TAG]"
+                .into(),
+        })?;
+        let unused: Vec<&String> = self
+            .options
+            .build_args
+            .keys()
+            .filter(|k| !used_args.contains(*k))
+            .collect();
+        if !unused.is_empty() {
+            tracing::warn!(
+                "build arguments not used by any ARG: {}",
+                unused
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        self.finish(stage)
+    }
+
+    /// The ARGs BuildKit provides to every build (TARGETPLATFORM and friends).
+    fn automatic_args(&self) -> BTreeMap<String, Option<String>> {
+        let target = self
+            .options
+            .platform
+            .clone()
+            .unwrap_or_else(Platform::linux_amd64);
+        let build = Platform::linux_amd64();
+        let mut args = BTreeMap::new();
+        for (prefix, p) in [("TARGET", &target), ("BUILD", &build)] {
+            args.insert(format!("{prefix}PLATFORM"), Some(p.to_string()));
+            args.insert(format!("{prefix}OS"), Some(p.os.clone()));
+            args.insert(format!("{prefix}ARCH"), Some(p.architecture.clone()));
+            args.insert(
+                format!("{prefix}VARIANT"),
+                Some(p.variant.clone().unwrap_or_default()),
+            );
+        }
+        args
+    }
+
+    fn expand(
+        &self,
+        instruction: &Instruction,
+        vars: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Command, BuildError> {
+        instruction
+            .command
+            .expand(self.escape, vars)
+            .map_err(|e| self.at(instruction, e))
+    }
+
+    fn from(
+        &self,
+        instruction: &Instruction,
+        global_args: &BTreeMap<String, Option<String>>,
+    ) -> Result<Stage, BuildError> {
+        let Command::From(from) = self.expand(instruction, &|name| lookup(global_args, name))?
+        else {
+            unreachable!("expanding FROM gives FROM")
+        };
+        if from.stage_name.is_some() {
+            tracing::debug!("stage names are accepted; multi-stage builds come with RUN support");
+        }
+        let platform = match &from.platform {
+            Some(p) => Some(p.parse::<Platform>().map_err(|e| self.at(instruction, e))?),
+            None => self.options.platform.clone(),
+        };
+        let Base {
+            mut config,
+            layers,
+            filesystem,
+        } = base::resolve(
+            &from.image,
+            self.context.root(),
+            platform.as_ref(),
+            self.store,
+        )
+        .map_err(|e| self.at(instruction, e))?;
+        if config.config.env_value("PATH").is_none() {
+            let (key, value) = DEFAULT_PATH.split_once('=').unwrap_or(("PATH", ""));
+            config.config.set_env(key, value);
+        }
+        let layers = layers
+            .into_iter()
+            .zip(config.rootfs.diff_ids.clone())
+            .map(|(descriptor, diff_id)| {
+                let media_type = self
+                    .options
+                    .format
+                    .translate_layer(&descriptor.media_type)
+                    .ok_or_else(|| {
+                        self.at(
+                            instruction,
+                            Unsupported(format!(
+                                "base layer {} has media type {}, which cannot be carried into an image",
+                                descriptor.digest, descriptor.media_type
+                            )),
+                        )
+                    })?;
+                Ok(BuiltLayer {
+                    digest: descriptor.digest,
+                    diff_id,
+                    size: descriptor.size,
+                    media_type: media_type.into(),
+                    from_base: true,
+                })
+            })
+            .collect::<Result<Vec<_>, BuildError>>()?;
+        Ok(Stage {
+            config,
+            layers,
+            filesystem,
+            args: BTreeMap::new(),
+            shell: vec!["/bin/sh".into(), "-c".into()],
+            cmd_set_here: false,
+        })
+    }
+
+    fn apply(
+        &self,
+        stage: &mut Stage,
+        instruction: &Instruction,
+        command: Command,
+        global_args: &BTreeMap<String, Option<String>>,
+        used_args: &mut BTreeSet<String>,
+    ) -> Result<(), BuildError> {
+        let config = &mut stage.config.config;
+        let mut empty_layer = true;
+        match command {
+            Command::From(_) => {
+                return Err(self.at(
+                    instruction,
+                    Unsupported(
+                        "multi-stage builds (a second FROM) are not supported yet; this version builds one stage"
+                            .into(),
+                    ),
+                ));
+            }
+            Command::Run(_) => {
+                return Err(self.at(
+                    instruction,
+                    Unsupported(
+                        "RUN is not supported yet: this version builds images from COPY, ADD and metadata instructions only"
+                            .into(),
+                    ),
+                ));
+            }
+            Command::Arg(decls) => {
+                for decl in decls {
+                    used_args.insert(decl.name.clone());
+                    let value = self
+                        .options
+                        .build_args
+                        .get(&decl.name)
+                        .cloned()
+                        .or(decl.default)
+                        .or_else(|| global_args.get(&decl.name).cloned().flatten());
+                    stage.args.insert(decl.name, value);
+                }
+            }
+            Command::Env(pairs) => {
+                for pair in pairs {
+                    config.set_env(&pair.key, &pair.value);
+                }
+            }
+            Command::Label(pairs) => {
+                let labels = config.labels.get_or_insert_with(BTreeMap::new);
+                for pair in pairs {
+                    labels.insert(pair.key, pair.value);
+                }
+            }
+            Command::Maintainer(name) => stage.config.author = Some(name),
+            Command::User(user) => config.user = Some(user),
+            Command::Workdir(dir) => {
+                let current = config.working_dir.clone().unwrap_or_else(|| "/".into());
+                let path = copy::absolute_dest(&current, &dir);
+                config.working_dir = Some(format!("/{path}"));
+                if stage.filesystem.complete && !stage.filesystem.is_dir(&path) {
+                    let entries = missing_dirs(&stage.filesystem, &path);
+                    self.add_layer(stage, instruction, entries)?;
+                    empty_layer = false;
+                }
+            }
+            Command::Cmd(line) => {
+                config.cmd = Some(self.command_line(line, &stage.shell));
+                stage.cmd_set_here = true;
+            }
+            Command::Entrypoint(line) => {
+                config.entrypoint = Some(self.command_line(line, &stage.shell));
+                if !stage.cmd_set_here {
+                    config.cmd = None;
+                }
+            }
+            Command::Shell(shell) => {
+                stage.shell = shell.clone();
+                config.shell = Some(shell);
+            }
+            Command::Expose(ports) => {
+                let exposed = config.exposed_ports.get_or_insert_with(BTreeMap::new);
+                for port in ports {
+                    for p in expand_port(&port).map_err(|e| self.at(instruction, Unsupported(e)))? {
+                        exposed.insert(p, json!({}));
+                    }
+                }
+            }
+            Command::Volume(volumes) => {
+                let map = config.volumes.get_or_insert_with(BTreeMap::new);
+                for v in volumes {
+                    if v.is_empty() {
+                        return Err(self.at(
+                            instruction,
+                            Unsupported("VOLUME needs a non-empty path".into()),
+                        ));
+                    }
+                    map.insert(v, json!({}));
+                }
+            }
+            Command::StopSignal(signal) => config.stop_signal = Some(signal),
+            Command::Healthcheck(check) => config.healthcheck = Some(healthcheck_json(check)),
+            Command::Onbuild(trigger) => config.on_build.get_or_insert_with(Vec::new).push(trigger),
+            Command::Copy(c) => {
+                if let Some(from) = c.from {
+                    return Err(self.at(
+                        instruction,
+                        Unsupported(format!(
+                            "COPY --from={from} is not supported yet (it comes with multi-stage builds); copy from the build context instead"
+                        )),
+                    ));
+                }
+                self.copy(
+                    stage,
+                    instruction,
+                    &c.sources,
+                    &c.dest,
+                    c.chown.as_deref(),
+                    c.chmod.as_deref(),
+                    false,
+                    None,
+                )?;
+                empty_layer = false;
+            }
+            Command::Add(a) => {
+                let checksum = match a.checksum.as_deref() {
+                    Some(text) => Some(
+                        text.parse::<Digest>()
+                            .map_err(|e| self.at(instruction, e))?,
+                    ),
+                    None => None,
+                };
+                self.copy(
+                    stage,
+                    instruction,
+                    &a.sources,
+                    &a.dest,
+                    a.chown.as_deref(),
+                    a.chmod.as_deref(),
+                    true,
+                    checksum,
+                )?;
+                empty_layer = false;
+            }
+        }
+        if empty_layer {
+            stage.config.history.push(History {
+                created: Some(self.created.clone()),
+                created_by: Some(instruction.text.clone()),
+                comment: Some("dockless".into()),
+                empty_layer: Some(true),
+                ..Default::default()
+            });
+        }
+        Ok(())
+    }
+
+    /// The exec form as given; the shell form wrapped in the current SHELL (as Docker does).
+    fn command_line(&self, line: CommandLine, shell: &[String]) -> Vec<String> {
+        match line {
+            CommandLine::Exec(args) => args,
+            CommandLine::Shell(text) => shell.iter().cloned().chain([text]).collect(),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn copy(
+        &self,
+        stage: &mut Stage,
+        instruction: &Instruction,
+        sources: &[String],
+        dest: &str,
+        chown: Option<&str>,
+        chmod: Option<&str>,
+        add: bool,
+        checksum: Option<Digest>,
+    ) -> Result<(), BuildError> {
+        let owner = match chown {
+            Some(spec) => Some(
+                stage
+                    .filesystem
+                    .users
+                    .resolve(spec)
+                    .map_err(|e| self.at(instruction, e))?,
+            ),
+            None => None,
+        };
+        let chmod = match chmod {
+            Some(text) => {
+                Some(parse_chmod(text).map_err(|e| self.at(instruction, Unsupported(e)))?)
+            }
+            None => None,
+        };
+        let workdir = stage
+            .config
+            .config
+            .working_dir
+            .clone()
+            .unwrap_or_else(|| "/".into());
+        let request = CopyRequest {
+            sources,
+            dest,
+            workdir: &workdir,
+            owner,
+            chmod,
+            add,
+            checksum,
+        };
+        let plan = copy::plan_copy(
+            self.context,
+            &stage.filesystem,
+            self.store,
+            &request,
+            self.runtime,
+        )
+        .map_err(|e| self.at(instruction, e))?;
+        self.add_layer(stage, instruction, plan.entries)?;
+        drop(plan.staging);
+        Ok(())
+    }
+
+    fn add_layer(
+        &self,
+        stage: &mut Stage,
+        instruction: &Instruction,
+        entries: Vec<Entry>,
+    ) -> Result<(), BuildError> {
+        for entry in &entries {
+            if matches!(entry.kind, EntryKind::Directory) {
+                stage.filesystem.dirs.insert(entry.path.clone());
+            } else {
+                stage.filesystem.dirs.remove(&entry.path);
+            }
+        }
+        let written = write_layer(self.store, &entries, self.settings)
+            .map_err(|e| self.at(instruction, e))?;
+        tracing::info!(line = instruction.line, digest = %written.digest, size = written.size, entries = entries.len(), "layer written");
+        stage.config.rootfs.diff_ids.push(written.diff_id.clone());
+        stage.config.history.push(History {
+            created: Some(self.created.clone()),
+            created_by: Some(instruction.text.clone()),
+            comment: Some("dockless".into()),
+            ..Default::default()
+        });
+        stage.layers.push(BuiltLayer {
+            digest: written.digest,
+            diff_id: written.diff_id,
+            size: written.size,
+            media_type: self.options.format.layer(self.options.compression).into(),
+            from_base: false,
+        });
+        Ok(())
+    }
+
+    fn finish(&self, stage: Stage) -> Result<BuiltImage, BuildError> {
+        let mut config = stage.config;
+        config.created = Some(self.created.clone());
+        let config_bytes = config.to_bytes();
+        let config_digest = self.store.put_bytes(&config_bytes)?;
+        let format = self.options.format;
+        let config_descriptor =
+            Descriptor::new(format.config(), config_digest, config_bytes.len() as u64);
+        let manifest = Manifest {
+            schema_version: 2,
+            media_type: Some(format.manifest().into()),
+            config: config_descriptor.clone(),
+            layers: stage
+                .layers
+                .iter()
+                .map(|l| Descriptor::new(l.media_type.clone(), l.digest.clone(), l.size))
+                .collect(),
+            annotations: None,
+        };
+        let manifest_bytes = manifest.to_bytes();
+        let manifest_digest = self.store.put_bytes(&manifest_bytes)?;
+        Ok(BuiltImage {
+            manifest: Descriptor::new(
+                format.manifest(),
+                manifest_digest,
+                manifest_bytes.len() as u64,
+            ),
+            config: config_descriptor,
+            layers: stage.layers,
+            platform: Platform {
+                os: config.os.clone(),
+                architecture: config.architecture.clone(),
+                variant: config.variant.clone(),
+            },
+        })
+    }
+}
+
+fn lookup(args: &BTreeMap<String, Option<String>>, name: &str) -> Option<String> {
+    args.get(name).cloned().flatten()
+}
+
+/// Directory entries for `path` and its parents that do not exist yet (WORKDIR).
+fn missing_dirs(known: &KnownFilesystem, path: &str) -> Vec<Entry> {
+    let mut dirs = Vec::new();
+    let mut current = String::new();
+    for part in path.split('/') {
+        current = if current.is_empty() {
+            part.to_owned()
+        } else {
+            format!("{current}/{part}")
+        };
+        if !known.is_dir(&current) {
+            dirs.push(Entry {
+                path: current.clone(),
+                kind: EntryKind::Directory,
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+                xattrs: Vec::new(),
+            });
+        }
+    }
+    dirs
+}
+
+/// `80` → `80/tcp`; `53/udp`; `8000-8002` → three ports, as Docker records them.
+fn expand_port(spec: &str) -> Result<Vec<String>, String> {
+    let (ports, proto) = spec.split_once('/').unwrap_or((spec, "tcp"));
+    let proto = proto.to_ascii_lowercase();
+    if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
+        return Err(format!("EXPOSE {spec}: protocol must be tcp, udp or sctp"));
+    }
+    let bad =
+        || format!("EXPOSE {spec}: expected PORT[-PORT][/PROTOCOL] with ports from 1 to 65535");
+    let parse = |p: &str| p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(bad);
+    let (start, end) = match ports.split_once('-') {
+        Some((a, b)) => (parse(a)?, parse(b)?),
+        None => {
+            let p = parse(ports)?;
+            (p, p)
+        }
+    };
+    if end < start {
+        return Err(bad());
+    }
+    Ok((start..=end).map(|p| format!("{p}/{proto}")).collect())
+}
+
+fn parse_chmod(text: &str) -> Result<u32, String> {
+    u32::from_str_radix(text, 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| format!("--chmod={text}: expected an octal mode such as 755 or 0644"))
+}
+
+/// Docker's Healthcheck object (durations in nanoseconds).
+fn healthcheck_json(check: Healthcheck) -> Value {
+    match check {
+        Healthcheck::None => json!({"Test": ["NONE"]}),
+        Healthcheck::Check {
+            test,
+            interval,
+            timeout,
+            start_period,
+            start_interval,
+            retries,
+        } => {
+            let mut object = serde_json::Map::new();
+            object.insert("Test".into(), json!(test));
+            for (key, value) in [
+                ("Interval", interval),
+                ("Timeout", timeout),
+                ("StartPeriod", start_period),
+                ("StartInterval", start_interval),
+            ] {
+                if let Some(d) = value {
+                    object.insert(key.into(), json!(d.as_nanos() as u64));
+                }
+            }
+            if let Some(r) = retries {
+                object.insert("Retries".into(), json!(r));
+            }
+            Value::Object(object)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_expand_like_docker() {
+        assert_eq!(expand_port("80").unwrap(), ["80/tcp"]);
+        assert_eq!(expand_port("53/UDP").unwrap(), ["53/udp"]);
+        assert_eq!(
+            expand_port("8000-8002").unwrap(),
+            ["8000/tcp", "8001/tcp", "8002/tcp"]
+        );
+        assert!(expand_port("0").is_err());
+        assert!(expand_port("70000").is_err());
+        assert!(expand_port("80/xyz").is_err());
+        assert!(expand_port("9-8").is_err());
+    }
+
+    #[test]
+    fn chmod_is_octal() {
+        assert_eq!(parse_chmod("755").unwrap(), 0o755);
+        assert!(parse_chmod("rwx").is_err());
+        assert!(parse_chmod("17777").is_err());
+    }
+}

@@ -1,0 +1,129 @@
+//! `--chown` owners: numeric IDs, or names looked up in the base image's /etc/passwd and /etc/group.
+
+#[derive(Debug, Clone, Default)]
+pub struct UserDatabase {
+    /// Contents of /etc/passwd, if the image has one.
+    pub passwd: Option<String>,
+    /// Contents of /etc/group, if the image has one.
+    pub group: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChownError {
+    #[error("--chown={spec}: user '{name}' is not in the base image's /etc/passwd{hint}")]
+    UnknownUser {
+        spec: String,
+        name: String,
+        hint: &'static str,
+    },
+    #[error("--chown={spec}: group '{name}' is not in the base image's /etc/group{hint}")]
+    UnknownGroup {
+        spec: String,
+        name: String,
+        hint: &'static str,
+    },
+    #[error("--chown={0}: expected USER, USER:GROUP, UID or UID:GID")]
+    Malformed(String),
+}
+
+const NO_FILE_HINT: &str = " (the base image has none; use numeric IDs such as --chown=1000:1000)";
+
+impl UserDatabase {
+    /// Resolves `user[:group]` as Docker does: a user without a group takes the user's primary
+    /// group when named, or the same number when numeric.
+    pub fn resolve(&self, spec: &str) -> Result<(u64, u64), ChownError> {
+        let (user, group) = match spec.split_once(':') {
+            Some((u, g)) => (u, Some(g)),
+            None => (spec, None),
+        };
+        if user.is_empty() || group.is_some_and(str::is_empty) {
+            return Err(ChownError::Malformed(spec.into()));
+        }
+        let (uid, primary_gid) = match user.parse::<u64>() {
+            Ok(uid) => (uid, uid),
+            Err(_) => {
+                lookup(self.passwd.as_deref(), user, 2).ok_or_else(|| ChownError::UnknownUser {
+                    spec: spec.into(),
+                    name: user.into(),
+                    hint: if self.passwd.is_none() {
+                        NO_FILE_HINT
+                    } else {
+                        ""
+                    },
+                })?
+            }
+        };
+        let gid = match group {
+            None => primary_gid,
+            Some(g) => match g.parse::<u64>() {
+                Ok(gid) => gid,
+                Err(_) => lookup(self.group.as_deref(), g, 2)
+                    .map(|(gid, _)| gid)
+                    .ok_or_else(|| ChownError::UnknownGroup {
+                        spec: spec.into(),
+                        name: g.into(),
+                        hint: if self.group.is_none() {
+                            NO_FILE_HINT
+                        } else {
+                            ""
+                        },
+                    })?,
+            },
+        };
+        Ok((uid, gid))
+    }
+}
+
+/// Finds `name` in a colon-separated database; returns the numeric fields at `id_field` and the
+/// one after it (passwd: uid, gid; group: gid, and whatever follows, unused).
+fn lookup(file: Option<&str>, name: &str, id_field: usize) -> Option<(u64, u64)> {
+    file?.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        if fields.first() != Some(&name) {
+            return None;
+        }
+        let id = fields.get(id_field)?.parse().ok()?;
+        let next = fields
+            .get(id_field + 1)
+            .and_then(|f| f.parse().ok())
+            .unwrap_or(id);
+        Some((id, next))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> UserDatabase {
+        UserDatabase {
+            passwd: Some(
+                "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1001::/home/user:/bin/bash\n".into(),
+            ),
+            group: Some("root:x:0:\nstaff:x:50:user\nuser:x:1001:\n".into()),
+        }
+    }
+
+    #[test]
+    fn resolves_names_and_numbers_like_docker() {
+        let db = db();
+        assert_eq!(db.resolve("user").unwrap(), (1000, 1001));
+        assert_eq!(db.resolve("user:staff").unwrap(), (1000, 50));
+        assert_eq!(db.resolve("42").unwrap(), (42, 42));
+        assert_eq!(db.resolve("42:7").unwrap(), (42, 7));
+        assert_eq!(db.resolve("1000:staff").unwrap(), (1000, 50));
+    }
+
+    #[test]
+    fn unknown_names_and_bad_specs_are_clear_errors() {
+        let err = db().resolve("nobody").unwrap_err().to_string();
+        assert!(err.contains("'nobody'"), "{err}");
+        let err = UserDatabase::default()
+            .resolve("user")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("numeric"), "{err}");
+        assert!(db().resolve(":1").is_err());
+        assert!(db().resolve("1:").is_err());
+    }
+}

@@ -1,0 +1,264 @@
+//! Resolving COPY/ADD sources inside the context: globs, top-level symlinks, directory walks.
+//!
+//! Every path read here is inside the context's canonical root: `..` that would leave it is an
+//! error, a top-level symlink is followed only when its target stays inside, and symlinks found
+//! while walking a directory are never followed (they are copied as symlinks). Special files
+//! (FIFOs, sockets, devices) are reported by type and never opened, so nothing here can block.
+
+use std::fs::{self, Metadata};
+use std::path::{Path, PathBuf};
+
+use super::Context;
+use super::pattern::{self, PatternError};
+use crate::fs_error::{FsError, IoContext};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("source '{0}' points outside the build context; sources must be paths inside it")]
+    OutsideContext(String),
+    #[error("source '{source_path}' is a symlink to {target}, which is outside the build context")]
+    SymlinkEscapes { source_path: String, target: String },
+    #[error(
+        "source '{0}' was not found in the build context (check the path, and that .dockerignore does not exclude it)"
+    )]
+    NotFound(String),
+    #[error("source '{source_path}' is not a valid pattern: {error}")]
+    BadPattern {
+        source_path: String,
+        error: PatternError,
+    },
+    #[error(transparent)]
+    Fs(#[from] FsError),
+}
+
+/// A source as matched at the top level (after following a top-level symlink).
+#[derive(Debug, Clone)]
+pub struct Matched {
+    /// The path as matched, relative to the context root (`""` for the root itself).
+    pub rel: String,
+    /// Absolute path of what it resolves to.
+    pub abs: PathBuf,
+    /// Metadata of what it resolves to (the followed target for a top-level symlink).
+    pub meta: Metadata,
+}
+
+/// An item found below a matched directory.
+#[derive(Debug, Clone)]
+pub struct Walked {
+    /// Path relative to the matched directory.
+    pub rel: String,
+    pub abs: PathBuf,
+    /// Metadata of the item itself (symlinks are not followed).
+    pub meta: Metadata,
+}
+
+impl Context {
+    /// Expands one source (which may hold glob characters) into the items it names, in order.
+    pub fn resolve(&self, source: &str) -> Result<Vec<Matched>, SourceError> {
+        let rel =
+            clean_relative(source).ok_or_else(|| SourceError::OutsideContext(source.into()))?;
+        let candidates = if pattern::has_glob_meta(&rel) {
+            self.expand_glob(source, &rel)?
+        } else {
+            vec![rel]
+        };
+        let mut matched = Vec::new();
+        for rel in candidates {
+            if !rel.is_empty() && self.ignore().is_excluded(&rel) {
+                continue;
+            }
+            let abs = if rel.is_empty() {
+                self.root().to_owned()
+            } else {
+                self.root().join(&rel)
+            };
+            let meta = match fs::symlink_metadata(&abs) {
+                Ok(meta) => meta,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    return Err(FsError {
+                        action: "read",
+                        path: abs,
+                        source: e,
+                    }
+                    .into());
+                }
+            };
+            if meta.file_type().is_symlink() {
+                matched.push(self.follow_top_level(source, &rel, &abs)?);
+            } else {
+                matched.push(Matched { rel, abs, meta });
+            }
+        }
+        if matched.is_empty() {
+            return Err(SourceError::NotFound(source.into()));
+        }
+        Ok(matched)
+    }
+
+    /// Follows a symlink named directly as a source, refusing targets outside the context.
+    fn follow_top_level(
+        &self,
+        source: &str,
+        rel: &str,
+        abs: &Path,
+    ) -> Result<Matched, SourceError> {
+        let target = match fs::canonicalize(abs) {
+            Ok(target) => target,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(SourceError::NotFound(source.into()));
+            }
+            Err(e) => {
+                return Err(FsError {
+                    action: "follow the symlink",
+                    path: abs.into(),
+                    source: e,
+                }
+                .into());
+            }
+        };
+        let inside = target
+            .strip_prefix(self.root())
+            .map_err(|_| SourceError::SymlinkEscapes {
+                source_path: source.into(),
+                target: target.display().to_string(),
+            })?;
+        let target_rel = inside.to_string_lossy().into_owned();
+        if !target_rel.is_empty() && self.ignore().is_excluded(&target_rel) {
+            return Err(SourceError::NotFound(source.into()));
+        }
+        let meta = fs::metadata(&target).with_path("read", &target)?;
+        Ok(Matched {
+            rel: rel.into(),
+            abs: target,
+            meta,
+        })
+    }
+
+    /// Paths in the context matching a glob, component by component, sorted.
+    fn expand_glob(&self, source: &str, rel: &str) -> Result<Vec<String>, SourceError> {
+        let mut prefixes = vec![String::new()];
+        for component in rel.split('/') {
+            let mut next = Vec::new();
+            for prefix in &prefixes {
+                let dir = self.root().join(prefix);
+                if !pattern::has_glob_meta(component) {
+                    next.push(join(prefix, component));
+                    continue;
+                }
+                let Ok(read) = fs::read_dir(&dir) else {
+                    continue;
+                };
+                let mut names: Vec<String> = read
+                    .filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect();
+                names.sort();
+                for name in names {
+                    let hit = pattern::path_match(component, &name).map_err(|error| {
+                        SourceError::BadPattern {
+                            source_path: source.into(),
+                            error,
+                        }
+                    })?;
+                    if hit {
+                        next.push(join(prefix, &name));
+                    }
+                }
+            }
+            prefixes = next;
+        }
+        Ok(prefixes)
+    }
+
+    /// Everything below a matched directory that `.dockerignore` keeps, sorted by path, parents
+    /// before children. An excluded directory is still walked when an exception may re-include
+    /// something below it, and is listed only if something below it is.
+    pub fn walk(&self, dir: &Matched) -> Result<Vec<Walked>, SourceError> {
+        let mut out = Vec::new();
+        let base_rel = dir.abs.strip_prefix(self.root()).unwrap_or(Path::new(""));
+        let base_rel = base_rel.to_string_lossy().into_owned();
+        self.walk_into(&dir.abs, &base_rel, "", &mut out)?;
+        Ok(out)
+    }
+
+    fn walk_into(
+        &self,
+        dir: &Path,
+        context_rel: &str,
+        walked_rel: &str,
+        out: &mut Vec<Walked>,
+    ) -> Result<(), SourceError> {
+        let read = fs::read_dir(dir).with_path("read the directory", dir)?;
+        let mut children = Vec::new();
+        for entry in read {
+            let entry = entry.with_path("read the directory", dir)?;
+            children.push(entry.file_name());
+        }
+        children.sort();
+        for name in children {
+            let name = name.to_string_lossy().into_owned();
+            let abs = dir.join(&name);
+            let in_context = join(context_rel, &name);
+            let rel = join(walked_rel, &name);
+            let meta = fs::symlink_metadata(&abs).with_path("read", &abs)?;
+            let excluded = self.ignore().is_excluded(&in_context);
+            if meta.is_dir() {
+                if excluded && !self.ignore().must_walk_excluded_dir(&in_context) {
+                    continue;
+                }
+                let at = out.len();
+                out.push(Walked {
+                    rel: rel.clone(),
+                    abs: abs.clone(),
+                    meta,
+                });
+                self.walk_into(&abs, &in_context, &rel, out)?;
+                if excluded && out.len() == at + 1 {
+                    out.pop();
+                }
+            } else if !excluded {
+                out.push(Walked { rel, abs, meta });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn join(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{prefix}/{name}")
+    }
+}
+
+/// Cleans a source path relative to the context root: a leading `/` means the root, `.` parts go,
+/// `..` parts go back up, and `None` when that would leave the root.
+pub fn clean_relative(path: &str) -> Option<String> {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            other => parts.push(other),
+        }
+    }
+    Some(parts.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_relative_keeps_paths_inside() {
+        assert_eq!(clean_relative("/a/./b/").as_deref(), Some("a/b"));
+        assert_eq!(clean_relative("a/../b").as_deref(), Some("b"));
+        assert_eq!(clean_relative(".").as_deref(), Some(""));
+        assert_eq!(clean_relative("../x"), None);
+        assert_eq!(clean_relative("a/../../x"), None);
+    }
+}

@@ -1,0 +1,74 @@
+//! `e2b.toml`: the template's settings, as the E2B CLI writes them.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::fs_error::FsError;
+
+pub const FILE_NAME: &str = "e2b.toml";
+
+/// The keys of `e2b.toml`. Legacy `id` and `name` mean `template_id` and `template_name`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateConfig {
+    #[serde(alias = "id")]
+    pub template_id: Option<String>,
+    pub dockerfile: Option<String>,
+    #[serde(alias = "name")]
+    pub template_name: Option<String>,
+    pub start_cmd: Option<String>,
+    pub ready_cmd: Option<String>,
+    pub cpu_count: Option<u32>,
+    pub memory_mb: Option<u32>,
+    pub team_id: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    #[error("{}: {message}", path.display())]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl TemplateConfig {
+    /// Reads `e2b.toml` from a context directory; `None` when there is none.
+    pub fn load(context: &Path) -> Result<Option<Self>, ConfigError> {
+        let path = context.join(FILE_NAME);
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(FsError {
+                    action: "read",
+                    path,
+                    source: e,
+                }
+                .into());
+            }
+        };
+        toml::from_str(&text).map(Some).map_err(|e| ConfigError::Invalid {
+            path,
+            message: format!("{}(keys: template_id, dockerfile, template_name, start_cmd, ready_cmd, cpu_count, memory_mb, team_id)", e),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_current_and_legacy_keys() {
+        let c: TemplateConfig = toml::from_str(
+            "# comment\nid = \"abc\"\nname = \"t\"\ndockerfile = \"e2b.Dockerfile\"\nmemory_mb = 512\n",
+        )
+        .unwrap();
+        assert_eq!(c.template_id.as_deref(), Some("abc"));
+        assert_eq!(c.template_name.as_deref(), Some("t"));
+        assert_eq!(c.memory_mb, Some(512));
+        assert!(toml::from_str::<TemplateConfig>("bogus = 1").is_err());
+    }
+}

@@ -1,0 +1,206 @@
+//! The local content-addressed store: an OCI image layout under the cache directory.
+//!
+//! Every blob dockless makes or fetches lands here once, named by its digest, written to a
+//! temporary file first and renamed into place, so a crash never leaves a blob whose bytes do not
+//! match its name. Layouts written with `--output` are hard-linked from here when they can be.
+
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use tempfile::{NamedTempFile, TempDir};
+
+use crate::digest::{Digest, HashingWriter};
+use crate::fs_error::{FsError, IoContext};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    #[error(
+        "blob {expected} in {} is damaged (its bytes hash to {actual}); delete that file and build again",
+        path.display()
+    )]
+    Corrupt {
+        expected: Digest,
+        actual: Digest,
+        path: PathBuf,
+    },
+    #[error("blob {digest} is not in the store at {}", root.display())]
+    Missing { digest: Digest, root: PathBuf },
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+pub const OCI_LAYOUT_FILE: &str = "oci-layout";
+pub const OCI_LAYOUT_CONTENT: &str = "{\"imageLayoutVersion\":\"1.0.0\"}";
+
+impl Store {
+    /// Where the store lives unless told: `DOCKLESS_CACHE_DIR`, else the platform cache directory.
+    pub fn default_root() -> PathBuf {
+        match std::env::var_os("DOCKLESS_CACHE_DIR") {
+            Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+            _ => dirs::cache_dir()
+                .unwrap_or_else(std::env::temp_dir)
+                .join("dockless"),
+        }
+    }
+
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        let root = root.into();
+        let blobs = root.join("blobs").join("sha256");
+        fs::create_dir_all(&blobs).with_path("create the cache directory", &blobs)?;
+        fs::create_dir_all(root.join("tmp")).with_path("create the cache directory", &root)?;
+        let layout = root.join(OCI_LAYOUT_FILE);
+        if !layout.exists() {
+            fs::write(&layout, OCI_LAYOUT_CONTENT).with_path("write", &layout)?;
+        }
+        let index = root.join("index.json");
+        if !index.exists() {
+            fs::write(&index, "{\"schemaVersion\":2,\"manifests\":[]}")
+                .with_path("write", &index)?;
+        }
+        Ok(Store { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root.join("blobs").join("sha256").join(digest.hex())
+    }
+
+    pub fn has_blob(&self, digest: &Digest) -> bool {
+        self.blob_path(digest).is_file()
+    }
+
+    /// A temporary file on the store's file system, so that committing it is a rename.
+    pub fn temp_file(&self) -> Result<NamedTempFile, StoreError> {
+        let dir = self.root.join("tmp");
+        Ok(NamedTempFile::new_in(&dir).with_path("create a temporary file in", &dir)?)
+    }
+
+    pub fn temp_dir(&self) -> Result<TempDir, StoreError> {
+        let dir = self.root.join("tmp");
+        Ok(TempDir::new_in(&dir).with_path("create a temporary directory in", &dir)?)
+    }
+
+    /// Moves a fully written temporary file into place as the blob `digest`.
+    pub fn commit(&self, file: NamedTempFile, digest: &Digest) -> Result<PathBuf, StoreError> {
+        let path = self.blob_path(digest);
+        if path.is_file() {
+            return Ok(path);
+        }
+        file.persist(&path)
+            .map_err(|e| e.error)
+            .with_path("store blob", &path)?;
+        Ok(path)
+    }
+
+    /// Stores small bytes (configs, manifests) and returns their digest.
+    pub fn put_bytes(&self, bytes: &[u8]) -> Result<Digest, StoreError> {
+        let digest = Digest::of(bytes);
+        if !self.has_blob(&digest) {
+            let mut file = self.temp_file()?;
+            io::Write::write_all(&mut file, bytes).with_path("write", file.path())?;
+            self.commit(file, &digest)?;
+        }
+        Ok(digest)
+    }
+
+    /// Reads a small blob whole, checking that its bytes still match its name.
+    pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>, StoreError> {
+        let path = self.blob_path(digest);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::Missing {
+                    digest: digest.clone(),
+                    root: self.root.clone(),
+                });
+            }
+            Err(e) => {
+                return Err(FsError {
+                    action: "read",
+                    path,
+                    source: e,
+                }
+                .into());
+            }
+        };
+        let actual = Digest::of(&bytes);
+        if &actual != digest {
+            return Err(StoreError::Corrupt {
+                expected: digest.clone(),
+                actual,
+                path,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Brings a blob from another layout into the store, verifying it on the way in.
+    pub fn import(&self, source: &Path, digest: &Digest) -> Result<PathBuf, StoreError> {
+        if self.has_blob(digest) {
+            return Ok(self.blob_path(digest));
+        }
+        let mut input = File::open(source).with_path("open", source)?;
+        let temp = self.temp_file()?;
+        let mut writer = HashingWriter::new(temp);
+        io::copy(&mut input, &mut writer).with_path("copy", source)?;
+        let (temp, actual, _) = writer.finish();
+        if &actual != digest {
+            return Err(StoreError::Corrupt {
+                expected: digest.clone(),
+                actual,
+                path: source.to_owned(),
+            });
+        }
+        self.commit(temp, digest)
+    }
+}
+
+/// Places `source` at `target`: a hard link when both are on one file system, else a copy.
+pub fn link_or_copy(source: &Path, target: &Path) -> Result<(), FsError> {
+    if fs::hard_link(source, target).is_ok() {
+        return Ok(());
+    }
+    fs::copy(source, target).with_path("copy", source)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_read_and_detect_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let digest = store.put_bytes(b"config").unwrap();
+        assert_eq!(store.read_blob(&digest).unwrap(), b"config");
+        fs::write(store.blob_path(&digest), b"tampered").unwrap();
+        let err = store.read_blob(&digest).unwrap_err().to_string();
+        assert!(err.contains("damaged"), "{err}");
+        let missing = Digest::of(b"nothing");
+        assert!(matches!(
+            store.read_blob(&missing),
+            Err(StoreError::Missing { .. })
+        ));
+    }
+
+    #[test]
+    fn import_verifies_the_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("store")).unwrap();
+        let source = dir.path().join("blob");
+        fs::write(&source, b"abc").unwrap();
+        assert!(store.import(&source, &Digest::of(b"abd")).is_err());
+        let path = store.import(&source, &Digest::of(b"abc")).unwrap();
+        assert_eq!(fs::read(path).unwrap(), b"abc");
+    }
+}

@@ -1,0 +1,188 @@
+//! Running the real `dockless` binary against temporary contexts.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use tempfile::TempDir;
+
+/// A temporary directory holding a build context, a cache and outputs.
+pub struct Workspace {
+    pub dir: TempDir,
+}
+
+impl Workspace {
+    pub fn new() -> Self {
+        Workspace {
+            dir: tempfile::tempdir().expect("temporary directory"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn context(&self) -> PathBuf {
+        let ctx = self.path().join("ctx");
+        fs::create_dir_all(&ctx).unwrap();
+        ctx
+    }
+
+    /// Writes a file under the context, creating parents.
+    pub fn write(&self, rel: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.context().join(rel);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, contents).unwrap();
+        path
+    }
+
+    pub fn cache(&self) -> PathBuf {
+        self.path().join("cache")
+    }
+
+    /// `dockless ARGS…` with this workspace's cache, run in the workspace directory.
+    pub fn dockless(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dockless"));
+        cmd.current_dir(self.path())
+            .env("DOCKLESS_CACHE_DIR", self.cache())
+            .env_remove("SOURCE_DATE_EPOCH")
+            .env_remove("RUST_LOG");
+        cmd
+    }
+
+    /// Builds the context into `out` with tag `t`, asserting success; returns the parsed --json.
+    pub fn build_ok(&self, extra: &[&str]) -> serde_json::Value {
+        let out = self
+            .dockless()
+            .args(["build", "ctx", "--output", "out", "--tag", "t", "--json"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert_success(&out);
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "--json output: {e}: {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+
+    /// Builds and expects failure; returns stderr.
+    pub fn build_err(&self, extra: &[&str]) -> String {
+        let out = self
+            .dockless()
+            .args(["build", "ctx", "--output", "out", "--tag", "t"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "expected exit 1, stderr: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "panic: {stderr}");
+        assert!(
+            !self.path().join("out").exists(),
+            "a failed build must not leave output"
+        );
+        stderr
+    }
+
+    pub fn out(&self) -> PathBuf {
+        self.path().join("out")
+    }
+}
+
+pub fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "command failed ({:?})\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs an external tool, asserting success, returning stdout.
+pub fn tool(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e} (run scripts/setup.sh)"));
+    assert_success(&out);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `skopeo inspect` of an OCI layout, parsed.
+pub fn skopeo_inspect(layout: &Path, tag: &str, extra: &[&str]) -> serde_json::Value {
+    let reference = format!("oci:{}:{tag}", layout.display());
+    let mut args = vec!["inspect"];
+    args.extend_from_slice(extra);
+    args.push(&reference);
+    serde_json::from_str(&tool("skopeo", &args)).unwrap()
+}
+
+/// Unpacks a layout with umoci and returns the rootfs path (kept alive by the returned TempDir).
+pub fn umoci_unpack(layout: &Path, tag: &str) -> (TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle");
+    let image = format!("{}:{tag}", layout.display());
+    let mut args = vec!["unpack"];
+    // As root, umoci applies owners; otherwise it must map them away.
+    if !is_root() {
+        args.push("--rootless");
+    }
+    args.extend(["--image", &image, bundle.to_str().unwrap()]);
+    tool("umoci", &args);
+    let rootfs = bundle.join("rootfs");
+    (dir, rootfs)
+}
+
+pub fn is_root() -> bool {
+    // SAFETY-free check: /proc/self/status lists the effective uid.
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Builds the busybox base image (as `just demo` does) into `dir`, returning `oci:DIR:latest`.
+pub fn busybox_base(dir: &Path) -> String {
+    let ws_ctx = dir.join("base-context");
+    copy_tree(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/busybox-base"),
+        &ws_ctx,
+    );
+    fs::copy("/bin/busybox", ws_ctx.join("busybox")).expect("/bin/busybox (busybox-static)");
+    let layout = dir.join("base");
+    let out = Command::new(env!("CARGO_BIN_EXE_dockless"))
+        .args([
+            "build",
+            ws_ctx.to_str().unwrap(),
+            "--output",
+            layout.to_str().unwrap(),
+        ])
+        .env("DOCKLESS_CACHE_DIR", dir.join("base-cache"))
+        .output()
+        .unwrap();
+    assert_success(&out);
+    format!("oci:{}:latest", layout.display())
+}
+
+pub fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
