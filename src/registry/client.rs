@@ -97,7 +97,15 @@ struct AuthState {
     pinged: bool,
     /// `None`: the registry asked for no authentication (so far).
     challenge: Option<Challenge>,
-    tokens: HashMap<String, Token>,
+    /// Tokens by scope set, each with the number it was issued under.
+    tokens: HashMap<String, (u64, Token)>,
+    issued: u64,
+}
+
+/// The `Authorization` value for one try, and which cached token it was (if any).
+struct Authorization {
+    header: Option<SecretString>,
+    token_number: Option<u64>,
 }
 
 /// One request through [`RegistryClient::send`].
@@ -286,7 +294,7 @@ impl RegistryClient {
                 url: request.url.clone(),
                 headers: request.headers.clone(),
                 body: request.body,
-                authorization: authorization.as_ref().map(|a| (a, &self.base)),
+                authorization: authorization.header.as_ref().map(|a| (a, &self.base)),
             };
             let decision = match send_following_redirects(&self.http, outgoing).await {
                 Ok(response) if response.status() == StatusCode::UNAUTHORIZED => {
@@ -298,7 +306,8 @@ impl RegistryClient {
                         });
                     }
                     tracing::debug!(operation = %request.operation, "401: authenticating again");
-                    self.forget_token(request.scope, &response).await;
+                    self.forget_token(request.scope, authorization.token_number, &response)
+                        .await;
                     reauthenticated = true;
                     continue;
                 }
@@ -345,27 +354,37 @@ impl RegistryClient {
     }
 
     /// The `Authorization` value for `scope`, fetching a token when needed.
-    async fn authorization(&self, scope: &Scope) -> Result<Option<SecretString>> {
+    async fn authorization(&self, scope: &Scope) -> Result<Authorization> {
+        let header = |header: Option<SecretString>| Authorization {
+            header,
+            token_number: None,
+        };
         let mut state = self.auth.lock().await;
         let Some(challenge) = state.challenge.clone() else {
-            return Ok(None);
+            return Ok(header(None));
         };
         match (&challenge.scheme, &self.credential.credential) {
             (_, Credential::RegistryToken(token)) => {
                 use secrecy::ExposeSecret;
-                Ok(Some(format!("Bearer {}", token.expose_secret()).into()))
+                Ok(header(Some(
+                    format!("Bearer {}", token.expose_secret()).into(),
+                )))
             }
             (AuthScheme::Basic, Credential::Basic { username, password }) => {
-                Ok(Some(basic_header(username, password)))
+                Ok(header(Some(basic_header(username, password))))
             }
-            (AuthScheme::Basic, Credential::IdentityToken { username, token }) => Ok(Some(
+            (AuthScheme::Basic, Credential::IdentityToken { username, token }) => Ok(header(Some(
                 basic_header(username.as_deref().unwrap_or("<token>"), token),
-            )),
-            (AuthScheme::Basic, Credential::Anonymous) => Ok(None),
+            ))),
+            (AuthScheme::Basic, Credential::Anonymous) => Ok(header(None)),
             (AuthScheme::Bearer, _) => {
                 let key = scope.cache_key();
-                if let Some(token) = state.tokens.get(&key).filter(|t| t.is_fresh()) {
-                    return Ok(Some(token.header.clone()));
+                if let Some((number, token)) = state.tokens.get(&key).filter(|(_, t)| t.is_fresh())
+                {
+                    return Ok(Authorization {
+                        header: Some(token.header.clone()),
+                        token_number: Some(*number),
+                    });
                 }
                 let realm = challenge.realm().unwrap_or_default();
                 let token = fetch_token(
@@ -381,9 +400,14 @@ impl RegistryClient {
                 )
                 .await?;
                 tracing::debug!(registry = %self.registry, scope = %key, "got a token");
+                state.issued += 1;
+                let number = state.issued;
                 let header = token.header.clone();
-                state.tokens.insert(key, token);
-                Ok(Some(header))
+                state.tokens.insert(key, (number, token));
+                Ok(Authorization {
+                    header: Some(header),
+                    token_number: Some(number),
+                })
             }
             (AuthScheme::Other(name), _) => Err(RegistryError::UnsupportedChallenge {
                 registry: self.registry.clone(),
@@ -392,11 +416,15 @@ impl RegistryClient {
         }
     }
 
-    /// After a 401: drop the token for this scope and take the challenge the registry sent now
-    /// (it may differ from the ping's, e.g. when `/v2/` was open but the repository is not).
-    async fn forget_token(&self, scope: &Scope, response: &Response) {
+    /// After a 401: drop the token that was refused (unless a concurrent request already
+    /// replaced it) and take the challenge the registry sent now (it may differ from the
+    /// ping's, e.g. when `/v2/` was open but the repository is not).
+    async fn forget_token(&self, scope: &Scope, refused: Option<u64>, response: &Response) {
         let mut state = self.auth.lock().await;
-        state.tokens.remove(&scope.cache_key());
+        let key = scope.cache_key();
+        if state.tokens.get(&key).map(|(number, _)| *number) == refused {
+            state.tokens.remove(&key);
+        }
         if let Some(challenge) = challenge_of(response) {
             state.challenge = Some(challenge);
         }

@@ -1,0 +1,6 @@
+//! Integration tests: one binary, real registry processes on loopback, test doubles in-process.
+
+mod registry_auth;
+mod registry_faults;
+mod registry_push;
+mod support;

@@ -1,0 +1,26 @@
+//! Test doubles and real parts the integration tests start: the registry process, a token
+//! server, a fault-injecting proxy, a test image and skopeo.
+
+pub mod http;
+pub mod image;
+pub mod proxy;
+pub mod registry;
+pub mod skopeo;
+pub mod token_server;
+
+use std::time::Duration;
+
+use dockless::registry::{RegistrySettings, RetryPolicy};
+
+/// Settings with short waits so retry tests stay quick.
+pub fn fast_settings() -> RegistrySettings {
+    RegistrySettings {
+        retry: RetryPolicy {
+            max_retries: 4,
+            base_delay: Duration::from_millis(20),
+            max_delay: Duration::from_millis(200),
+            max_retry_after: Duration::from_secs(5),
+        },
+        ..RegistrySettings::default()
+    }
+}
