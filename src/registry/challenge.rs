@@ -254,4 +254,21 @@ mod tests {
         }
         assert_eq!(preferred_challenge(&parse_challenges("Negotiate")), None);
     }
+
+    #[test]
+    fn random_headers_never_panic() {
+        let alphabet: Vec<char> = "Bearer Basic realm=\"',\\ =é\u{1F600}\t:/"
+            .chars()
+            .collect();
+        let mut rng = fastrand::Rng::with_seed(42);
+        for _ in 0..20_000 {
+            let len = rng.usize(0..40);
+            let header: String = (0..len)
+                .map(|_| alphabet[rng.usize(0..alphabet.len())])
+                .collect();
+            for challenge in parse_challenges(&header) {
+                let _ = (challenge.realm(), challenge.service(), challenge.scopes());
+            }
+        }
+    }
 }

@@ -287,8 +287,10 @@ impl RegistryClient {
         self.ping().await?;
         let mut reauthenticated = false;
         let mut retry = 0;
+        // Grows when a 401's challenge names scopes we did not ask for.
+        let mut scope = request.scope.clone();
         loop {
-            let authorization = self.authorization(request.scope).await?;
+            let authorization = self.authorization(&scope).await?;
             let outgoing = Outgoing {
                 method: request.method.clone(),
                 url: request.url.clone(),
@@ -306,8 +308,14 @@ impl RegistryClient {
                         });
                     }
                     tracing::debug!(operation = %request.operation, "401: authenticating again");
-                    self.forget_token(request.scope, authorization.token_number, &response)
+                    let asked = self
+                        .forget_token(&scope, authorization.token_number, &response)
                         .await;
+                    for extra in asked {
+                        if !scope_covers(&scope.scopes, &extra) {
+                            scope.scopes.push(extra);
+                        }
+                    }
                     reauthenticated = true;
                     continue;
                 }
@@ -419,15 +427,24 @@ impl RegistryClient {
     /// After a 401: drop the token that was refused (unless a concurrent request already
     /// replaced it) and take the challenge the registry sent now (it may differ from the
     /// ping's, e.g. when `/v2/` was open but the repository is not).
-    async fn forget_token(&self, scope: &Scope, refused: Option<u64>, response: &Response) {
+    /// Returns the scopes the new challenge asks for, to add to the next token request.
+    async fn forget_token(
+        &self,
+        scope: &Scope,
+        refused: Option<u64>,
+        response: &Response,
+    ) -> Vec<String> {
         let mut state = self.auth.lock().await;
         let key = scope.cache_key();
         if state.tokens.get(&key).map(|(number, _)| *number) == refused {
             state.tokens.remove(&key);
         }
-        if let Some(challenge) = challenge_of(response) {
-            state.challenge = Some(challenge);
-        }
+        let Some(challenge) = challenge_of(response) else {
+            return Vec::new();
+        };
+        let asked = challenge.scopes();
+        state.challenge = Some(challenge);
+        asked
     }
 
     /// Reads an unsuccessful response into the error that explains it.
@@ -530,6 +547,28 @@ pub fn credential_advice(registry: &str, source: &CredentialSource) -> String {
     }
 }
 
+/// Whether `scopes` already grant what `asked` names (`type:name:actions`, actions in any
+/// order): distribution's 401s repeat our scope as `pull,push`.
+fn scope_covers(scopes: &[String], asked: &str) -> bool {
+    let split = |scope: &str| {
+        scope
+            .rsplit_once(':')
+            .map(|(resource, actions)| (resource.to_string(), actions.to_string()))
+    };
+    let Some((resource, actions)) = split(asked) else {
+        return scopes.iter().any(|s| s == asked);
+    };
+    scopes
+        .iter()
+        .filter_map(|s| split(s))
+        .any(|(ours, granted)| {
+            ours == resource
+                && actions
+                    .split(',')
+                    .all(|action| granted.split(',').any(|g| g == action || g == "*"))
+        })
+}
+
 fn challenge_of(response: &Response) -> Option<Challenge> {
     let challenges: Vec<Challenge> = response
         .headers()
@@ -594,6 +633,17 @@ mod tests {
             Scope::push_and_mount("a", "b").cache_key(),
             "repository:a:push,pull repository:b:pull"
         );
+    }
+
+    #[test]
+    fn challenge_scopes_already_granted_are_not_asked_again() {
+        let ours = Scope::push("team/app").scopes;
+        assert!(scope_covers(&ours, "repository:team/app:pull,push"));
+        assert!(scope_covers(&ours, "repository:team/app:pull"));
+        assert!(!scope_covers(&ours, "repository:team/app:delete"));
+        assert!(!scope_covers(&ours, "repository:other:pull"));
+        assert!(!scope_covers(&ours, "registry:catalog:*"));
+        assert!(!scope_covers(&ours, "odd"));
     }
 
     #[test]

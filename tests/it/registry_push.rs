@@ -170,6 +170,25 @@ async fn chunked_upload_sends_patches_and_the_same_image() {
         patches >= 6,
         "expected chunked PATCH uploads, saw {patches}"
     );
+    let seen = proxy.seen();
+    for blob in &image.blobs {
+        let head = seen
+            .iter()
+            .position(|s| s.method == "HEAD" && s.path_and_query.ends_with(&blob.digest));
+        let upload = seen.iter().position(|s| {
+            s.method == "PUT" && s.path_and_query.replace("%3A", ":").contains(&blob.digest)
+        });
+        assert!(
+            head.is_some() && head < upload,
+            "HEAD must come before the upload of {}",
+            blob.digest
+        );
+    }
+    let last = seen.last().unwrap();
+    assert!(
+        last.method == "PUT" && last.path_and_query.ends_with("/manifests/v1"),
+        "the manifest goes last: {last:?}"
+    );
     let raw = skopeo::inspect_raw(&format!("{}/chunked/app:v1", registry.host), None)
         .await
         .unwrap();
