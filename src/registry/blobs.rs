@@ -14,7 +14,7 @@ use super::client::{RegistryClient, RegistryRequest, Scope};
 use super::endpoint::resolve_location;
 use super::error::{RegistryError, Result};
 use super::retry::is_retryable_status;
-use super::transport::{ReplayableBody, SentBytesFn, counted};
+use super::transport::{ReplayableBody, SentBytesFn, counted, next_chunk};
 
 const OCTET_STREAM: &str = "application/octet-stream";
 const CHUNK_MIN_LENGTH: &str = "oci-chunk-min-length";
@@ -442,11 +442,11 @@ impl RegistryClient {
         let mut file = tokio::fs::File::create(path).await.map_err(write_error)?;
         let mut hasher = Sha256::new();
         let mut size = 0u64;
+        let stall = self.settings().stall_timeout;
         loop {
-            let chunk = response
-                .chunk()
+            let chunk = next_chunk(&mut response, stall)
                 .await
-                .map_err(|e| self.transport_error(&format!("GET blob {digest}"), &e))?;
+                .map_err(|detail| self.timeout_error(&format!("GET blob {digest}"), detail))?;
             let Some(chunk) = chunk else { break };
             hasher.update(&chunk);
             size += chunk.len() as u64;
@@ -476,7 +476,7 @@ fn remote_body(
     size: u64,
     progress: Option<SentBytesFn>,
 ) -> ReplayableBody {
-    ReplayableBody::from_fn(size, move || {
+    ReplayableBody::from_fn(size, move |liveness| {
         let (client, repository, digest, progress) = (
             client.clone(),
             repository.clone(),
@@ -485,7 +485,7 @@ fn remote_body(
         );
         async move {
             let response = client.open_blob(&repository, &digest).await?;
-            Ok(counted(response.bytes_stream(), 0, progress))
+            Ok(counted(response.bytes_stream(), 0, progress, liveness))
         }
     })
 }

@@ -18,7 +18,9 @@ use super::error::{RegistryError, Result, registry_error_code, registry_error_de
 use super::reference::{Reference, api_host};
 use super::retry::{RetryDecision, RetryPolicy};
 use super::token::{Token, TokenRequest, fetch_token};
-use super::transport::{Outgoing, ReplayableBody, SendFailure, send_following_redirects};
+use super::transport::{
+    Outgoing, ReplayableBody, SendFailure, Timeouts, next_chunk, send_following_redirects,
+};
 
 /// How the client talks to registries. `Default` gives the documented defaults.
 #[derive(Debug, Clone)]
@@ -32,9 +34,12 @@ pub struct RegistrySettings {
     pub max_concurrent_uploads: usize,
     pub retry: RetryPolicy,
     pub connect_timeout: Duration,
-    /// The longest silence on a connection before a request counts as failed (a whole upload
-    /// may take much longer; only a stall fails it).
-    pub read_timeout: Duration,
+    /// A try fails when its upload takes no bytes, or its answer sends none, for this long (a
+    /// whole upload may take much longer; only a stall fails it).
+    pub stall_timeout: Duration,
+    /// A try fails when no answer starts this long after the request was sent (registries
+    /// verify a big blob before answering the final PUT).
+    pub response_timeout: Duration,
     pub user_agent: String,
 }
 
@@ -46,7 +51,8 @@ impl Default for RegistrySettings {
             max_concurrent_uploads: 4,
             retry: RetryPolicy::default(),
             connect_timeout: Duration::from_secs(30),
-            read_timeout: Duration::from_secs(300),
+            stall_timeout: Duration::from_secs(60),
+            response_timeout: Duration::from_secs(300),
             user_agent: format!("dockless/{}", env!("CARGO_PKG_VERSION")),
         }
     }
@@ -157,7 +163,7 @@ impl RegistryClient {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(settings.connect_timeout)
-            .read_timeout(settings.read_timeout)
+            .tcp_keepalive(Duration::from_secs(30))
             .user_agent(settings.user_agent.clone())
             .build()
             .map_err(|e| RegistryError::ClientSetup(e.to_string()))?;
@@ -208,6 +214,13 @@ impl RegistryClient {
     }
 
     /// `BASE/v2/<path>`.
+    pub(crate) fn timeouts(&self) -> Timeouts {
+        Timeouts {
+            stall: self.settings.stall_timeout,
+            response: self.settings.response_timeout,
+        }
+    }
+
     pub(crate) fn api_url(&self, path: &str) -> Result<Url> {
         self.base.join(&format!("v2/{path}")).map_err(|e| {
             RegistryError::ClientSetup(format!("cannot build a URL for {path:?}: {e}"))
@@ -234,6 +247,7 @@ impl RegistryClient {
                 headers: HeaderMap::new(),
                 body: None,
                 authorization: None,
+                timeouts: self.timeouts(),
             };
             let response = match send_following_redirects(&self.http, outgoing).await {
                 Ok(response) => response,
@@ -246,6 +260,16 @@ impl RegistryClient {
                         continue;
                     }
                     return Err(self.transport_error("GET /v2/", &error));
+                }
+                Err(SendFailure::TimedOut(detail)) => {
+                    if let RetryDecision::RetryAfter(wait) =
+                        self.settings.retry.after_timeout(retry)
+                    {
+                        tokio::time::sleep(wait).await;
+                        retry += 1;
+                        continue;
+                    }
+                    return Err(self.timeout_error("GET /v2/", detail));
                 }
                 Err(failure) => return Err(self.send_failure_error("GET /v2/", failure)),
             };
@@ -297,6 +321,7 @@ impl RegistryClient {
                 headers: request.headers.clone(),
                 body: request.body,
                 authorization: authorization.header.as_ref().map(|a| (a, &self.base)),
+                timeouts: self.timeouts(),
             };
             let decision = match send_following_redirects(&self.http, outgoing).await {
                 Ok(response) if response.status() == StatusCode::UNAUTHORIZED => {
@@ -352,6 +377,18 @@ impl RegistryClient {
                     tracing::debug!(operation = %request.operation, %error, retry, "retrying");
                     decision
                 }
+                Err(SendFailure::TimedOut(detail)) => {
+                    let decision = if request.retry {
+                        self.settings.retry.after_timeout(retry)
+                    } else {
+                        RetryDecision::GiveUp
+                    };
+                    if decision == RetryDecision::GiveUp {
+                        return Err(self.timeout_error(&request.operation, detail));
+                    }
+                    tracing::debug!(operation = %request.operation, %detail, retry, "retrying");
+                    decision
+                }
                 Err(failure) => return Err(self.send_failure_error(&request.operation, failure)),
             };
             if let RetryDecision::RetryAfter(wait) = decision {
@@ -404,6 +441,7 @@ impl RegistryClient {
                         scopes: &scope.scopes,
                         credential: &self.credential,
                         retry: &self.settings.retry,
+                        timeouts: self.timeouts(),
                     },
                 )
                 .await?;
@@ -455,7 +493,7 @@ impl RegistryClient {
         repository: &str,
     ) -> RegistryError {
         let status = response.status();
-        let body = read_error_body(response).await;
+        let body = read_error_body(response, self.settings.stall_timeout).await;
         let detail = registry_error_detail(&body);
         let code = registry_error_code(&body);
         match status.as_u16() {
@@ -513,8 +551,18 @@ impl RegistryClient {
         }
     }
 
+    pub(crate) fn timeout_error(&self, operation: &str, detail: String) -> RegistryError {
+        RegistryError::Transport {
+            registry: self.registry.clone(),
+            operation: operation.to_string(),
+            detail,
+            hint: "; try again, or raise the timeouts",
+        }
+    }
+
     fn send_failure_error(&self, operation: &str, failure: SendFailure) -> RegistryError {
         match failure {
+            SendFailure::TimedOut(detail) => self.timeout_error(operation, detail),
             SendFailure::Http(error) => self.transport_error(operation, &error),
             SendFailure::Body(error) => error,
             SendFailure::BadLocation(location) => RegistryError::BadLocation {
@@ -590,9 +638,9 @@ fn header_text(response: &Response) -> String {
 }
 
 /// Reads at most 64 KiB of an error body (some proxies answer with whole HTML pages).
-async fn read_error_body(mut response: Response) -> Vec<u8> {
+async fn read_error_body(mut response: Response, stall: Duration) -> Vec<u8> {
     let mut body = Vec::new();
-    while let Ok(Some(chunk)) = response.chunk().await {
+    while let Ok(Some(chunk)) = next_chunk(&mut response, stall).await {
         body.extend_from_slice(&chunk);
         if body.len() > 64 * 1024 {
             body.truncate(64 * 1024);

@@ -8,7 +8,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::client::{RegistryClient, RegistryRequest, Scope};
 use super::error::{RegistryError, Result};
-use super::transport::ReplayableBody;
+use super::transport::{ReplayableBody, next_chunk};
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -85,10 +85,9 @@ impl RegistryClient {
             .and_then(|v| v.to_str().ok())
             .map(|v| v.split(';').next().unwrap_or(v).trim().to_string());
         let mut bytes = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
+        while let Some(chunk) = next_chunk(&mut response, self.settings().stall_timeout)
             .await
-            .map_err(|e| self.transport_error(&operation, &e))?
+            .map_err(|detail| self.timeout_error(&operation, detail))?
         {
             bytes.extend_from_slice(&chunk);
             if bytes.len() > MAX_MANIFEST_BYTES {

@@ -91,6 +91,14 @@ impl RetryPolicy {
         }
     }
 
+    /// Decides after a try that stalled or got no answer in time.
+    pub fn after_timeout(&self, retry: u32) -> RetryDecision {
+        if retry >= self.max_retries {
+            return RetryDecision::GiveUp;
+        }
+        RetryDecision::RetryAfter(self.backoff(retry))
+    }
+
     /// Decides after a transport failure on try number `retry` (0-based).
     pub fn after_transport_error(&self, retry: u32, error: &reqwest::Error) -> RetryDecision {
         if retry >= self.max_retries || !is_retryable_transport(error) {

@@ -16,10 +16,11 @@ use super::client::credential_advice;
 use super::credentials::{Credential, ResolvedCredential, basic_header};
 use super::error::RegistryError;
 use super::retry::{RetryDecision, RetryPolicy};
-use super::transport::{Outgoing, ReplayableBody, SendFailure, send_following_redirects};
+use super::transport::{Outgoing, ReplayableBody, SendFailure, Timeouts, send_following_redirects};
 
 /// The token lifetime the distribution spec tells clients to assume when none is given.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(60);
+const MAX_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 const CLIENT_ID: &str = "dockless";
 
 /// A bearer token and when to stop using it.
@@ -43,6 +44,7 @@ pub struct TokenRequest<'a> {
     pub scopes: &'a [String],
     pub credential: &'a ResolvedCredential,
     pub retry: &'a RetryPolicy,
+    pub timeouts: Timeouts,
 }
 
 #[derive(Deserialize)]
@@ -175,6 +177,7 @@ async fn send_with_retry(
             // The realm is where the registry told us to authenticate: credentials go there
             // (and to nowhere it redirects).
             authorization: prepared.basic.as_ref().map(|b| (b, &prepared.url)),
+            timeouts: request.timeouts,
         };
         let decision = match send_following_redirects(http, outgoing).await {
             Ok(response) => {
@@ -193,6 +196,10 @@ async fn send_with_retry(
                     decision => decision,
                 }
             }
+            Err(SendFailure::TimedOut(detail)) => match request.retry.after_timeout(retry) {
+                RetryDecision::GiveUp => return Err(transport_error(detail)),
+                decision => decision,
+            },
             Err(SendFailure::Body(error)) => return Err(error),
             Err(SendFailure::BadLocation(location)) => {
                 return Err(transport_error(format!(
@@ -217,15 +224,16 @@ async fn read_token(
     started: Instant,
 ) -> Result<Token, RegistryError> {
     let status = response.status();
-    let body = response
-        .bytes()
+    let read_error = |detail: String| RegistryError::Transport {
+        registry: request.registry.to_string(),
+        operation: "reading the token answer".into(),
+        detail,
+        hint: "",
+    };
+    let body = tokio::time::timeout(request.timeouts.stall, response.bytes())
         .await
-        .map_err(|e| RegistryError::Transport {
-            registry: request.registry.to_string(),
-            operation: "reading the token answer".into(),
-            detail: e.to_string(),
-            hint: "",
-        })?;
+        .map_err(|_| read_error("it stalled".into()))?
+        .map_err(|e| read_error(e.to_string()))?;
     if !status.is_success() {
         return Err(RegistryError::TokenDenied {
             registry: request.registry.to_string(),
@@ -247,10 +255,12 @@ async fn read_token(
         .filter(|t| !t.is_empty())
         .or(answer.access_token.filter(|t| !t.is_empty()))
         .ok_or_else(|| bad("it has neither \"token\" nor \"access_token\""))?;
+    // A day at most: a bogus huge `expires_in` must not overflow the clock arithmetic.
     let lifetime = answer
         .expires_in
         .filter(|s| *s > 0)
-        .map_or(DEFAULT_LIFETIME, Duration::from_secs);
+        .map_or(DEFAULT_LIFETIME, Duration::from_secs)
+        .min(MAX_LIFETIME);
     // Stop using a token a little before it expires, so that a request is not sent with a token
     // that dies in flight; short-lived tokens keep most of their life.
     let margin = (lifetime / 10).min(Duration::from_secs(30));
@@ -335,6 +345,10 @@ mod tests {
             scopes: &scopes,
             credential: &credential,
             retry: &RetryPolicy::default(),
+            timeouts: Timeouts {
+                stall: std::time::Duration::from_secs(1),
+                response: std::time::Duration::from_secs(1),
+            },
         };
         let prepared = get_request(&realm, &request, None);
         assert_eq!(

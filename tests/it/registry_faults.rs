@@ -211,6 +211,30 @@ async fn redirects_to_another_host_get_no_authorization() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_without_an_answer_time_out_and_are_retried() {
+    let registry = TestRegistry::start(RegistryAuth::Basic).await;
+    let proxy = FaultProxy::start(&registry.host).await;
+    proxy.add(Rule::new("HEAD", "/blobs/", Fault::Hang, 1));
+    proxy.add(Rule::new("PUT", "/manifests/", Fault::Hang, 1));
+    let image = TestImage::build(38, &[1_000]);
+    let mut settings = fast_settings();
+    settings.response_timeout = Duration::from_millis(300);
+    let client = RegistryClient::new(&proxy.host(), explicit(), settings).unwrap();
+    let target = Reference::parse(&format!("{}/faults/app:v1", proxy.host())).unwrap();
+    let started = Instant::now();
+    let report = push_image(&client, &target, &image.request(), None)
+        .await
+        .unwrap();
+    assert_eq!(report.manifest_digest, image.manifest_digest);
+    assert_eq!(proxy.faults_injected(), 2);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the hang was not cut short"
+    );
+    verify_directly(&registry, &image).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_are_bounded_and_the_error_names_the_registry() {
     let registry = TestRegistry::start(RegistryAuth::Basic).await;
     let proxy = FaultProxy::start(&registry.host).await;

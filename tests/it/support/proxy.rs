@@ -25,6 +25,8 @@ pub enum Fault {
     DropMidBody,
     /// 307 to the same path and query on this base URL (`http://host:port`).
     RedirectTo(String),
+    /// Take the request and never answer (until the client gives up).
+    Hang,
 }
 
 impl Fault {
@@ -188,6 +190,10 @@ async fn handle(
             let mut body = request.into_body();
             let _ = body.frame().await;
             return Err("injected: connection dropped mid-body".into());
+        }
+        Some(Fault::Hang) => {
+            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+            return Err("injected: hung".into());
         }
         Some(Fault::RedirectTo(base)) => {
             let mut answer = response(307, "");
