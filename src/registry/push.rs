@@ -133,12 +133,12 @@ pub async fn push_image(
         })
         .buffer_unordered(concurrency);
     while let Some(done) = tasks.next().await {
-        let (blob, outcome) = done?;
+        let (size, outcome) = done?;
         let counter = match outcome {
             BlobOutcome::Skipped => &counters.skipped,
             BlobOutcome::Mounted => &counters.mounted,
             BlobOutcome::Uploaded => {
-                counters.bytes.fetch_add(blob.size, Ordering::Relaxed);
+                counters.bytes.fetch_add(size, Ordering::Relaxed);
                 &counters.uploaded
             }
         };
@@ -181,22 +181,25 @@ pub async fn push_image(
     })
 }
 
-/// The blobs once each (a layer may appear twice in a manifest).
-fn unique_blobs(blobs: &[PushBlob]) -> Vec<&PushBlob> {
+/// The blobs once each (a layer may appear twice in a manifest). Owned, so that the upload
+/// futures borrow nothing per item and stay `Send`.
+fn unique_blobs(blobs: &[PushBlob]) -> Vec<PushBlob> {
     let mut seen = HashSet::new();
     blobs
         .iter()
         .filter(|b| seen.insert(b.digest.as_str()))
+        .cloned()
         .collect()
 }
 
-async fn push_blob<'a>(
+/// Pushes one blob; returns its size and what happened.
+async fn push_blob(
     client: &RegistryClient,
     repository: &str,
-    blob: &'a PushBlob,
+    blob: PushBlob,
     mount_from: &[String],
     progress: Option<PushProgressFn>,
-) -> Result<(&'a PushBlob, BlobOutcome)> {
+) -> Result<(u64, BlobOutcome)> {
     let digest = &blob.digest;
     let report = |outcome| {
         if let Some(progress) = &progress {
@@ -205,7 +208,7 @@ async fn push_blob<'a>(
                 outcome,
             });
         }
-        Ok((blob, outcome))
+        Ok((blob.size, outcome))
     };
     if client.blob_exists(repository, digest).await? {
         tracing::debug!(digest, "blob already present");
@@ -265,6 +268,13 @@ async fn push_blob<'a>(
 mod tests {
     use super::*;
 
+    /// The CLI spawns pushes on tokio's pool: the future must be `Send`.
+    #[allow(dead_code)]
+    fn push_future_is_send(client: &RegistryClient, target: &Reference, request: &PushRequest) {
+        fn assert_send<T: Send>(_: T) {}
+        assert_send(push_image(client, target, request, None));
+    }
+
     #[test]
     fn duplicate_layers_are_pushed_once() {
         let blob = |d: &str| PushBlob {
@@ -273,10 +283,7 @@ mod tests {
             source: BlobSource::File("x".into()),
         };
         let blobs = vec![blob("a"), blob("b"), blob("a")];
-        let unique: Vec<&str> = unique_blobs(&blobs)
-            .iter()
-            .map(|b| b.digest.as_str())
-            .collect();
+        let unique: Vec<String> = unique_blobs(&blobs).into_iter().map(|b| b.digest).collect();
         assert_eq!(unique, ["a", "b"]);
     }
 }
