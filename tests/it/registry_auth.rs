@@ -202,3 +202,62 @@ async fn credentials_come_from_a_docker_config() {
         .await
         .unwrap();
 }
+
+/// Collects log output in memory.
+#[derive(Clone, Default)]
+struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+// current_thread: the subscriber is set for this thread, where every task of the test runs.
+#[tokio::test]
+async fn no_secret_reaches_the_logs_at_any_level() {
+    let registry = TestRegistry::start(RegistryAuth::Basic).await;
+    let logs = LogBuffer::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let client = RegistryClient::new(
+        &registry.host,
+        ResolvedCredential::explicit(USER, PASSWORD.to_string().into()),
+        fast_settings(),
+    )
+    .unwrap();
+    let image = TestImage::build(8, &[3_000]);
+    let target = Reference::parse(&format!("{}/logged/app:v1", registry.host)).unwrap();
+    push_image(&client, &target, &image.request(), None)
+        .await
+        .unwrap();
+    let wrong = RegistryClient::new(
+        &registry.host,
+        ResolvedCredential::explicit(USER, WRONG.to_string().into()),
+        fast_settings(),
+    )
+    .unwrap();
+    assert!(
+        push_image(&wrong, &target, &image.request(), None)
+            .await
+            .is_err()
+    );
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
+    assert!(
+        text.contains("the username and password given"),
+        "the source is logged: {text}"
+    );
+    for secret in [PASSWORD, WRONG, encoded.as_str()] {
+        assert!(!text.contains(secret), "a secret reached the logs");
+    }
+}
