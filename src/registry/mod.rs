@@ -1,1 +1,42 @@
 //! The OCI distribution API client: references, auth, blobs, manifests, retries.
+//!
+//! The entry points a caller needs:
+//! - [`Reference::parse`] for `NAME[:TAG][@DIGEST]` with Docker's normalisation;
+//! - [`RegistryClient::for_reference`] (finds the one credential to use) or
+//!   [`RegistryClient::new`];
+//! - [`push_image`] to push blobs and a manifest; [`RegistryClient::get_manifest`] and
+//!   [`RegistryClient::get_blob_to_file`] to read an image back.
+
+mod blobs;
+mod challenge;
+mod client;
+mod credentials;
+mod endpoint;
+mod error;
+mod manifests;
+mod push;
+mod reference;
+mod retry;
+mod token;
+mod transport;
+
+pub use blobs::{MountOutcome, UploadSession, UploadSource};
+pub use challenge::{AuthScheme, Challenge, parse_challenges, preferred_challenge};
+pub use client::{RegistryClient, RegistrySettings, Scope, credential_advice};
+pub use credentials::{
+    Credential, CredentialEnv, CredentialError, CredentialSource, ResolvedCredential,
+    resolve_credential,
+};
+pub use endpoint::{is_loopback_host, resolve_location, uses_plain_http};
+pub use error::RegistryError;
+pub use manifests::{
+    DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, FetchedManifest, ManifestReferences, OCI_INDEX,
+    OCI_MANIFEST, manifest_references, media_type_of, sha256_digest,
+};
+pub use push::{
+    BlobOutcome, BlobSource, PushBlob, PushProgress, PushProgressFn, PushReport, PushRequest,
+    push_image,
+};
+pub use reference::{Reference, ReferenceError};
+pub use retry::RetryPolicy;
+pub use transport::SentBytesFn;

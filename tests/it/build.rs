@@ -4,7 +4,7 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::Path;
 
-use crate::support::dockless::{
+use crate::support::binary::{
     Workspace, busybox_base, copy_tree, is_root, skopeo_inspect, tool, umoci_unpack,
 };
 
@@ -457,7 +457,7 @@ fn shell_form_cmd_uses_shell_and_source_date_epoch_sets_times() {
         .args(["build", "ctx", "--output", "out", "--tag", "t"])
         .output()
         .unwrap();
-    crate::support::dockless::assert_success(&out);
+    crate::support::binary::assert_success(&out);
     let config = config_of(&ws.out(), "t");
     assert_eq!(
         config["config"]["Cmd"],

@@ -1,5 +1,7 @@
-//! The integration tests: one binary, a small harness in `support`.
-
-mod support;
+//! Integration tests: one binary, real registry processes on loopback, test doubles in-process.
 
 mod build;
+mod registry_auth;
+mod registry_faults;
+mod registry_push;
+mod support;

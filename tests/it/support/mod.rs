@@ -1,3 +1,27 @@
-//! Test harness: the real binary, temporary contexts, and the real tools that check our output.
+//! Test doubles and real parts the integration tests start: the dockless binary, the registry process, a token
+//! server, a fault-injecting proxy, a test image and skopeo.
 
-pub mod dockless;
+pub mod binary;
+pub mod http;
+pub mod image;
+pub mod proxy;
+pub mod registry;
+pub mod skopeo;
+pub mod token_server;
+
+use std::time::Duration;
+
+use dockless::registry::{RegistrySettings, RetryPolicy};
+
+/// Settings with short waits so retry tests stay quick.
+pub fn fast_settings() -> RegistrySettings {
+    RegistrySettings {
+        retry: RetryPolicy {
+            max_retries: 4,
+            base_delay: Duration::from_millis(20),
+            max_delay: Duration::from_millis(200),
+            max_retry_after: Duration::from_secs(5),
+        },
+        ..RegistrySettings::default()
+    }
+}

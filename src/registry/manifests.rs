@@ -1,0 +1,282 @@
+//! Manifests: fetched with every OCI and Docker media type accepted and verified against the
+//! digest of the exact bytes received; pushed as the exact bytes that were hashed.
+
+use bytes::Bytes;
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue};
+use reqwest::{Method, StatusCode};
+use sha2::{Digest as _, Sha256};
+
+use super::client::{RegistryClient, RegistryRequest, Scope};
+use super::error::{RegistryError, Result};
+use super::transport::{ReplayableBody, next_chunk};
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// Manifests larger than this are refused while reading (registries cap them at 4 MiB).
+const MAX_MANIFEST_BYTES: usize = 8 * 1024 * 1024;
+const DIGEST_HEADER: &str = "docker-content-digest";
+
+/// A manifest as the registry sent it.
+#[derive(Debug, Clone)]
+pub struct FetchedManifest {
+    pub bytes: Bytes,
+    pub media_type: String,
+    /// `sha256:` of `bytes`.
+    pub digest: String,
+}
+
+/// `sha256:<hex>` of some bytes.
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+impl RegistryClient {
+    /// `GET /v2/<repo>/manifests/<tag or digest>`. When `reference` is a digest, or the
+    /// registry names one, the bytes must hash to it.
+    pub async fn get_manifest(&self, repository: &str, reference: &str) -> Result<FetchedManifest> {
+        let operation = format!("GET manifest {reference}");
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            ACCEPT,
+            HeaderValue::from_static(
+                "application/vnd.oci.image.manifest.v1+json, \
+                 application/vnd.oci.image.index.v1+json, \
+                 application/vnd.docker.distribution.manifest.v2+json, \
+                 application/vnd.docker.distribution.manifest.list.v2+json",
+            ),
+        );
+        let mut response = self
+            .send(RegistryRequest {
+                method: Method::GET,
+                url: self.api_url(&format!("{repository}/manifests/{reference}"))?,
+                headers,
+                body: None,
+                scope: &Scope::pull(repository),
+                operation: operation.clone(),
+                retry: true,
+            })
+            .await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            let error = self.error_for(response, &operation, repository).await;
+            return Err(match error {
+                RegistryError::RepositoryNotFound { .. } => error,
+                _ => RegistryError::NotFound {
+                    registry: self.registry().to_string(),
+                    repository: repository.to_string(),
+                    what: "manifest",
+                    reference: reference.to_string(),
+                },
+            });
+        }
+        if !response.status().is_success() {
+            return Err(self.error_for(response, &operation, repository).await);
+        }
+        let header_digest = response
+            .headers()
+            .get(DIGEST_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or(v).trim().to_string());
+        let mut bytes = Vec::new();
+        while let Some(chunk) = next_chunk(&mut response, self.settings().stall_timeout)
+            .await
+            .map_err(|detail| self.timeout_error(&operation, detail))?
+        {
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() > MAX_MANIFEST_BYTES {
+                return Err(RegistryError::UnexpectedStatus {
+                    registry: self.registry().to_string(),
+                    operation: format!("{operation} in {repository}"),
+                    status: 200,
+                    detail: format!(": the manifest is larger than {MAX_MANIFEST_BYTES} bytes"),
+                    hint: "",
+                });
+            }
+        }
+        let digest = sha256_digest(&bytes);
+        let expected = if reference.contains(':') {
+            Some(reference.to_string())
+        } else {
+            header_digest.filter(|d| d.starts_with("sha256:"))
+        };
+        if let Some(expected) = expected
+            && expected != digest
+        {
+            return Err(RegistryError::DigestMismatch {
+                registry: self.registry().to_string(),
+                repository: repository.to_string(),
+                what: format!("manifest {reference}"),
+                expected,
+                actual: digest,
+            });
+        }
+        let media_type = media_type_of(&bytes)
+            .or(content_type)
+            .unwrap_or_else(|| OCI_MANIFEST.to_string());
+        Ok(FetchedManifest {
+            bytes: Bytes::from(bytes),
+            media_type,
+            digest,
+        })
+    }
+
+    /// `HEAD /v2/<repo>/manifests/<reference>`: whether it exists.
+    pub async fn manifest_exists(&self, repository: &str, reference: &str) -> Result<bool> {
+        let operation = format!("HEAD manifest {reference}");
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            ACCEPT,
+            HeaderValue::from_static(
+                "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, \
+                 application/vnd.docker.distribution.manifest.v2+json, \
+                 application/vnd.docker.distribution.manifest.list.v2+json",
+            ),
+        );
+        let response = self
+            .send(RegistryRequest {
+                method: Method::HEAD,
+                url: self.api_url(&format!("{repository}/manifests/{reference}"))?,
+                headers,
+                body: None,
+                scope: &Scope::push(repository),
+                operation: operation.clone(),
+                retry: true,
+            })
+            .await?;
+        match response.status() {
+            status if status.is_success() => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(self.error_for(response, &operation, repository).await),
+        }
+    }
+
+    /// `PUT /v2/<repo>/manifests/<tag or digest>` with exactly `bytes` and `media_type` as
+    /// `Content-Type`; returns the manifest's digest.
+    pub async fn put_manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+        bytes: Bytes,
+        media_type: &str,
+    ) -> Result<String> {
+        let digest = sha256_digest(&bytes);
+        let operation = format!("PUT manifest {reference}");
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_str(media_type).map_err(|_| RegistryError::InvalidPush {
+                reference: format!("{}/{repository}:{reference}", self.registry()),
+                reason: format!("media type {media_type:?} cannot be sent as a header"),
+            })?,
+        );
+        let body = ReplayableBody::bytes(bytes);
+        let response = self
+            .send(RegistryRequest {
+                method: Method::PUT,
+                url: self.api_url(&format!("{repository}/manifests/{reference}"))?,
+                headers,
+                body: Some(&body),
+                scope: &Scope::push(repository),
+                operation: operation.clone(),
+                retry: true,
+            })
+            .await?;
+        if !response.status().is_success() {
+            return Err(self.error_for(response, &operation, repository).await);
+        }
+        if let Some(answered) = response
+            .headers()
+            .get(DIGEST_HEADER)
+            .and_then(|v| v.to_str().ok())
+            && answered.starts_with("sha256:")
+            && answered != digest
+        {
+            return Err(RegistryError::DigestMismatch {
+                registry: self.registry().to_string(),
+                repository: repository.to_string(),
+                what: format!("pushed manifest {reference}"),
+                expected: digest,
+                actual: answered.to_string(),
+            });
+        }
+        Ok(digest)
+    }
+}
+
+/// The `mediaType` field of a manifest, when it has one.
+pub fn media_type_of(bytes: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct MediaTypeOnly {
+        #[serde(rename = "mediaType")]
+        media_type: Option<String>,
+    }
+    serde_json::from_slice::<MediaTypeOnly>(bytes)
+        .ok()?
+        .media_type
+}
+
+/// The digests a manifest names: for an image, its config and layers (blobs); for an index,
+/// its child manifests.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ManifestReferences {
+    pub blobs: Vec<String>,
+    pub manifests: Vec<String>,
+}
+
+/// Reads (never rewrites) a manifest to learn what must be in the registry before it.
+pub fn manifest_references(bytes: &[u8]) -> std::result::Result<ManifestReferences, String> {
+    #[derive(serde::Deserialize)]
+    struct Descriptor {
+        digest: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct AnyManifest {
+        config: Option<Descriptor>,
+        #[serde(default)]
+        layers: Vec<Descriptor>,
+        #[serde(default)]
+        manifests: Vec<Descriptor>,
+    }
+    let parsed: AnyManifest = serde_json::from_slice(bytes)
+        .map_err(|e| format!("the manifest is not valid JSON ({e})"))?;
+    let mut references = ManifestReferences::default();
+    references.blobs.extend(parsed.config.map(|c| c.digest));
+    references
+        .blobs
+        .extend(parsed.layers.into_iter().map(|l| l.digest));
+    references.manifests = parsed.manifests.into_iter().map(|m| m.digest).collect();
+    Ok(references)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_of_images_and_indexes() {
+        let image = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"c","digest":"sha256:c","size":1},"layers":[{"digest":"sha256:l1","size":1},{"digest":"sha256:l2","size":2}]}"#;
+        let refs = manifest_references(image).unwrap();
+        assert_eq!(refs.blobs, ["sha256:c", "sha256:l1", "sha256:l2"]);
+        assert!(refs.manifests.is_empty());
+        assert_eq!(media_type_of(image).as_deref(), Some(OCI_MANIFEST));
+        let index = br#"{"schemaVersion":2,"manifests":[{"digest":"sha256:m","size":3}]}"#;
+        assert_eq!(manifest_references(index).unwrap().manifests, ["sha256:m"]);
+        assert_eq!(media_type_of(index), None);
+        assert!(manifest_references(b"{").is_err());
+    }
+
+    #[test]
+    fn digest_of_exact_bytes() {
+        assert_eq!(
+            sha256_digest(b""),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+}

@@ -1,0 +1,192 @@
+//! When to try a request again, and how long to wait first.
+//!
+//! Retried: 408, 429 (after `Retry-After` when given), 5xx other than 501/505, and transport
+//! failures (reset, EOF, timeout, refused). Waits grow exponentially with jitter, so that many
+//! clients rate-limited at once do not return in lockstep, and the number of tries is bounded.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+
+/// How many times and how patiently to retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Retries after the first try (0 = try once).
+    pub max_retries: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+    /// The longest `Retry-After` honoured; a registry asking for more fails the request instead
+    /// of stalling the push for an unbounded time.
+    pub max_retry_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_retries: 5,
+            base_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(10),
+            max_retry_after: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What to do after a failed try.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryDecision {
+    RetryAfter(Duration),
+    GiveUp,
+}
+
+/// Statuses worth another try: the request may succeed unchanged.
+pub fn is_retryable_status(status: StatusCode) -> bool {
+    match status.as_u16() {
+        408 | 429 => true,
+        501 | 505 => false,
+        500..=599 => true,
+        _ => false,
+    }
+}
+
+/// Transport failures worth another try: anything but a request we could not even build.
+pub fn is_retryable_transport(error: &reqwest::Error) -> bool {
+    !error.is_builder()
+}
+
+/// The wait a server asked for, in seconds (HTTP dates are rare from registries and fall back
+/// to our own backoff).
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    value.parse::<u64>().ok().map(Duration::from_secs)
+}
+
+impl RetryPolicy {
+    /// The jittered exponential wait before retry number `retry` (0-based).
+    pub fn backoff(&self, retry: u32) -> Duration {
+        let factor = 1u32.checked_shl(retry.min(20)).unwrap_or(u32::MAX);
+        let full = self
+            .base_delay
+            .checked_mul(factor)
+            .unwrap_or(self.max_delay)
+            .min(self.max_delay);
+        // Between half and all of the full wait.
+        full.mul_f64(0.5 + fastrand::f64() / 2.0)
+    }
+
+    /// Decides after a response with `status` on try number `retry` (0-based).
+    pub fn after_status(
+        &self,
+        retry: u32,
+        status: StatusCode,
+        headers: &HeaderMap,
+    ) -> RetryDecision {
+        if retry >= self.max_retries || !is_retryable_status(status) {
+            return RetryDecision::GiveUp;
+        }
+        match retry_after(headers) {
+            Some(asked) if asked > self.max_retry_after => RetryDecision::GiveUp,
+            Some(asked) => RetryDecision::RetryAfter(asked),
+            None => RetryDecision::RetryAfter(self.backoff(retry)),
+        }
+    }
+
+    /// Decides after a try that stalled or got no answer in time.
+    pub fn after_timeout(&self, retry: u32) -> RetryDecision {
+        if retry >= self.max_retries {
+            return RetryDecision::GiveUp;
+        }
+        RetryDecision::RetryAfter(self.backoff(retry))
+    }
+
+    /// Decides after a transport failure on try number `retry` (0-based).
+    pub fn after_transport_error(&self, retry: u32, error: &reqwest::Error) -> RetryDecision {
+        if retry >= self.max_retries || !is_retryable_transport(error) {
+            return RetryDecision::GiveUp;
+        }
+        RetryDecision::RetryAfter(self.backoff(retry))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            max_retries: 3,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+            max_retry_after: Duration::from_secs(30),
+        }
+    }
+
+    #[test]
+    fn retryable_statuses() {
+        for code in [408, 429, 500, 502, 503, 504, 599] {
+            assert!(
+                is_retryable_status(StatusCode::from_u16(code).unwrap()),
+                "{code}"
+            );
+        }
+        for code in [200, 201, 400, 401, 403, 404, 413, 416, 501, 505] {
+            assert!(
+                !is_retryable_status(StatusCode::from_u16(code).unwrap()),
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn retry_after_is_honoured_and_bounded() {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("2"));
+        assert_eq!(
+            policy().after_status(0, StatusCode::TOO_MANY_REQUESTS, &headers),
+            RetryDecision::RetryAfter(Duration::from_secs(2))
+        );
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("3600"));
+        assert_eq!(
+            policy().after_status(0, StatusCode::TOO_MANY_REQUESTS, &headers),
+            RetryDecision::GiveUp
+        );
+        headers.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert!(matches!(
+            policy().after_status(0, StatusCode::SERVICE_UNAVAILABLE, &headers),
+            RetryDecision::RetryAfter(_)
+        ));
+    }
+
+    #[test]
+    fn tries_are_bounded() {
+        let headers = HeaderMap::new();
+        assert!(matches!(
+            policy().after_status(2, StatusCode::BAD_GATEWAY, &headers),
+            RetryDecision::RetryAfter(_)
+        ));
+        assert_eq!(
+            policy().after_status(3, StatusCode::BAD_GATEWAY, &headers),
+            RetryDecision::GiveUp
+        );
+        assert_eq!(
+            policy().after_status(0, StatusCode::NOT_FOUND, &headers),
+            RetryDecision::GiveUp
+        );
+    }
+
+    #[test]
+    fn backoff_grows_with_jitter_and_stays_capped() {
+        let p = policy();
+        for retry in 0..40 {
+            let wait = p.backoff(retry);
+            let full = Duration::from_millis(100)
+                .saturating_mul(1 << retry.min(20))
+                .min(p.max_delay);
+            assert!(wait >= full / 2 && wait <= full, "retry {retry}: {wait:?}");
+        }
+    }
+}
