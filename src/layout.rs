@@ -185,31 +185,27 @@ pub fn write_layout(
     let index_file = temp.path().join("index.json");
     fs::write(&index_file, index.to_bytes()).with_path("write", &index_file)?;
 
-    let staged = temp.keep();
-    if output.exists() {
-        // Move the old layout aside first, so that the swap is two renames and nothing is lost
-        // if the second one fails.
-        let aside = parent.join(format!(".dockless-replaced-{}", std::process::id()));
-        fs::rename(output, &aside).with_path("replace", output)?;
-        if let Err(e) = fs::rename(&staged, output) {
-            let _ = fs::rename(&aside, output);
-            let _ = fs::remove_dir_all(&staged);
-            return Err(FsError {
-                action: "write",
-                path: output.to_owned(),
-                source: e,
-            }
-            .into());
+    // An existing layout is moved aside first, so that the swap is two renames and the old
+    // layout comes back if the second one fails. On any failure `temp` removes what was staged.
+    let aside = output
+        .exists()
+        .then(|| parent.join(format!(".dockless-replaced-{}", std::process::id())));
+    if let Some(aside) = &aside {
+        fs::rename(output, aside).with_path("replace", output)?;
+    }
+    if let Err(source) = fs::rename(temp.path(), output) {
+        if let Some(aside) = &aside {
+            let _ = fs::rename(aside, output);
         }
-        let _ = fs::remove_dir_all(&aside);
-    } else if let Err(e) = fs::rename(&staged, output) {
-        let _ = fs::remove_dir_all(&staged);
         return Err(FsError {
             action: "write",
             path: output.to_owned(),
-            source: e,
+            source,
         }
         .into());
+    }
+    if let Some(aside) = aside {
+        let _ = fs::remove_dir_all(aside);
     }
     Ok(())
 }
