@@ -1,20 +1,26 @@
 //! Runs a parsed command: the edge where library errors become messages and exit codes.
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use dockless::build::{self, BuiltImage};
-use dockless::layout;
+use dockless::layout::{self, Layout};
+use dockless::push;
+use dockless::registry::{CredentialEnv, PushReport, Reference};
+use dockless::remote::RemoteAccess;
 use dockless::store::Store;
 use serde_json::json;
 
-use crate::cli::{BuildArgs, Cli, Command};
+use crate::cli::{BuildArgs, Cli, Command, PushArgs, RegistryArgs};
+use crate::progress::PushProgressView;
 use crate::settings;
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Build(args) => build_command(&args, cli.quiet),
+        Command::Push(args) => push_command(&args, cli.quiet),
     }
 }
 
@@ -25,30 +31,43 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("could not start the async runtime")
 }
 
+fn remote_access(
+    runtime: &tokio::runtime::Runtime,
+    args: &RegistryArgs,
+    target: Option<&Reference>,
+) -> anyhow::Result<RemoteAccess> {
+    let explicit = match target {
+        Some(target) => settings::explicit_credential(args, target)?,
+        None => None,
+    };
+    Ok(RemoteAccess::new(
+        runtime.handle().clone(),
+        settings::registry_settings(args),
+        CredentialEnv::from_process(),
+        explicit,
+    ))
+}
+
 fn build_command(args: &BuildArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let options = settings::build_options(args)?;
     let store = Store::open(Store::default_root())?;
     let runtime = runtime()?;
-    let image = build::build(&options, &store, Some(runtime.handle()))?;
+    let remote = remote_access(&runtime, &args.registry, None)?;
+    let image = build::build(&options, &store, &remote)?;
     if let Some(output) = &args.output {
+        push::fetch_base_layers(&store, &image, &remote)?;
         layout::write_layout(&store, output, &image.manifest, &image.blobs(), &args.tag)?;
     }
     let mut stdout = std::io::stdout().lock();
     if args.json {
-        writeln!(stdout, "{}", image_json(&image, args))?;
+        let mut value = image_json(&image);
+        value["output"] = json!(args.output.as_ref().map(|p| p.display().to_string()));
+        value["tag"] = json!(args.tag);
+        writeln!(stdout, "{value}")?;
     } else if quiet {
         writeln!(stdout, "{}", image.manifest.digest)?;
     } else {
-        let new_layers = image.layers.iter().filter(|l| !l.from_base).count();
-        writeln!(
-            stdout,
-            "Built {} ({}, {} layers of which {} new, {})",
-            image.manifest.digest,
-            image.platform,
-            image.layers.len(),
-            new_layers,
-            human_size(image.total_size())
-        )?;
+        writeln!(stdout, "Built {}", describe(&image))?;
         if let Some(output) = &args.output {
             writeln!(stdout, "Wrote OCI layout {}:{}", output.display(), args.tag)?;
         }
@@ -56,7 +75,108 @@ fn build_command(args: &BuildArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn image_json(image: &BuiltImage, args: &BuildArgs) -> serde_json::Value {
+fn push_command(args: &PushArgs, quiet: bool) -> anyhow::Result<ExitCode> {
+    let target = Reference::parse(&args.to)?;
+    let runtime = runtime()?;
+    let remote = remote_access(&runtime, &args.registry, Some(&target))?;
+    let client = remote.client(&target)?;
+    let view = PushProgressView::new(quiet || args.json);
+
+    let (report, image) = match &args.from {
+        Some(source) => {
+            let (dir, tag) = layout_source(source)?;
+            let layout = Layout::open(&dir)?;
+            let report = runtime.block_on(push::push_layout(
+                &client,
+                &layout,
+                tag.as_deref(),
+                &target,
+                view.callback(),
+            ))?;
+            (report, None)
+        }
+        None => {
+            let context = args.context.clone().unwrap_or_else(|| PathBuf::from("."));
+            let options = settings::image_options(&context, &args.image)?;
+            let store = Store::open(Store::default_root())?;
+            let image = build::build(&options, &store, &remote)?;
+            if !quiet && !args.json {
+                eprintln!("Built {}", describe(&image));
+            }
+            let request = push::request_for_image(&store, &image, &remote)?;
+            view.expect(request.blobs.iter().map(|b| (b.digest.clone(), b.size)));
+            let report = runtime.block_on(push::push_built_image(
+                &store,
+                &image,
+                request,
+                &client,
+                &target,
+                view.callback(),
+            ))?;
+            (report, Some(image))
+        }
+    };
+    view.finish();
+    print_push(&target, &report, image.as_ref(), args.json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `oci:DIR[:TAG]` → (DIR, TAG).
+fn layout_source(source: &str) -> anyhow::Result<(PathBuf, Option<String>)> {
+    let location = source.strip_prefix("oci:").with_context(|| {
+        format!("--from {source}: expected oci:DIR[:TAG] (an OCI image layout)")
+    })?;
+    let (dir, tag) = build::base::split_layout_reference(location);
+    Ok((dir, tag.map(str::to_owned)))
+}
+
+fn print_push(
+    target: &Reference,
+    report: &PushReport,
+    image: Option<&BuiltImage>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    let pinned = format!(
+        "{}/{}@{}",
+        target.registry(),
+        target.repository(),
+        report.manifest_digest
+    );
+    if json {
+        let mut value = json!({
+            "reference": target.to_string(),
+            "pinned": pinned,
+            "digest": report.manifest_digest,
+            "uploaded_blobs": report.uploaded_blobs,
+            "skipped_blobs": report.skipped_blobs + report.mounted_blobs,
+            "mounted_blobs": report.mounted_blobs,
+            "uploaded_bytes": report.uploaded_bytes,
+        });
+        if let Some(image) = image {
+            value["size"] = json!(image.total_size());
+            value["image"] = image_json(image);
+        }
+        writeln!(stdout, "{value}")?;
+    } else {
+        writeln!(stdout, "{pinned}")?;
+    }
+    Ok(())
+}
+
+fn describe(image: &BuiltImage) -> String {
+    let new_layers = image.layers.iter().filter(|l| !l.from_base).count();
+    format!(
+        "{} ({}, {} layers of which {} new, {})",
+        image.manifest.digest,
+        image.platform,
+        image.layers.len(),
+        new_layers,
+        crate::progress::human_size(image.total_size())
+    )
+}
+
+fn image_json(image: &BuiltImage) -> serde_json::Value {
     json!({
         "digest": image.manifest.digest,
         "mediaType": image.manifest.media_type,
@@ -71,22 +191,5 @@ fn image_json(image: &BuiltImage, args: &BuildArgs) -> serde_json::Value {
             "mediaType": l.media_type,
             "fromBase": l.from_base,
         })).collect::<Vec<_>>(),
-        "output": args.output.as_ref().map(|p| p.display().to_string()),
-        "tag": args.tag,
     })
-}
-
-fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
 }

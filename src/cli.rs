@@ -9,7 +9,8 @@ use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
     name = "dockless",
     version,
     about = "Build OCI images from a template context and push them to a registry: no Docker daemon, no root.",
-    after_help = "Examples:\n  dockless build fixtures/example --output /tmp/image --tag demo\n  dockless build . -f e2b.Dockerfile --build-arg VERSION=1.2 --json\n\nEnvironment: DOCKLESS_CACHE_DIR (the local store), SOURCE_DATE_EPOCH (timestamps), RUST_LOG, NO_COLOR."
+    long_about = None,
+    after_help = "Examples:\n  dockless build fixtures/example --output /tmp/image --tag demo\n  dockless build . -f e2b.Dockerfile --build-arg VERSION=1.2 --json\n  dockless push ./template --to ghcr.io/acme/sandbox:v1\n\nEnvironment: DOCKLESS_CACHE_DIR (the local store), SOURCE_DATE_EPOCH (timestamps), RUST_LOG, NO_COLOR."
 )]
 pub struct Cli {
     /// Print only errors (and the result).
@@ -29,6 +30,51 @@ pub enum Command {
         after_help = "Examples:\n  dockless build\n  dockless build ./template --output ./image --tag v1\n  dockless build . --build-arg NODE_VERSION=20 --format docker --json"
     )]
     Build(BuildArgs),
+    /// Build a context and push the image to a registry, or push an existing OCI layout.
+    #[command(
+        after_help = "Examples:\n  dockless push . --to ghcr.io/acme/sandbox:v1\n  dockless push ./template --to 127.0.0.1:5000/demo:latest --json\n  dockless push --from oci:./image:v1 --to registry.example.com/team/image:v1\n  echo \"$TOKEN\" | dockless push . --to registry.example.com/app:1 --username ci --password-stdin\n\nCredentials, first match wins: --username with --password-stdin; REGISTRY_AUTH_FILE;\n$DOCKER_CONFIG/config.json or ~/.docker/config.json (auths, credHelpers, credsStore);\n${XDG_RUNTIME_DIR}/containers/auth.json; anonymous."
+    )]
+    Push(PushArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// The template context directory (default: the current directory; not with --from).
+    #[arg(conflicts_with = "from")]
+    pub context: Option<PathBuf>,
+    /// Where to push: REGISTRY/REPOSITORY[:TAG].
+    #[arg(long, value_name = "REF")]
+    pub to: String,
+    /// Push an existing OCI image layout instead of building: oci:DIR[:TAG].
+    #[arg(long, value_name = "oci:DIR[:TAG]")]
+    pub from: Option<String>,
+    #[command(flatten)]
+    pub image: ImageArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Print one JSON object describing the push on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How registries are reached.
+#[derive(Debug, Args)]
+pub struct RegistryArgs {
+    /// Reach this registry (HOST[:PORT]) over plain HTTP; loopback addresses always are.
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registries: Vec<String>,
+    /// User name for the target registry (the password comes from --password-stdin).
+    #[arg(long, requires = "password_stdin")]
+    pub username: Option<String>,
+    /// Read the target registry's password or token from standard input.
+    #[arg(long, requires = "username")]
+    pub password_stdin: bool,
+    /// Upload blobs in chunks of this many bytes (default: each blob in one request).
+    #[arg(long, value_name = "BYTES")]
+    pub chunk_size: Option<u64>,
+    /// Blobs uploaded at the same time.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
 }
 
 #[derive(Debug, Args)]
@@ -47,6 +93,8 @@ pub struct BuildArgs {
     /// Print one JSON object describing the image on stdout.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 /// How the image is built (shared by every command that builds).

@@ -15,5 +15,7 @@ pub mod fs_error;
 pub mod image;
 pub mod layer;
 pub mod layout;
+pub mod push;
 pub mod registry;
+pub mod remote;
 pub mod store;

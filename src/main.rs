@@ -3,6 +3,7 @@
 mod app;
 mod cli;
 mod logging;
+mod progress;
 mod settings;
 
 use std::process::ExitCode;

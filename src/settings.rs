@@ -2,7 +2,12 @@
 
 use std::collections::BTreeMap;
 
-use crate::cli::{BuildArgs, CompressionArg, FormatArg, ImageArgs};
+use std::io::Read;
+
+use dockless::registry::{Reference, RegistrySettings, ResolvedCredential};
+use secrecy::SecretString;
+
+use crate::cli::{BuildArgs, CompressionArg, FormatArg, ImageArgs, RegistryArgs};
 use dockless::build::BuildOptions;
 use dockless::image::{Compression, Format, Platform};
 
@@ -21,10 +26,46 @@ pub enum SettingsError {
     },
     #[error("SOURCE_DATE_EPOCH={0}: expected a whole number of seconds since 1970")]
     Epoch(String),
+    #[error(
+        "--password-stdin: {0}; pipe the password in, e.g. `echo \"$TOKEN\" | dockless push … --password-stdin`"
+    )]
+    Stdin(String),
 }
 
 pub fn build_options(args: &BuildArgs) -> Result<BuildOptions, SettingsError> {
     image_options(&args.context, &args.image)
+}
+
+/// Registry settings from the flags. The password, when asked for, is read from standard input
+/// here, once, straight into a secret.
+pub fn registry_settings(args: &RegistryArgs) -> RegistrySettings {
+    RegistrySettings {
+        insecure_hosts: args.insecure_registries.clone(),
+        chunk_size: args.chunk_size,
+        max_concurrent_uploads: usize::from(args.jobs),
+        ..RegistrySettings::default()
+    }
+}
+
+pub fn explicit_credential(
+    args: &RegistryArgs,
+    target: &Reference,
+) -> Result<Option<(String, ResolvedCredential)>, SettingsError> {
+    let Some(username) = &args.username else {
+        return Ok(None);
+    };
+    let mut password = String::new();
+    std::io::stdin()
+        .read_to_string(&mut password)
+        .map_err(|e| SettingsError::Stdin(e.to_string()))?;
+    let password = password.trim_end_matches(['\n', '\r']).to_owned();
+    if password.is_empty() {
+        return Err(SettingsError::Stdin("standard input was empty".into()));
+    }
+    Ok(Some((
+        target.registry().to_owned(),
+        ResolvedCredential::explicit(username.clone(), SecretString::from(password)),
+    )))
 }
 
 pub fn image_options(

@@ -164,6 +164,33 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Remembers that `digest` is in `repository` on `registry` (after a push), so that a later
+    /// push to another repository of that registry can mount it instead of uploading it.
+    pub fn record_location(&self, digest: &Digest, registry: &str, repository: &str) {
+        let dir = self.root.join("locations");
+        let line = format!("{registry}/{repository}");
+        if self.locations(digest).iter().any(|l| *l == line) {
+            return;
+        }
+        // Best effort: the record is an optimisation, and losing it only costs an upload.
+        let _ = fs::create_dir_all(&dir).and_then(|_| {
+            let mut file = fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join(digest.hex()))?;
+            io::Write::write_all(&mut file, format!("{line}\n").as_bytes())
+        });
+    }
+
+    /// Repositories (`registry/repository`) where `digest` was pushed before.
+    pub fn locations(&self, digest: &Digest) -> Vec<String> {
+        fs::read_to_string(self.root.join("locations").join(digest.hex()))
+            .map(|text| text.lines().map(str::to_owned).collect())
+            .unwrap_or_default()
+    }
+}
+
 /// Places `source` at `target`: a hard link when both are on one file system, else a copy.
 pub fn link_or_copy(source: &Path, target: &Path) -> Result<(), FsError> {
     if fs::hard_link(source, target).is_ok() {

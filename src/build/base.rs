@@ -1,26 +1,36 @@
-//! The base image named by FROM: `scratch`, or a local OCI layout (`oci:DIR[:TAG]`).
+//! The base image named by FROM: `scratch`, a local OCI layout (`oci:DIR[:TAG]`), or an image
+//! in a registry.
 
 use std::path::{Path, PathBuf};
 
 use super::filesystem::{KnownFilesystem, ScanError};
+use crate::digest::Digest;
 use crate::image::{Descriptor, ImageConfig, Index, Manifest, Platform, media};
 use crate::layout::{Layout, LayoutError};
+use crate::registry::{Reference, ReferenceError};
+use crate::remote::{RemoteAccess, RemoteError};
 use crate::store::{Store, StoreError};
 
-/// A resolved base image: its config and layers, all blobs in the store.
+/// A resolved base image: its config and layers (in the store, or in `remote`'s repository).
 #[derive(Debug, Clone)]
 pub struct Base {
     pub config: ImageConfig,
     pub layers: Vec<Descriptor>,
     pub filesystem: KnownFilesystem,
+    /// The registry repository the base came from; its layers stay there until needed.
+    pub remote: Option<Reference>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum BaseError {
-    #[error(
-        "FROM {0}: pulling base images from a registry is not supported yet; use FROM scratch or FROM oci:DIR[:TAG] (an OCI layout on disk, e.g. from `skopeo copy docker://IMAGE oci:DIR:TAG`)"
-    )]
-    RegistryNotSupported(String),
+    #[error("FROM {0}: {1}")]
+    Reference(String, #[source] ReferenceError),
+    #[error("FROM {image}: {source}")]
+    Remote {
+        image: String,
+        #[source]
+        source: RemoteError,
+    },
     #[error("FROM {image}: {source}")]
     Layout {
         image: String,
@@ -55,6 +65,7 @@ pub fn resolve(
     context_root: &Path,
     platform: Option<&Platform>,
     store: &Store,
+    remote: &RemoteAccess,
 ) -> Result<Base, BaseError> {
     if image == "scratch" {
         let p = platform.cloned().unwrap_or_else(Platform::linux_amd64);
@@ -62,10 +73,13 @@ pub fn resolve(
             config: ImageConfig::scratch(&p.os, &p.architecture, p.variant),
             layers: Vec::new(),
             filesystem: KnownFilesystem::scratch(),
+            remote: None,
         });
     }
     let Some(location) = image.strip_prefix("oci:") else {
-        return Err(BaseError::RegistryNotSupported(image.into()));
+        let reference =
+            Reference::parse(image).map_err(|e| BaseError::Reference(image.into(), e))?;
+        return from_registry(image, reference, platform, store, remote);
     };
     let (dir, tag) = split_layout_reference(location);
     let dir = context_root.join(dir);
@@ -125,20 +139,7 @@ fn from_layout(
     let config_bytes = layout.read_document(&manifest.config).map_err(layout_err)?;
     let config: ImageConfig = serde_json::from_slice(&config_bytes)
         .map_err(|e| invalid(format!("its config is not valid: {e}")))?;
-    if let Some(wanted) = platform {
-        let have = Platform {
-            os: config.os.clone(),
-            architecture: config.architecture.clone(),
-            variant: config.variant.clone(),
-        };
-        if !wanted.accepts(&have) {
-            return Err(BaseError::NoPlatform {
-                image: image.into(),
-                platform: wanted.clone(),
-                available: have.to_string(),
-            });
-        }
-    }
+    check_platform(image, &config, platform)?;
     if config.rootfs.diff_ids.len() != manifest.layers.len() {
         return Err(invalid(format!(
             "its config lists {} layers but its manifest {}",
@@ -168,7 +169,141 @@ fn from_layout(
         config,
         layers: manifest.layers,
         filesystem,
+        remote: None,
     })
+}
+
+/// A base from a registry: its manifest and config are fetched; its layers are not (they are
+/// mounted or streamed when pushing, and fetched only for `--output` or `--chown=NAME`).
+fn from_registry(
+    image: &str,
+    reference: Reference,
+    platform: Option<&Platform>,
+    store: &Store,
+    remote: &RemoteAccess,
+) -> Result<Base, BaseError> {
+    let remote_err = |source: RemoteError| BaseError::Remote {
+        image: image.into(),
+        source,
+    };
+    let invalid = |message: String| BaseError::Invalid {
+        image: image.into(),
+        message,
+    };
+    let client = remote.client(&reference).map_err(remote_err)?;
+    let repository = reference.repository().to_owned();
+    let mut fetched = remote
+        .block_on(client.get_manifest(&repository, reference.manifest_reference()))
+        .map_err(|e| remote_err(e.into()))?;
+    if media::is_index(&fetched.media_type) {
+        let index: Index = serde_json::from_slice(&fetched.bytes)
+            .map_err(|e| invalid(format!("its index is not valid JSON: {e}")))?;
+        let wanted = platform.cloned().unwrap_or_else(Platform::linux_amd64);
+        let chosen = index.select(&wanted).ok_or_else(|| BaseError::NoPlatform {
+            image: image.into(),
+            platform: wanted.clone(),
+            available: index.platforms().join(", "),
+        })?;
+        fetched = remote
+            .block_on(client.get_manifest(&repository, chosen.digest.as_str()))
+            .map_err(|e| remote_err(e.into()))?;
+    }
+    if !media::is_manifest(&fetched.media_type) {
+        return Err(invalid(format!(
+            "the registry answered with {}, not an image manifest",
+            fetched.media_type
+        )));
+    }
+    let manifest: Manifest = serde_json::from_slice(&fetched.bytes)
+        .map_err(|e| invalid(format!("its manifest is not valid: {e}")))?;
+    if manifest.config.size > crate::layout::MAX_DOCUMENT {
+        return Err(invalid(format!(
+            "its config is {} bytes, over the 4 MiB limit",
+            manifest.config.size
+        )));
+    }
+    remote
+        .fetch_blob(store, &reference, &manifest.config.digest)
+        .map_err(remote_err)?;
+    let config_bytes =
+        store
+            .read_blob(&manifest.config.digest)
+            .map_err(|source| BaseError::Store {
+                image: image.into(),
+                source,
+            })?;
+    let config: ImageConfig = serde_json::from_slice(&config_bytes)
+        .map_err(|e| invalid(format!("its config is not valid: {e}")))?;
+    check_platform(image, &config, platform)?;
+    if config.rootfs.diff_ids.len() != manifest.layers.len() {
+        return Err(invalid(format!(
+            "its config lists {} layers but its manifest {}",
+            config.rootfs.diff_ids.len(),
+            manifest.layers.len()
+        )));
+    }
+    Ok(Base {
+        config,
+        layers: manifest.layers,
+        filesystem: KnownFilesystem::default(),
+        remote: Some(reference),
+    })
+}
+
+fn check_platform(
+    image: &str,
+    config: &ImageConfig,
+    platform: Option<&Platform>,
+) -> Result<(), BaseError> {
+    let Some(wanted) = platform else {
+        return Ok(());
+    };
+    let have = Platform {
+        os: config.os.clone(),
+        architecture: config.architecture.clone(),
+        variant: config.variant.clone(),
+    };
+    if wanted.accepts(&have) {
+        Ok(())
+    } else {
+        Err(BaseError::NoPlatform {
+            image: image.into(),
+            platform: wanted.clone(),
+            available: have.to_string(),
+        })
+    }
+}
+
+/// Fetches a registry base's layers into the store, newest first, until /etc/passwd and
+/// /etc/group are found (for `--chown=NAME`); each layer's summary is cached by digest.
+pub fn load_users(
+    store: &Store,
+    remote: &RemoteAccess,
+    reference: &Reference,
+    layers: &[(Digest, String)],
+) -> Result<super::users::UserDatabase, BaseError> {
+    let image = reference.to_string();
+    let mut users = super::users::UserDatabase::default();
+    for (digest, media_type) in layers.iter().rev() {
+        remote
+            .fetch_blob(store, reference, digest)
+            .map_err(|source| BaseError::Remote {
+                image: image.clone(),
+                source,
+            })?;
+        let found = KnownFilesystem::scan(store, &[(digest.clone(), media_type.clone())]).map_err(
+            |source| BaseError::Scan {
+                image: image.clone(),
+                source,
+            },
+        )?;
+        users.passwd = users.passwd.or(found.users.passwd);
+        users.group = users.group.or(found.users.group);
+        if users.passwd.is_some() && users.group.is_some() {
+            break;
+        }
+    }
+    Ok(users)
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use crate::context::{Context, ContextError};
 use crate::digest::Digest;
 use crate::fs_error::{FsError, IoContext};
 use crate::image::{Compression, Descriptor, Format, Platform};
+use crate::remote::RemoteAccess;
 use crate::store::{Store, StoreError};
 
 pub use locate::locate_dockerfile;
@@ -45,6 +46,9 @@ pub struct BuiltImage {
     pub config: Descriptor,
     pub layers: Vec<BuiltLayer>,
     pub platform: Platform,
+    /// The registry repository of a registry base: base layers not in the store are there.
+    #[serde(skip)]
+    pub base: Option<crate::registry::Reference>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -103,7 +107,7 @@ pub enum BuildError {
 pub fn build(
     options: &BuildOptions,
     store: &Store,
-    runtime: Option<&tokio::runtime::Handle>,
+    remote: &RemoteAccess,
 ) -> Result<BuiltImage, BuildError> {
     let context = Context::open(&options.context)?;
     let dockerfile_path = locate_dockerfile(context.root(), options.dockerfile.as_deref())?;
@@ -120,5 +124,5 @@ pub fn build(
         line: e.line,
         message: e.message.clone(),
     })?;
-    stage::Builder::new(options, store, &context, &dockerfile_path, runtime).run(&dockerfile)
+    stage::Builder::new(options, store, &context, &dockerfile_path, remote).run(&dockerfile)
 }

@@ -15,6 +15,8 @@ use crate::dockerfile::{Command, CommandLine, Dockerfile, Healthcheck, Instructi
 use crate::image::config::{DEFAULT_PATH, rfc3339};
 use crate::image::{Descriptor, History, ImageConfig, Manifest, Platform};
 use crate::layer::{Entry, EntryKind, LayerSettings, write_layer};
+use crate::registry::Reference;
+use crate::remote::RemoteAccess;
 use crate::store::Store;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -29,7 +31,7 @@ pub(super) struct Builder<'a> {
     store: &'a Store,
     context: &'a Context,
     dockerfile: &'a Path,
-    runtime: Option<&'a tokio::runtime::Handle>,
+    remote: &'a RemoteAccess,
     settings: LayerSettings,
     created: String,
     /// The Dockerfile's escape character, which word processing honours.
@@ -47,6 +49,8 @@ struct Stage {
     shell: Vec<String>,
     /// Whether CMD was set in this Dockerfile (ENTRYPOINT resets an inherited CMD only).
     cmd_set_here: bool,
+    /// Where a registry base came from (its layers stay there until needed).
+    remote_base: Option<Reference>,
 }
 
 impl<'a> Builder<'a> {
@@ -55,14 +59,14 @@ impl<'a> Builder<'a> {
         store: &'a Store,
         context: &'a Context,
         dockerfile: &'a Path,
-        runtime: Option<&'a tokio::runtime::Handle>,
+        remote: &'a RemoteAccess,
     ) -> Self {
         Builder {
             options,
             store,
             context,
             dockerfile,
-            runtime,
+            remote,
             settings: LayerSettings {
                 compression: options.compression,
                 epoch: options.epoch,
@@ -209,11 +213,13 @@ impl<'a> Builder<'a> {
             mut config,
             layers,
             filesystem,
+            remote,
         } = base::resolve(
             &from.image,
             self.context.root(),
             platform.as_ref(),
             self.store,
+            self.remote,
         )
         .map_err(|e| self.at(instruction, e))?;
         if config.config.env_value("PATH").is_none() {
@@ -253,6 +259,7 @@ impl<'a> Builder<'a> {
             args: BTreeMap::new(),
             shell: vec!["/bin/sh".into(), "-c".into()],
             cmd_set_here: false,
+            remote_base: remote,
         })
     }
 
@@ -432,6 +439,20 @@ impl<'a> Builder<'a> {
         add: bool,
         checksum: Option<Digest>,
     ) -> Result<(), BuildError> {
+        if let Some(spec) = chown
+            && spec.split(':').any(|part| part.parse::<u64>().is_err())
+            && stage.filesystem.users.passwd.is_none()
+            && let Some(reference) = &stage.remote_base
+        {
+            let layers: Vec<(Digest, String)> = stage
+                .layers
+                .iter()
+                .filter(|l| l.from_base)
+                .map(|l| (l.digest.clone(), l.media_type.clone()))
+                .collect();
+            stage.filesystem.users = base::load_users(self.store, self.remote, reference, &layers)
+                .map_err(|e| self.at(instruction, e))?;
+        }
         let owner = match chown {
             Some(spec) => Some(
                 stage
@@ -468,7 +489,7 @@ impl<'a> Builder<'a> {
             &stage.filesystem,
             self.store,
             &request,
-            self.runtime,
+            Some(self.remote.runtime()),
         )
         .map_err(|e| self.at(instruction, e))?;
         self.add_layer(stage, instruction, plan.entries)?;
@@ -538,6 +559,7 @@ impl<'a> Builder<'a> {
             ),
             config: config_descriptor,
             layers: stage.layers,
+            base: stage.remote_base,
             platform: Platform {
                 os: config.os.clone(),
                 architecture: config.architecture.clone(),

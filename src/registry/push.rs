@@ -35,6 +35,9 @@ pub struct PushBlob {
     pub digest: String,
     pub size: u64,
     pub source: BlobSource,
+    /// Repositories of the target registry known to hold this blob (from earlier pushes):
+    /// mounts are tried from these first, before the request-wide `mount_from`.
+    pub mount_from: Vec<String>,
 }
 
 /// What to push.
@@ -223,9 +226,11 @@ async fn push_blob(
     {
         candidates.push(from);
     }
+    candidates.extend(blob.mount_from.iter().map(String::as_str));
     candidates.extend(mount_from.iter().map(String::as_str));
     candidates.retain(|from| *from != repository);
-    candidates.dedup();
+    let mut seen = std::collections::HashSet::new();
+    candidates.retain(|from| seen.insert(*from));
     let mut session = None;
     for from in candidates {
         match client.mount_blob(repository, digest, from).await? {
@@ -281,6 +286,7 @@ mod tests {
             digest: d.into(),
             size: 1,
             source: BlobSource::File("x".into()),
+            mount_from: Vec::new(),
         };
         let blobs = vec![blob("a"), blob("b"), blob("a")];
         let unique: Vec<String> = unique_blobs(&blobs).into_iter().map(|b| b.digest).collect();

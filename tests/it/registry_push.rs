@@ -234,6 +234,7 @@ async fn blobs_copy_across_registries_and_mount_within_one() {
                     client: client.clone(),
                     repository: repository.into(),
                 },
+                mount_from: Vec::new(),
             })
             .collect(),
         ..image.request()

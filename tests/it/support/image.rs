@@ -102,5 +102,6 @@ fn write_blob(dir: &TempDir, bytes: &[u8]) -> PushBlob {
         digest,
         size: bytes.len() as u64,
         source: BlobSource::File(path),
+        mount_from: Vec::new(),
     }
 }

@@ -1,0 +1,223 @@
+//! From an image in the store (or an OCI layout on disk) to a push request for the registry.
+
+use bytes::Bytes;
+
+use crate::build::BuiltImage;
+use crate::digest::Digest;
+use crate::image::{Index, Manifest, media};
+use crate::layout::{Layout, LayoutError};
+use crate::registry::{
+    BlobSource, PushBlob, PushProgressFn, PushReport, PushRequest, Reference, RegistryClient,
+    RegistryError, push_image,
+};
+use crate::remote::{RemoteAccess, RemoteError};
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+    #[error("layer {0} is neither in the local store nor in a base image's registry; build again")]
+    MissingLayer(Digest),
+    #[error("{dir}: {message}")]
+    InvalidLayout { dir: String, message: String },
+}
+
+/// The push request for a built image: blobs from the store, base layers that stayed in their
+/// registry streamed (or mounted) from there.
+pub fn request_for_image(
+    store: &Store,
+    image: &BuiltImage,
+    remote: &RemoteAccess,
+) -> Result<PushRequest, PushError> {
+    let manifest = store.read_blob(&image.manifest.digest)?;
+    let base_client = match &image.base {
+        Some(base) => Some((remote.client(base)?, base.repository().to_owned())),
+        None => None,
+    };
+    let mut blobs = vec![file_blob(store, &image.config.digest, image.config.size)];
+    for layer in &image.layers {
+        if store.has_blob(&layer.digest) {
+            blobs.push(file_blob(store, &layer.digest, layer.size));
+            continue;
+        }
+        let (client, repository) = match (&base_client, layer.from_base) {
+            (Some((client, repository)), true) => (client.clone(), repository.clone()),
+            _ => return Err(PushError::MissingLayer(layer.digest.clone())),
+        };
+        blobs.push(PushBlob {
+            digest: layer.digest.to_string(),
+            size: layer.size,
+            source: BlobSource::Registry { client, repository },
+            mount_from: Vec::new(),
+        });
+    }
+    Ok(PushRequest {
+        manifest: Bytes::from(manifest),
+        media_type: image.manifest.media_type.clone(),
+        blobs,
+        mount_from: Vec::new(),
+    })
+}
+
+/// Builds and pushes a built image: blobs the registry has are skipped, blobs pushed before to
+/// another repository of the same registry (or in the base's repository there) are mounted,
+/// the rest uploaded; afterwards every blob's new location is remembered.
+pub async fn push_built_image(
+    store: &Store,
+    image: &BuiltImage,
+    mut request: PushRequest,
+    client: &RegistryClient,
+    target: &Reference,
+    progress: Option<PushProgressFn>,
+) -> Result<PushReport, PushError> {
+    let prefix = format!("{}/", target.registry());
+    let base_repository = image
+        .base
+        .as_ref()
+        .filter(|base| base.registry() == target.registry())
+        .map(|base| base.repository().to_owned());
+    for blob in &mut request.blobs {
+        let Ok(digest) = blob.digest.parse::<Digest>() else {
+            continue;
+        };
+        let from_base = image
+            .layers
+            .iter()
+            .any(|l| l.from_base && l.digest == digest);
+        blob.mount_from = store
+            .locations(&digest)
+            .iter()
+            .filter_map(|location| location.strip_prefix(&prefix).map(str::to_owned))
+            .chain(base_repository.clone().filter(|_| from_base))
+            .filter(|repo| repo != target.repository())
+            .collect();
+    }
+    let report = push_image(client, target, &request, progress).await?;
+    for digest in image.blobs() {
+        store.record_location(&digest, target.registry(), target.repository());
+    }
+    Ok(report)
+}
+
+fn file_blob(store: &Store, digest: &Digest, size: u64) -> PushBlob {
+    PushBlob {
+        digest: digest.to_string(),
+        size,
+        source: BlobSource::File(store.blob_path(digest)),
+        mount_from: Vec::new(),
+    }
+}
+
+/// Brings a registry base's layers into the store (verified), for `--output`.
+pub fn fetch_base_layers(
+    store: &Store,
+    image: &BuiltImage,
+    remote: &RemoteAccess,
+) -> Result<(), PushError> {
+    if let Some(base) = &image.base {
+        for layer in image.layers.iter().filter(|l| l.from_base) {
+            remote.fetch_blob(store, base, &layer.digest)?;
+        }
+    }
+    Ok(())
+}
+
+/// Pushes what an OCI layout holds under `tag` (a manifest, or an index and its manifests).
+pub async fn push_layout(
+    client: &RegistryClient,
+    layout: &Layout,
+    tag: Option<&str>,
+    target: &Reference,
+    progress: Option<PushProgressFn>,
+) -> Result<PushReport, PushError> {
+    let descriptor = layout.find(tag)?.clone();
+    if media::is_manifest(&descriptor.media_type) {
+        let bytes = layout.read_document(&descriptor)?;
+        let request = layout_manifest_request(layout, bytes, &descriptor.media_type)?;
+        return Ok(push_image(client, target, &request, progress).await?);
+    }
+    if !media::is_index(&descriptor.media_type) {
+        return Err(invalid_layout(
+            layout,
+            format!(
+                "its entry has media type {}, which cannot be pushed",
+                descriptor.media_type
+            ),
+        ));
+    }
+    let index_bytes = layout.read_document(&descriptor)?;
+    let index: Index = serde_json::from_slice(&index_bytes)
+        .map_err(|e| invalid_layout(layout, format!("its index is not valid: {e}")))?;
+    let mut total = PushReport {
+        manifest_digest: String::new(),
+        uploaded_blobs: 0,
+        skipped_blobs: 0,
+        mounted_blobs: 0,
+        uploaded_bytes: 0,
+    };
+    for child in &index.manifests {
+        if !media::is_manifest(&child.media_type) {
+            return Err(invalid_layout(
+                layout,
+                format!("nested entry {} is not an image manifest", child.digest),
+            ));
+        }
+        let bytes = layout.read_document(child)?;
+        let request = layout_manifest_request(layout, bytes, &child.media_type)?;
+        let by_digest = target
+            .with_digest(child.digest.as_str())
+            .map_err(RegistryError::from)?;
+        let report = push_image(client, &by_digest, &request, progress.clone()).await?;
+        total.uploaded_blobs += report.uploaded_blobs;
+        total.skipped_blobs += report.skipped_blobs;
+        total.mounted_blobs += report.mounted_blobs;
+        total.uploaded_bytes += report.uploaded_bytes;
+    }
+    total.manifest_digest = client
+        .put_manifest(
+            target.repository(),
+            target.manifest_reference(),
+            Bytes::from(index_bytes),
+            &descriptor.media_type,
+        )
+        .await?;
+    Ok(total)
+}
+
+fn layout_manifest_request(
+    layout: &Layout,
+    bytes: Vec<u8>,
+    media_type: &str,
+) -> Result<PushRequest, PushError> {
+    let manifest: Manifest = serde_json::from_slice(&bytes)
+        .map_err(|e| invalid_layout(layout, format!("a manifest is not valid: {e}")))?;
+    let blobs = std::iter::once(&manifest.config)
+        .chain(&manifest.layers)
+        .map(|d| PushBlob {
+            digest: d.digest.to_string(),
+            size: d.size,
+            source: BlobSource::File(layout.blob_path(&d.digest)),
+            mount_from: Vec::new(),
+        })
+        .collect();
+    Ok(PushRequest {
+        manifest: Bytes::from(bytes),
+        media_type: media_type.to_owned(),
+        blobs,
+        mount_from: Vec::new(),
+    })
+}
+
+fn invalid_layout(layout: &Layout, message: String) -> PushError {
+    PushError::InvalidLayout {
+        dir: layout.dir().display().to_string(),
+        message,
+    }
+}

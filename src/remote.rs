@@ -1,0 +1,102 @@
+//! Registry access for the builder and the pusher: one client per registry, credentials
+//! resolved once, and blocking calls into the async client for the (synchronous) builder.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::digest::Digest;
+use crate::registry::{
+    CredentialEnv, Reference, RegistryClient, RegistryError, RegistrySettings, ResolvedCredential,
+};
+use crate::store::{Store, StoreError};
+
+/// What the build and push need to reach registries.
+pub struct RemoteAccess {
+    runtime: tokio::runtime::Handle,
+    settings: RegistrySettings,
+    env: CredentialEnv,
+    /// `--username`/`--password-stdin`: used for this registry only (the push target).
+    explicit: Option<(String, ResolvedCredential)>,
+    clients: Mutex<HashMap<String, Arc<RegistryClient>>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Join(String),
+}
+
+impl RemoteAccess {
+    pub fn new(
+        runtime: tokio::runtime::Handle,
+        settings: RegistrySettings,
+        env: CredentialEnv,
+        explicit: Option<(String, ResolvedCredential)>,
+    ) -> Self {
+        RemoteAccess {
+            runtime,
+            settings,
+            env,
+            explicit,
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.runtime
+    }
+
+    /// The client for `reference`'s registry, created (and its credential resolved) once.
+    pub fn client(&self, reference: &Reference) -> Result<Arc<RegistryClient>, RemoteError> {
+        let registry = reference.registry().to_owned();
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(client) = clients.get(&registry) {
+            return Ok(client.clone());
+        }
+        let explicit = self
+            .explicit
+            .as_ref()
+            .filter(|(host, _)| *host == registry)
+            .map(|(_, credential)| credential.clone());
+        let client = Arc::new(RegistryClient::for_reference(
+            reference,
+            explicit,
+            &self.env,
+            self.settings.clone(),
+        )?);
+        tracing::info!(registry = %registry, credentials = %client.credential_source(), "registry");
+        clients.insert(registry, client.clone());
+        Ok(client)
+    }
+
+    /// Runs a future of the async client from synchronous code (the builder runs outside the
+    /// runtime, on the main thread).
+    pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
+    }
+
+    /// Downloads a blob into the store (verified against its digest) unless it is there.
+    pub fn fetch_blob(
+        &self,
+        store: &Store,
+        reference: &Reference,
+        digest: &Digest,
+    ) -> Result<(), RemoteError> {
+        if store.has_blob(digest) {
+            return Ok(());
+        }
+        let client = self.client(reference)?;
+        let temp = store.temp_file()?;
+        self.block_on(client.get_blob_to_file(
+            reference.repository(),
+            digest.as_str(),
+            temp.path(),
+        ))?;
+        store.commit(temp, digest)?;
+        Ok(())
+    }
+}
