@@ -18,15 +18,28 @@ pub enum PushError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Remote(#[from] RemoteError),
+    Remote(Box<RemoteError>),
     #[error(transparent)]
-    Registry(#[from] RegistryError),
+    Registry(Box<RegistryError>),
     #[error(transparent)]
     Layout(#[from] LayoutError),
     #[error("layer {0} is neither in the local store nor in a base image's registry; build again")]
     MissingLayer(Digest),
     #[error("{dir}: {message}")]
     InvalidLayout { dir: String, message: String },
+}
+
+// Registry errors carry a lot of context; boxed, they keep every Result small.
+impl From<RemoteError> for PushError {
+    fn from(e: RemoteError) -> Self {
+        PushError::Remote(Box::new(e))
+    }
+}
+
+impl From<RegistryError> for PushError {
+    fn from(e: RegistryError) -> Self {
+        PushError::Registry(Box::new(e))
+    }
 }
 
 /// The push request for a built image: blobs from the store, base layers that stayed in their

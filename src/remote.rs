@@ -23,11 +23,16 @@ pub struct RemoteAccess {
 #[derive(Debug, thiserror::Error)]
 pub enum RemoteError {
     #[error(transparent)]
-    Registry(#[from] RegistryError),
+    Registry(Box<RegistryError>),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("{0}")]
-    Join(String),
+}
+
+// Registry errors carry a lot of context; boxed, they keep every Result small.
+impl From<RegistryError> for RemoteError {
+    fn from(e: RegistryError) -> Self {
+        RemoteError::Registry(Box::new(e))
+    }
 }
 
 impl RemoteAccess {

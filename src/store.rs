@@ -170,7 +170,7 @@ impl Store {
     pub fn record_location(&self, digest: &Digest, registry: &str, repository: &str) {
         let dir = self.root.join("locations");
         let line = format!("{registry}/{repository}");
-        if self.locations(digest).iter().any(|l| *l == line) {
+        if self.locations(digest).contains(&line) {
             return;
         }
         // Best effort: the record is an optimisation, and losing it only costs an upload.

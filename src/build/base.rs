@@ -29,7 +29,7 @@ pub enum BaseError {
     Remote {
         image: String,
         #[source]
-        source: RemoteError,
+        source: Box<RemoteError>,
     },
     #[error("FROM {image}: {source}")]
     Layout {
@@ -184,7 +184,7 @@ fn from_registry(
 ) -> Result<Base, BaseError> {
     let remote_err = |source: RemoteError| BaseError::Remote {
         image: image.into(),
-        source,
+        source: Box::new(source),
     };
     let invalid = |message: String| BaseError::Invalid {
         image: image.into(),
@@ -289,7 +289,7 @@ pub fn load_users(
             .fetch_blob(store, reference, digest)
             .map_err(|source| BaseError::Remote {
                 image: image.clone(),
-                source,
+                source: Box::new(source),
             })?;
         let found = KnownFilesystem::scan(store, &[(digest.clone(), media_type.clone())]).map_err(
             |source| BaseError::Scan {

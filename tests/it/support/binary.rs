@@ -43,10 +43,15 @@ impl Workspace {
     /// `dockless ARGS…` with this workspace's cache, run in the workspace directory.
     pub fn dockless(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_dockless"));
+        // Hermetic: no credentials or settings of the machine running the tests leak in.
         cmd.current_dir(self.path())
             .env("DOCKLESS_CACHE_DIR", self.cache())
+            .env("HOME", self.path().join("home"))
             .env_remove("SOURCE_DATE_EPOCH")
-            .env_remove("RUST_LOG");
+            .env_remove("RUST_LOG")
+            .env_remove("DOCKER_CONFIG")
+            .env_remove("REGISTRY_AUTH_FILE")
+            .env_remove("XDG_RUNTIME_DIR");
         cmd
     }
 
