@@ -7,26 +7,38 @@ demo_dir := "target/demo"
 default:
     @just --list
 
-# Build the example template on a busybox base into OCI layouts, and show what was made.
+# Build the example template and push it to a throwaway local registry, then show the result.
 demo: build-release
     #!/usr/bin/env bash
     set -euo pipefail
-    bin=target/release/dockless
-    export DOCKLESS_CACHE_DIR="$PWD/{{demo_dir}}/cache"
-    rm -rf {{demo_dir}}/base-context && mkdir -p {{demo_dir}}/base-context
-    cp -r fixtures/busybox-base/. {{demo_dir}}/base-context/
-    cp /bin/busybox {{demo_dir}}/base-context/busybox
-    echo "== building a busybox base image FROM scratch"
-    $bin build {{demo_dir}}/base-context --output {{demo_dir}}/base --tag latest
-    echo "== building fixtures/example on it"
-    $bin build fixtures/example --build-arg BASE="oci:$PWD/{{demo_dir}}/base:latest" --output {{demo_dir}}/example --tag demo --json > {{demo_dir}}/example.json
-    python3 -m json.tool {{demo_dir}}/example.json
-    echo "== skopeo's view of the layout"
-    skopeo inspect oci:{{demo_dir}}/example:demo
-    echo "== umoci unpacks it"
-    rm -rf {{demo_dir}}/bundle
-    umoci unpack --rootless --image {{demo_dir}}/example:demo {{demo_dir}}/bundle >/dev/null
-    find {{demo_dir}}/bundle/rootfs/home -print | sort
+    bin="$PWD/target/release/dockless"
+    demo="$PWD/{{demo_dir}}"
+    rm -rf "$demo" && mkdir -p "$demo/base-context"
+    export DOCKLESS_CACHE_DIR="$demo/cache"
+    # A throwaway CNCF distribution registry on a free loopback port, stopped on exit.
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' "$demo/registry" "$port" > "$demo/registry.yml"
+    docker-registry serve "$demo/registry.yml" > "$demo/registry.log" 2>&1 &
+    registry_pid=$!
+    trap 'kill $registry_pid 2>/dev/null || true' EXIT
+    for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
+    registry="127.0.0.1:$port"
+    echo "== a throwaway registry at $registry"
+    echo "== building a busybox base FROM scratch and pushing it"
+    cp -r fixtures/busybox-base/. "$demo/base-context/"
+    cp /bin/busybox "$demo/base-context/busybox"
+    "$bin" push "$demo/base-context" --to "$registry/base/busybox:latest"
+    echo "== building fixtures/example on it and pushing it"
+    "$bin" push fixtures/example --build-arg BASE="$registry/base/busybox:latest" --to "$registry/e2b/example:demo" --json > "$demo/push.json"
+    python3 -m json.tool "$demo/push.json"
+    echo "== pushing again: nothing to upload"
+    "$bin" push fixtures/example --build-arg BASE="$registry/base/busybox:latest" --to "$registry/e2b/example:demo"
+    echo "== what the registry holds, as skopeo sees it"
+    skopeo inspect --tls-verify=false "docker://$registry/e2b/example:demo"
+    echo "== its files, pulled back by skopeo and unpacked by umoci"
+    skopeo copy -q --src-tls-verify=false "docker://$registry/e2b/example:demo" "oci:$demo/pulled:demo"
+    umoci unpack --rootless --image "$demo/pulled:demo" "$demo/bundle" >/dev/null
+    (cd "$demo/bundle/rootfs" && find home usr/local -print | sort)
 
 build-release:
     cargo build --release --quiet

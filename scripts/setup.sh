@@ -10,6 +10,7 @@ command -v umoci >/dev/null || need_packages+=(umoci)
 command -v htpasswd >/dev/null || need_packages+=(apache2-utils)
 [ -x /bin/busybox ] || need_packages+=(busybox-static)
 command -v zstd >/dev/null || need_packages+=(zstd)
+command -v curl >/dev/null || need_packages+=(curl)
 command -v xz >/dev/null || need_packages+=(xz-utils)
 command -v bzip2 >/dev/null || need_packages+=(bzip2)
 
