@@ -14,7 +14,7 @@ use crate::digest::Digest;
 use crate::dockerfile::{Command, CommandLine, Dockerfile, Healthcheck, Instruction};
 use crate::image::config::{DEFAULT_PATH, rfc3339};
 use crate::image::{Descriptor, History, ImageConfig, Manifest, Platform};
-use crate::layer::{Entry, EntryKind, LayerSettings, write_layer};
+use crate::layer::{Entry, EntryKind, LayerError, LayerSettings, WrittenLayer, write_layer_cached};
 use crate::registry::Reference;
 use crate::remote::RemoteAccess;
 use crate::store::Store;
@@ -51,6 +51,15 @@ struct Stage {
     cmd_set_here: bool,
     /// Where a registry base came from (its layers stay there until needed).
     remote_base: Option<Reference>,
+    /// Layers planned but not written yet: they are compressed together, in parallel, at the end.
+    pending: Vec<PendingLayer>,
+}
+
+/// A layer whose entries are known; its staged files live as long as it does.
+struct PendingLayer {
+    line: usize,
+    entries: Vec<Entry>,
+    _staging: Option<tempfile::TempDir>,
 }
 
 impl<'a> Builder<'a> {
@@ -260,6 +269,7 @@ impl<'a> Builder<'a> {
             shell: vec!["/bin/sh".into(), "-c".into()],
             cmd_set_here: false,
             remote_base: remote,
+            pending: Vec::new(),
         })
     }
 
@@ -324,7 +334,7 @@ impl<'a> Builder<'a> {
                 config.working_dir = Some(format!("/{path}"));
                 if stage.filesystem.complete && !stage.filesystem.is_dir(&path) {
                     let entries = missing_dirs(&stage.filesystem, &path);
-                    self.add_layer(stage, instruction, entries)?;
+                    self.add_layer(stage, instruction, entries, None);
                     empty_layer = false;
                 }
             }
@@ -492,8 +502,7 @@ impl<'a> Builder<'a> {
             Some(self.remote.runtime()),
         )
         .map_err(|e| self.at(instruction, e))?;
-        self.add_layer(stage, instruction, plan.entries)?;
-        drop(plan.staging);
+        self.add_layer(stage, instruction, plan.entries, plan.staging);
         Ok(())
     }
 
@@ -502,7 +511,8 @@ impl<'a> Builder<'a> {
         stage: &mut Stage,
         instruction: &Instruction,
         entries: Vec<Entry>,
-    ) -> Result<(), BuildError> {
+        staging: Option<tempfile::TempDir>,
+    ) {
         for entry in &entries {
             if matches!(entry.kind, EntryKind::Directory) {
                 stage.filesystem.dirs.insert(entry.path.clone());
@@ -510,29 +520,87 @@ impl<'a> Builder<'a> {
                 stage.filesystem.dirs.remove(&entry.path);
             }
         }
-        let written = write_layer(self.store, &entries, self.settings)
-            .map_err(|e| self.at(instruction, e))?;
-        tracing::info!(line = instruction.line, digest = %written.digest, size = written.size, entries = entries.len(), "layer written");
-        stage.config.rootfs.diff_ids.push(written.diff_id.clone());
         stage.config.history.push(History {
             created: Some(self.created.clone()),
             created_by: Some(instruction.text.clone()),
             comment: Some("dockless".into()),
             ..Default::default()
         });
-        stage.layers.push(BuiltLayer {
-            digest: written.digest,
-            diff_id: written.diff_id,
-            size: written.size,
-            media_type: self.options.format.layer(self.options.compression).into(),
-            from_base: false,
+        stage.pending.push(PendingLayer {
+            line: instruction.line,
+            entries,
+            _staging: staging,
         });
-        Ok(())
     }
 
-    fn finish(&self, stage: Stage) -> Result<BuiltImage, BuildError> {
+    /// Writes the pending layers, as many at a time as there are cores: each layer's
+    /// compression is single-threaded, so this is what keeps every core busy.
+    fn write_pending(&self, pending: &[PendingLayer]) -> Result<Vec<BuiltLayer>, BuildError> {
+        let workers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(pending.len())
+            .max(1);
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let mut results: Vec<(usize, Result<WrittenLayer, LayerError>)> =
+            std::thread::scope(|scope| {
+                let workers: Vec<_> = (0..workers)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            let mut done = Vec::new();
+                            loop {
+                                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                let Some(layer) = pending.get(i) else { break };
+                                done.push((
+                                    i,
+                                    write_layer_cached(self.store, &layer.entries, self.settings),
+                                ));
+                            }
+                            done
+                        })
+                    })
+                    .collect();
+                workers
+                    .into_iter()
+                    .flat_map(|worker| worker.join().unwrap_or_default())
+                    .collect()
+            });
+        results.sort_by_key(|(i, _)| *i);
+        if results.len() != pending.len() {
+            return Err(BuildError::Dockerfile {
+                file: self.dockerfile.to_owned(),
+                message: "a layer writer stopped unexpectedly; build again".into(),
+            });
+        }
+        let media_type = self.options.format.layer(self.options.compression);
+        results
+            .into_iter()
+            .zip(pending)
+            .map(|((_, result), layer)| {
+                let written = result.map_err(|source| BuildError::Instruction {
+                    file: self.dockerfile.to_owned(),
+                    line: layer.line,
+                    source: source.into(),
+                })?;
+                tracing::info!(line = layer.line, digest = %written.digest, size = written.size, entries = layer.entries.len(), "layer");
+                Ok(BuiltLayer {
+                    digest: written.digest,
+                    diff_id: written.diff_id,
+                    size: written.size,
+                    media_type: media_type.into(),
+                    from_base: false,
+                })
+            })
+            .collect()
+    }
+
+    fn finish(&self, mut stage: Stage) -> Result<BuiltImage, BuildError> {
+        let written = self.write_pending(&stage.pending)?;
+        stage.pending.clear();
+        stage.layers.extend(written);
         let mut config = stage.config;
         config.created = Some(self.created.clone());
+        config.rootfs.diff_ids = stage.layers.iter().map(|l| l.diff_id.clone()).collect();
         let config_bytes = config.to_bytes();
         let config_digest = self.store.put_bytes(&config_bytes)?;
         let format = self.options.format;

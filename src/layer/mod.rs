@@ -1,8 +1,9 @@
 //! Deterministic layer tars, compression, and both digests in one pass.
 
 pub mod archive;
+pub mod cache;
 pub mod entry;
 pub mod writer;
 
 pub use entry::{Entry, EntryKind};
-pub use writer::{LayerError, LayerSettings, WrittenLayer, write_layer};
+pub use writer::{LayerError, LayerSettings, WrittenLayer, write_layer, write_layer_cached};

@@ -47,6 +47,24 @@ pub struct LayerSettings {
     pub epoch: u64,
 }
 
+/// Writes `entries` as one layer, unless the layer cache has it already.
+pub fn write_layer_cached(
+    store: &Store,
+    entries: &[Entry],
+    settings: LayerSettings,
+) -> Result<WrittenLayer, LayerError> {
+    let key = super::cache::key(entries, settings);
+    if let Some(layer) = key.as_deref().and_then(|k| super::cache::lookup(store, k)) {
+        tracing::debug!(digest = %layer.digest, "layer cache hit");
+        return Ok(layer);
+    }
+    let layer = write_layer(store, entries, settings)?;
+    if let Some(key) = key {
+        super::cache::record(store, &key, &layer);
+    }
+    Ok(layer)
+}
+
 /// Writes `entries` (already sorted and complete) as one layer into the store.
 pub fn write_layer(
     store: &Store,

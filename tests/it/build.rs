@@ -782,3 +782,28 @@ with tarfile.open(sys.argv[1], "w") as t:
     );
     assert!(!ws.path().join("escaped.txt").exists() && !ws.context().join("escaped.txt").exists());
 }
+
+#[test]
+fn the_layer_cache_reuses_unchanged_layers_and_never_serves_stale_ones() {
+    let ws = Workspace::new();
+    ws.write("Dockerfile", "FROM scratch\nCOPY a.txt /a.txt\nCOPY b.txt /b.txt\n");
+    ws.write("a.txt", "aaaa");
+    ws.write("b.txt", "bbbb");
+    let first = ws.build_ok(&[]);
+    let out = ws
+        .dockless()
+        .args(["-vv", "build", "ctx"])
+        .output()
+        .unwrap();
+    crate::support::binary::assert_success(&out);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(log.matches("layer cache hit").count(), 2, "{log}");
+
+    // Same size, new bytes: the cache must notice.
+    ws.write("b.txt", "BBBB");
+    let changed = ws.build_ok(&[]);
+    assert_ne!(changed["digest"], first["digest"]);
+    assert_eq!(changed["layers"][0], first["layers"][0], "the unchanged layer is the same");
+    ws.write("b.txt", "bbbb");
+    assert_eq!(ws.build_ok(&[])["digest"], first["digest"]);
+}

@@ -1,0 +1,171 @@
+//! The layer cache: a layer whose inputs have not changed is neither re-read nor re-compressed.
+//!
+//! The key hashes every entry's metadata and, for files, the identity of the source on disk
+//! (inode, size, modification and change times in nanoseconds). A file rewritten in place
+//! always gets a new change time, so an unchanged key means unchanged bytes; a fresh checkout
+//! of the same files misses the cache and simply rebuilds the same layer (builds are
+//! deterministic, so the digests are equal either way).
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+
+use sha2::{Digest as _, Sha256};
+
+use super::entry::{Entry, EntryKind};
+use super::writer::{LayerSettings, WrittenLayer};
+use crate::image::Compression;
+use crate::store::Store;
+
+/// Bumped whenever the bytes a given input produces change (tar layout, compressor settings).
+const VERSION: &str = "dockless-layer-cache-v1";
+
+/// The cache key of a layer, or `None` when a source cannot be examined (no caching then).
+pub fn key(entries: &[Entry], settings: LayerSettings) -> Option<String> {
+    let mut hasher = Sha256::new();
+    let compression = match settings.compression {
+        Compression::Gzip { level } => format!("gzip:{level}"),
+        Compression::Zstd { level } => format!("zstd:{level}"),
+    };
+    writeln!(
+        Hashed(&mut hasher),
+        "{VERSION}\n{compression}\n{}",
+        settings.epoch
+    )
+    .ok()?;
+    for entry in entries {
+        write!(
+            Hashed(&mut hasher),
+            "{}\0{:o}\0{}\0{}\0",
+            entry.path,
+            entry.mode,
+            entry.uid,
+            entry.gid
+        )
+        .ok()?;
+        for (name, value) in &entry.xattrs {
+            hasher.update(name.as_bytes());
+            hasher.update([0]);
+            hasher.update((value.len() as u64).to_le_bytes());
+            hasher.update(value);
+        }
+        match &entry.kind {
+            EntryKind::Directory => hasher.update(b"d"),
+            EntryKind::File { source, size } => {
+                let meta = fs::metadata(source).ok()?;
+                write!(
+                    Hashed(&mut hasher),
+                    "f{size}\0{}\0{}\0{}.{}\0{}.{}\0",
+                    meta.dev(),
+                    meta.ino(),
+                    meta.mtime(),
+                    meta.mtime_nsec(),
+                    meta.ctime(),
+                    meta.ctime_nsec()
+                )
+                .ok()?;
+            }
+            EntryKind::Symlink { target } => write!(Hashed(&mut hasher), "s{target}\0").ok()?,
+            EntryKind::Hardlink { target } => write!(Hashed(&mut hasher), "h{target}\0").ok()?,
+            EntryKind::CharDevice { major, minor } => {
+                write!(Hashed(&mut hasher), "c{major},{minor}\0").ok()?
+            }
+            EntryKind::BlockDevice { major, minor } => {
+                write!(Hashed(&mut hasher), "b{major},{minor}\0").ok()?
+            }
+            EntryKind::Fifo => hasher.update(b"p"),
+        }
+        hasher.update(b"\n");
+    }
+    Some(hex::encode(hasher.finalize()))
+}
+
+/// Adapts the hasher to `write!`.
+struct Hashed<'a>(&'a mut Sha256);
+
+impl Write for Hashed<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn path(store: &Store, key: &str) -> PathBuf {
+    store.root().join("layer-cache").join(format!("{key}.json"))
+}
+
+/// A cached layer for `key` whose blob is still in the store.
+pub fn lookup(store: &Store, key: &str) -> Option<WrittenLayer> {
+    let bytes = fs::read(path(store, key)).ok()?;
+    let layer: WrittenLayer = serde_json::from_slice(&bytes).ok()?;
+    store.has_blob(&layer.digest).then_some(layer)
+}
+
+/// Records a written layer; failing to is harmless (the next build recompresses).
+pub fn record(store: &Store, key: &str, layer: &WrittenLayer) {
+    let target = path(store, key);
+    let Some(dir) = target.parent() else { return };
+    if fs::create_dir_all(dir).is_err() {
+        return;
+    }
+    if let Ok(temp) = tempfile::NamedTempFile::new_in(dir)
+        && fs::write(temp.path(), serde_json::to_vec(layer).unwrap_or_default()).is_ok()
+    {
+        let _ = temp.persist(target);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file_entry(source: PathBuf, size: u64) -> Entry {
+        Entry {
+            path: "a".into(),
+            kind: EntryKind::File { source, size },
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            xattrs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn key_changes_with_content_metadata_and_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a");
+        fs::write(&file, "one").unwrap();
+        let settings = LayerSettings {
+            compression: Compression::Gzip { level: 1 },
+            epoch: 0,
+        };
+        let entries = vec![file_entry(file.clone(), 3)];
+        let first = key(&entries, settings).unwrap();
+        assert_eq!(key(&entries, settings), Some(first.clone()), "stable");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        fs::write(&file, "two").unwrap();
+        assert_ne!(
+            key(&entries, settings).unwrap(),
+            first,
+            "a rewrite changes the key"
+        );
+        let rewritten = key(&entries, settings).unwrap();
+        let mut chmod = entries.clone();
+        chmod[0].mode = 0o600;
+        assert_ne!(key(&chmod, settings).unwrap(), rewritten);
+        let other = LayerSettings {
+            epoch: 1,
+            ..settings
+        };
+        assert_ne!(key(&entries, other).unwrap(), rewritten);
+        assert_eq!(
+            key(&[file_entry(dir.path().join("missing"), 1)], settings),
+            None
+        );
+    }
+}
