@@ -164,6 +164,22 @@ pub fn write_layout(
         .prefix(".dockless-output-")
         .tempdir_in(&parent)
         .with_path("create a temporary directory in", &parent)?;
+    crate::cleanup::register(temp.path());
+    let result = stage_and_swap(store, output, manifest, blobs, tag, &temp, &parent);
+    crate::cleanup::unregister(temp.path());
+    result
+}
+
+/// Fills the staging directory and swaps it into place (see [`write_layout`]).
+fn stage_and_swap(
+    store: &Store,
+    output: &Path,
+    manifest: &Descriptor,
+    blobs: &[Digest],
+    tag: &str,
+    temp: &tempfile::TempDir,
+    parent: &Path,
+) -> Result<(), LayoutError> {
     let blob_dir = temp.path().join("blobs").join("sha256");
     fs::create_dir_all(&blob_dir).with_path("create", &blob_dir)?;
     for digest in blobs.iter().chain([&manifest.digest]) {

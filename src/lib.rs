@@ -7,6 +7,7 @@
 //! and [`registry`] speaks the distribution API.
 
 pub mod build;
+pub mod cleanup;
 pub mod context;
 pub mod digest;
 pub mod dockerfile;

@@ -13,7 +13,16 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     logging::init(cli.quiet, cli.verbose);
-    match app::run(cli) {
+    // Ctrl-C or SIGTERM: remove temporary files and half-written output, then exit as a shell
+    // expects of an interrupted command.
+    let _ = ctrlc::set_handler(|| {
+        dockless::cleanup::remove_all();
+        eprintln!("interrupted; temporary files removed");
+        std::process::exit(130);
+    });
+    let outcome = app::run(cli);
+    dockless::cleanup::remove_all();
+    match outcome {
         Ok(code) => code,
         Err(error) => {
             // Broken pipe on stdout (`dockless … | head`) is not a failure worth a message.

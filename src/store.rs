@@ -33,6 +33,9 @@ pub enum StoreError {
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    /// This process's temporary directory under `tmp/` (named by its pid): removed on exit and
+    /// on interruption, and swept by a later process if this one was killed outright.
+    session: PathBuf,
 }
 
 pub const OCI_LAYOUT_FILE: &str = "oci-layout";
@@ -53,7 +56,12 @@ impl Store {
         let root = root.into();
         let blobs = root.join("blobs").join("sha256");
         fs::create_dir_all(&blobs).with_path("create the cache directory", &blobs)?;
-        fs::create_dir_all(root.join("tmp")).with_path("create the cache directory", &root)?;
+        let tmp = root.join("tmp");
+        fs::create_dir_all(&tmp).with_path("create the cache directory", &root)?;
+        sweep_dead_sessions(&tmp);
+        let session = tmp.join(format!("{}", std::process::id()));
+        fs::create_dir_all(&session).with_path("create the cache directory", &session)?;
+        crate::cleanup::register(&session);
         let layout = root.join(OCI_LAYOUT_FILE);
         if !layout.exists() {
             fs::write(&layout, OCI_LAYOUT_CONTENT).with_path("write", &layout)?;
@@ -63,7 +71,7 @@ impl Store {
             fs::write(&index, "{\"schemaVersion\":2,\"manifests\":[]}")
                 .with_path("write", &index)?;
         }
-        Ok(Store { root })
+        Ok(Store { root, session })
     }
 
     pub fn root(&self) -> &Path {
@@ -80,13 +88,13 @@ impl Store {
 
     /// A temporary file on the store's file system, so that committing it is a rename.
     pub fn temp_file(&self) -> Result<NamedTempFile, StoreError> {
-        let dir = self.root.join("tmp");
-        Ok(NamedTempFile::new_in(&dir).with_path("create a temporary file in", &dir)?)
+        let dir = &self.session;
+        Ok(NamedTempFile::new_in(dir).with_path("create a temporary file in", dir)?)
     }
 
     pub fn temp_dir(&self) -> Result<TempDir, StoreError> {
-        let dir = self.root.join("tmp");
-        Ok(TempDir::new_in(&dir).with_path("create a temporary directory in", &dir)?)
+        let dir = &self.session;
+        Ok(TempDir::new_in(dir).with_path("create a temporary directory in", dir)?)
     }
 
     /// Moves a fully written temporary file into place as the blob `digest`.
@@ -188,6 +196,23 @@ impl Store {
         fs::read_to_string(self.root.join("locations").join(digest.hex()))
             .map(|text| text.lines().map(str::to_owned).collect())
             .unwrap_or_default()
+    }
+}
+
+/// Removes temporary directories left by processes that no longer run (killed with SIGKILL,
+/// or by a power loss): their names are pids, and `/proc/<pid>` tells whether one still runs.
+fn sweep_dead_sessions(tmp: &Path) {
+    let Ok(entries) = fs::read_dir(tmp) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists() {
+            let _ = fs::remove_dir_all(entry.path());
+        }
     }
 }
 

@@ -786,7 +786,10 @@ with tarfile.open(sys.argv[1], "w") as t:
 #[test]
 fn the_layer_cache_reuses_unchanged_layers_and_never_serves_stale_ones() {
     let ws = Workspace::new();
-    ws.write("Dockerfile", "FROM scratch\nCOPY a.txt /a.txt\nCOPY b.txt /b.txt\n");
+    ws.write(
+        "Dockerfile",
+        "FROM scratch\nCOPY a.txt /a.txt\nCOPY b.txt /b.txt\n",
+    );
     ws.write("a.txt", "aaaa");
     ws.write("b.txt", "bbbb");
     let first = ws.build_ok(&[]);
@@ -803,7 +806,52 @@ fn the_layer_cache_reuses_unchanged_layers_and_never_serves_stale_ones() {
     ws.write("b.txt", "BBBB");
     let changed = ws.build_ok(&[]);
     assert_ne!(changed["digest"], first["digest"]);
-    assert_eq!(changed["layers"][0], first["layers"][0], "the unchanged layer is the same");
+    assert_eq!(
+        changed["layers"][0], first["layers"][0],
+        "the unchanged layer is the same"
+    );
     ws.write("b.txt", "bbbb");
     assert_eq!(ws.build_ok(&[])["digest"], first["digest"]);
+}
+
+#[test]
+fn interrupting_a_build_leaves_no_temporary_files() {
+    let ws = Workspace::new();
+    ws.write("Dockerfile", "FROM scratch\nCOPY big.bin /big.bin\n");
+    // Large enough that the build is still compressing when the signal arrives.
+    let mut data = Vec::with_capacity(96 << 20);
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    while data.len() < 96 << 20 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(&x.to_le_bytes());
+    }
+    ws.write("big.bin", &data);
+    let mut child = ws
+        .dockless()
+        .args(["build", "ctx", "--output", "out"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    tool("kill", &["-INT", &child.id().to_string()]);
+    let status = child.wait().unwrap();
+    if status.success() {
+        // The machine was fast enough to finish first: nothing to check about interruption.
+        return;
+    }
+    assert_eq!(status.code(), Some(130));
+    let tmp = ws.cache().join("tmp");
+    let leftovers: Vec<_> = fs::read_dir(&tmp)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+    assert!(!ws.out().exists());
+    let staged: Vec<_> = fs::read_dir(ws.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".dockless-"))
+        .collect();
+    assert!(staged.is_empty(), "{staged:?}");
 }
