@@ -54,3 +54,7 @@ check:
 
 # What CI runs.
 ci: check test
+
+# Benchmark build+push against buildah, skopeo+umoci, skopeo copy and the pigz floor (add --quick).
+bench *args: build-release
+    python3 bench/run.py {{args}}
