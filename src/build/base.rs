@@ -137,16 +137,7 @@ fn from_layout(
     let manifest: Manifest = serde_json::from_slice(&bytes)
         .map_err(|e| invalid(format!("its manifest is not valid: {e}")))?;
     let config_bytes = layout.read_document(&manifest.config).map_err(layout_err)?;
-    let config: ImageConfig = serde_json::from_slice(&config_bytes)
-        .map_err(|e| invalid(format!("its config is not valid: {e}")))?;
-    check_platform(image, &config, platform)?;
-    if config.rootfs.diff_ids.len() != manifest.layers.len() {
-        return Err(invalid(format!(
-            "its config lists {} layers but its manifest {}",
-            config.rootfs.diff_ids.len(),
-            manifest.layers.len()
-        )));
-    }
+    let config = parse_config(image, &config_bytes, &manifest, platform)?;
     let store_err = |source| BaseError::Store {
         image: image.into(),
         source,
@@ -232,7 +223,27 @@ fn from_registry(
                 image: image.into(),
                 source,
             })?;
-    let config: ImageConfig = serde_json::from_slice(&config_bytes)
+    let config = parse_config(image, &config_bytes, &manifest, platform)?;
+    Ok(Base {
+        config,
+        layers: manifest.layers,
+        filesystem: KnownFilesystem::default(),
+        remote: Some(reference),
+    })
+}
+
+/// The base's config, checked against the platform asked for and against its manifest.
+fn parse_config(
+    image: &str,
+    bytes: &[u8],
+    manifest: &Manifest,
+    platform: Option<&Platform>,
+) -> Result<ImageConfig, BaseError> {
+    let invalid = |message: String| BaseError::Invalid {
+        image: image.into(),
+        message,
+    };
+    let config: ImageConfig = serde_json::from_slice(bytes)
         .map_err(|e| invalid(format!("its config is not valid: {e}")))?;
     check_platform(image, &config, platform)?;
     if config.rootfs.diff_ids.len() != manifest.layers.len() {
@@ -242,12 +253,7 @@ fn from_registry(
             manifest.layers.len()
         )));
     }
-    Ok(Base {
-        config,
-        layers: manifest.layers,
-        filesystem: KnownFilesystem::default(),
-        remote: Some(reference),
-    })
+    Ok(config)
 }
 
 fn check_platform(

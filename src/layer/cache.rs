@@ -19,7 +19,7 @@ use crate::image::Compression;
 use crate::store::Store;
 
 /// Bumped whenever the bytes a given input produces change (tar layout, compressor settings).
-const VERSION: &str = "dockless-layer-cache-v1";
+const VERSION: &str = "dockless-layer-cache-v2-pgzip";
 
 /// The cache key of a layer, or `None` when a source cannot be examined (no caching then).
 pub fn key(entries: &[Entry], settings: LayerSettings) -> Option<String> {

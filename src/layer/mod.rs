@@ -3,6 +3,7 @@
 pub mod archive;
 pub mod cache;
 pub mod entry;
+pub mod pgzip;
 pub mod writer;
 
 pub use entry::{Entry, EntryKind};

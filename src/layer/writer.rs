@@ -76,10 +76,9 @@ pub fn write_layer(
     let compressed = HashingWriter::new(BufWriter::with_capacity(256 * 1024, temp));
     let (compressed, diff_id) = match settings.compression {
         Compression::Gzip { level } => {
-            let encoder = flate2::GzBuilder::new()
-                .mtime(0)
-                .operating_system(255)
-                .write(compressed, flate2::Compression::new(level));
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let encoder = super::pgzip::ParallelGzWriter::new(compressed, level, threads)
+                .with_path("compress", &temp_path)?;
             let (encoder, diff_id) = write_tar(encoder, entries, settings.epoch)?;
             (encoder.finish().with_path("compress", &temp_path)?, diff_id)
         }
