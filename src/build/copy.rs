@@ -14,6 +14,7 @@ use crate::context::source::SourceError;
 use crate::digest::{Digest, HashingWriter};
 use crate::fs_error::{FsError, IoContext};
 use crate::layer::archive::{self, ArchiveError};
+use crate::layer::cache::{SourceStamp, Stamps};
 use crate::layer::{Entry, EntryKind};
 use crate::store::{Store, StoreError};
 
@@ -38,6 +39,8 @@ pub struct CopyRequest<'a> {
 pub struct CopyPlan {
     pub entries: Vec<Entry>,
     pub staging: Option<TempDir>,
+    /// Identities of the context files, taken during the walk, for the layer cache.
+    pub stamps: Stamps,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -163,9 +166,11 @@ pub fn plan_copy(
         });
     }
 
+    let stamps = std::mem::take(&mut builder.stamps);
     Ok(CopyPlan {
         entries: builder.finish(known),
         staging,
+        stamps,
     })
 }
 
@@ -188,6 +193,7 @@ struct EntrySet {
     owner: (u64, u64),
     chmod: Option<u32>,
     created_dirs: Vec<String>,
+    stamps: Stamps,
 }
 
 impl EntrySet {
@@ -198,11 +204,13 @@ impl EntrySet {
             owner,
             chmod,
             created_dirs: Vec::new(),
+            stamps: Stamps::new(),
         }
     }
 
     fn add(&mut self, entry: Entry) {
         self.inodes.remove(&entry.path);
+        self.stamps.remove(&entry.path);
         self.entries.insert(entry.path.clone(), entry);
     }
 
@@ -258,6 +266,9 @@ impl EntrySet {
         } else {
             read_xattrs(abs)
         };
+        if meta.is_file() {
+            self.stamps.insert(target.to_owned(), SourceStamp::of(meta));
+        }
         if meta.is_file() && meta.nlink() > 1 {
             self.inodes
                 .insert(target.to_owned(), (meta.dev(), meta.ino()));
@@ -349,6 +360,9 @@ impl EntrySet {
 /// Extended attributes worth keeping (file capabilities among them); SELinux labels and
 /// `system.*` (ACLs) describe the build host, not the image.
 fn read_xattrs(path: &Path) -> Vec<(String, Vec<u8>)> {
+    if !may_have_xattrs(path) {
+        return Vec::new();
+    }
     let Ok(names) = xattr::list(path) else {
         return Vec::new();
     };
@@ -364,6 +378,19 @@ fn read_xattrs(path: &Path) -> Vec<(String, Vec<u8>)> {
         .collect();
     out.sort();
     out
+}
+
+/// One `llistxattr` size query: almost every file has no extended attributes, and this
+/// answers that in a single system call (listing them takes two).
+fn may_have_xattrs(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return true;
+    };
+    // SAFETY: `c_path` is a valid NUL-terminated string for the duration of the call; a null
+    // buffer with size 0 asks only for the size of the list and writes nothing.
+    let size = unsafe { libc::llistxattr(c_path.as_ptr(), std::ptr::null_mut(), 0) };
+    size != 0
 }
 
 fn device_numbers(rdev: u64) -> (u32, u32) {

@@ -59,6 +59,7 @@ struct Stage {
 struct PendingLayer {
     line: usize,
     entries: Vec<Entry>,
+    stamps: crate::layer::cache::Stamps,
     _staging: Option<tempfile::TempDir>,
 }
 
@@ -334,7 +335,7 @@ impl<'a> Builder<'a> {
                 config.working_dir = Some(format!("/{path}"));
                 if stage.filesystem.complete && !stage.filesystem.is_dir(&path) {
                     let entries = missing_dirs(&stage.filesystem, &path);
-                    self.add_layer(stage, instruction, entries, None);
+                    self.add_layer(stage, instruction, entries, None, Default::default());
                     empty_layer = false;
                 }
             }
@@ -502,7 +503,7 @@ impl<'a> Builder<'a> {
             Some(self.remote.runtime()),
         )
         .map_err(|e| self.at(instruction, e))?;
-        self.add_layer(stage, instruction, plan.entries, plan.staging);
+        self.add_layer(stage, instruction, plan.entries, plan.staging, plan.stamps);
         Ok(())
     }
 
@@ -512,6 +513,7 @@ impl<'a> Builder<'a> {
         instruction: &Instruction,
         entries: Vec<Entry>,
         staging: Option<tempfile::TempDir>,
+        stamps: crate::layer::cache::Stamps,
     ) {
         for entry in &entries {
             if matches!(entry.kind, EntryKind::Directory) {
@@ -529,6 +531,7 @@ impl<'a> Builder<'a> {
         stage.pending.push(PendingLayer {
             line: instruction.line,
             entries,
+            stamps,
             _staging: staging,
         });
     }
@@ -553,7 +556,12 @@ impl<'a> Builder<'a> {
                                 let Some(layer) = pending.get(i) else { break };
                                 done.push((
                                     i,
-                                    write_layer_cached(self.store, &layer.entries, self.settings),
+                                    write_layer_cached(
+                                        self.store,
+                                        &layer.entries,
+                                        self.settings,
+                                        &layer.stamps,
+                                    ),
                                 ));
                             }
                             done

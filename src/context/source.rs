@@ -193,15 +193,17 @@ impl Context {
         let mut children = Vec::new();
         for entry in read {
             let entry = entry.with_path("read the directory", dir)?;
-            children.push(entry.file_name());
+            // DirEntry::metadata is an lstat relative to the open directory: no walk of the
+            // whole path per file, which is most of the cost of a no-op build.
+            let meta = entry.metadata().with_path("read", &entry.path())?;
+            children.push((entry.file_name(), meta));
         }
-        children.sort();
-        for name in children {
+        children.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, meta) in children {
             let name = name.to_string_lossy().into_owned();
             let abs = dir.join(&name);
             let in_context = join(context_rel, &name);
             let rel = join(walked_rel, &name);
-            let meta = fs::symlink_metadata(&abs).with_path("read", &abs)?;
             let excluded = self.ignore().is_excluded(&in_context);
             if meta.is_dir() {
                 if excluded && !self.ignore().must_walk_excluded_dir(&in_context) {

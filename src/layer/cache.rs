@@ -6,6 +6,7 @@
 //! of the same files misses the cache and simply rebuilds the same layer (builds are
 //! deterministic, so the digests are equal either way).
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
@@ -21,8 +22,34 @@ use crate::store::Store;
 /// Bumped whenever the bytes a given input produces change (tar layout, compressor settings).
 const VERSION: &str = "dockless-layer-cache-v2-pgzip";
 
+/// The identity of a source file on disk: it changes whenever the file's bytes may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceStamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl SourceStamp {
+    pub fn of(meta: &fs::Metadata) -> Self {
+        SourceStamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+}
+
+/// Stamps already taken while walking the context, by entry path (so files are not stat'ed
+/// twice); sources without one are stat'ed here.
+pub type Stamps = HashMap<String, SourceStamp>;
+
 /// The cache key of a layer, or `None` when a source cannot be examined (no caching then).
-pub fn key(entries: &[Entry], settings: LayerSettings) -> Option<String> {
+pub fn key(entries: &[Entry], settings: LayerSettings, stamps: &Stamps) -> Option<String> {
     let mut hasher = Sha256::new();
     let compression = match settings.compression {
         Compression::Gzip { level } => format!("gzip:{level}"),
@@ -53,16 +80,20 @@ pub fn key(entries: &[Entry], settings: LayerSettings) -> Option<String> {
         match &entry.kind {
             EntryKind::Directory => hasher.update(b"d"),
             EntryKind::File { source, size } => {
-                let meta = fs::metadata(source).ok()?;
+                let stamp = match stamps.get(&entry.path) {
+                    Some(stamp) => *stamp,
+                    None => SourceStamp::of(&fs::metadata(source).ok()?),
+                };
                 write!(
                     Hashed(&mut hasher),
-                    "f{size}\0{}\0{}\0{}.{}\0{}.{}\0",
-                    meta.dev(),
-                    meta.ino(),
-                    meta.mtime(),
-                    meta.mtime_nsec(),
-                    meta.ctime(),
-                    meta.ctime_nsec()
+                    "f{size}\0{}\0{}\0{}\0{}.{}\0{}.{}\0",
+                    stamp.dev,
+                    stamp.ino,
+                    stamp.size,
+                    stamp.mtime.0,
+                    stamp.mtime.1,
+                    stamp.ctime.0,
+                    stamp.ctime.1
                 )
                 .ok()?;
             }
@@ -145,26 +176,34 @@ mod tests {
             epoch: 0,
         };
         let entries = vec![file_entry(file.clone(), 3)];
-        let first = key(&entries, settings).unwrap();
-        assert_eq!(key(&entries, settings), Some(first.clone()), "stable");
+        let first = key(&entries, settings, &Stamps::new()).unwrap();
+        assert_eq!(
+            key(&entries, settings, &Stamps::new()),
+            Some(first.clone()),
+            "stable"
+        );
         std::thread::sleep(std::time::Duration::from_millis(10));
         fs::write(&file, "two").unwrap();
         assert_ne!(
-            key(&entries, settings).unwrap(),
+            key(&entries, settings, &Stamps::new()).unwrap(),
             first,
             "a rewrite changes the key"
         );
-        let rewritten = key(&entries, settings).unwrap();
+        let rewritten = key(&entries, settings, &Stamps::new()).unwrap();
         let mut chmod = entries.clone();
         chmod[0].mode = 0o600;
-        assert_ne!(key(&chmod, settings).unwrap(), rewritten);
+        assert_ne!(key(&chmod, settings, &Stamps::new()).unwrap(), rewritten);
         let other = LayerSettings {
             epoch: 1,
             ..settings
         };
-        assert_ne!(key(&entries, other).unwrap(), rewritten);
+        assert_ne!(key(&entries, other, &Stamps::new()).unwrap(), rewritten);
         assert_eq!(
-            key(&[file_entry(dir.path().join("missing"), 1)], settings),
+            key(
+                &[file_entry(dir.path().join("missing"), 1)],
+                settings,
+                &Stamps::new()
+            ),
             None
         );
     }

@@ -52,8 +52,9 @@ pub fn write_layer_cached(
     store: &Store,
     entries: &[Entry],
     settings: LayerSettings,
+    stamps: &super::cache::Stamps,
 ) -> Result<WrittenLayer, LayerError> {
-    let key = super::cache::key(entries, settings);
+    let key = super::cache::key(entries, settings, stamps);
     if let Some(layer) = key.as_deref().and_then(|k| super::cache::lookup(store, k)) {
         tracing::debug!(digest = %layer.digest, "layer cache hit");
         return Ok(layer);
