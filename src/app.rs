@@ -99,7 +99,19 @@ fn push_command(args: &PushArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             let context = args.context.clone().unwrap_or_else(|| PathBuf::from("."));
             let options = settings::image_options(&context, &args.image)?;
             let store = Store::open(Store::default_root())?;
-            let image = build::build(&options, &store, &remote)?;
+            let early = push::EarlyUploads::start(
+                runtime.handle(),
+                client.clone(),
+                &target,
+                view.callback(),
+            );
+            let built = {
+                let on_layer = early.on_layer(&store, &target);
+                build::build_with(&options, &store, &remote, Some(&on_layer))
+            };
+            let early_report = runtime.block_on(early.finish());
+            let image = built?;
+            let early_report = early_report?;
             if !quiet && !args.json {
                 eprintln!("Built {}", describe(&image));
             }
@@ -112,6 +124,7 @@ fn push_command(args: &PushArgs, quiet: bool) -> anyhow::Result<ExitCode> {
                 &client,
                 &target,
                 view.callback(),
+                early_report,
             ))?;
             (report, Some(image))
         }

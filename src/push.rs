@@ -2,13 +2,13 @@
 
 use bytes::Bytes;
 
-use crate::build::BuiltImage;
+use crate::build::{BuiltImage, BuiltLayer};
 use crate::digest::Digest;
 use crate::image::{Index, Manifest, media};
 use crate::layout::{Layout, LayoutError};
 use crate::registry::{
-    BlobSource, PushBlob, PushProgressFn, PushReport, PushRequest, Reference, RegistryClient,
-    RegistryError, push_image,
+    BlobOutcome, BlobSource, PushBlob, PushProgressFn, PushReport, PushRequest, Reference,
+    RegistryClient, RegistryError, push_image,
 };
 use crate::remote::{RemoteAccess, RemoteError};
 use crate::store::{Store, StoreError};
@@ -79,6 +79,107 @@ pub fn request_for_image(
     })
 }
 
+/// Uploads new layers while the build is still compressing others: each layer is sent to the
+/// registry (HEAD, mount, upload) as soon as it lands in the store, so compression and upload
+/// overlap. The manifest push afterwards finds these blobs present and skips them.
+pub struct EarlyUploads {
+    sender: tokio::sync::mpsc::UnboundedSender<PushBlob>,
+    task: tokio::task::JoinHandle<Result<EarlyReport, PushError>>,
+}
+
+/// What the early uploads did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EarlyReport {
+    pub uploaded_blobs: usize,
+    pub mounted_blobs: usize,
+    pub skipped_blobs: usize,
+    pub uploaded_bytes: u64,
+}
+
+impl EarlyUploads {
+    pub fn start(
+        runtime: &tokio::runtime::Handle,
+        client: std::sync::Arc<RegistryClient>,
+        target: &Reference,
+        progress: Option<PushProgressFn>,
+    ) -> Self {
+        let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<PushBlob>();
+        let repository = target.repository().to_owned();
+        let task = runtime.spawn(async move {
+            let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(
+                client.settings().max_concurrent_uploads.max(1),
+            ));
+            let mut uploads = tokio::task::JoinSet::new();
+            while let Some(blob) = receiver.recv().await {
+                let (client, repository, progress) =
+                    (client.clone(), repository.clone(), progress.clone());
+                let permit = limit.clone().acquire_owned().await;
+                uploads.spawn(async move {
+                    let _permit = permit;
+                    crate::registry::push_blob(&client, &repository, blob, &[], progress).await
+                });
+            }
+            let mut report = EarlyReport::default();
+            while let Some(joined) = uploads.join_next().await {
+                let (size, outcome) = joined.map_err(|e| PushError::InvalidLayout {
+                    dir: "upload".into(),
+                    message: format!("an upload task failed: {e}"),
+                })??;
+                match outcome {
+                    BlobOutcome::Uploaded => {
+                        report.uploaded_blobs += 1;
+                        report.uploaded_bytes += size;
+                    }
+                    BlobOutcome::Mounted => report.mounted_blobs += 1,
+                    BlobOutcome::Skipped => report.skipped_blobs += 1,
+                }
+            }
+            Ok(report)
+        });
+        EarlyUploads { sender, task }
+    }
+
+    /// The callback for [`crate::build::build_with`]: queues each new layer for upload.
+    pub fn on_layer<'a>(
+        &'a self,
+        store: &'a Store,
+        target: &'a Reference,
+    ) -> impl Fn(&BuiltLayer) + Sync + 'a {
+        let prefix = format!("{}/", target.registry());
+        move |layer: &BuiltLayer| {
+            let mut blob = file_blob(store, &layer.digest, layer.size);
+            blob.mount_from = mount_candidates(store, &layer.digest, &prefix, target, None);
+            let _ = self.sender.send(blob);
+        }
+    }
+
+    /// Waits for every queued upload.
+    pub async fn finish(self) -> Result<EarlyReport, PushError> {
+        drop(self.sender);
+        self.task.await.map_err(|e| PushError::InvalidLayout {
+            dir: "upload".into(),
+            message: format!("the upload task failed: {e}"),
+        })?
+    }
+}
+
+/// Repositories of the target registry from which `digest` may be mounted.
+fn mount_candidates(
+    store: &Store,
+    digest: &Digest,
+    prefix: &str,
+    target: &Reference,
+    base_repository: Option<&str>,
+) -> Vec<String> {
+    store
+        .locations(digest)
+        .iter()
+        .filter_map(|location| location.strip_prefix(prefix).map(str::to_owned))
+        .chain(base_repository.map(str::to_owned))
+        .filter(|repo| repo != target.repository())
+        .collect()
+}
+
 /// Builds and pushes a built image: blobs the registry has are skipped, blobs pushed before to
 /// another repository of the same registry (or in the base's repository there) are mounted,
 /// the rest uploaded; afterwards every blob's new location is remembered.
@@ -89,6 +190,7 @@ pub async fn push_built_image(
     client: &RegistryClient,
     target: &Reference,
     progress: Option<PushProgressFn>,
+    early: EarlyReport,
 ) -> Result<PushReport, PushError> {
     let prefix = format!("{}/", target.registry());
     let base_repository = image
@@ -104,18 +206,20 @@ pub async fn push_built_image(
             .layers
             .iter()
             .any(|l| l.from_base && l.digest == digest);
-        blob.mount_from = store
-            .locations(&digest)
-            .iter()
-            .filter_map(|location| location.strip_prefix(&prefix).map(str::to_owned))
-            .chain(base_repository.clone().filter(|_| from_base))
-            .filter(|repo| repo != target.repository())
-            .collect();
+        let base = base_repository.as_deref().filter(|_| from_base);
+        blob.mount_from = mount_candidates(store, &digest, &prefix, target, base);
     }
-    let report = push_image(client, target, &request, progress).await?;
+    let mut report = push_image(client, target, &request, progress).await?;
     for digest in image.blobs() {
         store.record_location(&digest, target.registry(), target.repository());
     }
+    // Blobs the early uploads sent were found present (skipped) by the final pass.
+    report.skipped_blobs = report
+        .skipped_blobs
+        .saturating_sub(early.uploaded_blobs + early.mounted_blobs);
+    report.uploaded_blobs += early.uploaded_blobs;
+    report.mounted_blobs += early.mounted_blobs;
+    report.uploaded_bytes += early.uploaded_bytes;
     Ok(report)
 }
 

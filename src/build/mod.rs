@@ -103,11 +103,24 @@ pub enum BuildError {
     Dockerfile { file: PathBuf, message: String },
 }
 
+/// Called from a writer thread as each new layer lands in the store (pushes start uploading it).
+pub type LayerWritten<'a> = &'a (dyn Fn(&BuiltLayer) + Sync);
+
 /// Builds the image described by `options` into `store`.
 pub fn build(
     options: &BuildOptions,
     store: &Store,
     remote: &RemoteAccess,
+) -> Result<BuiltImage, BuildError> {
+    build_with(options, store, remote, None)
+}
+
+/// [`build`], telling `on_layer` about each new layer as soon as it is written.
+pub fn build_with(
+    options: &BuildOptions,
+    store: &Store,
+    remote: &RemoteAccess,
+    on_layer: Option<LayerWritten<'_>>,
 ) -> Result<BuiltImage, BuildError> {
     let context = Context::open(&options.context)?;
     let dockerfile_path = locate_dockerfile(context.root(), options.dockerfile.as_deref())?;
@@ -124,5 +137,6 @@ pub fn build(
         line: e.line,
         message: e.message.clone(),
     })?;
-    stage::Builder::new(options, store, &context, &dockerfile_path, remote).run(&dockerfile)
+    stage::Builder::new(options, store, &context, &dockerfile_path, remote, on_layer)
+        .run(&dockerfile)
 }

@@ -32,6 +32,7 @@ pub(super) struct Builder<'a> {
     context: &'a Context,
     dockerfile: &'a Path,
     remote: &'a RemoteAccess,
+    on_layer: Option<super::LayerWritten<'a>>,
     settings: LayerSettings,
     created: String,
     /// The Dockerfile's escape character, which word processing honours.
@@ -70,6 +71,7 @@ impl<'a> Builder<'a> {
         context: &'a Context,
         dockerfile: &'a Path,
         remote: &'a RemoteAccess,
+        on_layer: Option<super::LayerWritten<'a>>,
     ) -> Self {
         Builder {
             options,
@@ -77,6 +79,7 @@ impl<'a> Builder<'a> {
             context,
             dockerfile,
             remote,
+            on_layer,
             settings: LayerSettings {
                 compression: options.compression,
                 epoch: options.epoch,
@@ -536,6 +539,16 @@ impl<'a> Builder<'a> {
         });
     }
 
+    fn built_layer(&self, written: &WrittenLayer) -> BuiltLayer {
+        BuiltLayer {
+            digest: written.digest.clone(),
+            diff_id: written.diff_id.clone(),
+            size: written.size,
+            media_type: self.options.format.layer(self.options.compression).into(),
+            from_base: false,
+        }
+    }
+
     /// Writes the pending layers, as many at a time as there are cores: each layer's
     /// compression is single-threaded, so this is what keeps every core busy.
     fn write_pending(&self, pending: &[PendingLayer]) -> Result<Vec<BuiltLayer>, BuildError> {
@@ -554,15 +567,16 @@ impl<'a> Builder<'a> {
                             loop {
                                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                                 let Some(layer) = pending.get(i) else { break };
-                                done.push((
-                                    i,
-                                    write_layer_cached(
-                                        self.store,
-                                        &layer.entries,
-                                        self.settings,
-                                        &layer.stamps,
-                                    ),
-                                ));
+                                let written = write_layer_cached(
+                                    self.store,
+                                    &layer.entries,
+                                    self.settings,
+                                    &layer.stamps,
+                                );
+                                if let (Ok(written), Some(on_layer)) = (&written, self.on_layer) {
+                                    on_layer(&self.built_layer(written));
+                                }
+                                done.push((i, written));
                             }
                             done
                         })
@@ -580,7 +594,6 @@ impl<'a> Builder<'a> {
                 message: "a layer writer stopped unexpectedly; build again".into(),
             });
         }
-        let media_type = self.options.format.layer(self.options.compression);
         results
             .into_iter()
             .zip(pending)
@@ -591,13 +604,7 @@ impl<'a> Builder<'a> {
                     source: source.into(),
                 })?;
                 tracing::info!(line = layer.line, digest = %written.digest, size = written.size, entries = layer.entries.len(), "layer");
-                Ok(BuiltLayer {
-                    digest: written.digest,
-                    diff_id: written.diff_id,
-                    size: written.size,
-                    media_type: media_type.into(),
-                    from_base: false,
-                })
+                Ok(self.built_layer(&written))
             })
             .collect()
     }

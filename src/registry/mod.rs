@@ -35,7 +35,7 @@ pub use manifests::{
 };
 pub use push::{
     BlobOutcome, BlobSource, PushBlob, PushProgress, PushProgressFn, PushReport, PushRequest,
-    push_image,
+    push_blob, push_image,
 };
 pub use reference::{Reference, ReferenceError};
 pub use retry::RetryPolicy;

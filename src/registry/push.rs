@@ -196,7 +196,9 @@ fn unique_blobs(blobs: &[PushBlob]) -> Vec<PushBlob> {
 }
 
 /// Pushes one blob; returns its size and what happened.
-async fn push_blob(
+/// Pushes one blob the way [`push_image`] does (HEAD, then mount, then upload), for callers
+/// that start uploads before the manifest exists (while later layers are still compressing).
+pub async fn push_blob(
     client: &RegistryClient,
     repository: &str,
     blob: PushBlob,
