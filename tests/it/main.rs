@@ -2,6 +2,7 @@
 
 mod build;
 mod catalog;
+mod leaks;
 mod push;
 mod registry_auth;
 mod registry_faults;
