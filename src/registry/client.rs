@@ -41,6 +41,9 @@ pub struct RegistrySettings {
     /// verify a big blob before answering the final PUT).
     pub response_timeout: Duration,
     pub user_agent: String,
+    /// Try cross-repository mounts before uploading. Off for registries whose tokens are bound
+    /// to one repository (E2B's gateway), where a mount can only fail.
+    pub cross_repository_mounts: bool,
 }
 
 impl Default for RegistrySettings {
@@ -54,6 +57,7 @@ impl Default for RegistrySettings {
             stall_timeout: Duration::from_secs(60),
             response_timeout: Duration::from_secs(300),
             user_agent: format!("dockless/{}", env!("CARGO_PKG_VERSION")),
+            cross_repository_mounts: true,
         }
     }
 }
@@ -206,6 +210,11 @@ impl RegistryClient {
 
     pub fn settings(&self) -> &RegistrySettings {
         &self.settings
+    }
+
+    /// The credential in use (E2B's registry flow hands it on when the user asks).
+    pub fn credential(&self) -> &ResolvedCredential {
+        &self.credential
     }
 
     /// Where the credential in use came from (for `-v` logs; never the secret).

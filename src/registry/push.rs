@@ -231,6 +231,9 @@ pub async fn push_blob(
     candidates.extend(blob.mount_from.iter().map(String::as_str));
     candidates.extend(mount_from.iter().map(String::as_str));
     candidates.retain(|from| *from != repository);
+    if !client.settings().cross_repository_mounts {
+        candidates.clear();
+    }
     let mut seen = std::collections::HashSet::new();
     candidates.retain(|from| seen.insert(*from));
     let mut session = None;

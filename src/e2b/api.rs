@@ -1,0 +1,454 @@
+//! The E2B API client: JSON over HTTP(S), exactly one credential header on every request, sent
+//! only to the API's own origin (redirects are not followed).
+
+use std::time::Duration;
+
+use reqwest::header::{AUTHORIZATION, HeaderValue};
+use reqwest::{Method, StatusCode, Url};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::credentials::{CredentialKind, E2bCredential};
+use super::refusal::{self, Flow};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(
+        "E2B API {operation} ({url}): {detail}; check E2B_API_URL / E2B_DOMAIN and your connection"
+    )]
+    Transport {
+        operation: String,
+        url: String,
+        detail: String,
+    },
+    #[error("E2B refused {operation} (HTTP {status}): {message}{}", if advice.is_empty() { String::new() } else { format!("; {advice}") })]
+    Refused {
+        operation: String,
+        status: u16,
+        /// E2B's own reason.
+        message: String,
+        advice: String,
+    },
+    #[error("E2B API {operation}: unexpected answer: {detail}")]
+    BadAnswer { operation: String, detail: String },
+}
+
+/// `POST /v3/templates`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CreateTemplateV3 {
+    pub name: String,
+    #[serde(rename = "cpuCount", skip_serializing_if = "Option::is_none")]
+    pub cpu_count: Option<u32>,
+    #[serde(rename = "memoryMB", skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<u32>,
+}
+
+/// `POST /templates` and `POST /templates/{templateID}` (legacy).
+#[derive(Debug, Clone, Serialize)]
+pub struct CreateTemplateLegacy {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
+    pub dockerfile: String,
+    #[serde(rename = "startCmd", skip_serializing_if = "Option::is_none")]
+    pub start_cmd: Option<String>,
+    #[serde(rename = "readyCmd", skip_serializing_if = "Option::is_none")]
+    pub ready_cmd: Option<String>,
+    #[serde(rename = "cpuCount", skip_serializing_if = "Option::is_none")]
+    pub cpu_count: Option<u32>,
+    #[serde(rename = "memoryMB", skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<u32>,
+    #[serde(rename = "teamID", skip_serializing_if = "Option::is_none")]
+    pub team_id: Option<String>,
+}
+
+/// A template and the build E2B opened for it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CreatedBuild {
+    #[serde(rename = "templateID")]
+    pub template_id: String,
+    #[serde(rename = "buildID")]
+    pub build_id: String,
+}
+
+/// Pull credentials handed to E2B for the user's registry (`fromImageRegistry`).
+/// No Debug: it holds a password.
+pub struct RegistryPullCredentials {
+    pub username: String,
+    pub password: secrecy::SecretString,
+}
+
+/// `POST /v2/templates/{templateID}/builds/{buildID}`.
+pub struct StartBuildV2 {
+    pub from_image: String,
+    pub registry: Option<RegistryPullCredentials>,
+    pub start_cmd: Option<String>,
+    pub ready_cmd: Option<String>,
+}
+
+impl StartBuildV2 {
+    fn body(&self) -> Value {
+        let mut body = serde_json::json!({ "fromImage": self.from_image });
+        if let Some(registry) = &self.registry {
+            body["fromImageRegistry"] = serde_json::json!({
+                "type": "registry",
+                "username": registry.username,
+                "password": registry.password.expose_secret(),
+            });
+        }
+        if let Some(cmd) = &self.start_cmd {
+            body["startCmd"] = Value::from(cmd.as_str());
+        }
+        if let Some(cmd) = &self.ready_cmd {
+            body["readyCmd"] = Value::from(cmd.as_str());
+        }
+        body
+    }
+}
+
+/// `GET /templates/{templateID}/builds/{buildID}/status`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct BuildInfo {
+    pub status: BuildState,
+    #[serde(default, rename = "logEntries")]
+    pub log_entries: Vec<LogEntry>,
+    #[serde(default)]
+    pub logs: Vec<String>,
+    #[serde(default)]
+    pub reason: Option<BuildReason>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BuildState {
+    Building,
+    Waiting,
+    Ready,
+    Error,
+}
+
+impl std::fmt::Display for BuildState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BuildState::Building => "building",
+            BuildState::Waiting => "waiting",
+            BuildState::Ready => "ready",
+            BuildState::Error => "error",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct LogEntry {
+    #[serde(default)]
+    pub timestamp: String,
+    pub message: String,
+    #[serde(default)]
+    pub level: String,
+    #[serde(default)]
+    pub step: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct BuildReason {
+    pub message: String,
+    #[serde(default)]
+    pub step: Option<String>,
+}
+
+/// How often a failed request is tried again, and how long to wait in between.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiRetry {
+    pub attempts: u32,
+    pub delay: Duration,
+}
+
+impl Default for ApiRetry {
+    fn default() -> Self {
+        ApiRetry {
+            attempts: 3,
+            delay: Duration::from_millis(500),
+        }
+    }
+}
+
+pub struct ApiClient {
+    http: reqwest::Client,
+    base: Url,
+    credential: E2bCredential,
+    retry: ApiRetry,
+}
+
+impl ApiClient {
+    pub fn new(base: Url, credential: E2bCredential, retry: ApiRetry) -> Result<Self, ApiError> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(30))
+            .timeout(Duration::from_secs(120))
+            .user_agent(format!("dockless/{}", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ApiError::Transport {
+                operation: "setup".into(),
+                url: base.to_string(),
+                detail: e.to_string(),
+            })?;
+        Ok(ApiClient {
+            http,
+            base,
+            credential,
+            retry,
+        })
+    }
+
+    pub fn credential(&self) -> &E2bCredential {
+        &self.credential
+    }
+
+    pub async fn create_template_v3(
+        &self,
+        request: &CreateTemplateV3,
+    ) -> Result<CreatedBuild, ApiError> {
+        let body = serde_json::to_value(request).unwrap_or_default();
+        let answer = self
+            .send(
+                Method::POST,
+                "v3/templates",
+                Some(body),
+                "create template (POST /v3/templates)",
+                Flow::Registry,
+                1,
+            )
+            .await?;
+        parse(&answer, "create template")
+    }
+
+    pub async fn start_build_v2(
+        &self,
+        template_id: &str,
+        build_id: &str,
+        request: &StartBuildV2,
+    ) -> Result<(), ApiError> {
+        let path = format!("v2/templates/{template_id}/builds/{build_id}");
+        self.send(
+            Method::POST,
+            &path,
+            Some(request.body()),
+            &format!("start build (POST /{path})"),
+            Flow::Registry,
+            1,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// `POST /templates` (new) or `POST /templates/{templateID}` (rebuild).
+    pub async fn create_template_legacy(
+        &self,
+        template_id: Option<&str>,
+        request: &CreateTemplateLegacy,
+    ) -> Result<CreatedBuild, ApiError> {
+        let path = match template_id {
+            Some(id) => format!("templates/{id}"),
+            None => "templates".to_owned(),
+        };
+        let body = serde_json::to_value(request).unwrap_or_default();
+        let answer = self
+            .send(
+                Method::POST,
+                &path,
+                Some(body),
+                &format!("request build (POST /{path})"),
+                Flow::Gateway,
+                1,
+            )
+            .await?;
+        parse(&answer, "request build")
+    }
+
+    /// `POST /templates/{templateID}/builds/{buildID}`, tried up to three times (E2B's load
+    /// balancer drops long-lived connections, as its CLI learnt).
+    pub async fn start_build_legacy(
+        &self,
+        template_id: &str,
+        build_id: &str,
+    ) -> Result<(), ApiError> {
+        let path = format!("templates/{template_id}/builds/{build_id}");
+        self.send(
+            Method::POST,
+            &path,
+            None,
+            &format!("start build (POST /{path})"),
+            Flow::Gateway,
+            self.retry.attempts,
+        )
+        .await
+        .map(drop)
+    }
+
+    pub async fn build_status(
+        &self,
+        template_id: &str,
+        build_id: &str,
+        logs_offset: usize,
+    ) -> Result<BuildInfo, ApiError> {
+        let path =
+            format!("templates/{template_id}/builds/{build_id}/status?logsOffset={logs_offset}");
+        let answer = self
+            .send(
+                Method::GET,
+                &path,
+                None,
+                "build status",
+                Flow::Either,
+                self.retry.attempts,
+            )
+            .await?;
+        parse(&answer, "build status")
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        operation: &str,
+        flow: Flow,
+        attempts: u32,
+    ) -> Result<Vec<u8>, ApiError> {
+        let url = self.base.join(path).map_err(|e| ApiError::BadAnswer {
+            operation: operation.to_owned(),
+            detail: format!("cannot build a URL for {path}: {e}"),
+        })?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut request = self.http.request(method.clone(), url.clone());
+            request = match self.credential.kind {
+                CredentialKind::ApiKey => {
+                    let mut value = HeaderValue::from_str(self.credential.secret().expose_secret())
+                        .map_err(|_| self.bad_secret(operation))?;
+                    value.set_sensitive(true);
+                    request.header("X-API-Key", value)
+                }
+                CredentialKind::AccessToken => {
+                    let mut value = HeaderValue::from_str(&format!(
+                        "Bearer {}",
+                        self.credential.secret().expose_secret()
+                    ))
+                    .map_err(|_| self.bad_secret(operation))?;
+                    value.set_sensitive(true);
+                    request.header(AUTHORIZATION, value)
+                }
+            };
+            if let Some(body) = &body {
+                request = request
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body.to_string());
+            } else if method == Method::POST {
+                request = request.header(reqwest::header::CONTENT_LENGTH, 0);
+            }
+            tracing::debug!(%method, path = url.path(), attempt, "E2B API request");
+            let retryable = match request.send().await {
+                Ok(response) => {
+                    let status = response.status();
+                    let bytes = response
+                        .bytes()
+                        .await
+                        .map(|b| b.to_vec())
+                        .unwrap_or_default();
+                    tracing::debug!(
+                        status = status.as_u16(),
+                        path = url.path(),
+                        "E2B API answer"
+                    );
+                    if status.is_success() {
+                        return Ok(bytes);
+                    }
+                    if !(status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS)
+                        || attempt >= attempts
+                    {
+                        return Err(self.refused(operation, status, &bytes, flow));
+                    }
+                    format!("HTTP {status}")
+                }
+                Err(error) => {
+                    let detail = refusal::scrub(&error_chain(&error), &self.credential);
+                    if attempt >= attempts {
+                        return Err(ApiError::Transport {
+                            operation: operation.to_owned(),
+                            url: redact_query(&url),
+                            detail,
+                        });
+                    }
+                    detail
+                }
+            };
+            tracing::warn!(operation, attempt, reason = %retryable, "E2B API request failed; trying again");
+            tokio::time::sleep(self.retry.delay * attempt).await;
+        }
+    }
+
+    fn bad_secret(&self, operation: &str) -> ApiError {
+        ApiError::Refused {
+            operation: operation.to_owned(),
+            status: 0,
+            message: format!(
+                "the {} from {} holds characters that cannot be sent in a header",
+                self.credential.kind, self.credential.origin
+            ),
+            advice: "copy it again from https://e2b.dev/dashboard?tab=keys".into(),
+        }
+    }
+
+    fn refused(&self, operation: &str, status: StatusCode, body: &[u8], flow: Flow) -> ApiError {
+        let message = serde_json::from_slice::<Value>(body)
+            .ok()
+            .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_owned))
+            .unwrap_or_else(|| {
+                String::from_utf8_lossy(body)
+                    .trim()
+                    .chars()
+                    .take(300)
+                    .collect()
+            });
+        let message = refusal::scrub(&message, &self.credential);
+        let message = if message.is_empty() {
+            status
+                .canonical_reason()
+                .unwrap_or("no reason given")
+                .to_owned()
+        } else {
+            message
+        };
+        ApiError::Refused {
+            operation: operation.to_owned(),
+            status: status.as_u16(),
+            advice: refusal::advice(status.as_u16(), &message, &self.credential, flow),
+            message,
+        }
+    }
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(bytes: &[u8], operation: &str) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| ApiError::BadAnswer {
+        operation: operation.to_owned(),
+        detail: format!("not the JSON E2B sends ({e})"),
+    })
+}
+
+fn redact_query(url: &Url) -> String {
+    let mut url = url.clone();
+    url.set_query(None);
+    url.to_string()
+}
+
+fn error_chain(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
