@@ -13,7 +13,7 @@ use dockless::remote::RemoteAccess;
 use dockless::store::Store;
 use serde_json::json;
 
-use crate::cli::{BuildArgs, Cli, Command, PushArgs, RegistryArgs};
+use crate::cli::{AuthCommand, BuildArgs, Cli, Command, PushArgs, RegistryArgs, TemplateCommand};
 use crate::progress::PushProgressView;
 use crate::settings;
 
@@ -21,17 +21,21 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Build(args) => build_command(&args, cli.quiet),
         Command::Push(args) => push_command(&args, cli.quiet),
+        Command::Auth(AuthCommand::Status(args)) => crate::e2b_commands::auth_status(&args),
+        Command::Template(TemplateCommand::Build(args)) => {
+            crate::e2b_commands::template_build(&args, cli.quiet)
+        }
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("could not start the async runtime")
 }
 
-fn remote_access(
+pub fn remote_access(
     runtime: &tokio::runtime::Runtime,
     args: &RegistryArgs,
     target: Option<&Reference>,
@@ -177,7 +181,7 @@ fn print_push(
     Ok(())
 }
 
-fn describe(image: &BuiltImage) -> String {
+pub fn describe(image: &BuiltImage) -> String {
     let new_layers = image.layers.iter().filter(|l| !l.from_base).count();
     format!(
         "{} ({}, {} layers of which {} new, {})",

@@ -35,6 +35,101 @@ pub enum Command {
         after_help = "Examples:\n  dockless push . --to ghcr.io/acme/sandbox:v1\n  dockless push ./template --to 127.0.0.1:5000/demo:latest --json\n  dockless push --from oci:./image:v1 --to registry.example.com/team/image:v1\n  echo \"$TOKEN\" | dockless push . --to registry.example.com/app:1 --username ci --password-stdin\n\nCredentials, first match wins: --username with --password-stdin; REGISTRY_AUTH_FILE;\n$DOCKER_CONFIG/config.json or ~/.docker/config.json (auths, credHelpers, credsStore);\n${XDG_RUNTIME_DIR}/containers/auth.json; anonymous."
     )]
     Push(PushArgs),
+    /// E2B credentials: which one dockless would use, and what it can do.
+    #[command(subcommand)]
+    Auth(AuthCommand),
+    /// E2B sandbox templates, built without Docker.
+    #[command(subcommand)]
+    Template(TemplateCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// Say which E2B credential was found, where, and which flows it can drive (never the secret).
+    #[command(
+        after_help = "Credentials, first match wins: --api-key-stdin / --access-token-stdin; E2B_API_KEY;\nE2B_ACCESS_TOKEN; ~/.e2b/config.json (project/team API key, then the saved access token)."
+    )]
+    Status(AuthStatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuthStatusArgs {
+    #[command(flatten)]
+    pub credential: E2bCredentialArgs,
+    /// Print one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Which E2B credential to use.
+#[derive(Debug, Args)]
+pub struct E2bCredentialArgs {
+    /// Read an E2B API key from standard input.
+    #[arg(long, conflicts_with = "access_token_stdin")]
+    pub api_key_stdin: bool,
+    /// Read an E2B access token (deprecated by E2B) from standard input.
+    #[arg(long)]
+    pub access_token_stdin: bool,
+    /// Look for this kind of credential only.
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub credential: Option<CredentialKindArg>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CredentialKindArg {
+    ApiKey,
+    AccessToken,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TemplateCommand {
+    /// Build a template context's image and turn it into an E2B template.
+    #[command(
+        after_help = "Examples:\n  dockless template build . --image ghcr.io/acme/sandbox:v1            (registry flow, API key)\n  dockless template build . --image 127.0.0.1:5000/sb:1 --share-registry-credentials\n  E2B_ACCESS_TOKEN=… dockless template build ./template                  (gateway flow, legacy/self-hosted)\n\nEnvironment: E2B_API_KEY, E2B_ACCESS_TOKEN, E2B_DOMAIN, E2B_API_URL, E2B_DEBUG, E2B_REGISTRY_URL,\nE2B_IMAGE_URI_MASK, E2B_TEAM_ID."
+    )]
+    Build(TemplateBuildArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TemplateBuildArgs {
+    /// The template context directory (holds e2b.toml, e2b.Dockerfile or Dockerfile).
+    #[arg(default_value = ".")]
+    pub context: PathBuf,
+    /// Registry flow: push the image here (REGISTRY/REPO:TAG), then have E2B build from it.
+    /// Without it: the gateway flow (legacy and self-hosted E2B).
+    #[arg(long, value_name = "REGISTRY/REPO:TAG")]
+    pub image: Option<String>,
+    /// Hand E2B the credentials dockless uses for --image's registry, so E2B can pull a private image.
+    #[arg(long, requires = "image")]
+    pub share_registry_credentials: bool,
+    /// The template name (default: e2b.toml's template_name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// CPUs of the sandbox (at least 1).
+    #[arg(long, value_name = "COUNT")]
+    pub cpu: Option<u32>,
+    /// Memory of the sandbox in MB (even, at least 128).
+    #[arg(long, value_name = "MB")]
+    pub memory_mb: Option<u32>,
+    /// Command run when a sandbox starts.
+    #[arg(long, value_name = "CMD")]
+    pub start_cmd: Option<String>,
+    /// Command that says when the started sandbox is ready.
+    #[arg(long, value_name = "CMD")]
+    pub ready_cmd: Option<String>,
+    /// The Dockerfile (default: e2b.toml's `dockerfile`, else e2b.Dockerfile, else Dockerfile).
+    #[arg(long, value_name = "PATH")]
+    pub dockerfile: Option<PathBuf>,
+    /// A build argument, KEY=VALUE (repeatable).
+    #[arg(long = "build-arg", value_name = "KEY=VALUE")]
+    pub build_args: Vec<String>,
+    #[command(flatten)]
+    pub credential: E2bCredentialArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Print one JSON object (templateID, buildID, image, digest, status) on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

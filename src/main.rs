@@ -2,6 +2,7 @@
 
 mod app;
 mod cli;
+mod e2b_commands;
 mod logging;
 mod progress;
 mod settings;
