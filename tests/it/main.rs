@@ -2,6 +2,7 @@
 
 mod build;
 mod catalog;
+mod e2b;
 mod leaks;
 mod push;
 mod registry_auth;

@@ -1,0 +1,165 @@
+//! No E2B secret in any output at `-vvv` with `RUST_LOG=trace`, in any file written, or in
+//! the argv or environment of a process dockless starts (a credential helper here).
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+
+use base64::Engine;
+
+use crate::support::registry::{PASSWORD, RegistryAuth, TestRegistry, USER};
+
+use super::double::E2bDouble;
+use super::*;
+
+fn forms(secret: &str) -> Vec<String> {
+    let mut all = vec![secret.to_owned()];
+    for user in ["_e2b_api_key", "_e2b_access_token", USER] {
+        all.push(base64::engine::general_purpose::STANDARD.encode(format!("{user}:{secret}")));
+    }
+    all
+}
+
+fn assert_clean(what: &str, bytes: &[u8]) {
+    let text = String::from_utf8_lossy(bytes);
+    for secret in [API_KEY, ACCESS_TOKEN, STALE_TOKEN] {
+        for form in forms(secret) {
+            assert!(
+                !text.contains(&form),
+                "{what} holds an E2B secret ({})",
+                &secret[..6]
+            );
+        }
+    }
+}
+
+fn files_under(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if entry.file_type().unwrap().is_dir() {
+            files_under(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_e2b_secret_in_output_files_or_children() {
+    let backing = TestRegistry::start(RegistryAuth::None).await;
+    let user_registry = TestRegistry::start(RegistryAuth::Basic).await;
+    let double = E2bDouble::start(&backing.host).await;
+    double.allow_api_key(API_KEY);
+    double.allow_access_token(ACCESS_TOKEN);
+    let ws = template_workspace();
+    let home = ws.path().join("home");
+    // The registry's password comes from a credential helper that writes down what it got.
+    let bin = ws.path().join("bin");
+    let helper_log = ws.path().join("helper-saw.txt");
+    fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-e2bcheck");
+    fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\n{{ echo \"argv: $0 $*\"; env; echo stdin:; cat; }} > {}\necho '{{\"Username\":\"{USER}\",\"Secret\":\"{PASSWORD}\"}}'\n",
+            helper_log.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&helper, fs::Permissions::from_mode(0o755)).unwrap();
+    write_home_file(
+        &ws,
+        ".docker/config.json",
+        &format!(
+            r#"{{"credHelpers":{{"{}":"e2bcheck"}}}}"#,
+            user_registry.host
+        ),
+    );
+    let config = format!(
+        r#"{{"email":"a@b.c","accessToken":"{STALE_TOKEN}","teamName":"t","teamId":"team"}}"#
+    );
+    write_home_file(&ws, ".e2b/config.json", &config);
+    let planted = [
+        home.join(".e2b/config.json"),
+        home.join(".docker/config.json"),
+        helper.clone(),
+        helper_log.clone(),
+    ];
+
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let image = format!("{}/sandboxes/secret:1", user_registry.host);
+    let runs: Vec<(&str, Vec<&str>, Vec<(&str, &str)>, String, bool)> = vec![
+        (
+            "auth status",
+            vec!["auth", "status"],
+            vec![("E2B_API_KEY", API_KEY)],
+            String::new(),
+            true,
+        ),
+        (
+            "registry flow",
+            vec![
+                "template",
+                "build",
+                "ctx",
+                "--image",
+                &image,
+                "--share-registry-credentials",
+            ],
+            vec![("E2B_API_KEY", API_KEY)],
+            String::new(),
+            true,
+        ),
+        (
+            "gateway flow, stdin",
+            vec!["template", "build", "ctx", "--access-token-stdin"],
+            vec![],
+            format!("{ACCESS_TOKEN}\n"),
+            true,
+        ),
+        (
+            "gateway flow, API key refused",
+            vec!["template", "build", "ctx"],
+            vec![("E2B_API_KEY", API_KEY)],
+            String::new(),
+            false,
+        ),
+        (
+            "gateway flow, stale token refused",
+            vec!["template", "build", "ctx"],
+            vec![],
+            String::new(),
+            false,
+        ),
+    ];
+    for (what, args, env, stdin, should_succeed) in runs {
+        let mut full = vec!["-vvv"];
+        full.extend(args);
+        let mut env = env;
+        env.push(("RUST_LOG", "trace"));
+        env.push(("PATH", &path));
+        let out = run(&ws, &double, &full, &env, &stdin);
+        let log = stderr(&out);
+        assert_eq!(out.status.success(), should_succeed, "{what}: {log}");
+        assert!(
+            what == "auth status" || log.contains("TRACE"),
+            "{what} logs at full verbosity"
+        );
+        assert_clean(&format!("{what}: stdout"), &out.stdout);
+        assert_clean(&format!("{what}: stderr"), &out.stderr);
+    }
+    let helper_saw = fs::read_to_string(&helper_log).expect("the credential helper ran");
+    assert!(helper_saw.contains(&user_registry.host));
+    assert_clean(
+        "the credential helper's argv, environment and stdin",
+        helper_saw.as_bytes(),
+    );
+    let mut written = Vec::new();
+    files_under(ws.path(), &mut written);
+    written.retain(|p| !planted.contains(p));
+    assert!(written.iter().any(|p| p.ends_with("e2b.toml")));
+    for path in written {
+        assert_clean(&path.display().to_string(), &fs::read(&path).unwrap());
+    }
+    // The double saw the password only where it belongs: the start-build body of the registry flow.
+    assert!(double.violations().is_empty(), "{:?}", double.violations());
+}
