@@ -20,6 +20,9 @@ use sha2::Digest as _;
 
 use crate::support::http::{Handler, HandlerResult, TestServer, response};
 
+/// Log lines each successful build writes while provisioning.
+pub const PROVISION_LINES: usize = 150;
+
 pub const DEPRECATED: &str =
     "E2B_ACCESS_TOKEN is deprecated and no longer accepted. Use an API key (E2B_API_KEY) instead.";
 
@@ -563,13 +566,11 @@ async fn pull_and_verify(
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    log(
-        state,
-        build_id,
-        "info",
-        "provision",
-        "Provisioning sandbox template".into(),
-    );
+    // More lines than one status answer carries (100): clients must page through them.
+    for line in 1..=PROVISION_LINES {
+        let message = format!("Provisioning step {line}/{PROVISION_LINES}");
+        log(state, build_id, "debug", "provision", message);
+    }
     tokio::time::sleep(Duration::from_millis(200)).await;
     Ok(())
 }
