@@ -403,7 +403,13 @@ async fn gateway_flow_rebuilds_the_template_named_in_e2b_toml() {
     // A new template from the same store: the layers sit in another template's repository at
     // the gateway, but a gateway token is bound to one repository: no mount is tried.
     ws.write("e2b.toml", E2B_TOML);
-    let third = json(&run(&ws, &double, &["template", "build", "ctx", "--json"], &env, ""));
+    let third = json(&run(
+        &ws,
+        &double,
+        &["template", "build", "ctx", "--json"],
+        &env,
+        "",
+    ));
     assert_ne!(third["templateID"], template_id);
     assert!(double.violations().is_empty(), "{:?}", double.violations());
 }

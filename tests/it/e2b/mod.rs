@@ -3,6 +3,7 @@
 
 mod double;
 mod flows;
+mod gateway;
 mod refusals;
 mod secrets;
 

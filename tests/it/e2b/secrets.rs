@@ -21,7 +21,7 @@ fn forms(secret: &str) -> Vec<String> {
 
 fn assert_clean(what: &str, bytes: &[u8]) {
     let text = String::from_utf8_lossy(bytes);
-    for secret in [API_KEY, ACCESS_TOKEN, STALE_TOKEN] {
+    for secret in [API_KEY, ACCESS_TOKEN, STALE_TOKEN, PASSWORD] {
         for form in forms(secret) {
             assert!(
                 !text.contains(&form),
