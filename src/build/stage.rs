@@ -17,6 +17,11 @@ use crate::image::{Descriptor, History, ImageConfig, Manifest, Platform};
 use crate::layer::{Entry, EntryKind, LayerError, LayerSettings, WrittenLayer, write_layer_cached};
 use crate::registry::Reference;
 use crate::remote::RemoteAccess;
+use crate::run::RunError;
+use crate::run::cache::{self as run_cache, RunKey};
+use crate::run::diff::{self, Owners, Snapshot};
+use crate::run::rootfs::Rootfs;
+use crate::run::sandbox::{self, Spec};
 use crate::store::Store;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -54,6 +59,10 @@ struct Stage {
     remote_base: Option<Reference>,
     /// Layers planned but not written yet: they are compressed together, in parallel, at the end.
     pending: Vec<PendingLayer>,
+    /// `FROM … AS name`, lower-cased.
+    name: Option<String>,
+    /// The stage's file system on disk, made by the first RUN that has to run.
+    rootfs: Option<Rootfs>,
 }
 
 /// A layer whose entries are known; its staged files live as long as it does.
@@ -102,8 +111,25 @@ impl<'a> Builder<'a> {
         let mut used_args: BTreeSet<String> = BTreeSet::new();
         let mut global_args: BTreeMap<String, Option<String>> = self.automatic_args();
         let mut stage: Option<Stage> = None;
+        // Stages already built, for `FROM <stage>` and `COPY --from=<stage>`.
+        let mut done: Vec<Stage> = Vec::new();
+        let target = self.options.target.as_deref().map(str::to_lowercase);
 
         for instruction in &dockerfile.instructions {
+            if matches!(instruction.command, Command::From(_))
+                && let Some(mut current) = stage.take()
+            {
+                if target.is_some() && current.name == target {
+                    stage = Some(current);
+                    break;
+                }
+                self.flush(&mut current)?;
+                // The file system of a finished stage is not needed again as is.
+                current.rootfs = None;
+                done.push(current);
+                stage = Some(self.from(instruction, &global_args, &done)?);
+                continue;
+            }
             let Some(current) = stage.as_mut() else {
                 // Before the first FROM only ARG (global, for FROM lines) may appear.
                 match &instruction.command {
@@ -125,7 +151,7 @@ impl<'a> Builder<'a> {
                         continue;
                     }
                     Command::From(_) => {
-                        stage = Some(self.from(instruction, &global_args)?);
+                        stage = Some(self.from(instruction, &global_args, &done)?);
                         continue;
                     }
                     _ => {
@@ -148,13 +174,40 @@ impl<'a> Builder<'a> {
                         .or_else(|| lookup(args, name))
                 })?
             };
-            self.apply(current, instruction, expanded, &global_args, &mut used_args)?;
+            self.apply(
+                current,
+                instruction,
+                expanded,
+                &global_args,
+                &mut used_args,
+                &done,
+            )?;
         }
         let stage = stage.ok_or_else(|| BuildError::Dockerfile {
             file: self.dockerfile.to_owned(),
             message: "has no FROM instruction; start it with FROM scratch or FROM oci:DIR[:TAG]"
                 .into(),
         })?;
+        if let Some(target) = &target
+            && stage.name.as_ref() != Some(target)
+        {
+            let names: Vec<&str> = done
+                .iter()
+                .chain([&stage])
+                .filter_map(|s| s.name.as_deref())
+                .collect();
+            return Err(BuildError::Dockerfile {
+                file: self.dockerfile.to_owned(),
+                message: format!(
+                    "has no stage named `{target}` (--target); its named stages: {}",
+                    if names.is_empty() {
+                        "none (name one with FROM … AS NAME)".to_owned()
+                    } else {
+                        names.join(", ")
+                    }
+                ),
+            });
+        }
         let unused: Vec<&String> = self
             .options
             .build_args
@@ -210,13 +263,27 @@ impl<'a> Builder<'a> {
         &self,
         instruction: &Instruction,
         global_args: &BTreeMap<String, Option<String>>,
+        done: &[Stage],
     ) -> Result<Stage, BuildError> {
         let Command::From(from) = self.expand(instruction, &|name| lookup(global_args, name))?
         else {
             unreachable!("expanding FROM gives FROM")
         };
-        if from.stage_name.is_some() {
-            tracing::debug!("stage names are accepted; multi-stage builds come with RUN support");
+        let name = from.stage_name.as_deref().map(str::to_lowercase);
+        if let Some(previous) = find_stage(done, &from.image) {
+            // `FROM <stage>`: carry on from where that stage ended.
+            return Ok(Stage {
+                config: previous.config.clone(),
+                layers: previous.layers.clone(),
+                filesystem: previous.filesystem.clone(),
+                args: BTreeMap::new(),
+                shell: previous.shell.clone(),
+                cmd_set_here: false,
+                remote_base: previous.remote_base.clone(),
+                pending: Vec::new(),
+                name,
+                rootfs: None,
+            });
         }
         let platform = match &from.platform {
             Some(p) => Some(p.parse::<Platform>().map_err(|e| self.at(instruction, e))?),
@@ -274,6 +341,8 @@ impl<'a> Builder<'a> {
             cmd_set_here: false,
             remote_base: remote,
             pending: Vec::new(),
+            name,
+            rootfs: None,
         })
     }
 
@@ -284,27 +353,15 @@ impl<'a> Builder<'a> {
         command: Command,
         global_args: &BTreeMap<String, Option<String>>,
         used_args: &mut BTreeSet<String>,
+        done: &[Stage],
     ) -> Result<(), BuildError> {
         let config = &mut stage.config.config;
         let mut empty_layer = true;
         match command {
-            Command::From(_) => {
-                return Err(self.at(
-                    instruction,
-                    Unsupported(
-                        "multi-stage builds (a second FROM) are not supported yet; this version builds one stage"
-                            .into(),
-                    ),
-                ));
-            }
-            Command::Run(_) => {
-                return Err(self.at(
-                    instruction,
-                    Unsupported(
-                        "RUN is not supported yet: this version builds images from COPY, ADD and metadata instructions only"
-                            .into(),
-                    ),
-                ));
+            Command::From(_) => unreachable!("FROM starts a new stage before apply"),
+            Command::Run(run) => {
+                self.run_step(stage, instruction, run)?;
+                return Ok(());
             }
             Command::Arg(decls) => {
                 for decl in decls {
@@ -380,17 +437,14 @@ impl<'a> Builder<'a> {
             Command::Healthcheck(check) => config.healthcheck = Some(healthcheck_json(check)),
             Command::Onbuild(trigger) => config.on_build.get_or_insert_with(Vec::new).push(trigger),
             Command::Copy(c) => {
-                if let Some(from) = c.from {
-                    return Err(self.at(
-                        instruction,
-                        Unsupported(format!(
-                            "COPY --from={from} is not supported yet (it comes with multi-stage builds); copy from the build context instead"
-                        )),
-                    ));
+                if let Some(from) = &c.from {
+                    self.copy_from(stage, instruction, from, &c, done)?;
+                    return Ok(());
                 }
                 self.copy(
                     stage,
                     instruction,
+                    self.context,
                     &c.sources,
                     &c.dest,
                     c.chown.as_deref(),
@@ -411,6 +465,7 @@ impl<'a> Builder<'a> {
                 self.copy(
                     stage,
                     instruction,
+                    self.context,
                     &a.sources,
                     &a.dest,
                     a.chown.as_deref(),
@@ -446,6 +501,7 @@ impl<'a> Builder<'a> {
         &self,
         stage: &mut Stage,
         instruction: &Instruction,
+        context: &Context,
         sources: &[String],
         dest: &str,
         chown: Option<&str>,
@@ -499,7 +555,7 @@ impl<'a> Builder<'a> {
             checksum,
         };
         let plan = copy::plan_copy(
-            self.context,
+            context,
             &stage.filesystem,
             self.store,
             &request,
@@ -508,6 +564,267 @@ impl<'a> Builder<'a> {
         .map_err(|e| self.at(instruction, e))?;
         self.add_layer(stage, instruction, plan.entries, plan.staging, plan.stamps);
         Ok(())
+    }
+
+    /// RUN: reuse the layer of an identical earlier RUN, or run the command in the sandbox and
+    /// make a layer of what it changed.
+    fn run_step(
+        &self,
+        stage: &mut Stage,
+        instruction: &Instruction,
+        run: crate::dockerfile::Run,
+    ) -> Result<(), BuildError> {
+        for (flag, value) in &run.flags {
+            if !(flag == "network" && matches!(value.as_str(), "host" | "default")) {
+                return Err(self.at(
+                    instruction,
+                    Unsupported(format!(
+                        "RUN --{flag}={value} is not supported; remove it (RUN uses the host network)"
+                    )),
+                ));
+            }
+        }
+        let argv = self.command_line(run.command, &stage.shell);
+        self.flush(stage)?;
+        let env = run_env(stage);
+        let user = stage.config.config.user.clone().unwrap_or_default();
+        let workdir = stage
+            .config
+            .config
+            .working_dir
+            .clone()
+            .unwrap_or_else(|| "/".into());
+        let parents: Vec<Digest> = stage.layers.iter().map(|l| l.diff_id.clone()).collect();
+        let platform = format!("{}/{}", stage.config.os, stage.config.architecture);
+        let key = RunKey {
+            parents: &parents,
+            argv: &argv,
+            env: &env,
+            user: &user,
+            workdir: &workdir,
+            platform: &platform,
+            settings: self.settings,
+        }
+        .hash();
+        let written = match run_cache::lookup(self.store, &key) {
+            Some(layer) => {
+                tracing::info!(line = instruction.line, "RUN cached: {}", instruction.text);
+                layer
+            }
+            None => {
+                tracing::info!(line = instruction.line, "RUN {}", instruction.text);
+                let layer = self.execute(stage, instruction, &argv, &env, &user, &workdir)?;
+                run_cache::record(self.store, &key, &layer);
+                layer
+            }
+        };
+        let built = self.built_layer(&written);
+        if let Some(on_layer) = self.on_layer {
+            on_layer(&built);
+        }
+        stage.layers.push(built);
+        stage.config.history.push(History {
+            created: Some(self.created.clone()),
+            created_by: Some(instruction.text.clone()),
+            comment: Some("dockless".into()),
+            ..Default::default()
+        });
+        if stage.filesystem.complete {
+            // Later COPY, WORKDIR and --chown need to know what the command made.
+            let layers: Vec<(Digest, String)> = stage
+                .layers
+                .iter()
+                .map(|l| (l.digest.clone(), l.media_type.clone()))
+                .collect();
+            stage.filesystem =
+                KnownFilesystem::scan(self.store, &layers).map_err(|e| self.at(instruction, e))?;
+        }
+        Ok(())
+    }
+
+    /// Runs `argv` over the stage's file system and writes the layer of its changes.
+    fn execute(
+        &self,
+        stage: &mut Stage,
+        instruction: &Instruction,
+        argv: &[String],
+        env: &[(String, String)],
+        user: &str,
+        workdir: &str,
+    ) -> Result<WrittenLayer, BuildError> {
+        let userns = sandbox::choose(self.options.isolation)
+            .map_err(|e| self.at(instruction, RunError::from(e)))?;
+        self.catch_up(stage, instruction)?;
+        let Some(rootfs) = stage.rootfs.as_mut() else {
+            unreachable!("catch_up makes the file system")
+        };
+        let (uid, gid) = if user.is_empty() {
+            (0, 0)
+        } else {
+            let read = |name: &str| std::fs::read_to_string(rootfs.path().join(name)).ok();
+            let users = super::users::UserDatabase {
+                passwd: read("etc/passwd"),
+                group: read("etc/group"),
+            };
+            users
+                .resolve(user)
+                .map_err(|e| self.at(instruction, Unsupported(format!("USER {user}: {e}"))))?
+        };
+        let diff_err = |e| self.at(instruction, RunError::Diff(e));
+        let before = Snapshot::take(rootfs.path()).map_err(diff_err)?;
+        // SAFETY: getuid and getgid cannot fail.
+        let (host_uid, host_gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        let code = sandbox::run(Spec {
+            rootfs: rootfs.path().to_owned(),
+            argv: argv.to_vec(),
+            env: env.to_vec(),
+            workdir: workdir.to_owned(),
+            uid: uid as u32,
+            gid: gid as u32,
+            userns,
+            host_uid,
+            host_gid,
+            status: Default::default(),
+        })
+        .map_err(|e| self.at(instruction, RunError::from(e)))?;
+        if code != 0 {
+            return Err(self.at(
+                instruction,
+                RunError::Failed {
+                    code,
+                    command: instruction.text.clone(),
+                },
+            ));
+        }
+        let after = Snapshot::take(rootfs.path()).map_err(diff_err)?;
+        let owners = if rootfs.privileged {
+            Owners::AsOnDisk
+        } else {
+            Owners::Mapped {
+                host_uid,
+                host_gid,
+                overlay: &rootfs.owners,
+            }
+        };
+        let entries = diff::diff(rootfs.path(), &before, &after, owners);
+        let written = crate::layer::write_layer(self.store, &entries, self.settings)
+            .map_err(|e| self.at(instruction, e))?;
+        // Recorded owners hold only for paths the command left in place.
+        rootfs.owners.retain(|path, _| {
+            matches!((before.nodes.get(path), after.nodes.get(path)), (Some(b), Some(a)) if b.same_file(a))
+        });
+        // The tree already holds this layer.
+        rootfs.applied = stage.layers.len() + 1;
+        tracing::info!(line = instruction.line, entries = entries.len(), digest = %written.digest, "RUN layer");
+        Ok(written)
+    }
+
+    /// Makes the stage's file system hold every layer written so far.
+    fn catch_up(&self, stage: &mut Stage, instruction: &Instruction) -> Result<(), BuildError> {
+        if stage.rootfs.is_none() {
+            stage.rootfs =
+                Some(Rootfs::new(self.store).map_err(|e| self.at(instruction, RunError::from(e)))?);
+        }
+        let Some(rootfs) = stage.rootfs.as_mut() else {
+            return Ok(());
+        };
+        for layer in stage.layers.iter().skip(rootfs.applied) {
+            self.ensure_blob(layer, stage.remote_base.as_ref(), instruction)?;
+            rootfs
+                .apply(self.store, &layer.digest, &layer.media_type)
+                .map_err(|e| self.at(instruction, RunError::from(e)))?;
+        }
+        Ok(())
+    }
+
+    /// A base layer still in its registry is fetched into the store.
+    fn ensure_blob(
+        &self,
+        layer: &BuiltLayer,
+        remote: Option<&Reference>,
+        instruction: &Instruction,
+    ) -> Result<(), BuildError> {
+        if self.store.has_blob(&layer.digest) {
+            return Ok(());
+        }
+        let Some(reference) = remote else {
+            return Err(self.at(
+                instruction,
+                Unsupported(format!(
+                    "layer {} is missing from the store; build again",
+                    layer.digest
+                )),
+            ));
+        };
+        self.remote
+            .fetch_blob(self.store, reference, &layer.digest)
+            .map_err(|e| self.at(instruction, e))
+    }
+
+    /// `COPY --from=<stage name|stage index|image>`: the sources are read from that file system.
+    fn copy_from(
+        &self,
+        stage: &mut Stage,
+        instruction: &Instruction,
+        from: &str,
+        c: &crate::dockerfile::Copy,
+        done: &[Stage],
+    ) -> Result<(), BuildError> {
+        let (layers, remote) = match find_stage(done, from) {
+            Some(source) => (source.layers.clone(), source.remote_base.clone()),
+            None => {
+                if from.parse::<usize>().is_ok() {
+                    return Err(self.at(
+                        instruction,
+                        Unsupported(format!(
+                            "--from={from}: there is no earlier stage number {from} (stages count from 0)"
+                        )),
+                    ));
+                }
+                let base = base::resolve(
+                    from,
+                    self.context.root(),
+                    self.options.platform.as_ref(),
+                    self.store,
+                    self.remote,
+                )
+                .map_err(|e| self.at(instruction, e))?;
+                let layers = base
+                    .layers
+                    .iter()
+                    .map(|d| BuiltLayer {
+                        digest: d.digest.clone(),
+                        diff_id: d.digest.clone(),
+                        size: d.size,
+                        media_type: d.media_type.clone(),
+                        from_base: true,
+                    })
+                    .collect();
+                (layers, base.remote)
+            }
+        };
+        let mut rootfs =
+            Rootfs::new(self.store).map_err(|e| self.at(instruction, RunError::from(e)))?;
+        for layer in &layers {
+            self.ensure_blob(layer, remote.as_ref(), instruction)?;
+            rootfs
+                .apply(self.store, &layer.digest, &layer.media_type)
+                .map_err(|e| self.at(instruction, RunError::from(e)))?;
+        }
+        let context = Context::open(rootfs.path()).map_err(|e| self.at(instruction, e))?;
+        self.copy(
+            stage,
+            instruction,
+            &context,
+            &c.sources,
+            &c.dest,
+            c.chown.as_deref(),
+            c.chmod.as_deref(),
+            false,
+            None,
+        )?;
+        // The layer reads its files from `rootfs`: write it while that still exists.
+        self.flush(stage)
     }
 
     fn add_layer(
@@ -609,10 +926,18 @@ impl<'a> Builder<'a> {
             .collect()
     }
 
+    /// Writes the stage's pending layers (RUN and COPY --from need every layer below written).
+    fn flush(&self, stage: &mut Stage) -> Result<(), BuildError> {
+        if !stage.pending.is_empty() {
+            let written = self.write_pending(&stage.pending)?;
+            stage.pending.clear();
+            stage.layers.extend(written);
+        }
+        Ok(())
+    }
+
     fn finish(&self, mut stage: Stage) -> Result<BuiltImage, BuildError> {
-        let written = self.write_pending(&stage.pending)?;
-        stage.pending.clear();
-        stage.layers.extend(written);
+        self.flush(&mut stage)?;
         let mut config = stage.config;
         config.created = Some(self.created.clone());
         config.rootfs.diff_ids = stage.layers.iter().map(|l| l.diff_id.clone()).collect();
@@ -650,6 +975,30 @@ impl<'a> Builder<'a> {
             },
         })
     }
+}
+
+/// A finished stage by name (case-insensitive, as BuildKit) or by index.
+fn find_stage<'s>(done: &'s [Stage], reference: &str) -> Option<&'s Stage> {
+    let lower = reference.to_lowercase();
+    done.iter()
+        .find(|s| s.name.as_deref() == Some(lower.as_str()))
+        .or_else(|| reference.parse::<usize>().ok().and_then(|i| done.get(i)))
+}
+
+/// The environment of a RUN: the image's ENV, and the stage's ARGs that ENV does not override
+/// (as Docker passes build arguments to RUN).
+fn run_env(stage: &Stage) -> Vec<(String, String)> {
+    let mut env: BTreeMap<String, String> = BTreeMap::new();
+    for (key, value) in &stage.args {
+        if let Some(value) = value {
+            env.insert(key.clone(), value.clone());
+        }
+    }
+    for pair in stage.config.config.env.iter().flatten() {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        env.insert(key.to_owned(), value.to_owned());
+    }
+    env.into_iter().collect()
 }
 
 fn lookup(args: &BTreeMap<String, Option<String>>, name: &str) -> Option<String> {
