@@ -788,7 +788,16 @@ impl<'a> Builder<'a> {
                     self.store,
                     self.remote,
                 )
-                .map_err(|e| self.at(instruction, e))?;
+                .map_err(|e| {
+                    let names: Vec<&str> = done.iter().filter_map(|s| s.name.as_deref()).collect();
+                    self.at(
+                        instruction,
+                        Unsupported(format!(
+                            "--from={from} names no earlier stage (named stages: {}), and as an image it cannot be used: {e}",
+                            if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+                        )),
+                    )
+                })?;
                 let layers = base
                     .layers
                     .iter()

@@ -437,5 +437,22 @@ fn init(spec: &Spec) -> Result<Never, String> {
         .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .exec();
-    Err(format!("cannot execute {program}: {err}"))
+    let hint = if err.kind() == io::ErrorKind::NotFound {
+        if program.contains('/') {
+            format!(" ({program} is not in the image)")
+        } else {
+            format!(
+                " (not found in the image's PATH={})",
+                spec.env
+                    .iter()
+                    .find(|(k, _)| k == "PATH")
+                    .map_or("", |(_, v)| v.as_str())
+            )
+        }
+    } else {
+        String::new()
+    };
+    Err(format!(
+        "cannot execute {program}: {err}{hint}; RUN's shell form needs a shell in the image (SHELL sets which), the exec form [\"program\", \"arg\"] runs a program directly"
+    ))
 }

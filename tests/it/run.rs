@@ -1,0 +1,373 @@
+//! RUN and multi-stage builds: commands run in the sandbox as root and, through `setpriv`, as
+//! an unprivileged user in a user namespace; the layers they make are read back with tar and
+//! umoci.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crate::support::binary::{Workspace, assert_success, busybox_base, is_root, umoci_unpack};
+
+/// The unprivileged user the rootless tests run as.
+const NOBODY: &str = "65534";
+
+/// Who runs dockless.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum As {
+    Root,
+    Nobody,
+}
+
+/// `dockless ARGS…` in the workspace, as root or (through setpriv) as nobody.
+fn dockless(ws: &Workspace, who: As, args: &[&str]) -> Output {
+    let mut cmd = match who {
+        As::Root => ws.dockless(),
+        As::Nobody => {
+            // Everything the build touches must belong to the unprivileged user.
+            chown_tree(ws.path());
+            let template = ws.dockless();
+            let mut cmd = Command::new("setpriv");
+            cmd.args([
+                &format!("--reuid={NOBODY}"),
+                &format!("--regid={NOBODY}"),
+                "--clear-groups",
+                env!("CARGO_BIN_EXE_dockless"),
+            ]);
+            cmd.current_dir(ws.path());
+            for (key, value) in template.get_envs() {
+                match value {
+                    Some(value) => cmd.env(key, value),
+                    None => cmd.env_remove(key),
+                };
+            }
+            cmd
+        }
+    };
+    cmd.args(args).output().unwrap()
+}
+
+fn chown_tree(path: &Path) {
+    let out = Command::new("chown")
+        .args(["-R", &format!("{NOBODY}:{NOBODY}"), path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_success(&out);
+}
+
+/// Builds `ctx` into the layout `out:t`; returns the --json output and stderr.
+fn build(ws: &Workspace, who: As, extra: &[&str]) -> (serde_json::Value, String) {
+    let mut args = vec![
+        "-v", "build", "ctx", "--output", "out", "--tag", "t", "--json",
+    ];
+    args.extend_from_slice(extra);
+    let out = dockless(ws, who, &args);
+    assert_success(&out);
+    let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "--json output: {e}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    (json, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Builds and expects failure; returns stderr.
+fn build_err(ws: &Workspace, who: As, extra: &[&str]) -> String {
+    let mut args = vec!["build", "ctx", "--output", "out"];
+    args.extend_from_slice(extra);
+    let out = dockless(ws, who, &args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "expected exit 1: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!ws.out().exists(), "a failed build leaves no output");
+    let leftovers: Vec<_> = fs::read_dir(ws.cache().join("tmp"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+    stderr
+}
+
+/// What a layer tar says of one path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct TarEntry {
+    kind: char,
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    link: String,
+    data: Vec<u8>,
+}
+
+/// The entries of the layer at `index` of the image in `out:t`, by path.
+fn layer(ws: &Workspace, json: &serde_json::Value, index: usize) -> BTreeMap<String, TarEntry> {
+    let digest = json["layers"][index]["digest"].as_str().unwrap();
+    let path = ws
+        .out()
+        .join("blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"));
+    let gz = flate2::read::GzDecoder::new(fs::File::open(path).unwrap());
+    let mut archive = tar::Archive::new(gz);
+    let mut entries = BTreeMap::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let header = entry.header().clone();
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data).unwrap();
+        let kind = match header.entry_type() {
+            tar::EntryType::Directory => 'd',
+            tar::EntryType::Symlink => 'l',
+            tar::EntryType::Link => 'h',
+            _ => 'f',
+        };
+        entries.insert(
+            String::from_utf8_lossy(&entry.path_bytes())
+                .trim_end_matches('/')
+                .to_owned(),
+            TarEntry {
+                kind,
+                mode: header.mode().unwrap(),
+                uid: header.uid().unwrap(),
+                gid: header.gid().unwrap(),
+                link: entry
+                    .link_name()
+                    .unwrap()
+                    .map(|l| l.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                data,
+            },
+        );
+    }
+    entries
+}
+
+/// A workspace with the busybox base and a Dockerfile that starts from it (`{base}` in
+/// `dockerfile` is replaced by the base reference).
+fn workspace(dockerfile: &str) -> Workspace {
+    let ws = Workspace::new();
+    let base = busybox_base(ws.path());
+    ws.write("Dockerfile", dockerfile.replace("{base}", &base));
+    ws
+}
+
+/// Shell and exec forms; ENV, ARG and WORKDIR reach the command; a deleted base file becomes a
+/// whiteout; chmod, symlinks, new directories; an owner set in an earlier layer is kept when
+/// the command rewrites the file.
+const EVERYDAY: &str = r#"FROM {base}
+RUN ["/bin/busybox", "--install", "-s", "/bin"]
+ARG WHO=builder
+ENV GREETING=hello
+WORKDIR /work
+COPY --chown=7:8 owned.txt /owned.txt
+RUN echo "$GREETING $WHO in $(pwd) as $(id -u), pid $$" > out.txt
+RUN rm /etc/os-release && chmod 4750 /work/out.txt && ln -s /work/out.txt /link \
+ && mkdir -p /made/deep && echo more >> /owned.txt && ls /proc/self/fd /dev/null >/dev/null
+"#;
+
+fn everyday(who: As) -> (Workspace, serde_json::Value) {
+    let ws = workspace(EVERYDAY);
+    ws.write("owned.txt", "mine\n");
+    let (json, _) = build(&ws, who, &["--build-arg", "WHO=tester"]);
+    let layers = json["layers"].as_array().unwrap();
+    assert_eq!(
+        layers.len(),
+        7,
+        "two base layers, then one per RUN, WORKDIR and COPY: {json}"
+    );
+
+    let echo = layer(&ws, &json, 5);
+    assert_eq!(echo.keys().collect::<Vec<_>>(), ["work/out.txt"]);
+    let out = &echo["work/out.txt"];
+    assert_eq!(
+        String::from_utf8_lossy(&out.data),
+        "hello tester in /work as 0, pid 1\n",
+        "ENV, ARG and WORKDIR apply; the command is PID 1 of its namespace"
+    );
+    assert_eq!((out.uid, out.gid, out.mode), (0, 0, 0o644));
+
+    let changes = layer(&ws, &json, 6);
+    let paths: Vec<&str> = changes.keys().map(String::as_str).collect();
+    assert_eq!(
+        paths,
+        [
+            "etc/.wh.os-release",
+            "link",
+            "made",
+            "made/deep",
+            "owned.txt",
+            "work/out.txt"
+        ],
+        "{changes:#?}"
+    );
+    assert_eq!(changes["link"].kind, 'l');
+    assert_eq!(changes["link"].link, "/work/out.txt");
+    assert_eq!(changes["work/out.txt"].mode, 0o4750);
+    assert_eq!(changes["made/deep"].kind, 'd');
+    let owned = &changes["owned.txt"];
+    assert_eq!(String::from_utf8_lossy(&owned.data), "mine\nmore\n");
+    assert_eq!(
+        (owned.uid, owned.gid),
+        (7, 8),
+        "the owner from COPY --chown stays"
+    );
+    (ws, json)
+}
+
+#[test]
+fn run_as_root_applies_env_workdir_and_records_every_kind_of_change() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let (ws, _) = everyday(As::Root);
+    let (_bundle, rootfs) = umoci_unpack(&ws.out(), "t");
+    assert!(!rootfs.join("etc/os-release").exists(), "whiteout applied");
+    assert!(rootfs.join("etc/passwd").exists());
+    assert_eq!(
+        fs::read_link(rootfs.join("link")).unwrap(),
+        Path::new("/work/out.txt")
+    );
+    assert!(rootfs.join("bin/sh").exists());
+}
+
+#[test]
+fn run_rootless_in_a_user_namespace_gives_the_same_image_as_root() {
+    if !is_root() {
+        eprintln!("skipped: needs root to switch to the unprivileged user");
+        return;
+    }
+    let (_, as_nobody) = everyday(As::Nobody);
+    let (_, as_root) = everyday(As::Root);
+    assert_eq!(
+        as_nobody["digest"], as_root["digest"],
+        "the same Dockerfile gives the same image whoever builds it"
+    );
+}
+
+#[test]
+fn chown_and_user_need_root_or_fail_clearly_without() {
+    let dockerfile = "FROM {base}\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n\
+        RUN mkdir /data && chown 5:6 /data && mkdir -m 1777 /tmp && echo app:x:1000:1000::/:/bin/sh >> /etc/passwd\n\
+        USER app\nRUN id -u > /tmp/who && touch /tmp/by-app\n";
+    if is_root() {
+        let ws = workspace(dockerfile);
+        let (json, _) = build(&ws, As::Root, &[]);
+        let chowned = layer(&ws, &json, 3);
+        assert_eq!((chowned["data"].uid, chowned["data"].gid), (5, 6));
+        let as_app = layer(&ws, &json, 4);
+        assert_eq!(String::from_utf8_lossy(&as_app["tmp/who"].data), "1000\n");
+        assert_eq!(as_app["tmp/by-app"].uid, 1000, "USER applies to RUN");
+
+        // Unprivileged, only root is mapped: chown to another ID fails, with its message.
+        let ws = workspace(dockerfile);
+        let err = build_err(&ws, As::Nobody, &[]);
+        assert!(err.contains("Dockerfile:3"), "{err}");
+        assert!(err.contains("exit code 1"), "{err}");
+        assert!(err.contains("chown"), "{err}");
+        // And USER other than root cannot run commands there: a clear message says why.
+        let ws = workspace(
+            "FROM {base}\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nUSER 1000\nRUN true\n",
+        );
+        let err = build_err(&ws, As::Nobody, &[]);
+        assert!(err.contains("Dockerfile:4"), "{err}");
+        assert!(err.contains("USER 1000:1000"), "{err}");
+        assert!(err.contains("--isolation=root"), "{err}");
+    }
+}
+
+#[test]
+fn a_failing_command_stops_the_build_with_its_exit_code_and_line() {
+    for who in [As::Root, As::Nobody] {
+        if who == As::Nobody && !is_root() {
+            continue;
+        }
+        let ws = workspace(
+            "FROM {base}\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n\
+             RUN echo about to fail >&2; exit 3\nRUN echo never\n",
+        );
+        let err = build_err(&ws, who, &[]);
+        assert!(err.contains("about to fail"), "output streams: {err}");
+        assert!(err.contains("Dockerfile:3"), "{err}");
+        assert!(err.contains("exit code 3"), "{err}");
+        assert!(!err.contains("never"), "{err}");
+    }
+}
+
+#[test]
+fn isolation_root_without_root_names_the_alternatives() {
+    if !is_root() {
+        return;
+    }
+    let ws = workspace("FROM {base}\nRUN [\"/bin/busybox\", \"true\"]\n");
+    let err = build_err(&ws, As::Nobody, &["--isolation", "root"]);
+    assert!(err.contains("Dockerfile:2"), "{err}");
+    assert!(err.contains("--isolation=root needs root"), "{err}");
+    assert!(err.contains("--isolation=userns"), "{err}");
+}
+
+#[test]
+fn an_unchanged_run_is_not_run_again() {
+    // The command writes random bytes: running it again would give another layer.
+    let ws = workspace(
+        "FROM {base}\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nENV STEP=1\n\
+         RUN head -c 32 /dev/urandom > /random\n",
+    );
+    let (first, log) = build(&ws, As::Root, &[]);
+    assert_eq!(log.matches("RUN cached").count(), 0, "{log}");
+    let (second, log) = build(&ws, As::Root, &[]);
+    assert_eq!(second["digest"], first["digest"]);
+    assert_eq!(log.matches("RUN cached").count(), 2, "{log}");
+
+    // A change above the RUN (here its environment) runs it again.
+    let dockerfile = fs::read_to_string(ws.context().join("Dockerfile")).unwrap();
+    ws.write("Dockerfile", dockerfile.replace("STEP=1", "STEP=2"));
+    let (third, log) = build(&ws, As::Root, &[]);
+    assert_eq!(log.matches("RUN cached").count(), 1, "{log}");
+    assert_eq!(third["layers"][2], first["layers"][2]);
+    assert_ne!(third["layers"][3], first["layers"][3]);
+}
+
+const MULTI_STAGE: &str = r#"FROM {base} AS builder
+RUN ["/bin/busybox", "--install", "-s", "/bin"]
+RUN mkdir /out && echo built > /out/app && chmod 755 /out/app
+
+FROM builder AS tested
+RUN /out/app 2>/dev/null; test "$(cat /out/app)" = built
+
+FROM {base}
+COPY --from=builder /out/app /usr/local/bin/app
+COPY --from=0 /out /copied
+COPY --from={base} /etc/os-release /from-image
+"#;
+
+#[test]
+fn multi_stage_copies_from_stages_and_images_and_target_stops_early() {
+    let ws = workspace(MULTI_STAGE);
+    let (json, _) = build(&ws, As::Root, &[]);
+    let layers = json["layers"].as_array().unwrap();
+    assert_eq!(
+        layers.len(),
+        5,
+        "two base layers + three COPY layers: {json}"
+    );
+    let app = layer(&ws, &json, 2);
+    assert_eq!(app["usr/local/bin/app"].data, b"built\n");
+    assert_eq!(app["usr/local/bin/app"].mode, 0o755);
+    let dir = layer(&ws, &json, 3);
+    assert_eq!(dir["copied/app"].data, b"built\n");
+    let from_image = layer(&ws, &json, 4);
+    assert!(
+        String::from_utf8_lossy(&from_image["from-image"].data).contains("busybox"),
+        "{from_image:?}"
+    );
+
+    let (target, _) = build(&ws, As::Root, &["--target", "builder"]);
+    assert_eq!(target["layers"].as_array().unwrap().len(), 4);
+    assert_eq!(layer(&ws, &target, 3)["out/app"].data, b"built\n");
+
+    fs::remove_dir_all(ws.out()).unwrap();
+    let err = build_err(&ws, As::Root, &["--target", "nosuch"]);
+    assert!(err.contains("no stage named `nosuch`"), "{err}");
+    assert!(err.contains("builder, tested"), "{err}");
+}
