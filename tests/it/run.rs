@@ -371,3 +371,42 @@ fn multi_stage_copies_from_stages_and_images_and_target_stops_early() {
     assert!(err.contains("no stage named `nosuch`"), "{err}");
     assert!(err.contains("builder, tested"), "{err}");
 }
+
+#[test]
+fn without_user_namespaces_the_error_names_isolation_and_the_alternatives() {
+    if !is_root() {
+        return;
+    }
+    let ws = workspace("FROM {base}\nRUN [\"/bin/busybox\", \"true\"]\n");
+    // A user namespace in which no further user namespace may be made: what a host with
+    // unprivileged user namespaces disabled looks like to the sandbox.
+    let template = ws.dockless();
+    let mut cmd = Command::new("unshare");
+    cmd.args([
+        "-Ur",
+        "sh",
+        "-c",
+        r#"echo 0 > /proc/sys/user/max_user_namespaces && exec "$0" "$@""#,
+        env!("CARGO_BIN_EXE_dockless"),
+        "build",
+        "ctx",
+        "--output",
+        "out",
+        "--isolation",
+        "userns",
+    ])
+    .current_dir(ws.path());
+    for (key, value) in template.get_envs() {
+        match value {
+            Some(value) => cmd.env(key, value),
+            None => cmd.env_remove(key),
+        };
+    }
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("Dockerfile:2"), "{err}");
+    assert!(err.contains("cannot create a user namespace"), "{err}");
+    assert!(err.contains("--isolation=root"), "{err}");
+    assert!(!ws.out().exists());
+}
