@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the demo and the tests need when it is missing: just, and Debian's
-# docker-registry (the CNCF distribution registry), skopeo, umoci, htpasswd and busybox-static.
+# docker-registry (the CNCF distribution registry), skopeo, umoci, htpasswd, busybox-static,
+# buildah and debootstrap.
 set -euo pipefail
 
 need_packages=()
@@ -13,6 +14,11 @@ command -v zstd >/dev/null || need_packages+=(zstd)
 command -v curl >/dev/null || need_packages+=(curl)
 command -v xz >/dev/null || need_packages+=(xz-utils)
 command -v bzip2 >/dev/null || need_packages+=(bzip2)
+# RUN tests: buildah is the peer the file trees are compared with; debootstrap makes the
+# Debian base of the (slow, cached) Debian tests; setpriv runs builds as an unprivileged user.
+command -v buildah >/dev/null || need_packages+=(buildah)
+command -v debootstrap >/dev/null || need_packages+=(debootstrap)
+command -v setpriv >/dev/null || need_packages+=(util-linux)
 
 if [ ${#need_packages[@]} -gt 0 ]; then
   sudo=""

@@ -410,3 +410,168 @@ fn without_user_namespaces_the_error_names_isolation_and_the_alternatives() {
     assert!(err.contains("--isolation=root"), "{err}");
     assert!(!ws.out().exists());
 }
+
+/// Every path under `root` with its type, mode, owner, link target, content digest and link
+/// count: what two builders of the same Dockerfile must agree on.
+fn file_tree(root: &Path) -> BTreeMap<String, String> {
+    use sha2::Digest as _;
+    use std::os::unix::fs::MetadataExt;
+    let mut tree = BTreeMap::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = fs::symlink_metadata(&path).unwrap();
+            let rel = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            let detail = if meta.is_symlink() {
+                format!("-> {}", fs::read_link(&path).unwrap().display())
+            } else if meta.is_file() {
+                let bytes = fs::read(&path).unwrap();
+                format!(
+                    "{} links {}",
+                    hex::encode(sha2::Sha256::digest(&bytes)),
+                    meta.nlink()
+                )
+            } else {
+                String::new()
+            };
+            tree.insert(
+                rel,
+                format!("{:o} {}:{} {detail}", meta.mode(), meta.uid(), meta.gid()),
+            );
+            if meta.is_dir() {
+                pending.push(path);
+            }
+        }
+    }
+    tree
+}
+
+/// Builds `ctx` with buildah (chroot isolation, vfs storage, its own storage directories) and
+/// writes the image as the OCI layout `dir:t`.
+fn buildah_build(ws: &Workspace, dir: &Path) {
+    let storage = ws.path().join("buildah");
+    let root = storage.join("root");
+    let runroot = storage.join("run");
+    let global = [
+        "--root",
+        root.to_str().unwrap(),
+        "--runroot",
+        runroot.to_str().unwrap(),
+        "--storage-driver",
+        "vfs",
+    ];
+    let ctx = ws.context();
+    let out = Command::new("buildah")
+        .args(global)
+        .args(["bud", "--isolation", "chroot", "-t", "compare"])
+        .arg(&ctx)
+        .output()
+        .expect("buildah (run scripts/setup.sh)");
+    assert_success(&out);
+    let target = format!("oci:{}:t", dir.display());
+    let out = Command::new("buildah")
+        .args(global)
+        .args(["push", "compare", &target])
+        .output()
+        .unwrap();
+    assert_success(&out);
+    // buildah's vfs layers may hold files only root can remove; remove them now, as root.
+    let _ = fs::remove_dir_all(&storage);
+}
+
+/// A symlink with a lower-case absolute path to `target` (buildah names the image after the
+/// path of an `oci:` base, and image names must be lower case; temporary names are not).
+struct LowercaseLink(std::path::PathBuf);
+
+impl LowercaseLink {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for LowercaseLink {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
+fn lowercase_link(target: &Path, name: &str) -> LowercaseLink {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let link = std::env::temp_dir().join(format!("dockless-{name}-{}-{nanos}", std::process::id()));
+    std::os::unix::fs::symlink(target, &link).unwrap();
+    LowercaseLink(link)
+}
+
+/// Mount points buildah leaves in its RUN layers (Docker and dockless do not).
+const BUILDAH_MOUNT_POINTS: &[&str] = &[
+    "dev",
+    "proc",
+    "sys",
+    "run",
+    "etc/hostname",
+    "etc/hosts",
+    "etc/resolv.conf",
+];
+
+fn assert_same_tree_as_buildah(ws: &Workspace) -> BTreeMap<String, String> {
+    let buildah_out = ws.path().join("buildah-out");
+    buildah_build(ws, &buildah_out);
+    let (_ours, ours) = umoci_unpack(&ws.out(), "t");
+    let (_theirs, theirs) = umoci_unpack(&buildah_out, "t");
+    let ours = file_tree(&ours);
+    let theirs = file_tree(&theirs);
+    let mut differences = Vec::new();
+    for path in ours.keys().chain(theirs.keys()) {
+        let (a, b) = (ours.get(path), theirs.get(path));
+        if a == b || (a.is_none() && BUILDAH_MOUNT_POINTS.contains(&path.as_str())) {
+            continue;
+        }
+        differences.push(format!("{path}: dockless {a:?}, buildah {b:?}"));
+    }
+    differences.dedup();
+    assert!(
+        differences.is_empty(),
+        "file trees differ:\n{}",
+        differences.join("\n")
+    );
+    ours
+}
+
+#[test]
+fn the_file_tree_matches_buildahs_for_the_same_dockerfile() {
+    if !is_root() {
+        eprintln!("skipped: buildah with vfs storage needs root here");
+        return;
+    }
+    let ws = Workspace::new();
+    busybox_base(ws.path());
+    let base = lowercase_link(&ws.path().join("base"), "busybox");
+    ws.write(
+        "Dockerfile",
+        format!(
+            "FROM oci:{}:latest\n{}",
+            base.path().display(),
+            r#"RUN ["/bin/busybox", "--install", "-s", "/bin"]
+ENV GREETING=hello
+WORKDIR /work
+RUN echo "$GREETING from $(pwd)" > out.txt && mkdir -p /a/b /gone/deep && chown 5:6 /a/b
+RUN rm -r /etc/os-release /gone && chmod 4750 /work/out.txt && ln -s /work/out.txt /link \
+ && ln /work/out.txt /hard && mkfifo /fifo && touch -d @0 /a/empty
+"#
+        ),
+    );
+    build(&ws, As::Root, &[]);
+    let tree = assert_same_tree_as_buildah(&ws);
+    assert!(tree["a/b"].starts_with("40755 5:6"), "{tree:?}");
+    assert!(tree["work/out.txt"].starts_with("104750 0:0"), "{tree:?}");
+    assert!(tree["hard"].ends_with("links 2"), "{tree:?}");
+    assert!(!tree.contains_key("gone") && !tree.contains_key("etc/os-release"));
+}
