@@ -19,14 +19,25 @@ command -v bzip2 >/dev/null || need_packages+=(bzip2)
 command -v buildah >/dev/null || need_packages+=(buildah)
 command -v debootstrap >/dev/null || need_packages+=(debootstrap)
 command -v setpriv >/dev/null || need_packages+=(util-linux)
+command -v newuidmap >/dev/null || need_packages+=(uidmap)
+
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
 
 if [ ${#need_packages[@]} -gt 0 ]; then
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
   echo "setup: installing ${need_packages[*]}" >&2
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_packages[@]}" >/dev/null
 fi
+
+# The rootless RUN tests build as nobody, whose sandbox maps these subordinate IDs (with
+# newuidmap/newgidmap) so that chown and USER work without root.
+for file in /etc/subuid /etc/subgid; do
+  if ! grep -q '^nobody:' "$file" 2>/dev/null; then
+    echo "setup: giving nobody subordinate IDs in $file" >&2
+    echo "nobody:100000:65536" | $sudo tee -a "$file" >/dev/null
+  fi
+done
 
 if ! command -v just >/dev/null; then
   echo "setup: installing just" >&2

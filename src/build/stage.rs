@@ -1,6 +1,6 @@
 //! Applying instructions, in order, to one build stage.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 use serde_json::{Value, json};
@@ -114,20 +114,65 @@ impl<'a> Builder<'a> {
         // Stages already built, for `FROM <stage>` and `COPY --from=<stage>`.
         let mut done: Vec<Stage> = Vec::new();
         let target = self.options.target.as_deref().map(str::to_lowercase);
+        if let Some(target) = &target {
+            // An unknown target is known before anything is built.
+            let names: Vec<String> = dockerfile
+                .instructions
+                .iter()
+                .filter_map(|i| match &i.command {
+                    Command::From(from) => from.stage_name.as_deref().map(str::to_lowercase),
+                    _ => None,
+                })
+                .collect();
+            if !names.contains(target) {
+                return Err(BuildError::Dockerfile {
+                    file: self.dockerfile.to_owned(),
+                    message: format!(
+                        "has no stage named `{target}` (--target); its named stages: {}",
+                        if names.is_empty() {
+                            "none (name one with FROM … AS NAME)".to_owned()
+                        } else {
+                            names.join(", ")
+                        }
+                    ),
+                });
+            }
+        }
+        let needed = needed_stages(&dockerfile.instructions, target.as_deref());
+        let mut stages_seen = 0;
+        // In a stage the target does not need: its instructions are passed over.
+        let mut skipping = false;
 
         for instruction in &dockerfile.instructions {
-            if matches!(instruction.command, Command::From(_))
-                && let Some(mut current) = stage.take()
-            {
-                if target.is_some() && current.name == target {
-                    stage = Some(current);
-                    break;
+            if let Command::From(raw) = &instruction.command {
+                let index = stages_seen;
+                stages_seen += 1;
+                if let Some(mut current) = stage.take() {
+                    if target.is_some() && current.name == target {
+                        stage = Some(current);
+                        break;
+                    }
+                    self.flush(&mut current)?;
+                    // The file system of a finished stage is not needed again as is.
+                    current.rootfs = None;
+                    done.push(current);
                 }
-                self.flush(&mut current)?;
-                // The file system of a finished stage is not needed again as is.
-                current.rootfs = None;
-                done.push(current);
-                stage = Some(self.from(instruction, &global_args, &done)?);
+                skipping = needed.get(index) == Some(&false);
+                if skipping {
+                    tracing::info!(
+                        line = instruction.line,
+                        "stage {index} skipped: the target stage does not use it"
+                    );
+                    done.push(Stage::skipped(raw.stage_name.as_deref()));
+                } else {
+                    stage = Some(self.from(instruction, &global_args, &done)?);
+                }
+                continue;
+            }
+            if skipping {
+                if let Command::Arg(decls) = &instruction.command {
+                    used_args.extend(decls.iter().map(|d| d.name.clone()));
+                }
                 continue;
             }
             let Some(current) = stage.as_mut() else {
@@ -148,10 +193,6 @@ impl<'a> Builder<'a> {
                                 global_args.insert(decl.name, value);
                             }
                         }
-                        continue;
-                    }
-                    Command::From(_) => {
-                        stage = Some(self.from(instruction, &global_args, &done)?);
                         continue;
                     }
                     _ => {
@@ -188,26 +229,6 @@ impl<'a> Builder<'a> {
             message: "has no FROM instruction; start it with FROM scratch or FROM oci:DIR[:TAG]"
                 .into(),
         })?;
-        if let Some(target) = &target
-            && stage.name.as_ref() != Some(target)
-        {
-            let names: Vec<&str> = done
-                .iter()
-                .chain([&stage])
-                .filter_map(|s| s.name.as_deref())
-                .collect();
-            return Err(BuildError::Dockerfile {
-                file: self.dockerfile.to_owned(),
-                message: format!(
-                    "has no stage named `{target}` (--target); its named stages: {}",
-                    if names.is_empty() {
-                        "none (name one with FROM … AS NAME)".to_owned()
-                    } else {
-                        names.join(", ")
-                    }
-                ),
-            });
-        }
         let unused: Vec<&String> = self
             .options
             .build_args
@@ -674,6 +695,27 @@ impl<'a> Builder<'a> {
         let before = Snapshot::take(rootfs.path()).map_err(diff_err)?;
         // SAFETY: getuid and getgid cannot fail.
         let (host_uid, host_gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        let subids = if userns && !rootfs.privileged {
+            sandbox::subordinate_ids(host_uid, host_gid)
+        } else {
+            None
+        };
+        // With subordinate IDs the sandbox gives the files their owners and hands back the
+        // owners they have afterwards.
+        let owners_file = match subids {
+            Some(_) => {
+                let file = tempfile::NamedTempFile::new().map_err(diff_err)?;
+                let mut list: Vec<(String, u64, u64)> = rootfs
+                    .owners
+                    .iter()
+                    .map(|(p, (u, g))| (p.clone(), *u, *g))
+                    .collect();
+                list.sort();
+                crate::run::owners::write(file.path(), &list).map_err(diff_err)?;
+                Some(file)
+            }
+            None => None,
+        };
         let code = sandbox::run(Spec {
             rootfs: rootfs.path().to_owned(),
             argv: argv.to_vec(),
@@ -684,6 +726,8 @@ impl<'a> Builder<'a> {
             userns,
             host_uid,
             host_gid,
+            subids,
+            owners: owners_file.as_ref().map(|f| f.path().to_owned()),
             status: Default::default(),
         })
         .map_err(|e| self.at(instruction, RunError::from(e)))?;
@@ -697,22 +741,37 @@ impl<'a> Builder<'a> {
             ));
         }
         let after = Snapshot::take(rootfs.path()).map_err(diff_err)?;
+        let owners_after: HashMap<String, (u64, u64)> = match &owners_file {
+            Some(file) => crate::run::owners::read(file.path())
+                .map_err(diff_err)?
+                .into_iter()
+                .map(|(p, u, g)| (p, (u, g)))
+                .collect(),
+            // Only root exists in the sandbox: recorded owners hold for the files the command
+            // left in place, and whatever it made is root's.
+            None => rootfs
+                .owners
+                .iter()
+                .filter(|(path, _)| {
+                    matches!((before.nodes.get(*path), after.nodes.get(*path)), (Some(b), Some(a)) if b.same_file(a))
+                })
+                .map(|(p, o)| (p.clone(), *o))
+                .collect(),
+        };
         let owners = if rootfs.privileged {
             Owners::AsOnDisk
         } else {
             Owners::Mapped {
                 host_uid,
                 host_gid,
-                overlay: &rootfs.owners,
+                before: &rootfs.owners,
+                after: &owners_after,
             }
         };
         let entries = diff::diff(rootfs.path(), &before, &after, owners);
         let written = crate::layer::write_layer(self.store, &entries, self.settings)
             .map_err(|e| self.at(instruction, e))?;
-        // Recorded owners hold only for paths the command left in place.
-        rootfs.owners.retain(|path, _| {
-            matches!((before.nodes.get(path), after.nodes.get(path)), (Some(b), Some(a)) if b.same_file(a))
-        });
+        rootfs.owners = owners_after;
         // The tree already holds this layer.
         rootfs.applied = stage.layers.len() + 1;
         tracing::info!(line = instruction.line, entries = entries.len(), digest = %written.digest, "RUN layer");
@@ -986,6 +1045,80 @@ impl<'a> Builder<'a> {
     }
 }
 
+impl Stage {
+    /// Stands for a stage that is not built (nothing refers to it), keeping stage indexes right.
+    fn skipped(name: Option<&str>) -> Stage {
+        Stage {
+            config: ImageConfig::scratch("linux", "amd64", None),
+            layers: Vec::new(),
+            filesystem: KnownFilesystem::scratch(),
+            args: BTreeMap::new(),
+            shell: Vec::new(),
+            cmd_set_here: false,
+            remote_base: None,
+            pending: Vec::new(),
+            name: name.map(str::to_lowercase),
+            rootfs: None,
+        }
+    }
+}
+
+/// Which stages the target (the last stage unless `--target`) needs, as BuildKit decides: the
+/// target and, transitively, the stages its FROM and `COPY --from` name. A reference holding a
+/// variable may name any earlier stage, so it needs them all. An unknown target needs every stage
+/// (the build then reports it).
+fn needed_stages(instructions: &[Instruction], target: Option<&str>) -> Vec<bool> {
+    let mut names: Vec<Option<String>> = Vec::new();
+    let mut references: Vec<Vec<String>> = Vec::new();
+    for instruction in instructions {
+        match &instruction.command {
+            Command::From(from) => {
+                names.push(from.stage_name.as_deref().map(str::to_lowercase));
+                references.push(vec![from.image.clone()]);
+            }
+            Command::Copy(copy) => {
+                if let (Some(refs), Some(from)) = (references.last_mut(), &copy.from) {
+                    refs.push(from.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+    let count = names.len();
+    let start = match target {
+        Some(target) => names.iter().position(|n| n.as_deref() == Some(target)),
+        None => count.checked_sub(1),
+    };
+    let Some(start) = start else {
+        return vec![true; count];
+    };
+    let mut needed = vec![false; count];
+    let mut pending = vec![start];
+    while let Some(index) = pending.pop() {
+        if std::mem::replace(&mut needed[index], true) {
+            continue;
+        }
+        for reference in &references[index] {
+            if reference.contains('$') {
+                pending.extend(0..index);
+                continue;
+            }
+            let lower = reference.to_lowercase();
+            if let Some(earlier) = names[..index]
+                .iter()
+                .position(|n| n.as_deref() == Some(lower.as_str()))
+            {
+                pending.push(earlier);
+            } else if let Ok(earlier) = reference.parse::<usize>()
+                && earlier < index
+            {
+                pending.push(earlier);
+            }
+        }
+    }
+    needed
+}
+
 /// A finished stage by name (case-insensitive, as BuildKit) or by index.
 fn find_stage<'s>(done: &'s [Stage], reference: &str) -> Option<&'s Stage> {
     let lower = reference.to_lowercase();
@@ -1116,6 +1249,23 @@ mod tests {
         assert!(expand_port("70000").is_err());
         assert!(expand_port("80/xyz").is_err());
         assert!(expand_port("9-8").is_err());
+    }
+
+    #[test]
+    fn only_the_stages_the_target_uses_are_built() {
+        let parse = |text: &str| crate::dockerfile::parse(text).unwrap().instructions;
+        let dockerfile = parse(
+            "FROM scratch AS a\nFROM scratch AS b\nCOPY --from=a /x /x\n\
+             FROM scratch AS unused\nFROM b AS c\nCOPY --from=0 /y /y\n",
+        );
+        assert_eq!(needed_stages(&dockerfile, None), [true, true, false, true]);
+        assert_eq!(
+            needed_stages(&dockerfile, Some("b")),
+            [true, true, false, false]
+        );
+        assert_eq!(needed_stages(&dockerfile, Some("nosuch")), [true; 4]);
+        let variable = parse("FROM scratch AS a\nFROM scratch\nARG S=a\nCOPY --from=$S /x /x\n");
+        assert_eq!(needed_stages(&variable, None), [true, true]);
     }
 
     #[test]

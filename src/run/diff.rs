@@ -3,8 +3,9 @@
 //! Added and changed files become entries; deleted paths become `.wh.<name>` whiteouts (only
 //! the topmost deleted path); a directory that was removed and made again becomes opaque
 //! (`.wh..wh..opq`) with its whole content. A file counts as changed when its inode, size, mode,
-//! owner, link target or change time differ (a write always moves the change time). Directories
-//! whose own metadata did not change are left out, as the layer below already has them.
+//! owner, link target or modification time differ, as in Docker's `archive.Changes` (not the
+//! change time: the sandbox's owner hand-back moves it). Directories whose own metadata did not
+//! change are left out, as the layer below already has them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -26,7 +27,6 @@ pub struct Node {
     ino: u64,
     nlink: u64,
     rdev: u64,
-    ctime: (i64, i64),
     mtime: (i64, i64),
     link: Option<PathBuf>,
 }
@@ -81,7 +81,6 @@ fn walk(root: &Path, rel: &str, nodes: &mut BTreeMap<String, Node>) -> io::Resul
             ino: meta.ino(),
             nlink: meta.nlink(),
             rdev: meta.rdev(),
-            ctime: (meta.ctime(), meta.ctime_nsec()),
             mtime: (meta.mtime(), meta.mtime_nsec()),
             link: if meta.file_type().is_symlink() {
                 Some(fs::read_link(child.path())?)
@@ -104,11 +103,12 @@ pub enum Owners<'a> {
     /// Running as root: owners on disk are the image's.
     AsOnDisk,
     /// Unprivileged: the invoking user is root in the image; other owners come from the
-    /// overlay the rootfs keeps.
+    /// overlay the rootfs keeps, as it was before the command and as it is after.
     Mapped {
         host_uid: u32,
         host_gid: u32,
-        overlay: &'a HashMap<String, (u64, u64)>,
+        before: &'a HashMap<String, (u64, u64)>,
+        after: &'a HashMap<String, (u64, u64)>,
     },
 }
 
@@ -145,22 +145,26 @@ pub fn diff(root: &Path, before: &Snapshot, after: &Snapshot, owners: Owners<'_>
     for (path, node) in &after.nodes {
         let old = before.nodes.get(path);
         let replaced = old.is_some_and(|o| o.kind != node.kind || o.ino != node.ino);
+        let (uid, gid) = owner(path, node, owners, false);
         let include = match old {
             None => true,
             Some(_) if replaced => true,
-            Some(o) if node.is_dir() => (o.mode, o.uid, o.gid) != (node.mode, node.uid, node.gid),
+            Some(o) if node.is_dir() => {
+                (o.mode, owner(path, o, owners, true)) != (node.mode, (uid, gid))
+            }
             Some(o) => {
-                (o.mode, o.uid, o.gid, o.size, &o.link, o.ctime, o.mtime)
-                    != (
-                        node.mode, node.uid, node.gid, node.size, &node.link, node.ctime,
-                        node.mtime,
-                    )
+                (
+                    o.mode,
+                    owner(path, o, owners, true),
+                    o.size,
+                    &o.link,
+                    o.mtime,
+                ) != (node.mode, (uid, gid), node.size, &node.link, node.mtime)
             }
         };
         if !include {
             continue;
         }
-        let (uid, gid) = owner(path, node, old.is_none() || replaced, owners);
         let kind = match node.kind {
             libc::S_IFDIR => EntryKind::Directory,
             libc::S_IFLNK => EntryKind::Symlink {
@@ -231,20 +235,18 @@ pub fn diff(root: &Path, before: &Snapshot, after: &Snapshot, owners: Owners<'_>
     entries
 }
 
-fn owner(path: &str, node: &Node, new: bool, owners: Owners<'_>) -> (u64, u64) {
+/// The owner in the image of `node` at `path`, before the command or after it.
+fn owner(path: &str, node: &Node, owners: Owners<'_>, before_run: bool) -> (u64, u64) {
     match owners {
         Owners::AsOnDisk => (u64::from(node.uid), u64::from(node.gid)),
         Owners::Mapped {
             host_uid,
             host_gid,
-            overlay,
+            before,
+            after,
         } => {
-            let recorded = if new {
-                None
-            } else {
-                overlay.get(path).copied()
-            };
-            let (ruid, rgid) = recorded.unwrap_or((0, 0));
+            let overlay = if before_run { before } else { after };
+            let (ruid, rgid) = overlay.get(path).copied().unwrap_or((0, 0));
             let uid = if node.uid == host_uid {
                 ruid
             } else {
@@ -341,10 +343,13 @@ mod tests {
         let after = Snapshot::take(root).unwrap();
         let meta = fs::metadata(root.join("f")).unwrap();
         let overlay = HashMap::from([("f".to_owned(), (100, 101)), ("g".to_owned(), (5, 5))]);
+        // The command left `f` in place (its owner stays) and made `g` (root's).
+        let kept = HashMap::from([("f".to_owned(), (100, 101))]);
         let owners = Owners::Mapped {
             host_uid: meta.uid(),
             host_gid: meta.gid(),
-            overlay: &overlay,
+            before: &overlay,
+            after: &kept,
         };
         let entries = diff(root, &before, &after, owners);
         assert_eq!((entries[0].uid, entries[0].gid), (100, 101));

@@ -8,6 +8,7 @@
 
 pub mod cache;
 pub mod diff;
+pub mod owners;
 pub mod rootfs;
 pub mod sandbox;
 

@@ -86,8 +86,22 @@ pub struct Spec {
     pub userns: bool,
     pub host_uid: u32,
     pub host_gid: u32,
+    /// Subordinate IDs to map to 1… (from /etc/subuid and /etc/subgid), when there are some.
+    pub subids: Option<SubIds>,
+    /// With subordinate IDs: the owners to give the files before the command (a list of
+    /// `[path, uid, gid]`), replaced after it by the owners the files then have.
+    pub owners: Option<PathBuf>,
     /// Where the helper writes why the sandbox could not be set up.
     pub status: PathBuf,
+}
+
+/// A range of subordinate user and group IDs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubIds {
+    pub uid_start: u32,
+    pub uid_count: u32,
+    pub gid_start: u32,
+    pub gid_count: u32,
 }
 
 /// Decides the isolation for this process, or says why it cannot be had.
@@ -120,10 +134,8 @@ pub fn run(mut spec: Spec) -> Result<i32, SandboxError> {
         let _ = std::os::unix::fs::chown(&spec.status, Some(spec.host_uid), Some(spec.host_gid));
     }
     let made = MountPoints::prepare(&spec.rootfs)?;
-    let program = std::env::current_exe().map_err(|source| SandboxError::Spawn {
-        program: PathBuf::from("/proc/self/exe"),
-        source,
-    })?;
+    // This very binary, even if its file was replaced or removed since it started.
+    let program = PathBuf::from("/proc/self/exe");
     let json = serde_json::to_string(&spec).unwrap_or_default();
     let stderr = io::stderr()
         .as_fd()
@@ -204,55 +216,181 @@ pub fn helper_main(json: &str) -> i32 {
             return SETUP_FAILED;
         }
     };
-    let mut status = OpenOptions::new().append(true).open(&spec.status).ok();
-    let mut fail = |message: String| {
-        if let Some(file) = status.as_mut() {
-            let _ = file.write_all(message.as_bytes());
-        } else {
-            eprintln!("{message}");
+    let mut status = Status(OpenOptions::new().append(true).open(&spec.status).ok());
+    match (spec.userns, spec.subids) {
+        (true, Some(subids)) => with_subids(&spec, subids, &mut status),
+        _ => contained(&spec, &mut status),
+    }
+}
+
+/// Where the helper reports a sandbox that could not be set up.
+struct Status(Option<File>);
+
+impl Status {
+    fn fail(&mut self, message: String) -> i32 {
+        match self.0.as_mut() {
+            Some(file) => {
+                let _ = file.write_all(message.as_bytes());
+            }
+            None => eprintln!("{message}"),
         }
         SETUP_FAILED
-    };
-    let mut flags = libc::CLONE_NEWNS | libc::CLONE_NEWPID;
-    if spec.userns {
+    }
+}
+
+fn userns_unavailable(err: &io::Error) -> String {
+    format!(
+        "cannot create a user namespace for RUN ({err}): unprivileged user namespaces are not available here. \
+         Enable them (sysctl kernel.unprivileged_userns_clone=1, user.max_user_namespaces>0, or an AppArmor/seccomp profile that allows them), \
+         or build as root with --isolation=root, or remove the RUN instructions"
+    )
+}
+
+/// The child enters a new user namespace; this process, still outside, maps the invoking user
+/// to root and the subordinate range to 1… with the setuid newuidmap/newgidmap (only a process
+/// outside the namespace can write a mapping of more than one ID).
+fn with_subids(spec: &Spec, subids: SubIds, status: &mut Status) -> i32 {
+    let (mut ready, mut go) = ([0; 2], [0; 2]);
+    // SAFETY: two valid arrays for pipe's file descriptors.
+    if unsafe { libc::pipe(ready.as_mut_ptr()) } != 0 || unsafe { libc::pipe(go.as_mut_ptr()) } != 0
+    {
+        return status.fail(format!(
+            "cannot make a pipe: {}",
+            io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: this process is single-threaded, so the child may run arbitrary code.
+    match unsafe { libc::fork() } {
+        -1 => status.fail(format!("cannot fork: {}", io::Error::last_os_error())),
+        0 => {
+            // SAFETY: plain system calls on descriptors this process owns.
+            let code = unsafe {
+                let entered = libc::unshare(libc::CLONE_NEWUSER);
+                let err = io::Error::last_os_error();
+                let byte = [u8::from(entered == 0)];
+                libc::write(ready[1], byte.as_ptr().cast(), 1);
+                if entered != 0 {
+                    status.fail(userns_unavailable(&err))
+                } else {
+                    let mut answer = [0u8; 1];
+                    let n = libc::read(go[0], answer.as_mut_ptr().cast(), 1);
+                    if n == 1 && answer[0] == 1 {
+                        contained(spec, status)
+                    } else {
+                        SETUP_FAILED
+                    }
+                }
+            };
+            // SAFETY: leaving the forked child without running the parent's destructors.
+            unsafe { libc::_exit(code) }
+        }
+        child => {
+            let mut byte = [0u8; 1];
+            // SAFETY: reading one byte from our own pipe.
+            let n = unsafe { libc::read(ready[0], byte.as_mut_ptr().cast(), 1) };
+            let mut answer = 0u8;
+            let mut failure = None;
+            if n == 1 && byte[0] == 1 {
+                match map_subids(child, spec, subids) {
+                    Ok(()) => answer = 1,
+                    Err(e) => failure = Some(e),
+                }
+            }
+            // SAFETY: writing one byte to our own pipe.
+            unsafe { libc::write(go[1], [answer].as_ptr().cast(), 1) };
+            let code = wait(child);
+            match failure {
+                Some(message) => status.fail(message),
+                None => code,
+            }
+        }
+    }
+}
+
+fn map_subids(child: libc::pid_t, spec: &Spec, subids: SubIds) -> Result<(), String> {
+    for (tool, id, start, count) in [
+        (
+            "newuidmap",
+            spec.host_uid,
+            subids.uid_start,
+            subids.uid_count,
+        ),
+        (
+            "newgidmap",
+            spec.host_gid,
+            subids.gid_start,
+            subids.gid_count,
+        ),
+    ] {
+        let out = Command::new(tool)
+            .args([child.to_string(), "0".into(), id.to_string(), "1".into()])
+            .args(["1".to_owned(), start.to_string(), count.to_string()])
+            .output()
+            .map_err(|e| format!("cannot run {tool}: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "{tool} refused to map the subordinate IDs of /etc/sub{}id: {}",
+                &tool[3..4],
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// In the sandbox's namespaces (made here, except a user namespace already made and mapped):
+/// forks PID 1, waits for it, and with subordinate IDs hands the owners back to the host.
+fn contained(spec: &Spec, status: &mut Status) -> i32 {
+    let mut flags = libc::CLONE_NEWPID;
+    let single = spec.userns && spec.subids.is_none();
+    if single {
         flags |= libc::CLONE_NEWUSER;
     }
     // SAFETY: unshare with constant flags; this process is single-threaded.
     if unsafe { libc::unshare(flags) } != 0 {
         let err = io::Error::last_os_error();
-        return fail(if spec.userns {
-            format!(
-                "cannot create a user namespace for RUN ({err}): unprivileged user namespaces are not available here. \
-                 Enable them (sysctl kernel.unprivileged_userns_clone=1, user.max_user_namespaces>0, or an AppArmor/seccomp profile that allows them), \
-                 or build as root with --isolation=root, or remove the RUN instructions"
-            )
+        return status.fail(if spec.userns {
+            userns_unavailable(&err)
         } else {
             format!(
-                "cannot create mount and PID namespaces for RUN ({err}); run as root with CAP_SYS_ADMIN, or use --isolation=userns"
+                "cannot create a PID namespace for RUN ({err}); run as root with CAP_SYS_ADMIN, or use --isolation=userns"
             )
         });
     }
-    if spec.userns
-        && let Err(e) = map_ids(&spec)
-    {
-        return fail(format!(
+    if single && let Err(e) = map_ids(spec) {
+        return status.fail(format!(
             "cannot map the invoking user to root in the sandbox: {e}"
         ));
     }
+    if spec.subids.is_some()
+        && let Some(owners) = &spec.owners
+        && let Err(e) = super::owners::apply(&spec.rootfs, owners)
+    {
+        return status.fail(format!("cannot give the image's files their owners: {e}"));
+    }
     // SAFETY: this process is single-threaded, so the child may run arbitrary code.
-    match unsafe { libc::fork() } {
-        -1 => fail(format!("cannot fork: {}", io::Error::last_os_error())),
+    let code = match unsafe { libc::fork() } {
+        -1 => return status.fail(format!("cannot fork: {}", io::Error::last_os_error())),
         0 => {
-            let message = match init(&spec) {
+            let message = match init(spec) {
                 Err(message) => message,
                 Ok(never) => match never {},
             };
-            let code = fail(message);
+            let code = status.fail(message);
             // SAFETY: leaving the forked child without running the parent's destructors.
             unsafe { libc::_exit(code) }
         }
         child => wait(child),
+    };
+    if spec.subids.is_some()
+        && let Some(owners) = &spec.owners
+        && let Err(e) = super::owners::harvest(&spec.rootfs, owners)
+    {
+        return status.fail(format!(
+            "cannot record the owners of the files the command made: {e}"
+        ));
     }
+    code
 }
 
 fn map_ids(spec: &Spec) -> io::Result<()> {
@@ -329,7 +467,15 @@ fn mount(
 /// PID 1 of the sandbox: mounts, chroot, identity, exec. Returns only on failure.
 fn init(spec: &Spec) -> Result<Never, String> {
     let root = &spec.rootfs;
-    // Mounts made here must not propagate back to the host.
+    // A mount namespace of PID 1's own: its mounts vanish with it, so the tree its parent reads
+    // afterwards has none. Nothing may propagate back to the host.
+    // SAFETY: unshare with a constant flag.
+    if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
+        return Err(format!(
+            "cannot create a mount namespace: {}",
+            io::Error::last_os_error()
+        ));
+    }
     mount(
         "none",
         Path::new("/"),
@@ -376,6 +522,14 @@ fn init(spec: &Spec) -> Result<Never, String> {
     for dir in ["pts", "shm", "mqueue"] {
         let _ = fs::create_dir(dev.join(dir));
     }
+    // Terminals for programs that want one (apt's log, script); a private instance.
+    let _ = mount(
+        "devpts",
+        &dev.join("pts"),
+        "devpts",
+        libc::MS_NOSUID | libc::MS_NOEXEC,
+        "newinstance,ptmxmode=0666,mode=0620",
+    );
     let _ = mount(
         "shm",
         &dev.join("shm"),
@@ -412,7 +566,7 @@ fn init(spec: &Spec) -> Result<Never, String> {
     fs::create_dir_all(&spec.workdir)
         .and_then(|()| std::env::set_current_dir(&spec.workdir))
         .map_err(|e| format!("WORKDIR {}: {e}", spec.workdir))?;
-    if !spec.userns {
+    if !spec.userns || spec.subids.is_some() {
         // SAFETY: dropping supplementary groups; no pointers are read when the count is 0.
         unsafe { libc::setgroups(0, std::ptr::null()) };
     }
@@ -455,4 +609,44 @@ fn init(spec: &Spec) -> Result<Never, String> {
     Err(format!(
         "cannot execute {program}: {err}{hint}; RUN's shell form needs a shell in the image (SHELL sets which), the exec form [\"program\", \"arg\"] runs a program directly"
     ))
+}
+
+/// The invoking user's subordinate IDs, when /etc/subuid and /etc/subgid list some and the
+/// setuid newuidmap and newgidmap (Debian's `uidmap`) are installed; `None` means a
+/// single-ID mapping (only root exists in the sandbox).
+pub fn subordinate_ids(uid: u32, gid: u32) -> Option<SubIds> {
+    let on_path = |tool: &str| {
+        std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()))
+    };
+    if !on_path("newuidmap") || !on_path("newgidmap") {
+        return None;
+    }
+    let name = |file: &str, id: u32| -> Option<String> {
+        fs::read_to_string(file).ok()?.lines().find_map(|line| {
+            let fields: Vec<&str> = line.split(':').collect();
+            (fields.get(2) == Some(&id.to_string().as_str())).then(|| fields[0].to_owned())
+        })
+    };
+    let user = name("/etc/passwd", uid);
+    let group = name("/etc/group", gid);
+    let range = |file: &str, id: u32, name: Option<&str>| -> Option<(u32, u32)> {
+        fs::read_to_string(file).ok()?.lines().find_map(|line| {
+            let mut fields = line.trim().split(':');
+            let owner = fields.next()?;
+            let start = fields.next()?.parse().ok()?;
+            let count = fields.next()?.parse().ok()?;
+            (owner == id.to_string() || Some(owner) == name).then_some((start, count))
+        })
+    };
+    let (uid_start, uid_count) = range("/etc/subuid", uid, user.as_deref())?;
+    // newgidmap checks /etc/subgid against the user's name too, not the group's.
+    let (gid_start, gid_count) = range("/etc/subgid", uid, user.as_deref())
+        .or_else(|| range("/etc/subgid", gid, group.as_deref()))?;
+    Some(SubIds {
+        uid_start,
+        uid_count,
+        gid_start,
+        gid_count,
+    })
 }
