@@ -106,16 +106,18 @@ impl Rootfs {
             }
         };
         let mut archive = tar::Archive::new(reader);
-        // Directory modes are set last, so that a read-only directory can still be filled.
-        let mut dir_modes: Vec<(PathBuf, u32)> = Vec::new();
+        // Directory modes and times are set last, so that a read-only directory can still be
+        // filled and filling it does not move its time.
+        let mut dir_modes: Vec<(PathBuf, u32, u64)> = Vec::new();
         for entry in archive.entries().map_err(|e| unpack("(archive)", e))? {
             let mut entry = entry.map_err(|e| unpack("(archive)", e))?;
             let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
             self.apply_entry(&mut entry, &raw, &mut dir_modes)
                 .map_err(|e| unpack(&raw, e))?;
         }
-        for (path, mode) in dir_modes.iter().rev() {
+        for (path, mode, mtime) in dir_modes.iter().rev() {
             fs::set_permissions(path, fs::Permissions::from_mode(*mode))
+                .and_then(|()| set_mtime(path, *mtime))
                 .map_err(|e| unpack(&path.display().to_string(), e))?;
         }
         self.applied += 1;
@@ -126,7 +128,7 @@ impl Rootfs {
         &mut self,
         entry: &mut tar::Entry<R>,
         raw: &str,
-        dir_modes: &mut Vec<(PathBuf, u32)>,
+        dir_modes: &mut Vec<(PathBuf, u32, u64)>,
     ) -> io::Result<()> {
         let Some(rel) = crate::context::source::clean_relative(raw).filter(|p| !p.is_empty())
         else {
@@ -169,7 +171,7 @@ impl Rootfs {
                     fs::create_dir(&target)?;
                 }
                 fs::set_permissions(&target, fs::Permissions::from_mode(0o700))?;
-                dir_modes.push((target.clone(), mode));
+                dir_modes.push((target.clone(), mode, header.mtime().unwrap_or(0)));
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 let mut file = File::create(&target)?;
@@ -220,6 +222,11 @@ impl Rootfs {
             // After the owner: chown clears setuid and setgid bits.
             fs::set_permissions(&target, fs::Permissions::from_mode(mode))?;
         }
+        if !kind.is_dir() {
+            // Times as the layer has them: a tool that compares them (Python's bytecode cache,
+            // make) must see the image's files as the image made them.
+            set_mtime(&target, header.mtime().unwrap_or(0))?;
+        }
         Ok(())
     }
 
@@ -242,6 +249,30 @@ impl Drop for Rootfs {
     fn drop(&mut self) {
         let _ = remove_tree(&self.dir);
         crate::cleanup::unregister(&self.dir);
+    }
+}
+
+/// Sets the access and modification times of `path` (not following a symlink).
+fn set_mtime(path: &Path, mtime: u64) -> io::Result<()> {
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    let time = libc::timespec {
+        tv_sec: mtime as libc::time_t,
+        tv_nsec: 0,
+    };
+    let times = [time, time];
+    // SAFETY: a valid C string and a two-element array, as utimensat expects.
+    let rc = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 
