@@ -718,3 +718,45 @@ RUN hello > /hello.txt && rm /etc/issue
     build(&rootless, As::Nobody, &[]);
     assert_same_trees(&rootless.out(), &ws.out(), "as root");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_over_a_registry_base_and_push_a_target_stage() {
+    use crate::support::registry::{RegistryAuth, TestRegistry};
+    let registry = TestRegistry::start(RegistryAuth::None).await;
+    let ws = Workspace::new();
+    let layout = busybox_base(ws.path());
+    let base = format!("{}/library/busybox:1", registry.host);
+    let out = dockless(&ws, As::Root, &["push", "--from", &layout, "--to", &base]);
+    assert_success(&out);
+    ws.write(
+        "Dockerfile",
+        format!(
+            "FROM {base} AS build\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n\
+             RUN echo printed on stdout && echo pushed > /pushed\n\
+             FROM scratch\nCOPY --from=build /pushed /pushed\n"
+        ),
+    );
+    let to = format!("{}/apps/run:1", registry.host);
+    let out = dockless(
+        &ws,
+        As::Root,
+        &["push", "ctx", "--to", &to, "--target", "build", "--json"],
+    );
+    assert_success(&out);
+    // The command's output goes to stderr: stdout is the JSON alone.
+    let pushed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("printed on stdout"));
+    let raw = crate::support::skopeo::inspect_raw(&to, None)
+        .await
+        .unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(
+        manifest["layers"].as_array().unwrap().len(),
+        4,
+        "two base layers (fetched to run the commands) and two RUN layers: {manifest}"
+    );
+    assert_eq!(
+        pushed["digest"].as_str().unwrap(),
+        dockless::digest::Digest::of(&raw).as_str()
+    );
+}
