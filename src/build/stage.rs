@@ -781,8 +781,22 @@ impl<'a> Builder<'a> {
     /// Makes the stage's file system hold every layer written so far.
     fn catch_up(&self, stage: &mut Stage, instruction: &Instruction) -> Result<(), BuildError> {
         if stage.rootfs.is_none() {
-            stage.rootfs =
-                Some(Rootfs::new(self.store).map_err(|e| self.at(instruction, RunError::from(e)))?);
+            // The base image's tree comes from the store's cache (unpacked once per base); the
+            // layers made since are applied to the copy below.
+            let base: Vec<&BuiltLayer> = stage.layers.iter().take_while(|l| l.from_base).collect();
+            for layer in &base {
+                self.ensure_blob(layer, stage.remote_base.as_ref(), instruction)?;
+            }
+            let chain: Vec<(Digest, String)> = base
+                .iter()
+                .map(|l| (l.digest.clone(), l.media_type.clone()))
+                .collect();
+            let rootfs = if chain.is_empty() {
+                Rootfs::new(self.store)
+            } else {
+                crate::run::rootfs::cached::working_tree(self.store, &chain)
+            };
+            stage.rootfs = Some(rootfs.map_err(|e| self.at(instruction, RunError::from(e)))?);
         }
         let Some(rootfs) = stage.rootfs.as_mut() else {
             return Ok(());

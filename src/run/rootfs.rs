@@ -245,6 +245,152 @@ impl Rootfs {
     }
 }
 
+/// The materialised trees kept in the store, one per layer chain: a chain is unpacked once,
+/// and every build that needs it copies it (the copy is what a RUN may change).
+pub mod cached {
+    use super::*;
+    use sha2::{Digest as _, Sha256};
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+    /// Bumped when the way trees are unpacked changes.
+    const VERSION: &str = "dockless-rootfs-v1";
+
+    fn key(layers: &[(Digest, String)], privileged: bool) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update(format!("{VERSION}\n{privileged}\n"));
+        for (digest, media_type) in layers {
+            hasher.update(format!("{digest} {media_type}\n"));
+        }
+        hex::encode(hasher.finalize())
+    }
+
+    /// A working tree holding `layers` (blobs already in the store).
+    pub fn working_tree(store: &Store, layers: &[(Digest, String)]) -> Result<Rootfs, RootfsError> {
+        let mut working = Rootfs::new(store)?;
+        let entry = store
+            .root()
+            .join("rootfs")
+            .join(key(layers, working.privileged));
+        if !entry.join("owners.json").is_file() {
+            unpack_into_cache(store, layers, &entry)?;
+        }
+        let create = |source| RootfsError::Create {
+            dir: entry.clone(),
+            source,
+        };
+        let owners: Vec<(String, u64, u64)> =
+            serde_json::from_slice(&fs::read(entry.join("owners.json")).map_err(create)?)
+                .map_err(|e| create(io::Error::other(e)))?;
+        copy_tree(&entry.join("tree"), &working.dir, working.privileged).map_err(create)?;
+        working.owners = owners.into_iter().map(|(p, u, g)| (p, (u, g))).collect();
+        working.applied = layers.len();
+        Ok(working)
+    }
+
+    fn unpack_into_cache(
+        store: &Store,
+        layers: &[(Digest, String)],
+        entry: &Path,
+    ) -> Result<(), RootfsError> {
+        let mut tree = Rootfs::new(store)?;
+        for (digest, media_type) in layers {
+            tree.apply(store, digest, media_type)?;
+        }
+        let create = |source| RootfsError::Create {
+            dir: entry.to_owned(),
+            source,
+        };
+        let parent = entry.parent().unwrap_or(entry);
+        fs::create_dir_all(parent).map_err(create)?;
+        // Made aside and renamed into place: a cached tree is always whole.
+        let staging = tempfile::Builder::new()
+            .prefix(".unpacking-")
+            .tempdir_in(parent)
+            .map_err(create)?;
+        let mut owners: Vec<(String, u64, u64)> = tree
+            .owners
+            .iter()
+            .map(|(p, (u, g))| (p.clone(), *u, *g))
+            .collect();
+        owners.sort();
+        fs::write(
+            staging.path().join("owners.json"),
+            serde_json::to_vec(&owners).map_err(|e| create(io::Error::other(e)))?,
+        )
+        .map_err(create)?;
+        fs::rename(&tree.dir, staging.path().join("tree")).map_err(create)?;
+        crate::cleanup::unregister(&tree.dir);
+        tree.dir = staging.path().join("tree");
+        let staging = staging.keep();
+        if fs::rename(&staging, entry).is_err() {
+            // Another build cached the same chain meanwhile: theirs is as good.
+            let _ = remove_tree(&staging);
+        }
+        // `tree` now names a path that moved; dropping it removes nothing.
+        Ok(())
+    }
+
+    /// Copies a tree with its modes, owners (as root), times, symlinks, hard links, devices
+    /// and FIFOs.
+    pub fn copy_tree(from: &Path, to: &Path, privileged: bool) -> io::Result<()> {
+        let mut links: HashMap<(u64, u64), PathBuf> = HashMap::new();
+        let mut dirs: Vec<(PathBuf, fs::Metadata)> = Vec::new();
+        let mut pending = vec![(from.to_path_buf(), to.to_path_buf())];
+        while let Some((source_dir, target_dir)) = pending.pop() {
+            for entry in fs::read_dir(&source_dir)? {
+                let entry = entry?;
+                let source = entry.path();
+                let target = target_dir.join(entry.file_name());
+                let meta = fs::symlink_metadata(&source)?;
+                let kind = meta.file_type();
+                if kind.is_dir() {
+                    fs::create_dir(&target)?;
+                    fs::set_permissions(&target, fs::Permissions::from_mode(0o700))?;
+                    pending.push((source, target.clone()));
+                    dirs.push((target, meta));
+                    continue;
+                }
+                if kind.is_file() && meta.nlink() > 1 {
+                    if let Some(first) = links.get(&(meta.dev(), meta.ino())) {
+                        fs::hard_link(first, &target)?;
+                        continue;
+                    }
+                    links.insert((meta.dev(), meta.ino()), target.clone());
+                }
+                if kind.is_file() {
+                    fs::copy(&source, &target)?;
+                } else if kind.is_symlink() {
+                    symlink(fs::read_link(&source)?, &target)?;
+                } else if kind.is_fifo() || kind.is_char_device() || kind.is_block_device() {
+                    let c =
+                        CString::new(target.as_os_str().as_bytes()).map_err(io::Error::other)?;
+                    // SAFETY: a valid C string and plain integers.
+                    if unsafe { libc::mknod(c.as_ptr(), meta.mode(), meta.rdev()) } != 0 {
+                        continue;
+                    }
+                } else {
+                    continue;
+                }
+                finish(&target, &meta, privileged)?;
+            }
+        }
+        for (dir, meta) in dirs.iter().rev() {
+            finish(dir, meta, privileged)?;
+        }
+        Ok(())
+    }
+
+    fn finish(target: &Path, meta: &fs::Metadata, privileged: bool) -> io::Result<()> {
+        if privileged {
+            std::os::unix::fs::lchown(target, Some(meta.uid()), Some(meta.gid()))?;
+        }
+        if !meta.file_type().is_symlink() {
+            fs::set_permissions(target, fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+        }
+        set_mtime(target, meta.mtime().max(0) as u64)
+    }
+}
+
 impl Drop for Rootfs {
     fn drop(&mut self) {
         let _ = remove_tree(&self.dir);
@@ -371,6 +517,31 @@ mod tests {
         assert_eq!(resolve(root, "up/etc", false).unwrap(), root.join("etc"));
         resolve(root, "new/deeper", true).unwrap();
         assert!(root.join("new/deeper").is_dir());
+    }
+
+    #[test]
+    fn copies_keep_modes_links_and_times() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let from = dir.path().join("from");
+        fs::create_dir_all(from.join("d")).unwrap();
+        fs::write(from.join("d/f"), "x").unwrap();
+        fs::set_permissions(from.join("d/f"), fs::Permissions::from_mode(0o4751)).unwrap();
+        fs::hard_link(from.join("d/f"), from.join("h")).unwrap();
+        symlink("d/f", from.join("l")).unwrap();
+        set_mtime(&from.join("d/f"), 1234).unwrap();
+        fs::set_permissions(from.join("d"), fs::Permissions::from_mode(0o555)).unwrap();
+        let to = dir.path().join("to");
+        fs::create_dir(&to).unwrap();
+        cached::copy_tree(&from, &to, false).unwrap();
+        let f = fs::metadata(to.join("d/f")).unwrap();
+        assert_eq!(f.mode() & 0o7777, 0o4751);
+        assert_eq!(f.mtime(), 1234);
+        assert_eq!(f.nlink(), 2, "the hard link stays one");
+        assert_eq!(fs::read_link(to.join("l")).unwrap(), Path::new("d/f"));
+        assert_eq!(fs::metadata(to.join("d")).unwrap().mode() & 0o7777, 0o555);
+        remove_tree(&from).unwrap();
+        remove_tree(&to).unwrap();
     }
 
     #[test]

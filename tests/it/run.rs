@@ -360,6 +360,18 @@ fn an_unchanged_run_is_not_run_again() {
     );
     let (first, log) = build(&ws, As::Root, &[]);
     assert_eq!(log.matches("RUN cached").count(), 0, "{log}");
+    // The base's tree was unpacked into the store's cache, once.
+    let cached_trees = || -> Vec<(std::path::PathBuf, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        fs::read_dir(ws.cache().join("rootfs"))
+            .unwrap()
+            .flatten()
+            .map(|e| (e.path(), e.metadata().unwrap().ino()))
+            .collect()
+    };
+    let trees = cached_trees();
+    assert_eq!(trees.len(), 1, "{trees:?}");
+    assert!(trees[0].0.join("tree/bin/busybox").is_file());
     let (second, log) = build(&ws, As::Root, &[]);
     assert_eq!(second["digest"], first["digest"]);
     assert_eq!(log.matches("RUN cached").count(), 2, "{log}");
@@ -371,6 +383,11 @@ fn an_unchanged_run_is_not_run_again() {
     assert_eq!(log.matches("RUN cached").count(), 1, "{log}");
     assert_eq!(third["layers"][2], first["layers"][2]);
     assert_ne!(third["layers"][3], first["layers"][3]);
+    assert_eq!(
+        cached_trees(),
+        trees,
+        "the cached base tree is reused, not unpacked again"
+    );
 }
 
 const MULTI_STAGE: &str = r#"FROM {base} AS builder
