@@ -307,6 +307,8 @@ pub mod cached {
             .prefix(".unpacking-")
             .tempdir_in(parent)
             .map_err(create)?;
+        // Destructors do not run on Ctrl-C: the signal handler removes what is registered.
+        crate::cleanup::register(staging.path());
         let mut owners: Vec<(String, u64, u64)> = tree
             .owners
             .iter()
@@ -326,6 +328,7 @@ pub mod cached {
             // Another build cached the same chain meanwhile: theirs is as good.
             let _ = remove_tree(&staging);
         }
+        crate::cleanup::unregister(&staging);
         // `tree` now names a path that moved; dropping it removes nothing.
         Ok(())
     }

@@ -322,6 +322,21 @@ fn chown_and_user_need_root_or_fail_clearly_without() {
 }
 
 #[test]
+fn shell_sets_the_shell_of_the_shell_form() {
+    // No /bin/sh in the base: the shell form works only through SHELL.
+    let ws = workspace(
+        "FROM {base}\nSHELL [\"/bin/busybox\", \"sh\", \"-c\"]\n\
+         RUN echo \"$0 ran this\" > /shell.txt\n",
+    );
+    let (json, _) = build(&ws, As::Root, &[]);
+    let layer = layer(&ws, &json, 2);
+    assert_eq!(
+        String::from_utf8_lossy(&layer["shell.txt"].data),
+        "sh ran this\n"
+    );
+}
+
+#[test]
 fn a_failing_command_stops_the_build_with_its_exit_code_and_line() {
     for who in [As::Root, As::Nobody, As::Stranger] {
         if who != As::Root && !is_root() {
