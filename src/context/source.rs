@@ -1,12 +1,14 @@
 //! Resolving COPY/ADD sources inside the context: globs, top-level symlinks, directory walks.
 //!
 //! Every path read here is inside the context's canonical root: `..` that would leave it is an
-//! error, a top-level symlink is followed only when its target stays inside, and symlinks found
-//! while walking a directory are never followed (they are copied as symlinks). Special files
+//! error, a symlink named in a source (as its last component or as a directory on the way) is
+//! followed only when its target stays inside, and symlinks found while walking a directory are
+//! never followed (they are copied as symlinks). Special files
 //! (FIFOs, sockets, devices) are reported by type and never opened, so nothing here can block.
 
+use std::collections::VecDeque;
 use std::fs::{self, Metadata};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use super::Context;
 use super::pattern::{self, PatternError};
@@ -18,6 +20,16 @@ pub enum SourceError {
     OutsideContext(String),
     #[error("source '{source_path}' is a symlink to {target}, which is outside the build context")]
     SymlinkEscapes { source_path: String, target: String },
+    #[error(
+        "source '{source_path}' goes through the symlink '{link}' to {target}, which is outside the build context; copy from inside the context"
+    )]
+    ParentSymlinkEscapes {
+        source_path: String,
+        link: String,
+        target: String,
+    },
+    #[error("source '{0}' goes through more than {MAX_SYMLINK_HOPS} symlinks (a loop?)")]
+    SymlinkLoop(String),
     #[error(
         "source '{0}' was not found in the build context (check the path, and that .dockerignore does not exclude it)"
     )]
@@ -67,10 +79,16 @@ impl Context {
             if !rel.is_empty() && self.ignore().is_excluded(&rel) {
                 continue;
             }
-            let abs = if rel.is_empty() {
+            // The kernel would follow a symlinked directory on the way anywhere, even out of
+            // the context: resolve those here, inside the root, and open only the result.
+            let inside = self.resolve_within(source, &rel, false)?;
+            if inside != rel && !inside.is_empty() && self.ignore().is_excluded(&inside) {
+                continue;
+            }
+            let abs = if inside.is_empty() {
                 self.root().to_owned()
             } else {
-                self.root().join(&rel)
+                self.root().join(&inside)
             };
             let meta = match fs::symlink_metadata(&abs) {
                 Ok(meta) => meta,
@@ -141,11 +159,12 @@ impl Context {
         for component in rel.split('/') {
             let mut next = Vec::new();
             for prefix in &prefixes {
-                let dir = self.root().join(prefix);
                 if !pattern::has_glob_meta(component) {
                     next.push(join(prefix, component));
                     continue;
                 }
+                // The directory to list, with every symlink in it resolved inside the root.
+                let dir = self.root().join(self.resolve_within(source, prefix, true)?);
                 let Ok(read) = fs::read_dir(&dir) else {
                     continue;
                 };
@@ -227,6 +246,94 @@ impl Context {
     }
 }
 
+/// How many symlinks one source may go through, as the kernel's ELOOP limit.
+const MAX_SYMLINK_HOPS: usize = 40;
+
+impl Context {
+    /// `rel` with every symlink among its directories (and in its last component too when
+    /// `follow_last`) resolved, by the host's rules, to a path relative to the root. A link whose
+    /// target leaves the root is an error naming it; a missing directory stays as written (the
+    /// caller reports the source as not found).
+    fn resolve_within(
+        &self,
+        source: &str,
+        rel: &str,
+        follow_last: bool,
+    ) -> Result<String, SourceError> {
+        let mut pending: VecDeque<String> = rel
+            .split('/')
+            .filter(|part| !part.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let last = if follow_last {
+            None
+        } else {
+            match pending.pop_back() {
+                Some(last) => Some(last),
+                None => return Ok(String::new()),
+            }
+        };
+        let mut resolved: Vec<String> = Vec::new();
+        let mut hops = 0;
+        while let Some(part) = pending.pop_front() {
+            match part.as_str() {
+                "." => continue,
+                ".." => {
+                    if resolved.pop().is_none() {
+                        return Err(SourceError::OutsideContext(source.into()));
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            let at = self.root().join(resolved.join("/")).join(&part);
+            let is_link = fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink());
+            if !is_link {
+                resolved.push(part);
+                continue;
+            }
+            hops += 1;
+            if hops > MAX_SYMLINK_HOPS {
+                return Err(SourceError::SymlinkLoop(source.into()));
+            }
+            let target = fs::read_link(&at).with_path("read the symlink", &at)?;
+            let link = join(&resolved.join("/"), &part);
+            let escapes = || SourceError::ParentSymlinkEscapes {
+                source_path: source.into(),
+                link: link.clone(),
+                target: target.display().to_string(),
+            };
+            let relative_target = if target.is_absolute() {
+                resolved.clear();
+                target.strip_prefix(self.root()).map_err(|_| escapes())?
+            } else {
+                target.as_path()
+            };
+            let mut expanded = Vec::new();
+            for component in relative_target.components() {
+                match component {
+                    Component::Normal(name) => expanded.push(name.to_string_lossy().into_owned()),
+                    Component::ParentDir => expanded.push("..".to_owned()),
+                    Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
+                }
+            }
+            // A `..` that climbs above the root is the link's escape, not the source's.
+            let mut depth = resolved.len() as isize;
+            for name in &expanded {
+                depth += if name == ".." { -1 } else { 1 };
+                if depth < 0 {
+                    return Err(escapes());
+                }
+            }
+            for name in expanded.into_iter().rev() {
+                pending.push_front(name);
+            }
+        }
+        resolved.extend(last);
+        Ok(resolved.join("/"))
+    }
+}
+
 fn join(prefix: &str, name: &str) -> String {
     if prefix.is_empty() {
         name.to_owned()
@@ -254,6 +361,43 @@ pub fn clean_relative(path: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn context_with_links() -> (tempfile::TempDir, Context) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("ctx");
+        fs::create_dir_all(root.join("real/sub")).unwrap();
+        fs::write(root.join("real/sub/file"), "x").unwrap();
+        std::os::unix::fs::symlink("real", root.join("inside")).unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("abs_out")).unwrap();
+        std::os::unix::fs::symlink("../..", root.join("real/up")).unwrap();
+        std::os::unix::fs::symlink("loop", root.join("loop")).unwrap();
+        let canonical = fs::canonicalize(&root).unwrap();
+        std::os::unix::fs::symlink(canonical.join("real"), root.join("abs_in")).unwrap();
+        let context = Context::open(&root).unwrap();
+        (dir, context)
+    }
+
+    #[test]
+    fn symlinked_directories_resolve_inside_the_root_or_are_refused() {
+        let (_dir, context) = context_with_links();
+        let found = context.resolve("inside/sub/file").unwrap();
+        assert_eq!(found[0].abs, context.root().join("real/sub/file"));
+        let found = context.resolve("abs_in/sub/file").unwrap();
+        assert_eq!(found[0].abs, context.root().join("real/sub/file"));
+        let found = context.resolve("inside/sub/*").unwrap();
+        assert_eq!(found[0].abs, context.root().join("real/sub/file"));
+        for escaping in ["abs_out/passwd", "abs_out/*", "real/up/etc/passwd"] {
+            let error = context.resolve(escaping).unwrap_err();
+            assert!(
+                matches!(error, SourceError::ParentSymlinkEscapes { .. }),
+                "{escaping}: {error}"
+            );
+        }
+        assert!(matches!(
+            context.resolve("loop/x").unwrap_err(),
+            SourceError::SymlinkLoop(_)
+        ));
+    }
 
     #[test]
     fn clean_relative_keeps_paths_inside() {

@@ -49,11 +49,34 @@ impl TemplateConfig {
                 .into());
             }
         };
-        toml::from_str(&text).map(Some).map_err(|e| ConfigError::Invalid {
-            path,
-            message: format!("{}(keys: template_id, dockerfile, template_name, start_cmd, ready_cmd, cpu_count, memory_mb, team_id)", e),
+        Self::parse(&text, &path).map(Some)
+    }
+
+    /// Parses the text of an `e2b.toml` found at `path` (named in errors).
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Invalid {
+            message: format!(
+                "{}{} (keys: template_id, dockerfile, template_name, start_cmd, ready_cmd, cpu_count, memory_mb, team_id)",
+                position(text, e.span()),
+                e.message().trim_end()
+            ),
+            path: path.to_owned(),
         })
     }
+}
+
+/// `line L, column C: ` of a byte span's start, so the error stays one line naming the place.
+fn position(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    let Some(mut start) = span.map(|span| span.start.min(text.len())) else {
+        return String::new();
+    };
+    while !text.is_char_boundary(start) {
+        start -= 1;
+    }
+    let before = &text[..start];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("line {line}, column {column}: ")
 }
 
 #[cfg(test)]
@@ -70,5 +93,18 @@ mod tests {
         assert_eq!(c.template_name.as_deref(), Some("t"));
         assert_eq!(c.memory_mb, Some(512));
         assert!(toml::from_str::<TemplateConfig>("bogus = 1").is_err());
+    }
+
+    #[test]
+    fn errors_are_one_line_naming_the_place() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(FILE_NAME), "# ok\nmemory_mb = \"lots\"\n").unwrap();
+        let message = TemplateConfig::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            message.contains("e2b.toml: line 2, column 13: "),
+            "{message}"
+        );
+        assert!(message.contains("expected u32"), "{message}");
+        assert_eq!(message.lines().count(), 1, "{message}");
     }
 }

@@ -120,6 +120,9 @@ impl ResolvedCredential {
     }
 }
 
+/// Environment variables holding secrets dockless reads for itself; no process it starts gets them.
+pub const SECRETS_NOT_FOR_HELPERS: &[&str] = &["E2B_API_KEY", "E2B_ACCESS_TOKEN"];
+
 /// The environment credential lookup reads, captured once so tests can point it at temp dirs.
 #[derive(Debug, Clone, Default)]
 pub struct CredentialEnv {
@@ -438,6 +441,11 @@ fn run_helper(
         .stderr(Stdio::piped());
     if let Some(path) = &env.helper_path {
         command.env("PATH", path);
+    }
+    // A helper needs its own settings (cloud credentials, HOME, PATH) but never the secrets
+    // dockless holds for other services.
+    for name in SECRETS_NOT_FOR_HELPERS {
+        command.env_remove(name);
     }
     let mut child = match command.spawn() {
         Ok(child) => child,

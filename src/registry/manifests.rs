@@ -15,8 +15,9 @@ pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 
-/// Manifests larger than this are refused while reading (registries cap them at 4 MiB).
-const MAX_MANIFEST_BYTES: usize = 8 * 1024 * 1024;
+/// Manifests larger than this are refused while reading: the distribution registry will not
+/// store one over 4 MiB, so a bigger answer is a broken or hostile server, not an image.
+const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
 const DIGEST_HEADER: &str = "docker-content-digest";
 
 /// A manifest as the registry sent it.
@@ -95,7 +96,8 @@ impl RegistryClient {
                     registry: self.registry().to_string(),
                     operation: format!("{operation} in {repository}"),
                     status: 200,
-                    detail: format!(": the manifest is larger than {MAX_MANIFEST_BYTES} bytes"),
+                    detail: ": the manifest is larger than 4 MiB, more than any registry stores"
+                        .to_string(),
                     hint: "",
                 });
             }

@@ -1,6 +1,8 @@
 //! Integration tests: one binary, real registry processes on loopback, test doubles in-process.
 
 mod build;
+mod catalog;
+mod leaks;
 mod push;
 mod registry_auth;
 mod registry_faults;

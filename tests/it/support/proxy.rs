@@ -115,6 +115,11 @@ impl FaultProxy {
         self.state.lock().unwrap().rules.push(rule);
     }
 
+    /// Drops every rule: from now on everything is forwarded.
+    pub fn clear(&self) {
+        self.state.lock().unwrap().rules.clear();
+    }
+
     pub fn inject_authorization(&self, value: String) {
         self.state.lock().unwrap().inject_authorization = Some(value);
     }
