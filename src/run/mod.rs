@@ -1,10 +1,11 @@
 //! RUN: commands executed in a sandbox over the image's file system, and the layer they make.
 //!
-//! The flow for one RUN: [`rootfs`] materialises the file system of the layers below (once per
-//! stage, then kept up to date layer by layer), [`diff::Snapshot`] records it, [`sandbox`] runs
-//! the command with that tree as its root, and [`diff`] turns what changed into layer entries.
-//! [`cache`] keys the resulting layer by the layers below and the command, so an unchanged RUN
-//! is not run again.
+//! The flow for one RUN: [`rootfs`] materialises the file system of the layers below (the base
+//! image's tree is unpacked once into the store and copied; later layers are applied to the copy,
+//! which a stage keeps up to date), [`diff::Snapshot`] records it, [`sandbox`] runs the command
+//! with that tree as its root, and [`diff`] turns what changed into layer entries. Without root,
+//! [`owners`] carries the owners the host cannot set across the sandbox boundary. [`cache`] keys
+//! the resulting layer by the layers below and the command, so an unchanged RUN is not run again.
 
 pub mod cache;
 pub mod diff;
