@@ -22,8 +22,10 @@ pub fn read(file: &Path) -> io::Result<OwnerList> {
     serde_json::from_slice(&fs::read(file)?).map_err(io::Error::other)
 }
 
-/// Gives the files of `root` the owners listed in `file`.
-pub fn apply(root: &Path, file: &Path) -> io::Result<()> {
+/// Gives the files of `root` the owners listed in `file`; returns those that could not be given
+/// (IDs outside the subordinate range), for [`harvest`] to keep.
+pub fn apply(root: &Path, file: &Path) -> io::Result<OwnerList> {
+    let mut kept_aside = OwnerList::new();
     for (path, uid, gid) in read(file)? {
         let (dir, name) = path.rsplit_once('/').unwrap_or(("", &path));
         // The parent is resolved inside the tree: a symlink must not lead a chown outside it.
@@ -34,16 +36,25 @@ pub fn apply(root: &Path, file: &Path) -> io::Result<()> {
         if let Err(e) = lchown(&target, Some(uid as u32), Some(gid as u32)) {
             // An ID outside the subordinate range: the file stays root's for the command.
             tracing::debug!(path, "owner {uid}:{gid} not applied: {e}");
+            kept_aside.push((path, uid, gid));
             continue;
         }
         restore_mode(&target, &meta)?;
     }
-    Ok(())
+    Ok(kept_aside)
 }
 
 /// Records in `file` every owner in `root` that is not root, and makes those files root's.
-pub fn harvest(root: &Path, file: &Path) -> io::Result<()> {
+/// The owners [`apply`] could not give stay recorded for the files still there and root's.
+pub fn harvest(root: &Path, file: &Path, kept_aside: OwnerList) -> io::Result<()> {
     let mut owners = OwnerList::new();
+    for (path, uid, gid) in kept_aside {
+        let (dir, name) = path.rsplit_once('/').unwrap_or(("", &path));
+        let target = super::rootfs::resolve(root, dir, false)?.join(name);
+        if fs::symlink_metadata(&target).is_ok_and(|m| (m.uid(), m.gid()) == (0, 0)) {
+            owners.push((path, uid, gid));
+        }
+    }
     let mut pending = vec![String::new()];
     while let Some(rel) = pending.pop() {
         let dir = if rel.is_empty() {
@@ -80,4 +91,42 @@ fn restore_mode(path: &Path, before: &fs::Metadata) -> io::Result<()> {
         return Ok(());
     }
     fs::set_permissions(path, fs::Permissions::from_mode(before.mode() & 0o7777))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owners_go_in_and_come_back_out() {
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: chown to other IDs needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        fs::create_dir_all(root.join("d")).unwrap();
+        fs::write(root.join("d/suid"), "x").unwrap();
+        fs::set_permissions(root.join("d/suid"), fs::Permissions::from_mode(0o4755)).unwrap();
+        fs::write(root.join("aside"), "y").unwrap();
+        let list = dir.path().join("owners.json");
+        write(&list, &vec![("d/suid".to_owned(), 5, 6)]).unwrap();
+        assert!(apply(&root, &list).unwrap().is_empty());
+        let meta = fs::metadata(root.join("d/suid")).unwrap();
+        assert_eq!(
+            (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+            (5, 6, 0o4755)
+        );
+
+        // What apply could not give is kept for the files still root's.
+        harvest(&root, &list, vec![("aside".to_owned(), 7, 7)]).unwrap();
+        assert_eq!(
+            read(&list).unwrap(),
+            [("aside".to_owned(), 7, 7), ("d/suid".to_owned(), 5, 6)]
+        );
+        let meta = fs::metadata(root.join("d/suid")).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (0, 0), "handed back");
+        assert_eq!(meta.mode() & 0o7777, 0o4755, "setuid kept");
+    }
 }

@@ -362,11 +362,16 @@ fn contained(spec: &Spec, status: &mut Status) -> i32 {
             "cannot map the invoking user to root in the sandbox: {e}"
         ));
     }
+    let mut kept_aside = Vec::new();
     if spec.subids.is_some()
         && let Some(owners) = &spec.owners
-        && let Err(e) = super::owners::apply(&spec.rootfs, owners)
     {
-        return status.fail(format!("cannot give the image's files their owners: {e}"));
+        match super::owners::apply(&spec.rootfs, owners) {
+            Ok(list) => kept_aside = list,
+            Err(e) => {
+                return status.fail(format!("cannot give the image's files their owners: {e}"));
+            }
+        }
     }
     // SAFETY: this process is single-threaded, so the child may run arbitrary code.
     let code = match unsafe { libc::fork() } {
@@ -384,7 +389,7 @@ fn contained(spec: &Spec, status: &mut Status) -> i32 {
     };
     if spec.subids.is_some()
         && let Some(owners) = &spec.owners
-        && let Err(e) = super::owners::harvest(&spec.rootfs, owners)
+        && let Err(e) = super::owners::harvest(&spec.rootfs, owners, kept_aside)
     {
         return status.fail(format!(
             "cannot record the owners of the files the command made: {e}"
