@@ -144,7 +144,12 @@ pub fn run(mut spec: Spec) -> Result<i32, SandboxError> {
             program: program.clone(),
             source,
         })?;
-    let status = Command::new(&program)
+    let mut helper = Command::new(&program);
+    // Secrets dockless holds for itself stay out of the sandbox, even out of its helper.
+    for name in crate::registry::SECRETS_NOT_FOR_HELPERS {
+        helper.env_remove(name);
+    }
+    let status = helper
         .arg(SANDBOX_ARG)
         .arg(json)
         .stdin(Stdio::null())
@@ -322,7 +327,11 @@ fn map_subids(child: libc::pid_t, spec: &Spec, subids: SubIds) -> Result<(), Str
             subids.gid_count,
         ),
     ] {
-        let out = Command::new(tool)
+        let mut command = Command::new(tool);
+        for name in crate::registry::SECRETS_NOT_FOR_HELPERS {
+            command.env_remove(name);
+        }
+        let out = command
             .args([child.to_string(), "0".into(), id.to_string(), "1".into()])
             .args(["1".to_owned(), start.to_string(), count.to_string()])
             .output()
