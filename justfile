@@ -58,3 +58,22 @@ ci: check test
 # Benchmark build+push against buildah, skopeo+umoci, skopeo copy and the pigz floor (add --quick).
 bench *args: build-release
     python3 bench/run.py {{args}}
+
+# Fuzz every target for SECONDS each (default 120), seeded from fuzz/seeds; crashes land in fuzz/artifacts.
+# cargo fuzz needs nightly flags; RUSTC_BOOTSTRAP lets the stable toolchain take them.
+fuzz seconds="120" *targets:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+    cd fuzz
+    export RUSTC_BOOTSTRAP=1
+    targets="{{targets}}"
+    [ -n "$targets" ] || targets=$(cargo fuzz list)
+    for target in $targets; do
+        mkdir -p "corpus/$target"
+        echo "== $target for {{seconds}}s"
+        cargo fuzz run -O "$target" "corpus/$target" "seeds/$target" -- \
+            -max_total_time={{seconds}} -timeout=10 -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 2>&1 \
+            | grep -E "^(#[0-9]+.*DONE|stat::number_of_executed_units|stat::peak_rss|==[0-9]+==|SUMMARY|Test unit written)" || true
+        [ -z "$(ls artifacts/$target 2>/dev/null)" ] || { echo "$target: crash inputs in fuzz/artifacts/$target"; exit 1; }
+    done

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the demo and the tests need when it is missing: just, and Debian's
-# docker-registry (the CNCF distribution registry), skopeo, umoci, htpasswd and busybox-static.
+# docker-registry (the CNCF distribution registry), skopeo, umoci, htpasswd, busybox-static,
+# buildah and debootstrap.
 set -euo pipefail
 
 need_packages=()
@@ -13,14 +14,30 @@ command -v zstd >/dev/null || need_packages+=(zstd)
 command -v curl >/dev/null || need_packages+=(curl)
 command -v xz >/dev/null || need_packages+=(xz-utils)
 command -v bzip2 >/dev/null || need_packages+=(bzip2)
+# RUN tests: buildah is the peer the file trees are compared with; debootstrap makes the
+# Debian base of the (slow, cached) Debian tests; setpriv runs builds as an unprivileged user.
+command -v buildah >/dev/null || need_packages+=(buildah)
+command -v debootstrap >/dev/null || need_packages+=(debootstrap)
+command -v setpriv >/dev/null || need_packages+=(util-linux)
+command -v newuidmap >/dev/null || need_packages+=(uidmap)
+
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
 
 if [ ${#need_packages[@]} -gt 0 ]; then
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
   echo "setup: installing ${need_packages[*]}" >&2
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_packages[@]}" >/dev/null
 fi
+
+# The rootless RUN tests build as nobody, whose sandbox maps these subordinate IDs (with
+# newuidmap/newgidmap) so that chown and USER work without root.
+for file in /etc/subuid /etc/subgid; do
+  if ! grep -q '^nobody:' "$file" 2>/dev/null; then
+    echo "setup: giving nobody subordinate IDs in $file" >&2
+    echo "nobody:100000:65536" | $sudo tee -a "$file" >/dev/null
+  fi
+done
 
 if ! command -v just >/dev/null; then
   echo "setup: installing just" >&2

@@ -213,6 +213,20 @@ pub struct ImageArgs {
     /// Compression level (gzip 1-9, default 1; zstd 1-19, default 3).
     #[arg(long)]
     pub compression_level: Option<i32>,
+    /// How RUN commands are isolated: auto (root: mount+PID namespaces; others: a user
+    /// namespace too), userns, or root.
+    #[arg(long, value_enum, default_value_t = IsolationArg::Auto)]
+    pub isolation: IsolationArg,
+    /// Build the stage of this name (FROM … AS NAME) and stop there.
+    #[arg(long, value_name = "STAGE")]
+    pub target: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum IsolationArg {
+    Auto,
+    Userns,
+    Root,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -19,4 +19,5 @@ pub mod layout;
 pub mod push;
 pub mod registry;
 pub mod remote;
+pub mod run;
 pub mod store;

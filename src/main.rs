@@ -12,6 +12,14 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // The RUN sandbox helper: it must act before any thread starts (a multi-threaded process
+    // cannot enter a user namespace), so before flags, logging and the signal handler.
+    let mut args = std::env::args_os().skip(1);
+    if args.next().as_deref() == Some(std::ffi::OsStr::new(dockless::run::SANDBOX_ARG)) {
+        let spec = args.next().unwrap_or_default();
+        let code = dockless::run::sandbox::helper_main(&spec.to_string_lossy());
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     let cli = cli::Cli::parse();
     logging::init(cli.quiet, cli.verbose);
     // Ctrl-C or SIGTERM: remove temporary files and half-written output, then exit as a shell

@@ -7,9 +7,10 @@ use std::io::Read;
 use dockless::registry::{Reference, RegistrySettings, ResolvedCredential};
 use secrecy::SecretString;
 
-use crate::cli::{BuildArgs, CompressionArg, FormatArg, ImageArgs, RegistryArgs};
+use crate::cli::{BuildArgs, CompressionArg, FormatArg, ImageArgs, IsolationArg, RegistryArgs};
 use dockless::build::BuildOptions;
 use dockless::image::{Compression, Format, Platform};
+use dockless::run::Isolation;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -127,6 +128,12 @@ pub fn image_options(
         },
         compression,
         epoch: source_date_epoch()?,
+        isolation: match image.isolation {
+            IsolationArg::Auto => Isolation::Auto,
+            IsolationArg::Userns => Isolation::Userns,
+            IsolationArg::Root => Isolation::Root,
+        },
+        target: image.target.clone(),
     })
 }
 

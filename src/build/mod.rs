@@ -37,6 +37,10 @@ pub struct BuildOptions {
     pub compression: Compression,
     /// Timestamp for layer entries, `created` and history (SOURCE_DATE_EPOCH, else 0).
     pub epoch: u64,
+    /// How RUN commands are isolated.
+    pub isolation: crate::run::Isolation,
+    /// `--target`: build the stage of this name and stop.
+    pub target: Option<String>,
 }
 
 /// A built image: its manifest in the store and what it is made of.

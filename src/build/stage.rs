@@ -1,6 +1,6 @@
 //! Applying instructions, in order, to one build stage.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 use serde_json::{Value, json};
@@ -17,6 +17,11 @@ use crate::image::{Descriptor, History, ImageConfig, Manifest, Platform};
 use crate::layer::{Entry, EntryKind, LayerError, LayerSettings, WrittenLayer, write_layer_cached};
 use crate::registry::Reference;
 use crate::remote::RemoteAccess;
+use crate::run::RunError;
+use crate::run::cache::{self as run_cache, RunKey};
+use crate::run::diff::{self, Owners, Snapshot};
+use crate::run::rootfs::Rootfs;
+use crate::run::sandbox::{self, Spec};
 use crate::store::Store;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -54,6 +59,10 @@ struct Stage {
     remote_base: Option<Reference>,
     /// Layers planned but not written yet: they are compressed together, in parallel, at the end.
     pending: Vec<PendingLayer>,
+    /// `FROM … AS name`, lower-cased.
+    name: Option<String>,
+    /// The stage's file system on disk, made by the first RUN that has to run.
+    rootfs: Option<Rootfs>,
 }
 
 /// A layer whose entries are known; its staged files live as long as it does.
@@ -102,8 +111,70 @@ impl<'a> Builder<'a> {
         let mut used_args: BTreeSet<String> = BTreeSet::new();
         let mut global_args: BTreeMap<String, Option<String>> = self.automatic_args();
         let mut stage: Option<Stage> = None;
+        // Stages already built, for `FROM <stage>` and `COPY --from=<stage>`.
+        let mut done: Vec<Stage> = Vec::new();
+        let target = self.options.target.as_deref().map(str::to_lowercase);
+        if let Some(target) = &target {
+            // An unknown target is known before anything is built.
+            let names: Vec<String> = dockerfile
+                .instructions
+                .iter()
+                .filter_map(|i| match &i.command {
+                    Command::From(from) => from.stage_name.as_deref().map(str::to_lowercase),
+                    _ => None,
+                })
+                .collect();
+            if !names.contains(target) {
+                return Err(BuildError::Dockerfile {
+                    file: self.dockerfile.to_owned(),
+                    message: format!(
+                        "has no stage named `{target}` (--target); its named stages: {}",
+                        if names.is_empty() {
+                            "none (name one with FROM … AS NAME)".to_owned()
+                        } else {
+                            names.join(", ")
+                        }
+                    ),
+                });
+            }
+        }
+        let needed = needed_stages(&dockerfile.instructions, target.as_deref());
+        let mut stages_seen = 0;
+        // In a stage the target does not need: its instructions are passed over.
+        let mut skipping = false;
 
         for instruction in &dockerfile.instructions {
+            if let Command::From(raw) = &instruction.command {
+                let index = stages_seen;
+                stages_seen += 1;
+                if let Some(mut current) = stage.take() {
+                    if target.is_some() && current.name == target {
+                        stage = Some(current);
+                        break;
+                    }
+                    self.flush(&mut current)?;
+                    // The file system of a finished stage is not needed again as is.
+                    current.rootfs = None;
+                    done.push(current);
+                }
+                skipping = needed.get(index) == Some(&false);
+                if skipping {
+                    tracing::info!(
+                        line = instruction.line,
+                        "stage {index} skipped: the target stage does not use it"
+                    );
+                    done.push(Stage::skipped(raw.stage_name.as_deref()));
+                } else {
+                    stage = Some(self.from(instruction, &global_args, &done)?);
+                }
+                continue;
+            }
+            if skipping {
+                if let Command::Arg(decls) = &instruction.command {
+                    used_args.extend(decls.iter().map(|d| d.name.clone()));
+                }
+                continue;
+            }
             let Some(current) = stage.as_mut() else {
                 // Before the first FROM only ARG (global, for FROM lines) may appear.
                 match &instruction.command {
@@ -122,10 +193,6 @@ impl<'a> Builder<'a> {
                                 global_args.insert(decl.name, value);
                             }
                         }
-                        continue;
-                    }
-                    Command::From(_) => {
-                        stage = Some(self.from(instruction, &global_args)?);
                         continue;
                     }
                     _ => {
@@ -148,7 +215,14 @@ impl<'a> Builder<'a> {
                         .or_else(|| lookup(args, name))
                 })?
             };
-            self.apply(current, instruction, expanded, &global_args, &mut used_args)?;
+            self.apply(
+                current,
+                instruction,
+                expanded,
+                &global_args,
+                &mut used_args,
+                &done,
+            )?;
         }
         let stage = stage.ok_or_else(|| BuildError::Dockerfile {
             file: self.dockerfile.to_owned(),
@@ -210,13 +284,27 @@ impl<'a> Builder<'a> {
         &self,
         instruction: &Instruction,
         global_args: &BTreeMap<String, Option<String>>,
+        done: &[Stage],
     ) -> Result<Stage, BuildError> {
         let Command::From(from) = self.expand(instruction, &|name| lookup(global_args, name))?
         else {
             unreachable!("expanding FROM gives FROM")
         };
-        if from.stage_name.is_some() {
-            tracing::debug!("stage names are accepted; multi-stage builds come with RUN support");
+        let name = from.stage_name.as_deref().map(str::to_lowercase);
+        if let Some(previous) = find_stage(done, &from.image) {
+            // `FROM <stage>`: carry on from where that stage ended.
+            return Ok(Stage {
+                config: previous.config.clone(),
+                layers: previous.layers.clone(),
+                filesystem: previous.filesystem.clone(),
+                args: BTreeMap::new(),
+                shell: previous.shell.clone(),
+                cmd_set_here: false,
+                remote_base: previous.remote_base.clone(),
+                pending: Vec::new(),
+                name,
+                rootfs: None,
+            });
         }
         let platform = match &from.platform {
             Some(p) => Some(p.parse::<Platform>().map_err(|e| self.at(instruction, e))?),
@@ -274,6 +362,8 @@ impl<'a> Builder<'a> {
             cmd_set_here: false,
             remote_base: remote,
             pending: Vec::new(),
+            name,
+            rootfs: None,
         })
     }
 
@@ -284,27 +374,15 @@ impl<'a> Builder<'a> {
         command: Command,
         global_args: &BTreeMap<String, Option<String>>,
         used_args: &mut BTreeSet<String>,
+        done: &[Stage],
     ) -> Result<(), BuildError> {
         let config = &mut stage.config.config;
         let mut empty_layer = true;
         match command {
-            Command::From(_) => {
-                return Err(self.at(
-                    instruction,
-                    Unsupported(
-                        "multi-stage builds (a second FROM) are not supported yet; this version builds one stage"
-                            .into(),
-                    ),
-                ));
-            }
-            Command::Run(_) => {
-                return Err(self.at(
-                    instruction,
-                    Unsupported(
-                        "RUN is not supported yet: this version builds images from COPY, ADD and metadata instructions only"
-                            .into(),
-                    ),
-                ));
+            Command::From(_) => unreachable!("FROM starts a new stage before apply"),
+            Command::Run(run) => {
+                self.run_step(stage, instruction, run)?;
+                return Ok(());
             }
             Command::Arg(decls) => {
                 for decl in decls {
@@ -380,17 +458,14 @@ impl<'a> Builder<'a> {
             Command::Healthcheck(check) => config.healthcheck = Some(healthcheck_json(check)),
             Command::Onbuild(trigger) => config.on_build.get_or_insert_with(Vec::new).push(trigger),
             Command::Copy(c) => {
-                if let Some(from) = c.from {
-                    return Err(self.at(
-                        instruction,
-                        Unsupported(format!(
-                            "COPY --from={from} is not supported yet (it comes with multi-stage builds); copy from the build context instead"
-                        )),
-                    ));
+                if let Some(from) = &c.from {
+                    self.copy_from(stage, instruction, from, &c, done)?;
+                    return Ok(());
                 }
                 self.copy(
                     stage,
                     instruction,
+                    self.context,
                     &c.sources,
                     &c.dest,
                     c.chown.as_deref(),
@@ -411,6 +486,7 @@ impl<'a> Builder<'a> {
                 self.copy(
                     stage,
                     instruction,
+                    self.context,
                     &a.sources,
                     &a.dest,
                     a.chown.as_deref(),
@@ -446,6 +522,7 @@ impl<'a> Builder<'a> {
         &self,
         stage: &mut Stage,
         instruction: &Instruction,
+        context: &Context,
         sources: &[String],
         dest: &str,
         chown: Option<&str>,
@@ -499,7 +576,7 @@ impl<'a> Builder<'a> {
             checksum,
         };
         let plan = copy::plan_copy(
-            self.context,
+            context,
             &stage.filesystem,
             self.store,
             &request,
@@ -508,6 +585,328 @@ impl<'a> Builder<'a> {
         .map_err(|e| self.at(instruction, e))?;
         self.add_layer(stage, instruction, plan.entries, plan.staging, plan.stamps);
         Ok(())
+    }
+
+    /// RUN: reuse the layer of an identical earlier RUN, or run the command in the sandbox and
+    /// make a layer of what it changed.
+    fn run_step(
+        &self,
+        stage: &mut Stage,
+        instruction: &Instruction,
+        run: crate::dockerfile::Run,
+    ) -> Result<(), BuildError> {
+        for (flag, value) in &run.flags {
+            if !(flag == "network" && matches!(value.as_str(), "host" | "default")) {
+                return Err(self.at(
+                    instruction,
+                    Unsupported(format!(
+                        "RUN --{flag}={value} is not supported; remove it (RUN uses the host network)"
+                    )),
+                ));
+            }
+        }
+        let argv = self.command_line(run.command, &stage.shell);
+        self.flush(stage)?;
+        let env = run_env(stage);
+        let user = stage.config.config.user.clone().unwrap_or_default();
+        let workdir = stage
+            .config
+            .config
+            .working_dir
+            .clone()
+            .unwrap_or_else(|| "/".into());
+        let parents: Vec<Digest> = stage.layers.iter().map(|l| l.diff_id.clone()).collect();
+        let platform = format!("{}/{}", stage.config.os, stage.config.architecture);
+        let key = RunKey {
+            parents: &parents,
+            argv: &argv,
+            env: &env,
+            user: &user,
+            workdir: &workdir,
+            platform: &platform,
+            settings: self.settings,
+        }
+        .hash();
+        let written = match run_cache::lookup(self.store, &key) {
+            Some(layer) => {
+                tracing::info!(line = instruction.line, "RUN cached: {}", instruction.text);
+                layer
+            }
+            None => {
+                tracing::info!(line = instruction.line, "RUN {}", instruction.text);
+                let layer = self.execute(stage, instruction, &argv, &env, &user, &workdir)?;
+                run_cache::record(self.store, &key, &layer);
+                layer
+            }
+        };
+        let built = self.built_layer(&written);
+        if let Some(on_layer) = self.on_layer {
+            on_layer(&built);
+        }
+        stage.layers.push(built);
+        stage.config.history.push(History {
+            created: Some(self.created.clone()),
+            created_by: Some(instruction.text.clone()),
+            comment: Some("dockless".into()),
+            ..Default::default()
+        });
+        if stage.filesystem.complete {
+            // Later COPY, WORKDIR and --chown need to know what the command made.
+            let layers: Vec<(Digest, String)> = stage
+                .layers
+                .iter()
+                .map(|l| (l.digest.clone(), l.media_type.clone()))
+                .collect();
+            stage.filesystem =
+                KnownFilesystem::scan(self.store, &layers).map_err(|e| self.at(instruction, e))?;
+        }
+        Ok(())
+    }
+
+    /// Runs `argv` over the stage's file system and writes the layer of its changes.
+    fn execute(
+        &self,
+        stage: &mut Stage,
+        instruction: &Instruction,
+        argv: &[String],
+        env: &[(String, String)],
+        user: &str,
+        workdir: &str,
+    ) -> Result<WrittenLayer, BuildError> {
+        let userns = sandbox::choose(self.options.isolation)
+            .map_err(|e| self.at(instruction, RunError::from(e)))?;
+        self.catch_up(stage, instruction)?;
+        let Some(rootfs) = stage.rootfs.as_mut() else {
+            unreachable!("catch_up makes the file system")
+        };
+        let (uid, gid) = if user.is_empty() {
+            (0, 0)
+        } else {
+            let read = |name: &str| std::fs::read_to_string(rootfs.path().join(name)).ok();
+            let users = super::users::UserDatabase {
+                passwd: read("etc/passwd"),
+                group: read("etc/group"),
+            };
+            users
+                .resolve(user)
+                .map_err(|e| self.at(instruction, Unsupported(format!("USER {user}: {e}"))))?
+        };
+        let diff_err = |e| self.at(instruction, RunError::Diff(e));
+        let before = Snapshot::take(rootfs.path()).map_err(diff_err)?;
+        // SAFETY: getuid and getgid cannot fail.
+        let (host_uid, host_gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        let subids = if userns && !rootfs.privileged {
+            sandbox::subordinate_ids(host_uid, host_gid)
+        } else {
+            None
+        };
+        // With subordinate IDs the sandbox gives the files their owners and hands back the
+        // owners they have afterwards.
+        let owners_file = match subids {
+            Some(_) => {
+                let file = tempfile::NamedTempFile::new().map_err(diff_err)?;
+                let mut list: Vec<(String, u64, u64)> = rootfs
+                    .owners
+                    .iter()
+                    .map(|(p, (u, g))| (p.clone(), *u, *g))
+                    .collect();
+                list.sort();
+                crate::run::owners::write(file.path(), &list).map_err(diff_err)?;
+                Some(file)
+            }
+            None => None,
+        };
+        let code = sandbox::run(Spec {
+            rootfs: rootfs.path().to_owned(),
+            argv: argv.to_vec(),
+            env: env.to_vec(),
+            workdir: workdir.to_owned(),
+            uid: uid as u32,
+            gid: gid as u32,
+            userns,
+            host_uid,
+            host_gid,
+            subids,
+            owners: owners_file.as_ref().map(|f| f.path().to_owned()),
+            status: Default::default(),
+        })
+        .map_err(|e| self.at(instruction, RunError::from(e)))?;
+        if code != 0 {
+            return Err(self.at(
+                instruction,
+                RunError::Failed {
+                    code,
+                    command: instruction.text.clone(),
+                },
+            ));
+        }
+        let after = Snapshot::take(rootfs.path()).map_err(diff_err)?;
+        let owners_after: HashMap<String, (u64, u64)> = match &owners_file {
+            Some(file) => crate::run::owners::read(file.path())
+                .map_err(diff_err)?
+                .into_iter()
+                .map(|(p, u, g)| (p, (u, g)))
+                .collect(),
+            // Only root exists in the sandbox: recorded owners hold for the files the command
+            // left in place, and whatever it made is root's.
+            None => rootfs
+                .owners
+                .iter()
+                .filter(|(path, _)| {
+                    matches!((before.nodes.get(*path), after.nodes.get(*path)), (Some(b), Some(a)) if b.same_file(a))
+                })
+                .map(|(p, o)| (p.clone(), *o))
+                .collect(),
+        };
+        let owners = if rootfs.privileged {
+            Owners::AsOnDisk
+        } else {
+            Owners::Mapped {
+                host_uid,
+                host_gid,
+                before: &rootfs.owners,
+                after: &owners_after,
+            }
+        };
+        let entries = diff::diff(rootfs.path(), &before, &after, owners);
+        let written = crate::layer::write_layer(self.store, &entries, self.settings)
+            .map_err(|e| self.at(instruction, e))?;
+        rootfs.owners = owners_after;
+        // The tree already holds this layer.
+        rootfs.applied = stage.layers.len() + 1;
+        tracing::info!(line = instruction.line, entries = entries.len(), digest = %written.digest, "RUN layer");
+        Ok(written)
+    }
+
+    /// Makes the stage's file system hold every layer written so far.
+    fn catch_up(&self, stage: &mut Stage, instruction: &Instruction) -> Result<(), BuildError> {
+        if stage.rootfs.is_none() {
+            // The base image's tree comes from the store's cache (unpacked once per base); the
+            // layers made since are applied to the copy below.
+            let base: Vec<&BuiltLayer> = stage.layers.iter().take_while(|l| l.from_base).collect();
+            for layer in &base {
+                self.ensure_blob(layer, stage.remote_base.as_ref(), instruction)?;
+            }
+            let chain: Vec<(Digest, String)> = base
+                .iter()
+                .map(|l| (l.digest.clone(), l.media_type.clone()))
+                .collect();
+            let rootfs = if chain.is_empty() {
+                Rootfs::new(self.store)
+            } else {
+                crate::run::rootfs::cached::working_tree(self.store, &chain)
+            };
+            stage.rootfs = Some(rootfs.map_err(|e| self.at(instruction, RunError::from(e)))?);
+        }
+        let Some(rootfs) = stage.rootfs.as_mut() else {
+            return Ok(());
+        };
+        for layer in stage.layers.iter().skip(rootfs.applied) {
+            self.ensure_blob(layer, stage.remote_base.as_ref(), instruction)?;
+            rootfs
+                .apply(self.store, &layer.digest, &layer.media_type)
+                .map_err(|e| self.at(instruction, RunError::from(e)))?;
+        }
+        Ok(())
+    }
+
+    /// A base layer still in its registry is fetched into the store.
+    fn ensure_blob(
+        &self,
+        layer: &BuiltLayer,
+        remote: Option<&Reference>,
+        instruction: &Instruction,
+    ) -> Result<(), BuildError> {
+        if self.store.has_blob(&layer.digest) {
+            return Ok(());
+        }
+        let Some(reference) = remote else {
+            return Err(self.at(
+                instruction,
+                Unsupported(format!(
+                    "layer {} is missing from the store; build again",
+                    layer.digest
+                )),
+            ));
+        };
+        self.remote
+            .fetch_blob(self.store, reference, &layer.digest)
+            .map_err(|e| self.at(instruction, e))
+    }
+
+    /// `COPY --from=<stage name|stage index|image>`: the sources are read from that file system.
+    fn copy_from(
+        &self,
+        stage: &mut Stage,
+        instruction: &Instruction,
+        from: &str,
+        c: &crate::dockerfile::Copy,
+        done: &[Stage],
+    ) -> Result<(), BuildError> {
+        let (layers, remote) = match find_stage(done, from) {
+            Some(source) => (source.layers.clone(), source.remote_base.clone()),
+            None => {
+                if from.parse::<usize>().is_ok() {
+                    return Err(self.at(
+                        instruction,
+                        Unsupported(format!(
+                            "--from={from}: there is no earlier stage number {from} (stages count from 0)"
+                        )),
+                    ));
+                }
+                let base = base::resolve(
+                    from,
+                    self.context.root(),
+                    self.options.platform.as_ref(),
+                    self.store,
+                    self.remote,
+                )
+                .map_err(|e| {
+                    let names: Vec<&str> = done.iter().filter_map(|s| s.name.as_deref()).collect();
+                    self.at(
+                        instruction,
+                        Unsupported(format!(
+                            "--from={from} names no earlier stage (named stages: {}), and as an image it cannot be used: {e}",
+                            if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+                        )),
+                    )
+                })?;
+                let layers = base
+                    .layers
+                    .iter()
+                    .map(|d| BuiltLayer {
+                        digest: d.digest.clone(),
+                        diff_id: d.digest.clone(),
+                        size: d.size,
+                        media_type: d.media_type.clone(),
+                        from_base: true,
+                    })
+                    .collect();
+                (layers, base.remote)
+            }
+        };
+        let mut rootfs =
+            Rootfs::new(self.store).map_err(|e| self.at(instruction, RunError::from(e)))?;
+        for layer in &layers {
+            self.ensure_blob(layer, remote.as_ref(), instruction)?;
+            rootfs
+                .apply(self.store, &layer.digest, &layer.media_type)
+                .map_err(|e| self.at(instruction, RunError::from(e)))?;
+        }
+        let context = Context::open(rootfs.path()).map_err(|e| self.at(instruction, e))?;
+        self.copy(
+            stage,
+            instruction,
+            &context,
+            &c.sources,
+            &c.dest,
+            c.chown.as_deref(),
+            c.chmod.as_deref(),
+            false,
+            None,
+        )?;
+        // The layer reads its files from `rootfs`: write it while that still exists.
+        self.flush(stage)
     }
 
     fn add_layer(
@@ -609,10 +1008,18 @@ impl<'a> Builder<'a> {
             .collect()
     }
 
+    /// Writes the stage's pending layers (RUN and COPY --from need every layer below written).
+    fn flush(&self, stage: &mut Stage) -> Result<(), BuildError> {
+        if !stage.pending.is_empty() {
+            let written = self.write_pending(&stage.pending)?;
+            stage.pending.clear();
+            stage.layers.extend(written);
+        }
+        Ok(())
+    }
+
     fn finish(&self, mut stage: Stage) -> Result<BuiltImage, BuildError> {
-        let written = self.write_pending(&stage.pending)?;
-        stage.pending.clear();
-        stage.layers.extend(written);
+        self.flush(&mut stage)?;
         let mut config = stage.config;
         config.created = Some(self.created.clone());
         config.rootfs.diff_ids = stage.layers.iter().map(|l| l.diff_id.clone()).collect();
@@ -650,6 +1057,104 @@ impl<'a> Builder<'a> {
             },
         })
     }
+}
+
+impl Stage {
+    /// Stands for a stage that is not built (nothing refers to it), keeping stage indexes right.
+    fn skipped(name: Option<&str>) -> Stage {
+        Stage {
+            config: ImageConfig::scratch("linux", "amd64", None),
+            layers: Vec::new(),
+            filesystem: KnownFilesystem::scratch(),
+            args: BTreeMap::new(),
+            shell: Vec::new(),
+            cmd_set_here: false,
+            remote_base: None,
+            pending: Vec::new(),
+            name: name.map(str::to_lowercase),
+            rootfs: None,
+        }
+    }
+}
+
+/// Which stages the target (the last stage unless `--target`) needs, as BuildKit decides: the
+/// target and, transitively, the stages its FROM and `COPY --from` name. A reference holding a
+/// variable may name any earlier stage, so it needs them all. An unknown target needs every stage
+/// (the build then reports it).
+fn needed_stages(instructions: &[Instruction], target: Option<&str>) -> Vec<bool> {
+    let mut names: Vec<Option<String>> = Vec::new();
+    let mut references: Vec<Vec<String>> = Vec::new();
+    for instruction in instructions {
+        match &instruction.command {
+            Command::From(from) => {
+                names.push(from.stage_name.as_deref().map(str::to_lowercase));
+                references.push(vec![from.image.clone()]);
+            }
+            Command::Copy(copy) => {
+                if let (Some(refs), Some(from)) = (references.last_mut(), &copy.from) {
+                    refs.push(from.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+    let count = names.len();
+    let start = match target {
+        Some(target) => names.iter().position(|n| n.as_deref() == Some(target)),
+        None => count.checked_sub(1),
+    };
+    let Some(start) = start else {
+        return vec![true; count];
+    };
+    let mut needed = vec![false; count];
+    let mut pending = vec![start];
+    while let Some(index) = pending.pop() {
+        if std::mem::replace(&mut needed[index], true) {
+            continue;
+        }
+        for reference in &references[index] {
+            if reference.contains('$') {
+                pending.extend(0..index);
+                continue;
+            }
+            let lower = reference.to_lowercase();
+            if let Some(earlier) = names[..index]
+                .iter()
+                .position(|n| n.as_deref() == Some(lower.as_str()))
+            {
+                pending.push(earlier);
+            } else if let Ok(earlier) = reference.parse::<usize>()
+                && earlier < index
+            {
+                pending.push(earlier);
+            }
+        }
+    }
+    needed
+}
+
+/// A finished stage by name (case-insensitive, as BuildKit) or by index.
+fn find_stage<'s>(done: &'s [Stage], reference: &str) -> Option<&'s Stage> {
+    let lower = reference.to_lowercase();
+    done.iter()
+        .find(|s| s.name.as_deref() == Some(lower.as_str()))
+        .or_else(|| reference.parse::<usize>().ok().and_then(|i| done.get(i)))
+}
+
+/// The environment of a RUN: the image's ENV, and the stage's ARGs that ENV does not override
+/// (as Docker passes build arguments to RUN).
+fn run_env(stage: &Stage) -> Vec<(String, String)> {
+    let mut env: BTreeMap<String, String> = BTreeMap::new();
+    for (key, value) in &stage.args {
+        if let Some(value) = value {
+            env.insert(key.clone(), value.clone());
+        }
+    }
+    for pair in stage.config.config.env.iter().flatten() {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        env.insert(key.to_owned(), value.to_owned());
+    }
+    env.into_iter().collect()
 }
 
 fn lookup(args: &BTreeMap<String, Option<String>>, name: &str) -> Option<String> {
@@ -758,6 +1263,23 @@ mod tests {
         assert!(expand_port("70000").is_err());
         assert!(expand_port("80/xyz").is_err());
         assert!(expand_port("9-8").is_err());
+    }
+
+    #[test]
+    fn only_the_stages_the_target_uses_are_built() {
+        let parse = |text: &str| crate::dockerfile::parse(text).unwrap().instructions;
+        let dockerfile = parse(
+            "FROM scratch AS a\nFROM scratch AS b\nCOPY --from=a /x /x\n\
+             FROM scratch AS unused\nFROM b AS c\nCOPY --from=0 /y /y\n",
+        );
+        assert_eq!(needed_stages(&dockerfile, None), [true, true, false, true]);
+        assert_eq!(
+            needed_stages(&dockerfile, Some("b")),
+            [true, true, false, false]
+        );
+        assert_eq!(needed_stages(&dockerfile, Some("nosuch")), [true; 4]);
+        let variable = parse("FROM scratch AS a\nFROM scratch\nARG S=a\nCOPY --from=$S /x /x\n");
+        assert_eq!(needed_stages(&variable, None), [true, true]);
     }
 
     #[test]

@@ -49,24 +49,30 @@ impl TemplateConfig {
                 .into());
             }
         };
-        toml::from_str(&text)
-            .map(Some)
-            .map_err(|e| ConfigError::Invalid {
-                message: format!(
-                    "{}{} (keys: template_id, dockerfile, template_name, start_cmd, ready_cmd, cpu_count, memory_mb, team_id)",
-                    position(&text, e.span()),
-                    e.message().trim_end()
-                ),
-                path,
-            })
+        Self::parse(&text, &path).map(Some)
+    }
+
+    /// Parses the text of an `e2b.toml` found at `path` (named in errors).
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Invalid {
+            message: format!(
+                "{}{} (keys: template_id, dockerfile, template_name, start_cmd, ready_cmd, cpu_count, memory_mb, team_id)",
+                position(text, e.span()),
+                e.message().trim_end()
+            ),
+            path: path.to_owned(),
+        })
     }
 }
 
 /// `line L, column C: ` of a byte span's start, so the error stays one line naming the place.
 fn position(text: &str, span: Option<std::ops::Range<usize>>) -> String {
-    let Some(start) = span.map(|span| span.start.min(text.len())) else {
+    let Some(mut start) = span.map(|span| span.start.min(text.len())) else {
         return String::new();
     };
+    while !text.is_char_boundary(start) {
+        start -= 1;
+    }
     let before = &text[..start];
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;

@@ -25,7 +25,7 @@ pub use challenge::{AuthScheme, Challenge, parse_challenges, preferred_challenge
 pub use client::{RegistryClient, RegistrySettings, Scope, credential_advice};
 pub use credentials::{
     Credential, CredentialEnv, CredentialError, CredentialSource, ResolvedCredential,
-    resolve_credential,
+    SECRETS_NOT_FOR_HELPERS, resolve_credential,
 };
 pub use endpoint::{is_loopback_host, resolve_location, uses_plain_http};
 pub use error::RegistryError;

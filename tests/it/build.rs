@@ -531,17 +531,17 @@ fn bad_inputs_give_one_clear_message_and_no_output() {
         (
             "FROM scratch\nRUN echo hi\n",
             "",
-            &["Dockerfile:2", "RUN is not supported yet"],
+            &["Dockerfile:2", "cannot execute /bin/sh", "exec form"],
         ),
         (
-            "FROM scratch\nFROM scratch\n",
+            "FROM scratch AS one\nFROM scratch\nCOPY --from=3 /a /b\n",
             "",
-            &["Dockerfile:2", "multi-stage"],
+            &["Dockerfile:3", "no earlier stage number 3"],
         ),
         (
-            "FROM scratch\nCOPY --from=builder /a /b\n",
+            "FROM scratch AS one\nCOPY --from=oci:nowhere /a /b\n",
             "",
-            &["Dockerfile:2", "--from"],
+            &["Dockerfile:2", "--from=oci:nowhere", "named stages: none"],
         ),
         (
             "FROM scratch\nSHELL /bin/sh\n",

@@ -9,7 +9,7 @@ use std::process::{Command, Output, Stdio};
 
 use base64::Engine;
 
-use crate::support::binary::Workspace;
+use crate::support::binary::{Workspace, busybox_base};
 use crate::support::registry::{PASSWORD, RegistryAuth, TestRegistry, USER};
 
 /// Each secret is unique to one source, so a hit also says where it came from.
@@ -187,6 +187,12 @@ async fn no_secret_reaches_any_output_file_or_child() {
     let auth_file = setup.ws.path().join("auth.json");
     let target = format!("{host}/leaks/app:1");
     let helped = "helped.localhost:1/leaks/app:1".to_owned();
+    // A RUN step writes down everything its command can see of its environment into the image.
+    let base = busybox_base(&setup.ws.path().join("base"));
+    setup.ws.write(
+        "run/Dockerfile",
+        format!("FROM {base}\nRUN env > /seen.txt; cat /proc/self/environ >> /seen.txt; cat /proc/1/environ >> /seen.txt\n"),
+    );
 
     let runs: Vec<Run> = vec![
         (

@@ -8,4 +8,5 @@ mod push;
 mod registry_auth;
 mod registry_faults;
 mod registry_push;
+mod run;
 mod support;

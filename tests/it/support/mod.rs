@@ -2,6 +2,7 @@
 //! server, a fault-injecting proxy, a test image and skopeo.
 
 pub mod binary;
+pub mod debian;
 pub mod http;
 pub mod image;
 pub mod proxy;

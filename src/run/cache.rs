@@ -1,0 +1,136 @@
+//! The RUN cache: like Docker's, a RUN whose parent layers, command and environment are the same
+//! as before reuses the layer it made then, without running anything.
+
+use std::fs;
+use std::io::Write;
+use std::path::PathBuf;
+
+use sha2::{Digest as _, Sha256};
+
+use crate::digest::Digest;
+use crate::layer::{LayerSettings, WrittenLayer};
+use crate::store::Store;
+
+/// Bumped whenever the layer a given RUN produces may change for the same inputs.
+const VERSION: &str = "dockless-run-cache-v1";
+
+/// Everything that decides what a RUN step produces.
+#[derive(Debug, Clone)]
+pub struct RunKey<'a> {
+    /// diff_ids of every layer below, oldest first.
+    pub parents: &'a [Digest],
+    pub argv: &'a [String],
+    pub env: &'a [(String, String)],
+    pub user: &'a str,
+    pub workdir: &'a str,
+    pub platform: &'a str,
+    pub settings: LayerSettings,
+}
+
+impl RunKey<'_> {
+    pub fn hash(&self) -> String {
+        let mut hasher = Sha256::new();
+        let compression = match self.settings.compression {
+            crate::image::Compression::Gzip { level } => format!("gzip:{level}"),
+            crate::image::Compression::Zstd { level } => format!("zstd:{level}"),
+        };
+        let mut text = format!(
+            "{VERSION}\n{compression}\n{}\n{}\n{}\n{}\n",
+            self.settings.epoch, self.platform, self.user, self.workdir
+        );
+        for parent in self.parents {
+            text.push_str(parent.as_str());
+            text.push('\n');
+        }
+        // Lengths before values: no two different lists hash alike.
+        for arg in self.argv {
+            text.push_str(&format!("a{}:{arg}\n", arg.len()));
+        }
+        for (key, value) in self.env {
+            text.push_str(&format!("e{}:{key}={}:{value}\n", key.len(), value.len()));
+        }
+        hasher.update(text.as_bytes());
+        hex::encode(hasher.finalize())
+    }
+}
+
+fn path(store: &Store, key: &str) -> PathBuf {
+    store.root().join("run-cache").join(format!("{key}.json"))
+}
+
+/// The layer an identical RUN made before, if its blob is still in the store.
+pub fn lookup(store: &Store, key: &str) -> Option<WrittenLayer> {
+    let bytes = fs::read(path(store, key)).ok()?;
+    let layer: WrittenLayer = serde_json::from_slice(&bytes).ok()?;
+    store.has_blob(&layer.digest).then_some(layer)
+}
+
+/// Records the layer a RUN made; failing to is harmless (the next build runs it again).
+pub fn record(store: &Store, key: &str, layer: &WrittenLayer) {
+    let target = path(store, key);
+    let Some(dir) = target.parent() else { return };
+    if fs::create_dir_all(dir).is_err() {
+        return;
+    }
+    if let Ok(mut temp) = tempfile::NamedTempFile::new_in(dir)
+        && temp
+            .write_all(&serde_json::to_vec(layer).unwrap_or_default())
+            .is_ok()
+    {
+        let _ = temp.persist(target);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::Compression;
+
+    #[test]
+    fn every_input_changes_the_key() {
+        let parents = vec![Digest::of(b"a")];
+        let argv = vec!["sh".to_owned(), "-c".to_owned(), "true".to_owned()];
+        let env = vec![("A".to_owned(), "1".to_owned())];
+        let key = RunKey {
+            parents: &parents,
+            argv: &argv,
+            env: &env,
+            user: "",
+            workdir: "/",
+            platform: "linux/amd64",
+            settings: LayerSettings {
+                compression: Compression::Gzip { level: 1 },
+                epoch: 0,
+            },
+        };
+        let base = key.hash();
+        assert_eq!(key.hash(), base, "stable");
+        let other_argv = vec!["sh".to_owned(), "-c".to_owned(), "false".to_owned()];
+        let other_env = vec![("A".to_owned(), "2".to_owned())];
+        let no_parents: Vec<Digest> = Vec::new();
+        for changed in [
+            RunKey {
+                argv: &other_argv,
+                ..key.clone()
+            },
+            RunKey {
+                env: &other_env,
+                ..key.clone()
+            },
+            RunKey {
+                parents: &no_parents,
+                ..key.clone()
+            },
+            RunKey {
+                user: "1000",
+                ..key.clone()
+            },
+            RunKey {
+                workdir: "/tmp",
+                ..key.clone()
+            },
+        ] {
+            assert_ne!(changed.hash(), base);
+        }
+    }
+}

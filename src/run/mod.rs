@@ -1,0 +1,31 @@
+//! RUN: commands executed in a sandbox over the image's file system, and the layer they make.
+//!
+//! The flow for one RUN: [`rootfs`] materialises the file system of the layers below (the base
+//! image's tree is unpacked once into the store and copied; later layers are applied to the copy,
+//! which a stage keeps up to date), [`diff::Snapshot`] records it, [`sandbox`] runs the command
+//! with that tree as its root, and [`diff`] turns what changed into layer entries. Without root,
+//! [`owners`] carries the owners the host cannot set across the sandbox boundary. [`cache`] keys
+//! the resulting layer by the layers below and the command, so an unchanged RUN is not run again.
+
+pub mod cache;
+pub mod diff;
+pub mod owners;
+pub mod rootfs;
+pub mod sandbox;
+
+pub use sandbox::{Isolation, SANDBOX_ARG};
+
+/// Why a RUN step could not produce its layer.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Rootfs(#[from] rootfs::RootfsError),
+    #[error(transparent)]
+    Sandbox(#[from] sandbox::SandboxError),
+    #[error("could not read the file system after the command: {0}")]
+    Diff(#[source] std::io::Error),
+    #[error(
+        "the command failed with exit code {code}: {command}; fix the command (its output is above) and build again"
+    )]
+    Failed { code: i32, command: String },
+}

@@ -1,0 +1,132 @@
+//! Owners across the sandbox boundary, when subordinate IDs are mapped.
+//!
+//! On the host every file of a working tree belongs to the invoking user, and the owners the
+//! image wants are kept beside it (the rootfs overlay). Inside a user namespace with
+//! subordinate IDs they can be real: before the command the helper gives each file its owner
+//! ([`apply`]); after it, it records every owner that is not root and gives the files back to
+//! the invoking user ([`harvest`]), so that the host can read, diff and remove the tree.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{MetadataExt, PermissionsExt, lchown};
+use std::path::Path;
+
+/// `[path, uid, gid]` for every file not owned by root, paths relative to the tree.
+pub type OwnerList = Vec<(String, u64, u64)>;
+
+pub fn write(file: &Path, owners: &OwnerList) -> io::Result<()> {
+    fs::write(file, serde_json::to_vec(owners).map_err(io::Error::other)?)
+}
+
+pub fn read(file: &Path) -> io::Result<OwnerList> {
+    serde_json::from_slice(&fs::read(file)?).map_err(io::Error::other)
+}
+
+/// Gives the files of `root` the owners listed in `file`; returns those that could not be given
+/// (IDs outside the subordinate range), for [`harvest`] to keep.
+pub fn apply(root: &Path, file: &Path) -> io::Result<OwnerList> {
+    let mut kept_aside = OwnerList::new();
+    for (path, uid, gid) in read(file)? {
+        let (dir, name) = path.rsplit_once('/').unwrap_or(("", &path));
+        // The parent is resolved inside the tree: a symlink must not lead a chown outside it.
+        let target = super::rootfs::resolve(root, dir, false)?.join(name);
+        let Ok(meta) = fs::symlink_metadata(&target) else {
+            continue;
+        };
+        if let Err(e) = lchown(&target, Some(uid as u32), Some(gid as u32)) {
+            // An ID outside the subordinate range: the file stays root's for the command.
+            tracing::debug!(path, "owner {uid}:{gid} not applied: {e}");
+            kept_aside.push((path, uid, gid));
+            continue;
+        }
+        restore_mode(&target, &meta)?;
+    }
+    Ok(kept_aside)
+}
+
+/// Records in `file` every owner in `root` that is not root, and makes those files root's.
+/// The owners [`apply`] could not give stay recorded for the files still there and root's.
+pub fn harvest(root: &Path, file: &Path, kept_aside: OwnerList) -> io::Result<()> {
+    let mut owners = OwnerList::new();
+    for (path, uid, gid) in kept_aside {
+        let (dir, name) = path.rsplit_once('/').unwrap_or(("", &path));
+        let target = super::rootfs::resolve(root, dir, false)?.join(name);
+        if fs::symlink_metadata(&target).is_ok_and(|m| (m.uid(), m.gid()) == (0, 0)) {
+            owners.push((path, uid, gid));
+        }
+    }
+    let mut pending = vec![String::new()];
+    while let Some(rel) = pending.pop() {
+        let dir = if rel.is_empty() {
+            root.to_path_buf()
+        } else {
+            root.join(&rel)
+        };
+        for entry in fs::read_dir(&dir)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
+            let meta = fs::symlink_metadata(entry.path())?;
+            if (meta.uid(), meta.gid()) != (0, 0) {
+                owners.push((path.clone(), meta.uid().into(), meta.gid().into()));
+                lchown(entry.path(), Some(0), Some(0))?;
+                restore_mode(&entry.path(), &meta)?;
+            }
+            if meta.is_dir() {
+                pending.push(path);
+            }
+        }
+    }
+    owners.sort();
+    write(file, &owners)
+}
+
+/// chown clears setuid and setgid bits: put the mode back.
+fn restore_mode(path: &Path, before: &fs::Metadata) -> io::Result<()> {
+    if before.file_type().is_symlink() {
+        return Ok(());
+    }
+    fs::set_permissions(path, fs::Permissions::from_mode(before.mode() & 0o7777))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owners_go_in_and_come_back_out() {
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: chown to other IDs needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        fs::create_dir_all(root.join("d")).unwrap();
+        fs::write(root.join("d/suid"), "x").unwrap();
+        fs::set_permissions(root.join("d/suid"), fs::Permissions::from_mode(0o4755)).unwrap();
+        fs::write(root.join("aside"), "y").unwrap();
+        let list = dir.path().join("owners.json");
+        write(&list, &vec![("d/suid".to_owned(), 5, 6)]).unwrap();
+        assert!(apply(&root, &list).unwrap().is_empty());
+        let meta = fs::metadata(root.join("d/suid")).unwrap();
+        assert_eq!(
+            (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+            (5, 6, 0o4755)
+        );
+
+        // What apply could not give is kept for the files still root's.
+        harvest(&root, &list, vec![("aside".to_owned(), 7, 7)]).unwrap();
+        assert_eq!(
+            read(&list).unwrap(),
+            [("aside".to_owned(), 7, 7), ("d/suid".to_owned(), 5, 6)]
+        );
+        let meta = fs::metadata(root.join("d/suid")).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (0, 0), "handed back");
+        assert_eq!(meta.mode() & 0o7777, 0o4755, "setuid kept");
+    }
+}
