@@ -24,7 +24,7 @@ use serde_json::json;
 use crate::app;
 use crate::cli::{
     AuthStatusArgs, CompressionArg, CredentialKindArg, E2bCredentialArgs, FormatArg, ImageArgs,
-    TemplateBuildArgs,
+    IsolationArg, TemplateBuildArgs,
 };
 use crate::progress::PushProgressView;
 use crate::settings;
@@ -132,6 +132,8 @@ pub fn template_build(args: &TemplateBuildArgs, quiet: bool) -> anyhow::Result<E
         format: FormatArg::Oci,
         compression: CompressionArg::Gzip,
         compression_level: None,
+        isolation: IsolationArg::Auto,
+        target: None,
     };
     let options = settings::image_options(&args.context, &image_args)?;
     let runtime = app::runtime()?;

@@ -165,6 +165,7 @@ async fn registry_flow_takes_the_api_key_from_every_source() {
     let backing = TestRegistry::start(RegistryAuth::None).await;
     let user_registry = TestRegistry::start(RegistryAuth::None).await;
     let image = format!("{}/sandboxes/keys:1", user_registry.host);
+    #[allow(clippy::type_complexity)]
     let sources: [(&str, &[(&str, &str)], &str, Option<&str>, &[&str]); 4] = [
         (
             "E2B_API_KEY",
@@ -238,6 +239,7 @@ async fn gateway_flow_with_an_access_token_from_every_source() {
         r#"{{"email":"a@b.c","accessToken":"{ACCESS_TOKEN}","teamName":"t","teamId":"team","teamApiKey":"e2b_unused_team_key_5555555"}}"#
     );
     let stdin_token = format!("{ACCESS_TOKEN}\n");
+    #[allow(clippy::type_complexity)]
     let runs: [(&str, Vec<(&str, &str)>, &str, Option<&str>, &[&str]); 4] = [
         (
             "E2B_ACCESS_TOKEN",

@@ -87,6 +87,7 @@ async fn no_e2b_secret_in_output_files_or_children() {
 
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     let image = format!("{}/sandboxes/secret:1", user_registry.host);
+    #[allow(clippy::type_complexity)]
     let runs: Vec<(&str, Vec<&str>, Vec<(&str, &str)>, String, bool)> = vec![
         (
             "auth status",
