@@ -126,20 +126,35 @@ impl Write for Hashed<'_> {
     }
 }
 
-fn path(store: &Store, key: &str) -> PathBuf {
-    store.root().join("layer-cache").join(format!("{key}.json"))
-}
+/// Where this cache's records live in the store.
+const AREA: &str = "layer-cache";
 
 /// A cached layer for `key` whose blob is still in the store.
 pub fn lookup(store: &Store, key: &str) -> Option<WrittenLayer> {
-    let bytes = fs::read(path(store, key)).ok()?;
-    let layer: WrittenLayer = serde_json::from_slice(&bytes).ok()?;
-    store.has_blob(&layer.digest).then_some(layer)
+    lookup_in(store, AREA, key)
 }
 
 /// Records a written layer; failing to is harmless (the next build recompresses).
 pub fn record(store: &Store, key: &str, layer: &WrittenLayer) {
-    let target = path(store, key);
+    record_in(store, AREA, key, layer)
+}
+
+fn path(store: &Store, area: &str, key: &str) -> PathBuf {
+    store.root().join(area).join(format!("{key}.json"))
+}
+
+/// The layer recorded under `key` in the store's `area`, if its blob is still in the store.
+/// Shared by every cache that maps a key to a layer (COPY/ADD layers, RUN layers).
+pub fn lookup_in(store: &Store, area: &str, key: &str) -> Option<WrittenLayer> {
+    let bytes = fs::read(path(store, area, key)).ok()?;
+    let layer: WrittenLayer = serde_json::from_slice(&bytes).ok()?;
+    store.has_blob(&layer.digest).then_some(layer)
+}
+
+/// Records `layer` under `key` in the store's `area`, written aside then renamed; failing to is
+/// harmless (the next build makes the layer again).
+pub fn record_in(store: &Store, area: &str, key: &str, layer: &WrittenLayer) {
+    let target = path(store, area, key);
     let Some(dir) = target.parent() else { return };
     if fs::create_dir_all(dir).is_err() {
         return;

@@ -1,10 +1,6 @@
 //! The RUN cache: like Docker's, a RUN whose parent layers, command and environment are the same
 //! as before reuses the layer it made then, without running anything.
 
-use std::fs;
-use std::io::Write;
-use std::path::PathBuf;
-
 use sha2::{Digest as _, Sha256};
 
 use crate::digest::Digest;
@@ -54,31 +50,17 @@ impl RunKey<'_> {
     }
 }
 
-fn path(store: &Store, key: &str) -> PathBuf {
-    store.root().join("run-cache").join(format!("{key}.json"))
-}
+/// Where RUN layers are recorded in the store, apart from COPY/ADD layers.
+const AREA: &str = "run-cache";
 
 /// The layer an identical RUN made before, if its blob is still in the store.
 pub fn lookup(store: &Store, key: &str) -> Option<WrittenLayer> {
-    let bytes = fs::read(path(store, key)).ok()?;
-    let layer: WrittenLayer = serde_json::from_slice(&bytes).ok()?;
-    store.has_blob(&layer.digest).then_some(layer)
+    crate::layer::cache::lookup_in(store, AREA, key)
 }
 
 /// Records the layer a RUN made; failing to is harmless (the next build runs it again).
 pub fn record(store: &Store, key: &str, layer: &WrittenLayer) {
-    let target = path(store, key);
-    let Some(dir) = target.parent() else { return };
-    if fs::create_dir_all(dir).is_err() {
-        return;
-    }
-    if let Ok(mut temp) = tempfile::NamedTempFile::new_in(dir)
-        && temp
-            .write_all(&serde_json::to_vec(layer).unwrap_or_default())
-            .is_ok()
-    {
-        let _ = temp.persist(target);
-    }
+    crate::layer::cache::record_in(store, AREA, key, layer)
 }
 
 #[cfg(test)]
