@@ -22,8 +22,8 @@ use crate::remote::{RemoteAccess, RemoteError};
 use crate::store::Store;
 
 use super::api::{
-    ApiClient, ApiError, BuildState, CreateTemplateLegacy, CreateTemplateV3, LogEntry,
-    RegistryPullCredentials, StartBuildV2,
+    ApiClient, ApiError, BuildState, CreateTemplateLegacy, CreateTemplateV3, CreatedBuild,
+    LogEntry, RegistryPullCredentials, StartBuildV2,
 };
 use super::endpoints::Endpoints;
 use super::refusal::{self, Flow};
@@ -164,21 +164,7 @@ pub async fn registry_flow(
         },
     )
     .await?;
-    let status = follow_build(
-        api,
-        &created.template_id,
-        &created.build_id,
-        inputs.poll_interval,
-        on_log,
-    )
-    .await?;
-    Ok(FlowOutcome {
-        template_id: created.template_id,
-        build_id: created.build_id,
-        image: target.to_string(),
-        digest,
-        status,
-    })
+    follow_to_the_end(api, created, target.to_string(), digest, &inputs, on_log).await
 }
 
 /// The gateway flow: request a build, push into E2B's gateway, start the build.
@@ -238,6 +224,18 @@ pub async fn gateway_flow(
         })?;
     api.start_build_legacy(&created.template_id, &created.build_id)
         .await?;
+    follow_to_the_end(api, created, reference.to_string(), digest, &inputs, on_log).await
+}
+
+/// Both flows end alike: follow the started build to its end, streaming its logs.
+async fn follow_to_the_end(
+    api: &ApiClient,
+    created: CreatedBuild,
+    image: String,
+    digest: String,
+    inputs: &FlowInputs<'_>,
+    on_log: &mut dyn FnMut(&LogEntry),
+) -> Result<FlowOutcome, FlowError> {
     let status = follow_build(
         api,
         &created.template_id,
@@ -249,7 +247,7 @@ pub async fn gateway_flow(
     Ok(FlowOutcome {
         template_id: created.template_id,
         build_id: created.build_id,
-        image: reference.to_string(),
+        image,
         digest,
         status,
     })
