@@ -5,44 +5,15 @@
 use std::fs;
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::binary::{Workspace, assert_success, is_root, tool};
+use crate::support::binary::{Workspace, assert_success, is_root, run_with_stdin, tool};
 use crate::support::http::{Handler, TestServer, response};
 use crate::support::proxy::{Fault, FaultProxy, Rule};
 use crate::support::registry::{RegistryAuth, TestRegistry, USER};
-
-/// Long enough for five retries against an unreachable registry; a hang is far longer.
-const HANG: Duration = Duration::from_secs(90);
-
-/// Runs a command with stdin given, killing it (and failing) if it has not ended by `HANG`.
-fn run_bounded(mut cmd: Command, stdin: &str) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start dockless");
-    let mut input = child.stdin.take().unwrap();
-    let stdin = stdin.to_owned();
-    let writer = std::thread::spawn(move || {
-        let _ = input.write_all(stdin.as_bytes());
-    });
-    let started = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if started.elapsed() > HANG {
-            let _ = child.kill();
-            panic!("{cmd:?} hung for {HANG:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    writer.join().unwrap();
-    child.wait_with_output().unwrap()
-}
 
 struct Case {
     what: &'static str,
@@ -629,7 +600,7 @@ fn every_bad_input_in_the_catalog_fails_cleanly() {
         } else {
             case.args
         });
-        let out = run_bounded(cmd, case.stdin);
+        let out = run_with_stdin(cmd, case.stdin);
         check_failure(&ws, case.what, &out, case.exit, case.needles);
         if case.what.starts_with("--output onto a file") {
             assert_eq!(
@@ -656,7 +627,7 @@ fn fifos_and_devices_are_copied_as_entries_never_read() {
     }
     let mut cmd = ws.dockless();
     cmd.args(["build", "ctx", "--output", "out"]);
-    let out = run_bounded(cmd, "");
+    let out = run_with_stdin(cmd, "");
     assert_success(&out);
     let layout = ws.out();
     let index: Value =
@@ -768,7 +739,7 @@ async fn misbehaving_registry() -> TestServer {
 }
 
 async fn run_async(cmd: Command, stdin: &'static str) -> Output {
-    tokio::task::spawn_blocking(move || run_bounded(cmd, stdin))
+    tokio::task::spawn_blocking(move || run_with_stdin(cmd, stdin))
         .await
         .unwrap()
 }

@@ -4,12 +4,12 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, Output};
 
 use base64::Engine;
 
-use crate::support::binary::{Workspace, busybox_base};
+use crate::support::binary::{Workspace, busybox_base, files_under, run_with_stdin};
 use crate::support::registry::{PASSWORD, RegistryAuth, TestRegistry, USER};
 
 /// Each secret is unique to one source, so a hit also says where it came from.
@@ -123,29 +123,8 @@ fn run(setup: &Setup, args: &[&str], extra_env: &[(&str, &str)], stdin: &str) ->
         .env("E2B_API_KEY", E2B_API_KEY)
         .env("E2B_ACCESS_TOKEN", E2B_ACCESS_TOKEN)
         .env("E2B_API_URL", "http://127.0.0.1:1")
-        .envs(extra_env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    use std::io::Write;
-    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
-    child.wait_with_output().unwrap()
-}
-
-fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let kind = entry.file_type().unwrap();
-        if kind.is_dir() {
-            files_under(&path, out);
-        } else if kind.is_file() {
-            out.push(path);
-        }
-    }
+        .envs(extra_env.iter().copied());
+    run_with_stdin(cmd, stdin)
 }
 
 /// Searches text for every secret, and gzip layers after inflating them.
@@ -271,8 +250,7 @@ async fn no_secret_reaches_any_output_file_or_child() {
         }
     }
 
-    let mut written = Vec::new();
-    files_under(setup.ws.path(), &mut written);
+    let mut written = files_under(setup.ws.path());
     written.retain(|p| !setup.planted.contains(p) && p != &setup.helper_log);
     assert!(
         written.iter().any(|p| p.starts_with(setup.ws.cache())),

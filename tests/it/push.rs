@@ -1,32 +1,12 @@
 //! `dockless push` end to end against the real registry, checked with skopeo.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
-
 use dockless::digest::Digest;
 use serde_json::Value;
 
-use crate::support::binary::{Workspace, busybox_base, is_root, umoci_unpack};
+use crate::support::binary::{Workspace, busybox_base, is_root, run_with_stdin, umoci_unpack};
 use crate::support::registry::{PASSWORD, RegistryAuth, TestRegistry, USER};
 use crate::support::skopeo;
 use crate::support::token_server::TokenServer;
-
-/// Runs a command with `stdin` piped in (for --password-stdin).
-fn run_with_stdin(mut cmd: Command, stdin: &str) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
 
 fn push_json(ws: &Workspace, args: &[&str], password: Option<&str>) -> Value {
     let mut cmd = ws.dockless();

@@ -7,12 +7,11 @@ mod gateway;
 mod refusals;
 mod secrets;
 
-use std::io::Write;
-use std::process::{Output, Stdio};
+use std::process::Output;
 
 use base64::Engine;
 
-use crate::support::binary::Workspace;
+use crate::support::binary::{Workspace, run_with_stdin};
 use double::E2bDouble;
 
 pub const API_KEY: &str = "e2b_0f1e2d3c4b5a69788796a5b4c3d2e1f0";
@@ -69,15 +68,8 @@ pub fn run(
     ] {
         cmd.env_remove(name);
     }
-    cmd.args(args)
-        .envs(double.env())
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
-    child.wait_with_output().unwrap()
+    cmd.args(args).envs(double.env()).envs(env.iter().copied());
+    run_with_stdin(cmd, stdin)
 }
 
 pub fn stderr(out: &Output) -> String {

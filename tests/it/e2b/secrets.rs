@@ -6,6 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 
 use base64::Engine;
 
+use crate::support::binary::files_under;
 use crate::support::registry::{PASSWORD, RegistryAuth, TestRegistry, USER};
 
 use super::double::E2bDouble;
@@ -28,17 +29,6 @@ fn assert_clean(what: &str, bytes: &[u8]) {
                 "{what} holds an E2B secret ({})",
                 &secret[..6]
             );
-        }
-    }
-}
-
-fn files_under(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
-    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if entry.file_type().unwrap().is_dir() {
-            files_under(&path, out);
-        } else {
-            out.push(path);
         }
     }
 }
@@ -154,8 +144,7 @@ async fn no_e2b_secret_in_output_files_or_children() {
         "the credential helper's argv, environment and stdin",
         helper_saw.as_bytes(),
     );
-    let mut written = Vec::new();
-    files_under(ws.path(), &mut written);
+    let mut written = files_under(ws.path());
     written.retain(|p| !planted.contains(p));
     assert!(written.iter().any(|p| p.ends_with("e2b.toml")));
     for path in written {

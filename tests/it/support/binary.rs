@@ -1,8 +1,10 @@
 //! Running the real `dockless` binary against temporary contexts.
 
 use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
@@ -190,4 +192,48 @@ pub fn copy_tree(from: &Path, to: &Path) {
             fs::copy(entry.path(), &target).unwrap();
         }
     }
+}
+
+/// Long enough for five retries against an unreachable registry; a hang is far longer.
+const HANG: Duration = Duration::from_secs(90);
+
+/// Runs a command with `stdin` piped in (for --password-stdin and the like), killing it and
+/// failing the test if it has not ended within 90 s: a hang is a bug, not a slow test.
+pub fn run_with_stdin(mut cmd: Command, stdin: &str) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the command");
+    let mut input = child.stdin.take().unwrap();
+    let stdin = stdin.to_owned();
+    // A command may exit without reading its input; that is its answer, not a failure here.
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(stdin.as_bytes());
+    });
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > HANG {
+            let _ = child.kill();
+            panic!("{cmd:?} hung for {HANG:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    writer.join().unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Every file (anything but a directory) below `dir`, for searching what a run wrote.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if entry.file_type().unwrap().is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
 }
