@@ -110,8 +110,8 @@ fn push_command(args: &PushArgs, quiet: bool) -> anyhow::Result<ExitCode> {
                 view.callback(),
             );
             let built = {
-                let on_layer = early.on_layer(&store, &target);
-                build::build_with(&options, &store, &remote, Some(&on_layer))
+                let observer = early.observer(&store, &target);
+                build::build_with(&options, &store, &remote, Some(&observer))
             };
             let early_report = runtime.block_on(early.finish());
             let image = built?;

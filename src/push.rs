@@ -2,13 +2,14 @@
 
 use bytes::Bytes;
 
-use crate::build::{BuiltImage, BuiltLayer};
+use crate::build::{BuiltImage, BuiltLayer, LayerObserver};
 use crate::digest::Digest;
 use crate::image::{Index, Manifest, media};
+use crate::layer::{LiveBlob, LiveProgress};
 use crate::layout::{Layout, LayoutError};
 use crate::registry::{
-    BlobOutcome, BlobSource, PushBlob, PushProgressFn, PushReport, PushRequest, Reference,
-    RegistryClient, RegistryError, push_image,
+    BlobOutcome, BlobSource, GrowingOutcome, PushBlob, PushProgress, PushProgressFn, PushReport,
+    PushRequest, Reference, RegistryClient, RegistryError, push_image,
 };
 use crate::remote::{RemoteAccess, RemoteError};
 use crate::store::{Store, StoreError};
@@ -79,12 +80,23 @@ pub fn request_for_image(
     })
 }
 
-/// Uploads new layers while the build is still compressing others: each layer is sent to the
-/// registry (HEAD, mount, upload) as soon as it lands in the store, so compression and upload
-/// overlap. The manifest push afterwards finds these blobs present and skips them.
+/// Uploads layers while the build is still going: a new layer is streamed to the registry as
+/// it is compressed (see [`RegistryClient::upload_growing`]), a layer from the layer cache is
+/// sent (HEAD, mount, upload) as soon as the build reaches it. The manifest push afterwards
+/// finds these blobs present and skips them, and uploads from the store whatever a stream
+/// failed to deliver.
 pub struct EarlyUploads {
-    sender: tokio::sync::mpsc::UnboundedSender<PushBlob>,
+    sender: tokio::sync::mpsc::UnboundedSender<Early>,
     task: tokio::task::JoinHandle<Result<EarlyReport, PushError>>,
+    /// Streams of layers being written, to recognise their layers when they are done.
+    streams: std::sync::Mutex<Vec<LiveBlob>>,
+    stream_layers: bool,
+}
+
+/// One job for the early uploads.
+enum Early {
+    Blob(PushBlob),
+    Stream(LiveBlob),
 }
 
 /// What the early uploads did.
@@ -96,6 +108,19 @@ pub struct EarlyReport {
     pub uploaded_bytes: u64,
 }
 
+impl EarlyReport {
+    fn add(&mut self, size: u64, outcome: BlobOutcome) {
+        match outcome {
+            BlobOutcome::Uploaded => {
+                self.uploaded_blobs += 1;
+                self.uploaded_bytes += size;
+            }
+            BlobOutcome::Mounted => self.mounted_blobs += 1,
+            BlobOutcome::Skipped => self.skipped_blobs += 1,
+        }
+    }
+}
+
 impl EarlyUploads {
     pub fn start(
         runtime: &tokio::runtime::Handle,
@@ -103,53 +128,61 @@ impl EarlyUploads {
         target: &Reference,
         progress: Option<PushProgressFn>,
     ) -> Self {
-        let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<PushBlob>();
+        // Chunked uploads were asked for (a proxy's body limit, say): one streamed PATCH of a
+        // whole layer would break that, so layers wait until they are written.
+        let stream_layers = client.settings().chunk_size.is_none();
+        let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<Early>();
         let repository = target.repository().to_owned();
         let task = runtime.spawn(async move {
             let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(
                 client.settings().max_concurrent_uploads.max(1),
             ));
             let mut uploads = tokio::task::JoinSet::new();
-            while let Some(blob) = receiver.recv().await {
+            while let Some(job) = receiver.recv().await {
                 let (client, repository, progress) =
                     (client.clone(), repository.clone(), progress.clone());
                 let permit = limit.clone().acquire_owned().await;
                 uploads.spawn(async move {
                     let _permit = permit;
-                    crate::registry::push_blob(&client, &repository, blob, &[], progress).await
+                    match job {
+                        Early::Blob(blob) => {
+                            crate::registry::push_blob(&client, &repository, blob, &[], progress)
+                                .await
+                                .map(Some)
+                        }
+                        Early::Stream(live) => {
+                            Ok(stream_layer(&client, &repository, live, progress).await)
+                        }
+                    }
                 });
             }
             let mut report = EarlyReport::default();
             while let Some(joined) = uploads.join_next().await {
-                let (size, outcome) = joined.map_err(|e| PushError::InvalidLayout {
+                let done = joined.map_err(|e| PushError::InvalidLayout {
                     dir: "upload".into(),
                     message: format!("an upload task failed: {e}"),
                 })??;
-                match outcome {
-                    BlobOutcome::Uploaded => {
-                        report.uploaded_blobs += 1;
-                        report.uploaded_bytes += size;
-                    }
-                    BlobOutcome::Mounted => report.mounted_blobs += 1,
-                    BlobOutcome::Skipped => report.skipped_blobs += 1,
+                if let Some((size, outcome)) = done {
+                    report.add(size, outcome);
                 }
             }
             Ok(report)
         });
-        EarlyUploads { sender, task }
+        EarlyUploads {
+            sender,
+            task,
+            streams: std::sync::Mutex::new(Vec::new()),
+            stream_layers,
+        }
     }
 
-    /// The callback for [`crate::build::build_with`]: queues each new layer for upload.
-    pub fn on_layer<'a>(
-        &'a self,
-        store: &'a Store,
-        target: &'a Reference,
-    ) -> impl Fn(&BuiltLayer) + Sync + 'a {
-        let prefix = format!("{}/", target.registry());
-        move |layer: &BuiltLayer| {
-            let mut blob = file_blob(store, &layer.digest, layer.size);
-            blob.mount_from = mount_candidates(store, &layer.digest, &prefix, target, None);
-            let _ = self.sender.send(blob);
+    /// The build's observer: streams new layers, queues cached ones as the build reaches them.
+    pub fn observer<'a>(&'a self, store: &'a Store, target: &'a Reference) -> EarlyObserver<'a> {
+        EarlyObserver {
+            early: self,
+            store,
+            target,
+            prefix: format!("{}/", target.registry()),
         }
     }
 
@@ -160,6 +193,71 @@ impl EarlyUploads {
             dir: "upload".into(),
             message: format!("the upload task failed: {e}"),
         })?
+    }
+}
+
+/// Streams one layer as it is written; `None` when it went wrong (the final push sends it).
+async fn stream_layer(
+    client: &RegistryClient,
+    repository: &str,
+    live: LiveBlob,
+    progress: Option<PushProgressFn>,
+) -> Option<(u64, BlobOutcome)> {
+    let (digest, size, outcome) = match client.upload_growing(repository, live).await {
+        Ok(GrowingOutcome::Uploaded { digest, size }) => (digest, size, BlobOutcome::Uploaded),
+        Ok(GrowingOutcome::Present { digest, size }) => (digest, size, BlobOutcome::Skipped),
+        Ok(GrowingOutcome::NoLayer) => return None,
+        Err(error) => {
+            tracing::debug!(%error, "streaming a layer as it was written failed; it goes up from the store");
+            return None;
+        }
+    };
+    if let Some(progress) = progress {
+        progress(PushProgress::Done {
+            digest: digest.to_string(),
+            outcome,
+        });
+    }
+    Some((size, outcome))
+}
+
+/// [`EarlyUploads`] as the build sees it.
+pub struct EarlyObserver<'a> {
+    early: &'a EarlyUploads,
+    store: &'a Store,
+    target: &'a Reference,
+    prefix: String,
+}
+
+impl LayerObserver for EarlyObserver<'_> {
+    fn writing(&self, live: LiveBlob) {
+        if !self.early.stream_layers {
+            return;
+        }
+        self.early
+            .streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(live.clone());
+        let _ = self.early.sender.send(Early::Stream(live));
+    }
+
+    fn written(&self, layer: &BuiltLayer) {
+        // A streamed layer announced its digest before the build calls this.
+        let streamed = self
+            .early
+            .streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|live| matches!(live.progress(), LiveProgress::Done { digest, .. } if digest == layer.digest));
+        if streamed {
+            return;
+        }
+        let mut blob = file_blob(self.store, &layer.digest, layer.size);
+        blob.mount_from =
+            mount_candidates(self.store, &layer.digest, &self.prefix, self.target, None);
+        let _ = self.early.sender.send(Early::Blob(blob));
     }
 }
 

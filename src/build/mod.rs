@@ -107,8 +107,14 @@ pub enum BuildError {
     Dockerfile { file: PathBuf, message: String },
 }
 
-/// Called from a writer thread as each new layer lands in the store (pushes start uploading it).
-pub type LayerWritten<'a> = &'a (dyn Fn(&BuiltLayer) + Sync);
+/// Hears, from the writer threads, about the layers a build writes: a push uploads them while
+/// the build goes on.
+pub trait LayerObserver: Sync {
+    /// A new layer has started to be written; its compressed bytes can be read as they land.
+    fn writing(&self, live: crate::layer::LiveBlob);
+    /// A layer is in the store, new or from a cache (after `writing`, for a new one).
+    fn written(&self, layer: &BuiltLayer);
+}
 
 /// Builds the image described by `options` into `store`.
 pub fn build(
@@ -119,12 +125,12 @@ pub fn build(
     build_with(options, store, remote, None)
 }
 
-/// [`build`], telling `on_layer` about each new layer as soon as it is written.
+/// [`build`], telling `observer` about each layer as it is written.
 pub fn build_with(
     options: &BuildOptions,
     store: &Store,
     remote: &RemoteAccess,
-    on_layer: Option<LayerWritten<'_>>,
+    observer: Option<&dyn LayerObserver>,
 ) -> Result<BuiltImage, BuildError> {
     let context = Context::open(&options.context)?;
     let dockerfile_path = locate_dockerfile(context.root(), options.dockerfile.as_deref())?;
@@ -141,6 +147,6 @@ pub fn build_with(
         line: e.line,
         message: e.message.clone(),
     })?;
-    stage::Builder::new(options, store, &context, &dockerfile_path, remote, on_layer)
+    stage::Builder::new(options, store, &context, &dockerfile_path, remote, observer)
         .run(&dockerfile)
 }

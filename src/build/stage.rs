@@ -37,7 +37,7 @@ pub(super) struct Builder<'a> {
     context: &'a Context,
     dockerfile: &'a Path,
     remote: &'a RemoteAccess,
-    on_layer: Option<super::LayerWritten<'a>>,
+    observer: Option<&'a dyn super::LayerObserver>,
     settings: LayerSettings,
     created: String,
     /// The Dockerfile's escape character, which word processing honours.
@@ -80,7 +80,7 @@ impl<'a> Builder<'a> {
         context: &'a Context,
         dockerfile: &'a Path,
         remote: &'a RemoteAccess,
-        on_layer: Option<super::LayerWritten<'a>>,
+        observer: Option<&'a dyn super::LayerObserver>,
     ) -> Self {
         Builder {
             options,
@@ -88,7 +88,7 @@ impl<'a> Builder<'a> {
             context,
             dockerfile,
             remote,
-            on_layer,
+            observer,
             settings: LayerSettings {
                 compression: options.compression,
                 epoch: options.epoch,
@@ -640,8 +640,8 @@ impl<'a> Builder<'a> {
             }
         };
         let built = self.built_layer(&written);
-        if let Some(on_layer) = self.on_layer {
-            on_layer(&built);
+        if let Some(observer) = self.observer {
+            observer.written(&built);
         }
         stage.layers.push(built);
         stage.config.history.push(History {
@@ -769,7 +769,10 @@ impl<'a> Builder<'a> {
             }
         };
         let entries = diff::diff(rootfs.path(), &before, &after, owners);
-        let written = crate::layer::write_layer(self.store, &entries, self.settings)
+        let written = self
+            .with_live(|on_live| {
+                crate::layer::write_layer(self.store, &entries, self.settings, on_live)
+            })
             .map_err(|e| self.at(instruction, e))?;
         rootfs.owners = owners_after;
         // The tree already holds this layer.
@@ -938,6 +941,17 @@ impl<'a> Builder<'a> {
         });
     }
 
+    /// Runs `write` with a callback that hands a new layer's live bytes to the observer.
+    fn with_live<R>(&self, write: impl FnOnce(Option<crate::layer::OnLive<'_>>) -> R) -> R {
+        match self.observer {
+            Some(observer) => {
+                let on_live = |live| observer.writing(live);
+                write(Some(&on_live))
+            }
+            None => write(None),
+        }
+    }
+
     fn built_layer(&self, written: &WrittenLayer) -> BuiltLayer {
         BuiltLayer {
             digest: written.digest.clone(),
@@ -966,14 +980,17 @@ impl<'a> Builder<'a> {
                             loop {
                                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                                 let Some(layer) = pending.get(i) else { break };
-                                let written = write_layer_cached(
-                                    self.store,
-                                    &layer.entries,
-                                    self.settings,
-                                    &layer.stamps,
-                                );
-                                if let (Ok(written), Some(on_layer)) = (&written, self.on_layer) {
-                                    on_layer(&self.built_layer(written));
+                                let written = self.with_live(|on_live| {
+                                    write_layer_cached(
+                                        self.store,
+                                        &layer.entries,
+                                        self.settings,
+                                        &layer.stamps,
+                                        on_live,
+                                    )
+                                });
+                                if let (Ok(written), Some(observer)) = (&written, self.observer) {
+                                    observer.written(&self.built_layer(written));
                                 }
                                 done.push((i, written));
                             }

@@ -3,8 +3,12 @@
 pub mod archive;
 pub mod cache;
 pub mod entry;
+pub mod live;
 pub mod pgzip;
 pub mod writer;
 
 pub use entry::{Entry, EntryKind};
-pub use writer::{LayerError, LayerSettings, WrittenLayer, write_layer, write_layer_cached};
+pub use live::{LiveBlob, LiveProgress};
+pub use writer::{
+    LayerError, LayerSettings, OnLive, WrittenLayer, write_layer, write_layer_cached,
+};

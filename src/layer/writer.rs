@@ -7,6 +7,7 @@ use std::io::{self, BufWriter, Write};
 use tar::{EntryType, Header};
 
 use super::entry::{Entry, EntryKind};
+use super::live::LiveBlob;
 use crate::digest::{Digest, HashingWriter};
 use crate::fs_error::{FsError, IoContext};
 use crate::image::Compression;
@@ -53,28 +54,40 @@ pub fn write_layer_cached(
     entries: &[Entry],
     settings: LayerSettings,
     stamps: &super::cache::Stamps,
+    on_live: Option<OnLive<'_>>,
 ) -> Result<WrittenLayer, LayerError> {
     let key = super::cache::key(entries, settings, stamps);
     if let Some(layer) = key.as_deref().and_then(|k| super::cache::lookup(store, k)) {
         tracing::debug!(digest = %layer.digest, "layer cache hit");
         return Ok(layer);
     }
-    let layer = write_layer(store, entries, settings)?;
+    let layer = write_layer(store, entries, settings, on_live)?;
     if let Some(key) = key {
         super::cache::record(store, &key, &layer);
     }
     Ok(layer)
 }
 
-/// Writes `entries` (already sorted and complete) as one layer into the store.
+/// Told about a layer as it starts to be written, to read its compressed bytes as they land.
+pub type OnLive<'a> = &'a (dyn Fn(LiveBlob) + Sync);
+
+/// Writes `entries` (already sorted and complete) as one layer into the store; `on_live`, if
+/// given, can read the compressed bytes while they are written.
 pub fn write_layer(
     store: &Store,
     entries: &[Entry],
     settings: LayerSettings,
+    on_live: Option<OnLive<'_>>,
 ) -> Result<WrittenLayer, LayerError> {
     let temp = store.temp_file()?;
     let temp_path = temp.path().to_owned();
-    let compressed = HashingWriter::new(BufWriter::with_capacity(256 * 1024, temp));
+    let reader = temp.reopen().with_path("open", &temp_path)?;
+    // Dropped on any early return, which tells a live reader the bytes are no layer.
+    let (publishing, finisher, live) = super::live::publish(temp, reader);
+    if let Some(on_live) = on_live {
+        on_live(live);
+    }
+    let compressed = HashingWriter::new(BufWriter::with_capacity(256 * 1024, publishing));
     let (compressed, diff_id) = match settings.compression {
         Compression::Gzip { level } => {
             let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -94,8 +107,10 @@ pub fn write_layer(
     let temp = buffered
         .into_inner()
         .map_err(|e| e.into_error())
-        .with_path("write", &temp_path)?;
+        .with_path("write", &temp_path)?
+        .into_inner();
     store.commit(temp, &digest)?;
+    finisher.done(size, digest.clone());
     Ok(WrittenLayer {
         digest,
         diff_id,

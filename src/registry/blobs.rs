@@ -76,8 +76,8 @@ impl UploadSource {
 }
 
 /// A failure inside an upload session, and whether a fresh session may succeed.
-struct SessionFailure {
-    error: RegistryError,
+pub(super) struct SessionFailure {
+    pub(super) error: RegistryError,
     restart_after: Option<Option<Duration>>,
 }
 
@@ -352,7 +352,7 @@ impl RegistryClient {
 
     /// A PATCH or PUT inside a session: no request-level retries (the session's state after a
     /// broken body is unknown), but any failure that a fresh session may fix is marked so.
-    async fn session_request(
+    pub(super) async fn session_request(
         &self,
         method: Method,
         url: Url,
@@ -388,7 +388,7 @@ impl RegistryClient {
         })
     }
 
-    fn next_location(&self, response: &Response, current: &Url) -> Url {
+    pub(super) fn next_location(&self, response: &Response, current: &Url) -> Url {
         response
             .headers()
             .get(LOCATION)
@@ -509,7 +509,7 @@ async fn check_file_size(path: &Path, digest: &str, size: u64) -> Result<()> {
     Ok(())
 }
 
-fn octet_stream() -> HeaderMap {
+pub(super) fn octet_stream() -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(OCTET_STREAM));
     headers

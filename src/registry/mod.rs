@@ -13,6 +13,7 @@ mod client;
 mod credentials;
 mod endpoint;
 mod error;
+mod growing;
 mod manifests;
 mod push;
 mod reference;
@@ -29,6 +30,7 @@ pub use credentials::{
 };
 pub use endpoint::{is_loopback_host, resolve_location, uses_plain_http};
 pub use error::RegistryError;
+pub use growing::GrowingOutcome;
 pub use manifests::{
     DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, FetchedManifest, ManifestReferences, OCI_INDEX,
     OCI_MANIFEST, manifest_references, media_type_of, sha256_digest,

@@ -52,12 +52,13 @@ pub struct Liveness {
     last_progress_ms: AtomicU64,
     finished: AtomicBool,
     finished_ms: AtomicU64,
-    length: u64,
+    /// `None`: unknown; the body's stream says when it ends.
+    length: Option<u64>,
     sent: AtomicU64,
 }
 
 impl Liveness {
-    fn new(length: u64) -> Arc<Self> {
+    fn new(length: Option<u64>) -> Arc<Self> {
         let liveness = Arc::new(Self {
             start: Instant::now(),
             last_progress_ms: AtomicU64::new(0),
@@ -66,7 +67,7 @@ impl Liveness {
             length,
             sent: AtomicU64::new(0),
         });
-        if length == 0 {
+        if length == Some(0) {
             liveness.finish();
         }
         liveness
@@ -81,7 +82,7 @@ impl Liveness {
         self.last_progress_ms
             .store(self.now_ms(), Ordering::Relaxed);
         let total = self.sent.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        if total >= self.length {
+        if self.length.is_some_and(|length| total >= length) {
             self.finish();
         }
     }
@@ -120,8 +121,9 @@ impl Liveness {
 #[derive(Clone)]
 pub struct ReplayableBody {
     make: Arc<dyn Fn(Arc<Liveness>) -> BodyFuture + Send + Sync>,
-    /// Sent as `Content-Length`; known for every body we send.
-    pub length: u64,
+    /// Sent as `Content-Length`; `None` for a body whose end is not known yet (a layer still
+    /// being compressed), which goes out chunked.
+    pub length: Option<u64>,
 }
 
 impl ReplayableBody {
@@ -138,7 +140,7 @@ impl ReplayableBody {
                 liveness.sent(bytes.len() as u64);
                 Box::pin(async move { Ok(reqwest::Body::from(bytes)) })
             }),
-            length,
+            length: Some(length),
         }
     }
 
@@ -167,7 +169,7 @@ impl ReplayableBody {
                     Ok(counted(stream, offset, progress, liveness))
                 })
             }),
-            length,
+            length: Some(length),
         }
     }
 
@@ -179,13 +181,89 @@ impl ReplayableBody {
     {
         Self {
             make: Arc::new(move |liveness| Box::pin(make(liveness))),
-            length,
+            length: Some(length),
+        }
+    }
+
+    /// A layer's compressed bytes while they are still being written: each try reads the file
+    /// from the start, waiting for the writer, and ends when the writer is done.
+    pub fn growing(live: crate::layer::LiveBlob) -> Self {
+        Self {
+            make: Arc::new(move |liveness: Arc<Liveness>| {
+                let live = live.clone();
+                Box::pin(async move { Ok(growing_body(live, liveness)) })
+            }),
+            length: None,
         }
     }
 
     async fn make(&self, liveness: Arc<Liveness>) -> Result<reqwest::Body, RegistryError> {
         (self.make)(liveness).await
     }
+}
+
+/// Reads `live` from the start as the writer publishes bytes; fails if the writer gives up.
+fn growing_body(live: crate::layer::LiveBlob, liveness: Arc<Liveness>) -> reqwest::Body {
+    use crate::layer::LiveProgress;
+    let watch = live.watch();
+    let stream = futures_util::stream::unfold(
+        (live, watch, 0u64, false),
+        |(live, mut watch, offset, ended)| async move {
+            if ended {
+                return None;
+            }
+            loop {
+                let available = match live.progress() {
+                    LiveProgress::Writing(written) => written,
+                    LiveProgress::Done { size, .. } if offset >= size => return None,
+                    LiveProgress::Done { size, .. } => size,
+                    LiveProgress::Failed => {
+                        let error = std::io::Error::other("the layer was not finished");
+                        return Some((Err(error), (live, watch, offset, true)));
+                    }
+                };
+                if offset < available {
+                    let want = usize::try_from(available - offset)
+                        .unwrap_or(READ_BUFFER)
+                        .min(READ_BUFFER);
+                    let reader = live.clone();
+                    let read = tokio::task::spawn_blocking(move || {
+                        let mut buf = vec![0; want];
+                        let n = reader.read_at(&mut buf, offset)?;
+                        buf.truncate(n);
+                        Ok::<_, std::io::Error>(buf)
+                    })
+                    .await
+                    .map_err(std::io::Error::other)
+                    .and_then(|read| read);
+                    return match read {
+                        Ok(buf) if buf.is_empty() => {
+                            let error =
+                                std::io::Error::other("the layer file is shorter than written");
+                            Some((Err(error), (live, watch, offset, true)))
+                        }
+                        Ok(buf) => {
+                            let next = offset + buf.len() as u64;
+                            Some((Ok(Bytes::from(buf)), (live, watch, next, false)))
+                        }
+                        Err(error) => Some((Err(error), (live, watch, offset, true))),
+                    };
+                }
+                if watch.changed().await.is_err()
+                    && !matches!(live.progress(), LiveProgress::Done { .. })
+                {
+                    let error = std::io::Error::other("the layer writer stopped");
+                    return Some((Err(error), (live, watch, offset, true)));
+                }
+            }
+        },
+    );
+    let ends = Arc::clone(&liveness);
+    // At the end of a body of unknown length: from here on only the answer is awaited.
+    let end = futures_util::stream::once(async move { ends.finish() })
+        .filter_map(|()| async { None::<std::io::Result<Bytes>> });
+    let stream = stream.chain(end);
+    counted(stream, 0, None, liveness)
 }
 
 /// Wraps a byte stream into a body that reports progress as it is read.
@@ -261,9 +339,12 @@ pub async fn send_following_redirects(
             value.set_sensitive(true);
             builder = builder.header(AUTHORIZATION, value);
         }
-        let liveness = Liveness::new(body.map_or(0, |b| b.length));
+        let liveness = Liveness::new(body.map_or(Some(0), |b| b.length));
         if let Some(body) = body {
-            builder = builder.header(CONTENT_LENGTH, body.length).body(
+            if let Some(length) = body.length {
+                builder = builder.header(CONTENT_LENGTH, length);
+            }
+            builder = builder.body(
                 body.make(liveness.clone())
                     .await
                     .map_err(SendFailure::Body)?,

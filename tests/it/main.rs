@@ -9,4 +9,5 @@ mod registry_auth;
 mod registry_faults;
 mod registry_push;
 mod run;
+mod streaming;
 mod support;

@@ -67,6 +67,10 @@ pub struct Seen {
     pub had_authorization: bool,
     /// The fault injected, if any.
     pub fault: Option<Fault>,
+    /// The request's `Content-Length` header (`None`: sent chunked, or no body).
+    pub content_length: Option<u64>,
+    /// Bytes of body forwarded (`None` when a fault answered instead).
+    pub body_len: Option<usize>,
 }
 
 #[derive(Default)]
@@ -147,7 +151,12 @@ async fn handle(
         .map(|p| p.to_string())
         .unwrap_or_else(|| "/".into());
     let had_authorization = request.headers().contains_key("authorization");
-    let (fault, self_origin, injected) = {
+    let content_length = request
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let (fault, self_origin, injected, index) = {
         let mut state = state.lock().unwrap();
         let fault = state
             .rules
@@ -164,11 +173,14 @@ async fn handle(
             path_and_query: path_and_query.clone(),
             had_authorization,
             fault: fault.clone(),
+            content_length,
+            body_len: None,
         });
         (
             fault,
             state.self_origin.clone(),
             state.inject_authorization.clone(),
+            state.seen.len() - 1,
         )
     };
     match fault {
@@ -214,6 +226,7 @@ async fn handle(
     }
     let (parts, body) = request.into_parts();
     let body = body.collect().await?.to_bytes();
+    state.lock().unwrap().seen[index].body_len = Some(body.len());
     let mut forward = http.request(parts.method.clone(), format!("{upstream}{path_and_query}"));
     for (name, value) in &parts.headers {
         if !matches!(
