@@ -10,7 +10,7 @@ use tempfile::TempDir;
 
 use super::filesystem::KnownFilesystem;
 use crate::context::Context;
-use crate::context::source::SourceError;
+use crate::context::source::{SourceError, Walked};
 use crate::digest::{Digest, HashingWriter};
 use crate::fs_error::{FsError, IoContext};
 use crate::layer::archive::{self, ArchiveError};
@@ -110,9 +110,7 @@ pub fn plan_copy(
     for matched in &local {
         if matched.meta.is_dir() {
             builder.ensure_dir(&dest);
-            for walked in context.walk(matched)? {
-                builder.add_from_disk(&join(&dest, &walked.rel), &walked.abs, &walked.meta)?;
-            }
+            builder.add_walked(&dest, &context.walk(matched)?)?;
             continue;
         }
         let archive = if request.add && matched.meta.is_file() {
@@ -227,44 +225,19 @@ impl EntrySet {
         abs: &Path,
         meta: &Metadata,
     ) -> Result<(), CopyError> {
-        let kind = match meta.file_type() {
-            t if t.is_dir() => EntryKind::Directory,
-            t if t.is_file() => EntryKind::File {
-                source: abs.to_owned(),
-                size: meta.len(),
-            },
-            t if t.is_symlink() => {
-                let target = fs::read_link(abs).with_path("read the symlink", abs)?;
-                EntryKind::Symlink {
-                    target: target.to_string_lossy().into_owned(),
-                }
-            }
-            t if t.is_fifo() => EntryKind::Fifo,
-            t if t.is_char_device() => {
-                let (major, minor) = device_numbers(meta.rdev());
-                EntryKind::CharDevice { major, minor }
-            }
-            t if t.is_block_device() => {
-                let (major, minor) = device_numbers(meta.rdev());
-                EntryKind::BlockDevice { major, minor }
-            }
-            _ => {
-                tracing::warn!(
-                    "skipping {}: sockets cannot be stored in an image layer",
-                    abs.display()
-                );
-                return Ok(());
-            }
-        };
+        if let Some(found) = FromDisk::read(abs, meta)? {
+            self.insert_from_disk(target, found, meta);
+        }
+        Ok(())
+    }
+
+    /// Adds what [`FromDisk::read`] found at `target`.
+    fn insert_from_disk(&mut self, target: &str, found: FromDisk, meta: &Metadata) {
+        let FromDisk { kind, xattrs } = found;
         let is_symlink = matches!(kind, EntryKind::Symlink { .. });
         let mode = match self.chmod {
             Some(mode) if !is_symlink => mode,
             _ => meta.mode() & 0o7777,
-        };
-        let xattrs = if is_symlink {
-            Vec::new()
-        } else {
-            read_xattrs(abs)
         };
         if meta.is_file() {
             self.stamps.insert(target.to_owned(), SourceStamp::of(meta));
@@ -285,6 +258,47 @@ impl EntrySet {
                 xattrs,
             },
         );
+    }
+
+    /// Adds everything a directory walk found, reading the files' details (links, extended
+    /// attributes: one system call or more each, most of a no-op build's time) on every core.
+    fn add_walked(&mut self, dest: &str, walked: &[Walked]) -> Result<(), CopyError> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let per_thread = walked.len().div_ceil(threads).max(256);
+        let found: Vec<Result<Vec<Option<FromDisk>>, CopyError>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = walked
+                .chunks(per_thread)
+                .map(|chunk| {
+                    scope.spawn(move || {
+                        chunk
+                            .iter()
+                            .map(|w| FromDisk::read(&w.abs, &w.meta))
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|worker| {
+                    worker.join().unwrap_or_else(|_| {
+                        Err(CopyError::Fs(FsError {
+                            action: "read the files for",
+                            path: dest.into(),
+                            source: std::io::Error::other("a reader thread stopped unexpectedly"),
+                        }))
+                    })
+                })
+                .collect()
+        });
+        let mut found = found.into_iter();
+        for chunk in walked.chunks(per_thread) {
+            let details = found.next().unwrap_or_else(|| Ok(Vec::new()))?;
+            for (w, detail) in chunk.iter().zip(details) {
+                if let Some(detail) = detail {
+                    self.insert_from_disk(&join(dest, &w.rel), detail, &w.meta);
+                }
+            }
+        }
         Ok(())
     }
 
@@ -354,6 +368,54 @@ impl EntrySet {
             }
         }
         entries
+    }
+}
+
+/// What one file on disk becomes in a layer, read without touching the entry set (so that
+/// many can be read at once).
+struct FromDisk {
+    kind: EntryKind,
+    xattrs: Vec<(String, Vec<u8>)>,
+}
+
+impl FromDisk {
+    /// `None` for what a layer cannot hold (sockets), with a warning.
+    fn read(abs: &Path, meta: &Metadata) -> Result<Option<Self>, CopyError> {
+        let kind = match meta.file_type() {
+            t if t.is_dir() => EntryKind::Directory,
+            t if t.is_file() => EntryKind::File {
+                source: abs.to_owned(),
+                size: meta.len(),
+            },
+            t if t.is_symlink() => {
+                let target = fs::read_link(abs).with_path("read the symlink", abs)?;
+                EntryKind::Symlink {
+                    target: target.to_string_lossy().into_owned(),
+                }
+            }
+            t if t.is_fifo() => EntryKind::Fifo,
+            t if t.is_char_device() => {
+                let (major, minor) = device_numbers(meta.rdev());
+                EntryKind::CharDevice { major, minor }
+            }
+            t if t.is_block_device() => {
+                let (major, minor) = device_numbers(meta.rdev());
+                EntryKind::BlockDevice { major, minor }
+            }
+            _ => {
+                tracing::warn!(
+                    "skipping {}: sockets cannot be stored in an image layer",
+                    abs.display()
+                );
+                return Ok(None);
+            }
+        };
+        let xattrs = if matches!(kind, EntryKind::Symlink { .. }) {
+            Vec::new()
+        } else {
+            read_xattrs(abs)
+        };
+        Ok(Some(FromDisk { kind, xattrs }))
     }
 }
 

@@ -6,8 +6,9 @@
 //! never followed (they are copied as symlinks). Special files
 //! (FIFOs, sockets, devices) are reported by type and never opened, so nothing here can block.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fs::{self, Metadata};
+use std::io;
 use std::path::{Component, Path, PathBuf};
 
 use super::Context;
@@ -194,20 +195,67 @@ impl Context {
     /// before children. An excluded directory is still walked when an exception may re-include
     /// something below it, and is listed only if something below it is.
     pub fn walk(&self, dir: &Matched) -> Result<Vec<Walked>, SourceError> {
-        let mut out = Vec::new();
         let base_rel = dir.abs.strip_prefix(self.root()).unwrap_or(Path::new(""));
         let base_rel = base_rel.to_string_lossy().into_owned();
-        self.walk_into(&dir.abs, &base_rel, "", &mut out)?;
+        // The top directory's subtrees are walked on every core (a walk is system calls, one
+        // or more per file), then put back together in order.
+        let children = self.list(&dir.abs)?;
+        let mut parts: Vec<Part> = Vec::with_capacity(children.len());
+        for (name, meta) in children {
+            let walked = self.child(&dir.abs, &base_rel, "", name, meta);
+            if walked.is_dir {
+                parts.push(Part::Dir(walked));
+            } else if !walked.excluded {
+                parts.push(Part::File(walked.item));
+            }
+        }
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let subtrees: Vec<(usize, Result<Vec<Walked>, SourceError>)> =
+            std::thread::scope(|scope| {
+                let workers: Vec<_> = (0..threads)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            let mut done = Vec::new();
+                            loop {
+                                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                let Some(part) = parts.get(i) else { break };
+                                if let Part::Dir(child) = part {
+                                    done.push((i, self.walk_dir_child(child)));
+                                }
+                            }
+                            done
+                        })
+                    })
+                    .collect();
+                workers
+                    .into_iter()
+                    .flat_map(|worker| worker.join().unwrap_or_default())
+                    .collect()
+            });
+        let mut subtrees: HashMap<usize, Result<Vec<Walked>, SourceError>> =
+            subtrees.into_iter().collect();
+        let mut out = Vec::new();
+        for (i, part) in parts.into_iter().enumerate() {
+            match part {
+                Part::File(item) => out.push(item),
+                Part::Dir(_) => {
+                    let below = subtrees.remove(&i).ok_or_else(|| {
+                        SourceError::from(FsError {
+                            action: "walk",
+                            path: dir.abs.clone(),
+                            source: io::Error::other("a directory walker stopped unexpectedly"),
+                        })
+                    })??;
+                    out.extend(below);
+                }
+            }
+        }
         Ok(out)
     }
 
-    fn walk_into(
-        &self,
-        dir: &Path,
-        context_rel: &str,
-        walked_rel: &str,
-        out: &mut Vec<Walked>,
-    ) -> Result<(), SourceError> {
+    /// A directory's entries with their metadata, sorted by name.
+    fn list(&self, dir: &Path) -> Result<Vec<(std::ffi::OsString, Metadata)>, SourceError> {
         let read = fs::read_dir(dir).with_path("read the directory", dir)?;
         let mut children = Vec::new();
         for entry in read {
@@ -218,32 +266,83 @@ impl Context {
             children.push((entry.file_name(), meta));
         }
         children.sort_by(|a, b| a.0.cmp(&b.0));
-        for (name, meta) in children {
-            let name = name.to_string_lossy().into_owned();
-            let abs = dir.join(&name);
-            let in_context = join(context_rel, &name);
-            let rel = join(walked_rel, &name);
-            let excluded = self.ignore().is_excluded(&in_context);
-            if meta.is_dir() {
-                if excluded && !self.ignore().must_walk_excluded_dir(&in_context) {
-                    continue;
-                }
-                let at = out.len();
-                out.push(Walked {
-                    rel: rel.clone(),
-                    abs: abs.clone(),
-                    meta,
-                });
-                self.walk_into(&abs, &in_context, &rel, out)?;
-                if excluded && out.len() == at + 1 {
-                    out.pop();
-                }
-            } else if !excluded {
-                out.push(Walked { rel, abs, meta });
+        Ok(children)
+    }
+
+    /// One entry of `dir`, with what `.dockerignore` says of it.
+    fn child(
+        &self,
+        dir: &Path,
+        context_rel: &str,
+        walked_rel: &str,
+        name: std::ffi::OsString,
+        meta: Metadata,
+    ) -> Child {
+        let name = name.to_string_lossy().into_owned();
+        let in_context = join(context_rel, &name);
+        let excluded = self.ignore().is_excluded(&in_context);
+        Child {
+            is_dir: meta.is_dir(),
+            excluded,
+            in_context,
+            item: Walked {
+                rel: join(walked_rel, &name),
+                abs: dir.join(&name),
+                meta,
+            },
+        }
+    }
+
+    /// A directory and everything below it that is kept, in walk order; empty if it is
+    /// excluded and nothing below it comes back.
+    fn walk_dir_child(&self, child: &Child) -> Result<Vec<Walked>, SourceError> {
+        if child.excluded && !self.ignore().must_walk_excluded_dir(&child.in_context) {
+            return Ok(Vec::new());
+        }
+        let mut out = vec![child.item.clone()];
+        self.walk_into(
+            &child.item.abs,
+            &child.in_context,
+            &child.item.rel,
+            &mut out,
+        )?;
+        if child.excluded && out.len() == 1 {
+            out.clear();
+        }
+        Ok(out)
+    }
+
+    fn walk_into(
+        &self,
+        dir: &Path,
+        context_rel: &str,
+        walked_rel: &str,
+        out: &mut Vec<Walked>,
+    ) -> Result<(), SourceError> {
+        for (name, meta) in self.list(dir)? {
+            let child = self.child(dir, context_rel, walked_rel, name, meta);
+            if child.is_dir {
+                out.extend(self.walk_dir_child(&child)?);
+            } else if !child.excluded {
+                out.push(child.item);
             }
         }
         Ok(())
     }
+}
+
+/// A top-level item of a walk: a file as it is, or a directory to walk.
+enum Part {
+    File(Walked),
+    Dir(Child),
+}
+
+struct Child {
+    is_dir: bool,
+    excluded: bool,
+    /// Path relative to the context root, as `.dockerignore` sees it.
+    in_context: String,
+    item: Walked,
 }
 
 /// How many symlinks one source may go through, as the kernel's ELOOP limit.
