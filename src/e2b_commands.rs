@@ -16,6 +16,7 @@ use dockless::e2b::flows::{self, FlowInputs, FlowOutcome};
 use dockless::e2b::status::format_entry;
 use dockless::e2b::template::{TemplateFlags, TemplateSettings};
 use dockless::e2b::writeback;
+use dockless::push::{self, EarlyReport};
 use dockless::registry::Reference;
 use dockless::store::Store;
 use secrecy::SecretString;
@@ -139,13 +140,30 @@ pub fn template_build(args: &TemplateBuildArgs, quiet: bool) -> anyhow::Result<E
     let runtime = app::runtime()?;
     let remote = app::remote_access(&runtime, &args.registry, target.as_ref())?;
     let store = Store::open(Store::default_root())?;
-    let image = build::build(&options, &store, &remote)?;
+    let view = PushProgressView::new(quiet || args.json);
+    // With --image the push target is known now: layers go up while the build writes them.
+    let (image, early) = match &target {
+        Some(target) => {
+            let client = remote.client(target)?;
+            let early =
+                push::EarlyUploads::start(runtime.handle(), client, target, view.callback());
+            let built = {
+                let observer = early.observer(&store, target);
+                build::build_with(&options, &store, &remote, Some(&observer))
+            };
+            let early = runtime.block_on(early.finish());
+            (built?, early?)
+        }
+        None => (
+            build::build(&options, &store, &remote)?,
+            EarlyReport::default(),
+        ),
+    };
     flows::check_platform(&image)?;
     if !quiet && !args.json {
         eprintln!("Built {}", app::describe(&image));
     }
 
-    let view = PushProgressView::new(quiet || args.json);
     let inputs = FlowInputs {
         settings: &template,
         store: &store,
@@ -153,6 +171,7 @@ pub fn template_build(args: &TemplateBuildArgs, quiet: bool) -> anyhow::Result<E
         remote: &remote,
         progress: view.callback(),
         poll_interval: POLL_INTERVAL,
+        early,
     };
     let show_logs = !quiet;
     let mut on_log = |entry: &dockless::e2b::api::LogEntry| {

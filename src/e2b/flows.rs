@@ -92,6 +92,8 @@ pub struct FlowInputs<'a> {
     pub remote: &'a RemoteAccess,
     pub progress: Option<PushProgressFn>,
     pub poll_interval: Duration,
+    /// What uploads during the build already sent (to the registry flow's target).
+    pub early: EarlyReport,
 }
 
 /// What a finished flow reports.
@@ -289,7 +291,7 @@ async fn push_image(
         client,
         target,
         inputs.progress.clone(),
-        EarlyReport::default(),
+        inputs.early,
     )
     .await?;
     Ok(report.manifest_digest)
