@@ -54,9 +54,12 @@ impl RegistryClient {
             tokio::select! {
                 answer = &mut patch => {
                     // The body only ends after the writer does; an early answer is a refusal.
+                    if matches!(live.progress(), LiveProgress::Failed) {
+                        self.cancel_upload(session.location.clone(), repository).await;
+                        return Ok(GrowingOutcome::NoLayer);
+                    }
                     return match answer {
                         Err(failure) => Err(failure.error),
-                        Ok(_) if matches!(live.progress(), LiveProgress::Failed) => Ok(GrowingOutcome::NoLayer),
                         Ok(response) => Err(self.error_for(response, "PATCH a layer being written", repository).await),
                     };
                 }
