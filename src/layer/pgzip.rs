@@ -84,7 +84,13 @@ type Done = (u64, io::Result<CompressedBlock>);
 struct CompressedBlock {
     deflated: Vec<u8>,
     crc: Crc,
+    /// The input buffer, handed back for the next block.
+    input: Vec<u8>,
 }
+
+/// Output buffers, handed back by the writer for the workers to fill again: fresh 1 MiB
+/// buffers for every block would cost a page fault and a page clear per 4 KiB.
+type Spare = std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>;
 
 /// A `Write` that gzips what it is given with a pool of threads, writing to `inner` in order.
 pub struct ParallelGzWriter<W: Write> {
@@ -101,6 +107,9 @@ pub struct ParallelGzWriter<W: Write> {
     jobs: Option<SyncSender<Job>>,
     done: Receiver<Done>,
     workers: Vec<JoinHandle<()>>,
+    /// Input buffers back from the workers.
+    spare_inputs: Vec<Vec<u8>>,
+    spare_outputs: Spare,
 }
 
 impl<W: Write> ParallelGzWriter<W> {
@@ -110,15 +119,26 @@ impl<W: Write> ParallelGzWriter<W> {
         let (jobs, job_rx) = sync_channel::<Job>(threads);
         let (done_tx, done) = sync_channel::<Done>(threads * 2);
         let job_rx = std::sync::Arc::new(std::sync::Mutex::new(job_rx));
+        let spare_outputs = Spare::default();
         let workers = (0..threads)
             .map(|_| {
                 let job_rx = job_rx.clone();
                 let done_tx = done_tx.clone();
+                let spare = spare_outputs.clone();
                 std::thread::spawn(move || {
+                    // One compressor per worker, reset for every run: the same bytes as a new
+                    // one, without allocating and clearing its tables for every block.
+                    let mut compressor = None;
                     loop {
                         let job = job_rx.lock().map(|rx| rx.recv());
                         let Ok(Ok((seq, block))) = job else { break };
-                        if done_tx.send((seq, compress_block(&block, level))).is_err() {
+                        let out = spare
+                            .lock()
+                            .ok()
+                            .and_then(|mut spare| spare.pop())
+                            .unwrap_or_default();
+                        let done = compress_block(block, level, &mut compressor, out);
+                        if done_tx.send((seq, done)).is_err() {
                             break;
                         }
                     }
@@ -138,6 +158,8 @@ impl<W: Write> ParallelGzWriter<W> {
             jobs: Some(jobs),
             done,
             workers,
+            spare_inputs: Vec::new(),
+            spare_outputs,
         })
     }
 
@@ -145,7 +167,11 @@ impl<W: Write> ParallelGzWriter<W> {
         while self.in_flight >= self.max_in_flight {
             self.collect_one()?;
         }
-        let block = std::mem::replace(&mut self.buffer, Vec::with_capacity(BLOCK));
+        let next = self
+            .spare_inputs
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(BLOCK));
+        let block = std::mem::replace(&mut self.buffer, next);
         let jobs = self.jobs.as_ref().ok_or_else(closed)?;
         jobs.send((self.next_job, block)).map_err(|_| closed())?;
         self.next_job += 1;
@@ -163,6 +189,13 @@ impl<W: Write> ParallelGzWriter<W> {
             // In stream order, so the combined CRC is that of the whole input.
             self.crc.combine(&block.crc);
             self.next_write += 1;
+            let (mut input, mut deflated) = (block.input, block.deflated);
+            input.clear();
+            deflated.clear();
+            self.spare_inputs.push(input);
+            if let Ok(mut spare) = self.spare_outputs.lock() {
+                spare.push(deflated);
+            }
         }
         Ok(())
     }
@@ -212,27 +245,39 @@ fn closed() -> io::Error {
 }
 
 /// A worker's whole job: the block's deflate data and its CRC-32, both off the writing thread.
-fn compress_block(block: &[u8], level: u32) -> io::Result<CompressedBlock> {
+fn compress_block(
+    block: Vec<u8>,
+    level: u32,
+    compressor: &mut Option<Compress>,
+    out: Vec<u8>,
+) -> io::Result<CompressedBlock> {
     let mut crc = Crc::new();
-    crc.update(block);
+    crc.update(&block);
     Ok(CompressedBlock {
-        deflated: deflate_block(block, level)?,
+        deflated: deflate_block(&block, level, compressor, out)?,
         crc,
+        input: block,
     })
 }
 
 /// Deflates one block on its own: runs of compressible windows through zlib-rs, runs of
 /// incompressible ones as stored blocks; byte-aligned and not final at the end.
-fn deflate_block(block: &[u8], level: u32) -> io::Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(block.len() + block.len() / 8 + 1024);
-    let mut compressor: Option<Compress> = None;
+fn deflate_block(
+    block: &[u8],
+    level: u32,
+    compressor: &mut Option<Compress>,
+    mut out: Vec<u8>,
+) -> io::Result<Vec<u8>> {
+    out.clear();
+    out.reserve(block.len() + block.len() / 8 + 1024);
     for (stored, range) in runs(block) {
         let bytes = &block[range];
         if stored {
             write_stored(bytes, &mut out);
         } else {
-            // A run after a stored window starts from an empty history: the compressor never
-            // saw the stored bytes, so it must not refer back past them.
+            // Every run starts from an empty history: blocks are independent, and after a
+            // stored window the compressor never saw the stored bytes, so it must not refer
+            // back past them.
             let compressor = match compressor.as_mut() {
                 Some(compressor) => {
                     compressor.reset();

@@ -222,12 +222,18 @@ fn append_entry<W: Write>(
             // Read exactly the size the header announced: a file that grew or shrank since it was
             // listed must not produce a corrupt archive.
             let mut limited = io::Read::take(file, size);
-            let mut counting = CountingReader {
+            let counting = CountingReader {
                 inner: &mut limited,
                 count: 0,
             };
-            builder.append(&header, &mut counting)?;
-            if counting.count != size {
+            // Read in large pieces: `io::copy` from a `BufReader` reads straight into its
+            // buffer and writes the whole buffer on, instead of 8 KiB at a time.
+            let capacity = usize::try_from(size)
+                .unwrap_or(usize::MAX)
+                .clamp(8 << 10, 256 << 10);
+            let mut buffered = io::BufReader::with_capacity(capacity, counting);
+            builder.append(&header, &mut buffered)?;
+            if buffered.get_ref().count != size {
                 return Err(AppendError::Changed(size));
             }
         }
