@@ -77,7 +77,6 @@ impl RegistryClient {
             return Ok(GrowingOutcome::NoLayer);
         };
         // Someone may have pushed the same bytes: then the rest need not be sent.
-        tracing::debug!(%digest, "growing: writer done");
         let present = tokio::select! {
             present = self.blob_exists(repository, digest.as_str()) => present?,
             answer = &mut patch => {
@@ -92,9 +91,7 @@ impl RegistryClient {
                 .await;
             return Ok(GrowingOutcome::Present { digest, size });
         }
-        tracing::debug!(%digest, "growing: not present; awaiting PATCH answer");
         let response = patch.await.map_err(|failure| failure.error)?;
-        tracing::debug!(%digest, "growing: PATCH answered");
         self.close_growing(repository, &response, &session.location, digest, size)
             .await
     }

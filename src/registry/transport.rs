@@ -260,11 +260,8 @@ fn growing_body(live: crate::layer::LiveBlob, liveness: Arc<Liveness>) -> reqwes
     );
     let ends = Arc::clone(&liveness);
     // At the end of a body of unknown length: from here on only the answer is awaited.
-    let end = futures_util::stream::once(async move {
-        tracing::debug!("growing body: all bytes handed over");
-        ends.finish()
-    })
-    .filter_map(|()| async { None::<std::io::Result<Bytes>> });
+    let end = futures_util::stream::once(async move { ends.finish() })
+        .filter_map(|()| async { None::<std::io::Result<Bytes>> });
     let stream = stream.chain(end);
     counted(stream, 0, None, liveness)
 }
