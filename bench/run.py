@@ -15,6 +15,7 @@ import os
 import random
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -51,13 +52,21 @@ def run(args, env=None, stdin=None, capture=True, cwd=None):
     return result.stdout
 
 
+def settle():
+    """Writes back what earlier steps left dirty, so no step pays for another's writeback."""
+    os.sync()
+    time.sleep(0.5)
+
+
 def timed(args, **kwargs):
+    settle()
     start = time.perf_counter()
     out = run(args, **kwargs)
     return time.perf_counter() - start, out
 
 
 def timed_shell(script, env=None):
+    settle()
     start = time.perf_counter()
     subprocess.run(["bash", "-euo", "pipefail", "-c", script], check=True, env=env, stdout=subprocess.DEVNULL)
     return time.perf_counter() - start
@@ -284,6 +293,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small workload, to check the harness")
     parser.add_argument("--no-buildah", action="store_true", help="skip the buildah peer")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds to take medians over (default 3)")
     args = parser.parse_args()
     if not DOCKLESS.exists():
         raise SystemExit(f"bench: build {DOCKLESS} first (just build-release)")
@@ -294,43 +304,55 @@ def main():
     env = {**os.environ, "DOCKLESS_CACHE_DIR": str(cache)}
     env.pop("RUST_LOG", None)
 
-    registry_process, registry = start_registry(work)
-    try:
-        base_ref, base_layout = make_base(work, args.quick, env, registry)
-        ctx = work / ("ctx-quick" if args.quick else "ctx")
-        log("generating the workload (deterministic; cached)")
-        generate_context(ctx, args.quick)
-        write_dockerfile(ctx, base_ref)
-        context_mb = sum(p.stat().st_size for p in ctx.rglob("*") if p.is_file()) / 1e6
-        file_count = sum(1 for p in ctx.rglob("*") if p.is_file())
+    ctx = work / ("ctx-quick" if args.quick else "ctx")
+    log("generating the workload (deterministic; cached)")
+    generate_context(ctx, args.quick)
+    context_mb = sum(p.stat().st_size for p in ctx.rglob("*") if p.is_file()) / 1e6
+    file_count = sum(1 for p in ctx.rglob("*") if p.is_file())
 
-        results = {}
-        log("pigz floor")
-        results["pigz_floor"] = pigz_floor(ctx)
-        log("dockless cold")
-        shutil.rmtree(cache, ignore_errors=True)
-        results["dockless_cold"], cold = dockless_push(ctx, f"{registry}/bench/dockless:1", env)
-        log("dockless no-op")
-        results["dockless_noop"], noop = dockless_push(ctx, f"{registry}/bench/dockless:1", env)
-        log("dockless one file changed")
-        changed = ctx / "src" / "module0.py"
-        original = changed.read_bytes()
-        changed.write_bytes(original + b"# changed\n")
+    # Rounds, each against a fresh registry (so no blob, and no peer's memory of one, carries
+    # over); every step once per round, interleaved, and the median of each is reported.
+    samples = {}
+    for round_number in range(1, args.rounds + 1):
+        last = round_number == args.rounds
+        log(f"round {round_number} of {args.rounds}")
+        registry_process, registry = start_registry(work)
         try:
-            results["dockless_one_file"], one = dockless_push(ctx, f"{registry}/bench/dockless:1", env)
+            base_ref, base_layout = make_base(work, args.quick, env, registry)
+            write_dockerfile(ctx, base_ref)
+            took = {}
+            log("pigz floor")
+            took["pigz_floor"] = pigz_floor(ctx)
+            log("dockless cold")
+            shutil.rmtree(cache, ignore_errors=True)
+            took["dockless_cold"], cold = dockless_push(ctx, f"{registry}/bench/dockless:1", env)
+            log("dockless no-op")
+            took["dockless_noop"], noop = dockless_push(ctx, f"{registry}/bench/dockless:1", env)
+            log("dockless one file changed")
+            changed = ctx / "src" / "module0.py"
+            original = changed.read_bytes()
+            changed.write_bytes(original + b"# changed\n")
+            try:
+                took["dockless_one_file"], one = dockless_push(ctx, f"{registry}/bench/dockless:1", env)
+            finally:
+                changed.write_bytes(original)
+            log("skopeo copy of the same image as an OCI layout")
+            took["skopeo_copy"] = skopeo_copy_of_layout(work, ctx, env, registry)
+            log("skopeo + umoci")
+            took["skopeo_umoci"] = skopeo_umoci(work, ctx, base_layout, registry)
+            if last and not args.no_buildah:
+                log("buildah bud + push (vfs, chroot)")
+                took["buildah"] = buildah(work, ctx, registry)
+            if last:
+                log("peak RSS of a big-layer push")
+                big_mb, rss = peak_rss_mb(work, env, registry, args.quick)
         finally:
-            changed.write_bytes(original)
-        log("skopeo copy of the same image as an OCI layout")
-        results["skopeo_copy"] = skopeo_copy_of_layout(work, ctx, env, registry)
-        log("skopeo + umoci")
-        results["skopeo_umoci"] = skopeo_umoci(work, ctx, base_layout, registry)
-        if not args.no_buildah:
-            log("buildah bud + push (vfs, chroot)")
-            results["buildah"] = buildah(work, ctx, registry)
-        log("peak RSS of a big-layer push")
-        big_mb, rss = peak_rss_mb(work, env, registry, args.quick)
-    finally:
-        registry_process.kill()
+            registry_process.kill()
+            registry_process.wait()
+        for step, seconds in took.items():
+            samples.setdefault(step, []).append(seconds)
+        log("  " + ", ".join(f"{k} {v:.2f}" for k, v in took.items()))
+    results = {step: statistics.median(values) for step, values in samples.items()}
 
     ratios = {
         "cold_vs_skopeo_umoci": results["dockless_cold"] / results["skopeo_umoci"],
@@ -350,6 +372,8 @@ def main():
     report = {
         "workload": {"quick": args.quick, "context_mb": round(context_mb, 1), "files": file_count, "big_layer_mb": big_mb},
         "seconds": {k: round(v, 3) for k, v in results.items()},
+        "rounds": args.rounds,
+        "samples": {k: [round(v, 3) for v in values] for k, values in samples.items()},
         "ratios": {k: round(v, 3) for k, v in ratios.items()},
         "dockless": {
             "cold_uploaded_blobs": cold["uploaded_blobs"],
@@ -372,7 +396,7 @@ def main():
     if "buildah" in results:
         rows.append(("buildah bud + push", results["buildah"], f"dockless cold = {ratios['cold_vs_buildah']:.2f}x"))
     rows.append(("tar | pigz -p2 -1 floor", results["pigz_floor"], f"dockless cold = {ratios['cold_vs_pigz_floor']:.2f}x"))
-    print(f"workload: {context_mb:.0f} MB in {file_count} files on a {'busybox' if args.quick else 'Debian bookworm'} base; {os.cpu_count()} cores")
+    print(f"workload: {context_mb:.0f} MB in {file_count} files on a {'busybox' if args.quick else 'Debian bookworm'} base; {os.cpu_count()} cores; medians of {args.rounds} rounds")
     print(f"| {'step':<28} | {'seconds':>8} | note")
     print(f"|{'-' * 30}|{'-' * 10}|{'-' * 30}")
     for name, seconds, note in rows:
