@@ -73,6 +73,23 @@ struct PendingLayer {
     _staging: Option<tempfile::TempDir>,
 }
 
+/// Uncompressed bytes per core from which one layer keeps every core compressing by itself
+/// (eight of the compressor's 1 MiB blocks each).
+const BYTES_PER_CORE: u64 = 8 << 20;
+
+impl PendingLayer {
+    /// The file bytes the layer will hold.
+    fn bytes(&self) -> u64 {
+        self.entries
+            .iter()
+            .map(|e| match &e.kind {
+                EntryKind::File { size, .. } => *size,
+                _ => 0,
+            })
+            .sum()
+    }
+}
+
 impl<'a> Builder<'a> {
     pub(super) fn new(
         options: &'a BuildOptions,
@@ -962,47 +979,21 @@ impl<'a> Builder<'a> {
         }
     }
 
-    /// Writes the pending layers, as many at a time as there are cores: each layer's
-    /// compression is single-threaded, so this is what keeps every core busy.
+    /// Writes the pending layers, biggest first. A layer big enough to keep every core
+    /// compressing is written alone, so it is done (and, in a push, uploaded) as early as
+    /// possible while the smaller ones follow; the small ones are written several at a time,
+    /// since a small layer alone leaves cores idle.
     fn write_pending(&self, pending: &[PendingLayer]) -> Result<Vec<BuiltLayer>, BuildError> {
-        let workers = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-            .min(pending.len())
-            .max(1);
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let mut results: Vec<(usize, Result<WrittenLayer, LayerError>)> =
-            std::thread::scope(|scope| {
-                let workers: Vec<_> = (0..workers)
-                    .map(|_| {
-                        scope.spawn(|| {
-                            let mut done = Vec::new();
-                            loop {
-                                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                                let Some(layer) = pending.get(i) else { break };
-                                let written = self.with_live(|on_live| {
-                                    write_layer_cached(
-                                        self.store,
-                                        &layer.entries,
-                                        self.settings,
-                                        &layer.stamps,
-                                        on_live,
-                                    )
-                                });
-                                if let (Ok(written), Some(observer)) = (&written, self.observer) {
-                                    observer.written(&self.built_layer(written));
-                                }
-                                done.push((i, written));
-                            }
-                            done
-                        })
-                    })
-                    .collect();
-                workers
-                    .into_iter()
-                    .flat_map(|worker| worker.join().unwrap_or_default())
-                    .collect()
-            });
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut order: Vec<usize> = (0..pending.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(pending[i].bytes()));
+        let fills_every_core = |i: &usize| pending[*i].bytes() >= cores as u64 * BYTES_PER_CORE;
+        let (big, small): (Vec<usize>, Vec<usize>) = order.into_iter().partition(fills_every_core);
+        let mut results: Vec<(usize, Result<WrittenLayer, LayerError>)> = big
+            .into_iter()
+            .map(|i| (i, self.write_one(&pending[i])))
+            .collect();
+        results.extend(self.write_concurrently(pending, &small, cores));
         results.sort_by_key(|(i, _)| *i);
         if results.len() != pending.len() {
             return Err(BuildError::Dockerfile {
@@ -1023,6 +1014,52 @@ impl<'a> Builder<'a> {
                 Ok(self.built_layer(&written))
             })
             .collect()
+    }
+
+    /// Writes one pending layer (or takes it from the layer cache) and tells the observer.
+    fn write_one(&self, layer: &PendingLayer) -> Result<WrittenLayer, LayerError> {
+        let written = self.with_live(|on_live| {
+            write_layer_cached(
+                self.store,
+                &layer.entries,
+                self.settings,
+                &layer.stamps,
+                on_live,
+            )
+        });
+        if let (Ok(written), Some(observer)) = (&written, self.observer) {
+            observer.written(&self.built_layer(written));
+        }
+        written
+    }
+
+    /// Writes the layers `which` of `pending`, up to `threads` at a time.
+    fn write_concurrently(
+        &self,
+        pending: &[PendingLayer],
+        which: &[usize],
+        threads: usize,
+    ) -> Vec<(usize, Result<WrittenLayer, LayerError>)> {
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads.min(which.len()))
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut done = Vec::new();
+                        loop {
+                            let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(&i) = which.get(n) else { break };
+                            done.push((i, self.write_one(&pending[i])));
+                        }
+                        done
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|worker| worker.join().unwrap_or_default())
+                .collect()
+        })
     }
 
     /// Writes the stage's pending layers (RUN and COPY --from need every layer below written).
