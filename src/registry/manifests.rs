@@ -129,8 +129,27 @@ impl RegistryClient {
         })
     }
 
-    /// `HEAD /v2/<repo>/manifests/<reference>`: whether it exists.
+    /// `HEAD /v2/<repo>/manifests/<tag or digest>`: whether the repository has it.
     pub async fn manifest_exists(&self, repository: &str, reference: &str) -> Result<bool> {
+        Ok(self.manifest_head(repository, reference).await?.is_some())
+    }
+
+    /// The digest `reference` names in `repository` now, as the registry's
+    /// `Docker-Content-Digest` says; `None` when it names nothing, `Some(None)` when the
+    /// registry did not say.
+    pub async fn manifest_digest(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<Option<Option<String>>> {
+        self.manifest_head(repository, reference).await
+    }
+
+    async fn manifest_head(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<Option<Option<String>>> {
         let operation = format!("HEAD manifest {reference}");
         let mut headers = HeaderMap::new();
         headers.insert(
@@ -153,8 +172,14 @@ impl RegistryClient {
             })
             .await?;
         match response.status() {
-            status if status.is_success() => Ok(true),
-            StatusCode::NOT_FOUND => Ok(false),
+            status if status.is_success() => Ok(Some(
+                response
+                    .headers()
+                    .get(DIGEST_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .map(|v| v.trim().to_owned()),
+            )),
+            StatusCode::NOT_FOUND => Ok(None),
             _ => Err(self.error_for(response, &operation, repository).await),
         }
     }

@@ -166,15 +166,29 @@ pub async fn push_image(
             )));
         }
     }
-    let pushed = client
-        .put_manifest(
-            repository,
-            target.manifest_reference(),
-            request.manifest.clone(),
-            &request.media_type,
-        )
-        .await?;
-    tracing::debug!(reference = %target, digest = %pushed, "manifest pushed");
+    // A reference that already names exactly this manifest needs no PUT (which costs the
+    // registry link writes and syncs); anything unsure is pushed.
+    let current = client
+        .manifest_digest(repository, target.manifest_reference())
+        .await
+        .ok()
+        .flatten()
+        .flatten();
+    let pushed = if current.as_deref() == Some(manifest_digest.as_str()) {
+        tracing::debug!(reference = %target, digest = %manifest_digest, "manifest already there");
+        manifest_digest
+    } else {
+        let pushed = client
+            .put_manifest(
+                repository,
+                target.manifest_reference(),
+                request.manifest.clone(),
+                &request.media_type,
+            )
+            .await?;
+        tracing::debug!(reference = %target, digest = %pushed, "manifest pushed");
+        pushed
+    };
     Ok(PushReport {
         manifest_digest: pushed,
         uploaded_blobs: counters.uploaded.into_inner(),
