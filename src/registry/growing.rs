@@ -53,14 +53,20 @@ impl RegistryClient {
             }
             tokio::select! {
                 answer = &mut patch => {
-                    // The body only ends after the writer does; an early answer is a refusal.
-                    if matches!(live.progress(), LiveProgress::Failed) {
-                        self.cancel_upload(session.location.clone(), repository).await;
-                        return Ok(GrowingOutcome::NoLayer);
-                    }
-                    return match answer {
-                        Err(failure) => Err(failure.error),
-                        Ok(response) => Err(self.error_for(response, "PATCH a layer being written", repository).await),
+                    // The body ends only after the writer does (which this loop may not have
+                    // seen yet); an answer before that is a refusal.
+                    return match (finished(&live), answer) {
+                        (Some(Some((digest, size))), Ok(response)) => {
+                            self.close_growing(repository, &response, &session.location, digest, size).await
+                        }
+                        (Some(None), _) => {
+                            self.cancel_upload(session.location.clone(), repository).await;
+                            Ok(GrowingOutcome::NoLayer)
+                        }
+                        (_, Err(failure)) => Err(failure.error),
+                        (None, Ok(response)) => {
+                            Err(self.error_for(response, "PATCH a layer being written", repository).await)
+                        }
                     };
                 }
                 changed = watch.changed() => {

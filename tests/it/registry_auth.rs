@@ -217,18 +217,30 @@ impl std::io::Write for LogBuffer {
     }
 }
 
-// current_thread: the subscriber is set for this thread, where every task of the test runs.
+/// Every event of this test process at every level, from the first call on. A subscriber set
+/// for one thread only (`set_default`) missed events now and then: tracing caches per call site
+/// whether anyone listens, and a call site first reached by another test's thread could be
+/// cached as unheard. The process-wide subscriber has no such race.
+fn captured_logs() -> &'static LogBuffer {
+    static LOGS: std::sync::OnceLock<LogBuffer> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = LogBuffer::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("only this test sets a global subscriber");
+        logs
+    })
+}
+
 #[tokio::test]
 async fn no_secret_reaches_the_logs_at_any_level() {
+    let logs = captured_logs();
     let registry = TestRegistry::start(RegistryAuth::Basic).await;
-    let logs = LogBuffer::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
     let client = RegistryClient::new(
         &registry.host,
         ResolvedCredential::explicit(USER, PASSWORD.to_string().into()),
