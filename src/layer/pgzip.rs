@@ -9,10 +9,10 @@
 //! Inside a block, the data is looked at in fixed 64 KiB windows (offsets counted from the block
 //! start). A window whose sampled byte histogram is as flat as random data's (see
 //! [`looks_incompressible`]) is written as deflate *stored* blocks: deflate would spend its full
-//! CPU on it and, at level 1, make it larger (105.5 % for a window of random bytes). Runs of the other windows are deflated
-//! with a fresh compressor per run and end with a sync flush, which leaves the stream
-//! byte-aligned for the next stored block or the next 1 MiB block. So one block's deflate data is
-//! a sequence of:
+//! CPU on it and, at level 1, make it larger (105.5 % for a window of random bytes). Runs of
+//! the other windows are deflated, each by a compressor in its initial state (a worker's one
+//! compressor, reset), and end with a sync flush, which leaves the stream byte-aligned for the
+//! next stored block or the next 1 MiB block. So one block's deflate data is a sequence of:
 //!
 //! - a compressed run: deflate blocks from zlib-rs, ending with a sync flush (an empty stored
 //!   block), byte-aligned;
@@ -60,9 +60,10 @@ const MAX_SAMPLES: usize = WINDOW.div_ceil(SAMPLE_STRIDE);
 /// measured windows of .gz, .whl, .jpg and random files read 7.90 to 7.97 and deflate to 99.6 %
 /// to 100.1 % of their size. Text, source and machine code (node, docker-registry) read 3.8
 /// to 6.6 and deflate to 25–50 %, tar headers are mostly zero bytes, and a window with a few
-/// KiB of text among random bytes reads lower and is deflated. Below 7.90 some images still deflate by 3–15 % thanks to repeated byte strings an
-/// order-0 histogram cannot see, so the threshold sits no lower than that: at most about 1 %
-/// of a stored window's size could have been saved by deflating it.
+/// KiB of text among random bytes reads lower and is deflated. Below 7.90 some images still
+/// deflate by 3–15 % thanks to repeated byte strings an order-0 histogram cannot see, so the
+/// threshold sits no lower than that: at most about 1 % of a stored window's size could have
+/// been saved by deflating it.
 const STORE_FROM_MILLIBITS: u64 = 7_900;
 
 /// Fractional bits of the fixed-point logarithms below.

@@ -131,21 +131,13 @@ impl RegistryClient {
 
     /// `HEAD /v2/<repo>/manifests/<tag or digest>`: whether the repository has it.
     pub async fn manifest_exists(&self, repository: &str, reference: &str) -> Result<bool> {
-        Ok(self.manifest_head(repository, reference).await?.is_some())
+        Ok(self.manifest_digest(repository, reference).await?.is_some())
     }
 
     /// The digest `reference` names in `repository` now, as the registry's
     /// `Docker-Content-Digest` says; `None` when it names nothing, `Some(None)` when the
     /// registry did not say.
     pub async fn manifest_digest(
-        &self,
-        repository: &str,
-        reference: &str,
-    ) -> Result<Option<Option<String>>> {
-        self.manifest_head(repository, reference).await
-    }
-
-    async fn manifest_head(
         &self,
         repository: &str,
         reference: &str,

@@ -5,12 +5,12 @@
 use std::fs;
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::support::binary::{Workspace, assert_success, is_root, run_with_stdin, tool};
+use crate::support::binary::{Workspace, assert_success, is_root, run_async, run_with_stdin, tool};
 use crate::support::http::{Handler, TestServer, response};
 use crate::support::proxy::{Fault, FaultProxy, Rule};
 use crate::support::registry::{RegistryAuth, TestRegistry, USER};
@@ -736,12 +736,6 @@ async fn misbehaving_registry() -> TestServer {
         })
     });
     TestServer::start(handler).await
-}
-
-async fn run_async(cmd: Command, stdin: &'static str) -> Output {
-    tokio::task::spawn_blocking(move || run_with_stdin(cmd, stdin))
-        .await
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,25 +1,17 @@
 //! New layers go up while they are compressed: one streamed PATCH of unknown length, then a
 //! `PUT ?digest=` with no body; a registry that refuses that gets the layer from the store.
 
-use std::process::{Command, Output};
-
 use serde_json::Value;
 
-use crate::support::binary::{Workspace, run_with_stdin};
+use crate::support::binary::{Workspace, run_async};
 use crate::support::proxy::{Fault, FaultProxy, Rule, Seen};
 use crate::support::registry::{RegistryAuth, TestRegistry};
 use crate::support::skopeo;
 
-async fn run_async(cmd: Command) -> Output {
-    tokio::task::spawn_blocking(move || run_with_stdin(cmd, ""))
-        .await
-        .unwrap()
-}
-
 async fn push(ws: &Workspace, target: &str) -> Value {
     let mut cmd = ws.dockless();
     cmd.args(["push", "ctx", "--to", target, "--json"]);
-    let out = run_async(cmd).await;
+    let out = run_async(cmd, "").await;
     assert!(
         out.status.success(),
         "push failed: {}",
@@ -196,7 +188,7 @@ async fn chunked_uploads_turn_streaming_off() {
         "--chunk-size",
         "1048576",
     ]);
-    let out = run_async(cmd).await;
+    let out = run_async(cmd, "").await;
     assert!(
         out.status.success(),
         "{}",

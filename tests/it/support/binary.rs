@@ -197,6 +197,14 @@ pub fn copy_tree(from: &Path, to: &Path) {
 /// Long enough for five retries against an unreachable registry; a hang is far longer.
 const HANG: Duration = Duration::from_secs(90);
 
+/// [`run_with_stdin`] from async tests, off the runtime's threads (which serve the registry
+/// doubles the command talks to).
+pub async fn run_async(cmd: Command, stdin: &'static str) -> Output {
+    tokio::task::spawn_blocking(move || run_with_stdin(cmd, stdin))
+        .await
+        .expect("the command runner thread")
+}
+
 /// Runs a command with `stdin` piped in (for --password-stdin and the like), killing it and
 /// failing the test if it has not ended within 90 s: a hang is a bug, not a slow test.
 pub fn run_with_stdin(mut cmd: Command, stdin: &str) -> Output {
