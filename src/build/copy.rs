@@ -1,6 +1,6 @@
 //! COPY and ADD: from sources in the context (or a URL, or a local archive) to layer entries.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, Metadata};
 use std::io::Write;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -327,9 +327,14 @@ impl EntrySet {
         // directory that exists would overwrite its mode and owner.
         if known.complete {
             let mut needed: Vec<String> = self.created_dirs.clone();
+            // Each parent once: a parent seen before had its own parents climbed then.
+            let mut seen: HashSet<&str> = HashSet::new();
             for path in self.entries.keys() {
                 let mut parent = path.as_str();
                 while let Some((up, _)) = parent.rsplit_once('/') {
+                    if !seen.insert(up) {
+                        break;
+                    }
                     needed.push(up.to_owned());
                     parent = up;
                 }

@@ -20,7 +20,7 @@ use crate::image::Compression;
 use crate::store::Store;
 
 /// Bumped whenever the bytes a given input produces change (tar layout, compressor settings).
-const VERSION: &str = "dockless-layer-cache-v2-pgzip";
+const VERSION: &str = "dockless-layer-cache-v3-binary-key";
 
 /// The identity of a source file on disk: it changes whenever the file's bytes may have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,16 +61,14 @@ pub fn key(entries: &[Entry], settings: LayerSettings, stamps: &Stamps) -> Optio
         settings.epoch
     )
     .ok()?;
+    // Fixed-width little-endian numbers and NUL-ended strings: unambiguous, and no text
+    // formatting for each of tens of thousands of entries.
     for entry in entries {
-        write!(
-            Hashed(&mut hasher),
-            "{}\0{:o}\0{}\0{}\0",
-            entry.path,
-            entry.mode,
-            entry.uid,
-            entry.gid
-        )
-        .ok()?;
+        hasher.update(entry.path.as_bytes());
+        hasher.update([0]);
+        hasher.update(entry.mode.to_le_bytes());
+        hasher.update(entry.uid.to_le_bytes());
+        hasher.update(entry.gid.to_le_bytes());
         for (name, value) in &entry.xattrs {
             hasher.update(name.as_bytes());
             hasher.update([0]);
@@ -84,26 +82,33 @@ pub fn key(entries: &[Entry], settings: LayerSettings, stamps: &Stamps) -> Optio
                     Some(stamp) => *stamp,
                     None => SourceStamp::of(&fs::metadata(source).ok()?),
                 };
-                write!(
-                    Hashed(&mut hasher),
-                    "f{size}\0{}\0{}\0{}\0{}.{}\0{}.{}\0",
-                    stamp.dev,
-                    stamp.ino,
-                    stamp.size,
-                    stamp.mtime.0,
-                    stamp.mtime.1,
-                    stamp.ctime.0,
-                    stamp.ctime.1
-                )
-                .ok()?;
+                hasher.update(b"f");
+                for number in [size, &stamp.dev, &stamp.ino, &stamp.size] {
+                    hasher.update(number.to_le_bytes());
+                }
+                for number in [stamp.mtime.0, stamp.mtime.1, stamp.ctime.0, stamp.ctime.1] {
+                    hasher.update(number.to_le_bytes());
+                }
             }
-            EntryKind::Symlink { target } => write!(Hashed(&mut hasher), "s{target}\0").ok()?,
-            EntryKind::Hardlink { target } => write!(Hashed(&mut hasher), "h{target}\0").ok()?,
+            EntryKind::Symlink { target } => {
+                hasher.update(b"s");
+                hasher.update(target.as_bytes());
+                hasher.update([0]);
+            }
+            EntryKind::Hardlink { target } => {
+                hasher.update(b"h");
+                hasher.update(target.as_bytes());
+                hasher.update([0]);
+            }
             EntryKind::CharDevice { major, minor } => {
-                write!(Hashed(&mut hasher), "c{major},{minor}\0").ok()?
+                hasher.update(b"c");
+                hasher.update(major.to_le_bytes());
+                hasher.update(minor.to_le_bytes());
             }
             EntryKind::BlockDevice { major, minor } => {
-                write!(Hashed(&mut hasher), "b{major},{minor}\0").ok()?
+                hasher.update(b"b");
+                hasher.update(major.to_le_bytes());
+                hasher.update(minor.to_le_bytes());
             }
             EntryKind::Fifo => hasher.update(b"p"),
         }
