@@ -213,6 +213,27 @@ mod tests {
         let mut chmod = entries.clone();
         chmod[0].mode = 0o600;
         assert_ne!(key(&chmod, settings, &Stamps::new()).unwrap(), rewritten);
+        let mut owner = entries.clone();
+        owner[0].gid = 1000;
+        assert_ne!(key(&owner, settings, &Stamps::new()).unwrap(), rewritten);
+        let mut xattr = entries.clone();
+        xattr[0].xattrs = vec![("user.a".into(), b"1".to_vec())];
+        assert_ne!(key(&xattr, settings, &Stamps::new()).unwrap(), rewritten);
+        let link = |target: &str| Entry {
+            path: "a".into(),
+            kind: EntryKind::Symlink {
+                target: target.into(),
+            },
+            mode: 0o777,
+            uid: 0,
+            gid: 0,
+            xattrs: Vec::new(),
+        };
+        assert_ne!(
+            key(&[link("x")], settings, &Stamps::new()),
+            key(&[link("y")], settings, &Stamps::new()),
+            "a link's target is in the key"
+        );
         let other = LayerSettings {
             epoch: 1,
             ..settings
