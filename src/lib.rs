@@ -16,6 +16,7 @@ pub mod fs_error;
 pub mod image;
 pub mod layer;
 pub mod layout;
+pub mod parallel;
 pub mod push;
 pub mod registry;
 pub mod remote;

@@ -263,37 +263,24 @@ impl EntrySet {
     /// Adds everything a directory walk found, reading the files' details (links, extended
     /// attributes: one system call or more each, most of a no-op build's time) on every core.
     fn add_walked(&mut self, dest: &str, walked: &[Walked]) -> Result<(), CopyError> {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = crate::parallel::cores();
         let per_thread = walked.len().div_ceil(threads).max(256);
-        let found: Vec<Result<Vec<Option<FromDisk>>, CopyError>> = std::thread::scope(|scope| {
-            let workers: Vec<_> = walked
-                .chunks(per_thread)
-                .map(|chunk| {
-                    scope.spawn(move || {
-                        chunk
-                            .iter()
-                            .map(|w| FromDisk::read(&w.abs, &w.meta))
-                            .collect::<Result<Vec<_>, _>>()
-                    })
-                })
-                .collect();
-            workers
-                .into_iter()
-                .map(|worker| {
-                    worker.join().unwrap_or_else(|_| {
-                        Err(CopyError::Fs(FsError {
-                            action: "read the files for",
-                            path: dest.into(),
-                            source: std::io::Error::other("a reader thread stopped unexpectedly"),
-                        }))
-                    })
-                })
-                .collect()
-        });
-        let mut found = found.into_iter();
-        for chunk in walked.chunks(per_thread) {
-            let details = found.next().unwrap_or_else(|| Ok(Vec::new()))?;
-            for (w, detail) in chunk.iter().zip(details) {
+        let chunks: Vec<&[Walked]> = walked.chunks(per_thread).collect();
+        let found = crate::parallel::map_in_order(&chunks, threads, |chunk| {
+            chunk
+                .iter()
+                .map(|w| FromDisk::read(&w.abs, &w.meta))
+                .collect::<Result<Vec<_>, CopyError>>()
+        })
+        .ok_or_else(|| {
+            CopyError::Fs(FsError {
+                action: "read the files for",
+                path: dest.into(),
+                source: std::io::Error::other("a reader thread stopped unexpectedly"),
+            })
+        })?;
+        for (chunk, details) in chunks.into_iter().zip(found) {
+            for (w, detail) in chunk.iter().zip(details?) {
                 if let Some(detail) = detail {
                     self.insert_from_disk(&join(dest, &w.rel), detail, &w.meta);
                 }

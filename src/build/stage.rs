@@ -984,7 +984,7 @@ impl<'a> Builder<'a> {
     /// possible while the smaller ones follow; the small ones are written several at a time,
     /// since a small layer alone leaves cores idle.
     fn write_pending(&self, pending: &[PendingLayer]) -> Result<Vec<BuiltLayer>, BuildError> {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let cores = crate::parallel::cores();
         let mut order: Vec<usize> = (0..pending.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(pending[i].bytes()));
         let fills_every_core = |i: &usize| pending[*i].bytes() >= cores as u64 * BYTES_PER_CORE;
@@ -993,7 +993,10 @@ impl<'a> Builder<'a> {
             .into_iter()
             .map(|i| (i, self.write_one(&pending[i])))
             .collect();
-        results.extend(self.write_concurrently(pending, &small, cores));
+        // A writer thread that died leaves its layers out, reported just below.
+        let concurrent =
+            crate::parallel::map_in_order(&small, cores, |&i| (i, self.write_one(&pending[i])));
+        results.extend(concurrent.unwrap_or_default());
         results.sort_by_key(|(i, _)| *i);
         if results.len() != pending.len() {
             return Err(BuildError::Dockerfile {
@@ -1031,35 +1034,6 @@ impl<'a> Builder<'a> {
             observer.written(&self.built_layer(written));
         }
         written
-    }
-
-    /// Writes the layers `which` of `pending`, up to `threads` at a time.
-    fn write_concurrently(
-        &self,
-        pending: &[PendingLayer],
-        which: &[usize],
-        threads: usize,
-    ) -> Vec<(usize, Result<WrittenLayer, LayerError>)> {
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..threads.min(which.len()))
-                .map(|_| {
-                    scope.spawn(|| {
-                        let mut done = Vec::new();
-                        loop {
-                            let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            let Some(&i) = which.get(n) else { break };
-                            done.push((i, self.write_one(&pending[i])));
-                        }
-                        done
-                    })
-                })
-                .collect();
-            workers
-                .into_iter()
-                .flat_map(|worker| worker.join().unwrap_or_default())
-                .collect()
-        })
     }
 
     /// Writes the stage's pending layers (RUN and COPY --from need every layer below written).

@@ -6,7 +6,7 @@
 //! never followed (they are copied as symlinks). Special files
 //! (FIFOs, sockets, devices) are reported by type and never opened, so nothing here can block.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fs::{self, Metadata};
 use std::io;
 use std::path::{Component, Path, PathBuf};
@@ -209,46 +209,24 @@ impl Context {
                 parts.push(Part::File(walked.item));
             }
         }
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let subtrees: Vec<(usize, Result<Vec<Walked>, SourceError>)> =
-            std::thread::scope(|scope| {
-                let workers: Vec<_> = (0..threads)
-                    .map(|_| {
-                        scope.spawn(|| {
-                            let mut done = Vec::new();
-                            loop {
-                                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                                let Some(part) = parts.get(i) else { break };
-                                if let Part::Dir(child) = part {
-                                    done.push((i, self.walk_dir_child(child)));
-                                }
-                            }
-                            done
-                        })
-                    })
-                    .collect();
-                workers
-                    .into_iter()
-                    .flat_map(|worker| worker.join().unwrap_or_default())
-                    .collect()
-            });
-        let mut subtrees: HashMap<usize, Result<Vec<Walked>, SourceError>> =
-            subtrees.into_iter().collect();
+        let subtrees =
+            crate::parallel::map_in_order(&parts, crate::parallel::cores(), |part| match part {
+                Part::Dir(child) => Some(self.walk_dir_child(child)),
+                Part::File(_) => None,
+            })
+            .ok_or_else(|| {
+                SourceError::from(FsError {
+                    action: "walk",
+                    path: dir.abs.clone(),
+                    source: io::Error::other("a directory walker stopped unexpectedly"),
+                })
+            })?;
         let mut out = Vec::new();
-        for (i, part) in parts.into_iter().enumerate() {
-            match part {
-                Part::File(item) => out.push(item),
-                Part::Dir(_) => {
-                    let below = subtrees.remove(&i).ok_or_else(|| {
-                        SourceError::from(FsError {
-                            action: "walk",
-                            path: dir.abs.clone(),
-                            source: io::Error::other("a directory walker stopped unexpectedly"),
-                        })
-                    })??;
-                    out.extend(below);
-                }
+        for (part, below) in parts.into_iter().zip(subtrees) {
+            match (part, below) {
+                (Part::File(item), _) => out.push(item),
+                (Part::Dir(_), Some(below)) => out.extend(below?),
+                (Part::Dir(_), None) => {}
             }
         }
         Ok(out)

@@ -90,7 +90,7 @@ pub fn write_layer(
     let compressed = HashingWriter::new(BufWriter::with_capacity(256 * 1024, publishing));
     let (compressed, diff_id) = match settings.compression {
         Compression::Gzip { level } => {
-            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let threads = crate::parallel::cores();
             let encoder = super::pgzip::ParallelGzWriter::new(compressed, level, threads)
                 .with_path("compress", &temp_path)?;
             let (encoder, diff_id) = write_tar(encoder, entries, settings.epoch)?;
