@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::support::binary::{Workspace, run_async};
+use crate::support::binary::{Workspace, assert_success, run_async};
 use crate::support::proxy::{Fault, FaultProxy, Rule, Seen};
 use crate::support::registry::{RegistryAuth, TestRegistry};
 use crate::support::skopeo;
@@ -12,11 +12,7 @@ async fn push(ws: &Workspace, target: &str) -> Value {
     let mut cmd = ws.dockless();
     cmd.args(["push", "ctx", "--to", target, "--json"]);
     let out = run_async(cmd, "").await;
-    assert!(
-        out.status.success(),
-        "push failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -189,11 +185,7 @@ async fn chunked_uploads_turn_streaming_off() {
         "1048576",
     ]);
     let out = run_async(cmd, "").await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let seen = proxy.seen();
     let unsized_patches: Vec<_> = seen
         .iter()
