@@ -109,10 +109,9 @@ fn push_command(args: &PushArgs, quiet: bool) -> anyhow::Result<ExitCode> {
                 &target,
                 view.callback(),
             );
-            let built = {
-                let observer = early.observer(&store, &target);
-                build::build_with(&options, &store, &remote, Some(&observer))
-            };
+            let built = early.build_beside(&store, &target, |observer| {
+                build::build_with(&options, &store, &remote, Some(observer))
+            });
             let early_report = runtime.block_on(early.finish());
             let image = built?;
             let early_report = early_report?;

@@ -147,10 +147,9 @@ pub fn template_build(args: &TemplateBuildArgs, quiet: bool) -> anyhow::Result<E
             let client = remote.client(target)?;
             let early =
                 push::EarlyUploads::start(runtime.handle(), client, target, view.callback());
-            let built = {
-                let observer = early.observer(&store, target);
-                build::build_with(&options, &store, &remote, Some(&observer))
-            };
+            let built = early.build_beside(&store, target, |observer| {
+                build::build_with(&options, &store, &remote, Some(observer))
+            });
             let early = runtime.block_on(early.finish());
             (built?, early?)
         }

@@ -44,9 +44,73 @@ where
     Some(done.into_iter().map(|(_, result)| result).collect())
 }
 
+/// How much a yielding thread lowers its scheduling priority (added to its nice value).
+const YIELDING_NICE: i32 = 10;
+
+/// Runs `work` on a thread of its own at a lower scheduling priority, which the threads it
+/// starts inherit (on Linux a thread's nice value is its own, copied to the threads it makes).
+///
+/// A push writes layers while it uploads them, and compression can always use every core: at
+/// equal priority it takes the CPU from what drains it, the uploads and a registry on the same
+/// machine (a CI service container, say), whose ingest then falls behind and finishes after
+/// the build instead of beside it. Yielding costs nothing on an otherwise idle machine.
+pub fn run_yielding<R: Send>(work: impl FnOnce() -> R + Send) -> R {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                lower_priority(YIELDING_NICE);
+                work()
+            })
+            .join()
+    })
+    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+/// Adds `by` to the calling thread's nice value (at most 19); a refusal only costs speed.
+#[cfg(target_os = "linux")]
+fn lower_priority(by: i32) {
+    // SAFETY: plain system calls about the calling thread, with no pointers involved.
+    unsafe {
+        let thread = libc::gettid() as libc::id_t;
+        // -1 is also a valid priority, so errno tells a failure apart.
+        *libc::__errno_location() = 0;
+        let current = libc::getpriority(libc::PRIO_PROCESS, thread);
+        if current == -1 && *libc::__errno_location() != 0 {
+            return;
+        }
+        if libc::setpriority(libc::PRIO_PROCESS, thread, (current + by).min(19)) != 0 {
+            tracing::debug!(error = %std::io::Error::last_os_error(), "could not lower the build's priority");
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_priority(_by: i32) {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn yielding_work_runs_lower_and_leaves_the_caller_as_it_was() {
+        fn nice() -> i32 {
+            // SAFETY: a read of the calling thread's own priority.
+            unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
+        }
+        let before = nice();
+        let (inside, in_a_child) = run_yielding(|| {
+            let child = std::thread::spawn(nice).join().unwrap();
+            (nice(), child)
+        });
+        assert_eq!(inside, (before + YIELDING_NICE).min(19));
+        assert_eq!(
+            in_a_child, inside,
+            "threads started by the work inherit its priority"
+        );
+        assert_eq!(nice(), before, "the calling thread keeps its priority");
+        assert_eq!(run_yielding(|| 7), 7);
+    }
 
     #[test]
     fn results_come_in_order_whatever_the_threads() {

@@ -177,12 +177,29 @@ impl EarlyUploads {
     }
 
     /// The build's observer: streams new layers, queues cached ones as the build reaches them.
-    pub fn observer<'a>(&'a self, store: &'a Store, target: &'a Reference) -> EarlyObserver<'a> {
+    fn observer<'a>(&'a self, store: &'a Store, target: &'a Reference) -> EarlyObserver<'a> {
         EarlyObserver {
             early: self,
             store,
             target,
             prefix: format!("{}/", target.registry()),
+        }
+    }
+
+    /// Runs `build` with the observer. While layers stream, the build runs at a lower
+    /// priority, so that compressing the next layers never starves the uploads of the ones
+    /// written (see [`crate::parallel::run_yielding`]).
+    pub fn build_beside<R: Send>(
+        &self,
+        store: &Store,
+        target: &Reference,
+        build: impl FnOnce(&EarlyObserver<'_>) -> R + Send,
+    ) -> R {
+        let observer = self.observer(store, target);
+        if self.stream_layers {
+            crate::parallel::run_yielding(|| build(&observer))
+        } else {
+            build(&observer)
         }
     }
 
