@@ -21,7 +21,15 @@ enum Mode {
 struct Bars {
     multi: MultiProgress,
     total: ProgressBar,
-    blobs: Mutex<HashMap<String, (ProgressBar, u64)>>,
+    state: Mutex<BarState>,
+}
+
+#[derive(Default)]
+struct BarState {
+    /// A bar per blob, by digest, with the bytes of it counted in the total so far.
+    blobs: HashMap<String, (ProgressBar, u64)>,
+    /// A bar per layer still streaming (its digest not known yet), by stream.
+    streams: HashMap<u64, (ProgressBar, u64)>,
 }
 
 impl PushProgressView {
@@ -30,20 +38,7 @@ impl PushProgressView {
             Mode::Silent
         } else if std::io::stderr().is_terminal() {
             let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
-            let total = multi.add(ProgressBar::new(0));
-            total.set_style(
-                ProgressStyle::with_template(
-                    "{prefix:>12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
-            total.set_prefix("total");
-            Mode::Bars(Arc::new(Bars {
-                multi,
-                total,
-                blobs: Mutex::new(HashMap::new()),
-            }))
+            Mode::Bars(Arc::new(Bars::new(multi)))
         } else {
             Mode::Lines
         };
@@ -53,23 +48,7 @@ impl PushProgressView {
     /// Announces the blobs about to be pushed (digest, size), for the bars.
     pub fn expect(&self, blobs: impl Iterator<Item = (String, u64)>) {
         let Mode::Bars(bars) = &self.mode else { return };
-        let mut map = bars.blobs.lock().unwrap_or_else(|e| e.into_inner());
-        for (digest, size) in blobs {
-            if map.contains_key(&digest) {
-                continue;
-            }
-            let bar = bars
-                .multi
-                .insert_before(&bars.total, ProgressBar::new(size));
-            bar.set_style(
-                ProgressStyle::with_template("{prefix:>12} [{bar:30}] {bytes}/{total_bytes} {msg}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> "),
-            );
-            bar.set_prefix(short(&digest));
-            bars.total.inc_length(size);
-            map.insert(digest, (bar, 0));
-        }
+        bars.expect(blobs);
     }
 
     pub fn callback(&self) -> Option<PushProgressFn> {
@@ -95,22 +74,64 @@ impl PushProgressView {
     }
 }
 
+const BLOB_TEMPLATE: &str = "{prefix:>12} [{bar:30}] {bytes}/{total_bytes} {msg}";
+/// A streaming layer's size is known only at its end: bytes and rate, no bar.
+const STREAM_TEMPLATE: &str = "{prefix:>12} {bytes} {bytes_per_sec} {msg}";
+
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ")
+}
+
 impl Bars {
+    fn new(multi: MultiProgress) -> Self {
+        let total = multi.add(ProgressBar::new(0));
+        total.set_style(style(
+            "{prefix:>12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+        ));
+        total.set_prefix("total");
+        Bars {
+            multi,
+            total,
+            state: Mutex::new(BarState::default()),
+        }
+    }
+
+    fn expect(&self, blobs: impl Iterator<Item = (String, u64)>) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        for (digest, size) in blobs {
+            self.blob_bar(&mut state, &digest, size);
+        }
+    }
+
+    /// The bar of blob `digest`, made (and its size added to the total) if it has none yet.
+    fn blob_bar<'s>(
+        &self,
+        state: &'s mut BarState,
+        digest: &str,
+        size: u64,
+    ) -> &'s mut (ProgressBar, u64) {
+        state.blobs.entry(digest.to_owned()).or_insert_with(|| {
+            let bar = self
+                .multi
+                .insert_before(&self.total, ProgressBar::new(size));
+            bar.set_style(style(BLOB_TEMPLATE));
+            bar.set_prefix(short(digest));
+            self.total.inc_length(size);
+            (bar, 0)
+        })
+    }
+
     fn update(&self, event: PushProgress) {
-        let mut map = self.blobs.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         match event {
             PushProgress::Sent {
                 digest,
                 sent,
                 total,
             } => {
-                let (bar, seen) = map.entry(digest.clone()).or_insert_with(|| {
-                    (
-                        self.multi
-                            .insert_before(&self.total, ProgressBar::new(total)),
-                        0,
-                    )
-                });
+                let (bar, seen) = self.blob_bar(&mut state, &digest, total);
                 // A retried try starts again from 0: only bytes beyond what was seen count.
                 if sent > *seen {
                     self.total.inc(sent - *seen);
@@ -119,12 +140,61 @@ impl Bars {
                 bar.set_position(sent);
             }
             PushProgress::Done { digest, outcome } => {
-                if let Some((bar, seen)) = map.get_mut(&digest) {
+                if let Some((bar, seen)) = state.blobs.get_mut(&digest) {
+                    // A layer streamed while it was written shows "uploaded", not the
+                    // "exists" the final pass then finds.
+                    if bar.is_finished() {
+                        return;
+                    }
                     let remaining = bar.length().unwrap_or(0).saturating_sub(*seen);
                     self.total.inc(remaining);
                     *seen += remaining;
+                    bar.set_position(bar.length().unwrap_or(0));
                     bar.finish_with_message(outcome_word(outcome));
                 }
+            }
+            PushProgress::Streaming { stream, sent } => {
+                let (bar, seen) = state.streams.entry(stream).or_insert_with(|| {
+                    let bar = self
+                        .multi
+                        .insert_before(&self.total, ProgressBar::no_length());
+                    bar.set_style(style(STREAM_TEMPLATE));
+                    bar.set_prefix("new layer");
+                    bar.set_message("streaming as it is written");
+                    (bar, 0)
+                });
+                // The size grows with the stream: the total's length follows what was sent.
+                if sent > *seen {
+                    self.total.inc_length(sent - *seen);
+                    self.total.inc(sent - *seen);
+                    *seen = sent;
+                }
+                bar.set_position(sent);
+            }
+            PushProgress::StreamEnded { stream, blob } => {
+                let Some((bar, seen)) = state.streams.remove(&stream) else {
+                    // Nothing was sent, so nothing counted: the blob's own bar tells the rest.
+                    return;
+                };
+                let Some((digest, size)) = blob else {
+                    // Out of the total again (position first, never past the length): the
+                    // final pass uploads the blob from the store, under its own bar.
+                    self.total
+                        .set_position(self.total.position().saturating_sub(seen));
+                    self.total
+                        .set_length(self.total.length().unwrap_or(0).saturating_sub(seen));
+                    bar.finish_and_clear();
+                    self.multi.remove(&bar);
+                    return;
+                };
+                // Its bytes are in the total already; the rest of its size (a stream abandoned
+                // because the registry had the blob) is added, and counted by its `Done`.
+                self.total.inc_length(size.saturating_sub(seen));
+                bar.set_style(style(BLOB_TEMPLATE));
+                bar.set_prefix(short(&digest));
+                bar.set_message("");
+                bar.set_length(size);
+                state.blobs.insert(digest, (bar, size.min(seen)));
             }
         }
     }
@@ -158,5 +228,110 @@ pub fn human_size(bytes: u64) -> String {
         format!("{bytes} B")
     } else {
         format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hidden() -> Bars {
+        Bars::new(MultiProgress::with_draw_target(ProgressDrawTarget::hidden()))
+    }
+
+    fn message(bars: &Bars, digest: &str) -> String {
+        let state = bars.state.lock().unwrap();
+        state.blobs[digest].0.message()
+    }
+
+    #[test]
+    fn a_streamed_layer_shows_uploaded_and_counts_once() {
+        let bars = hidden();
+        let digest = "sha256:aaaa".to_string();
+        bars.update(PushProgress::Streaming {
+            stream: 0,
+            sent: 600,
+        });
+        bars.update(PushProgress::Streaming {
+            stream: 0,
+            sent: 1000,
+        });
+        assert_eq!(
+            (bars.total.position(), bars.total.length()),
+            (1000, Some(1000))
+        );
+        bars.update(PushProgress::StreamEnded {
+            stream: 0,
+            blob: Some((digest.clone(), 1000)),
+        });
+        bars.update(PushProgress::Done {
+            digest: digest.clone(),
+            outcome: BlobOutcome::Uploaded,
+        });
+        // After the build, the final pass: the same blob is announced and found present.
+        bars.expect([(digest.clone(), 1000), ("sha256:bbbb".to_string(), 50)].into_iter());
+        bars.update(PushProgress::Done {
+            digest: digest.clone(),
+            outcome: BlobOutcome::Skipped,
+        });
+        bars.update(PushProgress::Done {
+            digest: "sha256:bbbb".into(),
+            outcome: BlobOutcome::Skipped,
+        });
+        assert_eq!(message(&bars, &digest), "uploaded");
+        assert_eq!(message(&bars, "sha256:bbbb"), "exists");
+        assert_eq!(
+            (bars.total.position(), bars.total.length()),
+            (1050, Some(1050))
+        );
+        assert!(bars.state.lock().unwrap().streams.is_empty());
+    }
+
+    #[test]
+    fn a_failed_stream_leaves_the_blob_to_its_own_bar() {
+        let bars = hidden();
+        bars.update(PushProgress::Streaming {
+            stream: 3,
+            sent: 400,
+        });
+        bars.update(PushProgress::StreamEnded {
+            stream: 3,
+            blob: None,
+        });
+        assert_eq!((bars.total.position(), bars.total.length()), (0, Some(0)));
+        // The final pass uploads it from the store, from the start.
+        bars.expect([("sha256:cccc".to_string(), 900)].into_iter());
+        for sent in [300, 900] {
+            bars.update(PushProgress::Sent {
+                digest: "sha256:cccc".into(),
+                sent,
+                total: 900,
+            });
+        }
+        bars.update(PushProgress::Done {
+            digest: "sha256:cccc".into(),
+            outcome: BlobOutcome::Uploaded,
+        });
+        assert_eq!(message(&bars, "sha256:cccc"), "uploaded");
+        assert_eq!(
+            (bars.total.position(), bars.total.length()),
+            (900, Some(900))
+        );
+    }
+
+    #[test]
+    fn a_blob_sent_before_it_was_announced_is_counted_once() {
+        let bars = hidden();
+        bars.update(PushProgress::Sent {
+            digest: "sha256:dddd".into(),
+            sent: 10,
+            total: 20,
+        });
+        bars.expect([("sha256:dddd".to_string(), 20)].into_iter());
+        bars.update(PushProgress::Done {
+            digest: "sha256:dddd".into(),
+            outcome: BlobOutcome::Uploaded,
+        });
+        assert_eq!((bars.total.position(), bars.total.length()), (20, Some(20)));
     }
 }

@@ -138,9 +138,12 @@ impl EarlyUploads {
                 client.settings().max_concurrent_uploads.max(1),
             ));
             let mut uploads = tokio::task::JoinSet::new();
+            let mut streams = 0;
             while let Some(job) = receiver.recv().await {
                 let (client, repository, progress) =
                     (client.clone(), repository.clone(), progress.clone());
+                let stream = streams;
+                streams += 1;
                 let permit = limit.clone().acquire_owned().await;
                 uploads.spawn(async move {
                     let _permit = permit;
@@ -151,7 +154,7 @@ impl EarlyUploads {
                                 .map(Some)
                         }
                         Early::Stream(live) => {
-                            Ok(stream_layer(&client, &repository, live, progress).await)
+                            Ok(stream_layer(&client, &repository, live, stream, progress).await)
                         }
                     }
                 });
@@ -214,28 +217,42 @@ impl EarlyUploads {
 }
 
 /// Streams one layer as it is written; `None` when it went wrong (the final push sends it).
+/// `stream` names it in the progress events until its digest is known.
 async fn stream_layer(
     client: &RegistryClient,
     repository: &str,
     live: LiveBlob,
+    stream: u64,
     progress: Option<PushProgressFn>,
 ) -> Option<(u64, BlobOutcome)> {
-    let (digest, size, outcome) = match client.upload_growing(repository, live).await {
-        Ok(GrowingOutcome::Uploaded { digest, size }) => (digest, size, BlobOutcome::Uploaded),
-        Ok(GrowingOutcome::Present { digest, size }) => (digest, size, BlobOutcome::Skipped),
-        Ok(GrowingOutcome::NoLayer) => return None,
+    let sent = progress.clone().map(|progress| {
+        std::sync::Arc::new(move |sent| progress(PushProgress::Streaming { stream, sent }))
+            as crate::registry::SentBytesFn
+    });
+    let ended = match client.upload_growing(repository, live, sent).await {
+        Ok(GrowingOutcome::Uploaded { digest, size }) => {
+            Some((digest, size, BlobOutcome::Uploaded))
+        }
+        Ok(GrowingOutcome::Present { digest, size }) => Some((digest, size, BlobOutcome::Skipped)),
+        Ok(GrowingOutcome::NoLayer) => None,
         Err(error) => {
             tracing::debug!(%error, "streaming a layer as it was written failed; it goes up from the store");
-            return None;
+            None
         }
     };
     if let Some(progress) = progress {
-        progress(PushProgress::Done {
-            digest: digest.to_string(),
-            outcome,
-        });
+        let blob = ended
+            .as_ref()
+            .map(|(digest, size, _)| (digest.to_string(), *size));
+        progress(PushProgress::StreamEnded { stream, blob });
+        if let Some((digest, _, outcome)) = &ended {
+            progress(PushProgress::Done {
+                digest: digest.to_string(),
+                outcome: *outcome,
+            });
+        }
     }
-    Some((size, outcome))
+    ended.map(|(_, size, outcome)| (size, outcome))
 }
 
 /// [`EarlyUploads`] as the build sees it.

@@ -11,7 +11,7 @@ use reqwest::{Method, StatusCode};
 use super::blobs::octet_stream;
 use super::client::RegistryClient;
 use super::error::Result;
-use super::transport::ReplayableBody;
+use super::transport::{ReplayableBody, SentBytesFn};
 use crate::digest::Digest;
 use crate::layer::{LiveBlob, LiveProgress};
 
@@ -33,10 +33,16 @@ pub enum GrowingOutcome {
 
 impl RegistryClient {
     /// Streams `live` into `repository` as it is written; `Err` when the registry refused or
-    /// the connection failed (the caller then leaves the blob to a normal upload).
-    pub async fn upload_growing(&self, repository: &str, live: LiveBlob) -> Result<GrowingOutcome> {
+    /// the connection failed (the caller then leaves the blob to a normal upload). `progress`
+    /// hears the bytes sent so far.
+    pub async fn upload_growing(
+        &self,
+        repository: &str,
+        live: LiveBlob,
+        progress: Option<SentBytesFn>,
+    ) -> Result<GrowingOutcome> {
         let session = self.start_upload(repository).await?;
-        let body = ReplayableBody::growing(live.clone());
+        let body = ReplayableBody::growing(live.clone(), progress);
         let mut patch = Box::pin(self.session_request(
             Method::PATCH,
             session.location.clone(),

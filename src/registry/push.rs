@@ -75,6 +75,15 @@ pub enum PushProgress {
         digest: String,
         outcome: BlobOutcome,
     },
+    /// Compressed bytes of a layer still being written, streamed so far; `stream` tells the
+    /// streams apart until their digests are known.
+    Streaming { stream: u64, sent: u64 },
+    /// The stream ended: as the blob `digest` of `size` bytes (whose `Done` follows), or, when
+    /// `blob` is `None`, without delivering it (the push then uploads it from the store).
+    StreamEnded {
+        stream: u64,
+        blob: Option<(String, u64)>,
+    },
 }
 
 pub type PushProgressFn = Arc<dyn Fn(PushProgress) + Send + Sync>;

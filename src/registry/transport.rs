@@ -186,12 +186,13 @@ impl ReplayableBody {
     }
 
     /// A layer's compressed bytes while they are still being written: each try reads the file
-    /// from the start, waiting for the writer, and ends when the writer is done.
-    pub fn growing(live: crate::layer::LiveBlob) -> Self {
+    /// from the start, waiting for the writer, and ends when the writer is done. `progress`
+    /// hears the bytes sent so far.
+    pub fn growing(live: crate::layer::LiveBlob, progress: Option<SentBytesFn>) -> Self {
         Self {
             make: Arc::new(move |liveness: Arc<Liveness>| {
-                let live = live.clone();
-                Box::pin(async move { Ok(growing_body(live, liveness)) })
+                let (live, progress) = (live.clone(), progress.clone());
+                Box::pin(async move { Ok(growing_body(live, liveness, progress)) })
             }),
             length: None,
         }
@@ -203,7 +204,11 @@ impl ReplayableBody {
 }
 
 /// Reads `live` from the start as the writer publishes bytes; fails if the writer gives up.
-fn growing_body(live: crate::layer::LiveBlob, liveness: Arc<Liveness>) -> reqwest::Body {
+fn growing_body(
+    live: crate::layer::LiveBlob,
+    liveness: Arc<Liveness>,
+    progress: Option<SentBytesFn>,
+) -> reqwest::Body {
     use crate::layer::LiveProgress;
     let watch = live.watch();
     let stream = futures_util::stream::unfold(
@@ -263,7 +268,7 @@ fn growing_body(live: crate::layer::LiveBlob, liveness: Arc<Liveness>) -> reqwes
     let end = futures_util::stream::once(async move { ends.finish() })
         .filter_map(|()| async { None::<std::io::Result<Bytes>> });
     let stream = stream.chain(end);
-    counted(stream, 0, None, liveness)
+    counted(stream, 0, progress, liveness)
 }
 
 /// Wraps a byte stream into a body that reports progress as it is read.
