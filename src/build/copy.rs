@@ -263,6 +263,8 @@ impl EntrySet {
     /// Adds everything a directory walk found, reading the files' details (links, extended
     /// attributes: one system call or more each, most of a no-op build's time) on every core.
     fn add_walked(&mut self, dest: &str, walked: &[Walked]) -> Result<(), CopyError> {
+        // One stamp per file: grown once, not rehashed all the way up.
+        self.stamps.reserve(walked.len());
         let threads = crate::parallel::cores();
         let per_thread = walked.len().div_ceil(threads).max(256);
         let chunks: Vec<&[Walked]> = walked.chunks(per_thread).collect();

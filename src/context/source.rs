@@ -221,7 +221,8 @@ impl Context {
                     source: io::Error::other("a directory walker stopped unexpectedly"),
                 })
             })?;
-        let mut out = Vec::new();
+        let below_count: usize = subtrees.iter().flatten().flatten().map(Vec::len).sum();
+        let mut out = Vec::with_capacity(parts.len() + below_count);
         for (part, below) in parts.into_iter().zip(subtrees) {
             match (part, below) {
                 (Part::File(item), _) => out.push(item),
@@ -274,20 +275,24 @@ impl Context {
     /// A directory and everything below it that is kept, in walk order; empty if it is
     /// excluded and nothing below it comes back.
     fn walk_dir_child(&self, child: &Child) -> Result<Vec<Walked>, SourceError> {
-        if child.excluded && !self.ignore().must_walk_excluded_dir(&child.in_context) {
-            return Ok(Vec::new());
-        }
-        let mut out = vec![child.item.clone()];
-        self.walk_into(
-            &child.item.abs,
-            &child.in_context,
-            &child.item.rel,
-            &mut out,
-        )?;
-        if child.excluded && out.len() == 1 {
-            out.clear();
-        }
+        let mut out = Vec::new();
+        self.walk_dir_child_into(child, &mut out)?;
         Ok(out)
+    }
+
+    /// [`Self::walk_dir_child`] appending to `out`: every entry is moved once, not once per
+    /// directory level above it.
+    fn walk_dir_child_into(&self, child: &Child, out: &mut Vec<Walked>) -> Result<(), SourceError> {
+        if child.excluded && !self.ignore().must_walk_excluded_dir(&child.in_context) {
+            return Ok(());
+        }
+        let start = out.len();
+        out.push(child.item.clone());
+        self.walk_into(&child.item.abs, &child.in_context, &child.item.rel, out)?;
+        if child.excluded && out.len() == start + 1 {
+            out.truncate(start);
+        }
+        Ok(())
     }
 
     fn walk_into(
@@ -300,7 +305,7 @@ impl Context {
         for (name, meta) in self.list(dir)? {
             let child = self.child(dir, context_rel, walked_rel, name, meta);
             if child.is_dir {
-                out.extend(self.walk_dir_child(&child)?);
+                self.walk_dir_child_into(&child, out)?;
             } else if !child.excluded {
                 out.push(child.item);
             }
