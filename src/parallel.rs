@@ -1,5 +1,6 @@
 //! Work spread over a few threads with results kept in order: the one pattern the builder
-//! uses to keep every core busy (walking directories, reading file details, writing layers).
+//! uses to keep every core busy (walking directories, reading file details, writing layers);
+//! and work run at a lower priority, so that it does not starve what drains it.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 

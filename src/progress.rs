@@ -30,6 +30,9 @@ struct BarState {
     blobs: HashMap<String, (ProgressBar, u64)>,
     /// A bar per layer still streaming (its digest not known yet), by stream.
     streams: HashMap<u64, (ProgressBar, u64)>,
+    /// How blobs without a bar yet ended (early uploads of cached layers, before the push
+    /// announces its blobs): their bars start finished.
+    ended_early: HashMap<String, BlobOutcome>,
 }
 
 impl PushProgressView {
@@ -101,8 +104,26 @@ impl Bars {
     fn expect(&self, blobs: impl Iterator<Item = (String, u64)>) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         for (digest, size) in blobs {
-            self.blob_bar(&mut state, &digest, size);
+            let outcome = state.ended_early.remove(&digest);
+            let entry = self.blob_bar(&mut state, &digest, size);
+            if let Some(outcome) = outcome {
+                self.finish_bar(entry, outcome);
+            }
         }
+    }
+
+    /// Marks a blob's bar done with `outcome` and counts the rest of its size in the total.
+    /// A bar already done keeps its first outcome: a layer streamed while it was written
+    /// shows "uploaded", not the "exists" the final pass then finds.
+    fn finish_bar(&self, (bar, seen): &mut (ProgressBar, u64), outcome: BlobOutcome) {
+        if bar.is_finished() {
+            return;
+        }
+        let length = bar.length().unwrap_or(0);
+        self.total.inc(length.saturating_sub(*seen));
+        *seen = (*seen).max(length);
+        bar.set_position(length);
+        bar.finish_with_message(outcome_word(outcome));
     }
 
     /// The bar of blob `digest`, made (and its size added to the total) if it has none yet.
@@ -139,20 +160,12 @@ impl Bars {
                 }
                 bar.set_position(sent);
             }
-            PushProgress::Done { digest, outcome } => {
-                if let Some((bar, seen)) = state.blobs.get_mut(&digest) {
-                    // A layer streamed while it was written shows "uploaded", not the
-                    // "exists" the final pass then finds.
-                    if bar.is_finished() {
-                        return;
-                    }
-                    let remaining = bar.length().unwrap_or(0).saturating_sub(*seen);
-                    self.total.inc(remaining);
-                    *seen += remaining;
-                    bar.set_position(bar.length().unwrap_or(0));
-                    bar.finish_with_message(outcome_word(outcome));
+            PushProgress::Done { digest, outcome } => match state.blobs.get_mut(&digest) {
+                Some(entry) => self.finish_bar(entry, outcome),
+                None => {
+                    state.ended_early.entry(digest).or_insert(outcome);
                 }
-            }
+            },
             PushProgress::Streaming { stream, sent } => {
                 let (bar, seen) = state.streams.entry(stream).or_insert_with(|| {
                     let bar = self
@@ -317,6 +330,22 @@ mod tests {
             (bars.total.position(), bars.total.length()),
             (900, Some(900))
         );
+    }
+
+    #[test]
+    fn a_cached_layer_mounted_before_the_push_announced_it_shows_mounted() {
+        let bars = hidden();
+        bars.update(PushProgress::Done {
+            digest: "sha256:eeee".into(),
+            outcome: BlobOutcome::Mounted,
+        });
+        bars.expect([("sha256:eeee".to_string(), 70)].into_iter());
+        bars.update(PushProgress::Done {
+            digest: "sha256:eeee".into(),
+            outcome: BlobOutcome::Skipped,
+        });
+        assert_eq!(message(&bars, "sha256:eeee"), "mounted");
+        assert_eq!((bars.total.position(), bars.total.length()), (70, Some(70)));
     }
 
     #[test]
