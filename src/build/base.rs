@@ -287,9 +287,9 @@ pub fn load_users(
     remote: &RemoteAccess,
     reference: &Reference,
     layers: &[(Digest, String)],
-) -> Result<super::users::UserDatabase, BaseError> {
+) -> Result<crate::image::users::UserDatabase, BaseError> {
     let image = reference.to_string();
-    let mut users = super::users::UserDatabase::default();
+    let mut users = crate::image::users::UserDatabase::default();
     for (digest, media_type) in layers.iter().rev() {
         remote
             .fetch_blob(store, reference, digest)

@@ -14,10 +14,10 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::users::UserDatabase;
 use crate::digest::Digest;
 use crate::fs_error::{FsError, IoContext};
 use crate::image::media;
+use crate::image::users::UserDatabase;
 use crate::store::Store;
 
 /// The file system as far as the build knows it.

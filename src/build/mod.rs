@@ -8,7 +8,6 @@ pub mod copy;
 pub mod filesystem;
 pub mod locate;
 mod stage;
-pub mod users;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -4,6 +4,7 @@ pub mod config;
 pub mod manifest;
 pub mod media;
 pub mod platform;
+pub mod users;
 
 pub use config::{ContainerConfig, History, ImageConfig, RootFs};
 pub use manifest::{Descriptor, Index, Manifest};

@@ -8,7 +8,7 @@ use crate::layer::{LayerSettings, WrittenLayer};
 use crate::store::Store;
 
 /// Bumped whenever the layer a given RUN produces may change for the same inputs.
-const VERSION: &str = "dockless-run-cache-v1";
+const VERSION: &str = "dockless-run-cache-v2";
 
 /// Everything that decides what a RUN step produces.
 #[derive(Debug, Clone)]

@@ -1,6 +1,6 @@
 //! RUN: commands executed in a sandbox over the image's file system, and the layer they make.
 //!
-//! The flow for one RUN: [`rootfs`] materialises the file system of the layers below (the base
+//! [`step`] is the one door for a RUN step. The flow for one RUN: [`rootfs`] materialises the file system of the layers below (the base
 //! image's tree is unpacked once into the store and copied; later layers are applied to the copy,
 //! which a stage keeps up to date), [`diff::Snapshot`] records it, [`sandbox`] runs the command
 //! with that tree as its root, and [`diff`] turns what changed into layer entries. Without root,
@@ -12,8 +12,10 @@ pub mod diff;
 pub mod owners;
 pub mod rootfs;
 pub mod sandbox;
+pub mod step;
 
 pub use sandbox::{Isolation, SANDBOX_ARG};
+pub use step::{RunStep, StepError, StepLayer};
 
 /// Why a RUN step could not produce its layer.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +24,10 @@ pub enum RunError {
     Rootfs(#[from] rootfs::RootfsError),
     #[error(transparent)]
     Sandbox(#[from] sandbox::SandboxError),
+    #[error("USER {user}: {message}")]
+    User { user: String, message: String },
+    #[error(transparent)]
+    Layer(#[from] crate::layer::LayerError),
     #[error("could not read the file system after the command: {0}")]
     Diff(#[source] std::io::Error),
     #[error(

@@ -1,4 +1,5 @@
-//! `--chown` owners: numeric IDs, or names looked up in the base image's /etc/passwd and /etc/group.
+//! The image's user and group databases (/etc/passwd, /etc/group): `--chown`, `USER` and
+//! `WORKDIR` owners by number or by name.
 
 #[derive(Debug, Clone, Default)]
 pub struct UserDatabase {
@@ -74,6 +75,30 @@ impl UserDatabase {
     }
 }
 
+impl UserDatabase {
+    /// The home directory of `user` (a name or a number, as USER gives it) from /etc/passwd,
+    /// else `/`: what runc sets `HOME` to when the environment has none.
+    pub fn home(&self, user: &str) -> String {
+        let user = user.split(':').next().unwrap_or_default();
+        let user = if user.is_empty() { "0" } else { user };
+        let numeric = user.parse::<u64>().ok();
+        self.passwd
+            .as_deref()
+            .and_then(|passwd| {
+                passwd.lines().find_map(|line| {
+                    let fields: Vec<&str> = line.split(':').collect();
+                    let matches = match numeric {
+                        Some(uid) => fields.get(2).and_then(|f| f.parse::<u64>().ok()) == Some(uid),
+                        None => fields.first() == Some(&user),
+                    };
+                    matches.then(|| fields.get(5).copied().unwrap_or_default().to_owned())
+                })
+            })
+            .filter(|home| !home.is_empty())
+            .unwrap_or_else(|| "/".to_owned())
+    }
+}
+
 /// Finds `name` in a colon-separated database; returns the numeric fields at `id_field` and the
 /// one after it (passwd: uid, gid; group: gid, and whatever follows, unused).
 fn lookup(file: Option<&str>, name: &str, id_field: usize) -> Option<(u64, u64)> {
@@ -125,5 +150,17 @@ mod tests {
         assert!(err.contains("numeric"), "{err}");
         assert!(db().resolve(":1").is_err());
         assert!(db().resolve("1:").is_err());
+    }
+
+    #[test]
+    fn home_comes_from_passwd_by_name_or_number_else_root_directory() {
+        let db = db();
+        assert_eq!(db.home(""), "/root");
+        assert_eq!(db.home("user"), "/home/user");
+        assert_eq!(db.home("1000"), "/home/user");
+        assert_eq!(db.home("1000:50"), "/home/user");
+        assert_eq!(db.home("4242"), "/");
+        assert_eq!(db.home("nosuch"), "/");
+        assert_eq!(UserDatabase::default().home("root"), "/");
     }
 }

@@ -1,0 +1,280 @@
+//! Instructions that put files into a stage: COPY and ADD (from the context, another stage or
+//! an image) and WORKDIR (the directories it creates).
+
+use super::{Builder, Stage, Unsupported, find_stage};
+use crate::build::base;
+use crate::build::copy::{self, CopyRequest};
+use crate::build::filesystem::KnownFilesystem;
+use crate::build::{BuildError, BuiltLayer};
+use crate::context::Context;
+use crate::digest::Digest;
+use crate::dockerfile::{Add, Copy, Instruction};
+use crate::layer::{Entry, EntryKind};
+use crate::run::RunError;
+use crate::run::rootfs::Rootfs;
+
+/// What one COPY or ADD asks for, whatever its source.
+struct Transfer<'a> {
+    sources: &'a [String],
+    dest: &'a str,
+    chown: Option<&'a str>,
+    chmod: Option<&'a str>,
+    add: bool,
+    checksum: Option<Digest>,
+}
+
+impl<'a> Transfer<'a> {
+    fn copy(c: &'a Copy) -> Self {
+        Transfer {
+            sources: &c.sources,
+            dest: &c.dest,
+            chown: c.chown.as_deref(),
+            chmod: c.chmod.as_deref(),
+            add: false,
+            checksum: None,
+        }
+    }
+}
+
+impl Builder<'_> {
+    /// COPY: from the context, or with `--from` from a stage or an image.
+    pub(super) fn copy_step(
+        &self,
+        stage: &mut Stage,
+        instruction: &Instruction,
+        c: &Copy,
+        done: &[Stage],
+    ) -> Result<(), BuildError> {
+        match &c.from {
+            Some(from) => self.copy_from(stage, instruction, from, c, done),
+            None => self.transfer(stage, instruction, self.context, Transfer::copy(c)),
+        }
+    }
+
+    /// ADD: from the context (local archives are unpacked) or a URL.
+    pub(super) fn add_step(
+        &self,
+        stage: &mut Stage,
+        instruction: &Instruction,
+        a: &Add,
+    ) -> Result<(), BuildError> {
+        let checksum = match a.checksum.as_deref() {
+            Some(text) => Some(
+                text.parse::<Digest>()
+                    .map_err(|e| self.at(instruction, e))?,
+            ),
+            None => None,
+        };
+        let transfer = Transfer {
+            sources: &a.sources,
+            dest: &a.dest,
+            chown: a.chown.as_deref(),
+            chmod: a.chmod.as_deref(),
+            add: true,
+            checksum,
+        };
+        self.transfer(stage, instruction, self.context, transfer)
+    }
+
+    /// WORKDIR: sets the directory, and writes a layer for the directories it creates.
+    pub(super) fn workdir_step(
+        &self,
+        stage: &mut Stage,
+        instruction: &Instruction,
+        dir: &str,
+    ) -> Result<(), BuildError> {
+        let path = copy::absolute_dest(&stage.workdir(), dir);
+        stage.config.config.working_dir = Some(format!("/{path}"));
+        if stage.filesystem.complete && !stage.filesystem.is_dir(&path) {
+            let entries = missing_dirs(&stage.filesystem, &path);
+            self.add_layer(stage, instruction, entries, None, Default::default());
+        } else {
+            stage.config.history.push(self.history(instruction, true));
+        }
+        Ok(())
+    }
+
+    /// Plans the layer of one COPY or ADD whose sources are read from `context`.
+    fn transfer(
+        &self,
+        stage: &mut Stage,
+        instruction: &Instruction,
+        context: &Context,
+        transfer: Transfer<'_>,
+    ) -> Result<(), BuildError> {
+        let owner = match transfer.chown {
+            Some(spec) => Some(self.chown_owner(stage, instruction, spec)?),
+            None => None,
+        };
+        let chmod = match transfer.chmod {
+            Some(text) => {
+                Some(parse_chmod(text).map_err(|e| self.at(instruction, Unsupported(e)))?)
+            }
+            None => None,
+        };
+        let workdir = stage.workdir();
+        let request = CopyRequest {
+            sources: transfer.sources,
+            dest: transfer.dest,
+            workdir: &workdir,
+            owner,
+            chmod,
+            add: transfer.add,
+            checksum: transfer.checksum,
+        };
+        let plan = copy::plan_copy(
+            context,
+            &stage.filesystem,
+            self.store,
+            &request,
+            Some(self.remote.runtime()),
+        )
+        .map_err(|e| self.at(instruction, e))?;
+        self.add_layer(stage, instruction, plan.entries, plan.staging, plan.stamps);
+        Ok(())
+    }
+
+    /// `--chown=USER[:GROUP]`: numbers as they are, names from the image's databases (read
+    /// from a registry base's layers the first time a name needs them).
+    fn chown_owner(
+        &self,
+        stage: &mut Stage,
+        instruction: &Instruction,
+        spec: &str,
+    ) -> Result<(u64, u64), BuildError> {
+        if spec.split(':').any(|part| part.parse::<u64>().is_err())
+            && stage.filesystem.users.passwd.is_none()
+            && let Some(reference) = &stage.remote_base
+        {
+            let layers: Vec<(Digest, String)> = stage
+                .layers
+                .iter()
+                .filter(|l| l.from_base)
+                .map(|l| (l.digest.clone(), l.media_type.clone()))
+                .collect();
+            stage.filesystem.users = base::load_users(self.store, self.remote, reference, &layers)
+                .map_err(|e| self.at(instruction, e))?;
+        }
+        stage
+            .filesystem
+            .users
+            .resolve(spec)
+            .map_err(|e| self.at(instruction, e))
+    }
+
+    /// `COPY --from=<stage name|stage index|image>`: the sources are read from that file system.
+    fn copy_from(
+        &self,
+        stage: &mut Stage,
+        instruction: &Instruction,
+        from: &str,
+        c: &Copy,
+        done: &[Stage],
+    ) -> Result<(), BuildError> {
+        let (layers, remote) = match find_stage(done, from) {
+            Some(source) => (source.layers.clone(), source.remote_base.clone()),
+            None => self.image_layers(instruction, from, done)?,
+        };
+        let mut rootfs =
+            Rootfs::new(self.store).map_err(|e| self.at(instruction, RunError::from(e)))?;
+        for layer in &layers {
+            self.ensure_blob(layer, remote.as_ref(), instruction)?;
+            rootfs
+                .apply(self.store, &layer.digest, &layer.media_type)
+                .map_err(|e| self.at(instruction, RunError::from(e)))?;
+        }
+        let context = Context::open(rootfs.path()).map_err(|e| self.at(instruction, e))?;
+        self.transfer(stage, instruction, &context, Transfer::copy(c))?;
+        // The layer reads its files from `rootfs`: write it while that still exists.
+        self.flush(stage)
+    }
+
+    /// The layers of the image `--from` names, when it names no stage.
+    fn image_layers(
+        &self,
+        instruction: &Instruction,
+        from: &str,
+        done: &[Stage],
+    ) -> Result<(Vec<BuiltLayer>, Option<crate::registry::Reference>), BuildError> {
+        if from.parse::<usize>().is_ok() {
+            return Err(self.at(
+                instruction,
+                Unsupported(format!(
+                    "--from={from}: there is no earlier stage number {from} (stages count from 0)"
+                )),
+            ));
+        }
+        let base = base::resolve(
+            from,
+            self.context.root(),
+            self.options.platform.as_ref(),
+            self.store,
+            self.remote,
+        )
+        .map_err(|e| {
+            let names: Vec<&str> = done.iter().filter_map(|s| s.name.as_deref()).collect();
+            self.at(
+                instruction,
+                Unsupported(format!(
+                    "--from={from} names no earlier stage (named stages: {}), and as an image it cannot be used: {e}",
+                    if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+                )),
+            )
+        })?;
+        let layers = base
+            .layers
+            .iter()
+            .map(|d| BuiltLayer {
+                digest: d.digest.clone(),
+                diff_id: d.digest.clone(),
+                size: d.size,
+                media_type: d.media_type.clone(),
+                from_base: true,
+            })
+            .collect();
+        Ok((layers, base.remote))
+    }
+}
+
+fn parse_chmod(text: &str) -> Result<u32, String> {
+    u32::from_str_radix(text, 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| format!("--chmod={text}: expected an octal mode such as 755 or 0644"))
+}
+
+/// Directory entries for `path` and its parents that do not exist yet (WORKDIR).
+fn missing_dirs(known: &KnownFilesystem, path: &str) -> Vec<Entry> {
+    let mut dirs = Vec::new();
+    let mut current = String::new();
+    for part in path.split('/') {
+        current = if current.is_empty() {
+            part.to_owned()
+        } else {
+            format!("{current}/{part}")
+        };
+        if !known.is_dir(&current) {
+            dirs.push(Entry {
+                path: current.clone(),
+                kind: EntryKind::Directory,
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+                xattrs: Vec::new(),
+            });
+        }
+    }
+    dirs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chmod_is_octal() {
+        assert_eq!(parse_chmod("755").unwrap(), 0o755);
+        assert!(parse_chmod("rwx").is_err());
+        assert!(parse_chmod("17777").is_err());
+    }
+}

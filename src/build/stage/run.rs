@@ -1,0 +1,158 @@
+//! RUN in a stage: what the stage gives the step (command, environment, user, directory, the
+//! layers below) and the file system it runs over; the step itself is [`crate::run::step`].
+
+use std::collections::BTreeMap;
+
+use super::{Builder, Stage, Unsupported};
+use crate::build::filesystem::KnownFilesystem;
+use crate::build::{BuildError, BuiltLayer};
+use crate::digest::Digest;
+use crate::dockerfile::Instruction;
+use crate::registry::Reference;
+use crate::run::rootfs::Rootfs;
+use crate::run::{RunError, RunStep, StepError};
+
+impl Builder<'_> {
+    /// RUN: reuse the layer of an identical earlier RUN, or run the command in the sandbox and
+    /// make a layer of what it changed.
+    pub(super) fn run_step(
+        &self,
+        stage: &mut Stage,
+        instruction: &Instruction,
+        run: crate::dockerfile::Run,
+    ) -> Result<(), BuildError> {
+        for (flag, value) in &run.flags {
+            if !(flag == "network" && matches!(value.as_str(), "host" | "default")) {
+                return Err(self.at(
+                    instruction,
+                    Unsupported(format!(
+                        "RUN --{flag}={value} is not supported; remove it (RUN uses the host network)"
+                    )),
+                ));
+            }
+        }
+        let argv = self.command_line(run.command, &stage.shell);
+        self.flush(stage)?;
+        let env = run_env(stage);
+        let user = stage.config.config.user.clone().unwrap_or_default();
+        let workdir = stage.workdir();
+        let parents: Vec<Digest> = stage.layers.iter().map(|l| l.diff_id.clone()).collect();
+        let platform = format!("{}/{}", stage.config.os, stage.config.architecture);
+        let step = RunStep {
+            text: &instruction.text,
+            argv: &argv,
+            env: &env,
+            user: &user,
+            workdir: &workdir,
+            platform: &platform,
+            parents: &parents,
+            isolation: self.options.isolation,
+            settings: self.settings,
+        };
+        let made = self
+            .with_live(|on_live| {
+                step.layer(self.store, || self.catch_up(stage, instruction), on_live)
+            })
+            .map_err(|e| match e {
+                StepError::Rootfs(e) => e,
+                StepError::Run(e) => self.at(instruction, e),
+            })?;
+        if made.cached {
+            tracing::info!(line = instruction.line, "RUN cached: {}", instruction.text);
+        }
+        let built = self.built_layer(&made.layer);
+        if let Some(observer) = self.observer {
+            observer.written(&built);
+        }
+        stage.layers.push(built);
+        stage.config.history.push(self.history(instruction, false));
+        if stage.filesystem.complete {
+            // Later COPY, WORKDIR and --chown need to know what the command made.
+            let layers: Vec<(Digest, String)> = stage
+                .layers
+                .iter()
+                .map(|l| (l.digest.clone(), l.media_type.clone()))
+                .collect();
+            stage.filesystem =
+                KnownFilesystem::scan(self.store, &layers).map_err(|e| self.at(instruction, e))?;
+        }
+        Ok(())
+    }
+
+    /// Makes the stage's file system hold every layer written so far, and hands it out.
+    fn catch_up<'s>(
+        &self,
+        stage: &'s mut Stage,
+        instruction: &Instruction,
+    ) -> Result<&'s mut Rootfs, BuildError> {
+        let run_err = |e: crate::run::rootfs::RootfsError| self.at(instruction, RunError::from(e));
+        if stage.rootfs.is_none() {
+            // The base image's tree comes from the store's cache (unpacked once per base); the
+            // layers made since are applied to the copy below.
+            let base: Vec<&BuiltLayer> = stage.layers.iter().take_while(|l| l.from_base).collect();
+            for layer in &base {
+                self.ensure_blob(layer, stage.remote_base.as_ref(), instruction)?;
+            }
+            let chain: Vec<(Digest, String)> = base
+                .iter()
+                .map(|l| (l.digest.clone(), l.media_type.clone()))
+                .collect();
+            let rootfs = if chain.is_empty() {
+                Rootfs::new(self.store)
+            } else {
+                crate::run::rootfs::cached::working_tree(self.store, &chain)
+            };
+            stage.rootfs = Some(rootfs.map_err(run_err)?);
+        }
+        let Some(rootfs) = stage.rootfs.as_mut() else {
+            unreachable!("made just above")
+        };
+        for layer in stage.layers.iter().skip(rootfs.applied) {
+            self.ensure_blob(layer, stage.remote_base.as_ref(), instruction)?;
+            rootfs
+                .apply(self.store, &layer.digest, &layer.media_type)
+                .map_err(run_err)?;
+        }
+        Ok(rootfs)
+    }
+
+    /// A base layer still in its registry is fetched into the store.
+    pub(super) fn ensure_blob(
+        &self,
+        layer: &BuiltLayer,
+        remote: Option<&Reference>,
+        instruction: &Instruction,
+    ) -> Result<(), BuildError> {
+        if self.store.has_blob(&layer.digest) {
+            return Ok(());
+        }
+        let Some(reference) = remote else {
+            return Err(self.at(
+                instruction,
+                Unsupported(format!(
+                    "layer {} is missing from the store; build again",
+                    layer.digest
+                )),
+            ));
+        };
+        self.remote
+            .fetch_blob(self.store, reference, &layer.digest)
+            .map_err(|e| self.at(instruction, e))
+    }
+}
+
+/// The environment a RUN is given by the Dockerfile: the image's ENV, and the stage's ARGs
+/// that ENV does not override (as Docker passes build arguments to RUN).
+fn run_env(stage: &Stage) -> Vec<(String, String)> {
+    let mut env: BTreeMap<String, String> = BTreeMap::new();
+    for (key, value) in &stage.args {
+        if let Some(value) = value {
+            env.insert(key.clone(), value.clone());
+        }
+    }
+    for pair in stage.config.config.env.iter().flatten() {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        env.insert(key.to_owned(), value.to_owned());
+    }
+    env.into_iter().collect()
+}
