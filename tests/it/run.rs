@@ -321,6 +321,58 @@ fn chown_and_user_need_root_or_fail_clearly_without() {
     }
 }
 
+/// Docker's RUN environment beyond what the Dockerfile sets: `HOME` from the user's
+/// /etc/passwd entry (`/` for an ID it does not list) unless ENV sets it, `HOSTNAME` as
+/// BuildKit names its sandbox, and a user added by an earlier RUN counts.
+const RUN_ENVIRONMENT: &str = r#"FROM {base}
+RUN ["/bin/busybox", "--install", "-s", "/bin"]
+RUN mkdir -m 1777 /out && echo "root $HOME $HOSTNAME $PATH" > /out/root \
+ && echo dev:x:1001:1001:dev:/home/dev:/bin/sh >> /etc/passwd
+USER user
+RUN echo "user $HOME" > /out/user
+USER dev
+RUN echo "dev $HOME" > /out/dev
+USER 4242
+RUN echo "unlisted $HOME" > /out/unlisted
+ENV HOME=/elsewhere
+RUN echo "env $HOME" > /out/env
+"#;
+
+#[test]
+fn run_gets_home_from_passwd_and_hostname_like_docker() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    for who in [As::Root, As::Nobody] {
+        let ws = workspace(RUN_ENVIRONMENT);
+        let (json, _) = build(&ws, who, &[]);
+        let count = json["layers"].as_array().unwrap().len();
+        let mut seen = BTreeMap::new();
+        for index in 3..count {
+            for (path, entry) in layer(&ws, &json, index) {
+                if let Some(name) = path.strip_prefix("out/") {
+                    seen.insert(
+                        name.to_owned(),
+                        String::from_utf8_lossy(&entry.data).into_owned(),
+                    );
+                }
+            }
+        }
+        let expected: BTreeMap<String, String> = [
+            ("root", "root /root buildkitsandbox /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"),
+            ("user", "user /home/user\n"),
+            ("dev", "dev /home/dev\n"),
+            ("unlisted", "unlisted /\n"),
+            ("env", "env /elsewhere\n"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        assert_eq!(seen, expected, "{who:?}");
+    }
+}
+
 #[test]
 fn shell_sets_the_shell_of_the_shell_form() {
     // No /bin/sh in the base: the shell form works only through SHELL.
