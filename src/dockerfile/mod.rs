@@ -58,6 +58,26 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
     })
 }
 
+/// Parses one ONBUILD trigger (as an image config or an ONBUILD line stores it) into the
+/// instruction it runs; `line` is the FROM line that runs it.
+pub fn parse_trigger(trigger: &str, line: usize) -> Result<Instruction, String> {
+    let command = instruction::parse_command(trigger.trim(), '\\')?;
+    if matches!(
+        command,
+        Command::From(_) | Command::Onbuild(_) | Command::Maintainer(_)
+    ) {
+        return Err(format!(
+            "{} isn't allowed as an ONBUILD trigger",
+            command.keyword()
+        ));
+    }
+    Ok(Instruction {
+        line,
+        text: trigger.trim().to_string(),
+        command,
+    })
+}
+
 /// A build needs a FROM, and only ARG may come before the first one.
 fn check_stages(instructions: &[Instruction], line_count: usize) -> Result<(), ParseError> {
     let first_not_arg = instructions

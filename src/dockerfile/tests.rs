@@ -392,3 +392,13 @@ fn random_bytes_never_panic() {
         let _ = expand_word(&text, '\\', &|_| Some("x".to_string()));
     }
 }
+
+#[test]
+fn triggers_parse_as_one_instruction_at_the_from_line() {
+    let env = super::parse_trigger("ENV A=b", 3).unwrap();
+    assert_eq!((env.line, env.text.as_str()), (3, "ENV A=b"));
+    assert!(matches!(env.command, super::Command::Env(_)));
+    for refused in ["FROM scratch", "ONBUILD RUN x", "MAINTAINER me", "NOSUCH x"] {
+        assert!(super::parse_trigger(refused, 1).is_err(), "{refused}");
+    }
+}

@@ -11,23 +11,23 @@ pub struct UserDatabase {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChownError {
-    #[error("--chown={spec}: user '{name}' is not in the base image's /etc/passwd{hint}")]
+    #[error("user '{name}' is not in the image's /etc/passwd{hint}")]
     UnknownUser {
         spec: String,
         name: String,
         hint: &'static str,
     },
-    #[error("--chown={spec}: group '{name}' is not in the base image's /etc/group{hint}")]
+    #[error("group '{name}' is not in the image's /etc/group{hint}")]
     UnknownGroup {
         spec: String,
         name: String,
         hint: &'static str,
     },
-    #[error("--chown={0}: expected USER, USER:GROUP, UID or UID:GID")]
+    #[error("`{0}` is not an owner: expected USER, USER:GROUP, UID or UID:GID")]
     Malformed(String),
 }
 
-const NO_FILE_HINT: &str = " (the base image has none; use numeric IDs such as --chown=1000:1000)";
+const NO_FILE_HINT: &str = " (the image has none; use numeric IDs such as 1000:1000)";
 
 impl UserDatabase {
     /// Resolves `user[:group]` as Docker does: a user without a group takes the user's primary

@@ -373,6 +373,117 @@ fn run_gets_home_from_passwd_and_hostname_like_docker() {
     }
 }
 
+/// The image config of `out:t`, as stored.
+fn config(ws: &Workspace, json: &serde_json::Value) -> serde_json::Value {
+    let blob = |digest: &str| {
+        fs::read(
+            ws.out()
+                .join("blobs/sha256")
+                .join(digest.trim_start_matches("sha256:")),
+        )
+        .unwrap()
+    };
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&blob(json["digest"].as_str().unwrap())).unwrap();
+    serde_json::from_slice(&blob(manifest["config"]["digest"].as_str().unwrap())).unwrap()
+}
+
+#[test]
+fn workdir_makes_its_directories_owned_by_the_user_as_buildkit_does() {
+    // BuildKit makes WORKDIR's directory, and each parent it creates, with the stage's USER
+    // as owner: a number as uid:uid, a name from /etc/passwd with its primary group.
+    let ws = workspace(
+        "FROM {base}\nUSER 9999\nWORKDIR /w1\nUSER user\nWORKDIR /home/user/app\nUSER root\nWORKDIR /r\n",
+    );
+    let (json, _) = build(&ws, As::Root, &[]);
+    let numeric = layer(&ws, &json, 2);
+    assert_eq!(
+        (numeric["w1"].uid, numeric["w1"].gid, numeric["w1"].mode),
+        (9999, 9999, 0o755)
+    );
+    let named = layer(&ws, &json, 3);
+    assert_eq!(
+        named.keys().collect::<Vec<_>>(),
+        ["home", "home/user", "home/user/app"]
+    );
+    for entry in named.values() {
+        assert_eq!(
+            (entry.uid, entry.gid, entry.kind),
+            (1000, 1000, 'd'),
+            "{named:?}"
+        );
+    }
+    let root = layer(&ws, &json, 4);
+    assert_eq!((root["r"].uid, root["r"].gid), (0, 0));
+    let ws = workspace("FROM {base}\nUSER nosuch\nWORKDIR /w\n");
+    let err = ws.build_err(&[]);
+    assert!(err.contains("Dockerfile:3"), "{err}");
+    assert!(
+        err.contains("WORKDIR as USER nosuch: user 'nosuch' is not in the image's /etc/passwd"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_stage_built_on_another_keeps_its_arg_values() {
+    // Docker's build-variables documentation: a stage FROM another stage inherits its ARGs.
+    let ws = workspace(
+        "ARG GLOBAL=g\nFROM {base} AS first\nARG VERSION=1.2\nARG GLOBAL\nFROM first AS second\nENV SEEN=\"$VERSION-$GLOBAL\"\n",
+    );
+    let (json, _) = build(&ws, As::Root, &[]);
+    let env = config(&ws, &json)["config"]["Env"].clone();
+    assert!(
+        env.as_array().unwrap().iter().any(|e| e == "SEEN=1.2-g"),
+        "{env}"
+    );
+}
+
+#[test]
+fn onbuild_triggers_run_right_after_from_and_are_not_passed_on() {
+    // From a stage: its ONBUILD lines run in the stage built on it, at its FROM.
+    let ws = workspace(
+        "FROM {base} AS parent\nONBUILD ENV TRIGGERED=yes\nONBUILD COPY marker.txt /marker.txt\n\
+         FROM parent\nENV AFTER=$TRIGGERED\n",
+    );
+    ws.write("marker.txt", "from the trigger\n");
+    let (json, _) = build(&ws, As::Root, &[]);
+    let image = config(&ws, &json);
+    let env = image["config"]["Env"].as_array().unwrap();
+    assert!(
+        env.iter().any(|e| e == "AFTER=yes"),
+        "the trigger ran before the next line: {image}"
+    );
+    assert!(
+        image["config"]["OnBuild"].is_null(),
+        "triggers are not passed on: {image}"
+    );
+    let last = layer(&ws, &json, json["layers"].as_array().unwrap().len() - 1);
+    assert_eq!(
+        String::from_utf8_lossy(&last["marker.txt"].data),
+        "from the trigger\n"
+    );
+
+    // From an image that carries triggers: they run, and the child carries none.
+    let parent = workspace("FROM {base}\nONBUILD ENV TRIGGERED=image\n");
+    let (_, _) = build(&parent, As::Root, &[]);
+    let parent_out = parent.out();
+    let ws = workspace(&format!(
+        "FROM oci:{}:t\nLABEL child=yes\n",
+        parent_out.display()
+    ));
+    let (json, _) = build(&ws, As::Root, &[]);
+    let image = config(&ws, &json);
+    assert!(
+        image["config"]["Env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e == "TRIGGERED=image"),
+        "{image}"
+    );
+    assert!(image["config"]["OnBuild"].is_null(), "{image}");
+}
+
 #[test]
 fn shell_sets_the_shell_of_the_shell_form() {
     // No /bin/sh in the base: the shell form works only through SHELL.

@@ -86,7 +86,12 @@ impl Builder<'_> {
         let path = copy::absolute_dest(&stage.workdir(), dir);
         stage.config.config.working_dir = Some(format!("/{path}"));
         if stage.filesystem.complete && !stage.filesystem.is_dir(&path) {
-            let entries = missing_dirs(&stage.filesystem, &path);
+            // Made with the stage's USER as owner, as BuildKit's mkdir does.
+            let owner = match stage.config.config.user.clone().filter(|u| !u.is_empty()) {
+                Some(user) => self.owner(stage, instruction, &user, "WORKDIR as USER ")?,
+                None => (0, 0),
+            };
+            let entries = missing_dirs(&stage.filesystem, &path, owner);
             self.add_layer(stage, instruction, entries, None, Default::default());
         } else {
             stage.config.history.push(self.history(instruction, true));
@@ -103,7 +108,7 @@ impl Builder<'_> {
         transfer: Transfer<'_>,
     ) -> Result<(), BuildError> {
         let owner = match transfer.chown {
-            Some(spec) => Some(self.chown_owner(stage, instruction, spec)?),
+            Some(spec) => Some(self.owner(stage, instruction, spec, "--chown=")?),
             None => None,
         };
         let chmod = match transfer.chmod {
@@ -134,13 +139,15 @@ impl Builder<'_> {
         Ok(())
     }
 
-    /// `--chown=USER[:GROUP]`: numbers as they are, names from the image's databases (read
-    /// from a registry base's layers the first time a name needs them).
-    fn chown_owner(
+    /// `USER[:GROUP]` (of `--chown=`, or the stage's USER, as `what` says in a message):
+    /// numbers as they are, names from the image's databases as they are at this instruction
+    /// (read from a registry base's layers the first time a name needs them).
+    fn owner(
         &self,
         stage: &mut Stage,
         instruction: &Instruction,
         spec: &str,
+        what: &str,
     ) -> Result<(u64, u64), BuildError> {
         if spec.split(':').any(|part| part.parse::<u64>().is_err())
             && stage.filesystem.users.passwd.is_none()
@@ -159,7 +166,7 @@ impl Builder<'_> {
             .filesystem
             .users
             .resolve(spec)
-            .map_err(|e| self.at(instruction, e))
+            .map_err(|e| self.at(instruction, Unsupported(format!("{what}{spec}: {e}"))))
     }
 
     /// `COPY --from=<stage name|stage index|image>`: the sources are read from that file system.
@@ -243,8 +250,9 @@ fn parse_chmod(text: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("--chmod={text}: expected an octal mode such as 755 or 0644"))
 }
 
-/// Directory entries for `path` and its parents that do not exist yet (WORKDIR).
-fn missing_dirs(known: &KnownFilesystem, path: &str) -> Vec<Entry> {
+/// Directory entries for `path` and its parents that do not exist yet (WORKDIR), owned by
+/// `(uid, gid)`.
+fn missing_dirs(known: &KnownFilesystem, path: &str, (uid, gid): (u64, u64)) -> Vec<Entry> {
     let mut dirs = Vec::new();
     let mut current = String::new();
     for part in path.split('/') {
@@ -258,8 +266,8 @@ fn missing_dirs(known: &KnownFilesystem, path: &str) -> Vec<Entry> {
                 path: current.clone(),
                 kind: EntryKind::Directory,
                 mode: 0o755,
-                uid: 0,
-                gid: 0,
+                uid,
+                gid,
                 xattrs: Vec::new(),
             });
         }

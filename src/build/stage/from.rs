@@ -25,12 +25,12 @@ impl Builder<'_> {
         };
         let name = from.stage_name.as_deref().map(str::to_lowercase);
         if let Some(previous) = find_stage(done, &from.image) {
-            // `FROM <stage>`: carry on from where that stage ended.
+            // `FROM <stage>`: carry on from where that stage ended, with its ARG values.
             return Ok(Stage {
                 config: previous.config.clone(),
                 layers: previous.layers.clone(),
                 filesystem: previous.filesystem.clone(),
-                args: BTreeMap::new(),
+                args: previous.args.clone(),
                 shell: previous.shell.clone(),
                 cmd_set_here: false,
                 remote_base: previous.remote_base.clone(),

@@ -165,7 +165,13 @@ impl<'a> Builder<'a> {
                     );
                     walk.done.push(Stage::skipped(raw.stage_name.as_deref()));
                 } else {
-                    walk.stage = Some(self.from(instruction, &walk.global_args, &walk.done)?);
+                    let mut stage = self.from(instruction, &walk.global_args, &walk.done)?;
+                    // The base's ONBUILD triggers run now and are not passed on.
+                    let triggers = stage.config.config.on_build.take().unwrap_or_default();
+                    walk.stage = Some(stage);
+                    for trigger in &triggers {
+                        self.step(&mut walk, &self.trigger(instruction, trigger)?)?;
+                    }
                 }
                 continue;
             }
@@ -178,6 +184,18 @@ impl<'a> Builder<'a> {
         })?;
         self.warn_unused_args(&walk.used_args);
         self.finish(stage)
+    }
+
+    /// An ONBUILD trigger of the base, as an instruction of the FROM line that runs it.
+    fn trigger(&self, from: &Instruction, trigger: &str) -> Result<Instruction, BuildError> {
+        crate::dockerfile::parse_trigger(trigger, from.line).map_err(|why| {
+            self.at(
+                from,
+                Unsupported(format!(
+                    "the base's ONBUILD trigger `{trigger}` cannot run: {why}; build from an image without it"
+                )),
+            )
+        })
     }
 
     /// An unknown `--target` is known before anything is built.
