@@ -16,7 +16,13 @@ demo: build-release
     rm -rf "$demo" && mkdir -p "$demo/base-context"
     export DOCKLESS_CACHE_DIR="$demo/cache"
     # A throwaway CNCF distribution registry on a free loopback port, stopped on exit.
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    # A free loopback port: one where bash's /dev/tcp finds nobody listening.
+    port=""
+    for _ in $(seq 50); do
+        candidate=$((20000 + RANDOM % 40000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then port=$candidate; break; fi
+    done
+    [ -n "$port" ] || { echo "demo: no free loopback port found" >&2; exit 1; }
     printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' "$demo/registry" "$port" > "$demo/registry.yml"
     docker-registry serve "$demo/registry.yml" > "$demo/registry.log" 2>&1 &
     registry_pid=$!
@@ -30,7 +36,7 @@ demo: build-release
     "$bin" push "$demo/base-context" --to "$registry/base/busybox:latest"
     echo "== building fixtures/example on it and pushing it"
     "$bin" push fixtures/example --build-arg BASE="$registry/base/busybox:latest" --to "$registry/e2b/example:demo" --json > "$demo/push.json"
-    python3 -m json.tool "$demo/push.json"
+    cat "$demo/push.json"
     echo "== pushing again: nothing to upload"
     "$bin" push fixtures/example --build-arg BASE="$registry/base/busybox:latest" --to "$registry/e2b/example:demo"
     echo "== what the registry holds, as skopeo sees it"
@@ -41,7 +47,7 @@ demo: build-release
     (cd "$demo/bundle/rootfs" && find home usr/local -print | sort)
 
 build-release:
-    cargo build --release --quiet
+    cargo build --release
 
 # The whole test suite: unit tests and the integration tests against real tools.
 test:

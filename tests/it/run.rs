@@ -8,7 +8,9 @@ use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::support::binary::{Workspace, assert_success, busybox_base, is_root, umoci_unpack};
+use crate::support::binary::{
+    Workspace, assert_success, binary_for_anyone, busybox_base, is_root, umoci_unpack,
+};
 
 /// Who runs dockless.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +64,7 @@ fn dockless(ws: &Workspace, who: As, args: &[&str]) -> Output {
                 &format!("--reuid={}", who.id()),
                 &format!("--regid={}", who.id()),
                 "--clear-groups",
-                env!("CARGO_BIN_EXE_dockless"),
+                binary_for_anyone().to_str().unwrap(),
             ]);
             cmd.current_dir(ws.path());
             for (key, value) in template.get_envs() {

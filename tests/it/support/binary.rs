@@ -4,9 +4,58 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
+
+/// Where fixtures that any user must reach are kept, outside the checkout: the rootless tests
+/// run as `nobody`, and a clone may sit in a home directory only its owner can enter.
+/// `DOCKLESS_TEST_FIXTURES` moves it.
+pub fn shared_fixtures() -> PathBuf {
+    let dir = std::env::var_os("DOCKLESS_TEST_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/dockless-tests"));
+    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+/// The dockless binary copied where any user can run it (see [`shared_fixtures`]); one copy
+/// per build of it, older copies removed.
+pub fn binary_for_anyone() -> &'static Path {
+    static COPY: OnceLock<PathBuf> = OnceLock::new();
+    COPY.get_or_init(|| {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let original = Path::new(env!("CARGO_BIN_EXE_dockless"));
+        let meta = fs::metadata(original).unwrap();
+        let bins = shared_fixtures().join("bin");
+        let name = format!(
+            "{}-{}",
+            meta.size(),
+            meta.mtime_nsec() + meta.mtime() * 1_000_000_000
+        );
+        let dir = bins.join(&name);
+        let copy = dir.join("dockless");
+        if !copy.is_file() {
+            for old in fs::read_dir(&bins).into_iter().flatten().flatten() {
+                let _ = fs::remove_dir_all(old.path());
+            }
+            let staging = bins.join(format!(".{name}.{}", std::process::id()));
+            fs::create_dir_all(&staging).unwrap();
+            fs::copy(original, staging.join("dockless")).unwrap();
+            for path in [&bins, &staging] {
+                fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+            }
+            // Another test process may have put the same copy in place first.
+            if fs::rename(&staging, &dir).is_err() {
+                let _ = fs::remove_dir_all(&staging);
+            }
+        }
+        copy
+    })
+}
 
 /// A temporary directory holding a build context, a cache and outputs.
 pub struct Workspace {

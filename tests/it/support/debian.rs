@@ -2,7 +2,8 @@
 //! packed as an OCI layout with one uncompressed layer that keeps every owner and mode.
 //!
 //! Making it takes a minute or more and needs Debian's mirror, so it is made once and kept in
-//! the target directory (`$CARGO_TARGET_TMPDIR`); a half-made one is never left in its place.
+//! the shared test fixtures (`/var/tmp/dockless-tests`, outside the checkout, where the rootless
+//! half can read it); a half-made one is never left in its place.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -20,7 +21,8 @@ const NAME: &str = "debian-bookworm-minbase-pip-v1";
 pub fn debian_base() -> &'static Path {
     static BASE: OnceLock<PathBuf> = OnceLock::new();
     BASE.get_or_init(|| {
-        let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join(NAME);
+        // Outside the checkout: the rootless half reads it as `nobody`.
+        let cache = super::binary::shared_fixtures().join(NAME);
         if !cache.join("index.json").is_file() {
             make(&cache);
         }
@@ -29,7 +31,7 @@ pub fn debian_base() -> &'static Path {
 }
 
 fn make(cache: &Path) {
-    let work = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let work = tempfile::tempdir_in(cache.parent().unwrap()).unwrap();
     let root = work.path().join("root");
     eprintln!(
         "making the Debian base with debootstrap (once; kept in {})",
