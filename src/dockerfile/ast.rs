@@ -4,6 +4,8 @@
 //! [`Command::expand`](super::Command::expand) can apply Docker's word processing later, with the
 //! variables in scope at that instruction.
 
+use super::heredoc::Heredoc;
+
 use std::time::Duration;
 
 /// A parsed Dockerfile.
@@ -103,6 +105,8 @@ pub struct Copy {
     pub chown: Option<String>,
     pub chmod: Option<String>,
     pub link: bool,
+    /// Sources written inline as heredocs (`COPY <<EOF /dest`): files named after them.
+    pub inline: Vec<Heredoc>,
 }
 
 /// `ADD [flags] src... dest`.
@@ -118,6 +122,8 @@ pub struct Add {
     /// `--unpack[=bool]`: `None` when not given (archives from the context are unpacked, remote
     /// ones are not).
     pub unpack: Option<bool>,
+    /// Sources written inline as heredocs, as for COPY.
+    pub inline: Vec<Heredoc>,
 }
 
 /// `RUN [flags] command`.
@@ -126,6 +132,8 @@ pub struct Run {
     pub command: CommandLine,
     /// `--mount`, `--network` and `--security`, in the order given, name without dashes.
     pub flags: Vec<(String, String)>,
+    /// The heredocs the shell form opens, with their bodies.
+    pub heredocs: Vec<Heredoc>,
 }
 
 /// One `key=value` of ENV or LABEL.

@@ -3,7 +3,6 @@
 
 use super::args::{JsonArgs, json_array, whitespace_words};
 use super::flags::{FlagKind, check_flags};
-use super::heredoc::reject_heredoc;
 use super::{Add, Command, Copy};
 
 const COPY_FLAGS: &[(&str, FlagKind)] = &[
@@ -22,8 +21,8 @@ const ADD_FLAGS: &[(&str, FlagKind)] = &[
     ("unpack", FlagKind::Bool),
 ];
 
-pub(crate) fn parse_copy(line: &str, args: &str, flags: &[String]) -> Result<Command, String> {
-    let (sources, dest) = sources_and_dest("COPY", line, args)?;
+pub(crate) fn parse_copy(args: &str, flags: &[String]) -> Result<Command, String> {
+    let (sources, dest) = sources_and_dest("COPY", args)?;
     let flags = check_flags("COPY", flags, COPY_FLAGS)?;
     Ok(Command::Copy(Copy {
         sources,
@@ -32,11 +31,12 @@ pub(crate) fn parse_copy(line: &str, args: &str, flags: &[String]) -> Result<Com
         chown: non_empty(flags.value("chown")),
         chmod: non_empty(flags.value("chmod")),
         link: flags.bool("link").unwrap_or(false),
+        inline: Vec::new(),
     }))
 }
 
-pub(crate) fn parse_add(line: &str, args: &str, flags: &[String]) -> Result<Command, String> {
-    let (sources, dest) = sources_and_dest("ADD", line, args)?;
+pub(crate) fn parse_add(args: &str, flags: &[String]) -> Result<Command, String> {
+    let (sources, dest) = sources_and_dest("ADD", args)?;
     let flags = check_flags("ADD", flags, ADD_FLAGS)?;
     Ok(Command::Add(Add {
         sources,
@@ -47,6 +47,7 @@ pub(crate) fn parse_add(line: &str, args: &str, flags: &[String]) -> Result<Comm
         keep_git_dir: flags.bool("keep-git-dir").unwrap_or(false),
         link: flags.bool("link").unwrap_or(false),
         unpack: flags.bool("unpack"),
+        inline: Vec::new(),
     }))
 }
 
@@ -55,18 +56,11 @@ fn non_empty(value: Option<String>) -> Option<String> {
     value.filter(|value| !value.is_empty())
 }
 
-fn sources_and_dest(
-    keyword: &str,
-    line: &str,
-    args: &str,
-) -> Result<(Vec<String>, String), String> {
+fn sources_and_dest(keyword: &str, args: &str) -> Result<(Vec<String>, String), String> {
     let words = match json_array(args)? {
         JsonArgs::Strings(words) => words,
         // Text that only looks like JSON is read as words, as BuildKit does.
-        JsonArgs::Malformed(_) | JsonArgs::NotJson => {
-            reject_heredoc(line)?;
-            whitespace_words(args)
-        }
+        JsonArgs::Malformed(_) | JsonArgs::NotJson => whitespace_words(args),
     };
     match words.split_last() {
         Some((dest, sources)) if !sources.is_empty() => Ok((sources.to_vec(), dest.clone())),
@@ -86,14 +80,14 @@ mod tests {
     }
 
     fn copy(args: &str, flags: &[&str]) -> Result<Copy, String> {
-        match parse_copy(&format!("COPY {args}"), args, &strings(flags))? {
+        match parse_copy(args, &strings(flags))? {
             Command::Copy(copy) => Ok(copy),
             other => panic!("expected COPY, got {other:?}"),
         }
     }
 
     fn add(args: &str, flags: &[&str]) -> Result<Add, String> {
-        match parse_add(&format!("ADD {args}"), args, &strings(flags))? {
+        match parse_add(args, &strings(flags))? {
             Command::Add(add) => Ok(add),
             other => panic!("expected ADD, got {other:?}"),
         }
@@ -195,10 +189,5 @@ mod tests {
             error.contains("unknown flag --checksum for COPY"),
             "{error}"
         );
-    }
-
-    #[test]
-    fn heredoc_sources_are_rejected() {
-        assert!(copy("<<EOF /x", &[]).unwrap_err().contains("heredoc"));
     }
 }

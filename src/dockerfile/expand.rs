@@ -6,7 +6,8 @@
 //! `--platform`. RUN, CMD, ENTRYPOINT, SHELL, HEALTHCHECK, ONBUILD and MAINTAINER are left as
 //! written: the shell (or nothing) interprets them at run time.
 
-use super::lex::{expand_word, expand_words};
+use super::heredoc::Heredoc;
+use super::lex::{expand_heredoc, expand_word, expand_words};
 use super::{Add, ArgDecl, Command, Copy, ExpandError, From, KeyValue};
 
 type Vars<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -31,6 +32,7 @@ impl Command {
                 chown: expander.flag(&copy.chown)?,
                 chmod: expander.flag(&copy.chmod)?,
                 link: copy.link,
+                inline: expander.inline(&copy.inline)?,
             }),
             Command::Add(add) => Command::Add(Add {
                 sources: expander.words(&add.sources)?,
@@ -41,6 +43,7 @@ impl Command {
                 keep_git_dir: add.keep_git_dir,
                 link: add.link,
                 unpack: add.unpack,
+                inline: expander.inline(&add.inline)?,
             }),
             Command::Env(pairs) => Command::Env(expander.pairs(pairs)?),
             Command::Label(pairs) => Command::Label(expander.pairs(pairs)?),
@@ -103,6 +106,27 @@ impl Expander<'_> {
             }
             None => Ok(None),
         }
+    }
+
+    /// Inline files: the body, tabs stripped with `<<-`, and expanded unless the heredoc's
+    /// name was quoted.
+    fn inline(&self, heredocs: &[Heredoc]) -> Result<Vec<Heredoc>, ExpandError> {
+        heredocs
+            .iter()
+            .map(|heredoc| {
+                let content = heredoc.content();
+                Ok(Heredoc {
+                    body: if heredoc.expand {
+                        expand_heredoc(&content, self.vars)?
+                    } else {
+                        content
+                    },
+                    chomp: false,
+                    expand: false,
+                    name: heredoc.name.clone(),
+                })
+            })
+            .collect()
     }
 
     fn pairs(&self, pairs: &[KeyValue]) -> Result<Vec<KeyValue>, ExpandError> {

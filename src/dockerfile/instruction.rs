@@ -5,7 +5,6 @@ use super::args::{JsonArgs, json_array, quoted_words, whitespace_words};
 use super::copy::{parse_add, parse_copy};
 use super::flags::{FlagKind, check_flags};
 use super::healthcheck::parse_healthcheck;
-use super::heredoc::reject_heredoc;
 use super::split::{is_separator, split_line};
 use super::{ArgDecl, Command, CommandLine, From, KeyValue, Run};
 
@@ -29,7 +28,7 @@ pub(crate) fn parse_command(line: &str, escape: char) -> Result<Command, String>
     let keyword = keyword.as_str();
     match split.keyword.as_str() {
         "from" => parse_from(args, flags),
-        "run" => parse_run(line, args, flags),
+        "run" => parse_run(args, flags),
         "cmd" => {
             no_flags(keyword, flags)?;
             command_line(keyword, args).map(Command::Cmd)
@@ -42,8 +41,8 @@ pub(crate) fn parse_command(line: &str, escape: char) -> Result<Command, String>
             no_flags(keyword, flags)?;
             parse_shell(args).map(Command::Shell)
         }
-        "copy" => parse_copy(line, args, flags),
-        "add" => parse_add(line, args, flags),
+        "copy" => parse_copy(args, flags),
+        "add" => parse_add(args, flags),
         "env" => {
             no_flags(keyword, flags)?;
             key_values(keyword, args, escape).map(Command::Env)
@@ -126,19 +125,19 @@ fn stage_name(name: &str) -> Result<String, String> {
     }
 }
 
-fn parse_run(line: &str, args: &str, flags: &[String]) -> Result<Command, String> {
+fn parse_run(args: &str, flags: &[String]) -> Result<Command, String> {
     let flags = check_flags("RUN", flags, RUN_FLAGS)?;
     let command = command_line("RUN", args)?;
     match &command {
         CommandLine::Exec(arguments) if arguments.is_empty() => {
             return Err("RUN [] has no command to run: e.g. RUN [\"make\", \"all\"]".to_string());
         }
-        CommandLine::Shell(_) => reject_heredoc(line)?,
-        CommandLine::Exec(_) => {}
+        CommandLine::Shell(_) | CommandLine::Exec(_) => {}
     }
     Ok(Command::Run(Run {
         command,
         flags: flags.given,
+        heredocs: Vec::new(),
     }))
 }
 

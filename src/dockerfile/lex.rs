@@ -20,6 +20,8 @@ pub(crate) struct LexOptions {
     pub raw_escapes: bool,
     /// Leave references to unset variables as written.
     pub skip_unset: bool,
+    /// Quotes are ordinary characters (BuildKit's `SkipProcessQuotes`, for heredoc bodies).
+    pub skip_quotes: bool,
 }
 
 /// The processed text, and the same split into words on unquoted whitespace.
@@ -61,6 +63,24 @@ pub fn expand_words(
         .map(|processed| processed.words)
         .map_err(|message| ExpandError {
             word: word.to_string(),
+            message,
+        })
+}
+
+/// Expands the variables of a heredoc body that COPY or ADD writes (an unquoted heredoc
+/// name), as BuildKit does: quotes are ordinary characters, escapes still escape.
+pub fn expand_heredoc(
+    body: &str,
+    vars: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, ExpandError> {
+    let options = LexOptions {
+        skip_quotes: true,
+        ..LexOptions::default()
+    };
+    process(body, '\\', vars, options)
+        .map(|processed| processed.word)
+        .map_err(|message| ExpandError {
+            word: body.to_string(),
             message,
         })
 }
@@ -123,12 +143,12 @@ impl Lexer<'_> {
                     result.push_str(&value);
                     words.add_text(&value);
                 }
-                '\'' => {
+                '\'' if !self.options.skip_quotes => {
                     let value = self.single_quoted()?;
                     result.push_str(&value);
                     words.add_quoted(&value);
                 }
-                '"' => {
+                '"' if !self.options.skip_quotes => {
                     let value = self.double_quoted()?;
                     result.push_str(&value);
                     words.add_quoted(&value);

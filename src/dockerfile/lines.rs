@@ -3,7 +3,11 @@
 //! Follows BuildKit's scanner: a line whose first non-blank character is `#` is a comment
 //! anywhere, even between continuation lines; blank lines inside a continuation are skipped; a
 //! line continues when it ends with the escape character (trailing spaces and tabs allowed)
-//! that is not itself escaped.
+//! that is not itself escaped. A RUN, COPY or ADD line that opens heredocs takes the lines
+//! after it as their bodies.
+
+use super::error::ParseError;
+use super::heredoc::{self, Heredoc};
 
 /// One instruction's worth of text and the line where it starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,6 +15,8 @@ pub(crate) struct LogicalLine {
     /// 1-based line number of the first physical line.
     pub start: usize,
     pub text: String,
+    /// The heredocs the line opens, with their bodies.
+    pub heredocs: Vec<Heredoc>,
 }
 
 const BYTE_ORDER_MARK: char = '\u{feff}';
@@ -28,22 +34,23 @@ pub(crate) fn physical_lines(text: &str) -> Vec<&str> {
         .collect()
 }
 
-/// Joins physical lines into logical lines.
-pub(crate) fn logical_lines(lines: &[&str], escape: char) -> Vec<LogicalLine> {
+/// Joins physical lines into logical lines, and reads the bodies of the heredocs they open.
+pub(crate) fn logical_lines(lines: &[&str], escape: char) -> Result<Vec<LogicalLine>, ParseError> {
     let mut logical = Vec::new();
-    let mut remaining = lines.iter().enumerate();
-    while let Some((index, first)) = remaining.next() {
-        let first = first.trim_start();
+    let mut next = 0;
+    while next < lines.len() {
+        let index = next;
+        next += 1;
+        let first = lines[index].trim_start();
         let first = if is_comment(first) { "" } else { first };
         let (first, mut ended) = strip_continuation(first, escape);
         if ended && first.is_empty() {
             continue;
         }
         let mut text = first.to_string();
-        while !ended {
-            let Some((_, line)) = remaining.next() else {
-                break;
-            };
+        while !ended && next < lines.len() {
+            let line = lines[next];
+            next += 1;
             if is_comment(line) || line.trim_start().is_empty() {
                 continue;
             }
@@ -52,14 +59,27 @@ pub(crate) fn logical_lines(lines: &[&str], escape: char) -> Vec<LogicalLine> {
             ended = part_ended;
         }
         // Nothing but continuations up to the end of the file: no instruction there.
-        if !text.trim().is_empty() {
-            logical.push(LogicalLine {
-                start: index + 1,
-                text,
-            });
+        if text.trim().is_empty() {
+            continue;
         }
+        let mut heredocs = Vec::new();
+        if heredoc::may_open_heredocs(&text) {
+            heredocs =
+                heredoc::opened_by(&text).map_err(|message| ParseError::new(index + 1, message))?;
+            next += heredoc::read_bodies(&mut heredocs, &lines[next..]).map_err(|name| {
+                ParseError::new(
+                    index + 1,
+                    format!("the heredoc <<{name} is never closed: end it with a line holding only {name}"),
+                )
+            })?;
+        }
+        logical.push(LogicalLine {
+            start: index + 1,
+            text,
+            heredocs,
+        });
     }
-    logical
+    Ok(logical)
 }
 
 fn is_comment(line: &str) -> bool {
@@ -83,6 +103,7 @@ mod tests {
 
     fn logical(text: &str, escape: char) -> Vec<(usize, String)> {
         logical_lines(&physical_lines(text), escape)
+            .unwrap()
             .into_iter()
             .map(|line| (line.start, line.text))
             .collect()

@@ -35,6 +35,7 @@ pub use ast::{
     Run,
 };
 pub use error::{ExpandError, ParseError};
+pub use heredoc::{Heredoc, parse_word as heredoc_word};
 pub use lex::{expand_word, expand_words};
 
 /// Parses a Dockerfile. Errors carry the line where the faulty instruction starts.
@@ -42,14 +43,8 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
     let physical = lines::physical_lines(text);
     let escape = directives::escape_character(&physical)?;
     let mut instructions = Vec::new();
-    for logical in lines::logical_lines(&physical, escape) {
-        let command = instruction::parse_command(&logical.text, escape)
-            .map_err(|message| ParseError::new(logical.start, message))?;
-        instructions.push(Instruction {
-            line: logical.start,
-            text: logical.text.trim().to_string(),
-            command,
-        });
+    for logical in lines::logical_lines(&physical, escape)? {
+        instructions.push(instruction_of(logical, escape)?);
     }
     check_stages(&instructions, physical.len())?;
     Ok(Dockerfile {
@@ -58,10 +53,28 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
     })
 }
 
-/// Parses one ONBUILD trigger (as an image config or an ONBUILD line stores it) into the
-/// instruction it runs; `line` is the FROM line that runs it.
+/// One logical line as an instruction, with the heredocs it opened.
+fn instruction_of(logical: lines::LogicalLine, escape: char) -> Result<Instruction, ParseError> {
+    let command = instruction::parse_command(&logical.text, escape)
+        .and_then(|command| heredoc::attach(command, logical.heredocs))
+        .map_err(|message| ParseError::new(logical.start, message))?;
+    Ok(Instruction {
+        line: logical.start,
+        text: logical.text.trim().to_string(),
+        command,
+    })
+}
+
+/// Parses one ONBUILD trigger (as an image config or an ONBUILD line stores it, heredoc
+/// bodies included) into the instruction it runs; `line` is the FROM line that runs it.
 pub fn parse_trigger(trigger: &str, line: usize) -> Result<Instruction, String> {
-    let command = instruction::parse_command(trigger.trim(), '\\')?;
+    let physical = lines::physical_lines(trigger);
+    let logical = lines::logical_lines(&physical, '\\').map_err(|e| e.message)?;
+    let [logical] = <[lines::LogicalLine; 1]>::try_from(logical)
+        .map_err(|_| "a trigger is exactly one instruction".to_string())?;
+    let command = instruction_of(logical, '\\')
+        .map_err(|e| e.message)?
+        .command;
     if matches!(
         command,
         Command::From(_) | Command::Onbuild(_) | Command::Maintainer(_)
@@ -73,7 +86,12 @@ pub fn parse_trigger(trigger: &str, line: usize) -> Result<Instruction, String> 
     }
     Ok(Instruction {
         line,
-        text: trigger.trim().to_string(),
+        text: trigger
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
         command,
     })
 }

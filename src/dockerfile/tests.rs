@@ -47,6 +47,7 @@ fn a_typical_dockerfile() {
         Command::Run(Run {
             command: CommandLine::Shell("apt-get update     && apt-get install -y curl".into()),
             flags: vec![],
+            heredocs: vec![],
         })
     );
 }
@@ -213,16 +214,86 @@ fn a_dockerfile_needs_a_from() {
     }
 }
 
+fn heredoc(name: &str, chomp: bool, expand: bool, body: &str) -> super::Heredoc {
+    super::Heredoc {
+        name: name.into(),
+        chomp,
+        expand,
+        body: body.into(),
+    }
+}
+
 #[test]
-fn heredocs_are_reported_as_unsupported() {
-    let error = parse("FROM a\nRUN <<EOF\necho hi\nEOF\n").unwrap_err();
-    assert_eq!(error.line, 2);
-    assert!(
-        error
-            .message
-            .contains("heredocs (<<EOF) are not supported yet"),
-        "{error}"
+fn heredocs_take_the_lines_after_their_instruction() {
+    let dockerfile = parsed(
+        "FROM a\nRUN <<EOF\necho hi\n# kept, not a comment\nEOF\nRUN python3 <<'PY' && \\\n  true\nprint(1)\nPY\nRUN true\n",
     );
+    let runs: Vec<(usize, &super::Run)> = dockerfile
+        .instructions
+        .iter()
+        .filter_map(|i| match &i.command {
+            Command::Run(run) => Some((i.line, run)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(runs[0].0, 2);
+    assert_eq!(
+        runs[0].1.heredocs,
+        [heredoc(
+            "EOF",
+            false,
+            true,
+            "echo hi\n# kept, not a comment\n"
+        )]
+    );
+    assert_eq!(runs[0].1.command, CommandLine::Shell("<<EOF".into()));
+    assert_eq!(runs[1].0, 6);
+    assert_eq!(
+        runs[1].1.heredocs,
+        [heredoc("PY", false, false, "print(1)\n")]
+    );
+    assert_eq!((runs[2].0, runs[2].1.heredocs.len()), (10, 0));
+}
+
+#[test]
+fn copy_heredocs_become_inline_files() {
+    let dockerfile = parsed("FROM a\nCOPY <<-A file.txt <<\"B\" /dir/\n\tone $X\n\tA\ntwo\nB\n");
+    let Command::Copy(copy) = &dockerfile.instructions[1].command else {
+        panic!("{dockerfile:?}")
+    };
+    assert_eq!(copy.sources, ["file.txt"]);
+    assert_eq!(
+        copy.inline,
+        [
+            heredoc("A", true, true, "\tone $X\n"),
+            heredoc("B", false, false, "two\n")
+        ]
+    );
+    assert_eq!(copy.inline[0].content(), "one $X\n");
+}
+
+#[test]
+fn heredoc_errors_name_the_line() {
+    let error = parse("FROM a\nRUN <<EOF\necho hi\n").unwrap_err();
+    assert_eq!(error.line, 2);
+    assert!(error.message.contains("<<EOF is never closed"), "{error}");
+    let error = parse("FROM a\nCOPY x <<EOF\nhi\nEOF\n").unwrap_err();
+    assert!(error.message.contains("destination"), "{error}");
+}
+
+#[test]
+fn onbuild_heredocs_travel_in_the_trigger() {
+    let dockerfile = parsed("FROM a\nONBUILD RUN <<EOF\necho later\nEOF\n");
+    let Command::Onbuild(trigger) = &dockerfile.instructions[1].command else {
+        panic!("{dockerfile:?}")
+    };
+    assert_eq!(trigger, "RUN <<EOF\necho later\nEOF");
+    let run = super::parse_trigger(trigger, 9).unwrap();
+    assert_eq!(run.line, 9);
+    let Command::Run(run) = run.command else {
+        panic!()
+    };
+    assert_eq!(run.heredocs, [heredoc("EOF", false, true, "echo later\n")]);
 }
 
 #[test]

@@ -14,7 +14,7 @@ pub mod rootfs;
 pub mod sandbox;
 pub mod step;
 
-pub use sandbox::{Isolation, SANDBOX_ARG};
+pub use sandbox::{InlineScript, Isolation, SANDBOX_ARG};
 pub use step::{RunStep, StepError, StepLayer};
 
 /// Why a RUN step could not produce its layer.

@@ -78,6 +78,8 @@ pub enum SandboxError {
 pub struct Spec {
     pub rootfs: PathBuf,
     pub argv: Vec<String>,
+    /// Scripts made in `/dev/pipes` for the command to run.
+    pub scripts: Vec<InlineScript>,
     pub env: Vec<(String, String)>,
     /// Absolute, inside the root.
     pub workdir: String,
@@ -93,6 +95,21 @@ pub struct Spec {
     pub owners: Option<PathBuf>,
     /// Where the helper writes why the sandbox could not be set up.
     pub status: PathBuf,
+}
+
+/// A script written inline in the Dockerfile (a RUN heredoc starting with `#!`): BuildKit
+/// mounts it at `/dev/pipes/<name>` with mode 0755, outside every layer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InlineScript {
+    pub name: String,
+    pub content: String,
+}
+
+impl InlineScript {
+    /// Where the command finds it.
+    pub fn path(&self) -> String {
+        format!("/dev/pipes/{}", self.name)
+    }
 }
 
 /// A range of subordinate user and group IDs.
@@ -536,6 +553,7 @@ fn init(spec: &Spec) -> Result<Never, String> {
     for dir in ["pts", "shm", "mqueue"] {
         let _ = fs::create_dir(dev.join(dir));
     }
+    write_scripts(&dev, &spec.scripts)?;
     // Terminals for programs that want one (apt's log, script); a private instance.
     let _ = mount(
         "devpts",
@@ -623,6 +641,39 @@ fn init(spec: &Spec) -> Result<Never, String> {
     Err(format!(
         "cannot execute {program}: {err}{hint}; RUN's shell form needs a shell in the image (SHELL sets which), the exec form [\"program\", \"arg\"] runs a program directly"
     ))
+}
+
+/// The RUN heredoc scripts, in the sandbox's own /dev (a tmpfs no layer sees).
+fn write_scripts(dev: &Path, scripts: &[InlineScript]) -> Result<(), String> {
+    if scripts.is_empty() {
+        return Ok(());
+    }
+    let pipes = dev.join("pipes");
+    fs::create_dir_all(&pipes).map_err(|e| format!("create {}: {e}", pipes.display()))?;
+    // /dev itself is noexec: the scripts get a tmpfs of their own that allows running them.
+    mount(
+        "tmpfs",
+        &pipes,
+        "tmpfs",
+        libc::MS_NOSUID | libc::MS_NODEV,
+        "mode=755,size=16384k",
+    )?;
+    for script in scripts {
+        if script.name.contains('/') || script.name == ".." || script.name == "." {
+            return Err(format!(
+                "the heredoc name `{}` cannot name a file",
+                script.name
+            ));
+        }
+        let path = pipes.join(&script.name);
+        fs::write(&path, &script.content)
+            .and_then(|()| {
+                use std::os::unix::fs::PermissionsExt;
+                fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
+            })
+            .map_err(|e| format!("write {}: {e}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// The invoking user's subordinate IDs, when /etc/subuid and /etc/subgid list some and the

@@ -8,7 +8,7 @@ use super::RunError;
 use super::cache::{self as run_cache, RunKey};
 use super::diff::{self, Owners, Snapshot};
 use super::rootfs::Rootfs;
-use super::sandbox::{self, Isolation, Spec, SubIds};
+use super::sandbox::{self, InlineScript, Isolation, Spec, SubIds};
 use crate::digest::Digest;
 use crate::image::config::DEFAULT_PATH;
 use crate::image::users::UserDatabase;
@@ -25,6 +25,8 @@ pub struct RunStep<'a> {
     pub text: &'a str,
     /// The command, the shell form already wrapped in the stage's SHELL.
     pub argv: &'a [String],
+    /// Scripts the command runs from `/dev/pipes` (a RUN heredoc with a `#!` line).
+    pub scripts: &'a [InlineScript],
     /// What the Dockerfile gives the command: ENV, and the build arguments in use.
     pub env: &'a [(String, String)],
     /// USER as written (name or number, with an optional group); empty for root.
@@ -126,6 +128,7 @@ impl RunStep<'_> {
         let code = sandbox::run(Spec {
             rootfs: rootfs.path().to_owned(),
             argv: self.argv.to_vec(),
+            scripts: self.scripts.to_vec(),
             env,
             workdir: self.workdir.to_owned(),
             uid: uid as u32,

@@ -486,6 +486,84 @@ fn onbuild_triggers_run_right_after_from_and_are_not_passed_on() {
     assert!(image["config"]["OnBuild"].is_null(), "{image}");
 }
 
+/// Heredocs as Docker's Dockerfile reference describes them: a RUN that is one heredoc runs
+/// its body with the shell, or as a script when it starts with `#!` (BuildKit puts it in
+/// /dev/pipes, outside every layer); heredocs inside a command line reach the shell as
+/// heredocs; COPY and ADD write each body as a file named after it, expanding variables
+/// unless the name is quoted. (buildah 1.28 predates heredocs, so Docker's documentation is
+/// the reference here.)
+const HEREDOCS: &str = "FROM {base}
+RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]
+ARG WHO=docker
+RUN <<EOF
+mkdir -p /out
+echo \"plain $WHO $HOME\" > /out/plain
+EOF
+RUN <<'SCRIPT'
+#!/bin/sh
+echo \"script $0\" > /out/script
+SCRIPT
+RUN cat <<A > /out/a && cat <<-B > /out/b
+a $WHO
+A
+\tchomped
+\tB
+COPY <<EOF /out/copied
+copied $WHO
+EOF
+COPY <<'RAW' /out/raw
+raw $WHO \"q\"
+RAW
+COPY --chmod=755 <<one <<two /out/dir/
+1
+one
+2
+two
+ADD <<EOF /out/added
+added
+EOF
+";
+
+#[test]
+fn heredocs_in_run_copy_and_add_follow_dockers_reference() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let ws = workspace(HEREDOCS);
+    let (json, _) = build(&ws, As::Root, &[]);
+    let (_keep, rootfs) = umoci_unpack(&ws.out(), "t");
+    let read = |path: &str| {
+        fs::read_to_string(rootfs.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+    };
+    assert_eq!(read("out/plain"), "plain docker /root\n");
+    assert_eq!(read("out/script"), "script /dev/pipes/SCRIPT\n");
+    assert_eq!(read("out/a"), "a docker\n");
+    assert_eq!(read("out/b"), "chomped\n");
+    assert_eq!(read("out/copied"), "copied docker\n");
+    assert_eq!(read("out/raw"), "raw $WHO \"q\"\n");
+    assert_eq!(read("out/dir/one"), "1\n");
+    assert_eq!(read("out/dir/two"), "2\n");
+    assert_eq!(read("out/added"), "added\n");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &str| {
+        fs::metadata(rootfs.join(path))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777
+    };
+    assert_eq!((mode("out/copied"), mode("out/dir/one")), (0o644, 0o755));
+    for index in 0..json["layers"].as_array().unwrap().len() {
+        assert!(
+            !layer(&ws, &json, index)
+                .keys()
+                .any(|path| path.starts_with("dev/")),
+            "the script stays out of the layers"
+        );
+    }
+}
+
 #[test]
 fn shell_sets_the_shell_of_the_shell_form() {
     // No /bin/sh in the base: the shell form works only through SHELL.

@@ -1,6 +1,8 @@
 //! Instructions that put files into a stage: COPY and ADD (from the context, another stage or
 //! an image) and WORKDIR (the directories it creates).
 
+use std::os::unix::fs::PermissionsExt;
+
 use super::{Builder, Stage, Unsupported, find_stage};
 use crate::build::base;
 use crate::build::copy::{self, CopyRequest};
@@ -8,7 +10,7 @@ use crate::build::filesystem::KnownFilesystem;
 use crate::build::{BuildError, BuiltLayer};
 use crate::context::Context;
 use crate::digest::Digest;
-use crate::dockerfile::{Add, Copy, Instruction};
+use crate::dockerfile::{Add, Copy, Heredoc, Instruction};
 use crate::layer::{Entry, EntryKind};
 use crate::run::RunError;
 use crate::run::rootfs::Rootfs;
@@ -45,6 +47,9 @@ impl Builder<'_> {
         c: &Copy,
         done: &[Stage],
     ) -> Result<(), BuildError> {
+        if !c.inline.is_empty() {
+            return self.inline_step(stage, instruction, &c.inline, Transfer::copy(c));
+        }
         match &c.from {
             Some(from) => self.copy_from(stage, instruction, from, c, done),
             None => self.transfer(stage, instruction, self.context, Transfer::copy(c)),
@@ -73,7 +78,59 @@ impl Builder<'_> {
             add: true,
             checksum,
         };
+        if !a.inline.is_empty() {
+            return self.inline_step(stage, instruction, &a.inline, transfer);
+        }
         self.transfer(stage, instruction, self.context, transfer)
+    }
+
+    /// COPY or ADD of heredocs (`COPY <<EOF /etc/app.conf`): each body becomes a file named
+    /// after its heredoc, mode 0644 unless `--chmod`, copied as a file from the context would
+    /// be (never unpacked, as BuildKit does).
+    fn inline_step(
+        &self,
+        stage: &mut Stage,
+        instruction: &Instruction,
+        heredocs: &[Heredoc],
+        transfer: Transfer<'_>,
+    ) -> Result<(), BuildError> {
+        let keyword = if transfer.add { "ADD" } else { "COPY" };
+        if !transfer.sources.is_empty() {
+            return Err(self.at(
+                instruction,
+                Unsupported(format!(
+                    "{keyword} of heredocs together with other sources is not supported yet; \
+                     split it into one {keyword} for the heredocs and one for the other sources"
+                )),
+            ));
+        }
+        let staging = self.store.temp_dir().map_err(|e| self.at(instruction, e))?;
+        let mut names = Vec::new();
+        for heredoc in heredocs {
+            if heredoc.name.contains('/') || matches!(heredoc.name.as_str(), "." | "..") {
+                return Err(self.at(
+                    instruction,
+                    Unsupported(format!(
+                        "the heredoc <<{} cannot name a file: use a plain name such as <<EOF",
+                        heredoc.name
+                    )),
+                ));
+            }
+            let path = staging.path().join(&heredoc.name);
+            std::fs::write(&path, &heredoc.body)
+                .and_then(|()| {
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
+                })
+                .map_err(|e| self.at(instruction, e))?;
+            names.push(heredoc.name.clone());
+        }
+        let context = Context::open(staging.path()).map_err(|e| self.at(instruction, e))?;
+        let transfer = Transfer {
+            sources: &names,
+            add: false,
+            ..transfer
+        };
+        self.transfer_staged(stage, instruction, &context, transfer, Some(staging))
     }
 
     /// WORKDIR: sets the directory, and writes a layer for the directories it creates.
@@ -92,7 +149,7 @@ impl Builder<'_> {
                 None => (0, 0),
             };
             let entries = missing_dirs(&stage.filesystem, &path, owner);
-            self.add_layer(stage, instruction, entries, None, Default::default());
+            self.add_layer(stage, instruction, entries, Vec::new(), Default::default());
         } else {
             stage.config.history.push(self.history(instruction, true));
         }
@@ -106,6 +163,18 @@ impl Builder<'_> {
         instruction: &Instruction,
         context: &Context,
         transfer: Transfer<'_>,
+    ) -> Result<(), BuildError> {
+        self.transfer_staged(stage, instruction, context, transfer, None)
+    }
+
+    /// [`Self::transfer`] from files staged in `staged`, which lives as long as the layer.
+    fn transfer_staged(
+        &self,
+        stage: &mut Stage,
+        instruction: &Instruction,
+        context: &Context,
+        transfer: Transfer<'_>,
+        staged: Option<tempfile::TempDir>,
     ) -> Result<(), BuildError> {
         let owner = match transfer.chown {
             Some(spec) => Some(self.owner(stage, instruction, spec, "--chown=")?),
@@ -135,7 +204,8 @@ impl Builder<'_> {
             Some(self.remote.runtime()),
         )
         .map_err(|e| self.at(instruction, e))?;
-        self.add_layer(stage, instruction, plan.entries, plan.staging, plan.stamps);
+        let staging = plan.staging.into_iter().chain(staged).collect();
+        self.add_layer(stage, instruction, plan.entries, staging, plan.stamps);
         Ok(())
     }
 

@@ -14,7 +14,7 @@ pub(super) struct PendingLayer {
     line: usize,
     entries: Vec<Entry>,
     stamps: Stamps,
-    _staging: Option<tempfile::TempDir>,
+    _staging: Vec<tempfile::TempDir>,
 }
 
 /// Uncompressed bytes per core from which one layer keeps every core compressing by itself
@@ -41,7 +41,7 @@ impl Builder<'_> {
         stage: &mut Stage,
         instruction: &Instruction,
         entries: Vec<Entry>,
-        staging: Option<tempfile::TempDir>,
+        staging: Vec<tempfile::TempDir>,
         stamps: Stamps,
     ) {
         for entry in &entries {

@@ -7,10 +7,10 @@ use super::{Builder, Stage, Unsupported};
 use crate::build::filesystem::KnownFilesystem;
 use crate::build::{BuildError, BuiltLayer};
 use crate::digest::Digest;
-use crate::dockerfile::Instruction;
+use crate::dockerfile::{CommandLine, Heredoc, Instruction};
 use crate::registry::Reference;
 use crate::run::rootfs::Rootfs;
-use crate::run::{RunError, RunStep, StepError};
+use crate::run::{InlineScript, RunError, RunStep, StepError};
 
 impl Builder<'_> {
     /// RUN: reuse the layer of an identical earlier RUN, or run the command in the sandbox and
@@ -31,7 +31,7 @@ impl Builder<'_> {
                 ));
             }
         }
-        let argv = self.command_line(run.command, &stage.shell);
+        let (argv, scripts) = self.run_command_line(run.command, run.heredocs, &stage.shell)?;
         self.flush(stage)?;
         let env = run_env(stage);
         let user = stage.config.config.user.clone().unwrap_or_default();
@@ -41,6 +41,7 @@ impl Builder<'_> {
         let step = RunStep {
             text: &instruction.text,
             argv: &argv,
+            scripts: &scripts,
             env: &env,
             user: &user,
             workdir: &workdir,
@@ -77,6 +78,67 @@ impl Builder<'_> {
                 KnownFilesystem::scan(self.store, &layers).map_err(|e| self.at(instruction, e))?;
         }
         Ok(())
+    }
+
+    /// The command a RUN runs, with its heredocs as BuildKit gives them: a RUN that is one
+    /// heredoc runs its body with the shell, or, when the body starts with `#!`, runs it as a
+    /// script in `/dev/pipes` (which no layer holds); otherwise the bodies follow the command
+    /// line for the shell to read.
+    fn run_command_line(
+        &self,
+        command: CommandLine,
+        heredocs: Vec<Heredoc>,
+        shell: &[String],
+    ) -> Result<(Vec<String>, Vec<InlineScript>), BuildError> {
+        let CommandLine::Shell(text) = command else {
+            return Ok((self.command_line(command, shell), Vec::new()));
+        };
+        if heredocs.is_empty() {
+            return Ok((
+                self.command_line(CommandLine::Shell(text), shell),
+                Vec::new(),
+            ));
+        }
+        let single = crate::dockerfile::heredoc_word(text.trim())
+            .ok()
+            .flatten()
+            .and_then(|word| {
+                heredocs
+                    .iter()
+                    .find(|h| h.name == word.name)
+                    .map(|h| (word, h))
+            });
+        let (script, scripts) = match single {
+            Some((word, heredoc)) => {
+                let body = Heredoc {
+                    chomp: word.chomp,
+                    ..heredoc.clone()
+                }
+                .content();
+                if body.starts_with("#!") {
+                    let script = InlineScript {
+                        name: heredoc.name.clone(),
+                        content: body,
+                    };
+                    (script.path(), vec![script])
+                } else {
+                    (body, Vec::new())
+                }
+            }
+            None => {
+                let mut script = text;
+                for heredoc in &heredocs {
+                    script.push('\n');
+                    script.push_str(&heredoc.body);
+                    script.push_str(&heredoc.name);
+                }
+                (script, Vec::new())
+            }
+        };
+        Ok((
+            self.command_line(CommandLine::Shell(script), shell),
+            scripts,
+        ))
     }
 
     /// Makes the stage's file system hold every layer written so far, and hands it out.

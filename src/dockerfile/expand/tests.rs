@@ -150,6 +150,7 @@ fn copy_fields() {
             chown: Some("1000:1000".into()),
             chmod: Some("755".into()),
             link: true,
+            inline: vec![],
         })
     );
 }
@@ -166,6 +167,7 @@ fn copy_json_sources_are_expanded_too() {
             chown: None,
             chmod: None,
             link: false,
+            inline: vec![],
         })
     );
 }
@@ -198,6 +200,7 @@ fn add_fields() {
             keep_git_dir: true,
             link: false,
             unpack: None,
+            inline: vec![],
         })
     );
 }
@@ -285,6 +288,7 @@ fn commands_run_by_a_shell_are_not_expanded() {
         Command::Run(Run {
             command: CommandLine::Shell("echo".into()),
             flags: vec![("mount".into(), "type=cache,target=$X".into())],
+            heredocs: vec![],
         })
     );
     assert_eq!(

@@ -89,6 +89,7 @@ fn run_shell_and_exec_forms() {
         Command::Run(Run {
             command: CommandLine::Shell("apt-get update && echo \"$HOME\"".into()),
             flags: vec![],
+            heredocs: vec![],
         })
     );
     assert_eq!(
@@ -96,6 +97,7 @@ fn run_shell_and_exec_forms() {
         Command::Run(Run {
             command: CommandLine::Exec(strings(&["echo", "$HOME"])),
             flags: vec![],
+            heredocs: vec![],
         })
     );
 }
@@ -107,6 +109,7 @@ fn run_malformed_json_is_shell_form() {
         Command::Run(Run {
             command: CommandLine::Shell("[echo, hi]".into()),
             flags: vec![],
+            heredocs: vec![],
         })
     );
     assert!(error(r#"RUN ["echo", 1]"#).contains("only strings"));
@@ -143,13 +146,13 @@ fn run_needs_a_command() {
 }
 
 #[test]
-fn run_rejects_heredocs_but_not_in_exec_form() {
-    assert!(error("RUN <<EOF").contains("heredocs (<<EOF) are not supported"));
+fn run_exec_form_keeps_heredoc_like_words_as_arguments() {
     assert_eq!(
         parsed(r#"RUN ["cat", "<<EOF"]"#),
         Command::Run(Run {
             command: CommandLine::Exec(strings(&["cat", "<<EOF"])),
             flags: vec![],
+            heredocs: vec![],
         })
     );
 }
@@ -342,7 +345,6 @@ fn onbuild_errors() {
     assert!(error("ONBUILD maintainer x").contains("MAINTAINER isn't allowed"));
     assert!(error("ONBUILD FOO x").contains("invalid ONBUILD trigger: unknown instruction"));
     assert!(error("ONBUILD COPY x").contains("invalid ONBUILD trigger"));
-    assert!(error("ONBUILD RUN <<EOF").contains("heredocs"));
 }
 
 #[test]

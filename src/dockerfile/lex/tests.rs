@@ -282,6 +282,7 @@ fn raw_options_keep_quotes_escapes_and_unset_references() {
         raw_quotes: true,
         raw_escapes: true,
         skip_unset: true,
+        skip_quotes: false,
     };
     let processed = process(r#"cat <<"EOF" a\ b $X ${Y:-z}"#, '\\', &|_| None, options).unwrap();
     assert_eq!(processed.word, r#"cat <<"EOF" a\ b $X ${Y:-z}"#);
