@@ -4,9 +4,9 @@
 //! [`Command::expand`](super::Command::expand) can apply Docker's word processing later, with the
 //! variables in scope at that instruction.
 
-use super::heredoc::Heredoc;
-
 use std::time::Duration;
+
+use super::heredoc::Heredoc;
 
 /// A parsed Dockerfile.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,6 +14,8 @@ pub struct Dockerfile {
     pub instructions: Vec<Instruction>,
     /// The escape character: `\` unless a `# escape=` directive chose `` ` ``.
     pub escape: char,
+    /// The frontend a `# syntax=` directive names (which dockless does not fetch).
+    pub syntax: Option<String>,
 }
 
 /// One instruction with where it came from.

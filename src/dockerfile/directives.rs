@@ -12,6 +12,17 @@ const KNOWN_DIRECTIVES: [&str; 3] = ["escape", "syntax", "check"];
 
 pub(crate) const DEFAULT_ESCAPE: char = '\\';
 
+/// The `# syntax=` directive at the top of `lines`, if any: BuildKit would fetch that frontend;
+/// dockless reads the Dockerfile itself.
+pub(crate) fn syntax(lines: &[&str]) -> Option<String> {
+    lines
+        .iter()
+        .map_while(|line| directive(line))
+        .take_while(|(name, _)| KNOWN_DIRECTIVES.contains(&name.as_str()))
+        .find(|(name, _)| name == "syntax")
+        .map(|(_, value)| value.to_string())
+}
+
 /// Reads the directives at the top of `lines` (physical lines, newline already removed) and
 /// returns the escape character they select.
 pub(crate) fn escape_character(lines: &[&str]) -> Result<char, ParseError> {

@@ -50,6 +50,7 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
     Ok(Dockerfile {
         instructions,
         escape,
+        syntax: directives::syntax(&physical),
     })
 }
 

@@ -273,6 +273,17 @@ fn copy_heredocs_become_inline_files() {
 }
 
 #[test]
+fn the_syntax_directive_is_kept_for_a_notice() {
+    assert_eq!(
+        parsed("# syntax=docker/dockerfile:1.7\nFROM a\n")
+            .syntax
+            .as_deref(),
+        Some("docker/dockerfile:1.7")
+    );
+    assert_eq!(parsed("FROM a\n# syntax=x\n").syntax, None);
+}
+
+#[test]
 fn heredoc_errors_name_the_line() {
     let error = parse("FROM a\nRUN <<EOF\necho hi\n").unwrap_err();
     assert_eq!(error.line, 2);

@@ -130,6 +130,12 @@ impl<'a> Builder<'a> {
     /// Builds every stage the target needs, in order, and returns the target as an image.
     pub(super) fn run(mut self, dockerfile: &Dockerfile) -> Result<BuiltImage, BuildError> {
         self.escape = dockerfile.escape;
+        if let Some(syntax) = &dockerfile.syntax {
+            tracing::warn!(
+                "{}: `# syntax={syntax}` is ignored: dockless reads the Dockerfile itself (BuildKit's dockerfile:1 features it knows, and a clear error for the rest)",
+                self.dockerfile.display()
+            );
+        }
         let target = self.options.target.as_deref().map(str::to_lowercase);
         if let Some(target) = &target {
             self.check_target(dockerfile, target)?;
