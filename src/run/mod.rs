@@ -9,6 +9,7 @@
 
 pub mod cache;
 pub mod diff;
+pub mod mounts;
 pub mod owners;
 pub mod rootfs;
 pub mod sandbox;

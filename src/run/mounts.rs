@@ -1,0 +1,597 @@
+//! `RUN --mount=…` as BuildKit reads it (`instructions/commands_runmount.go` and
+//! `dockerfile2llb/convert_runmount.go`): the comma-separated fields, their defaults, and the
+//! combinations BuildKit refuses.
+
+/// One `--mount` of a RUN, validated, with BuildKit's defaults filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunMount {
+    /// Where the command sees it: absolute (a relative target is taken from WORKDIR).
+    pub target: String,
+    pub kind: MountKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountKind {
+    /// A directory of the context (no `from`), of an earlier stage or of an image, read-only
+    /// unless `rw` (writes are then thrown away).
+    Bind {
+        from: Option<String>,
+        source: String,
+        read_only: bool,
+    },
+    /// A directory kept between builds under `id`, never in a layer.
+    Cache {
+        id: String,
+        sharing: Sharing,
+        read_only: bool,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+    /// An empty in-memory file system, of `size` bytes at most when given.
+    Tmpfs { size: Option<u64> },
+    /// A secret the build was given (`--secret id=…`), as a file at the target or, with
+    /// `env`, as an environment variable: visible to this command only.
+    Secret {
+        id: String,
+        /// `env=NAME`: the secret's value in this variable.
+        env: Option<String>,
+        /// False when only `env` was asked for: no file.
+        as_file: bool,
+        required: bool,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+}
+
+/// How builds that run at once share a cache mount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sharing {
+    Shared,
+    Private,
+    Locked,
+}
+
+/// Parses the value of one `--mount=` flag. `expand` expands a value's variables (not the
+/// keys), as BuildKit does; `workdir` is the absolute working directory for relative targets.
+pub fn parse(
+    spec: &str,
+    workdir: &str,
+    expand: &dyn Fn(&str) -> Result<String, String>,
+) -> Result<RunMount, String> {
+    let fields = csv_fields(spec).map_err(|e| format!("--mount={spec}: {e}"))?;
+    let mut raw = Raw::default();
+    // The type decides which keys are allowed, wherever it is written.
+    for field in &fields {
+        if let Some(value) = field_value(field, &["type"]) {
+            raw.kind = parse_type(&expand(value)?)?;
+        }
+    }
+    for field in &fields {
+        raw.field(field, expand)?;
+    }
+    raw.finish(workdir)
+}
+
+/// The fields as written, before defaults.
+#[derive(Debug, Default)]
+struct Raw {
+    kind: Type,
+    from: Option<String>,
+    source: Option<String>,
+    target: Option<String>,
+    read_only: Option<bool>,
+    size: Option<u64>,
+    id: Option<String>,
+    sharing: Option<Sharing>,
+    required: bool,
+    mode: Option<u32>,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    env: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Type {
+    #[default]
+    Bind,
+    Cache,
+    Tmpfs,
+    Secret,
+}
+
+impl Type {
+    fn name(self) -> &'static str {
+        match self {
+            Type::Bind => "bind",
+            Type::Cache => "cache",
+            Type::Tmpfs => "tmpfs",
+            Type::Secret => "secret",
+        }
+    }
+}
+
+fn parse_type(value: &str) -> Result<Type, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "bind" => Ok(Type::Bind),
+        "cache" => Ok(Type::Cache),
+        "tmpfs" => Ok(Type::Tmpfs),
+        "secret" => Ok(Type::Secret),
+        "ssh" => Err(
+            "--mount=type=ssh is not supported: dockless has no SSH agent forwarding; use a secret (--mount=type=secret) for keys the build needs"
+                .into(),
+        ),
+        other => Err(format!(
+            "unsupported mount type \"{other}\": expected bind, cache, tmpfs or secret"
+        )),
+    }
+}
+
+/// The value of `field` when its key is one of `keys` (case-insensitive).
+fn field_value<'f>(field: &'f str, keys: &[&str]) -> Option<&'f str> {
+    let (key, value) = field.split_once('=')?;
+    keys.contains(&key.to_ascii_lowercase().as_str())
+        .then_some(value)
+}
+
+fn parse_bool(key: &str, value: &str) -> Result<bool, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "1" | "t" | "true" => Ok(true),
+        "0" | "f" | "false" => Ok(false),
+        _ => Err(format!("invalid value for {key}: {value}")),
+    }
+}
+
+impl Raw {
+    fn field(
+        &mut self,
+        field: &str,
+        expand: &dyn Fn(&str) -> Result<String, String>,
+    ) -> Result<(), String> {
+        let Some((key, value)) = field.split_once('=') else {
+            return self.flag(&field.to_ascii_lowercase());
+        };
+        let key = key.to_ascii_lowercase();
+        if key == "from" && value.contains('$') {
+            return Err(
+                "--mount from= does not take variables; name the stage with FROM … AS instead"
+                    .into(),
+            );
+        }
+        let value = expand(value)?;
+        let not_for = |key: &str| {
+            format!(
+                "unexpected key '{key}' for mount type '{}'",
+                self.kind.name()
+            )
+        };
+        match key.as_str() {
+            "type" => {}
+            "from" => self.from = Some(value),
+            "source" | "src" => self.source = Some(value),
+            "target" | "dst" | "destination" => self.target = Some(value),
+            "readonly" | "ro" => self.read_only = Some(parse_bool(&key, &value)?),
+            "readwrite" | "rw" => self.read_only = Some(!parse_bool(&key, &value)?),
+            "required" if self.kind == Type::Secret => {
+                self.required = parse_bool(&key, &value)?;
+            }
+            "size" if self.kind == Type::Tmpfs => self.size = Some(parse_size(&value)?),
+            "required" | "size" => return Err(not_for(&key)),
+            "id" => self.id = Some(value),
+            "sharing" => {
+                self.sharing = Some(match value.to_ascii_lowercase().as_str() {
+                    "shared" => Sharing::Shared,
+                    "private" => Sharing::Private,
+                    "locked" => Sharing::Locked,
+                    _ => {
+                        return Err(format!(
+                            "unsupported sharing value \"{value}\": expected shared, private or locked"
+                        ));
+                    }
+                })
+            }
+            "mode" => {
+                self.mode = Some(
+                    u32::from_str_radix(&value, 8)
+                        .map_err(|_| format!("invalid value {value} for mode"))?,
+                )
+            }
+            "uid" => {
+                self.uid = Some(
+                    value
+                        .parse()
+                        .map_err(|_| format!("invalid value {value} for uid"))?,
+                )
+            }
+            "gid" => {
+                self.gid = Some(
+                    value
+                        .parse()
+                        .map_err(|_| format!("invalid value {value} for gid"))?,
+                )
+            }
+            "env" => self.env = Some(value),
+            _ => return Err(format!("unexpected key '{key}' in '{field}'")),
+        }
+        Ok(())
+    }
+
+    /// A field without `=`.
+    fn flag(&mut self, key: &str) -> Result<(), String> {
+        match key {
+            "readonly" | "ro" => self.read_only = Some(true),
+            "readwrite" | "rw" => self.read_only = Some(false),
+            "required" if self.kind == Type::Secret => self.required = true,
+            "required" => {
+                return Err(format!(
+                    "unexpected key 'required' for mount type '{}'",
+                    self.kind.name()
+                ));
+            }
+            _ => return Err(format!("invalid field '{key}' must be a key=value pair")),
+        }
+        Ok(())
+    }
+
+    fn finish(self, workdir: &str) -> Result<RunMount, String> {
+        let file_info = matches!(self.kind, Type::Secret | Type::Cache);
+        if !file_info {
+            for (name, set) in [
+                ("mode", self.mode.is_some()),
+                ("uid", self.uid.is_some()),
+                ("gid", self.gid.is_some()),
+            ] {
+                if set {
+                    return Err(format!(
+                        "{name} not allowed for \"{}\" type mounts",
+                        self.kind.name()
+                    ));
+                }
+            }
+        }
+        if self.sharing.is_some() && self.kind != Type::Cache {
+            return Err(format!(
+                "invalid cache sharing set for {} mount",
+                self.kind.name()
+            ));
+        }
+        let read_only = self
+            .read_only
+            .unwrap_or(!matches!(self.kind, Type::Cache | Type::Tmpfs));
+        let (target, kind) = match self.kind {
+            Type::Secret => self.secret()?,
+            Type::Bind => (
+                self.target.clone(),
+                MountKind::Bind {
+                    from: self.from.clone(),
+                    source: self.source.clone().unwrap_or_default(),
+                    read_only,
+                },
+            ),
+            Type::Cache => {
+                if self.from.is_some() || self.source.is_some() {
+                    return Err(
+                        "--mount=type=cache with from= or source= is not supported yet; use an empty cache (drop from and source)"
+                            .into(),
+                    );
+                }
+                let target = self.target.clone().unwrap_or_default();
+                let id = self.id.clone().unwrap_or_else(|| clean(&target));
+                (
+                    self.target.clone(),
+                    MountKind::Cache {
+                        id,
+                        sharing: self.sharing.unwrap_or(Sharing::Shared),
+                        read_only,
+                        mode: self.mode.unwrap_or(0o755),
+                        uid: self.uid.unwrap_or(0),
+                        gid: self.gid.unwrap_or(0),
+                    },
+                )
+            }
+            Type::Tmpfs => (self.target.clone(), MountKind::Tmpfs { size: self.size }),
+        };
+        let target = target.unwrap_or_default();
+        if target.is_empty() {
+            return Err(format!(
+                "--mount=type={} needs a target (target=/path)",
+                kind_name(&kind)
+            ));
+        }
+        let absolute = if target.starts_with('/') {
+            clean(&target)
+        } else {
+            clean(&format!("{workdir}/{target}"))
+        };
+        if absolute == "/" {
+            return Err(format!("invalid mount target \"{target}\""));
+        }
+        Ok(RunMount {
+            target: absolute,
+            kind,
+        })
+    }
+
+    /// A secret's id and target: `source`, else `id`, else the target's file name; the target
+    /// defaults to `/run/secrets/<id>` unless only `env` is asked for.
+    fn secret(&self) -> Result<(Option<String>, MountKind), String> {
+        if self.from.is_some() {
+            return Err("secret mount should not have a from".into());
+        }
+        if self.source.is_some() && self.id.is_some() {
+            return Err("both source and id can't be set".into());
+        }
+        let id = match self.source.clone().or_else(|| self.id.clone()) {
+            Some(id) => id,
+            None => match &self.target {
+                Some(target) => target.rsplit('/').next().unwrap_or_default().to_owned(),
+                None => return Err("invalid secret mount. one of source, target required".into()),
+            },
+        };
+        if id.is_empty() {
+            return Err("a secret mount needs an id (id=NAME)".into());
+        }
+        let as_file = self.env.is_none() || self.target.is_some();
+        let target = match (&self.target, as_file) {
+            (Some(target), _) => Some(target.clone()),
+            (None, true) => Some(format!(
+                "/run/secrets/{}",
+                id.rsplit('/').next().unwrap_or(&id)
+            )),
+            // Only an environment variable: no file, so no target; the mount keeps a
+            // placeholder target that nothing mounts.
+            (None, false) => Some(format!("/run/secrets/{id}")),
+        };
+        Ok((
+            target,
+            MountKind::Secret {
+                id,
+                env: self.env.clone(),
+                as_file,
+                required: self.required,
+                mode: self.mode.unwrap_or(0o400),
+                uid: self.uid.unwrap_or(0),
+                gid: self.gid.unwrap_or(0),
+            },
+        ))
+    }
+}
+
+fn kind_name(kind: &MountKind) -> &'static str {
+    match kind {
+        MountKind::Bind { .. } => "bind",
+        MountKind::Cache { .. } => "cache",
+        MountKind::Tmpfs { .. } => "tmpfs",
+        MountKind::Secret { .. } => "secret",
+    }
+}
+
+/// `path.Clean` for absolute and relative paths: no `.`, no `..` above the root, no doubled
+/// or trailing slashes.
+fn clean(path: &str) -> String {
+    let absolute = path.starts_with('/');
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if parts.last().is_some_and(|p| *p != "..") {
+                    parts.pop();
+                } else if !absolute {
+                    parts.push("..");
+                }
+            }
+            other => parts.push(other),
+        }
+    }
+    let joined = parts.join("/");
+    match (absolute, joined.is_empty()) {
+        (true, _) => format!("/{joined}"),
+        (false, true) => ".".into(),
+        (false, false) => joined,
+    }
+}
+
+/// `size=` of a tmpfs: bytes, or with a unit as Docker's `RAMInBytes` reads it (k, m, g, t,
+/// p, with an optional `b` or `ib`, powers of 1024).
+fn parse_size(value: &str) -> Result<u64, String> {
+    let bad = || format!("invalid value for size: {value}");
+    let lower = value.trim().to_ascii_lowercase();
+    let digits_end = lower
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(lower.len());
+    let (number, unit) = lower.split_at(digits_end);
+    let number: f64 = number.parse().map_err(|_| bad())?;
+    let unit = unit.trim();
+    let unit = unit
+        .strip_suffix("ib")
+        .or_else(|| unit.strip_suffix('b'))
+        .unwrap_or(unit);
+    let power = match unit {
+        "" => 0,
+        "k" => 1,
+        "m" => 2,
+        "g" => 3,
+        "t" => 4,
+        "p" => 5,
+        _ => return Err(bad()),
+    };
+    Ok((number * 1024f64.powi(power)) as u64)
+}
+
+/// Comma-separated fields, a field in double quotes keeping its commas (`"a,b"`, `""` for a
+/// quote inside), as Go's CSV reader splits one record.
+fn csv_fields(text: &str) -> Result<Vec<String>, String> {
+    let mut fields = Vec::new();
+    let mut chars = text.chars().peekable();
+    loop {
+        let mut field = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            loop {
+                match chars.next() {
+                    Some('"') if chars.peek() == Some(&'"') => {
+                        chars.next();
+                        field.push('"');
+                    }
+                    Some('"') => break,
+                    Some(c) => field.push(c),
+                    None => return Err("a quoted field is never closed".into()),
+                }
+            }
+            if !matches!(chars.peek(), None | Some(',')) {
+                return Err("extraneous text after a quoted field".into());
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == ',' {
+                    break;
+                }
+                if c == '"' {
+                    return Err("a bare \" in a field; quote the whole field".into());
+                }
+                field.push(c);
+                chars.next();
+            }
+        }
+        fields.push(field);
+        if chars.next().is_none() {
+            return Ok(fields);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mount(spec: &str) -> Result<RunMount, String> {
+        parse(spec, "/work", &|v| Ok(v.replace("$V", "expanded")))
+    }
+
+    #[test]
+    fn bind_is_the_default_type_and_read_only() {
+        assert_eq!(
+            mount("target=/src").unwrap(),
+            RunMount {
+                target: "/src".into(),
+                kind: MountKind::Bind {
+                    from: None,
+                    source: String::new(),
+                    read_only: true
+                }
+            }
+        );
+        let rw = mount("type=bind,from=build,source=/out,target=rel,rw").unwrap();
+        assert_eq!(rw.target, "/work/rel");
+        assert_eq!(
+            rw.kind,
+            MountKind::Bind {
+                from: Some("build".into()),
+                source: "/out".into(),
+                read_only: false
+            }
+        );
+    }
+
+    #[test]
+    fn cache_defaults_its_id_to_the_target() {
+        let cache = mount("target=/root/.cache/pip/,type=cache").unwrap();
+        assert_eq!(cache.target, "/root/.cache/pip");
+        assert_eq!(
+            cache.kind,
+            MountKind::Cache {
+                id: "/root/.cache/pip".into(),
+                sharing: Sharing::Shared,
+                read_only: false,
+                mode: 0o755,
+                uid: 0,
+                gid: 0
+            }
+        );
+        let locked =
+            mount("type=cache,id=apt,sharing=locked,target=/var/cache/apt,mode=0700,uid=1000")
+                .unwrap();
+        assert!(matches!(
+            locked.kind,
+            MountKind::Cache { ref id, sharing: Sharing::Locked, mode: 0o700, uid: 1000, .. } if id == "apt"
+        ));
+    }
+
+    #[test]
+    fn secrets_default_to_run_secrets_and_may_be_env_only() {
+        let file = mount("type=secret,id=npmrc").unwrap();
+        assert_eq!(file.target, "/run/secrets/npmrc");
+        assert!(matches!(
+            file.kind,
+            MountKind::Secret { ref id, as_file: true, required: false, mode: 0o400, .. } if id == "npmrc"
+        ));
+        let by_target = mount("type=secret,target=/root/.npmrc,required").unwrap();
+        assert!(matches!(
+            by_target.kind,
+            MountKind::Secret { ref id, required: true, .. } if id == ".npmrc"
+        ));
+        let env = mount("type=secret,id=token,env=TOKEN").unwrap();
+        assert!(matches!(
+            env.kind,
+            MountKind::Secret { as_file: false, env: Some(ref e), .. } if e == "TOKEN"
+        ));
+    }
+
+    #[test]
+    fn tmpfs_sizes_read_like_docker() {
+        let tmp = mount("type=tmpfs,target=/tmp,size=64m").unwrap();
+        assert_eq!(
+            tmp.kind,
+            MountKind::Tmpfs {
+                size: Some(64 << 20)
+            }
+        );
+        assert_eq!(parse_size("1024").unwrap(), 1024);
+        assert_eq!(parse_size("1g").unwrap(), 1 << 30);
+        assert_eq!(parse_size("2KiB").unwrap(), 2048);
+        assert!(parse_size("lots").is_err());
+    }
+
+    #[test]
+    fn values_are_expanded_and_bad_mounts_refused_as_buildkit_does() {
+        assert_eq!(
+            mount("type=cache,target=/c/$V").unwrap().target,
+            "/c/expanded"
+        );
+        for (spec, message) in [
+            ("type=ssh", "not supported"),
+            ("type=nosuch,target=/x", "unsupported mount type"),
+            ("type=bind,target=/x,mode=0700", "mode not allowed"),
+            (
+                "type=tmpfs,target=/x,sharing=locked",
+                "invalid cache sharing",
+            ),
+            ("type=bind,target=/x,required", "unexpected key 'required'"),
+            ("type=bind,target=/x,size=1m", "unexpected key 'size'"),
+            ("type=secret", "one of source, target required"),
+            ("type=secret,id=a,source=b", "both source and id"),
+            ("type=bind", "needs a target"),
+            ("type=bind,target=/", "invalid mount target"),
+            ("type=bind,target=/x,from=$STAGE", "does not take variables"),
+            ("type=bind,target=/x,nosuch=1", "unexpected key 'nosuch'"),
+            ("type=bind,target=/x,bare", "must be a key=value pair"),
+            ("type=cache,target=/x,ro=maybe", "invalid value for ro"),
+        ] {
+            let error = mount(spec).unwrap_err();
+            assert!(error.contains(message), "{spec}: {error}");
+        }
+    }
+
+    #[test]
+    fn csv_fields_keep_quoted_commas() {
+        assert_eq!(
+            csv_fields("type=bind,\"target=/a,b\",ro").unwrap(),
+            ["type=bind", "target=/a,b", "ro"]
+        );
+        assert!(csv_fields("\"open").is_err());
+        assert_eq!(clean("/a/./b/../c//"), "/a/c");
+        assert_eq!(clean("/../x"), "/x");
+    }
+}
