@@ -2,6 +2,7 @@
 //! real `docker-registry`), each credential kind and source, both flows, every refusal.
 
 mod double;
+mod double_api;
 mod flows;
 mod gateway;
 mod refusals;
