@@ -85,7 +85,7 @@ pub enum CredentialKindArg {
 pub enum TemplateCommand {
     /// Build a template context's image and turn it into an E2B template.
     #[command(
-        after_help = "Examples:\n  dockless template build . --image ghcr.io/acme/sandbox:v1            (registry flow, API key)\n  dockless template build . --image 127.0.0.1:5000/sb:1 --share-registry-credentials\n  E2B_ACCESS_TOKEN=… dockless template build ./template                  (gateway flow, legacy/self-hosted)\n\nEnvironment: E2B_API_KEY, E2B_ACCESS_TOKEN, E2B_DOMAIN, E2B_API_URL, E2B_DEBUG, E2B_REGISTRY_URL,\nE2B_IMAGE_URI_MASK, E2B_TEAM_ID."
+        after_help = "Examples:\n  dockless template build . --image ghcr.io/acme/sandbox:v1            (registry flow, API key)\n  dockless template build . --image 127.0.0.1:5000/sb:1 --share-registry-credentials --tag v1\n  E2B_ACCESS_TOKEN=… E2B_DOMAIN=e2b.example.org dockless template build ./template   (gateway flow, self-hosted)\n\nEnvironment: E2B_API_KEY, E2B_ACCESS_TOKEN, E2B_DOMAIN, E2B_API_URL, E2B_DEBUG, E2B_REGISTRY_URL,\nE2B_IMAGE_URI_MASK, E2B_TEAM_ID."
     )]
     Build(TemplateBuildArgs),
 }
@@ -102,16 +102,30 @@ pub struct TemplateBuildArgs {
     /// Hand E2B the credentials dockless uses for --image's registry, so E2B can pull a private image.
     #[arg(long, requires = "image")]
     pub share_registry_credentials: bool,
+    /// Use E2B's legacy registry gateway even where dockless would refuse it (E2B's cloud
+    /// removed it in 2026-08; self-hosted E2B may still run it).
+    #[arg(long, conflicts_with = "image")]
+    pub gateway: bool,
+    /// A tag for this build of the template (repeatable); E2B tags it `default` without one.
+    #[arg(long = "tag", value_name = "TAG", requires = "image")]
+    pub tags: Vec<String>,
+    /// Have E2B rebuild every step instead of reusing its cache (`force`).
+    #[arg(long, requires = "image")]
+    pub skip_cache: bool,
+    /// Print the template and build IDs once E2B has started the build, without following it.
+    #[arg(long, requires = "image")]
+    pub no_wait: bool,
     /// The template name (default: e2b.toml's template_name).
     #[arg(long)]
     pub name: Option<String>,
-    /// CPUs of the sandbox (at least 1).
+    /// CPUs of the sandbox (1 or an even number, at most 32).
     #[arg(long, value_name = "COUNT")]
     pub cpu: Option<u32>,
-    /// Memory of the sandbox in MB (even, at least 128).
+    /// Memory of the sandbox in MiB (even, at least 128).
     #[arg(long, value_name = "MB")]
     pub memory_mb: Option<u32>,
-    /// Command run when a sandbox starts.
+    /// Command run when a sandbox starts (default: e2b.toml's start_cmd, else the image's
+    /// CMD/ENTRYPOINT when the Dockerfile sets one, with ready command `sleep 20`).
     #[arg(long, value_name = "CMD")]
     pub start_cmd: Option<String>,
     /// Command that says when the started sandbox is ready.
