@@ -273,7 +273,7 @@ impl TemplateRun<'_> {
         }
         let sandbox = self.sandbox_start(&image)?;
         let (start_cmd, ready_cmd, from_image) = flows::start_commands(self.template, &sandbox);
-        if from_image && self.show {
+        if from_image && self.show_logs {
             eprintln!(
                 "Start command from the image's CMD/ENTRYPOINT: {} (ready command: {}); set start_cmd in e2b.toml or --start-cmd to choose another",
                 start_cmd.as_deref().unwrap_or_default(),

@@ -7,6 +7,7 @@ mod flows;
 mod gateway;
 mod refusals;
 mod secrets;
+mod today;
 
 use std::process::Output;
 
