@@ -288,3 +288,122 @@ async fn the_dockerfiles_user_directory_and_command_reach_e2b_as_its_sdk_sends_t
     assert!(build.start_body.get("readyCmd").is_none());
     assert!(double.violations().is_empty(), "{:?}", double.violations());
 }
+
+/// `--tag`, `--skip-cache` and `--no-wait` reach E2B; a first build that fails still records
+/// the template ID, so the next run rebuilds the same template.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_force_no_wait_and_the_id_of_a_failed_first_build() {
+    let backing = TestRegistry::start(RegistryAuth::None).await;
+    let private = TestRegistry::start(RegistryAuth::Basic).await;
+    let double = E2bDouble::start(&backing.host).await;
+    double.allow_api_key(API_KEY);
+    let key = [("E2B_API_KEY", API_KEY)];
+    let ws = template_workspace();
+    docker_login(
+        &ws,
+        &private.host,
+        crate::support::registry::USER,
+        crate::support::registry::PASSWORD,
+    );
+    let image = format!("{}/sandboxes/tagged:1", private.host);
+    // E2B cannot pull the private image without --share-registry-credentials: the build fails.
+    let message = failure(&run(
+        &ws,
+        &double,
+        &["template", "build", "ctx", "--image", &image],
+        &key,
+        "",
+    ));
+    assert!(message.contains("failed to pull image"), "{message}");
+    let toml = e2b_toml(&ws);
+    assert!(toml.contains("template_id = \""), "{toml}");
+
+    let out = run(
+        &ws,
+        &double,
+        &[
+            "template",
+            "build",
+            "ctx",
+            "--image",
+            &image,
+            "--share-registry-credentials",
+            "--tag",
+            "v1",
+            "--tag",
+            "Stable",
+            "--skip-cache",
+            "--no-wait",
+            "--json",
+        ],
+        &key,
+        "",
+    );
+    let outcome = json(&out);
+    assert_eq!(outcome["status"], "building");
+    assert!(
+        toml.contains(outcome["templateID"].as_str().unwrap()),
+        "the same template"
+    );
+    let build = double.build(outcome["buildID"].as_str().unwrap()).unwrap();
+    assert_eq!(build.tags, ["v1", "stable"]);
+    assert_eq!(build.start_body["force"], true);
+    assert!(
+        !stderr(&out).contains("Template is ready"),
+        "--no-wait does not follow the build"
+    );
+    let message = failure(&run(
+        &ws,
+        &double,
+        &[
+            "template", "build", "ctx", "--image", &image, "--tag", "v/1",
+        ],
+        &key,
+        "",
+    ));
+    assert!(
+        message.contains("--tag \"v/1\": E2B takes tags of"),
+        "{message}"
+    );
+}
+
+/// A login the E2B CLI saved long ago, whose access token E2B no longer takes: one message
+/// that says to use an API key, not a bare 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saved_access_token_that_e2b_refuses_points_to_an_api_key() {
+    let backing = TestRegistry::start(RegistryAuth::None).await;
+    let double = E2bDouble::start(&backing.host).await;
+    double.deprecate_access_token(STALE_TOKEN);
+    let ws = template_workspace();
+    write_home_file(
+        &ws,
+        ".e2b/config.json",
+        &format!(
+            r#"{{"email":"a@b.c","accessToken":"{STALE_TOKEN}","teamName":"t","teamId":"team"}}"#
+        ),
+    );
+    let image = format!("{}/sandboxes/saved:1", backing.host);
+    for args in [
+        vec!["template", "build", "ctx", "--image", &image],
+        vec!["template", "build", "ctx"],
+    ] {
+        let message = failure(&run(&ws, &double, &args, &[], ""));
+        assert_eq!(
+            message
+                .trim()
+                .lines()
+                .filter(|l| l.starts_with("error"))
+                .count(),
+            1,
+            "{message}"
+        );
+        assert!(
+            message.contains("the E2B CLI saved in")
+                && message.contains(".e2b/config.json")
+                && message.contains("E2B_API_KEY")
+                && message.contains("--api-key-stdin"),
+            "{args:?}: {message}"
+        );
+        assert!(!message.contains(STALE_TOKEN), "{message}");
+    }
+}
