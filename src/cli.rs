@@ -76,6 +76,14 @@ pub struct E2bCredentialArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RegistryAuthArg {
+    Auto,
+    Registry,
+    Aws,
+    Gcp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum CredentialKindArg {
     ApiKey,
     AccessToken,
@@ -99,9 +107,16 @@ pub struct TemplateBuildArgs {
     /// Without it: the gateway flow (legacy and self-hosted E2B).
     #[arg(long, value_name = "REGISTRY/REPO:TAG")]
     pub image: Option<String>,
-    /// Hand E2B the credentials dockless uses for --image's registry, so E2B can pull a private image.
-    #[arg(long, requires = "image")]
+    /// Hand E2B the credentials dockless uses for --image's registry, so E2B can pull a private
+    /// image (the same as --registry-auth registry).
+    #[arg(long, requires = "image", conflicts_with = "registry_auth")]
     pub share_registry_credentials: bool,
+    /// Hand E2B pull credentials for --image's registry, of this kind: registry (the username
+    /// and password dockless pushes with), aws (ECR: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+    /// AWS_REGION), gcp (Artifact Registry/GCR: the key file GOOGLE_APPLICATION_CREDENTIALS
+    /// names); without a value, the kind the registry's host calls for.
+    #[arg(long, value_enum, value_name = "KIND", requires = "image", num_args = 0..=1, default_missing_value = "auto")]
+    pub registry_auth: Option<RegistryAuthArg>,
     /// Use E2B's legacy registry gateway even where dockless would refuse it (E2B's cloud
     /// removed it in 2026-08; self-hosted E2B may still run it).
     #[arg(long, conflicts_with = "image")]

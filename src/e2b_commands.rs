@@ -13,6 +13,7 @@ use dockless::e2b::credentials::{self, CredentialKind, E2bCredential};
 use dockless::e2b::endpoints::Endpoints;
 use dockless::e2b::env::E2bEnv;
 use dockless::e2b::flows::{self, FlowInputs, FlowOutcome, RegistryStart};
+use dockless::e2b::pull::{self, PullEnv, PullKind};
 use dockless::e2b::rules;
 use dockless::e2b::sandbox::{SandboxStart, StageSets};
 use dockless::e2b::status::format_entry;
@@ -29,7 +30,7 @@ use serde_json::json;
 use crate::app;
 use crate::cli::{
     AuthStatusArgs, CompressionArg, CredentialKindArg, E2bCredentialArgs, FormatArg, ImageArgs,
-    IsolationArg, TemplateBuildArgs,
+    IsolationArg, RegistryAuthArg, TemplateBuildArgs,
 };
 use crate::progress::PushProgressView;
 use crate::settings;
@@ -249,11 +250,26 @@ impl TemplateRun<'_> {
     ) -> anyhow::Result<FlowOutcome> {
         let args = self.args;
         let client = remote.client(target)?;
-        let pull = if args.share_registry_credentials {
-            Some(flows::shareable(client.credential(), target.registry())?)
-        } else {
-            None
+        let kind = match (args.share_registry_credentials, args.registry_auth) {
+            (true, _) | (_, Some(RegistryAuthArg::Registry)) => Some(PullKind::Registry),
+            (_, Some(RegistryAuthArg::Auto)) => Some(PullKind::Auto),
+            (_, Some(RegistryAuthArg::Aws)) => Some(PullKind::Aws),
+            (_, Some(RegistryAuthArg::Gcp)) => Some(PullKind::Gcp),
+            (false, None) => None,
         };
+        let pull = kind
+            .map(|kind| {
+                pull::pull_credentials(
+                    kind,
+                    target.registry(),
+                    &PullEnv::from_process(),
+                    client.credential(),
+                )
+            })
+            .transpose()?;
+        if let Some(pull) = &pull {
+            tracing::info!(kind = pull.kind(), "handing E2B pull credentials");
+        }
         let created = self.runtime.block_on(flows::request_registry_build(
             self.api,
             self.template,

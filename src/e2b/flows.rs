@@ -15,8 +15,8 @@ use crate::build::BuiltImage;
 use crate::image::Platform;
 use crate::push::{self, EarlyReport, PushError};
 use crate::registry::{
-    Credential, PushProgressFn, Reference, ReferenceError, RegistryClient, RegistryError,
-    RegistrySettings, ResolvedCredential,
+    PushProgressFn, Reference, ReferenceError, RegistryClient, RegistryError, RegistrySettings,
+    ResolvedCredential,
 };
 use crate::remote::{RemoteAccess, RemoteError};
 use crate::store::Store;
@@ -75,10 +75,6 @@ pub enum FlowError {
         "E2B does not list template {template_id} (from e2b.toml) for this API key's team: it may have been deleted or belong to another team; pass --name NAME to build it under a name, or remove template_id from e2b.toml"
     )]
     UnknownTemplate { template_id: String },
-    #[error(
-        "--share-registry-credentials: dockless has no username and password for {registry} to hand to E2B (it found {found_in}); log in to it (docker login / REGISTRY_AUTH_FILE) or use --username with --password-stdin"
-    )]
-    NothingToShare { registry: String, found_in: String },
 }
 
 impl From<RemoteError> for FlowError {
@@ -380,21 +376,4 @@ async fn push_image(
     )
     .await?;
     Ok(report.manifest_digest)
-}
-
-/// `--share-registry-credentials`: the username and password dockless pushes with.
-pub fn shareable(
-    credential: &ResolvedCredential,
-    registry: &str,
-) -> Result<PullCredentials, FlowError> {
-    match &credential.credential {
-        Credential::Basic { username, password } => Ok(PullCredentials::Registry {
-            username: username.clone(),
-            password: password.clone(),
-        }),
-        _ => Err(FlowError::NothingToShare {
-            registry: registry.to_owned(),
-            found_in: credential.source.to_string(),
-        }),
-    }
 }

@@ -10,6 +10,7 @@ pub mod credentials;
 pub mod endpoints;
 pub mod env;
 pub mod flows;
+pub mod pull;
 pub mod refusal;
 pub mod rules;
 pub mod sandbox;

@@ -67,6 +67,11 @@ pub fn run(
         "E2B_DEBUG",
         "E2B_IMAGE_URI_MASK",
         "E2B_TEAM_ID",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "GOOGLE_APPLICATION_CREDENTIALS",
     ] {
         cmd.env_remove(name);
     }
