@@ -95,7 +95,61 @@ pub enum TemplateCommand {
     #[command(
         after_help = "Examples:\n  dockless template build . --image ghcr.io/acme/sandbox:v1            (registry flow, API key)\n  dockless template build . --image 127.0.0.1:5000/sb:1 --share-registry-credentials --tag v1\n  E2B_ACCESS_TOKEN=… E2B_DOMAIN=e2b.example.org dockless template build ./template   (gateway flow, self-hosted)\n\nEnvironment: E2B_API_KEY, E2B_ACCESS_TOKEN, E2B_DOMAIN, E2B_API_URL, E2B_DEBUG, E2B_REGISTRY_URL,\nE2B_IMAGE_URI_MASK, E2B_TEAM_ID."
     )]
-    Build(TemplateBuildArgs),
+    Build(Box<TemplateBuildArgs>),
+    /// A build's status and logs (following it with --follow).
+    #[command(
+        after_help = "Examples:\n  dockless template status 1b2c3d4e-… --follow\n  dockless template status 1b2c3d4e-… --template tpl123 --level warn"
+    )]
+    Status(TemplateStatusArgs),
+    /// The team's templates: name, ID, last build, status.
+    List(TemplateListArgs),
+    /// Delete a template, by name or ID (asks first on a terminal; --yes in CI).
+    Delete(TemplateDeleteArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TemplateStatusArgs {
+    /// The build ID (as `template build` prints it).
+    pub build_id: String,
+    /// The template ID (default: template_id in ./e2b.toml).
+    #[arg(long, value_name = "ID")]
+    pub template: Option<String>,
+    /// Keep following the build until it is ready or failed.
+    #[arg(long)]
+    pub follow: bool,
+    /// Show log entries at this level and above.
+    #[arg(long, value_enum, default_value_t = LogLevelArg::Info)]
+    pub level: LogLevelArg,
+    #[command(flatten)]
+    pub credential: E2bCredentialArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevelArg {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+#[derive(Debug, Args)]
+pub struct TemplateListArgs {
+    /// Print one JSON array on stdout.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub credential: E2bCredentialArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TemplateDeleteArgs {
+    /// The template's name or ID.
+    pub template: String,
+    /// Do not ask (needed when standard input is not a terminal).
+    #[arg(long, short)]
+    pub yes: bool,
+    #[command(flatten)]
+    pub credential: E2bCredentialArgs,
 }
 
 #[derive(Debug, Args)]

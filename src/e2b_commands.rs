@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use dockless::build;
+use dockless::e2b::api::BuildState;
 use dockless::e2b::api::{ApiClient, ApiRetry, CreatedBuild, LogEntry};
 use dockless::e2b::config::TemplateConfig;
 use dockless::e2b::credentials::{self, CredentialKind, E2bCredential};
@@ -16,7 +17,7 @@ use dockless::e2b::flows::{self, FlowInputs, FlowOutcome, RegistryStart};
 use dockless::e2b::pull::{self, PullEnv, PullKind};
 use dockless::e2b::rules;
 use dockless::e2b::sandbox::{SandboxStart, StageSets};
-use dockless::e2b::status::format_entry;
+use dockless::e2b::status::{self, format_entry};
 use dockless::e2b::template::{TemplateFlags, TemplateSettings};
 use dockless::e2b::writeback;
 use dockless::image::ImageConfig;
@@ -30,7 +31,8 @@ use serde_json::json;
 use crate::app;
 use crate::cli::{
     AuthStatusArgs, CompressionArg, CredentialKindArg, E2bCredentialArgs, FormatArg, ImageArgs,
-    IsolationArg, RegistryAuthArg, TemplateBuildArgs,
+    IsolationArg, LogLevelArg, RegistryAuthArg, TemplateBuildArgs, TemplateCommand,
+    TemplateDeleteArgs, TemplateListArgs, TemplateStatusArgs,
 };
 use crate::progress::PushProgressView;
 use crate::settings;
@@ -106,6 +108,136 @@ fn resolve_credential(
     let credential = credentials::resolve(&E2bEnv::from_process(), stdin, only)?;
     tracing::info!(credential = %credential, "E2B credential");
     Ok(credential)
+}
+
+/// `dockless template …`.
+pub fn template(command: TemplateCommand, quiet: bool) -> anyhow::Result<ExitCode> {
+    match command {
+        TemplateCommand::Build(args) => template_build(&args, quiet),
+        TemplateCommand::Status(args) => template_status(&args, quiet),
+        TemplateCommand::List(args) => template_list(&args),
+        TemplateCommand::Delete(args) => template_delete(&args),
+    }
+}
+
+/// The API client the template commands other than `build` use.
+fn api_client(args: &E2bCredentialArgs) -> anyhow::Result<ApiClient> {
+    let endpoints = Endpoints::from_env(&E2bEnv::from_process())?;
+    let credential = resolve_credential(args, false)?;
+    Ok(ApiClient::new(
+        endpoints.api,
+        credential,
+        ApiRetry::default(),
+    )?)
+}
+
+fn template_status(args: &TemplateStatusArgs, quiet: bool) -> anyhow::Result<ExitCode> {
+    let template_id = match &args.template {
+        Some(id) => id.clone(),
+        None => TemplateConfig::load(std::path::Path::new("."))?
+            .and_then(|c| c.template_id)
+            .context("which template? pass --template ID, or run in a directory whose e2b.toml has template_id")?,
+    };
+    let api = api_client(&args.credential)?;
+    let level = match args.level {
+        LogLevelArg::Debug => "debug",
+        LogLevelArg::Info => "info",
+        LogLevelArg::Warn => "warn",
+        LogLevelArg::Error => "error",
+    };
+    let mut on_log = |entry: &LogEntry| {
+        if !quiet {
+            eprintln!("{}", format_entry(entry));
+        }
+    };
+    let runtime = app::runtime()?;
+    let state = if args.follow {
+        runtime.block_on(status::follow_build_at(
+            &api,
+            &template_id,
+            &args.build_id,
+            POLL_INTERVAL,
+            Some(level),
+            &mut on_log,
+        ))?
+    } else {
+        let info = runtime.block_on(status::current_status(
+            &api,
+            &template_id,
+            &args.build_id,
+            Some(level),
+            &mut on_log,
+        ))?;
+        if info.status == BuildState::Error {
+            let reason = info
+                .reason
+                .map(|r| r.message)
+                .unwrap_or_else(|| "E2B gave no reason".into());
+            anyhow::bail!(
+                "E2B's build {} of template {template_id} failed: {reason}",
+                args.build_id
+            );
+        }
+        info.status
+    };
+    println!("{state}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn template_list(args: &TemplateListArgs) -> anyhow::Result<ExitCode> {
+    let api = api_client(&args.credential)?;
+    let templates = app::runtime()?.block_on(api.list_templates())?;
+    let mut stdout = std::io::stdout().lock();
+    if args.json {
+        writeln!(stdout, "{}", serde_json::to_string(&templates)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(
+        stdout,
+        "{:<32} {:<22} {:<38} STATUS",
+        "NAME", "TEMPLATE ID", "LAST BUILD"
+    )?;
+    for t in &templates {
+        writeln!(
+            stdout,
+            "{:<32} {:<22} {:<38} {}",
+            t.name().unwrap_or("-"),
+            t.template_id,
+            if t.build_id.is_empty() {
+                "-"
+            } else {
+                &t.build_id
+            },
+            t.build_status.as_deref().unwrap_or("-")
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn template_delete(args: &TemplateDeleteArgs) -> anyhow::Result<ExitCode> {
+    use std::io::IsTerminal;
+    if !args.yes {
+        if !std::io::stdin().is_terminal() {
+            anyhow::bail!(
+                "deleting template {:?} cannot be undone: pass --yes to confirm when standard input is not a terminal",
+                args.template
+            );
+        }
+        eprint!(
+            "Delete template {:?}? This cannot be undone. [y/N] ",
+            args.template
+        );
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            eprintln!("Not deleted.");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    let api = api_client(&args.credential)?;
+    app::runtime()?.block_on(api.delete_template(&args.template))?;
+    println!("Deleted template {}", args.template);
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn template_build(args: &TemplateBuildArgs, quiet: bool) -> anyhow::Result<ExitCode> {

@@ -1,6 +1,7 @@
 //! E2B end to end: the real binary against the local E2B double (API + gateway in front of the
 //! real `docker-registry`), each credential kind and source, both flows, every refusal.
 
+mod commands;
 mod double;
 mod double_api;
 mod flows;
