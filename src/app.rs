@@ -13,7 +13,7 @@ use dockless::remote::RemoteAccess;
 use dockless::store::Store;
 use serde_json::json;
 
-use crate::cli::{AuthCommand, BuildArgs, Cli, Command, PushArgs, RegistryArgs, TemplateCommand};
+use crate::cli::{AuthCommand, BuildArgs, Cli, Command, PushArgs, RegistryArgs};
 use crate::progress::PushProgressView;
 use crate::settings;
 
@@ -22,9 +22,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Build(args) => build_command(&args, cli.quiet),
         Command::Push(args) => push_command(&args, cli.quiet),
         Command::Auth(AuthCommand::Status(args)) => crate::e2b_commands::auth_status(&args),
-        Command::Template(TemplateCommand::Build(args)) => {
-            crate::e2b_commands::template_build(&args, cli.quiet)
-        }
+        Command::Template(command) => crate::e2b_commands::template(command, cli.quiet),
     }
 }
 

@@ -76,6 +76,14 @@ pub struct E2bCredentialArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RegistryAuthArg {
+    Auto,
+    Registry,
+    Aws,
+    Gcp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum CredentialKindArg {
     ApiKey,
     AccessToken,
@@ -85,9 +93,63 @@ pub enum CredentialKindArg {
 pub enum TemplateCommand {
     /// Build a template context's image and turn it into an E2B template.
     #[command(
-        after_help = "Examples:\n  dockless template build . --image ghcr.io/acme/sandbox:v1            (registry flow, API key)\n  dockless template build . --image 127.0.0.1:5000/sb:1 --share-registry-credentials\n  E2B_ACCESS_TOKEN=… dockless template build ./template                  (gateway flow, legacy/self-hosted)\n\nEnvironment: E2B_API_KEY, E2B_ACCESS_TOKEN, E2B_DOMAIN, E2B_API_URL, E2B_DEBUG, E2B_REGISTRY_URL,\nE2B_IMAGE_URI_MASK, E2B_TEAM_ID."
+        after_help = "Examples:\n  dockless template build . --image ghcr.io/acme/sandbox:v1            (registry flow, API key)\n  dockless template build . --image 127.0.0.1:5000/sb:1 --share-registry-credentials --tag v1\n  E2B_ACCESS_TOKEN=… E2B_DOMAIN=e2b.example.org dockless template build ./template   (gateway flow, self-hosted)\n\nEnvironment: E2B_API_KEY, E2B_ACCESS_TOKEN, E2B_DOMAIN, E2B_API_URL, E2B_DEBUG, E2B_REGISTRY_URL,\nE2B_IMAGE_URI_MASK, E2B_TEAM_ID."
     )]
-    Build(TemplateBuildArgs),
+    Build(Box<TemplateBuildArgs>),
+    /// A build's status and logs (following it with --follow).
+    #[command(
+        after_help = "Examples:\n  dockless template status 1b2c3d4e-… --follow\n  dockless template status 1b2c3d4e-… --template tpl123 --level warn"
+    )]
+    Status(TemplateStatusArgs),
+    /// The team's templates: name, ID, last build, status.
+    List(TemplateListArgs),
+    /// Delete a template, by name or ID (asks first on a terminal; --yes in CI).
+    Delete(TemplateDeleteArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TemplateStatusArgs {
+    /// The build ID (as `template build` prints it).
+    pub build_id: String,
+    /// The template ID (default: template_id in ./e2b.toml).
+    #[arg(long, value_name = "ID")]
+    pub template: Option<String>,
+    /// Keep following the build until it is ready or failed.
+    #[arg(long)]
+    pub follow: bool,
+    /// Show log entries at this level and above.
+    #[arg(long, value_enum, default_value_t = LogLevelArg::Info)]
+    pub level: LogLevelArg,
+    #[command(flatten)]
+    pub credential: E2bCredentialArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevelArg {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+#[derive(Debug, Args)]
+pub struct TemplateListArgs {
+    /// Print one JSON array on stdout.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub credential: E2bCredentialArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TemplateDeleteArgs {
+    /// The template's name or ID.
+    pub template: String,
+    /// Do not ask (needed when standard input is not a terminal).
+    #[arg(long, short)]
+    pub yes: bool,
+    #[command(flatten)]
+    pub credential: E2bCredentialArgs,
 }
 
 #[derive(Debug, Args)]
@@ -99,19 +161,40 @@ pub struct TemplateBuildArgs {
     /// Without it: the gateway flow (legacy and self-hosted E2B).
     #[arg(long, value_name = "REGISTRY/REPO:TAG")]
     pub image: Option<String>,
-    /// Hand E2B the credentials dockless uses for --image's registry, so E2B can pull a private image.
-    #[arg(long, requires = "image")]
+    /// Hand E2B the credentials dockless uses for --image's registry, so E2B can pull a private
+    /// image (the same as --registry-auth registry).
+    #[arg(long, requires = "image", conflicts_with = "registry_auth")]
     pub share_registry_credentials: bool,
+    /// Hand E2B pull credentials for --image's registry, of this kind: registry (the username
+    /// and password dockless pushes with), aws (ECR: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+    /// AWS_REGION), gcp (Artifact Registry/GCR: the key file GOOGLE_APPLICATION_CREDENTIALS
+    /// names); without a value, the kind the registry's host calls for.
+    #[arg(long, value_enum, value_name = "KIND", requires = "image", num_args = 0..=1, default_missing_value = "auto")]
+    pub registry_auth: Option<RegistryAuthArg>,
+    /// Use E2B's legacy registry gateway even where dockless would refuse it (E2B's cloud
+    /// removed it in 2026-08; self-hosted E2B may still run it).
+    #[arg(long, conflicts_with = "image")]
+    pub gateway: bool,
+    /// A tag for this build of the template (repeatable); E2B tags it `default` without one.
+    #[arg(long = "tag", value_name = "TAG", requires = "image")]
+    pub tags: Vec<String>,
+    /// Have E2B rebuild every step instead of reusing its cache (`force`).
+    #[arg(long, requires = "image")]
+    pub skip_cache: bool,
+    /// Print the template and build IDs once E2B has started the build, without following it.
+    #[arg(long, requires = "image")]
+    pub no_wait: bool,
     /// The template name (default: e2b.toml's template_name).
     #[arg(long)]
     pub name: Option<String>,
-    /// CPUs of the sandbox (at least 1).
+    /// CPUs of the sandbox (1 or an even number, at most 32).
     #[arg(long, value_name = "COUNT")]
     pub cpu: Option<u32>,
-    /// Memory of the sandbox in MB (even, at least 128).
+    /// Memory of the sandbox in MiB (even, at least 128).
     #[arg(long, value_name = "MB")]
     pub memory_mb: Option<u32>,
-    /// Command run when a sandbox starts.
+    /// Command run when a sandbox starts (default: e2b.toml's start_cmd, else the image's
+    /// CMD/ENTRYPOINT when the Dockerfile sets one, with ready command `sleep 20`).
     #[arg(long, value_name = "CMD")]
     pub start_cmd: Option<String>,
     /// Command that says when the started sandbox is ready.

@@ -6,11 +6,12 @@ use std::time::Duration;
 use reqwest::header::{AUTHORIZATION, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
 use secrecy::ExposeSecret;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::credentials::{CredentialKind, E2bCredential};
 use super::refusal::{self, Flow};
+pub use super::schema::*;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -32,128 +33,6 @@ pub enum ApiError {
     },
     #[error("E2B API {operation}: unexpected answer: {detail}")]
     BadAnswer { operation: String, detail: String },
-}
-
-/// `POST /v3/templates`.
-#[derive(Debug, Clone, Serialize)]
-pub struct CreateTemplateV3 {
-    pub name: String,
-    #[serde(rename = "cpuCount", skip_serializing_if = "Option::is_none")]
-    pub cpu_count: Option<u32>,
-    #[serde(rename = "memoryMB", skip_serializing_if = "Option::is_none")]
-    pub memory_mb: Option<u32>,
-}
-
-/// `POST /templates` and `POST /templates/{templateID}` (legacy).
-#[derive(Debug, Clone, Serialize)]
-pub struct CreateTemplateLegacy {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub alias: Option<String>,
-    pub dockerfile: String,
-    #[serde(rename = "startCmd", skip_serializing_if = "Option::is_none")]
-    pub start_cmd: Option<String>,
-    #[serde(rename = "readyCmd", skip_serializing_if = "Option::is_none")]
-    pub ready_cmd: Option<String>,
-    #[serde(rename = "cpuCount", skip_serializing_if = "Option::is_none")]
-    pub cpu_count: Option<u32>,
-    #[serde(rename = "memoryMB", skip_serializing_if = "Option::is_none")]
-    pub memory_mb: Option<u32>,
-    #[serde(rename = "teamID", skip_serializing_if = "Option::is_none")]
-    pub team_id: Option<String>,
-}
-
-/// A template and the build E2B opened for it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct CreatedBuild {
-    #[serde(rename = "templateID")]
-    pub template_id: String,
-    #[serde(rename = "buildID")]
-    pub build_id: String,
-}
-
-/// Pull credentials handed to E2B for the user's registry (`fromImageRegistry`).
-/// No Debug: it holds a password.
-pub struct RegistryPullCredentials {
-    pub username: String,
-    pub password: secrecy::SecretString,
-}
-
-/// `POST /v2/templates/{templateID}/builds/{buildID}`.
-pub struct StartBuildV2 {
-    pub from_image: String,
-    pub registry: Option<RegistryPullCredentials>,
-    pub start_cmd: Option<String>,
-    pub ready_cmd: Option<String>,
-}
-
-impl StartBuildV2 {
-    fn body(&self) -> Value {
-        let mut body = serde_json::json!({ "fromImage": self.from_image });
-        if let Some(registry) = &self.registry {
-            body["fromImageRegistry"] = serde_json::json!({
-                "type": "registry",
-                "username": registry.username,
-                "password": registry.password.expose_secret(),
-            });
-        }
-        if let Some(cmd) = &self.start_cmd {
-            body["startCmd"] = Value::from(cmd.as_str());
-        }
-        if let Some(cmd) = &self.ready_cmd {
-            body["readyCmd"] = Value::from(cmd.as_str());
-        }
-        body
-    }
-}
-
-/// `GET /templates/{templateID}/builds/{buildID}/status`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct BuildInfo {
-    pub status: BuildState,
-    #[serde(default, rename = "logEntries")]
-    pub log_entries: Vec<LogEntry>,
-    #[serde(default)]
-    pub logs: Vec<String>,
-    #[serde(default)]
-    pub reason: Option<BuildReason>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BuildState {
-    Building,
-    Waiting,
-    Ready,
-    Error,
-}
-
-impl std::fmt::Display for BuildState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            BuildState::Building => "building",
-            BuildState::Waiting => "waiting",
-            BuildState::Ready => "ready",
-            BuildState::Error => "error",
-        })
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-pub struct LogEntry {
-    #[serde(default)]
-    pub timestamp: String,
-    pub message: String,
-    #[serde(default)]
-    pub level: String,
-    #[serde(default)]
-    pub step: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct BuildReason {
-    pub message: String,
-    #[serde(default)]
-    pub step: Option<String>,
 }
 
 /// How often a failed request is tried again, and how long to wait in between.
@@ -285,14 +164,59 @@ impl ApiClient {
         .map(drop)
     }
 
+    /// `GET /templates`: the team's templates.
+    pub async fn list_templates(&self) -> Result<Vec<TemplateSummary>, ApiError> {
+        let answer = self
+            .send(
+                Method::GET,
+                "templates",
+                None,
+                "list templates (GET /templates)",
+                Flow::Either,
+                self.retry.attempts,
+            )
+            .await?;
+        parse(&answer, "list templates")
+    }
+
+    /// `DELETE /templates/{templateID}` (E2B also takes a name there).
+    pub async fn delete_template(&self, name_or_id: &str) -> Result<(), ApiError> {
+        let path = format!("templates/{name_or_id}");
+        self.send(
+            Method::DELETE,
+            &path,
+            None,
+            &format!("delete template (DELETE /{path})"),
+            Flow::Either,
+            1,
+        )
+        .await
+        .map(drop)
+    }
+
     pub async fn build_status(
         &self,
         template_id: &str,
         build_id: &str,
         logs_offset: usize,
     ) -> Result<BuildInfo, ApiError> {
-        let path =
+        self.build_status_at(template_id, build_id, logs_offset, None)
+            .await
+    }
+
+    /// Build status with log entries at `level` or above only (`debug`, `info`, `warn`, `error`).
+    pub async fn build_status_at(
+        &self,
+        template_id: &str,
+        build_id: &str,
+        logs_offset: usize,
+        level: Option<&str>,
+    ) -> Result<BuildInfo, ApiError> {
+        let mut path =
             format!("templates/{template_id}/builds/{build_id}/status?logsOffset={logs_offset}");
+        if let Some(level) = level {
+            path.push_str(&format!("&level={level}"));
+        }
         let answer = self
             .send(
                 Method::GET,

@@ -68,6 +68,18 @@ impl Endpoints {
         })
     }
 
+    /// True when the API or the registry gateway is E2B's cloud (`e2b.app` or a subdomain),
+    /// where the gateway was removed in 2026-08 and access tokens are being switched off.
+    pub fn is_e2b_cloud(&self) -> bool {
+        let gateway_host = self.gateway.split(':').next().unwrap_or_default();
+        [self.api.host_str().unwrap_or_default(), gateway_host]
+            .iter()
+            .any(|host| {
+                let host = host.trim_end_matches('.').to_ascii_lowercase();
+                host == DEFAULT_DOMAIN || host.ends_with(&format!(".{DEFAULT_DOMAIN}"))
+            })
+    }
+
     /// Where the gateway flow pushes a build: `<gateway>/e2b/custom-envs/<templateID>:<buildID>`,
     /// or `E2B_IMAGE_URI_MASK` with its placeholders filled in, as E2B's CLI did.
     pub fn gateway_image(&self, template_id: &str, build_id: &str) -> String {
@@ -137,6 +149,34 @@ mod tests {
         let e = Endpoints::from_env(&env).unwrap();
         assert_eq!(e.api.as_str(), "http://127.0.0.1:9/");
         assert_eq!(e.gateway_image("t", "b"), "reg.local/envs/t:b");
+    }
+
+    #[test]
+    fn e2bs_cloud_is_told_from_self_hosted() {
+        let cloud = |env: E2bEnv| Endpoints::from_env(&env).unwrap().is_e2b_cloud();
+        assert!(cloud(E2bEnv::default()));
+        assert!(cloud(E2bEnv {
+            domain: Some("eu.e2b.app".into()),
+            ..E2bEnv::default()
+        }));
+        // The API elsewhere, but the gateway would still be docker.e2b.app.
+        assert!(cloud(E2bEnv {
+            api_url: Some("http://127.0.0.1:9".into()),
+            ..E2bEnv::default()
+        }));
+        assert!(!cloud(E2bEnv {
+            domain: Some("e2b.example.org".into()),
+            ..E2bEnv::default()
+        }));
+        assert!(!cloud(E2bEnv {
+            domain: Some("note2b.app".into()),
+            ..E2bEnv::default()
+        }));
+        assert!(!cloud(E2bEnv {
+            api_url: Some("http://127.0.0.1:9".into()),
+            registry_url: Some("http://127.0.0.1:10".into()),
+            ..E2bEnv::default()
+        }));
     }
 
     #[test]

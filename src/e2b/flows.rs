@@ -15,18 +15,19 @@ use crate::build::BuiltImage;
 use crate::image::Platform;
 use crate::push::{self, EarlyReport, PushError};
 use crate::registry::{
-    Credential, PushProgressFn, Reference, ReferenceError, RegistryClient, RegistryError,
-    RegistrySettings, ResolvedCredential,
+    PushProgressFn, Reference, ReferenceError, RegistryClient, RegistryError, RegistrySettings,
+    ResolvedCredential,
 };
 use crate::remote::{RemoteAccess, RemoteError};
 use crate::store::Store;
 
 use super::api::{
     ApiClient, ApiError, BuildState, CreateTemplateLegacy, CreateTemplateV3, CreatedBuild,
-    LogEntry, RegistryPullCredentials, StartBuildV2,
+    LogEntry, PullCredentials, StartBuildV2,
 };
 use super::endpoints::Endpoints;
 use super::refusal::{self, Flow};
+use super::sandbox::{READY_AFTER_START, SandboxStart};
 use super::status::{BuildFailed, follow_build};
 use super::template::TemplateSettings;
 
@@ -67,9 +68,13 @@ pub enum FlowError {
     )]
     NoName,
     #[error(
-        "--share-registry-credentials: dockless has no username and password for {registry} to hand to E2B (it found {found_in}); log in to it (docker login / REGISTRY_AUTH_FILE) or use --username with --password-stdin"
+        "E2B has no name for template {template_id} (from e2b.toml), and E2B builds a template by name, never by ID: pass --name NAME (or set template_name in e2b.toml) to name it"
     )]
-    NothingToShare { registry: String, found_in: String },
+    Unnamed { template_id: String },
+    #[error(
+        "E2B does not list template {template_id} (from e2b.toml) for this API key's team: it may have been deleted or belong to another team; pass --name NAME to build it under a name, or remove template_id from e2b.toml"
+    )]
+    UnknownTemplate { template_id: String },
 }
 
 impl From<RemoteError> for FlowError {
@@ -118,54 +123,128 @@ pub fn check_platform(image: &BuiltImage) -> Result<(), FlowError> {
     }
 }
 
-/// The registry flow: push to `target`, create (or reuse) the template, build it `fromImage`.
-pub async fn registry_flow(
+/// The name the registry flow sends: the one given, else the one E2B has for the template
+/// known by ID (`GET /templates`). Never the ID itself: E2B refuses an alias equal to a
+/// template ID ("Alias '<id>' is already used").
+pub async fn template_name(
     api: &ApiClient,
+    settings: &TemplateSettings,
+) -> Result<String, FlowError> {
+    if let Some(name) = &settings.name {
+        return Ok(name.clone());
+    }
+    let Some(template_id) = &settings.template_id else {
+        return Err(FlowError::NoName);
+    };
+    let templates = api.list_templates().await?;
+    let template = templates
+        .iter()
+        .find(|t| &t.template_id == template_id)
+        .ok_or_else(|| FlowError::UnknownTemplate {
+            template_id: template_id.clone(),
+        })?;
+    template
+        .name()
+        .map(str::to_owned)
+        .ok_or_else(|| FlowError::Unnamed {
+            template_id: template_id.clone(),
+        })
+}
+
+/// The registry flow's first step, before anything is built or pushed (as E2B's SDK orders
+/// it): ask E2B for a build, so a refusal (quota, name, key) costs a request, not an upload.
+pub async fn request_registry_build(
+    api: &ApiClient,
+    settings: &TemplateSettings,
+    tags: &[String],
+) -> Result<CreatedBuild, FlowError> {
+    let name = template_name(api, settings).await?;
+    let created = api
+        .create_template_v3(&CreateTemplateV3 {
+            name,
+            tags: tags.to_vec(),
+            cpu_count: settings.cpu_count,
+            memory_mb: settings.memory_mb,
+        })
+        .await?;
+    tracing::info!(template = %created.template_id, build = %created.build_id, "E2B opened a build");
+    Ok(created)
+}
+
+/// How the build E2B runs from the pushed image is started.
+pub struct RegistryStart {
+    pub pull: Option<PullCredentials>,
+    /// The image's user, directory and command, for E2B to keep (see [`super::sandbox`]).
+    pub sandbox: SandboxStart,
+    pub force: bool,
+    /// Follow the build to its end (else return once it has started).
+    pub wait: bool,
+}
+
+/// The start and ready commands: e2b.toml or flags first, else the image's CMD/ENTRYPOINT with
+/// the SDK's 20 s ready wait. The flag says whether the image's command was taken.
+pub fn start_commands(
+    settings: &TemplateSettings,
+    sandbox: &SandboxStart,
+) -> (Option<String>, Option<String>, bool) {
+    match (&settings.start_cmd, &sandbox.image_command) {
+        (Some(start), _) => (Some(start.clone()), settings.ready_cmd.clone(), false),
+        (None, Some(image)) => (
+            Some(image.clone()),
+            Some(
+                settings
+                    .ready_cmd
+                    .clone()
+                    .unwrap_or_else(|| READY_AFTER_START.to_owned()),
+            ),
+            true,
+        ),
+        (None, None) => (None, settings.ready_cmd.clone(), false),
+    }
+}
+
+/// The registry flow after [`request_registry_build`] and the local build: push to `target`,
+/// start E2B's build `fromImage` the pushed digest, follow it.
+pub async fn finish_registry_flow(
+    api: &ApiClient,
+    created: CreatedBuild,
     inputs: FlowInputs<'_>,
     target: &Reference,
-    share_credentials: bool,
+    start: RegistryStart,
     on_log: &mut dyn FnMut(&LogEntry),
 ) -> Result<FlowOutcome, FlowError> {
     check_platform(inputs.image)?;
-    // E2B resolves a name that matches an existing template to that template (later builds).
-    let name = inputs
-        .settings
-        .name
-        .clone()
-        .or_else(|| inputs.settings.template_id.clone())
-        .ok_or(FlowError::NoName)?;
     let client = inputs.remote.client(target)?;
-    let pull_credentials = if share_credentials {
-        Some(shareable(client.credential(), target.registry())?)
-    } else {
-        None
-    };
     let digest = push_image(&inputs, &client, target)
         .await
         .map_err(|source| FlowError::Push {
             reference: target.to_string(),
             source: Box::new(source),
         })?;
-    let created = api
-        .create_template_v3(&CreateTemplateV3 {
-            name,
-            cpu_count: inputs.settings.cpu_count,
-            memory_mb: inputs.settings.memory_mb,
-        })
-        .await?;
-    tracing::info!(template = %created.template_id, build = %created.build_id, "E2B opened a build");
     let pinned = format!("{}/{}@{digest}", target.registry(), target.repository());
+    let (start_cmd, ready_cmd, _) = start_commands(inputs.settings, &start.sandbox);
     api.start_build_v2(
         &created.template_id,
         &created.build_id,
         &StartBuildV2 {
             from_image: pinned,
-            registry: pull_credentials,
-            start_cmd: inputs.settings.start_cmd.clone(),
-            ready_cmd: inputs.settings.ready_cmd.clone(),
+            registry: start.pull,
+            steps: start.sandbox.steps(),
+            start_cmd,
+            ready_cmd,
+            force: start.force,
         },
     )
     .await?;
+    if !start.wait {
+        return Ok(FlowOutcome {
+            template_id: created.template_id,
+            build_id: created.build_id,
+            image: target.to_string(),
+            digest,
+            status: BuildState::Building,
+        });
+    }
     follow_to_the_end(api, created, target.to_string(), digest, &inputs, on_log).await
 }
 
@@ -176,6 +255,7 @@ pub async fn gateway_flow(
     inputs: FlowInputs<'_>,
     dockerfile_text: String,
     registry_settings: &RegistrySettings,
+    on_created: &mut dyn FnMut(&CreatedBuild),
     on_log: &mut dyn FnMut(&LogEntry),
 ) -> Result<FlowOutcome, FlowError> {
     check_platform(inputs.image)?;
@@ -195,6 +275,7 @@ pub async fn gateway_flow(
         )
         .await?;
     tracing::info!(template = %created.template_id, build = %created.build_id, "E2B opened a build");
+    on_created(&created);
     let reference_text = endpoints.gateway_image(&created.template_id, &created.build_id);
     let reference = Reference::parse(&reference_text).map_err(|source| FlowError::Reference {
         reference: reference_text.clone(),
@@ -295,20 +376,4 @@ async fn push_image(
     )
     .await?;
     Ok(report.manifest_digest)
-}
-
-fn shareable(
-    credential: &ResolvedCredential,
-    registry: &str,
-) -> Result<RegistryPullCredentials, FlowError> {
-    match &credential.credential {
-        Credential::Basic { username, password } => Ok(RegistryPullCredentials {
-            username: username.clone(),
-            password: password.clone(),
-        }),
-        _ => Err(FlowError::NothingToShare {
-            registry: registry.to_owned(),
-            found_in: credential.source.to_string(),
-        }),
-    }
 }

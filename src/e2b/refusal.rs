@@ -2,7 +2,7 @@
 
 use secrecy::ExposeSecret;
 
-use super::credentials::{CredentialKind, E2bCredential};
+use super::credentials::{CredentialKind, CredentialOrigin, E2bCredential};
 
 /// The text E2B answers with once it has switched access tokens off for a user.
 pub const ACCESS_TOKEN_DEPRECATED: &str = "E2B_ACCESS_TOKEN is deprecated and no longer accepted";
@@ -21,6 +21,19 @@ pub enum Flow {
 /// What to do after a refusal, given the credential that was refused and where.
 pub fn advice(status: u16, message: &str, credential: &E2bCredential, flow: Flow) -> String {
     let kind = credential.kind;
+    let refused = matches!(status, 401 | 403) || message.contains("deprecated");
+    if let CredentialOrigin::ConfigFile { path, .. } = &credential.origin
+        && kind == CredentialKind::AccessToken
+        && refused
+    {
+        // A login saved by `e2b auth login` long ago: the user never chose this token.
+        return format!(
+            "E2B no longer accepts the access token that the E2B CLI saved in {}: use an API key \
+             instead, in E2B_API_KEY or piped in with --api-key-stdin (https://e2b.dev/dashboard?tab=keys), \
+             and build with --image REGISTRY/REPO:TAG",
+            path.display()
+        );
+    }
     if message.contains("deprecated") && kind == CredentialKind::AccessToken {
         return format!(
             "E2B no longer accepts your access token ({}): use an API key instead (set E2B_API_KEY; \
@@ -65,7 +78,6 @@ pub fn scrub(text: &str, credential: &E2bCredential) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::e2b::credentials::CredentialOrigin;
 
     fn credential(kind: CredentialKind) -> E2bCredential {
         E2bCredential::new(
@@ -87,5 +99,22 @@ mod tests {
         assert!(advice(401, "Invalid", &key, Flow::Registry).contains("ending in 1234"));
         assert_eq!(advice(500, "boom", &key, Flow::Registry), "");
         assert_eq!(scrub("echo e2b_secret_abcdef1234", &key), "echo <redacted>");
+        let saved = E2bCredential::new(
+            CredentialKind::AccessToken,
+            CredentialOrigin::ConfigFile {
+                path: "/home/u/.e2b/config.json".into(),
+                field: "accessToken",
+            },
+            "sk_e2b_saved_abcdef1234".to_string().into(),
+        );
+        for flow in [Flow::Registry, Flow::Gateway, Flow::Either] {
+            let text = advice(401, "Invalid access token", &saved, flow);
+            assert!(
+                text.contains("/home/u/.e2b/config.json")
+                    && text.contains("E2B_API_KEY")
+                    && text.contains("--api-key-stdin"),
+                "{text}"
+            );
+        }
     }
 }

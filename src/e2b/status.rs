@@ -40,15 +40,31 @@ pub async fn follow_build(
     interval: Duration,
     on_log: &mut dyn FnMut(&LogEntry),
 ) -> Result<BuildState, BuildFailed> {
+    follow_build_at(api, template_id, build_id, interval, None, on_log).await
+}
+
+/// [`follow_build`] with log entries at `level` and above only.
+pub async fn follow_build_at(
+    api: &ApiClient,
+    template_id: &str,
+    build_id: &str,
+    interval: Duration,
+    level: Option<&str>,
+    on_log: &mut dyn FnMut(&LogEntry),
+) -> Result<BuildState, BuildFailed> {
     let mut offset = 0usize;
     loop {
-        let info = api.build_status(template_id, build_id, offset).await?;
+        let info = api
+            .build_status_at(template_id, build_id, offset, level)
+            .await?;
         offset += deliver(&info.log_entries, &info.logs, on_log);
         match info.status {
             BuildState::Ready | BuildState::Error => {
                 // Drain: logs written after the final status are still owed to the user.
                 loop {
-                    let more = api.build_status(template_id, build_id, offset).await?;
+                    let more = api
+                        .build_status_at(template_id, build_id, offset, level)
+                        .await?;
                     let count = deliver(&more.log_entries, &more.logs, on_log);
                     if count == 0 {
                         break;
@@ -71,6 +87,27 @@ pub async fn follow_build(
             }
             BuildState::Building | BuildState::Waiting => tokio::time::sleep(interval).await,
         }
+    }
+}
+
+/// The build's status now, with every log entry so far (paging through them).
+pub async fn current_status(
+    api: &ApiClient,
+    template_id: &str,
+    build_id: &str,
+    level: Option<&str>,
+    on_log: &mut dyn FnMut(&LogEntry),
+) -> Result<super::api::BuildInfo, ApiError> {
+    let mut offset = 0usize;
+    loop {
+        let info = api
+            .build_status_at(template_id, build_id, offset, level)
+            .await?;
+        let count = deliver(&info.log_entries, &info.logs, on_log);
+        if count == 0 {
+            return Ok(info);
+        }
+        offset += count;
     }
 }
 

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use super::config::TemplateConfig;
+use super::rules;
 
 /// What the user passed on the command line (each beats `e2b.toml`).
 #[derive(Debug, Clone, Default)]
@@ -36,7 +37,8 @@ pub struct TemplateSettings {
 pub struct TemplateError {
     /// `--memory-mb` or `e2b.toml memory_mb =`.
     pub source_name: String,
-    pub value: u32,
+    /// The value as given (names quoted).
+    pub value: String,
     pub rule: &'static str,
 }
 
@@ -68,31 +70,32 @@ impl TemplateSettings {
                 format!("e2b.toml {key} =")
             }
         };
+        if let Some(name) = &settings.name
+            && !rules::name_is_valid(name)
+        {
+            return Err(TemplateError {
+                source_name: from(flags.name.is_some(), "--name", "template_name"),
+                value: format!("{name:?}"),
+                rule: rules::NAME_RULE,
+            });
+        }
         if let Some(cpu) = settings.cpu_count
-            && cpu < 1
+            && !rules::cpu_is_valid(cpu)
         {
             return Err(TemplateError {
                 source_name: from(flags.cpu_count.is_some(), "--cpu", "cpu_count"),
-                value: cpu,
-                rule: "E2B needs at least 1 CPU",
+                value: cpu.to_string(),
+                rule: rules::CPU_RULE,
             });
         }
-        if let Some(memory) = settings.memory_mb {
-            let source_name = from(flags.memory_mb.is_some(), "--memory-mb", "memory_mb");
-            if memory < 128 {
-                return Err(TemplateError {
-                    source_name,
-                    value: memory,
-                    rule: "E2B needs at least 128 MB of memory",
-                });
-            }
-            if memory % 2 != 0 {
-                return Err(TemplateError {
-                    source_name,
-                    value: memory,
-                    rule: "E2B needs an even number of megabytes; use one more or one less",
-                });
-            }
+        if let Some(memory) = settings.memory_mb
+            && !rules::memory_is_valid(memory)
+        {
+            return Err(TemplateError {
+                source_name: from(flags.memory_mb.is_some(), "--memory-mb", "memory_mb"),
+                value: memory.to_string(),
+                rule: rules::MEMORY_RULE,
+            });
         }
         Ok(settings)
     }
@@ -135,7 +138,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            message.starts_with("--memory-mb 513: ") && message.contains("even"),
+            message.starts_with("--memory-mb 513: ") && message.contains("an even number of MiB"),
             "{message}"
         );
         let config = TemplateConfig {
@@ -158,6 +161,27 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .starts_with("--cpu 0")
+        );
+        let odd_cpu = TemplateFlags {
+            cpu_count: Some(3),
+            ..TemplateFlags::default()
+        };
+        let message = TemplateSettings::merge(None, &odd_cpu, None)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(message, format!("--cpu 3: {}", rules::CPU_RULE));
+        let config = TemplateConfig {
+            template_name: Some("My Sandbox".into()),
+            ..TemplateConfig::default()
+        };
+        let message = TemplateSettings::merge(Some(config), &TemplateFlags::default(), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.starts_with(
+                "e2b.toml template_name = \"My Sandbox\": E2B takes a name of lowercase"
+            ),
+            "{message}"
         );
     }
 }

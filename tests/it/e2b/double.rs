@@ -20,6 +20,10 @@ use sha2::Digest as _;
 
 use crate::support::http::{Handler, HandlerResult, TestServer, response};
 
+#[path = "double_rules.rs"]
+pub mod rules;
+use rules::{PullAuth, SandboxRuntime, TEAM_SLUG};
+
 /// Log lines each successful build writes while provisioning.
 pub const PROVISION_LINES: usize = 150;
 
@@ -44,6 +48,19 @@ pub struct Build {
     pub logs: Vec<Value>,
     pub reason: Option<Value>,
     pub start_body: Value,
+    pub tags: Vec<String>,
+    pub cpu_count: i64,
+    pub memory_mb: i64,
+    /// The sandbox's user and directory once the steps are applied (set when started).
+    pub runtime: Option<SandboxRuntime>,
+}
+
+/// A template of the double's one team.
+#[derive(Debug, Clone, Default)]
+pub struct Template {
+    /// Bare aliases; the names are `acme/<alias>`.
+    pub aliases: Vec<String>,
+    pub builds: Vec<String>,
 }
 
 #[derive(Default)]
@@ -53,8 +70,7 @@ pub struct State {
     deprecated_tokens: Vec<String>,
     /// Refused by the gateway only.
     gateway_deprecated_tokens: Vec<String>,
-    /// templateID → names.
-    templates: HashMap<String, Vec<String>>,
+    templates: HashMap<String, Template>,
     builds: HashMap<String, Build>,
     /// Gateway token → the template it grants (None: a token without scope grants nothing).
     gateway_tokens: HashMap<String, Option<String>>,
@@ -64,12 +80,48 @@ pub struct State {
     pub violations: Vec<String>,
     counter: u64,
     gateway_origin: String,
+    /// E2B's cloud, where the flag `disable-e2b-access-token-auth` is on for everyone.
+    cloud: bool,
+    /// The team's concurrent build limit (`BuildConcurrency`), when a test sets one.
+    build_concurrency: Option<usize>,
 }
 
 impl State {
-    fn next_id(&mut self, prefix: &str) -> String {
+    /// An ID as E2B makes them: 20 characters of `[a-z0-9]` (id.Generate).
+    fn template_id(&mut self) -> String {
         self.counter += 1;
-        format!("{prefix}{:04}{}", self.counter, fastrand::u32(1000..9999))
+        let random: String = (0..16)
+            .map(|_| fastrand::choice(b"abcdefghijklmnopqrstuvwxyz0123456789").unwrap())
+            .map(|b| *b as char)
+            .collect();
+        format!("{random}{:04}", self.counter)
+    }
+
+    /// A build ID as E2B makes them: a UUID.
+    fn build_id(&mut self) -> String {
+        self.counter += 1;
+        format!(
+            "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+            fastrand::u32(..),
+            fastrand::u16(..),
+            fastrand::u16(..0x1000),
+            fastrand::u16(..0x1000),
+            self.counter
+        )
+    }
+
+    /// The template this team's name or ID points at.
+    fn resolve(&self, identifier: &str) -> Option<String> {
+        let alias = identifier
+            .strip_prefix(&format!("{TEAM_SLUG}/"))
+            .unwrap_or(identifier);
+        if self.templates.contains_key(alias) {
+            return Some(alias.to_owned());
+        }
+        self.templates
+            .iter()
+            .find(|(_, t)| t.aliases.iter().any(|a| a == alias))
+            .map(|(id, _)| id.clone())
     }
 }
 
@@ -136,6 +188,25 @@ impl E2bDouble {
             .unwrap()
             .gateway_deprecated_tokens
             .push(token.to_owned());
+    }
+
+    /// E2B's cloud: `disable-e2b-access-token-auth` is on, every access token gets a 401.
+    pub fn act_as_cloud(&self) {
+        self.state.lock().unwrap().cloud = true;
+    }
+
+    /// The team may have at most `limit` builds of other templates in progress (429 beyond).
+    pub fn limit_concurrent_builds(&self, limit: usize) {
+        self.state.lock().unwrap().build_concurrency = Some(limit);
+    }
+
+    pub fn template(&self, template_id: &str) -> Option<Template> {
+        self.state
+            .lock()
+            .unwrap()
+            .templates
+            .get(template_id)
+            .cloned()
     }
 
     pub fn seen(&self) -> Vec<Seen> {
@@ -227,7 +298,7 @@ async fn api(
                 "Invalid API key, please visit https://e2b.dev/docs/api-key",
             );
         }
-        (None, Some(token)) if s.deprecated_tokens.iter().any(|t| t == token) => {
+        (None, Some(token)) if s.cloud || s.deprecated_tokens.iter().any(|t| t == token) => {
             return api_error(401, DEPRECATED);
         }
         (None, Some(token)) if s.access_tokens.iter().any(|t| t == token) => Kind::AccessToken,
@@ -250,31 +321,18 @@ async fn api(
             if let Some(refused) = needs(Kind::ApiKey) {
                 return refused;
             }
-            let Some(name) = body["name"].as_str().map(str::to_owned) else {
-                return api_error(400, "name is required");
-            };
-            if let Some(refused) = check_resources(&body) {
-                return refused;
+            match request_build_v3(&mut s, &body) {
+                Ok(answer) => json_response(202, answer),
+                Err((status, message)) => api_error(status, &message),
             }
-            let existing = s
-                .templates
-                .iter()
-                .find(|(id, names)| *id == &name || names.contains(&name))
-                .map(|(id, _)| id.clone());
-            let template_id = match existing {
-                Some(id) => id,
-                None => {
-                    let id = s.next_id("tpl");
-                    s.templates.insert(id.clone(), vec![name.clone()]);
-                    id
-                }
+        }
+        ("GET", ["templates"]) => json_response(200, list_templates(&s)),
+        ("DELETE", ["templates", identifier]) => {
+            let Some(template_id) = s.resolve(identifier) else {
+                return api_error(404, &format!("template '{identifier}' not found"));
             };
-            let build_id = new_build(&mut s, &template_id);
-            json_response(
-                202,
-                json!({"templateID": template_id, "buildID": build_id, "public": false,
-                       "names": [name], "tags": [], "aliases": []}),
-            )
+            s.templates.remove(&template_id);
+            Ok(response(204, ""))
         }
         ("POST", ["templates"]) | ("POST", ["templates", _]) => {
             if let Some(refused) = needs(Kind::AccessToken) {
@@ -283,25 +341,36 @@ async fn api(
             if body["dockerfile"].as_str().is_none() {
                 return api_error(400, "dockerfile is required");
             }
-            if let Some(refused) = check_resources(&body) {
-                return refused;
-            }
+            let (cpu, memory) = match rules::limit_resources(&body) {
+                Ok(resources) => resources,
+                Err((status, message)) => return api_error(status, &message),
+            };
             let template_id = match parts.get(1) {
                 Some(id) if s.templates.contains_key(*id) => id.to_string(),
                 Some(id) => return api_error(404, &format!("template '{id}' not found")),
                 None => {
-                    let id = s.next_id("tpl");
-                    let alias = body["alias"].as_str().unwrap_or_default().to_owned();
-                    s.templates.insert(id.clone(), vec![alias]);
+                    let id = s.template_id();
+                    let aliases = body["alias"].as_str().map(str::to_owned).into_iter();
+                    s.templates.insert(
+                        id.clone(),
+                        Template {
+                            aliases: aliases.collect(),
+                            builds: Vec::new(),
+                        },
+                    );
                     id
                 }
             };
-            let build_id = new_build(&mut s, &template_id);
+            let build_id = new_build(
+                &mut s,
+                &template_id,
+                vec![rules::DEFAULT_TAG.into()],
+                (cpu, memory),
+            );
             json_response(
                 202,
                 json!({"templateID": template_id, "buildID": build_id,
-                       "cpuCount": body["cpuCount"].as_u64().unwrap_or(2),
-                       "memoryMB": body["memoryMB"].as_u64().unwrap_or(512), "diskSizeMB": 5120,
+                       "cpuCount": cpu, "memoryMB": memory, "diskSizeMB": 5120,
                        "public": false, "aliases": [], "createdAt": "2026-11-28T00:00:00Z",
                        "updatedAt": "2026-11-28T00:00:00Z", "createdBy": null, "lastSpawnedAt": null,
                        "spawnCount": 0, "buildCount": 1, "envdVersion": "0.2.0"}),
@@ -326,50 +395,74 @@ async fn api(
                 .get_mut(&build_id)
                 .filter(|b| b.template_id == template_id)
             else {
-                return api_error(404, "build not found");
+                return api_error(
+                    404,
+                    &format!(
+                        "Error when getting template: build {build_id} of {template_id} not found"
+                    ),
+                );
             };
             if build.status != "waiting" {
                 return api_error(400, "build is not in waiting state");
             }
-            let source = if legacy {
-                PullSource {
+            let (source, runtime) = if legacy {
+                let source = PullSource {
                     registry: backing.clone(),
                     repository: format!("e2b/custom-envs/{template_id}"),
                     reference: build_id.clone(),
-                    basic: None,
-                }
+                    auth: PullAuth::Anonymous,
+                };
+                (
+                    source,
+                    SandboxRuntime {
+                        user: "user".into(),
+                        workdir: "/home/user".into(),
+                    },
+                )
             } else {
-                let Some(image) = body["fromImage"].as_str() else {
-                    return api_error(400, "fromImage is required");
-                };
-                let basic = match body.get("fromImageRegistry") {
-                    Some(r) if r["type"] == "registry" => Some((
-                        r["username"].as_str().unwrap_or_default().to_owned(),
-                        r["password"].as_str().unwrap_or_default().to_owned(),
-                    )),
-                    _ => None,
-                };
-                match PullSource::parse(image, basic) {
-                    Some(source) => source,
-                    None => return api_error(400, &format!("fromImage {image:?} is not valid")),
+                match start_body_v2(&body) {
+                    Ok(started) => started,
+                    Err((status, message)) => return api_error(status, &message),
                 }
             };
             build.status = "building";
             build.start_body = body.clone();
+            build.runtime = Some(runtime);
             drop(s);
             tokio::spawn(run_build(state.clone(), http, build_id, source));
             Ok(response(202, ""))
         }
         ("GET", ["templates", t, "builds", b, "status"]) => {
-            let offset: usize = query
-                .split('&')
-                .find_map(|p| p.strip_prefix("logsOffset="))
+            let param = |name: &str| {
+                url::form_urlencoded::parse(query.as_bytes())
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.into_owned())
+            };
+            let offset: usize = param("logsOffset")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0);
+            let limit: usize = match param("limit").map(|v| v.parse::<usize>()) {
+                None => 100,
+                Some(Ok(limit)) if limit <= 100 => limit,
+                Some(_) => return api_error(400, "limit must be between 0 and 100"),
+            };
             let Some(build) = s.builds.get(*b).filter(|build| build.template_id == *t) else {
                 return api_error(404, "build not found");
             };
-            let entries: Vec<Value> = build.logs.iter().skip(offset).take(100).cloned().collect();
+            let rank = |level: &str| {
+                ["debug", "info", "warn", "error"]
+                    .iter()
+                    .position(|l| *l == level)
+            };
+            let floor = param("level").and_then(|l| rank(&l)).unwrap_or(0);
+            let entries: Vec<Value> = build
+                .logs
+                .iter()
+                .filter(|e| rank(e["level"].as_str().unwrap_or("info")).unwrap_or(1) >= floor)
+                .skip(offset)
+                .take(limit)
+                .cloned()
+                .collect();
             let logs: Vec<Value> = entries.iter().map(|e| e["message"].clone()).collect();
             let mut answer = json!({"templateID": t, "buildID": b, "status": build.status,
                                     "logs": logs, "logEntries": entries});
@@ -382,25 +475,117 @@ async fn api(
     }
 }
 
-fn check_resources(body: &Value) -> Option<HandlerResult> {
-    if let Some(cpu) = body["cpuCount"].as_u64()
-        && cpu < 1
-    {
-        return Some(api_error(400, "cpuCount must be at least 1"));
+/// `POST /v3/templates` in E2B's order (`requestTemplateBuild`, then `RegisterBuild`).
+fn request_build_v3(s: &mut State, body: &Value) -> Result<Value, rules::Refusal> {
+    let name = rules::parse_request_name(body)?;
+    let tags = rules::request_tags(body, name.tag.clone())?;
+    let identifier = match &name.namespace {
+        Some(namespace) => format!("{namespace}/{}", name.alias),
+        None => name.alias.clone(),
+    };
+    let existing = s.resolve(&identifier);
+    if let Some(limit) = s.build_concurrency {
+        let others = s
+            .builds
+            .values()
+            .filter(|b| Some(&b.template_id) != existing.as_ref())
+            .filter(|b| matches!(b.status, "waiting" | "building"))
+            .count();
+        if others >= limit {
+            return Err((
+                429,
+                format!(
+                    "you have reached the maximum number of concurrent template builds ({limit}). Please wait for existing builds to complete or contact support if you need more concurrent builds."
+                ),
+            ));
+        }
     }
-    if let Some(memory) = body["memoryMB"].as_u64()
-        && (memory < 128 || memory % 2 != 0)
-    {
-        return Some(api_error(
-            400,
-            "memoryMB must be an even number, at least 128",
-        ));
+    let resources = rules::limit_resources(body)?;
+    // register_build.go: an alias equal to ANY template ID is refused, even its own.
+    if s.templates.contains_key(&name.alias) {
+        return Err((409, format!("Alias '{}' is already used", name.alias)));
     }
-    None
+    let template_id = match existing {
+        Some(id) => id,
+        None => {
+            let id = s.template_id();
+            s.templates.insert(id.clone(), Template::default());
+            id
+        }
+    };
+    let template = s.templates.get_mut(&template_id).expect("just resolved");
+    if !template.aliases.contains(&name.alias) {
+        template.aliases = vec![name.alias.clone()];
+    }
+    let build_id = new_build(s, &template_id, tags.clone(), resources);
+    Ok(
+        json!({"templateID": template_id, "buildID": build_id, "public": false,
+              "names": [format!("{TEAM_SLUG}/{}", name.alias)], "tags": tags,
+              "aliases": [name.alias]}),
+    )
 }
 
-fn new_build(s: &mut State, template_id: &str) -> String {
-    let build_id = s.next_id("bld");
+/// `POST /v2/templates/{id}/builds/{bid}`: where to pull from and what the steps leave.
+fn start_body_v2(body: &Value) -> Result<(PullSource, SandboxRuntime), rules::Refusal> {
+    if !body.is_object() {
+        return Err((400, "Invalid request body: expected a JSON object".into()));
+    }
+    if body.get("force").is_some_and(|f| !f.is_boolean()) {
+        return Err((400, "Invalid request body: force must be a boolean".into()));
+    }
+    let auth = rules::pull_auth(body)?;
+    let runtime = rules::steps(body)?;
+    let Some(image) = body["fromImage"].as_str() else {
+        return Err((
+            400,
+            "fromImage is required (the double builds from images only)".into(),
+        ));
+    };
+    let source = PullSource::parse(image, auth)
+        .ok_or_else(|| (400, format!("fromImage {image:?} is not valid")))?;
+    Ok((source, runtime))
+}
+
+/// `GET /templates`: the team's templates, in the `Template` schema.
+fn list_templates(s: &State) -> Value {
+    let mut ids: Vec<&String> = s.templates.keys().collect();
+    ids.sort();
+    let list: Vec<Value> = ids
+        .into_iter()
+        .map(|id| {
+            let template = &s.templates[id];
+            let builds: Vec<&Build> = template.builds.iter().filter_map(|b| s.builds.get(b)).collect();
+            let ready = template
+                .builds
+                .iter()
+                .rev()
+                .find(|b| s.builds.get(*b).is_some_and(|b| b.status == "ready"));
+            let last = builds.last();
+            json!({
+                "templateID": id,
+                "buildID": ready.cloned().unwrap_or_default(),
+                "cpuCount": last.map_or(rules::DEFAULT_TEMPLATE_CPU, |b| b.cpu_count),
+                "memoryMB": last.map_or(rules::DEFAULT_TEMPLATE_MEMORY, |b| b.memory_mb),
+                "diskSizeMB": 5120,
+                "public": false,
+                "aliases": template.aliases,
+                "names": template.aliases.iter().map(|a| format!("{TEAM_SLUG}/{a}")).collect::<Vec<_>>(),
+                "createdAt": "2026-11-28T00:00:00Z",
+                "updatedAt": "2026-11-28T00:00:00Z",
+                "createdBy": null,
+                "lastSpawnedAt": null,
+                "spawnCount": 0,
+                "buildCount": builds.len(),
+                "envdVersion": "0.2.0",
+                "buildStatus": last.map_or("waiting", |b| b.status),
+            })
+        })
+        .collect();
+    Value::Array(list)
+}
+
+fn new_build(s: &mut State, template_id: &str, tags: Vec<String>, resources: (i64, i64)) -> String {
+    let build_id = s.build_id();
     s.builds.insert(
         build_id.clone(),
         Build {
@@ -409,8 +594,15 @@ fn new_build(s: &mut State, template_id: &str) -> String {
             logs: Vec::new(),
             reason: None,
             start_body: Value::Null,
+            tags,
+            cpu_count: resources.0,
+            memory_mb: resources.1,
+            runtime: None,
         },
     );
+    if let Some(template) = s.templates.get_mut(template_id) {
+        template.builds.push(build_id.clone());
+    }
     build_id
 }
 
@@ -419,12 +611,12 @@ struct PullSource {
     registry: String,
     repository: String,
     reference: String,
-    basic: Option<(String, String)>,
+    auth: PullAuth,
 }
 
 impl PullSource {
     /// `HOST:PORT/REPO(:TAG|@DIGEST)` on loopback (the tests' registries).
-    fn parse(image: &str, basic: Option<(String, String)>) -> Option<Self> {
+    fn parse(image: &str, auth: PullAuth) -> Option<Self> {
         let (host, rest) = image.split_once('/')?;
         let (repository, reference) = match rest.split_once('@') {
             Some((repo, digest)) => (repo, digest),
@@ -434,7 +626,7 @@ impl PullSource {
             registry: format!("http://{host}"),
             repository: repository.to_owned(),
             reference: reference.to_owned(),
-            basic,
+            auth,
         })
     }
 }
@@ -508,8 +700,9 @@ async fn pull_and_verify(
                 "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json",
             );
         }
-        if let Some((user, password)) = &source.basic {
-            request = request.basic_auth(user, Some(password));
+        // The tests' registries take Basic auth or none; ECR and GAR keys are checked for shape.
+        if let PullAuth::Basic { username, password } = &source.auth {
+            request = request.basic_auth(username, Some(password));
         }
         async move {
             let answer = request.send().await.map_err(|e| format!("pulling: {e}"))?;
@@ -766,7 +959,7 @@ async fn gateway(
         if location.contains("/blobs/uploads/") {
             // GAR: a relative Location on another path, resolved against the gateway.
             let mut s = state.lock().unwrap();
-            let id = s.next_id("up");
+            let id = s.template_id();
             s.uploads
                 .insert(id.clone(), (absolute(&backing, &location), false));
             reply = reply.header("location", format!("/artifacts-uploads/{id}"));

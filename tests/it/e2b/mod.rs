@@ -1,11 +1,14 @@
 //! E2B end to end: the real binary against the local E2B double (API + gateway in front of the
 //! real `docker-registry`), each credential kind and source, both flows, every refusal.
 
+mod commands;
 mod double;
+mod double_api;
 mod flows;
 mod gateway;
 mod refusals;
 mod secrets;
+mod today;
 
 use std::process::Output;
 
@@ -65,6 +68,11 @@ pub fn run(
         "E2B_DEBUG",
         "E2B_IMAGE_URI_MASK",
         "E2B_TEAM_ID",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "GOOGLE_APPLICATION_CREDENTIALS",
     ] {
         cmd.env_remove(name);
     }

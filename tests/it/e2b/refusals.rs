@@ -239,9 +239,16 @@ async fn local_problems_are_refused_before_anything_is_sent() {
     .unwrap();
     assert_eq!(tags.status().as_u16(), 404, "nothing was pushed");
 
-    assert!(
-        double.seen().is_empty(),
-        "nothing reached E2B: {:?}",
-        double.seen()
+    // E2B was asked for the build first (as its SDK does, so that its refusals come before an
+    // upload), but never told to start one.
+    let reached: Vec<String> = double
+        .seen()
+        .into_iter()
+        .map(|s| format!("{} {}", s.method, s.path))
+        .collect();
+    assert_eq!(
+        reached,
+        ["POST /v3/templates"],
+        "only the build request reached E2B"
     );
 }

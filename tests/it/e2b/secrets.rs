@@ -153,3 +153,111 @@ async fn no_e2b_secret_in_output_files_or_children() {
     // The double saw the password only where it belongs: the start-build body of the registry flow.
     assert!(double.violations().is_empty(), "{:?}", double.violations());
 }
+
+const AWS_SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY";
+const GCP_KEY_MATERIAL: &str = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQDsecretgcp";
+
+/// ECR and Artifact Registry credentials go to E2B only with --registry-auth, only in the
+/// start-build body, and nowhere else: not in output at full verbosity, not in files written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ecr_and_gar_credentials_go_to_e2b_only_with_the_flag() {
+    let backing = TestRegistry::start(RegistryAuth::None).await;
+    let user_registry = TestRegistry::start(RegistryAuth::None).await;
+    let double = E2bDouble::start(&backing.host).await;
+    double.allow_api_key(API_KEY);
+    let ws = template_workspace();
+    let key_file = ws.path().join("gcp-key.json");
+    let key_json = format!(
+        r#"{{"type":"service_account","project_id":"p","client_email":"pull@p.iam.gserviceaccount.com","private_key":"-----BEGIN PRIVATE KEY-----\n{GCP_KEY_MATERIAL}\n-----END PRIVATE KEY-----\n"}}"#
+    );
+    fs::write(&key_file, &key_json).unwrap();
+    let key_path = key_file.display().to_string();
+    let image = format!("{}/sandboxes/cloud:1", user_registry.host);
+    let env = [
+        ("E2B_API_KEY", API_KEY),
+        ("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE"),
+        ("AWS_SECRET_ACCESS_KEY", AWS_SECRET),
+        ("AWS_DEFAULT_REGION", "eu-central-1"),
+        ("GOOGLE_APPLICATION_CREDENTIALS", key_path.as_str()),
+        ("RUST_LOG", "trace"),
+    ];
+    let runs: [(&[&str], Option<&str>); 3] = [
+        (&[], None),
+        (&["--registry-auth", "aws"], Some("aws")),
+        (&["--registry-auth", "gcp"], Some("gcp")),
+    ];
+    for (flags, kind) in runs {
+        let mut args = vec![
+            "-vvv", "template", "build", "ctx", "--image", &image, "--json",
+        ];
+        args.extend_from_slice(flags);
+        let out = run(&ws, &double, &args, &env, "");
+        let outcome = super::json(&out);
+        for (what, bytes) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+            let text = String::from_utf8_lossy(bytes);
+            assert!(
+                !text.contains(AWS_SECRET),
+                "{flags:?}: {what} holds the AWS secret"
+            );
+            assert!(
+                !text.contains(GCP_KEY_MATERIAL),
+                "{flags:?}: {what} holds the GCP key"
+            );
+        }
+        let build = double.build(outcome["buildID"].as_str().unwrap()).unwrap();
+        let sent = &build.start_body["fromImageRegistry"];
+        match kind {
+            None => assert!(sent.is_null(), "nothing without the flag: {sent}"),
+            Some("aws") => {
+                assert_eq!(sent["type"], "aws");
+                assert_eq!(sent["awsAccessKeyId"], "AKIAIOSFODNN7EXAMPLE");
+                assert_eq!(sent["awsSecretAccessKey"], AWS_SECRET);
+                assert_eq!(sent["awsRegion"], "eu-central-1");
+            }
+            Some(_) => {
+                assert_eq!(sent["type"], "gcp");
+                assert_eq!(sent["serviceAccountJson"], key_json.as_str());
+            }
+        }
+    }
+    // Only the start-build bodies carried them.
+    for seen in double.seen() {
+        let body = seen.body.to_string();
+        if !seen.path.starts_with("/v2/templates/") {
+            assert!(
+                !body.contains("wJalr") && !body.contains("secretgcp"),
+                "{}",
+                seen.path
+            );
+        }
+    }
+    let mut written = files_under(ws.path());
+    written.retain(|p| p != &key_file);
+    for path in written {
+        let text = String::from_utf8_lossy(&fs::read(&path).unwrap()).into_owned();
+        assert!(
+            !text.contains(AWS_SECRET) && !text.contains(GCP_KEY_MATERIAL),
+            "{} holds a pull secret",
+            path.display()
+        );
+    }
+    // A missing variable is named before anything is sent.
+    let before = double.seen().len();
+    let message = failure(&run(
+        &ws,
+        &double,
+        &[
+            "template",
+            "build",
+            "ctx",
+            "--image",
+            &image,
+            "--registry-auth",
+            "aws",
+        ],
+        &[("E2B_API_KEY", API_KEY)],
+        "",
+    ));
+    assert!(message.contains("AWS_REGION is not set"), "{message}");
+    assert_eq!(double.seen().len(), before);
+}
