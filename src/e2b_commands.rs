@@ -25,7 +25,7 @@ use serde_json::json;
 use crate::app;
 use crate::cli::{
     AuthStatusArgs, CompressionArg, CredentialKindArg, E2bCredentialArgs, FormatArg, ImageArgs,
-    IsolationArg, TemplateBuildArgs,
+    IsolationArg, NetworkArg, TemplateBuildArgs,
 };
 use crate::progress::PushProgressView;
 use crate::settings;
@@ -134,6 +134,7 @@ pub fn template_build(args: &TemplateBuildArgs, quiet: bool) -> anyhow::Result<E
         compression: CompressionArg::Gzip,
         compression_level: None,
         isolation: IsolationArg::Auto,
+        network: NetworkArg::Host,
         target: None,
     };
     let options = settings::image_options(&args.context, &image_args)?;

@@ -613,15 +613,15 @@ impl<'a> Builder<'a> {
         run: crate::dockerfile::Run,
     ) -> Result<(), BuildError> {
         for (flag, value) in &run.flags {
-            if !(flag == "network" && matches!(value.as_str(), "host" | "default")) {
+            if flag != "network" {
                 return Err(self.at(
                     instruction,
-                    Unsupported(format!(
-                        "RUN --{flag}={value} is not supported; remove it (RUN uses the host network)"
-                    )),
+                    Unsupported(format!("RUN --{flag}={value} is not supported; remove it")),
                 ));
             }
         }
+        let network = sandbox::Network::for_run(&run.flags, self.options.network)
+            .map_err(|e| self.at(instruction, Unsupported(e)))?;
         let argv = self.command_line(run.command, &stage.shell);
         self.flush(stage)?;
         let env = run_env(stage);
@@ -642,6 +642,7 @@ impl<'a> Builder<'a> {
             workdir: &workdir,
             platform: &platform,
             settings: self.settings,
+            network,
         }
         .hash();
         let written = match run_cache::lookup(self.store, &key) {
@@ -651,7 +652,8 @@ impl<'a> Builder<'a> {
             }
             None => {
                 tracing::info!(line = instruction.line, "RUN {}", instruction.text);
-                let layer = self.execute(stage, instruction, &argv, &env, &user, &workdir)?;
+                let layer =
+                    self.execute(stage, instruction, &argv, &env, &user, &workdir, network)?;
                 run_cache::record(self.store, &key, &layer);
                 layer
             }
@@ -681,6 +683,7 @@ impl<'a> Builder<'a> {
     }
 
     /// Runs `argv` over the stage's file system and writes the layer of its changes.
+    #[allow(clippy::too_many_arguments)]
     fn execute(
         &self,
         stage: &mut Stage,
@@ -689,6 +692,7 @@ impl<'a> Builder<'a> {
         env: &[(String, String)],
         user: &str,
         workdir: &str,
+        network: sandbox::Network,
     ) -> Result<WrittenLayer, BuildError> {
         let userns = sandbox::choose(self.options.isolation)
             .map_err(|e| self.at(instruction, RunError::from(e)))?;
@@ -745,6 +749,7 @@ impl<'a> Builder<'a> {
             host_gid,
             subids,
             owners: owners_file.as_ref().map(|f| f.path().to_owned()),
+            network,
             status: Default::default(),
         })
         .map_err(|e| self.at(instruction, RunError::from(e)))?;
