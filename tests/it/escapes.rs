@@ -324,7 +324,7 @@ fn without_a_fresh_proc_the_build_fails_instead_of_using_the_hosts() {
     }
     let leak = unique("host-secret");
     let ws = workspace(
-        "FROM {base}\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nRUN cat /proc/1/root{secret} > /seen; touch /proc/1/root{host}/escaped-proc; true\n",
+        "FROM {base}\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nRUN cat /proc/[0-9]*/root{secret} > /seen; for p in /proc/[0-9]*; do touch $p/root{host}/escaped-proc; done; true\n",
     );
     let secret = ws.path().join("secret");
     fs::write(&secret, &leak).unwrap();
@@ -333,6 +333,13 @@ fn without_a_fresh_proc_the_build_fails_instead_of_using_the_hosts() {
         .replace("{secret}", secret.to_str().unwrap())
         .replace("{host}", ws.path().to_str().unwrap());
     ws.write("Dockerfile", dockerfile);
+    // Rootless, where the old sandbox fell back to the host's /proc: the user's own processes
+    // there have roots it may enter.
+    let chown = std::process::Command::new("chown")
+        .args(["-R", "65534:65534", ws.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_success(&chown);
     let template = ws.dockless();
     let mut cmd = std::process::Command::new("unshare");
     cmd.args([
@@ -341,7 +348,7 @@ fn without_a_fresh_proc_the_build_fails_instead_of_using_the_hosts() {
         "private",
         "sh",
         "-c",
-        r#"mount -t tmpfs none /proc/sys && exec "$0" "$@""#,
+        r#"mount -t tmpfs none /proc/sys && exec setpriv --reuid=65534 --regid=65534 --clear-groups "$0" "$@""#,
         env!("CARGO_BIN_EXE_dockless"),
         "build",
         "ctx",
@@ -357,9 +364,12 @@ fn without_a_fresh_proc_the_build_fails_instead_of_using_the_hosts() {
     }
     let out = cmd.output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !ws.path().join("escaped-proc").exists(),
+        "the host's /proc led out"
+    );
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("Dockerfile:2"), "{err}");
     assert!(err.contains("cannot mount a /proc"), "{err}");
-    assert!(!ws.path().join("escaped-proc").exists());
     assert!(!ws.out().exists());
 }
