@@ -38,6 +38,8 @@ pub struct BuildOptions {
     pub epoch: u64,
     /// How RUN commands are isolated.
     pub isolation: crate::run::Isolation,
+    /// `--network`: the network of RUN steps without `--network` (and of `--network=default`).
+    pub network: crate::run::sandbox::Network,
     /// `--target`: build the stage of this name and stop.
     pub target: Option<String>,
 }

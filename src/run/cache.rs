@@ -21,6 +21,8 @@ pub struct RunKey<'a> {
     pub workdir: &'a str,
     pub platform: &'a str,
     pub settings: LayerSettings,
+    /// RUN --network (or the build's --network).
+    pub network: crate::run::sandbox::Network,
 }
 
 impl RunKey<'_> {
@@ -34,6 +36,10 @@ impl RunKey<'_> {
             "{VERSION}\n{compression}\n{}\n{}\n{}\n{}\n",
             self.settings.epoch, self.platform, self.user, self.workdir
         );
+        // Only `none` adds a line: keys of RUNs with the host's network stay what they were.
+        if self.network == crate::run::sandbox::Network::None {
+            text.push_str("network:none\n");
+        }
         for parent in self.parents {
             text.push_str(parent.as_str());
             text.push('\n');
@@ -84,6 +90,7 @@ mod tests {
                 compression: Compression::Gzip { level: 1 },
                 epoch: 0,
             },
+            network: crate::run::sandbox::Network::Host,
         };
         let base = key.hash();
         assert_eq!(key.hash(), base, "stable");
@@ -109,6 +116,10 @@ mod tests {
             },
             RunKey {
                 workdir: "/tmp",
+                ..key.clone()
+            },
+            RunKey {
+                network: crate::run::sandbox::Network::None,
                 ..key.clone()
             },
         ] {

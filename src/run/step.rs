@@ -38,6 +38,8 @@ pub struct RunStep<'a> {
     /// diff_ids of every layer below, oldest first.
     pub parents: &'a [Digest],
     pub isolation: Isolation,
+    /// RUN --network, or the build's --network.
+    pub network: sandbox::Network,
     pub settings: LayerSettings,
 }
 
@@ -67,6 +69,7 @@ impl RunStep<'_> {
             workdir: self.workdir,
             platform: self.platform,
             settings: self.settings,
+            network: self.network,
         }
         .hash()
     }
@@ -138,6 +141,7 @@ impl RunStep<'_> {
             host_gid,
             subids,
             owners: handed_over.as_ref().map(|h| h.file.path().to_owned()),
+            network: self.network,
             status: Default::default(),
         })?;
         if code != 0 {

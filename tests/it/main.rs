@@ -3,6 +3,7 @@
 mod build;
 mod catalog;
 mod e2b;
+mod escapes;
 mod leaks;
 mod push;
 mod registry_auth;

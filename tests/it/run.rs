@@ -14,7 +14,7 @@ use crate::support::binary::{
 
 /// Who runs dockless.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum As {
+pub(crate) enum As {
     Root,
     /// uid 65534, which scripts/setup.sh gives subordinate IDs in /etc/subuid and /etc/subgid:
     /// the sandbox maps 65536 IDs with newuidmap and newgidmap.
@@ -50,6 +50,16 @@ fn require_subordinate_ids() {
 
 /// `dockless ARGS…` in the workspace, as root or (through setpriv) as nobody.
 fn dockless(ws: &Workspace, who: As, args: &[&str]) -> Output {
+    dockless_with_env(ws, who, args, &[])
+}
+
+/// [`dockless`] with more variables in its environment.
+pub(crate) fn dockless_with_env(
+    ws: &Workspace,
+    who: As,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Output {
     let mut cmd = match who {
         As::Root => ws.dockless(),
         As::Nobody | As::Stranger => {
@@ -76,7 +86,7 @@ fn dockless(ws: &Workspace, who: As, args: &[&str]) -> Output {
             cmd
         }
     };
-    cmd.args(args).output().unwrap()
+    cmd.envs(env.iter().copied()).args(args).output().unwrap()
 }
 
 fn chown_tree(path: &Path, id: &str) {
@@ -175,7 +185,7 @@ fn layer(ws: &Workspace, json: &serde_json::Value, index: usize) -> BTreeMap<Str
 
 /// A workspace with the busybox base and a Dockerfile that starts from it (`{base}` in
 /// `dockerfile` is replaced by the base reference).
-fn workspace(dockerfile: &str) -> Workspace {
+pub(crate) fn workspace(dockerfile: &str) -> Workspace {
     let ws = Workspace::new();
     let base = busybox_base(ws.path());
     ws.write("Dockerfile", dockerfile.replace("{base}", &base));

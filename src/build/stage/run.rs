@@ -10,6 +10,7 @@ use crate::digest::Digest;
 use crate::dockerfile::{CommandLine, Heredoc, Instruction};
 use crate::registry::Reference;
 use crate::run::rootfs::Rootfs;
+use crate::run::sandbox::Network;
 use crate::run::{InlineScript, RunError, RunStep, StepError};
 
 impl Builder<'_> {
@@ -22,15 +23,15 @@ impl Builder<'_> {
         run: crate::dockerfile::Run,
     ) -> Result<(), BuildError> {
         for (flag, value) in &run.flags {
-            if !(flag == "network" && matches!(value.as_str(), "host" | "default")) {
+            if flag != "network" {
                 return Err(self.at(
                     instruction,
-                    Unsupported(format!(
-                        "RUN --{flag}={value} is not supported; remove it (RUN uses the host network)"
-                    )),
+                    Unsupported(format!("RUN --{flag}={value} is not supported; remove it")),
                 ));
             }
         }
+        let network = Network::for_run(&run.flags, self.options.network)
+            .map_err(|e| self.at(instruction, Unsupported(e)))?;
         let (argv, scripts) = self.run_command_line(run.command, run.heredocs, &stage.shell)?;
         self.flush(stage)?;
         let env = run_env(stage);
@@ -48,6 +49,7 @@ impl Builder<'_> {
             platform: &platform,
             parents: &parents,
             isolation: self.options.isolation,
+            network,
             settings: self.settings,
         };
         let made = self
