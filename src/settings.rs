@@ -141,6 +141,7 @@ pub fn image_options(
             NetworkArg::None => Network::None,
         },
         target: image.target.clone(),
+        secrets: Default::default(),
     })
 }
 

@@ -22,6 +22,7 @@ use crate::remote::RemoteAccess;
 use crate::store::{Store, StoreError};
 
 pub use locate::locate_dockerfile;
+pub use stage::SecretSource;
 
 /// Everything a build needs to know, already validated.
 #[derive(Debug, Clone)]
@@ -42,6 +43,8 @@ pub struct BuildOptions {
     pub network: crate::run::sandbox::Network,
     /// `--target`: build the stage of this name and stop.
     pub target: Option<String>,
+    /// `--secret id=…`: the secrets RUN --mount=type=secret may use, by id.
+    pub secrets: BTreeMap<String, SecretSource>,
 }
 
 /// A built image: its manifest in the store and what it is made of.

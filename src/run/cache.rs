@@ -23,6 +23,9 @@ pub struct RunKey<'a> {
     pub settings: LayerSettings,
     /// RUN --network (or the build's --network).
     pub network: crate::run::sandbox::Network,
+    /// What each RUN --mount gives the command, as far as it decides the result: the mount
+    /// and, for a bind mount, a digest of what it binds (never a secret's value).
+    pub mounts: &'a [String],
 }
 
 impl RunKey<'_> {
@@ -50,6 +53,9 @@ impl RunKey<'_> {
         }
         for (key, value) in self.env {
             text.push_str(&format!("e{}:{key}={}:{value}\n", key.len(), value.len()));
+        }
+        for mount in self.mounts {
+            text.push_str(&format!("m{}:{mount}\n", mount.len()));
         }
         hasher.update(text.as_bytes());
         hex::encode(hasher.finalize())
@@ -91,6 +97,7 @@ mod tests {
                 epoch: 0,
             },
             network: crate::run::sandbox::Network::Host,
+            mounts: &[],
         };
         let base = key.hash();
         assert_eq!(key.hash(), base, "stable");

@@ -267,7 +267,7 @@ impl Builder<'_> {
     }
 
     /// The layers of the image `--from` names, when it names no stage.
-    fn image_layers(
+    pub(super) fn image_layers(
         &self,
         instruction: &Instruction,
         from: &str,

@@ -21,9 +21,10 @@ impl Builder<'_> {
         stage: &mut Stage,
         instruction: &Instruction,
         run: crate::dockerfile::Run,
+        done: &[Stage],
     ) -> Result<(), BuildError> {
         for (flag, value) in &run.flags {
-            if flag != "network" {
+            if !matches!(flag.as_str(), "network" | "mount") {
                 return Err(self.at(
                     instruction,
                     Unsupported(format!("RUN --{flag}={value} is not supported; remove it")),
@@ -32,6 +33,8 @@ impl Builder<'_> {
         }
         let network = Network::for_run(&run.flags, self.options.network)
             .map_err(|e| self.at(instruction, Unsupported(e)))?;
+        let mounts = self.run_mounts(stage, instruction, &run.flags)?;
+        let mount_key = self.mount_key(&mounts, done, instruction)?;
         let (argv, scripts) = self.run_command_line(run.command, run.heredocs, &stage.shell)?;
         self.flush(stage)?;
         let env = run_env(stage);
@@ -50,11 +53,24 @@ impl Builder<'_> {
             parents: &parents,
             isolation: self.options.isolation,
             network,
+            mount_key: &mount_key,
             settings: self.settings,
         };
+        // What the mounts need while the command runs (copies, trees, locks, the secrets'
+        // private files) lives until the step is over.
+        let mut kept = None;
         let made = self
             .with_live(|on_live| {
-                step.layer(self.store, || self.catch_up(stage, instruction), on_live)
+                step.layer(
+                    self.store,
+                    || {
+                        let mut ready = self.ready_mounts(&mounts, done, instruction)?;
+                        let plan = std::mem::take(&mut ready.plan);
+                        kept = Some(ready);
+                        Ok((self.catch_up(stage, instruction)?, plan))
+                    },
+                    on_live,
+                )
             })
             .map_err(|e| match e {
                 StepError::Rootfs(e) => e,

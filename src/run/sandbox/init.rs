@@ -5,12 +5,13 @@ use std::io;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
+use super::step_mounts::{self, Prepared};
 use super::{Mapping, Network, Spec, caps, mounts, network, seccomp};
 
 pub(super) enum Never {}
 
 /// Sets the sandbox up and executes the command. Returns only on failure.
-pub(super) fn init(spec: &Spec, mapping: Mapping) -> Result<Never, String> {
+pub(super) fn init(spec: &Spec, mapping: Mapping, prepared: &Prepared) -> Result<Never, String> {
     // A mount namespace of PID 1's own: its mounts vanish with it, so the tree its parent reads
     // afterwards has none.
     // SAFETY: unshare with a constant flag.
@@ -20,7 +21,9 @@ pub(super) fn init(spec: &Spec, mapping: Mapping) -> Result<Never, String> {
             io::Error::last_os_error()
         ));
     }
-    mounts::enter_root(&spec.scripts)?;
+    mounts::enter_root(&spec.scripts, || {
+        step_mounts::attach(&spec.mounts, prepared)
+    })?;
     let name = crate::run::step::SANDBOX_HOSTNAME;
     // SAFETY: a valid buffer of the given length.
     if unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) } != 0 {
@@ -65,10 +68,10 @@ pub(super) fn init(spec: &Spec, mapping: Mapping) -> Result<Never, String> {
     }
     // Last: the filter also forbids what the setup above needed (mount, pivot_root, unshare).
     seccomp::install()?;
-    exec(spec)
+    exec(spec, prepared)
 }
 
-fn exec(spec: &Spec) -> Result<Never, String> {
+fn exec(spec: &Spec, prepared: &Prepared) -> Result<Never, String> {
     let Some((program, args)) = spec.argv.split_first() else {
         return Err("RUN has an empty command".into());
     };
@@ -77,6 +80,7 @@ fn exec(spec: &Spec) -> Result<Never, String> {
         .args(args)
         .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .envs(prepared.env.iter().map(|(k, v)| (k, v)))
         .exec();
     let hint = if err.kind() == io::ErrorKind::NotFound {
         if program.contains('/') {

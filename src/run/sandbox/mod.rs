@@ -21,17 +21,19 @@ mod init;
 mod mounts;
 mod network;
 mod seccomp;
+mod step_mounts;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde::{Deserialize, Serialize};
 
 pub use ids::{IdRange, Mapping, mapping_for, subordinate_ids};
 pub use network::Network;
+pub use step_mounts::{MountSource, SandboxMount};
 
 /// The first argument that makes the dockless binary act as the sandbox helper.
 pub const SANDBOX_ARG: &str = "__dockless-sandbox";
@@ -112,6 +114,14 @@ pub struct Spec {
     /// The network the command sees.
     #[serde(default)]
     pub network: Network,
+    /// RUN --mount: what is mounted where.
+    #[serde(default)]
+    pub mounts: Vec<SandboxMount>,
+    /// Secrets the command gets as environment variables: the name, and the private file the
+    /// helper reads the value from (values never travel in this specification, which is an
+    /// argument of the helper's command line).
+    #[serde(default)]
+    pub secret_env: Vec<(String, PathBuf)>,
     /// Where the helper writes why the sandbox could not be set up.
     pub status: PathBuf,
 }
@@ -166,6 +176,16 @@ pub fn run(mut spec: Spec) -> Result<i32, SandboxError> {
         source,
     })?;
     let made = mounts::MountPoints::prepare(&spec.rootfs)?;
+    let stubs = match step_mounts::mount_points(&spec.rootfs, &mut spec.mounts) {
+        Ok(stubs) => stubs,
+        Err(source) => {
+            made.remove();
+            return Err(SandboxError::Prepare {
+                path: spec.rootfs.clone(),
+                source,
+            });
+        }
+    };
     // This very binary, even if its file was replaced or removed since it started.
     let program = PathBuf::from("/proc/self/exe");
     let json = serde_json::to_string(&spec).unwrap_or_default();
@@ -191,6 +211,7 @@ pub fn run(mut spec: Spec) -> Result<i32, SandboxError> {
             program: program.clone(),
             source,
         });
+    step_mounts::remove_mount_points(&stubs);
     made.remove();
     let status = status?;
     let mut problem = String::new();
@@ -222,28 +243,51 @@ pub fn helper_main(json: &str) -> i32 {
     if let Err(e) = std::env::set_current_dir(&spec.rootfs) {
         return status.fail(format!("cannot enter {}: {e}", spec.rootfs.display()));
     }
+    // Before any namespace: the sandbox's root may not reach these host paths.
+    let prepared = match step_mounts::prepare(&spec.mounts, &spec.secret_env) {
+        Ok(prepared) => prepared,
+        Err(e) => return status.fail(e),
+    };
     let mapping = mapping_for(spec.userns, spec.host_uid, spec.host_gid, spec.subids);
     match mapping {
-        Mapping::Host | Mapping::Single => contained(&spec, mapping, &mut status),
-        Mapping::Subordinate(subids) => in_new_userns(&spec, mapping, &mut status, |child| {
-            ids::map_subordinate(child, &spec, subids)
-        }),
+        Mapping::Host | Mapping::Single => contained(&spec, mapping, &prepared, &mut status),
+        Mapping::Subordinate(subids) => {
+            in_new_userns(&spec, mapping, &prepared, &mut status, |child| {
+                ids::map_subordinate(child, &spec, subids)
+            })
+        }
         Mapping::Shifted(range) => {
-            // A failure leaves the tree half shifted, but the build stops and drops it.
-            if let Err(e) = super::owners::shift_into(&spec.rootfs, range) {
-                return status.fail(format!(
-                    "cannot give the image's files the IDs of the sandbox: {e}"
-                ));
+            // The tree, and the caches the command mounts, hold the image's owners: shifted
+            // into the sandbox's range for the command and back after it. A failure leaves
+            // them half shifted, but the build stops and drops the tree.
+            let shifted: Vec<&Path> = std::iter::once(spec.rootfs.as_path())
+                .chain(spec.mounts.iter().filter_map(|m| match &m.source {
+                    MountSource::Directory {
+                        path,
+                        image_owners: true,
+                        ..
+                    } => Some(path.as_path()),
+                    _ => None,
+                }))
+                .collect();
+            for path in &shifted {
+                if let Err(e) = super::owners::shift_into(path, range) {
+                    return status.fail(format!(
+                        "cannot give the image's files the IDs of the sandbox: {e}"
+                    ));
+                }
             }
-            let code = in_new_userns(&spec, mapping, &mut status, |child| {
+            let code = in_new_userns(&spec, mapping, &prepared, &mut status, |child| {
                 ids::write_maps(child, range)
             });
-            match super::owners::shift_back(&spec.rootfs, range) {
-                Ok(()) => code,
-                Err(e) => status.fail(format!(
-                    "cannot give the files back their owners after the command: {e}"
-                )),
+            for path in &shifted {
+                if let Err(e) = super::owners::shift_back(path, range) {
+                    return status.fail(format!(
+                        "cannot give the files back their owners after the command: {e}"
+                    ));
+                }
             }
+            code
         }
     }
 }
@@ -286,6 +330,7 @@ fn pipe() -> io::Result<[libc::c_int; 2]> {
 fn in_new_userns(
     spec: &Spec,
     mapping: Mapping,
+    prepared: &step_mounts::Prepared,
     status: &mut Status,
     map: impl FnOnce(libc::pid_t) -> Result<(), String>,
 ) -> i32 {
@@ -310,7 +355,7 @@ fn in_new_userns(
                     let n = libc::read(go[0], answer.as_mut_ptr().cast(), 1);
                     if n == 1 && answer[0] == 1 {
                         match become_root(mapping) {
-                            Ok(()) => contained(spec, mapping, status),
+                            Ok(()) => contained(spec, mapping, prepared, status),
                             Err(e) => status.fail(e),
                         }
                     } else {
@@ -367,7 +412,12 @@ fn become_root(mapping: Mapping) -> Result<(), String> {
 
 /// In the sandbox's namespaces (made here, except a user namespace already made and mapped):
 /// forks PID 1, waits for it, and with subordinate IDs hands the owners back to the host.
-fn contained(spec: &Spec, mapping: Mapping, status: &mut Status) -> i32 {
+fn contained(
+    spec: &Spec,
+    mapping: Mapping,
+    prepared: &step_mounts::Prepared,
+    status: &mut Status,
+) -> i32 {
     // A host name of its own, as BuildKit's sandbox has.
     let mut flags = libc::CLONE_NEWPID | libc::CLONE_NEWUTS;
     if mapping == Mapping::Single {
@@ -408,7 +458,7 @@ fn contained(spec: &Spec, mapping: Mapping, status: &mut Status) -> i32 {
     let code = match unsafe { libc::fork() } {
         -1 => return status.fail(format!("cannot fork: {}", io::Error::last_os_error())),
         0 => {
-            let message = match init::init(spec, mapping) {
+            let message = match init::init(spec, mapping, prepared) {
                 Err(message) => message,
                 Ok(never) => match never {},
             };

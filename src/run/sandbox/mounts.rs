@@ -53,11 +53,11 @@ impl MountPoints {
     }
 }
 
-fn cstr(path: &Path) -> Result<CString, String> {
+pub(super) fn cstr(path: &Path) -> Result<CString, String> {
     CString::new(path.as_os_str().as_bytes()).map_err(|e| e.to_string())
 }
 
-fn mount(
+pub(super) fn mount(
     source: &str,
     target: &Path,
     fstype: &str,
@@ -101,7 +101,10 @@ const NOSUID_NODEV_NOEXEC: libc::c_ulong = libc::MS_NOSUID | libc::MS_NODEV | li
 
 /// In a new mount namespace, with the tree as working directory: makes the tree the root of the
 /// namespace, with everything the command needs mounted in it, and detaches the host's root.
-pub(super) fn enter_root(scripts: &[InlineScript]) -> Result<(), String> {
+pub(super) fn enter_root(
+    scripts: &[InlineScript],
+    before_pivot: impl FnOnce() -> Result<(), String>,
+) -> Result<(), String> {
     // Nothing mounted here may propagate back to the host.
     mount(
         "none",
@@ -135,6 +138,7 @@ pub(super) fn enter_root(scripts: &[InlineScript]) -> Result<(), String> {
             "mode=555",
         )?;
     }
+    before_pivot()?;
     pivot()
 }
 
