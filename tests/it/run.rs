@@ -758,7 +758,7 @@ fn without_user_namespaces_the_error_names_isolation_and_the_alternatives() {
 
 /// Every path under `root` with its type, mode, owner, link target, content digest and link
 /// count: what two builders of the same Dockerfile must agree on.
-fn file_tree(root: &Path) -> BTreeMap<String, String> {
+pub(crate) fn file_tree(root: &Path) -> BTreeMap<String, String> {
     use sha2::Digest as _;
     use std::os::unix::fs::MetadataExt;
     let mut tree = BTreeMap::new();
@@ -798,7 +798,7 @@ fn file_tree(root: &Path) -> BTreeMap<String, String> {
 
 /// Builds `ctx` with buildah (chroot isolation, vfs storage, its own storage directories) and
 /// writes the image as the OCI layout `dir:t`.
-fn buildah_build(ws: &Workspace, dir: &Path) {
+pub(crate) fn buildah_build(ws: &Workspace, dir: &Path) {
     let storage = ws.path().join("buildah");
     let root = storage.join("root");
     let runroot = storage.join("run");
@@ -831,10 +831,10 @@ fn buildah_build(ws: &Workspace, dir: &Path) {
 
 /// A symlink with a lower-case absolute path to `target` (buildah names the image after the
 /// path of an `oci:` base, and image names must be lower case; temporary names are not).
-struct LowercaseLink(std::path::PathBuf);
+pub(crate) struct LowercaseLink(std::path::PathBuf);
 
 impl LowercaseLink {
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.0
     }
 }
@@ -845,7 +845,7 @@ impl Drop for LowercaseLink {
     }
 }
 
-fn lowercase_link(target: &Path, name: &str) -> LowercaseLink {
+pub(crate) fn lowercase_link(target: &Path, name: &str) -> LowercaseLink {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -886,7 +886,11 @@ fn assert_same_tree_as_buildah(ws: &Workspace) -> BTreeMap<String, String> {
 }
 
 /// Unpacks the layouts `ours:t` and `theirs:t` and compares their file trees; returns ours.
-fn assert_same_trees(ours: &Path, theirs: &Path, label: &str) -> BTreeMap<String, String> {
+pub(crate) fn assert_same_trees(
+    ours: &Path,
+    theirs: &Path,
+    label: &str,
+) -> BTreeMap<String, String> {
     let (_ours, ours) = umoci_unpack(ours, "t");
     let (_theirs, theirs) = umoci_unpack(theirs, "t");
     let ours = file_tree(&ours);

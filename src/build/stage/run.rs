@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 
 use super::{Builder, Stage, Unsupported};
-use crate::build::filesystem::KnownFilesystem;
 use crate::build::{BuildError, BuiltLayer};
 use crate::digest::Digest;
 use crate::dockerfile::{CommandLine, Heredoc, Instruction};
@@ -87,13 +86,14 @@ impl Builder<'_> {
         stage.config.history.push(self.history(instruction, false));
         if stage.filesystem.complete {
             // Later COPY, WORKDIR and --chown need to know what the command made.
-            let layers: Vec<(Digest, String)> = stage
-                .layers
-                .iter()
-                .map(|l| (l.digest.clone(), l.media_type.clone()))
-                .collect();
-            stage.filesystem =
-                KnownFilesystem::scan(self.store, &layers).map_err(|e| self.at(instruction, e))?;
+            let layer = [(
+                made.layer.digest.clone(),
+                self.built_layer(&made.layer).media_type,
+            )];
+            stage
+                .filesystem
+                .apply_layers(self.store, &layer)
+                .map_err(|e| self.at(instruction, e))?;
         }
         Ok(())
     }
