@@ -206,6 +206,9 @@ pub struct TemplateBuildArgs {
     /// A build argument, KEY=VALUE (repeatable).
     #[arg(long = "build-arg", value_name = "KEY=VALUE")]
     pub build_args: Vec<String>,
+    /// A secret for RUN --mount=type=secret (repeatable): id=NAME,src=FILE or id=NAME,env=VAR.
+    #[arg(long = "secret", value_name = "id=NAME,src=FILE")]
+    pub secrets: Vec<String>,
     #[command(flatten)]
     pub credential: E2bCredentialArgs,
     #[command(flatten)]
@@ -309,6 +312,10 @@ pub struct ImageArgs {
     /// Build the stage of this name (FROM … AS NAME) and stop there.
     #[arg(long, value_name = "STAGE")]
     pub target: Option<String>,
+    /// A secret for RUN --mount=type=secret (repeatable): id=NAME,src=FILE or id=NAME,env=VAR.
+    /// It is visible only to the RUN steps that mount it, never in a layer, the image or a log.
+    #[arg(long = "secret", value_name = "id=NAME,src=FILE")]
+    pub secrets: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

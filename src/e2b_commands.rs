@@ -281,6 +281,7 @@ pub fn template_build(args: &TemplateBuildArgs, quiet: bool) -> anyhow::Result<E
         isolation: IsolationArg::Auto,
         network: NetworkArg::Host,
         target: None,
+        secrets: args.secrets.clone(),
     };
     let run = TemplateRun {
         args,

@@ -19,6 +19,8 @@ use dockless::run::sandbox::Network;
 pub enum SettingsError {
     #[error("--build-arg {0}: expected KEY=VALUE (or KEY to take the value from the environment)")]
     BuildArg(String),
+    #[error("{0}")]
+    Secret(String),
     #[error(transparent)]
     Platform(#[from] dockless::image::platform::PlatformError),
     #[error("--compression-level {level}: {compression} levels go from {min} to {max}")]
@@ -141,7 +143,11 @@ pub fn image_options(
             NetworkArg::None => Network::None,
         },
         target: image.target.clone(),
-        secrets: Default::default(),
+        secrets: image
+            .secrets
+            .iter()
+            .map(|spec| dockless::build::parse_secret_flag(spec).map_err(SettingsError::Secret))
+            .collect::<Result<_, _>>()?,
     })
 }
 

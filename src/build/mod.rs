@@ -7,6 +7,7 @@ pub mod base;
 pub mod copy;
 pub mod filesystem;
 pub mod locate;
+pub mod secrets;
 mod stage;
 
 use std::collections::BTreeMap;
@@ -22,7 +23,7 @@ use crate::remote::RemoteAccess;
 use crate::store::{Store, StoreError};
 
 pub use locate::locate_dockerfile;
-pub use stage::SecretSource;
+pub use secrets::{SecretSource, parse_secret_flag};
 
 /// Everything a build needs to know, already validated.
 #[derive(Debug, Clone)]

@@ -574,6 +574,120 @@ fn heredocs_in_run_copy_and_add_follow_dockers_reference() {
     }
 }
 
+/// RUN --mount as Docker's Dockerfile reference describes it: secrets as a file under
+/// /run/secrets (or a target, or an environment variable) that no layer, log or config holds;
+/// a cache directory that outlives the build and never enters a layer; context files bound
+/// read-only as .dockerignore lets them in; another stage's tree; a tmpfs. No mount point is
+/// left behind in a layer.
+const MOUNTS: &str = "FROM {base} AS tools
+COPY tool.txt /opt/tool.txt
+FROM {base}
+RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]
+RUN mkdir -m 1777 /out
+ARG ROUND=1
+RUN --mount=type=secret,id=token wc -c < /run/secrets/token > /out/secret-length \
+ && stat -c %a /run/secrets/token > /out/secret-mode
+RUN --mount=type=secret,id=token,env=TOKEN,target=/tmp/token \
+    sh -c 'test \"$TOKEN\" = \"$(cat /tmp/token)\" && echo same > /out/env-same'
+RUN --mount=type=secret,id=absent echo ran > /out/absent-secret
+RUN --mount=type=cache,target=/var/cache/things \
+    sh -c 'echo $ROUND >> /var/cache/things/rounds && cat /var/cache/things/rounds > /out/cache'
+RUN --mount=type=bind,source=src,target=/src \
+    sh -c 'cat /src/hello > /out/bound; ls -A /src > /out/bound-list; \
+           if touch /src/new 2>/dev/null; then echo writable; else echo read-only; fi > /out/bound-rw'
+RUN --mount=type=bind,from=tools,source=/opt,target=/mnt/tools cat /mnt/tools/tool.txt > /out/from-stage
+RUN --mount=type=tmpfs,target=/scratch sh -c 'echo t > /scratch/t && grep -c \" /scratch tmpfs \" /proc/mounts > /out/tmpfs'
+";
+
+const SECRET: &str = "s3cr3t-value-that-must-not-leak";
+
+fn mounts_workspace() -> Workspace {
+    let ws = workspace(MOUNTS);
+    ws.write("tool.txt", "from the tools stage\n");
+    ws.write("src/hello", "hello from the context\n");
+    ws.write("src/ignored.env", "IGNORED=yes\n");
+    ws.write(".dockerignore", "src/ignored.env\n");
+    fs::write(ws.path().join("token.txt"), SECRET).unwrap();
+    ws
+}
+
+/// Every file of the image `out:t` by path, and the whole text of its layers and config.
+fn image_files(ws: &Workspace, json: &serde_json::Value) -> (BTreeMap<String, String>, String) {
+    let mut files = BTreeMap::new();
+    let mut everything = String::new();
+    for index in 0..json["layers"].as_array().unwrap().len() {
+        for (path, entry) in layer(ws, json, index) {
+            let text = String::from_utf8_lossy(&entry.data).into_owned();
+            everything.push_str(&path);
+            everything.push_str(&text);
+            files.insert(path, text);
+        }
+    }
+    everything.push_str(&config(ws, json).to_string());
+    (files, everything)
+}
+
+#[test]
+fn run_mounts_follow_dockers_reference_and_leave_nothing_behind() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    for who in [As::Root, As::Nobody] {
+        let ws = mounts_workspace();
+        let token = ws.path().join("token.txt");
+        let secret = format!("id=token,src={}", token.display());
+        let (json, log) = build(&ws, who, &["-vvv", "--secret", &secret]);
+        let (files, everything) = image_files(&ws, &json);
+        assert_eq!(
+            files["out/secret-length"],
+            format!("{}\n", SECRET.len()),
+            "{who:?}"
+        );
+        assert_eq!(files["out/secret-mode"], "400\n");
+        assert_eq!(files["out/env-same"], "same\n");
+        assert_eq!(
+            files["out/absent-secret"], "ran\n",
+            "an optional secret may be absent"
+        );
+        assert_eq!(files["out/cache"], "1\n");
+        assert_eq!(files["out/bound"], "hello from the context\n");
+        assert_eq!(
+            files["out/bound-list"], "hello\n",
+            ".dockerignore applies to bind mounts"
+        );
+        assert_eq!(files["out/bound-rw"], "read-only\n");
+        assert_eq!(files["out/from-stage"], "from the tools stage\n");
+        assert_eq!(files["out/tmpfs"], "1\n");
+        for path in files.keys() {
+            assert!(
+                !["run", "src", "mnt", "scratch", "var", "tmp/token"]
+                    .iter()
+                    .any(|stub| path == stub || path.starts_with(&format!("{stub}/"))),
+                "{who:?}: a mount point or mounted file is in a layer: {path}"
+            );
+        }
+        assert!(
+            !everything.contains(SECRET),
+            "{who:?}: the secret is in the image"
+        );
+        assert!(!log.contains(SECRET), "{who:?}: the secret is in the log");
+
+        // The cache outlives the build: a RUN that runs again sees what the last one left.
+        let (json, _) = build(&ws, who, &["--secret", &secret, "--build-arg", "ROUND=2"]);
+        let (files, _) = image_files(&ws, &json);
+        assert_eq!(files["out/cache"], "1\n2\n", "{who:?}");
+    }
+
+    // A required secret the build was not given stops it, naming the flag to pass.
+    let ws = workspace(
+        "FROM {base}\nRUN --mount=type=secret,id=npmrc,required [\"/bin/busybox\", \"true\"]\n",
+    );
+    let err = build_err(&ws, As::Root, &[]);
+    assert!(err.contains("Dockerfile:2"), "{err}");
+    assert!(err.contains("--secret id=npmrc,src=FILE"), "{err}");
+}
+
 #[test]
 fn shell_sets_the_shell_of_the_shell_form() {
     // No /bin/sh in the base: the shell form works only through SHELL.

@@ -14,7 +14,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use layers::PendingLayer;
-pub use mounts::SecretSource;
 
 use super::filesystem::KnownFilesystem;
 use super::{BuildError, BuildOptions, BuiltImage, BuiltLayer};
@@ -337,6 +336,11 @@ fn needed_stages(instructions: &[Instruction], target: Option<&str>) -> Vec<bool
                     refs.push(from.clone());
                 }
             }
+            Command::Run(run) => {
+                if let Some(refs) = references.last_mut() {
+                    refs.extend(mount_sources(&run.flags));
+                }
+            }
             _ => {}
         }
     }
@@ -375,6 +379,18 @@ fn needed_stages(instructions: &[Instruction], target: Option<&str>) -> Vec<bool
     needed
 }
 
+/// The stages or images `RUN --mount=…,from=X` names.
+fn mount_sources(flags: &[(String, String)]) -> Vec<String> {
+    flags
+        .iter()
+        .filter(|(flag, _)| flag == "mount")
+        .flat_map(|(_, spec)| spec.split(','))
+        .filter_map(|field| field.split_once('='))
+        .filter(|(key, _)| key.eq_ignore_ascii_case("from"))
+        .map(|(_, value)| value.to_owned())
+        .collect()
+}
+
 /// A finished stage by name (case-insensitive, as BuildKit) or by index.
 fn find_stage<'s>(done: &'s [Stage], reference: &str) -> Option<&'s Stage> {
     let lower = reference.to_lowercase();
@@ -406,5 +422,10 @@ mod tests {
         assert_eq!(needed_stages(&dockerfile, Some("nosuch")), [true; 4]);
         let variable = parse("FROM scratch AS a\nFROM scratch\nARG S=a\nCOPY --from=$S /x /x\n");
         assert_eq!(needed_stages(&variable, None), [true, true]);
+        let mounted = parse(
+            "FROM scratch AS tools\nFROM scratch AS other\nFROM scratch\n\
+             RUN --mount=type=bind,from=tools,target=/t true\n",
+        );
+        assert_eq!(needed_stages(&mounted, None), [true, false, true]);
     }
 }

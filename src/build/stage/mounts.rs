@@ -12,22 +12,13 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest as _, Sha256};
 
 use super::{Builder, Stage, Unsupported, find_stage, lookup};
-use crate::build::{BuildError, BuiltLayer};
+use crate::build::{BuildError, BuiltLayer, SecretSource};
 use crate::context::Context;
 use crate::dockerfile::Instruction;
 use crate::run::RunError;
 use crate::run::mounts::{self, MountKind, MountPlan, RunMount, Sharing};
 use crate::run::rootfs::Rootfs;
 use crate::run::sandbox::{MountSource, SandboxMount};
-
-/// Where a build's `--secret id=…` comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SecretSource {
-    /// `src=FILE`: the file's content.
-    File(PathBuf),
-    /// `env=VAR`: the value of dockless's environment variable.
-    Env(String),
-}
 
 /// The mounts of one RUN, ready for the sandbox, and what must live as long as the command.
 #[derive(Debug, Default)]

@@ -244,7 +244,7 @@ pub fn helper_main(json: &str) -> i32 {
         return status.fail(format!("cannot enter {}: {e}", spec.rootfs.display()));
     }
     // Before any namespace: the sandbox's root may not reach these host paths.
-    let prepared = match step_mounts::prepare(&spec.mounts, &spec.secret_env) {
+    let prepared = match step_mounts::prepare(&spec.rootfs, &spec.mounts, &spec.secret_env) {
         Ok(prepared) => prepared,
         Err(e) => return status.fail(e),
     };

@@ -2,15 +2,15 @@
 //! stage's tree) bound at their targets, tmpfs, and secrets as files that exist only in the
 //! sandbox's mount namespace.
 //!
-//! The helper opens every source and reads every secret before it enters a user namespace (the
-//! sandbox's root may not be allowed to walk the host paths that lead to them); PID 1 attaches
-//! them before pivot_root, with the tree as working directory. Nothing mounted here reaches a
+//! The helper reads every secret before it enters a user namespace, and names every directory
+//! relative to the tree: PID 1, whose working directory is the tree, reaches them from there
+//! without walking the host path above the store (root's 0700 home, which the sandbox's root
+//! may not enter), and attaches them before pivot_root. Nothing mounted here reaches a
 //! layer: the mounts vanish with PID 1's mount namespace, and the mount points made for them
 //! are removed before the tree is read again.
 
 use std::fs;
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -57,26 +57,27 @@ pub(super) struct Prepared {
 
 #[derive(Debug)]
 enum Source {
-    Directory(OwnedFd),
+    /// The directory, relative to the tree.
+    Directory(PathBuf),
     Secret(Vec<u8>),
     Nothing,
 }
 
-/// Opens the sources and reads the secrets of `mounts` and `secret_env`.
+/// Names the sources of `mounts` relative to the tree `root`, and reads the secrets of
+/// `mounts` and `secret_env`.
 pub(super) fn prepare(
+    root: &Path,
     mounts: &[SandboxMount],
     secret_env: &[(String, PathBuf)],
 ) -> Result<Prepared, String> {
     let mut prepared = Prepared::default();
+    let root = fs::canonicalize(root).map_err(|e| format!("{}: {e}", root.display()))?;
     for m in mounts {
         let source = match &m.source {
             MountSource::Directory { path, .. } => {
-                let file = fs::OpenOptions::new()
-                    .read(true)
-                    .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
-                    .open(path)
-                    .map_err(|e| format!("cannot open {} for --mount: {e}", path.display()))?;
-                Source::Directory(file.into())
+                let path = fs::canonicalize(path)
+                    .map_err(|e| format!("cannot find {} for --mount: {e}", path.display()))?;
+                Source::Directory(relative_to(&path, &root))
             }
             MountSource::Secret { path, .. } => Source::Secret(read_secret(path)?),
             MountSource::Tmpfs { .. } => Source::Nothing,
@@ -94,7 +95,20 @@ pub(super) fn prepare(
     Ok(prepared)
 }
 
-use std::os::unix::fs::OpenOptionsExt;
+/// `path` as seen from `base` (both absolute, without links): `..` up to what they share.
+fn relative_to(path: &Path, base: &Path) -> PathBuf {
+    let path: Vec<_> = path.components().collect();
+    let base: Vec<_> = base.components().collect();
+    let shared = path.iter().zip(&base).take_while(|(a, b)| a == b).count();
+    let mut relative = PathBuf::new();
+    for _ in shared..base.len() {
+        relative.push("..");
+    }
+    for part in &path[shared..] {
+        relative.push(part);
+    }
+    relative
+}
 
 fn read_secret(path: &Path) -> Result<Vec<u8>, String> {
     let mut bytes = Vec::new();
@@ -111,8 +125,8 @@ pub(super) fn attach(mounts: &[SandboxMount], prepared: &Prepared) -> Result<(),
     for (index, (m, source)) in mounts.iter().zip(&prepared.sources).enumerate() {
         let target = Path::new(&m.target);
         match (&m.source, source) {
-            (MountSource::Directory { read_only, .. }, Source::Directory(fd)) => {
-                attach_directory(fd, target, *read_only)?;
+            (MountSource::Directory { read_only, .. }, Source::Directory(source)) => {
+                attach_directory(source, target, *read_only)?;
             }
             (MountSource::Tmpfs { size }, _) => {
                 let data = match size {
@@ -192,83 +206,36 @@ fn write_secret(file: &Path, content: &[u8], uid: u32, gid: u32, mode: u32) -> R
         })
 }
 
-/// A clone of the directory's mount tree, made read-only if asked and never a way to a device
-/// or a setuid program, moved onto the target.
-fn attach_directory(fd: &OwnedFd, target: &Path, read_only: bool) -> Result<(), String> {
-    const OPEN_TREE_CLONE: libc::c_uint = 1;
-    const OPEN_TREE_CLOEXEC: libc::c_uint = libc::O_CLOEXEC as libc::c_uint;
-    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
-    const MOUNT_ATTR_RDONLY: u64 = 1;
-    const MOUNT_ATTR_NOSUID: u64 = 2;
-    const MOUNT_ATTR_NODEV: u64 = 4;
-    #[repr(C)]
-    struct MountAttr {
-        attr_set: u64,
-        attr_clr: u64,
-        propagation: u64,
-        userns_fd: u64,
+/// Binds the directory (or file) `source` at `target`, read-only if asked, never a way to a
+/// device or a setuid program; flags the source's file system locks (noexec) are kept.
+fn attach_directory(source: &Path, target: &Path, read_only: bool) -> Result<(), String> {
+    mount(
+        &source.to_string_lossy(),
+        target,
+        "",
+        libc::MS_BIND | libc::MS_REC,
+        "",
+    )?;
+    let mut flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_NOSUID | libc::MS_NODEV;
+    if read_only {
+        flags |= libc::MS_RDONLY;
     }
-    let failed = |what: &str| {
-        format!(
-            "cannot {what} for --mount at /{}: {}",
-            target.display(),
-            io::Error::last_os_error()
-        )
-    };
-    let empty = c"";
-    // SAFETY: a descriptor we own and a valid C string; the result is a descriptor or -1.
-    let tree = unsafe {
-        libc::syscall(
-            libc::SYS_open_tree,
-            fd.as_raw_fd(),
-            empty.as_ptr(),
-            OPEN_TREE_CLONE
-                | OPEN_TREE_CLOEXEC
-                | libc::AT_EMPTY_PATH as libc::c_uint
-                | libc::AT_RECURSIVE as libc::c_uint,
-        )
-    } as libc::c_int;
-    if tree < 0 {
-        return Err(failed("copy the source's mount"));
-    }
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_NOSUID
-            | MOUNT_ATTR_NODEV
-            | if read_only { MOUNT_ATTR_RDONLY } else { 0 },
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: 0,
-    };
+    // SAFETY: a zeroed statvfs is a valid buffer for the call to fill.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
     let target_c = cstr(target)?;
-    // SAFETY: a descriptor we own, valid C strings and a mount_attr of the size passed.
-    let result = unsafe {
-        if libc::syscall(
-            libc::SYS_mount_setattr,
-            tree,
-            empty.as_ptr(),
-            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        ) != 0
-        {
-            Err(failed("set the source's mount flags"))
-        } else if libc::syscall(
-            libc::SYS_move_mount,
-            tree,
-            empty.as_ptr(),
-            libc::AT_FDCWD,
-            target_c.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
-        ) != 0
-        {
-            Err(failed("mount the source"))
-        } else {
-            Ok(())
+    // SAFETY: a valid C string and buffer.
+    if unsafe { libc::statvfs(target_c.as_ptr(), &mut stat) } == 0 {
+        if stat.f_flag & libc::ST_NOEXEC != 0 {
+            flags |= libc::MS_NOEXEC;
         }
-    };
-    // SAFETY: closing the descriptor opened above.
-    unsafe { libc::close(tree) };
-    result
+        if stat.f_flag & libc::ST_NOATIME != 0 {
+            flags |= libc::MS_NOATIME;
+        }
+        if stat.f_flag & libc::ST_RELATIME != 0 {
+            flags |= libc::MS_RELATIME;
+        }
+    }
+    mount("none", target, "", flags, "")
 }
 
 /// Resolves each target inside the tree (a link in the image never leads a mount, or a mount
