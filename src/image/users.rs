@@ -76,6 +76,34 @@ impl UserDatabase {
 }
 
 impl UserDatabase {
+    /// The identity a RUN command gets for `USER user[:group]`, by runc's rules (which differ
+    /// from `--chown`'s): a number the passwd file does not list runs with group 0, a listed
+    /// one with its primary group.
+    pub fn exec_user(&self, spec: &str) -> Result<(u64, u64), ChownError> {
+        let (user, group) = match spec.split_once(':') {
+            Some((u, g)) => (u, Some(g)),
+            None => (spec, None),
+        };
+        let (uid, gid) = match user.parse::<u64>() {
+            Ok(uid) => {
+                let listed = self.passwd.as_deref().and_then(|passwd| {
+                    passwd.lines().find_map(|line| {
+                        let fields: Vec<&str> = line.split(':').collect();
+                        (fields.get(2)?.parse::<u64>().ok()? == uid)
+                            .then(|| fields.get(3)?.parse::<u64>().ok())
+                            .flatten()
+                    })
+                });
+                (uid, listed.unwrap_or(0))
+            }
+            Err(_) => return self.resolve(spec),
+        };
+        match group {
+            None => Ok((uid, gid)),
+            Some(_) => self.resolve(&format!("{uid}:{}", group.unwrap_or_default())),
+        }
+    }
+
     /// The home directory of `user` (a name or a number, as USER gives it) from /etc/passwd,
     /// else `/`: what runc sets `HOME` to when the environment has none.
     pub fn home(&self, user: &str) -> String {
@@ -150,6 +178,17 @@ mod tests {
         assert!(err.contains("numeric"), "{err}");
         assert!(db().resolve(":1").is_err());
         assert!(db().resolve("1:").is_err());
+    }
+
+    #[test]
+    fn run_identity_follows_runc() {
+        let db = db();
+        assert_eq!(db.exec_user("4242").unwrap(), (4242, 0));
+        assert_eq!(db.exec_user("1000").unwrap(), (1000, 1001));
+        assert_eq!(db.exec_user("user").unwrap(), (1000, 1001));
+        assert_eq!(db.exec_user("4242:50").unwrap(), (4242, 50));
+        assert_eq!(db.exec_user("4242:staff").unwrap(), (4242, 50));
+        assert!(db.exec_user("nosuch").is_err());
     }
 
     #[test]

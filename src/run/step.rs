@@ -118,7 +118,7 @@ impl RunStep<'_> {
         let (uid, gid) = if self.user.is_empty() {
             (0, 0)
         } else {
-            users.resolve(self.user).map_err(|e| RunError::User {
+            users.exec_user(self.user).map_err(|e| RunError::User {
                 user: self.user.to_owned(),
                 message: e.to_string(),
             })?

@@ -335,17 +335,18 @@ fn chown_and_user_need_root_or_fail_clearly_without() {
 
 /// Docker's RUN environment beyond what the Dockerfile sets: `HOME` from the user's
 /// /etc/passwd entry (`/` for an ID it does not list) unless ENV sets it, `HOSTNAME` as
-/// BuildKit names its sandbox, and a user added by an earlier RUN counts.
+/// BuildKit names its sandbox, and a user added by an earlier RUN counts; an ID the passwd
+/// file does not list runs with group 0 (runc's rule, unlike --chown's).
 const RUN_ENVIRONMENT: &str = r#"FROM {base}
 RUN ["/bin/busybox", "--install", "-s", "/bin"]
 RUN mkdir -m 1777 /out && echo "root $HOME $HOSTNAME $(hostname) $PATH" > /out/root \
  && echo dev:x:1001:1001:dev:/home/dev:/bin/sh >> /etc/passwd
 USER user
-RUN echo "user $HOME" > /out/user
+RUN echo "user $HOME $(id -u):$(id -g)" > /out/user
 USER dev
 RUN echo "dev $HOME" > /out/dev
 USER 4242
-RUN echo "unlisted $HOME" > /out/unlisted
+RUN echo "unlisted $HOME $(id -u):$(id -g)" > /out/unlisted
 ENV HOME=/elsewhere
 RUN echo "env $HOME" > /out/env
 "#;
@@ -373,9 +374,9 @@ fn run_gets_home_from_passwd_and_hostname_like_docker() {
         }
         let expected: BTreeMap<String, String> = [
             ("root", "root /root buildkitsandbox buildkitsandbox /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"),
-            ("user", "user /home/user\n"),
+            ("user", "user /home/user 1000:1000\n"),
             ("dev", "dev /home/dev\n"),
-            ("unlisted", "unlisted /\n"),
+            ("unlisted", "unlisted / 4242:0\n"),
             ("env", "env /elsewhere\n"),
         ]
         .into_iter()
