@@ -122,13 +122,17 @@ impl ContainerConfig {
 
 impl ImageConfig {
     /// The config of an image built `FROM scratch`.
+    /// The config `FROM scratch` starts from: BuildKit's empty image, whose working
+    /// directory is `/` (its PATH is added at FROM, as for any base without one).
     pub fn scratch(os: &str, architecture: &str, variant: Option<String>) -> Self {
-        ImageConfig {
+        let mut config = ImageConfig {
             architecture: architecture.into(),
             os: os.into(),
             variant,
             ..Default::default()
-        }
+        };
+        config.config.working_dir = Some("/".into());
+        config
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {

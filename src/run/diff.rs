@@ -3,9 +3,11 @@
 //! Added and changed files become entries; deleted paths become `.wh.<name>` whiteouts (only
 //! the topmost deleted path); a directory that was removed and made again becomes opaque
 //! (`.wh..wh..opq`) with its whole content. A file counts as changed when its inode, size, mode,
-//! owner, link target or modification time differ, as in Docker's `archive.Changes` (not the
-//! change time: the sandbox's owner hand-back moves it). Directories whose own metadata did not
-//! change are left out, as the layer below already has them.
+//! owner, link target, modification time or extended attributes differ, as in Docker's
+//! `archive.Changes` (not the change time: the sandbox's owner hand-back moves it; `setcap` on a
+//! file changes only its attributes). Directories whose own metadata did not change are left
+//! out, as the layer below already has them. Extended attributes (file capabilities among them)
+//! go into the layer with their file.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -29,6 +31,8 @@ pub struct Node {
     rdev: u64,
     mtime: (i64, i64),
     link: Option<PathBuf>,
+    /// Extended attributes, sorted by name (file capabilities in their portable form).
+    xattrs: Vec<(String, Vec<u8>)>,
 }
 
 impl Node {
@@ -87,6 +91,11 @@ fn walk(root: &Path, rel: &str, nodes: &mut BTreeMap<String, Node>) -> io::Resul
             } else {
                 None
             },
+            xattrs: if meta.file_type().is_symlink() {
+                Vec::new()
+            } else {
+                read_xattrs(&child.path())
+            },
         };
         let is_dir = node.is_dir();
         nodes.insert(path.clone(), node);
@@ -95,6 +104,50 @@ fn walk(root: &Path, rel: &str, nodes: &mut BTreeMap<String, Node>) -> io::Resul
         }
     }
     Ok(())
+}
+
+/// The extended attributes a layer keeps of a file: all but the host's SELinux label, with a
+/// capability set in a user namespace (revision 3, naming that namespace's root) written in the
+/// portable revision 2 that image layers carry.
+fn read_xattrs(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let Ok(names) = xattr::list(path) else {
+        return Vec::new();
+    };
+    let mut attributes: Vec<(String, Vec<u8>)> = names
+        .filter_map(|name| {
+            let name = name.to_str()?.to_owned();
+            if name == "security.selinux" {
+                return None;
+            }
+            let value = xattr::get(path, &name).ok().flatten()?;
+            let value = if name == "security.capability" {
+                portable_capability(value)
+            } else {
+                value
+            };
+            Some((name, value))
+        })
+        .collect();
+    attributes.sort();
+    attributes
+}
+
+/// `vfs_cap_data` revision 3 (24 bytes, with the namespace's root ID) as revision 2 (20 bytes),
+/// the form that means the same in whatever user namespace the image later runs.
+fn portable_capability(value: Vec<u8>) -> Vec<u8> {
+    const REVISION_MASK: u32 = 0xFF00_0000;
+    const REVISION_2: u32 = 0x0200_0000;
+    const REVISION_3: u32 = 0x0300_0000;
+    if value.len() != 24 {
+        return value;
+    }
+    let magic = u32::from_le_bytes([value[0], value[1], value[2], value[3]]);
+    if magic & REVISION_MASK != REVISION_3 {
+        return value;
+    }
+    let mut portable = value[..20].to_vec();
+    portable[..4].copy_from_slice(&((magic & !REVISION_MASK) | REVISION_2).to_le_bytes());
+    portable
 }
 
 /// How the owners seen on disk map to owners in the image.
@@ -211,7 +264,7 @@ pub fn diff(root: &Path, before: &Snapshot, after: &Snapshot, owners: Owners<'_>
                 mode: node.mode,
                 uid,
                 gid,
-                xattrs: Vec::new(),
+                xattrs: node.xattrs.clone(),
             },
         ));
         if node.is_dir() && old.is_some_and(|o| o.is_dir()) && replaced {
@@ -279,6 +332,20 @@ fn marker(path: String) -> Entry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn namespaced_capabilities_become_portable() {
+        // cap_net_raw+ep written in a user namespace whose root is host uid 100000.
+        let mut v3 = vec![0x01, 0x00, 0x00, 0x03, 0x00, 0x20, 0, 0, 0, 0, 0, 0];
+        v3.extend([0; 8]);
+        v3.extend(100_000u32.to_le_bytes());
+        let v2 = portable_capability(v3);
+        assert_eq!(v2.len(), 20);
+        assert_eq!(&v2[..4], &[0x01, 0x00, 0x00, 0x02]);
+        assert_eq!(&v2[4..6], &[0x00, 0x20]);
+        let already = v2.clone();
+        assert_eq!(portable_capability(already), v2);
+    }
 
     fn paths(entries: &[Entry]) -> Vec<&str> {
         entries.iter().map(|e| e.path.as_str()).collect()

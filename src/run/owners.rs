@@ -38,13 +38,12 @@ pub fn apply(root: &Path, file: &Path) -> io::Result<OwnerList> {
         let Ok(meta) = fs::symlink_metadata(&target) else {
             continue;
         };
-        if let Err(e) = lchown(&target, Some(uid as u32), Some(gid as u32)) {
+        if let Err(e) = chown_keeping(&target, &meta, uid as u32, gid as u32) {
             // An ID outside the subordinate range: the file stays root's for the command.
             tracing::debug!(path, "owner {uid}:{gid} not applied: {e}");
             kept_aside.push((path, uid, gid));
             continue;
         }
-        restore_mode(&target, &meta)?;
     }
     Ok(kept_aside)
 }
@@ -78,8 +77,7 @@ pub fn harvest(root: &Path, file: &Path, kept_aside: OwnerList) -> io::Result<()
             let meta = fs::symlink_metadata(entry.path())?;
             if (meta.uid(), meta.gid()) != (0, 0) {
                 owners.push((path.clone(), meta.uid().into(), meta.gid().into()));
-                lchown(entry.path(), Some(0), Some(0))?;
-                restore_mode(&entry.path(), &meta)?;
+                chown_keeping(&entry.path(), &meta, 0, 0)?;
             }
             if meta.is_dir() {
                 pending.push(path);
@@ -139,10 +137,7 @@ fn walk_owners(root: &Path, owner: &mut NewOwner<'_>) -> io::Result<()> {
         }
         let (uid, gid) = owner(path, meta.uid(), meta.gid())?;
         if (uid, gid) != (meta.uid(), meta.gid()) {
-            lchown(path, Some(uid), Some(gid))?;
-            if meta.mode() & 0o6000 != 0 {
-                restore_mode(path, meta)?;
-            }
+            chown_keeping(path, meta, uid, gid)?;
         }
         Ok(())
     };
@@ -159,6 +154,27 @@ fn walk_owners(root: &Path, owner: &mut NewOwner<'_>) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Gives `path` a new owner and keeps what chown clears: the setuid and setgid bits and the
+/// file capabilities (`setcap`'s `security.capability`).
+fn chown_keeping(path: &Path, before: &fs::Metadata, uid: u32, gid: u32) -> io::Result<()> {
+    let capability = if before.is_file() {
+        xattr::get(path, CAPABILITY).ok().flatten()
+    } else {
+        None
+    };
+    lchown(path, Some(uid), Some(gid))?;
+    if before.mode() & 0o6000 != 0 {
+        restore_mode(path, before)?;
+    }
+    if let Some(value) = capability {
+        xattr::set(path, CAPABILITY, &value)?;
+    }
+    Ok(())
+}
+
+/// The extended attribute holding a file's capabilities.
+const CAPABILITY: &str = "security.capability";
 
 /// chown clears setuid and setgid bits: put the mode back.
 fn restore_mode(path: &Path, before: &fs::Metadata) -> io::Result<()> {

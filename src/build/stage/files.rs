@@ -149,9 +149,11 @@ impl Builder<'_> {
             .map_err(|e| self.at(instruction, e))?;
         let missing = stage.filesystem.missing_dirs(&resolved);
         if !missing.is_empty() {
-            // Made with the stage's USER as owner, as BuildKit's mkdir does.
+            // Made with the stage's USER as owner, as BuildKit's mkdir does; a name the
+            // image's databases do not list (or an image without them) gives root, as
+            // BuildKit's readUser does.
             let owner = match stage.config.config.user.clone().filter(|u| !u.is_empty()) {
-                Some(user) => self.owner(stage, instruction, &user, "WORKDIR as USER ")?,
+                Some(user) => stage.filesystem.users.resolve(&user).unwrap_or((0, 0)),
                 None => (0, 0),
             };
             let entries = directory_entries(missing, owner);
