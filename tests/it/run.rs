@@ -14,7 +14,7 @@ use crate::support::binary::{
 
 /// Who runs dockless.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum As {
+pub(crate) enum As {
     Root,
     /// uid 65534, which scripts/setup.sh gives subordinate IDs in /etc/subuid and /etc/subgid:
     /// the sandbox maps 65536 IDs with newuidmap and newgidmap.
@@ -88,7 +88,7 @@ fn chown_tree(path: &Path, id: &str) {
 }
 
 /// Builds `ctx` into the layout `out:t`; returns the --json output and stderr.
-fn build(ws: &Workspace, who: As, extra: &[&str]) -> (serde_json::Value, String) {
+pub(crate) fn build(ws: &Workspace, who: As, extra: &[&str]) -> (serde_json::Value, String) {
     let mut args = vec![
         "-v", "build", "ctx", "--output", "out", "--tag", "t", "--json",
     ];
@@ -175,7 +175,7 @@ fn layer(ws: &Workspace, json: &serde_json::Value, index: usize) -> BTreeMap<Str
 
 /// A workspace with the busybox base and a Dockerfile that starts from it (`{base}` in
 /// `dockerfile` is replaced by the base reference).
-fn workspace(dockerfile: &str) -> Workspace {
+pub(crate) fn workspace(dockerfile: &str) -> Workspace {
     let ws = Workspace::new();
     let base = busybox_base(ws.path());
     ws.write("Dockerfile", dockerfile.replace("{base}", &base));
@@ -376,7 +376,7 @@ fn run_gets_home_from_passwd_and_hostname_like_docker() {
 }
 
 /// The image config of `out:t`, as stored.
-fn config(ws: &Workspace, json: &serde_json::Value) -> serde_json::Value {
+pub(crate) fn config(ws: &Workspace, json: &serde_json::Value) -> serde_json::Value {
     let blob = |digest: &str| {
         fs::read(
             ws.out()
@@ -748,7 +748,7 @@ fn without_user_namespaces_the_error_names_isolation_and_the_alternatives() {
 
 /// Every path under `root` with its type, mode, owner, link target, content digest and link
 /// count: what two builders of the same Dockerfile must agree on.
-fn file_tree(root: &Path) -> BTreeMap<String, String> {
+pub(crate) fn file_tree(root: &Path) -> BTreeMap<String, String> {
     use sha2::Digest as _;
     use std::os::unix::fs::MetadataExt;
     let mut tree = BTreeMap::new();
@@ -788,7 +788,12 @@ fn file_tree(root: &Path) -> BTreeMap<String, String> {
 
 /// Builds `ctx` with buildah (chroot isolation, vfs storage, its own storage directories) and
 /// writes the image as the OCI layout `dir:t`.
-fn buildah_build(ws: &Workspace, dir: &Path) {
+pub(crate) fn buildah_build(ws: &Workspace, dir: &Path) {
+    buildah_build_with(ws, dir, &[]);
+}
+
+/// [`buildah_build`] with more `buildah bud` arguments (`--build-arg`, `--target`).
+pub(crate) fn buildah_build_with(ws: &Workspace, dir: &Path, extra: &[&str]) {
     let storage = ws.path().join("buildah");
     let root = storage.join("root");
     let runroot = storage.join("run");
@@ -804,6 +809,7 @@ fn buildah_build(ws: &Workspace, dir: &Path) {
     let out = Command::new("buildah")
         .args(global)
         .args(["bud", "--isolation", "chroot", "-t", "compare"])
+        .args(extra)
         .arg(&ctx)
         .output()
         .expect("buildah (run scripts/setup.sh)");
@@ -821,10 +827,10 @@ fn buildah_build(ws: &Workspace, dir: &Path) {
 
 /// A symlink with a lower-case absolute path to `target` (buildah names the image after the
 /// path of an `oci:` base, and image names must be lower case; temporary names are not).
-struct LowercaseLink(std::path::PathBuf);
+pub(crate) struct LowercaseLink(std::path::PathBuf);
 
 impl LowercaseLink {
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.0
     }
 }
@@ -835,7 +841,7 @@ impl Drop for LowercaseLink {
     }
 }
 
-fn lowercase_link(target: &Path, name: &str) -> LowercaseLink {
+pub(crate) fn lowercase_link(target: &Path, name: &str) -> LowercaseLink {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -846,7 +852,7 @@ fn lowercase_link(target: &Path, name: &str) -> LowercaseLink {
 }
 
 /// Mount points buildah leaves in its RUN layers (Docker and dockless do not).
-const BUILDAH_MOUNT_POINTS: &[&str] = &[
+pub(crate) const BUILDAH_MOUNT_POINTS: &[&str] = &[
     "dev",
     "proc",
     "sys",
@@ -858,29 +864,49 @@ const BUILDAH_MOUNT_POINTS: &[&str] = &[
 
 /// Files whose bytes record when the build ran (logs, apt's caches, bytecode of files written
 /// during the build): both builders must make them, with the same metadata, not the same bytes.
-fn volatile(path: &str) -> bool {
+pub(crate) fn volatile(path: &str) -> bool {
     path.starts_with("var/log/")
         || path.starts_with("var/cache/apt/") && path.ends_with(".bin")
         || path.ends_with(".pyc") && path.starts_with("usr/local/")
 }
 
 /// `mode uid:gid` of a `file_tree` line, without content.
-fn metadata_only(line: &str) -> String {
+pub(crate) fn metadata_only(line: &str) -> String {
     line.split(' ').take(2).collect::<Vec<_>>().join(" ")
 }
 
-fn assert_same_tree_as_buildah(ws: &Workspace) -> BTreeMap<String, String> {
+pub(crate) fn assert_same_tree_as_buildah(ws: &Workspace) -> BTreeMap<String, String> {
     let buildah_out = ws.path().join("buildah-out");
     buildah_build(ws, &buildah_out);
     assert_same_trees(&ws.out(), &buildah_out, "buildah")
 }
 
 /// Unpacks the layouts `ours:t` and `theirs:t` and compares their file trees; returns ours.
-fn assert_same_trees(ours: &Path, theirs: &Path, label: &str) -> BTreeMap<String, String> {
+pub(crate) fn assert_same_trees(
+    ours: &Path,
+    theirs: &Path,
+    label: &str,
+) -> BTreeMap<String, String> {
     let (_ours, ours) = umoci_unpack(ours, "t");
     let (_theirs, theirs) = umoci_unpack(theirs, "t");
     let ours = file_tree(&ours);
     let theirs = file_tree(&theirs);
+    let differences = tree_differences(&ours, &theirs, label);
+    assert!(
+        differences.is_empty(),
+        "file trees differ:\n{}",
+        differences.join("\n")
+    );
+    ours
+}
+
+/// Where two [`file_tree`]s disagree, one line per path, ignoring the mount points buildah
+/// leaves and the bytes of [`volatile`] files.
+pub(crate) fn tree_differences(
+    ours: &BTreeMap<String, String>,
+    theirs: &BTreeMap<String, String>,
+    label: &str,
+) -> Vec<String> {
     let mut differences = Vec::new();
     let paths: std::collections::BTreeSet<&String> = ours.keys().chain(theirs.keys()).collect();
     for path in paths {
@@ -896,12 +922,7 @@ fn assert_same_trees(ours: &Path, theirs: &Path, label: &str) -> BTreeMap<String
         }
         differences.push(format!("{path}: dockless {a:?}, {label} {b:?}"));
     }
-    assert!(
-        differences.is_empty(),
-        "file trees differ:\n{}",
-        differences.join("\n")
-    );
-    ours
+    differences
 }
 
 #[test]
