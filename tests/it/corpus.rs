@@ -330,7 +330,6 @@ corpus! {
             DockerPin { path: "new/workdir/foo", docker: Docker::File("100755 0:0", "foo\n"), why: ONBUILD_FROM_A_STAGE },
         ],
         config_pins: &[("WorkingDir", r#""/new/workdir""#, ONBUILD_FROM_A_STAGE)],
-        ..Case::default()
     };
     kaniko_user_run => Case { name: "kaniko-user-run", ..Case::default() };
     #[ignore = "dockless differs: `USER 1111` (a uid without a group) runs RUN as 1111:1111; BuildKit takes the group from /etc/passwd (1111:1000 here), see issue 13"]
