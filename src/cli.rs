@@ -296,10 +296,16 @@ pub struct ImageArgs {
     /// Compression level (gzip 1-9, default 1; zstd 1-19, default 3).
     #[arg(long)]
     pub compression_level: Option<i32>,
-    /// How RUN commands are isolated: auto (root: mount+PID namespaces; others: a user
-    /// namespace too), userns, or root.
+    /// How RUN commands are isolated: auto (= userns: a user namespace, mount, PID and
+    /// seccomp fences; as root, the sandbox's root is a range of host IDs that own nothing), or
+    /// root (needs root): no user namespace, so the sandbox's root is the host's root with
+    /// Docker's default capabilities; a kernel bug reachable from them reaches the host.
     #[arg(long, value_enum, default_value_t = IsolationArg::Auto)]
     pub isolation: IsolationArg,
+    /// The network of RUN steps: host (the default, as RUN --network=default) or none (a
+    /// network namespace with loopback only; RUN --network=host is then refused).
+    #[arg(long, value_enum, default_value_t = NetworkArg::Host)]
+    pub network: NetworkArg,
     /// Build the stage of this name (FROM … AS NAME) and stop there.
     #[arg(long, value_name = "STAGE")]
     pub target: Option<String>,
@@ -310,6 +316,12 @@ pub enum IsolationArg {
     Auto,
     Userns,
     Root,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum NetworkArg {
+    Host,
+    None,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -31,7 +31,7 @@ use serde_json::json;
 use crate::app;
 use crate::cli::{
     AuthStatusArgs, CompressionArg, CredentialKindArg, E2bCredentialArgs, FormatArg, ImageArgs,
-    IsolationArg, LogLevelArg, RegistryAuthArg, TemplateBuildArgs, TemplateCommand,
+    IsolationArg, LogLevelArg, NetworkArg, RegistryAuthArg, TemplateBuildArgs, TemplateCommand,
     TemplateDeleteArgs, TemplateListArgs, TemplateStatusArgs,
 };
 use crate::progress::PushProgressView;
@@ -279,6 +279,7 @@ pub fn template_build(args: &TemplateBuildArgs, quiet: bool) -> anyhow::Result<E
         compression: CompressionArg::Gzip,
         compression_level: None,
         isolation: IsolationArg::Auto,
+        network: NetworkArg::Host,
         target: None,
     };
     let run = TemplateRun {

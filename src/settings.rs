@@ -7,10 +7,13 @@ use std::io::Read;
 use dockless::registry::{Reference, RegistrySettings, ResolvedCredential};
 use secrecy::SecretString;
 
-use crate::cli::{BuildArgs, CompressionArg, FormatArg, ImageArgs, IsolationArg, RegistryArgs};
+use crate::cli::{
+    BuildArgs, CompressionArg, FormatArg, ImageArgs, IsolationArg, NetworkArg, RegistryArgs,
+};
 use dockless::build::BuildOptions;
 use dockless::image::{Compression, Format, Platform};
 use dockless::run::Isolation;
+use dockless::run::sandbox::Network;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -133,7 +136,12 @@ pub fn image_options(
             IsolationArg::Userns => Isolation::Userns,
             IsolationArg::Root => Isolation::Root,
         },
+        network: match image.network {
+            NetworkArg::Host => Network::Host,
+            NetworkArg::None => Network::None,
+        },
         target: image.target.clone(),
+        secrets: Default::default(),
     })
 }
 

@@ -4,6 +4,7 @@ mod build;
 mod catalog;
 mod corpus;
 mod e2b;
+mod escapes;
 mod leaks;
 mod push;
 mod registry_auth;

@@ -50,6 +50,16 @@ fn require_subordinate_ids() {
 
 /// `dockless ARGS…` in the workspace, as root or (through setpriv) as nobody.
 fn dockless(ws: &Workspace, who: As, args: &[&str]) -> Output {
+    dockless_with_env(ws, who, args, &[])
+}
+
+/// [`dockless`] with more variables in its environment.
+pub(crate) fn dockless_with_env(
+    ws: &Workspace,
+    who: As,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Output {
     let mut cmd = match who {
         As::Root => ws.dockless(),
         As::Nobody | As::Stranger => {
@@ -76,7 +86,7 @@ fn dockless(ws: &Workspace, who: As, args: &[&str]) -> Output {
             cmd
         }
     };
-    cmd.args(args).output().unwrap()
+    cmd.envs(env.iter().copied()).args(args).output().unwrap()
 }
 
 fn chown_tree(path: &Path, id: &str) {
@@ -328,7 +338,7 @@ fn chown_and_user_need_root_or_fail_clearly_without() {
 /// BuildKit names its sandbox, and a user added by an earlier RUN counts.
 const RUN_ENVIRONMENT: &str = r#"FROM {base}
 RUN ["/bin/busybox", "--install", "-s", "/bin"]
-RUN mkdir -m 1777 /out && echo "root $HOME $HOSTNAME $PATH" > /out/root \
+RUN mkdir -m 1777 /out && echo "root $HOME $HOSTNAME $(hostname) $PATH" > /out/root \
  && echo dev:x:1001:1001:dev:/home/dev:/bin/sh >> /etc/passwd
 USER user
 RUN echo "user $HOME" > /out/user
@@ -362,7 +372,7 @@ fn run_gets_home_from_passwd_and_hostname_like_docker() {
             }
         }
         let expected: BTreeMap<String, String> = [
-            ("root", "root /root buildkitsandbox /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"),
+            ("root", "root /root buildkitsandbox buildkitsandbox /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"),
             ("user", "user /home/user\n"),
             ("dev", "dev /home/dev\n"),
             ("unlisted", "unlisted /\n"),

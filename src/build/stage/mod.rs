@@ -7,12 +7,14 @@ mod files;
 mod from;
 mod layers;
 mod metadata;
+mod mounts;
 mod run;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use layers::PendingLayer;
+pub use mounts::SecretSource;
 
 use super::filesystem::KnownFilesystem;
 use super::{BuildError, BuildOptions, BuiltImage, BuiltLayer};
@@ -278,7 +280,7 @@ impl<'a> Builder<'a> {
         let (done, global_args) = (&walk.done, &walk.global_args);
         match expanded {
             Command::From(_) => unreachable!("FROM starts a new stage before this"),
-            Command::Run(run) => self.run_step(current, instruction, run),
+            Command::Run(run) => self.run_step(current, instruction, run, done),
             Command::Copy(c) => self.copy_step(current, instruction, &c, done),
             Command::Add(a) => self.add_step(current, instruction, &a),
             Command::Workdir(dir) => self.workdir_step(current, instruction, &dir),
