@@ -2,6 +2,7 @@
 
 mod build;
 mod catalog;
+mod corpus;
 mod e2b;
 mod escapes;
 mod leaks;

@@ -98,7 +98,7 @@ fn chown_tree(path: &Path, id: &str) {
 }
 
 /// Builds `ctx` into the layout `out:t`; returns the --json output and stderr.
-fn build(ws: &Workspace, who: As, extra: &[&str]) -> (serde_json::Value, String) {
+pub(crate) fn build(ws: &Workspace, who: As, extra: &[&str]) -> (serde_json::Value, String) {
     let mut args = vec![
         "-v", "build", "ctx", "--output", "out", "--tag", "t", "--json",
     ];
@@ -387,7 +387,7 @@ fn run_gets_home_from_passwd_and_hostname_like_docker() {
 }
 
 /// The image config of `out:t`, as stored.
-fn config(ws: &Workspace, json: &serde_json::Value) -> serde_json::Value {
+pub(crate) fn config(ws: &Workspace, json: &serde_json::Value) -> serde_json::Value {
     let blob = |digest: &str| {
         fs::read(
             ws.out()
@@ -912,6 +912,11 @@ pub(crate) fn file_tree(root: &Path) -> BTreeMap<String, String> {
 /// Builds `ctx` with buildah (chroot isolation, vfs storage, its own storage directories) and
 /// writes the image as the OCI layout `dir:t`.
 pub(crate) fn buildah_build(ws: &Workspace, dir: &Path) {
+    buildah_build_with(ws, dir, &[]);
+}
+
+/// [`buildah_build`] with more `buildah bud` arguments (`--build-arg`, `--target`).
+pub(crate) fn buildah_build_with(ws: &Workspace, dir: &Path, extra: &[&str]) {
     let storage = ws.path().join("buildah");
     let root = storage.join("root");
     let runroot = storage.join("run");
@@ -927,6 +932,7 @@ pub(crate) fn buildah_build(ws: &Workspace, dir: &Path) {
     let out = Command::new("buildah")
         .args(global)
         .args(["bud", "--isolation", "chroot", "-t", "compare"])
+        .args(extra)
         .arg(&ctx)
         .output()
         .expect("buildah (run scripts/setup.sh)");
@@ -969,7 +975,7 @@ pub(crate) fn lowercase_link(target: &Path, name: &str) -> LowercaseLink {
 }
 
 /// Mount points buildah leaves in its RUN layers (Docker and dockless do not).
-const BUILDAH_MOUNT_POINTS: &[&str] = &[
+pub(crate) const BUILDAH_MOUNT_POINTS: &[&str] = &[
     "dev",
     "proc",
     "sys",
@@ -981,18 +987,18 @@ const BUILDAH_MOUNT_POINTS: &[&str] = &[
 
 /// Files whose bytes record when the build ran (logs, apt's caches, bytecode of files written
 /// during the build): both builders must make them, with the same metadata, not the same bytes.
-fn volatile(path: &str) -> bool {
+pub(crate) fn volatile(path: &str) -> bool {
     path.starts_with("var/log/")
         || path.starts_with("var/cache/apt/") && path.ends_with(".bin")
         || path.ends_with(".pyc") && path.starts_with("usr/local/")
 }
 
 /// `mode uid:gid` of a `file_tree` line, without content.
-fn metadata_only(line: &str) -> String {
+pub(crate) fn metadata_only(line: &str) -> String {
     line.split(' ').take(2).collect::<Vec<_>>().join(" ")
 }
 
-fn assert_same_tree_as_buildah(ws: &Workspace) -> BTreeMap<String, String> {
+pub(crate) fn assert_same_tree_as_buildah(ws: &Workspace) -> BTreeMap<String, String> {
     let buildah_out = ws.path().join("buildah-out");
     buildah_build(ws, &buildah_out);
     assert_same_trees(&ws.out(), &buildah_out, "buildah")
@@ -1008,6 +1014,22 @@ pub(crate) fn assert_same_trees(
     let (_theirs, theirs) = umoci_unpack(theirs, "t");
     let ours = file_tree(&ours);
     let theirs = file_tree(&theirs);
+    let differences = tree_differences(&ours, &theirs, label);
+    assert!(
+        differences.is_empty(),
+        "file trees differ:\n{}",
+        differences.join("\n")
+    );
+    ours
+}
+
+/// Where two [`file_tree`]s disagree, one line per path, ignoring the mount points buildah
+/// leaves and the bytes of [`volatile`] files.
+pub(crate) fn tree_differences(
+    ours: &BTreeMap<String, String>,
+    theirs: &BTreeMap<String, String>,
+    label: &str,
+) -> Vec<String> {
     let mut differences = Vec::new();
     let paths: std::collections::BTreeSet<&String> = ours.keys().chain(theirs.keys()).collect();
     for path in paths {
@@ -1023,12 +1045,7 @@ pub(crate) fn assert_same_trees(
         }
         differences.push(format!("{path}: dockless {a:?}, {label} {b:?}"));
     }
-    assert!(
-        differences.is_empty(),
-        "file trees differ:\n{}",
-        differences.join("\n")
-    );
-    ours
+    differences
 }
 
 #[test]
