@@ -304,7 +304,6 @@ corpus! {
     kaniko_replace_folder_with_file => Case { name: "kaniko-replace-folder-with-file", ..Case::default() };
     kaniko_replace_folder_with_link => Case { name: "kaniko-replace-folder-with-link", ..Case::default() };
     kaniko_deleted_file => Case { name: "kaniko-deleted-file", ..Case::default() };
-    #[ignore = "dockless differs: an image FROM scratch gets no WorkingDir; BuildKit's emptyImage (dockerfile2llb/image.go) sets it to /, see issue 13"]
     kaniko_copy_symlink => Case {
         name: "kaniko-copy-symlink",
         config_pins: &[("WorkingDir", r#""/""#, SCRATCH_WORKDIR)],
@@ -341,9 +340,7 @@ corpus! {
         config_pins: &[("WorkingDir", r#""/new/workdir""#, ONBUILD_FROM_A_STAGE)],
     };
     kaniko_user_run => Case { name: "kaniko-user-run", ..Case::default() };
-    #[ignore = "dockless differs: `USER 1111` (a uid without a group) runs RUN as 1111:1111; BuildKit takes the group from /etc/passwd (1111:1000 here), see issue 13"]
     kaniko_user_home => Case { name: "kaniko-user-home", ..Case::default() };
-    #[ignore = "dockless differs: WORKDIR after `USER root` on a stage without /etc/passwd fails; BuildKit makes the directory as 0:0 when the name is not found, see issue 13"]
     kaniko_workdir_with_user => Case { name: "kaniko-workdir-with-user", ..Case::default() };
     buildah_dest_symlink => Case { name: "buildah-dest-symlink", ..Case::default() };
     buildah_dest_symlink_dangling => Case { name: "buildah-dest-symlink-dangling", ..Case::default() };
