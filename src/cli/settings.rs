@@ -1,0 +1,231 @@
+//! Turning raw command-line flags into validated library options.
+
+use std::collections::BTreeMap;
+
+use std::io::Read;
+
+use dockless::registry::{Reference, RegistrySettings, ResolvedCredential};
+use secrecy::SecretString;
+
+use super::args::{
+    BuildInputArgs, CompressionArg, FormatArg, ImageArgs, IsolationArg, RegistryAccessArgs,
+    RegistryArgs,
+};
+use dockless::build::BuildOptions;
+use dockless::e2b::config::{ConfigError, TemplateConfig};
+use dockless::image::{Compression, Format, Platform};
+use dockless::run::Isolation;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("--build-arg {0}: expected KEY=VALUE (or KEY to take the value from the environment)")]
+    BuildArg(String),
+    #[error(transparent)]
+    Platform(#[from] dockless::image::platform::PlatformError),
+    #[error(
+        "--platform {0}: unknown operating system or architecture; expected os/arch[/variant] such as linux/amd64 or linux/arm64/v8"
+    )]
+    UnknownPlatform(Platform),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("--compression-level {level}: {compression} levels go from {min} to {max}")]
+    Level {
+        level: i32,
+        compression: &'static str,
+        min: i32,
+        max: i32,
+    },
+    #[error("SOURCE_DATE_EPOCH={0}: expected a whole number of seconds since 1970")]
+    Epoch(String),
+    #[error(
+        "--password-stdin: {0}; pipe the password in, e.g. `echo \"$TOKEN\" | dockless push … --password-stdin`"
+    )]
+    Stdin(String),
+}
+
+impl SettingsError {
+    /// A flag's value is wrong (exit 2), rather than a file or the environment.
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            SettingsError::BuildArg(_)
+                | SettingsError::Platform(_)
+                | SettingsError::UnknownPlatform(_)
+                | SettingsError::Level { .. }
+        )
+    }
+}
+
+/// Registry settings of a command that pushes.
+pub fn registry_settings(args: &RegistryArgs) -> RegistrySettings {
+    RegistrySettings {
+        chunk_size: args.upload.chunk_size,
+        max_concurrent_uploads: usize::from(args.upload.jobs),
+        ..access_settings(&args.access)
+    }
+}
+
+/// Registry settings of a command that only reads from registries (`build`).
+pub fn access_settings(args: &RegistryAccessArgs) -> RegistrySettings {
+    RegistrySettings {
+        insecure_hosts: args.insecure_registries.clone(),
+        ..RegistrySettings::default()
+    }
+}
+
+/// `--username` with the password read from standard input here, once, straight into a
+/// secret: the credential for `target`'s registry.
+pub fn explicit_credential(
+    args: &RegistryArgs,
+    target: &Reference,
+) -> Result<Option<(String, ResolvedCredential)>, SettingsError> {
+    let Some(username) = &args.upload.username else {
+        return Ok(None);
+    };
+    let mut password = String::new();
+    std::io::stdin()
+        .read_to_string(&mut password)
+        .map_err(|e| SettingsError::Stdin(e.to_string()))?;
+    let password = password.trim_end_matches(['\n', '\r']).to_owned();
+    if password.is_empty() {
+        return Err(SettingsError::Stdin("standard input was empty".into()));
+    }
+    Ok(Some((
+        target.registry().to_owned(),
+        ResolvedCredential::explicit(username.clone(), SecretString::from(password)),
+    )))
+}
+
+/// Build options for `build` and `push`.
+pub fn image_options(
+    context: &std::path::Path,
+    image: &ImageArgs,
+) -> Result<BuildOptions, SettingsError> {
+    let platform = image
+        .platform
+        .as_deref()
+        .map(str::parse::<Platform>)
+        .transpose()?;
+    if let Some(platform) = platform.as_ref().filter(|p| !p.is_known()) {
+        return Err(SettingsError::UnknownPlatform(platform.clone()));
+    }
+    let compression = match (image.compression, image.compression_level) {
+        (CompressionArg::Gzip, None) => Compression::Gzip { level: 1 },
+        (CompressionArg::Gzip, Some(level @ 1..=9)) => Compression::Gzip {
+            level: level as u32,
+        },
+        (CompressionArg::Gzip, Some(level)) => {
+            return Err(SettingsError::Level {
+                level,
+                compression: "gzip",
+                min: 1,
+                max: 9,
+            });
+        }
+        (CompressionArg::Zstd, None) => Compression::Zstd { level: 3 },
+        (CompressionArg::Zstd, Some(level @ 1..=19)) => Compression::Zstd { level },
+        (CompressionArg::Zstd, Some(level)) => {
+            return Err(SettingsError::Level {
+                level,
+                compression: "zstd",
+                min: 1,
+                max: 19,
+            });
+        }
+    };
+    Ok(BuildOptions {
+        platform,
+        format: match image.format {
+            FormatArg::Oci => Format::Oci,
+            FormatArg::Docker => Format::Docker,
+        },
+        compression,
+        isolation: match image.isolation {
+            IsolationArg::Auto => Isolation::Auto,
+            IsolationArg::Userns => Isolation::Userns,
+            IsolationArg::Root => Isolation::Root,
+        },
+        target: image.target.clone(),
+        ..base_options(context, image.dockerfile.as_deref(), &image.inputs)?
+    })
+}
+
+/// Build options for `template build`: E2B runs linux/amd64 OCI images with gzip layers.
+pub fn template_options(
+    context: &std::path::Path,
+    dockerfile: Option<&std::path::Path>,
+    inputs: &BuildInputArgs,
+) -> Result<BuildOptions, SettingsError> {
+    Ok(BuildOptions {
+        platform: Some(Platform {
+            os: "linux".into(),
+            architecture: "amd64".into(),
+            variant: None,
+        }),
+        ..base_options(context, dockerfile, inputs)?
+    })
+}
+
+/// What every build shares: the context, its Dockerfile (`-f`, else the one `e2b.toml` names),
+/// the build arguments, SOURCE_DATE_EPOCH; defaults for the rest.
+fn base_options(
+    context: &std::path::Path,
+    dockerfile: Option<&std::path::Path>,
+    inputs: &BuildInputArgs,
+) -> Result<BuildOptions, SettingsError> {
+    // e2b.toml is read only when -f does not say which Dockerfile (and a context that is
+    // not a directory is the builder's to report).
+    let context_dockerfile = match dockerfile {
+        None if context.is_dir() => {
+            TemplateConfig::load(context)?.and_then(|config| config.dockerfile)
+        }
+        _ => None,
+    };
+    Ok(BuildOptions {
+        context: context.to_owned(),
+        dockerfile: dockerfile.map(ToOwned::to_owned),
+        context_dockerfile,
+        build_args: build_args(&inputs.build_args)?,
+        platform: None,
+        format: Format::Oci,
+        compression: Compression::Gzip { level: 1 },
+        epoch: source_date_epoch()?,
+        isolation: Isolation::Auto,
+        target: None,
+    })
+}
+
+/// `KEY=VALUE`, or `KEY` alone for the environment's value (dropped, with a warning, when
+/// the environment has none, as Docker does).
+fn build_args(raw_args: &[String]) -> Result<BTreeMap<String, String>, SettingsError> {
+    let mut build_args = BTreeMap::new();
+    for raw in raw_args {
+        match raw.split_once('=') {
+            Some((key, value)) if !key.is_empty() => {
+                build_args.insert(key.to_owned(), value.to_owned());
+            }
+            None if !raw.is_empty() => match std::env::var(raw) {
+                Ok(value) => {
+                    build_args.insert(raw.clone(), value);
+                }
+                Err(_) => tracing::warn!(
+                    "--build-arg {raw}: {raw} is not set in the environment, so the build does not get it; pass --build-arg {raw}=VALUE to give it a value"
+                ),
+            },
+            _ => return Err(SettingsError::BuildArg(raw.clone())),
+        }
+    }
+    Ok(build_args)
+}
+
+/// SOURCE_DATE_EPOCH when set (reproducible-builds.org), else 0: the same inputs give the same
+/// digests on any day.
+fn source_date_epoch() -> Result<u64, SettingsError> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(value) if !value.trim().is_empty() => value
+            .trim()
+            .parse()
+            .map_err(|_| SettingsError::Epoch(value)),
+        _ => Ok(0),
+    }
+}
