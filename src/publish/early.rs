@@ -2,7 +2,6 @@
 //! from the layer cache goes up as soon as the build reaches it.
 
 use crate::build::{BuiltLayer, LayerObserver};
-use crate::digest::Digest;
 use crate::layer::{LiveBlob, LiveProgress};
 use crate::registry::{
     BlobOutcome, GrowingOutcome, PushBlob, PushProgress, PushProgressFn, Reference, RegistryClient,
@@ -10,7 +9,7 @@ use crate::registry::{
 use crate::store::Store;
 
 use super::PublishError;
-use super::final_push::file_blob;
+use super::{file_blob, mount_candidates};
 
 /// Uploads layers while the build is still going: a new layer is streamed to the registry as
 /// it is compressed (see [`RegistryClient::upload_growing`]), a layer from the layer cache is
@@ -221,21 +220,4 @@ impl LayerObserver for EarlyObserver<'_> {
             mount_candidates(self.store, &layer.digest, &self.prefix, self.target, None);
         let _ = self.early.sender.send(Early::Blob(blob));
     }
-}
-
-/// Repositories of the target registry from which `digest` may be mounted.
-pub(super) fn mount_candidates(
-    store: &Store,
-    digest: &Digest,
-    prefix: &str,
-    target: &Reference,
-    base_repository: Option<&str>,
-) -> Vec<String> {
-    store
-        .locations(digest)
-        .iter()
-        .filter_map(|location| location.strip_prefix(prefix).map(str::to_owned))
-        .chain(base_repository.map(str::to_owned))
-        .filter(|repo| repo != target.repository())
-        .collect()
 }

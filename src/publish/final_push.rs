@@ -13,7 +13,8 @@ use crate::remote::RemoteAccess;
 use crate::store::Store;
 
 use super::PublishError;
-use super::early::{EarlyReport, mount_candidates};
+use super::early::EarlyReport;
+use super::{file_blob, mount_candidates};
 
 /// The push request for a built image: blobs from the store, base layers that stayed in their
 /// registry streamed (or mounted) from there.
@@ -93,13 +94,4 @@ pub async fn push_built_image(
     report.mounted_blobs += early.mounted_blobs;
     report.uploaded_bytes += early.uploaded_bytes;
     Ok(report)
-}
-
-pub(super) fn file_blob(store: &Store, digest: &Digest, size: u64) -> PushBlob {
-    PushBlob {
-        digest: digest.to_string(),
-        size,
-        source: BlobSource::File(store.blob_path(digest)),
-        mount_from: Vec::new(),
-    }
 }

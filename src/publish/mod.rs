@@ -18,7 +18,9 @@ use std::sync::Arc;
 use crate::build::{self, BuildError, BuildOptions, BuiltImage};
 use crate::digest::Digest;
 use crate::layout::{Layout, LayoutError};
-use crate::registry::{PushProgressFn, PushReport, Reference, RegistryClient, RegistryError};
+use crate::registry::{
+    BlobSource, PushBlob, PushProgressFn, PushReport, Reference, RegistryClient, RegistryError,
+};
 use crate::remote::{RemoteAccess, RemoteError};
 use crate::store::{Store, StoreError};
 
@@ -219,4 +221,31 @@ pub fn push_layout_dir(
         target,
         events.progress(),
     ))
+}
+
+/// Repositories of the target registry from which `digest` may be mounted.
+fn mount_candidates(
+    store: &Store,
+    digest: &Digest,
+    prefix: &str,
+    target: &Reference,
+    base_repository: Option<&str>,
+) -> Vec<String> {
+    store
+        .locations(digest)
+        .iter()
+        .filter_map(|location| location.strip_prefix(prefix).map(str::to_owned))
+        .chain(base_repository.map(str::to_owned))
+        .filter(|repo| repo != target.repository())
+        .collect()
+}
+
+/// A blob of the local store, to push.
+fn file_blob(store: &Store, digest: &Digest, size: u64) -> PushBlob {
+    PushBlob {
+        digest: digest.to_string(),
+        size,
+        source: BlobSource::File(store.blob_path(digest)),
+        mount_from: Vec::new(),
+    }
 }
