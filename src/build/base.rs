@@ -165,7 +165,8 @@ fn from_layout(
 }
 
 /// A base from a registry: its manifest and config are fetched; its layers are not (they are
-/// mounted or streamed when pushing, and fetched only for `--output` or `--chown=NAME`).
+/// mounted or streamed when pushing, and fetched for `--output`, RUN, or once to know its
+/// files: see [`load_filesystem`]).
 fn from_registry(
     image: &str,
     reference: Reference,
@@ -280,36 +281,34 @@ fn check_platform(
     }
 }
 
-/// Fetches a registry base's layers into the store, newest first, until /etc/passwd and
-/// /etc/group are found (for `--chown=NAME`); each layer's summary is cached by digest.
-pub fn load_users(
+/// The file system after `layers` (oldest first; the base's layers come from `remote`'s
+/// repository when `remote` is set). Each layer's listing is read from the store's cache, or
+/// once from the layer itself, fetched into the store if it is not there yet: a base is read
+/// once per machine, and a build whose listings are cached touches no layer.
+pub fn load_filesystem(
     store: &Store,
     remote: &RemoteAccess,
-    reference: &Reference,
+    reference: Option<&Reference>,
     layers: &[(Digest, String)],
-) -> Result<crate::image::users::UserDatabase, BaseError> {
-    let image = reference.to_string();
-    let mut users = crate::image::users::UserDatabase::default();
-    for (digest, media_type) in layers.iter().rev() {
-        remote
-            .fetch_blob(store, reference, digest)
-            .map_err(|source| BaseError::Remote {
-                image: image.clone(),
-                source: Box::new(source),
-            })?;
-        let found = KnownFilesystem::scan(store, &[(digest.clone(), media_type.clone())]).map_err(
-            |source| BaseError::Scan {
-                image: image.clone(),
-                source,
-            },
-        )?;
-        users.passwd = users.passwd.or(found.users.passwd);
-        users.group = users.group.or(found.users.group);
-        if users.passwd.is_some() && users.group.is_some() {
-            break;
+) -> Result<KnownFilesystem, BaseError> {
+    let image = reference.map_or_else(|| "the stage's layers".to_owned(), |r| r.to_string());
+    let started = std::time::Instant::now();
+    for (digest, _) in layers {
+        if let Some(reference) = reference
+            && !crate::build::filesystem::listing_is_cached(store, digest)
+        {
+            remote
+                .fetch_blob(store, reference, digest)
+                .map_err(|source| BaseError::Remote {
+                    image: image.clone(),
+                    source: Box::new(source),
+                })?;
         }
     }
-    Ok(users)
+    let known =
+        KnownFilesystem::scan(store, layers).map_err(|source| BaseError::Scan { image, source })?;
+    tracing::info!(layers = layers.len(), paths = known.nodes.len(), elapsed = ?started.elapsed(), "file system known");
+    Ok(known)
 }
 
 #[cfg(test)]

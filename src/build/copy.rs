@@ -8,8 +8,9 @@ use std::path::Path;
 
 use tempfile::TempDir;
 
-use super::filesystem::KnownFilesystem;
+use super::filesystem::{KnownFilesystem, TooManyLinks};
 use crate::context::Context;
+use crate::context::pattern::has_glob_meta;
 use crate::context::source::{SourceError, Walked};
 use crate::digest::{Digest, HashingWriter};
 use crate::fs_error::{FsError, IoContext};
@@ -67,6 +68,12 @@ pub enum CopyError {
     },
     #[error("--checksum is only for ADD with a URL source")]
     ChecksumWithoutUrl,
+    #[error(transparent)]
+    Links(#[from] TooManyLinks),
+    #[error(
+        "the copy needs a directory at /{path}, but the image has a {found} there; choose another destination"
+    )]
+    NotADirectory { path: String, found: &'static str },
 }
 
 /// Turns a COPY/ADD into entries for one layer.
@@ -77,7 +84,15 @@ pub fn plan_copy(
     request: &CopyRequest<'_>,
     runtime: Option<&tokio::runtime::Handle>,
 ) -> Result<CopyPlan, CopyError> {
+    // The destination is looked up through the image's symlinks, the last component included,
+    // as BuildKit's copy does: `COPY f /tmp` with `/tmp -> /private/tmp` writes
+    // `/private/tmp/f`, and the layer holds the real path.
     let dest = absolute_dest(request.workdir, request.dest);
+    let dest = if known.complete {
+        known.resolve(&dest)?
+    } else {
+        dest
+    };
     let dest_says_dir = request.dest.ends_with('/')
         || request.dest.ends_with("/.")
         || request.dest == "."
@@ -88,8 +103,16 @@ pub fn plan_copy(
     for source in request.sources {
         if request.add && is_url(source) {
             urls.push(source.as_str());
-        } else {
-            local.extend(context.resolve(source)?);
+            continue;
+        }
+        match context.resolve(source) {
+            Ok(matched) => local.extend(matched),
+            // BuildKit copies every source with AllowEmptyWildcard: a pattern that matches
+            // nothing adds nothing; only a plain path must exist.
+            Err(SourceError::NotFound(_)) if has_glob_meta(source) => {
+                tracing::info!("COPY source '{source}' matches nothing in the context");
+            }
+            Err(e) => return Err(e.into()),
         }
     }
     let count = local.len() + urls.len();
@@ -166,7 +189,7 @@ pub fn plan_copy(
 
     let stamps = std::mem::take(&mut builder.stamps);
     Ok(CopyPlan {
-        entries: builder.finish(known),
+        entries: builder.finish(known)?,
         staging,
         stamps,
     })
@@ -310,39 +333,12 @@ impl EntrySet {
     }
 
     /// Sorted entries, with the directories the copy creates and hard links made consistent.
-    fn finish(mut self, known: &KnownFilesystem) -> Vec<Entry> {
+    fn finish(mut self, known: &KnownFilesystem) -> Result<Vec<Entry>, CopyError> {
         // Parents of every entry, and the destinations themselves, that do not exist yet.
         // Without a complete picture of the file system below, none are written: an entry for a
         // directory that exists would overwrite its mode and owner.
         if known.complete {
-            let mut needed: Vec<String> = self.created_dirs.clone();
-            // Each parent once: a parent seen before had its own parents climbed then.
-            let mut seen: HashSet<&str> = HashSet::new();
-            for path in self.entries.keys() {
-                let mut parent = path.as_str();
-                while let Some((up, _)) = parent.rsplit_once('/') {
-                    if !seen.insert(up) {
-                        break;
-                    }
-                    needed.push(up.to_owned());
-                    parent = up;
-                }
-            }
-            for dir in needed {
-                if !known.is_dir(&dir) && !self.entries.contains_key(&dir) {
-                    self.entries.insert(
-                        dir.clone(),
-                        Entry {
-                            path: dir,
-                            kind: EntryKind::Directory,
-                            mode: 0o755,
-                            uid: self.owner.0,
-                            gid: self.owner.1,
-                            xattrs: Vec::new(),
-                        },
-                    );
-                }
-            }
+            self.add_created_dirs(known)?;
         }
         // Files sharing an inode: the first in path order is written whole, the rest link to it.
         let mut first_of_inode: HashMap<(u64, u64), String> = HashMap::new();
@@ -361,7 +357,53 @@ impl EntrySet {
                 }
             }
         }
-        entries
+        Ok(entries)
+    }
+
+    /// Entries for the directories the copy creates: the destination and every missing parent
+    /// of what it writes, made as BuildKit's copy makes them (fsutil's MkdirAll): owned by the
+    /// --chown owner, with the --chmod mode if one is given (0755 otherwise).
+    fn add_created_dirs(&mut self, known: &KnownFilesystem) -> Result<(), CopyError> {
+        // A directory copied onto a file replaces it (fsutil removes the file), so the
+        // destinations of directory sources are not checked for what is in their way.
+        let destinations: HashSet<String> =
+            std::mem::take(&mut self.created_dirs).into_iter().collect();
+        let mut needed: Vec<String> = destinations.iter().cloned().collect();
+        // Each parent once: a parent seen before had its own parents climbed then.
+        let mut seen: HashSet<&str> = HashSet::new();
+        for path in self.entries.keys().chain(destinations.iter()) {
+            let mut parent = path.as_str();
+            while let Some((up, _)) = parent.rsplit_once('/') {
+                if !seen.insert(up) {
+                    break;
+                }
+                needed.push(up.to_owned());
+                parent = up;
+            }
+        }
+        for dir in needed {
+            if known.is_dir(&dir) || self.entries.contains_key(&dir) {
+                continue;
+            }
+            if let Some(node) = known.get(&dir).filter(|_| !destinations.contains(&dir)) {
+                return Err(CopyError::NotADirectory {
+                    path: dir,
+                    found: node.kind.describe(),
+                });
+            }
+            self.entries.insert(
+                dir.clone(),
+                Entry {
+                    path: dir,
+                    kind: EntryKind::Directory,
+                    mode: self.chmod.unwrap_or(0o755),
+                    uid: self.owner.0,
+                    gid: self.owner.1,
+                    xattrs: Vec::new(),
+                },
+            );
+        }
+        Ok(())
     }
 }
 

@@ -7,6 +7,7 @@ pub mod base;
 pub mod copy;
 pub mod filesystem;
 pub mod locate;
+pub mod secrets;
 mod stage;
 
 use std::collections::BTreeMap;
@@ -22,6 +23,7 @@ use crate::remote::RemoteAccess;
 use crate::store::{Store, StoreError};
 
 pub use locate::locate_dockerfile;
+pub use secrets::{SecretSource, parse_secret_flag};
 
 /// Everything a build needs to know, already validated.
 #[derive(Debug, Clone)]
@@ -41,8 +43,12 @@ pub struct BuildOptions {
     pub epoch: u64,
     /// How RUN commands are isolated.
     pub isolation: crate::run::Isolation,
+    /// `--network`: the network of RUN steps without `--network` (and of `--network=default`).
+    pub network: crate::run::sandbox::Network,
     /// `--target`: build the stage of this name and stop.
     pub target: Option<String>,
+    /// `--secret id=…`: the secrets RUN --mount=type=secret may use, by id.
+    pub secrets: BTreeMap<String, SecretSource>,
 }
 
 /// A built image: its manifest in the store and what it is made of.

@@ -300,6 +300,10 @@ pub struct BuildInputArgs {
     /// A build argument, KEY=VALUE (repeatable); KEY alone takes the value from the environment.
     #[arg(long = "build-arg", value_name = "KEY=VALUE")]
     pub build_args: Vec<String>,
+    /// A secret for RUN --mount=type=secret (repeatable): id=NAME,src=FILE or id=NAME,env=VAR.
+    /// It is visible only to the RUN steps that mount it, never in a layer, the image or a log.
+    #[arg(long = "secret", value_name = "id=NAME,src=FILE")]
+    pub secrets: Vec<String>,
 }
 
 /// How `build` and `push` make the image.
@@ -322,10 +326,16 @@ pub struct ImageArgs {
     /// Compression level (gzip 1-9, default 1; zstd 1-19, default 3).
     #[arg(long)]
     pub compression_level: Option<i32>,
-    /// How RUN commands are isolated: auto (root: mount+PID namespaces; others: a user
-    /// namespace too), userns, or root.
+    /// How RUN commands are isolated: auto (= userns: a user namespace, mount, PID and
+    /// seccomp fences; as root, the sandbox's root is a range of host IDs that own nothing), or
+    /// root (needs root): no user namespace, so the sandbox's root is the host's root with
+    /// Docker's default capabilities; a kernel bug reachable from them reaches the host.
     #[arg(long, value_enum, default_value_t = IsolationArg::Auto)]
     pub isolation: IsolationArg,
+    /// The network of RUN steps: host (the default, as RUN --network=default) or none (a
+    /// network namespace with loopback only; RUN --network=host is then refused).
+    #[arg(long, value_enum, default_value_t = NetworkArg::Host)]
+    pub network: NetworkArg,
     /// Build the stage of this name (FROM … AS NAME) and stop there.
     #[arg(long, value_name = "STAGE")]
     pub target: Option<String>,
@@ -336,6 +346,12 @@ pub enum IsolationArg {
     Auto,
     Userns,
     Root,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum NetworkArg {
+    Host,
+    None,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -8,18 +8,21 @@ use dockless::registry::{Reference, RegistrySettings, ResolvedCredential};
 use secrecy::SecretString;
 
 use super::args::{
-    BuildInputArgs, CompressionArg, FormatArg, ImageArgs, IsolationArg, RegistryAccessArgs,
-    RegistryArgs,
+    BuildInputArgs, CompressionArg, FormatArg, ImageArgs, IsolationArg, NetworkArg,
+    RegistryAccessArgs, RegistryArgs,
 };
 use dockless::build::BuildOptions;
 use dockless::e2b::config::{ConfigError, TemplateConfig};
 use dockless::image::{Compression, Format, Platform};
 use dockless::run::Isolation;
+use dockless::run::sandbox::Network;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
     #[error("--build-arg {0}: expected KEY=VALUE (or KEY to take the value from the environment)")]
     BuildArg(String),
+    #[error("{0}")]
+    Secret(String),
     #[error(transparent)]
     Platform(#[from] dockless::image::platform::PlatformError),
     #[error(
@@ -145,6 +148,10 @@ pub fn image_options(
             IsolationArg::Userns => Isolation::Userns,
             IsolationArg::Root => Isolation::Root,
         },
+        network: match image.network {
+            NetworkArg::Host => Network::Host,
+            NetworkArg::None => Network::None,
+        },
         target: image.target.clone(),
         ..base_options(context, image.dockerfile.as_deref(), &image.inputs)?
     })
@@ -191,7 +198,13 @@ fn base_options(
         compression: Compression::Gzip { level: 1 },
         epoch: source_date_epoch()?,
         isolation: Isolation::Auto,
+        network: Network::Host,
         target: None,
+        secrets: inputs
+            .secrets
+            .iter()
+            .map(|spec| dockless::build::parse_secret_flag(spec).map_err(SettingsError::Secret))
+            .collect::<Result<_, _>>()?,
     })
 }
 

@@ -21,6 +21,11 @@ pub struct RunKey<'a> {
     pub workdir: &'a str,
     pub platform: &'a str,
     pub settings: LayerSettings,
+    /// RUN --network (or the build's --network).
+    pub network: crate::run::sandbox::Network,
+    /// What each RUN --mount gives the command, as far as it decides the result: the mount
+    /// and, for a bind mount, a digest of what it binds (never a secret's value).
+    pub mounts: &'a [String],
 }
 
 impl RunKey<'_> {
@@ -34,6 +39,10 @@ impl RunKey<'_> {
             "{VERSION}\n{compression}\n{}\n{}\n{}\n{}\n",
             self.settings.epoch, self.platform, self.user, self.workdir
         );
+        // Only `none` adds a line: keys of RUNs with the host's network stay what they were.
+        if self.network == crate::run::sandbox::Network::None {
+            text.push_str("network:none\n");
+        }
         for parent in self.parents {
             text.push_str(parent.as_str());
             text.push('\n');
@@ -44,6 +53,9 @@ impl RunKey<'_> {
         }
         for (key, value) in self.env {
             text.push_str(&format!("e{}:{key}={}:{value}\n", key.len(), value.len()));
+        }
+        for mount in self.mounts {
+            text.push_str(&format!("m{}:{mount}\n", mount.len()));
         }
         hasher.update(text.as_bytes());
         hex::encode(hasher.finalize())
@@ -84,6 +96,8 @@ mod tests {
                 compression: Compression::Gzip { level: 1 },
                 epoch: 0,
             },
+            network: crate::run::sandbox::Network::Host,
+            mounts: &[],
         };
         let base = key.hash();
         assert_eq!(key.hash(), base, "stable");
@@ -109,6 +123,10 @@ mod tests {
             },
             RunKey {
                 workdir: "/tmp",
+                ..key.clone()
+            },
+            RunKey {
+                network: crate::run::sandbox::Network::None,
                 ..key.clone()
             },
         ] {

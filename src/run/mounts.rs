@@ -45,6 +45,15 @@ pub enum MountKind {
     },
 }
 
+/// The mounts of a RUN that has to run, made ready for the sandbox.
+#[derive(Debug, Clone, Default)]
+pub struct MountPlan {
+    pub mounts: Vec<crate::run::sandbox::SandboxMount>,
+    /// Secrets the command gets as environment variables: the name, and the private file
+    /// holding the value.
+    pub secret_env: Vec<(String, std::path::PathBuf)>,
+}
+
 /// How builds that run at once share a cache mount.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sharing {

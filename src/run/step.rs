@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use super::RunError;
 use super::cache::{self as run_cache, RunKey};
 use super::diff::{self, Owners, Snapshot};
+use super::mounts::MountPlan;
 use super::rootfs::Rootfs;
 use super::sandbox::{self, InlineScript, Isolation, Spec, SubIds};
 use crate::digest::Digest;
@@ -38,6 +39,10 @@ pub struct RunStep<'a> {
     /// diff_ids of every layer below, oldest first.
     pub parents: &'a [Digest],
     pub isolation: Isolation,
+    /// RUN --network, or the build's --network.
+    pub network: sandbox::Network,
+    /// What the mounts contribute to the RUN cache key.
+    pub mount_key: &'a [String],
     pub settings: LayerSettings,
 }
 
@@ -67,17 +72,19 @@ impl RunStep<'_> {
             workdir: self.workdir,
             platform: self.platform,
             settings: self.settings,
+            network: self.network,
+            mounts: self.mount_key,
         }
         .hash()
     }
 
     /// The step's layer: from the RUN cache when it has one, else made by running the command
-    /// over the file system `rootfs` materialises (asked for only then). The file system then
-    /// holds the new layer too.
+    /// over the file system `prepare` materialises, with the mounts it makes ready (both asked
+    /// for only then). The file system then holds the new layer too.
     pub fn layer<'r, E>(
         &self,
         store: &Store,
-        rootfs: impl FnOnce() -> Result<&'r mut Rootfs, E>,
+        prepare: impl FnOnce() -> Result<(&'r mut Rootfs, MountPlan), E>,
         on_live: Option<OnLive<'_>>,
     ) -> Result<StepLayer, StepError<E>> {
         let key = self.key();
@@ -87,9 +94,9 @@ impl RunStep<'_> {
                 cached: true,
             });
         }
-        let rootfs = rootfs().map_err(StepError::Rootfs)?;
+        let (rootfs, mounts) = prepare().map_err(StepError::Rootfs)?;
         let layer = self
-            .execute(store, rootfs, on_live)
+            .execute(store, rootfs, mounts, on_live)
             .map_err(StepError::Run)?;
         run_cache::record(store, &key, &layer);
         Ok(StepLayer {
@@ -103,6 +110,7 @@ impl RunStep<'_> {
         &self,
         store: &Store,
         rootfs: &mut Rootfs,
+        mounts: MountPlan,
         on_live: Option<OnLive<'_>>,
     ) -> Result<WrittenLayer, RunError> {
         let userns = sandbox::choose(self.isolation)?;
@@ -138,6 +146,9 @@ impl RunStep<'_> {
             host_gid,
             subids,
             owners: handed_over.as_ref().map(|h| h.file.path().to_owned()),
+            network: self.network,
+            mounts: mounts.mounts,
+            secret_env: mounts.secret_env,
             status: Default::default(),
         })?;
         if code != 0 {

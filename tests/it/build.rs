@@ -917,3 +917,269 @@ fn one_layer_is_counted_as_one_layer() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains(", 1 layer of which 1 new,"), "{stdout}");
 }
+
+/// A base image with what a COPY destination can meet in an image: a directory holding files
+/// (a venv), a sticky `/tmp`, and symlinks to a directory (absolute and relative). Built on
+/// the busybox base as the OCI layout `DIR/base-dirs:t`; returns `oci:DIR/base-dirs:t`.
+fn base_with_dirs_and_links(dir: &Path) -> String {
+    let ws = Workspace::new();
+    let busybox = busybox_base(ws.path());
+    ws.write("Dockerfile", format!("FROM {busybox}\nCOPY tree/ /\n"));
+    ws.write("tree/srv/venv/bin/python", "#!/bin/true\n");
+    ws.write("tree/srv/venv/pyvenv.cfg", "home = /usr/bin\n");
+    let tmp = ws.context().join("tree/tmp");
+    fs::create_dir_all(&tmp).unwrap();
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o1777)).unwrap();
+    symlink("/srv/venv", ws.context().join("tree/data")).unwrap();
+    symlink("srv", ws.context().join("tree/srvlink")).unwrap();
+    ws.build_ok(&[]);
+    let layout = dir.join("base-dirs");
+    copy_layout(&ws.out(), &layout);
+    format!("oci:{}:t", layout.display())
+}
+
+fn copy_layout(from: &Path, to: &Path) {
+    tool("cp", &["-a", from.to_str().unwrap(), to.to_str().unwrap()]);
+}
+
+/// Pushes the layout `oci:DIR:TAG` to `reference` with dockless.
+fn push_base(ws: &Workspace, layout: &str, reference: &str) {
+    let out = ws
+        .dockless()
+        .args(["push", "--from", layout, "--to", reference])
+        .output()
+        .unwrap();
+    crate::support::binary::assert_success(&out);
+}
+
+/// The layers a build added to its base, in order.
+fn new_layers(json: &serde_json::Value) -> Vec<serde_json::Value> {
+    json["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["fromBase"] == false)
+        .cloned()
+        .collect()
+}
+
+/// `tar -tv` of a layer blob in the output layout.
+fn layer_listing(ws: &Workspace, layer: &serde_json::Value) -> String {
+    let digest = layer["digest"].as_str().unwrap();
+    let blob = ws
+        .out()
+        .join("blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"));
+    tool("tar", &["--numeric-owner", "-tzvf", blob.to_str().unwrap()])
+}
+
+/// `mode uid:gid` of a path in an unpacked tree.
+fn mode_owner(root: &Path, path: &str) -> String {
+    let meta = fs::symlink_metadata(root.join(path))
+        .unwrap_or_else(|e| panic!("/{path} in the image: {e}"));
+    format!("{:o} {}:{}", meta.mode(), meta.uid(), meta.gid())
+}
+
+/// Fault 1 of issue 13: with a registry base, COPY and WORKDIR wrote no entries for the
+/// directories they create (the base's tree was unknown), so the unpacker made them root's
+/// 0755 and `USER` could not write in its own directory. Docker (BuildKit's copy) creates them
+/// with the --chown owner. The same Dockerfile on the same base as an OCI layout must give the
+/// same layers, and (as root) the same tree as buildah.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_creates_missing_directories_with_the_chown_owner_on_a_registry_base() {
+    if !is_root() {
+        eprintln!("skipped: RUN as another user and owners in the tree need root here");
+        return;
+    }
+    let registry =
+        crate::support::registry::TestRegistry::start(crate::support::registry::RegistryAuth::None)
+            .await;
+    let ws = Workspace::new();
+    let busybox = busybox_base(ws.path());
+    let remote = format!("{}/bases/busybox:1", registry.host);
+    push_base(&ws, &busybox, &remote);
+    let dockerfile = "ARG BASE\nFROM $BASE\n\
+        COPY --chown=1001:1001 f.txt /a/b/f.txt\n\
+        USER 1001:1001\n\
+        RUN [\"/bin/busybox\", \"touch\", \"/a/b/g\"]\n\
+        USER root\n\
+        COPY --chown=user:user app /home/user/app\n\
+        USER user\n\
+        RUN [\"/bin/busybox\", \"touch\", \"/home/user/app/new\"]\n\
+        USER root\n\
+        WORKDIR /w1/w2\n";
+    ws.write("Dockerfile", dockerfile);
+    ws.write("f.txt", "f");
+    ws.write("app/main.py", "print('hi')\n");
+
+    let from_registry = ws.build_ok(&["--build-arg", &format!("BASE={remote}")]);
+    let (_keep, root) = umoci_unpack(&ws.out(), "t");
+    for (path, expected) in [
+        ("a", "40755 1001:1001"),
+        ("a/b", "40755 1001:1001"),
+        ("a/b/g", "100644 1001:1001"),
+        ("home", "40755 1000:1000"),
+        ("home/user", "40755 1000:1000"),
+        ("home/user/app", "40755 1000:1000"),
+        ("home/user/app/new", "100644 1000:1000"),
+        ("w1/w2", "40755 0:0"),
+    ] {
+        assert_eq!(mode_owner(&root, path), expected, "/{path}");
+    }
+    let layers = new_layers(&from_registry);
+    let workdir_layer = layer_listing(&ws, layers.last().unwrap());
+    assert!(
+        workdir_layer.contains(" w1/\n") && workdir_layer.contains(" w1/w2/\n"),
+        "WORKDIR writes the directories it creates: {workdir_layer}"
+    );
+
+    // The same base as a layout: the same layers, so the registry base's tree was known fully.
+    fs::remove_dir_all(ws.out()).unwrap();
+    let from_layout = ws.build_ok(&["--build-arg", &format!("BASE={busybox}")]);
+    assert_eq!(new_layers(&from_layout), layers);
+    // buildah builds from the layout (its name must be lower case) and agrees on the tree.
+    let link = crate::run::lowercase_link(&ws.path().join("base"), "busybox");
+    ws.write(
+        "Dockerfile",
+        dockerfile.replace("$BASE", &format!("oci:{}:latest", link.path().display())),
+    );
+    let theirs = ws.path().join("buildah-out");
+    crate::run::buildah_build(&ws, &theirs);
+    crate::run::assert_same_trees(&ws.out(), &theirs, "buildah");
+}
+
+/// Fault 2 of issue 13: a file copied onto a directory of the image replaced it (`COPY f
+/// /tmp` made `/tmp` a file); Docker writes it inside, also when the destination is a symlink
+/// to a directory (BuildKit's copy resolves the destination inside the image). This is E2B's
+/// code-interpreter template: `COPY ./server/requirements.txt $SERVER_PATH` over its venv.
+/// Checked on a registry base and against buildah's build on the same base as a layout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_copied_onto_a_directory_or_a_link_to_one_goes_inside_it() {
+    let registry =
+        crate::support::registry::TestRegistry::start(crate::support::registry::RegistryAuth::None)
+            .await;
+    let ws = Workspace::new();
+    let layout = base_with_dirs_and_links(ws.path());
+    let remote = format!("{}/bases/dirs:1", registry.host);
+    push_base(&ws, &layout, &remote);
+    let dockerfile = "ARG BASE\nFROM $BASE\nENV SERVER_PATH=/srv/venv\n\
+        COPY ./server/requirements.txt $SERVER_PATH\n\
+        COPY tmp.txt /tmp\n\
+        COPY through-absolute.txt /data\n\
+        COPY through-relative.txt /srvlink/venv/bin\n\
+        COPY new.txt /data/sub/\n";
+    ws.write("Dockerfile", dockerfile);
+    for name in [
+        "server/requirements.txt",
+        "tmp.txt",
+        "through-absolute.txt",
+        "through-relative.txt",
+        "new.txt",
+    ] {
+        ws.write(name, name);
+    }
+    let json = ws.build_ok(&["--build-arg", &format!("BASE={remote}")]);
+    let (_keep, root) = umoci_unpack(&ws.out(), "t");
+    let tree = crate::run::file_tree(&root);
+    for (path, starts) in [
+        ("srv/venv", "40755 "),
+        ("srv/venv/requirements.txt", "100644 0:0"),
+        ("srv/venv/bin/python", "100644 0:0"),
+        ("tmp", "41777 0:0"),
+        ("tmp/tmp.txt", "100644 0:0"),
+        ("data", "120777 0:0 -> /srv/venv"),
+        ("srvlink", "120777 0:0 -> srv"),
+        ("srv/venv/through-absolute.txt", "100644 0:0"),
+        ("srv/venv/bin/through-relative.txt", "100644 0:0"),
+        ("srv/venv/sub", "40755 0:0"),
+        ("srv/venv/sub/new.txt", "100644 0:0"),
+    ] {
+        let found = tree.get(path).map(String::as_str).unwrap_or("missing");
+        assert!(
+            found.starts_with(starts),
+            "/{path}: {found}, expected {starts}"
+        );
+    }
+    // The layers hold the real paths, and no entry for a directory of the base.
+    let layers = new_layers(&json);
+    let listings: Vec<String> = layers.iter().map(|l| layer_listing(&ws, l)).collect();
+    assert!(
+        listings[0].ends_with(" srv/venv/requirements.txt\n"),
+        "{}",
+        listings[0]
+    );
+    assert!(
+        !listings
+            .iter()
+            .any(|l| l.contains(" tmp/\n") || l.contains(" data"))
+    );
+
+    if !is_root() {
+        eprintln!("buildah comparison skipped: buildah with vfs storage needs root here");
+        return;
+    }
+    let (dir, tag) = layout.trim_start_matches("oci:").rsplit_once(':').unwrap();
+    let link = crate::run::lowercase_link(Path::new(dir), "dirs");
+    ws.write(
+        "Dockerfile",
+        dockerfile.replace("$BASE", &format!("oci:{}:{tag}", link.path().display())),
+    );
+    let theirs = ws.path().join("buildah-out");
+    crate::run::buildah_build(&ws, &theirs);
+    crate::run::assert_same_trees(&ws.out(), &theirs, "buildah");
+}
+
+/// Fault 7 of issue 13: a wildcard that matches nothing failed the build. BuildKit copies every
+/// source with AllowEmptyWildcard (dockerfile2llb's convert_copy.go; its testEmptyWildcard
+/// builds `COPY foo nomatch* /`): such a pattern adds nothing, even alone, while a plain path
+/// that does not exist is still an error. (buildah 1.28 refuses these, its issue 5742.)
+#[test]
+fn a_wildcard_that_matches_nothing_adds_nothing() {
+    let ws = Workspace::new();
+    ws.write(
+        "Dockerfile",
+        "FROM scratch\nCOPY foo nomatch* /\nCOPY nomatch* other/*.txt /dest/\nCOPY foo /kept\n",
+    );
+    ws.write("foo", "contents0");
+    let json = ws.build_ok(&[]);
+    let (_keep, root) = umoci_unpack(&ws.out(), "t");
+    assert_eq!(fs::read_to_string(root.join("foo")).unwrap(), "contents0");
+    assert!(root.join("kept").is_file());
+    let layers = new_layers(&json);
+    assert_eq!(layers.len(), 3, "every COPY makes its layer");
+    assert!(
+        !layer_listing(&ws, &layers[1]).contains("dest"),
+        "nothing matched: nothing written, no destination made"
+    );
+
+    fs::remove_dir_all(ws.out()).unwrap();
+    ws.write("Dockerfile", "FROM scratch\nCOPY foo missing /dest/\n");
+    let err = ws.build_err(&[]);
+    assert!(
+        err.contains("Dockerfile:2") && err.contains("'missing' was not found"),
+        "{err}"
+    );
+}
+
+/// BuildKit's copy gives the directories it creates the --chmod mode (fsutil's "fix custom
+/// chmod for parent directories", pinned by BuildKit's testCopyChmod: `/parent` 0777 and
+/// `/parent/sub` 0770 below); a directory that exists keeps its mode.
+#[test]
+fn copy_chmod_gives_its_mode_to_the_directories_it_creates() {
+    let ws = Workspace::new();
+    ws.write(
+        "Dockerfile",
+        "FROM scratch\nCOPY --chmod=777 foo /parent/foo\nCOPY --chmod=770 foo /parent/sub/foo\n",
+    );
+    ws.write("foo", "foo-contents");
+    let json = ws.build_ok(&[]);
+    let layers = new_layers(&json);
+    let first = layer_listing(&ws, &layers[0]);
+    assert!(
+        first.contains("drwxrwxrwx 0/0") && first.contains(" parent/\n"),
+        "{first}"
+    );
+    let second = layer_listing(&ws, &layers[1]);
+    assert!(!second.contains(" parent/\n"), "/parent exists: {second}");
+    assert!(second.contains("drwxrwx--- 0/0"), "{second}");
+}

@@ -4,6 +4,7 @@ mod architecture;
 mod build;
 mod catalog;
 mod e2b;
+mod escapes;
 mod leaks;
 mod push;
 mod registry_auth;

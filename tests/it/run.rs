@@ -14,7 +14,7 @@ use crate::support::binary::{
 
 /// Who runs dockless.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum As {
+pub(crate) enum As {
     Root,
     /// uid 65534, which scripts/setup.sh gives subordinate IDs in /etc/subuid and /etc/subgid:
     /// the sandbox maps 65536 IDs with newuidmap and newgidmap.
@@ -50,6 +50,16 @@ fn require_subordinate_ids() {
 
 /// `dockless ARGS…` in the workspace, as root or (through setpriv) as nobody.
 fn dockless(ws: &Workspace, who: As, args: &[&str]) -> Output {
+    dockless_with_env(ws, who, args, &[])
+}
+
+/// [`dockless`] with more variables in its environment.
+pub(crate) fn dockless_with_env(
+    ws: &Workspace,
+    who: As,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Output {
     let mut cmd = match who {
         As::Root => ws.dockless(),
         As::Nobody | As::Stranger => {
@@ -76,7 +86,7 @@ fn dockless(ws: &Workspace, who: As, args: &[&str]) -> Output {
             cmd
         }
     };
-    cmd.args(args).output().unwrap()
+    cmd.envs(env.iter().copied()).args(args).output().unwrap()
 }
 
 fn chown_tree(path: &Path, id: &str) {
@@ -175,7 +185,7 @@ fn layer(ws: &Workspace, json: &serde_json::Value, index: usize) -> BTreeMap<Str
 
 /// A workspace with the busybox base and a Dockerfile that starts from it (`{base}` in
 /// `dockerfile` is replaced by the base reference).
-fn workspace(dockerfile: &str) -> Workspace {
+pub(crate) fn workspace(dockerfile: &str) -> Workspace {
     let ws = Workspace::new();
     let base = busybox_base(ws.path());
     ws.write("Dockerfile", dockerfile.replace("{base}", &base));
@@ -328,7 +338,7 @@ fn chown_and_user_need_root_or_fail_clearly_without() {
 /// BuildKit names its sandbox, and a user added by an earlier RUN counts.
 const RUN_ENVIRONMENT: &str = r#"FROM {base}
 RUN ["/bin/busybox", "--install", "-s", "/bin"]
-RUN mkdir -m 1777 /out && echo "root $HOME $HOSTNAME $PATH" > /out/root \
+RUN mkdir -m 1777 /out && echo "root $HOME $HOSTNAME $(hostname) $PATH" > /out/root \
  && echo dev:x:1001:1001:dev:/home/dev:/bin/sh >> /etc/passwd
 USER user
 RUN echo "user $HOME" > /out/user
@@ -362,7 +372,7 @@ fn run_gets_home_from_passwd_and_hostname_like_docker() {
             }
         }
         let expected: BTreeMap<String, String> = [
-            ("root", "root /root buildkitsandbox /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"),
+            ("root", "root /root buildkitsandbox buildkitsandbox /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"),
             ("user", "user /home/user\n"),
             ("dev", "dev /home/dev\n"),
             ("unlisted", "unlisted /\n"),
@@ -564,6 +574,120 @@ fn heredocs_in_run_copy_and_add_follow_dockers_reference() {
     }
 }
 
+/// RUN --mount as Docker's Dockerfile reference describes it: secrets as a file under
+/// /run/secrets (or a target, or an environment variable) that no layer, log or config holds;
+/// a cache directory that outlives the build and never enters a layer; context files bound
+/// read-only as .dockerignore lets them in; another stage's tree; a tmpfs. No mount point is
+/// left behind in a layer.
+const MOUNTS: &str = "FROM {base} AS tools
+COPY tool.txt /opt/tool.txt
+FROM {base}
+RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]
+RUN mkdir -m 1777 /out
+ARG ROUND=1
+RUN --mount=type=secret,id=token wc -c < /run/secrets/token > /out/secret-length \
+ && stat -c %a /run/secrets/token > /out/secret-mode
+RUN --mount=type=secret,id=token,env=TOKEN,target=/tmp/token \
+    sh -c 'test \"$TOKEN\" = \"$(cat /tmp/token)\" && echo same > /out/env-same'
+RUN --mount=type=secret,id=absent echo ran > /out/absent-secret
+RUN --mount=type=cache,target=/var/cache/things \
+    sh -c 'echo $ROUND >> /var/cache/things/rounds && cat /var/cache/things/rounds > /out/cache'
+RUN --mount=type=bind,source=src,target=/src \
+    sh -c 'cat /src/hello > /out/bound; ls -A /src > /out/bound-list; \
+           if touch /src/new 2>/dev/null; then echo writable; else echo read-only; fi > /out/bound-rw'
+RUN --mount=type=bind,from=tools,source=/opt,target=/mnt/tools cat /mnt/tools/tool.txt > /out/from-stage
+RUN --mount=type=tmpfs,target=/scratch sh -c 'echo t > /scratch/t && grep -c \" /scratch tmpfs \" /proc/mounts > /out/tmpfs'
+";
+
+const SECRET: &str = "s3cr3t-value-that-must-not-leak";
+
+fn mounts_workspace() -> Workspace {
+    let ws = workspace(MOUNTS);
+    ws.write("tool.txt", "from the tools stage\n");
+    ws.write("src/hello", "hello from the context\n");
+    ws.write("src/ignored.env", "IGNORED=yes\n");
+    ws.write(".dockerignore", "src/ignored.env\n");
+    fs::write(ws.path().join("token.txt"), SECRET).unwrap();
+    ws
+}
+
+/// Every file of the image `out:t` by path, and the whole text of its layers and config.
+fn image_files(ws: &Workspace, json: &serde_json::Value) -> (BTreeMap<String, String>, String) {
+    let mut files = BTreeMap::new();
+    let mut everything = String::new();
+    for index in 0..json["layers"].as_array().unwrap().len() {
+        for (path, entry) in layer(ws, json, index) {
+            let text = String::from_utf8_lossy(&entry.data).into_owned();
+            everything.push_str(&path);
+            everything.push_str(&text);
+            files.insert(path, text);
+        }
+    }
+    everything.push_str(&config(ws, json).to_string());
+    (files, everything)
+}
+
+#[test]
+fn run_mounts_follow_dockers_reference_and_leave_nothing_behind() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    for who in [As::Root, As::Nobody] {
+        let ws = mounts_workspace();
+        let token = ws.path().join("token.txt");
+        let secret = format!("id=token,src={}", token.display());
+        let (json, log) = build(&ws, who, &["-vvv", "--secret", &secret]);
+        let (files, everything) = image_files(&ws, &json);
+        assert_eq!(
+            files["out/secret-length"],
+            format!("{}\n", SECRET.len()),
+            "{who:?}"
+        );
+        assert_eq!(files["out/secret-mode"], "400\n");
+        assert_eq!(files["out/env-same"], "same\n");
+        assert_eq!(
+            files["out/absent-secret"], "ran\n",
+            "an optional secret may be absent"
+        );
+        assert_eq!(files["out/cache"], "1\n");
+        assert_eq!(files["out/bound"], "hello from the context\n");
+        assert_eq!(
+            files["out/bound-list"], "hello\n",
+            ".dockerignore applies to bind mounts"
+        );
+        assert_eq!(files["out/bound-rw"], "read-only\n");
+        assert_eq!(files["out/from-stage"], "from the tools stage\n");
+        assert_eq!(files["out/tmpfs"], "1\n");
+        for path in files.keys() {
+            assert!(
+                !["run", "src", "mnt", "scratch", "var", "tmp/token"]
+                    .iter()
+                    .any(|stub| path == stub || path.starts_with(&format!("{stub}/"))),
+                "{who:?}: a mount point or mounted file is in a layer: {path}"
+            );
+        }
+        assert!(
+            !everything.contains(SECRET),
+            "{who:?}: the secret is in the image"
+        );
+        assert!(!log.contains(SECRET), "{who:?}: the secret is in the log");
+
+        // The cache outlives the build: a RUN that runs again sees what the last one left.
+        let (json, _) = build(&ws, who, &["--secret", &secret, "--build-arg", "ROUND=2"]);
+        let (files, _) = image_files(&ws, &json);
+        assert_eq!(files["out/cache"], "1\n2\n", "{who:?}");
+    }
+
+    // A required secret the build was not given stops it, naming the flag to pass.
+    let ws = workspace(
+        "FROM {base}\nRUN --mount=type=secret,id=npmrc,required [\"/bin/busybox\", \"true\"]\n",
+    );
+    let err = build_err(&ws, As::Root, &[]);
+    assert!(err.contains("Dockerfile:2"), "{err}");
+    assert!(err.contains("--secret id=npmrc,src=FILE"), "{err}");
+}
+
 #[test]
 fn shell_sets_the_shell_of_the_shell_form() {
     // No /bin/sh in the base: the shell form works only through SHELL.
@@ -748,7 +872,7 @@ fn without_user_namespaces_the_error_names_isolation_and_the_alternatives() {
 
 /// Every path under `root` with its type, mode, owner, link target, content digest and link
 /// count: what two builders of the same Dockerfile must agree on.
-fn file_tree(root: &Path) -> BTreeMap<String, String> {
+pub(crate) fn file_tree(root: &Path) -> BTreeMap<String, String> {
     use sha2::Digest as _;
     use std::os::unix::fs::MetadataExt;
     let mut tree = BTreeMap::new();
@@ -788,7 +912,7 @@ fn file_tree(root: &Path) -> BTreeMap<String, String> {
 
 /// Builds `ctx` with buildah (chroot isolation, vfs storage, its own storage directories) and
 /// writes the image as the OCI layout `dir:t`.
-fn buildah_build(ws: &Workspace, dir: &Path) {
+pub(crate) fn buildah_build(ws: &Workspace, dir: &Path) {
     let storage = ws.path().join("buildah");
     let root = storage.join("root");
     let runroot = storage.join("run");
@@ -821,10 +945,10 @@ fn buildah_build(ws: &Workspace, dir: &Path) {
 
 /// A symlink with a lower-case absolute path to `target` (buildah names the image after the
 /// path of an `oci:` base, and image names must be lower case; temporary names are not).
-struct LowercaseLink(std::path::PathBuf);
+pub(crate) struct LowercaseLink(std::path::PathBuf);
 
 impl LowercaseLink {
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.0
     }
 }
@@ -835,7 +959,7 @@ impl Drop for LowercaseLink {
     }
 }
 
-fn lowercase_link(target: &Path, name: &str) -> LowercaseLink {
+pub(crate) fn lowercase_link(target: &Path, name: &str) -> LowercaseLink {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -876,7 +1000,11 @@ fn assert_same_tree_as_buildah(ws: &Workspace) -> BTreeMap<String, String> {
 }
 
 /// Unpacks the layouts `ours:t` and `theirs:t` and compares their file trees; returns ours.
-fn assert_same_trees(ours: &Path, theirs: &Path, label: &str) -> BTreeMap<String, String> {
+pub(crate) fn assert_same_trees(
+    ours: &Path,
+    theirs: &Path,
+    label: &str,
+) -> BTreeMap<String, String> {
     let (_ours, ours) = umoci_unpack(ours, "t");
     let (_theirs, theirs) = umoci_unpack(theirs, "t");
     let ours = file_tree(&ours);

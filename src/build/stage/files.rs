@@ -6,7 +6,6 @@ use std::os::unix::fs::PermissionsExt;
 use super::{Builder, Stage, Unsupported, find_stage};
 use crate::build::base;
 use crate::build::copy::{self, CopyRequest};
-use crate::build::filesystem::KnownFilesystem;
 use crate::build::{BuildError, BuiltLayer};
 use crate::context::Context;
 use crate::digest::Digest;
@@ -142,13 +141,20 @@ impl Builder<'_> {
     ) -> Result<(), BuildError> {
         let path = copy::absolute_dest(&stage.workdir(), dir);
         stage.config.config.working_dir = Some(format!("/{path}"));
-        if stage.filesystem.complete && !stage.filesystem.is_dir(&path) {
+        self.know_filesystem(stage, instruction)?;
+        // Found through the image's symlinks, as BuildKit's mkdir finds them.
+        let resolved = stage
+            .filesystem
+            .resolve(&path)
+            .map_err(|e| self.at(instruction, e))?;
+        let missing = stage.filesystem.missing_dirs(&resolved);
+        if !missing.is_empty() {
             // Made with the stage's USER as owner, as BuildKit's mkdir does.
             let owner = match stage.config.config.user.clone().filter(|u| !u.is_empty()) {
                 Some(user) => self.owner(stage, instruction, &user, "WORKDIR as USER ")?,
                 None => (0, 0),
             };
-            let entries = missing_dirs(&stage.filesystem, &path, owner);
+            let entries = directory_entries(missing, owner);
             self.add_layer(stage, instruction, entries, Vec::new(), Default::default());
         } else {
             stage.config.history.push(self.history(instruction, true));
@@ -176,6 +182,7 @@ impl Builder<'_> {
         transfer: Transfer<'_>,
         staged: Option<tempfile::TempDir>,
     ) -> Result<(), BuildError> {
+        self.know_filesystem(stage, instruction)?;
         let owner = match transfer.chown {
             Some(spec) => Some(self.owner(stage, instruction, spec, "--chown=")?),
             None => None,
@@ -209,9 +216,33 @@ impl Builder<'_> {
         Ok(())
     }
 
+    /// Reads the stage's file system from its layers' listings if it is not known yet (a
+    /// registry base, whose listing is read when an instruction first needs it).
+    fn know_filesystem(
+        &self,
+        stage: &mut Stage,
+        instruction: &Instruction,
+    ) -> Result<(), BuildError> {
+        if stage.filesystem.complete {
+            return Ok(());
+        }
+        // Every layer is in stage.layers: only COPY, ADD and WORKDIR leave layers pending,
+        // and they make the file system known first.
+        self.flush(stage)?;
+        let layers: Vec<(Digest, String)> = stage
+            .layers
+            .iter()
+            .map(|l| (l.digest.clone(), l.media_type.clone()))
+            .collect();
+        stage.filesystem =
+            base::load_filesystem(self.store, self.remote, stage.remote_base.as_ref(), &layers)
+                .map_err(|e| self.at(instruction, e))?;
+        Ok(())
+    }
+
     /// `USER[:GROUP]` (of `--chown=`, or the stage's USER, as `what` says in a message):
     /// numbers as they are, names from the image's databases as they are at this instruction
-    /// (read from a registry base's layers the first time a name needs them).
+    /// (a registry base's tree is read the first time a name needs it).
     fn owner(
         &self,
         stage: &mut Stage,
@@ -219,18 +250,8 @@ impl Builder<'_> {
         spec: &str,
         what: &str,
     ) -> Result<(u64, u64), BuildError> {
-        if spec.split(':').any(|part| part.parse::<u64>().is_err())
-            && stage.filesystem.users.passwd.is_none()
-            && let Some(reference) = &stage.remote_base
-        {
-            let layers: Vec<(Digest, String)> = stage
-                .layers
-                .iter()
-                .filter(|l| l.from_base)
-                .map(|l| (l.digest.clone(), l.media_type.clone()))
-                .collect();
-            stage.filesystem.users = base::load_users(self.store, self.remote, reference, &layers)
-                .map_err(|e| self.at(instruction, e))?;
+        if spec.split(':').any(|part| part.parse::<u64>().is_err()) {
+            self.know_filesystem(stage, instruction)?;
         }
         stage
             .filesystem
@@ -267,7 +288,7 @@ impl Builder<'_> {
     }
 
     /// The layers of the image `--from` names, when it names no stage.
-    fn image_layers(
+    pub(super) fn image_layers(
         &self,
         instruction: &Instruction,
         from: &str,
@@ -320,29 +341,18 @@ fn parse_chmod(text: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("--chmod={text}: expected an octal mode such as 755 or 0644"))
 }
 
-/// Directory entries for `path` and its parents that do not exist yet (WORKDIR), owned by
-/// `(uid, gid)`.
-fn missing_dirs(known: &KnownFilesystem, path: &str, (uid, gid): (u64, u64)) -> Vec<Entry> {
-    let mut dirs = Vec::new();
-    let mut current = String::new();
-    for part in path.split('/') {
-        current = if current.is_empty() {
-            part.to_owned()
-        } else {
-            format!("{current}/{part}")
-        };
-        if !known.is_dir(&current) {
-            dirs.push(Entry {
-                path: current.clone(),
-                kind: EntryKind::Directory,
-                mode: 0o755,
-                uid,
-                gid,
-                xattrs: Vec::new(),
-            });
-        }
-    }
-    dirs
+/// Directory entries for the directories WORKDIR creates, owned by `(uid, gid)`.
+fn directory_entries(dirs: Vec<String>, (uid, gid): (u64, u64)) -> Vec<Entry> {
+    dirs.into_iter()
+        .map(|path| Entry {
+            path,
+            kind: EntryKind::Directory,
+            mode: 0o755,
+            uid,
+            gid,
+            xattrs: Vec::new(),
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -44,13 +44,7 @@ impl Builder<'_> {
         staging: Vec<tempfile::TempDir>,
         stamps: Stamps,
     ) {
-        for entry in &entries {
-            if matches!(entry.kind, EntryKind::Directory) {
-                stage.filesystem.dirs.insert(entry.path.clone());
-            } else {
-                stage.filesystem.dirs.remove(&entry.path);
-            }
-        }
+        stage.filesystem.record(&entries);
         stage.config.history.push(self.history(instruction, false));
         stage.pending.push(PendingLayer {
             line: instruction.line,

@@ -7,6 +7,7 @@ mod files;
 mod from;
 mod layers;
 mod metadata;
+mod mounts;
 mod run;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -278,7 +279,7 @@ impl<'a> Builder<'a> {
         let (done, global_args) = (&walk.done, &walk.global_args);
         match expanded {
             Command::From(_) => unreachable!("FROM starts a new stage before this"),
-            Command::Run(run) => self.run_step(current, instruction, run),
+            Command::Run(run) => self.run_step(current, instruction, run, done),
             Command::Copy(c) => self.copy_step(current, instruction, &c, done),
             Command::Add(a) => self.add_step(current, instruction, &a),
             Command::Workdir(dir) => self.workdir_step(current, instruction, &dir),
@@ -335,6 +336,11 @@ fn needed_stages(instructions: &[Instruction], target: Option<&str>) -> Vec<bool
                     refs.push(from.clone());
                 }
             }
+            Command::Run(run) => {
+                if let Some(refs) = references.last_mut() {
+                    refs.extend(mount_sources(&run.flags));
+                }
+            }
             _ => {}
         }
     }
@@ -373,6 +379,18 @@ fn needed_stages(instructions: &[Instruction], target: Option<&str>) -> Vec<bool
     needed
 }
 
+/// The stages or images `RUN --mount=…,from=X` names.
+fn mount_sources(flags: &[(String, String)]) -> Vec<String> {
+    flags
+        .iter()
+        .filter(|(flag, _)| flag == "mount")
+        .flat_map(|(_, spec)| spec.split(','))
+        .filter_map(|field| field.split_once('='))
+        .filter(|(key, _)| key.eq_ignore_ascii_case("from"))
+        .map(|(_, value)| value.to_owned())
+        .collect()
+}
+
 /// A finished stage by name (case-insensitive, as BuildKit) or by index.
 fn find_stage<'s>(done: &'s [Stage], reference: &str) -> Option<&'s Stage> {
     let lower = reference.to_lowercase();
@@ -404,5 +422,10 @@ mod tests {
         assert_eq!(needed_stages(&dockerfile, Some("nosuch")), [true; 4]);
         let variable = parse("FROM scratch AS a\nFROM scratch\nARG S=a\nCOPY --from=$S /x /x\n");
         assert_eq!(needed_stages(&variable, None), [true, true]);
+        let mounted = parse(
+            "FROM scratch AS tools\nFROM scratch AS other\nFROM scratch\n\
+             RUN --mount=type=bind,from=tools,target=/t true\n",
+        );
+        assert_eq!(needed_stages(&mounted, None), [true, false, true]);
     }
 }

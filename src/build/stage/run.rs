@@ -4,12 +4,12 @@
 use std::collections::BTreeMap;
 
 use super::{Builder, Stage, Unsupported};
-use crate::build::filesystem::KnownFilesystem;
 use crate::build::{BuildError, BuiltLayer};
 use crate::digest::Digest;
 use crate::dockerfile::{CommandLine, Heredoc, Instruction};
 use crate::registry::Reference;
 use crate::run::rootfs::Rootfs;
+use crate::run::sandbox::Network;
 use crate::run::{InlineScript, RunError, RunStep, StepError};
 
 impl Builder<'_> {
@@ -20,17 +20,20 @@ impl Builder<'_> {
         stage: &mut Stage,
         instruction: &Instruction,
         run: crate::dockerfile::Run,
+        done: &[Stage],
     ) -> Result<(), BuildError> {
         for (flag, value) in &run.flags {
-            if !(flag == "network" && matches!(value.as_str(), "host" | "default")) {
+            if !matches!(flag.as_str(), "network" | "mount") {
                 return Err(self.at(
                     instruction,
-                    Unsupported(format!(
-                        "RUN --{flag}={value} is not supported; remove it (RUN uses the host network)"
-                    )),
+                    Unsupported(format!("RUN --{flag}={value} is not supported; remove it")),
                 ));
             }
         }
+        let network = Network::for_run(&run.flags, self.options.network)
+            .map_err(|e| self.at(instruction, Unsupported(e)))?;
+        let mounts = self.run_mounts(stage, instruction, &run.flags)?;
+        let mount_key = self.mount_key(&mounts, done, instruction)?;
         let (argv, scripts) = self.run_command_line(run.command, run.heredocs, &stage.shell)?;
         self.flush(stage)?;
         let env = run_env(stage);
@@ -48,11 +51,25 @@ impl Builder<'_> {
             platform: &platform,
             parents: &parents,
             isolation: self.options.isolation,
+            network,
+            mount_key: &mount_key,
             settings: self.settings,
         };
+        // What the mounts need while the command runs (copies, trees, locks, the secrets'
+        // private files) lives until the step is over.
+        let mut kept = None;
         let made = self
             .with_live(|on_live| {
-                step.layer(self.store, || self.catch_up(stage, instruction), on_live)
+                step.layer(
+                    self.store,
+                    || {
+                        let mut ready = self.ready_mounts(&mounts, done, instruction)?;
+                        let plan = std::mem::take(&mut ready.plan);
+                        kept = Some(ready);
+                        Ok((self.catch_up(stage, instruction)?, plan))
+                    },
+                    on_live,
+                )
             })
             .map_err(|e| match e {
                 StepError::Rootfs(e) => e,
@@ -69,13 +86,14 @@ impl Builder<'_> {
         stage.config.history.push(self.history(instruction, false));
         if stage.filesystem.complete {
             // Later COPY, WORKDIR and --chown need to know what the command made.
-            let layers: Vec<(Digest, String)> = stage
-                .layers
-                .iter()
-                .map(|l| (l.digest.clone(), l.media_type.clone()))
-                .collect();
-            stage.filesystem =
-                KnownFilesystem::scan(self.store, &layers).map_err(|e| self.at(instruction, e))?;
+            let layer = [(
+                made.layer.digest.clone(),
+                self.built_layer(&made.layer).media_type,
+            )];
+            stage
+                .filesystem
+                .apply_layers(self.store, &layer)
+                .map_err(|e| self.at(instruction, e))?;
         }
         Ok(())
     }
