@@ -17,7 +17,7 @@ pub mod image;
 pub mod layer;
 pub mod layout;
 pub mod parallel;
-pub mod push;
+pub mod publish;
 pub mod registry;
 pub mod remote;
 pub mod run;

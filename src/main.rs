@@ -1,11 +1,7 @@
-//! The `dockless` command: parse flags, set up logging, run, map the outcome to an exit code.
+//! The `dockless` command: the RUN sandbox's helper, or parse flags, set up logging, run the
+//! command (see [`cli`]), map the outcome to an exit code.
 
-mod app;
 mod cli;
-mod e2b_commands;
-mod logging;
-mod progress;
-mod settings;
 
 use std::process::ExitCode;
 
@@ -20,8 +16,8 @@ fn main() -> ExitCode {
         let code = dockless::run::sandbox::helper_main(&spec.to_string_lossy());
         return ExitCode::from(u8::try_from(code).unwrap_or(1));
     }
-    let cli = cli::Cli::parse();
-    logging::init(cli.quiet, cli.verbose);
+    let command = cli::args::Cli::parse();
+    cli::logging::init(command.quiet, command.verbose);
     // Ctrl-C or SIGTERM: remove temporary files and half-written output, then exit as a shell
     // expects of an interrupted command.
     let _ = ctrlc::set_handler(|| {
@@ -29,33 +25,10 @@ fn main() -> ExitCode {
         eprintln!("interrupted; temporary files removed");
         std::process::exit(130);
     });
-    let outcome = app::run(cli);
+    let outcome = cli::run(command);
     dockless::cleanup::remove_all();
     match outcome {
         Ok(code) => code,
-        Err(error) => {
-            // Broken pipe on stdout (`dockless … | head`) is not a failure worth a message.
-            if error
-                .downcast_ref::<std::io::Error>()
-                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
-            {
-                return ExitCode::SUCCESS;
-            }
-            eprintln!("error: {}", render(&error));
-            ExitCode::from(1)
-        }
+        Err(error) => cli::failure(&error),
     }
-}
-
-/// The error and its causes on one line, without repeating a cause its parent already printed.
-fn render(error: &anyhow::Error) -> String {
-    let mut message = error.to_string();
-    for cause in error.chain().skip(1) {
-        let text = cause.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-    }
-    message
 }

@@ -1,8 +1,7 @@
-//! Finding the Dockerfile: `-f`, else `e2b.toml`'s `dockerfile`, else `e2b.Dockerfile`, else `Dockerfile`.
+//! Finding the Dockerfile: `-f`, else the name the context's settings give (`e2b.toml`'s
+//! `dockerfile`, read by the caller), else `e2b.Dockerfile`, else `Dockerfile`.
 
 use std::path::{Path, PathBuf};
-
-use crate::e2b::config::{ConfigError, TemplateConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LocateError {
@@ -20,11 +19,15 @@ pub enum LocateError {
         .path.display(), .target.display()
     )]
     Outside { path: PathBuf, target: PathBuf },
-    #[error(transparent)]
-    Config(#[from] ConfigError),
 }
 
-pub fn locate_dockerfile(context: &Path, explicit: Option<&Path>) -> Result<PathBuf, LocateError> {
+/// `explicit` is the user's own choice (`-f`), taken as given; `named_by_context` is a name
+/// relative to the context that the context itself gives (`e2b.toml`), kept inside it.
+pub fn locate_dockerfile(
+    context: &Path,
+    explicit: Option<&Path>,
+    named_by_context: Option<&str>,
+) -> Result<PathBuf, LocateError> {
     if let Some(path) = explicit {
         return if path.is_file() {
             Ok(path.to_owned())
@@ -34,9 +37,7 @@ pub fn locate_dockerfile(context: &Path, explicit: Option<&Path>) -> Result<Path
             Err(LocateError::Missing(path.to_owned()))
         };
     }
-    if let Some(config) = TemplateConfig::load(context)?
-        && let Some(name) = config.dockerfile
-    {
+    if let Some(name) = named_by_context {
         let path = context.join(name);
         return if path.is_file() {
             inside_context(context, path)

@@ -29,8 +29,11 @@ pub use secrets::{SecretSource, parse_secret_flag};
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
     pub context: PathBuf,
-    /// The Dockerfile; `None` finds it as `e2b.toml`, `e2b.Dockerfile`, `Dockerfile` say.
+    /// The Dockerfile the user named (`-f`); `None` finds it (see [`locate_dockerfile`]).
     pub dockerfile: Option<PathBuf>,
+    /// A Dockerfile name relative to the context that the context's settings give
+    /// (`e2b.toml`'s `dockerfile`): used without `dockerfile`, and held inside the context.
+    pub context_dockerfile: Option<String>,
     pub build_args: BTreeMap<String, String>,
     /// The platform asked for; `None` takes the base image's (linux/amd64 for scratch).
     pub platform: Option<Platform>,
@@ -76,6 +79,20 @@ impl BuiltImage {
         std::iter::once(self.config.digest.clone())
             .chain(self.layers.iter().map(|l| l.digest.clone()))
             .collect()
+    }
+
+    /// Brings a registry base's layers into the store (verified), to write a complete layout.
+    pub fn fetch_base_layers(
+        &self,
+        store: &Store,
+        remote: &RemoteAccess,
+    ) -> Result<(), crate::remote::RemoteError> {
+        if let Some(base) = &self.base {
+            for layer in self.layers.iter().filter(|l| l.from_base) {
+                remote.fetch_blob(store, base, &layer.digest)?;
+            }
+        }
+        Ok(())
     }
 
     /// Size of the manifest, config and layers together.
@@ -138,7 +155,11 @@ pub fn build_with(
     observer: Option<&dyn LayerObserver>,
 ) -> Result<BuiltImage, BuildError> {
     let context = Context::open(&options.context)?;
-    let dockerfile_path = locate_dockerfile(context.root(), options.dockerfile.as_deref())?;
+    let dockerfile_path = locate_dockerfile(
+        context.root(),
+        options.dockerfile.as_deref(),
+        options.context_dockerfile.as_deref(),
+    )?;
     let bytes = std::fs::read(&dockerfile_path).with_path("read", &dockerfile_path)?;
     let text = String::from_utf8(bytes).map_err(|e| BuildError::Dockerfile {
         file: dockerfile_path.clone(),

@@ -64,6 +64,39 @@ impl FromStr for Platform {
     }
 }
 
+/// Operating systems and architectures Go knows (`go tool dist list`), which image platforms
+/// are named after.
+const KNOWN_OS: &[&str] = &[
+    "aix",
+    "android",
+    "darwin",
+    "dragonfly",
+    "freebsd",
+    "illumos",
+    "ios",
+    "js",
+    "linux",
+    "netbsd",
+    "openbsd",
+    "plan9",
+    "solaris",
+    "wasip1",
+    "windows",
+];
+const KNOWN_ARCHITECTURES: &[&str] = &[
+    "386", "amd64", "arm", "arm64", "loong64", "mips", "mipsle", "mips64", "mips64le", "ppc64",
+    "ppc64le", "riscv64", "s390x", "sparc64", "wasm",
+];
+
+impl Platform {
+    /// True when the OS and architecture are ones images are built for (a typo such as
+    /// `linux/amd46` is not).
+    pub fn is_known(&self) -> bool {
+        KNOWN_OS.contains(&self.os.as_str())
+            && KNOWN_ARCHITECTURES.contains(&self.architecture.as_str())
+    }
+}
+
 impl fmt::Display for Platform {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.os, self.architecture)?;
@@ -77,6 +110,24 @@ impl fmt::Display for Platform {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn known_platforms_are_told_from_typos() {
+        for known in [
+            "linux/amd64",
+            "linux/arm64/v8",
+            "linux/arm/v7",
+            "windows/amd64",
+        ] {
+            assert!(known.parse::<Platform>().unwrap().is_known(), "{known}");
+        }
+        for unknown in ["linux/nosuch", "linux/amd46", "linx/amd64"] {
+            assert!(
+                !unknown.parse::<Platform>().unwrap().is_known(),
+                "{unknown}"
+            );
+        }
+    }
 
     #[test]
     fn parses_and_prints_platforms() {

@@ -7,8 +7,7 @@ pub mod live;
 pub mod pgzip;
 pub mod writer;
 
+pub use cache::write_layer_cached;
 pub use entry::{Entry, EntryKind};
 pub use live::{LiveBlob, LiveProgress};
-pub use writer::{
-    LayerError, LayerSettings, OnLive, WrittenLayer, write_layer, write_layer_cached,
-};
+pub use writer::{LayerError, LayerSettings, OnLive, WrittenLayer, write_layer};

@@ -48,26 +48,6 @@ pub struct LayerSettings {
     pub epoch: u64,
 }
 
-/// Writes `entries` as one layer, unless the layer cache has it already.
-pub fn write_layer_cached(
-    store: &Store,
-    entries: &[Entry],
-    settings: LayerSettings,
-    stamps: &super::cache::Stamps,
-    on_live: Option<OnLive<'_>>,
-) -> Result<WrittenLayer, LayerError> {
-    let key = super::cache::key(entries, settings, stamps);
-    if let Some(layer) = key.as_deref().and_then(|k| super::cache::lookup(store, k)) {
-        tracing::debug!(digest = %layer.digest, "layer cache hit");
-        return Ok(layer);
-    }
-    let layer = write_layer(store, entries, settings, on_live)?;
-    if let Some(key) = key {
-        super::cache::record(store, &key, &layer);
-    }
-    Ok(layer)
-}
-
 /// Told about a layer as it starts to be written, to read its compressed bytes as they land.
 pub type OnLive<'a> = &'a (dyn Fn(LiveBlob) + Sync);
 

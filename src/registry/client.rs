@@ -14,6 +14,7 @@ use super::credentials::{
     resolve_credential,
 };
 use super::endpoint::{base_url, uses_plain_http};
+use super::error::credential_advice;
 use super::error::{RegistryError, Result, registry_error_code, registry_error_detail};
 use super::reference::{Reference, api_host};
 use super::retry::{RetryDecision, RetryPolicy};
@@ -593,17 +594,6 @@ impl RegistryClient {
     }
 }
 
-/// What to tell the user after an authentication failure.
-pub fn credential_advice(registry: &str, source: &CredentialSource) -> String {
-    match source {
-        CredentialSource::Anonymous => format!(
-            "no credentials were found for {registry}: give a username and password, or log in \
-             with docker or podman"
-        ),
-        source => format!("check the credentials for {registry} (found in {source})"),
-    }
-}
-
 /// Whether `scopes` already grant what `asked` names (`type:name:actions`, actions in any
 /// order): distribution's 401s repeat our scope as `pull,push`.
 fn scope_covers(scopes: &[String], asked: &str) -> bool {
@@ -701,20 +691,6 @@ mod tests {
         assert!(!scope_covers(&ours, "repository:other:pull"));
         assert!(!scope_covers(&ours, "registry:catalog:*"));
         assert!(!scope_covers(&ours, "odd"));
-    }
-
-    #[test]
-    fn advice_names_the_source_or_says_none_was_found() {
-        let anonymous = credential_advice("r.io", &CredentialSource::Anonymous);
-        assert!(
-            anonymous.contains("no credentials were found for r.io"),
-            "{anonymous}"
-        );
-        let explicit = credential_advice("r.io", &CredentialSource::Explicit);
-        assert!(
-            explicit.contains("check the credentials for r.io"),
-            "{explicit}"
-        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::credentials::CredentialError;
+use super::credentials::{CredentialError, CredentialSource};
 use super::reference::ReferenceError;
 
 #[derive(Debug, thiserror::Error)]
@@ -198,6 +198,17 @@ pub(crate) fn registry_error_code(body: &[u8]) -> Option<String> {
         .map(str::to_string)
 }
 
+/// What to tell the user after an authentication failure.
+pub fn credential_advice(registry: &str, source: &CredentialSource) -> String {
+    match source {
+        CredentialSource::Anonymous => format!(
+            "no credentials were found for {registry}: give a username and password, or log in \
+             with docker or podman"
+        ),
+        source => format!("check the credentials for {registry} (found in {source})"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,7 +231,7 @@ mod tests {
         let err = RegistryError::Unauthorized {
             registry: "127.0.0.1:5000".into(),
             repository: "app".into(),
-            advice: crate::registry::client::credential_advice(
+            advice: credential_advice(
                 "127.0.0.1:5000",
                 &crate::registry::credentials::CredentialSource::Explicit,
             ),
@@ -231,5 +242,19 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("the username and password given"), "{text}");
+    }
+
+    #[test]
+    fn advice_names_the_source_or_says_none_was_found() {
+        let anonymous = credential_advice("r.io", &CredentialSource::Anonymous);
+        assert!(
+            anonymous.contains("no credentials were found for r.io"),
+            "{anonymous}"
+        );
+        let explicit = credential_advice("r.io", &CredentialSource::Explicit);
+        assert!(
+            explicit.contains("check the credentials for r.io"),
+            "{explicit}"
+        );
     }
 }

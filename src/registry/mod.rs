@@ -23,13 +23,13 @@ mod transport;
 
 pub use blobs::{MountOutcome, UploadSession, UploadSource};
 pub use challenge::{AuthScheme, Challenge, parse_challenges, preferred_challenge};
-pub use client::{RegistryClient, RegistrySettings, Scope, credential_advice};
+pub use client::{RegistryClient, RegistrySettings, Scope};
 pub use credentials::{
     Credential, CredentialEnv, CredentialError, CredentialSource, ResolvedCredential,
     SECRETS_NOT_FOR_HELPERS, resolve_credential,
 };
 pub use endpoint::{is_loopback_host, resolve_location, uses_plain_http};
-pub use error::RegistryError;
+pub use error::{RegistryError, credential_advice};
 pub use growing::GrowingOutcome;
 pub use manifests::{
     DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, FetchedManifest, ManifestReferences, OCI_INDEX,

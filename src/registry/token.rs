@@ -12,9 +12,9 @@ use reqwest::{Method, Response, StatusCode, Url};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::client::credential_advice;
 use super::credentials::{Credential, ResolvedCredential, basic_header};
 use super::error::RegistryError;
+use super::error::credential_advice;
 use super::retry::{RetryDecision, RetryPolicy};
 use super::transport::{Outgoing, ReplayableBody, SendFailure, Timeouts, send_following_redirects};
 

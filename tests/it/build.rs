@@ -5,7 +5,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::Path;
 
 use crate::support::binary::{
-    Workspace, busybox_base, copy_tree, is_root, skopeo_inspect, tool, umoci_unpack,
+    Workspace, assert_success, busybox_base, copy_tree, is_root, skopeo_inspect, tool, umoci_unpack,
 };
 
 /// The image config exactly as stored (skopeo's parsed view drops Docker-only fields such as
@@ -857,6 +857,65 @@ fn interrupting_a_build_leaves_no_temporary_files() {
         .filter(|e| e.file_name().to_string_lossy().starts_with(".dockless-"))
         .collect();
     assert!(staged.is_empty(), "{staged:?}");
+}
+
+#[test]
+fn build_help_offers_no_upload_flags() {
+    let ws = Workspace::new();
+    let help = |command: &str| {
+        let out = ws.dockless().args([command, "--help"]).output().unwrap();
+        assert_success(&out);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let build = help("build");
+    assert!(build.contains("--insecure-registry"), "{build}");
+    let push = help("push");
+    for flag in ["--username", "--password-stdin", "--chunk-size", "--jobs"] {
+        assert!(!build.contains(flag), "build --help offers {flag}: {build}");
+        assert!(push.contains(flag), "push --help lacks {flag}: {push}");
+    }
+}
+
+#[test]
+fn a_bare_build_arg_takes_the_environment_and_warns_when_it_is_unset() {
+    let ws = Workspace::new();
+    ws.write(
+        "Dockerfile",
+        "FROM scratch\nARG FOO\nLABEL foo=\"[$FOO]\"\n",
+    );
+    let build = |value: Option<&str>| {
+        let mut cmd = ws.dockless();
+        cmd.args(["build", "ctx", "--build-arg", "FOO"]);
+        match value {
+            Some(value) => cmd.env("FOO", value),
+            None => cmd.env_remove("FOO"),
+        };
+        let out = cmd.output().unwrap();
+        assert_success(&out);
+        (
+            String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (unset, warned) = build(None);
+    assert!(
+        warned.contains("--build-arg FOO") && warned.contains("not set"),
+        "{warned}"
+    );
+    let (set, quiet) = build(Some("bar"));
+    assert!(!quiet.contains("not set"), "{quiet}");
+    assert_ne!(unset, set, "the environment's value reaches the build");
+}
+
+#[test]
+fn one_layer_is_counted_as_one_layer() {
+    let ws = Workspace::new();
+    ws.write("Dockerfile", "FROM scratch\nCOPY a /a\n");
+    ws.write("a", "a");
+    let out = ws.dockless().args(["build", "ctx"]).output().unwrap();
+    assert_success(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(", 1 layer of which 1 new,"), "{stdout}");
 }
 
 /// A base image with what a COPY destination can meet in an image: a directory holding files

@@ -54,6 +54,12 @@ fn with_args(mut case: Case, args: &'static [&'static str]) -> Case {
     case
 }
 
+/// A flag's value the command cannot use: exit 2, as the README promises.
+fn usage(mut case: Case) -> Case {
+    case.exit = 2;
+    case
+}
+
 /// Writes a tar (optionally gzipped, optionally cut short) with raw entry names and link names,
 /// which the `tar` crate's safe setters would refuse.
 fn write_tar(path: &Path, entries: &[(&str, u8, &str, &[u8])], gzip: bool, truncate: bool) {
@@ -433,23 +439,53 @@ fn local_cases() -> Vec<Case> {
             ),
             &["build", "ctx", "--output", "afile"],
         ),
-        with_args(
+        usage(with_args(
             case(
                 "--platform that is not one",
                 "FROM scratch\n",
                 &["bogus", "os/arch"],
             ),
             &["build", "ctx", "--output", "out", "--platform", "bogus"],
-        ),
-        with_args(
+        )),
+        usage(with_args(
+            case(
+                "--platform nobody builds for",
+                "FROM scratch\n",
+                &["linux/nosuch", "unknown operating system or architecture"],
+            ),
+            &[
+                "build",
+                "ctx",
+                "--output",
+                "out",
+                "--platform",
+                "linux/nosuch",
+            ],
+        )),
+        usage(with_args(
+            case(
+                "push --platform nobody builds for",
+                "FROM scratch\n",
+                &["linux/nosuch"],
+            ),
+            &[
+                "push",
+                "ctx",
+                "--to",
+                "127.0.0.1:1/x:y",
+                "--platform",
+                "linux/nosuch",
+            ],
+        )),
+        usage(with_args(
             case(
                 "--build-arg without a name",
                 "FROM scratch\n",
                 &["--build-arg =x"],
             ),
             &["build", "ctx", "--output", "out", "--build-arg", "=x"],
-        ),
-        with_args(
+        )),
+        usage(with_args(
             case(
                 "--compression-level out of range",
                 "FROM scratch\n",
@@ -463,7 +499,15 @@ fn local_cases() -> Vec<Case> {
                 "--compression-level",
                 "42",
             ],
-        ),
+        )),
+        usage(with_args(
+            case(
+                "template build --image that is not a reference",
+                "FROM scratch\n",
+                &["UPPER/Case", "invalid image reference"],
+            ),
+            &["template", "build", "ctx", "--image", "UPPER/Case:tag"],
+        )),
         with_args(
             Case {
                 exit: 2,
@@ -492,22 +536,22 @@ fn local_cases() -> Vec<Case> {
             ],
         ),
         // References and registries.
-        with_args(
+        usage(with_args(
             case("--to in upper case", "FROM scratch\n", &["UPPER/Case"]),
             &["push", "ctx", "--to", "UPPER/Case:tag"],
-        ),
-        with_args(
+        )),
+        usage(with_args(
             case(
                 "--to with a short digest",
                 "FROM scratch\n",
                 &["sha256:abc", "64"],
             ),
             &["push", "ctx", "--to", "127.0.0.1:1/x@sha256:abc"],
-        ),
-        with_args(
+        )),
+        usage(with_args(
             case("--from that is not oci:", "", &["oci:DIR"]),
             &["push", "--from", "nowhere", "--to", "127.0.0.1:1/x:y"],
-        ),
+        )),
         with_args(
             case("--from a missing layout", "", &["nowhere"]),
             &["push", "--from", "oci:nowhere", "--to", "127.0.0.1:1/x:y"],

@@ -1,5 +1,6 @@
 //! Integration tests: one binary, real registry processes on loopback, test doubles in-process.
 
+mod architecture;
 mod build;
 mod catalog;
 mod corpus;

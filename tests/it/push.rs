@@ -243,20 +243,28 @@ async fn push_from_a_layout_written_by_another_tool() {
 #[test]
 fn bad_references_and_missing_layouts_are_clear_errors() {
     let ws = Workspace::new();
-    for (args, needle) in [
-        (vec!["push", "--to", "UPPER/Case:tag", "ctx"], "UPPER/Case"),
+    // A flag's value in a form it cannot have is a usage error (2); a layout that is not
+    // there is a failure (1).
+    for (args, needle, code) in [
+        (
+            vec!["push", "--to", "UPPER/Case:tag", "ctx"],
+            "UPPER/Case",
+            2,
+        ),
         (
             vec!["push", "--from", "oci:nowhere", "--to", "127.0.0.1:1/x:y"],
             "nowhere",
+            1,
         ),
         (
             vec!["push", "--from", "nowhere", "--to", "127.0.0.1:1/x:y"],
             "oci:DIR",
+            2,
         ),
     ] {
         let out = ws.dockless().args(&args).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
         assert!(
             stderr.contains(needle),
             "{args:?}: expected {needle:?} in {stderr}"

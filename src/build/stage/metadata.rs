@@ -22,19 +22,7 @@ impl Builder<'_> {
     ) -> Result<(), BuildError> {
         let config = &mut stage.config.config;
         match command {
-            Command::Arg(decls) => {
-                for decl in decls {
-                    used_args.insert(decl.name.clone());
-                    let value = self
-                        .options
-                        .build_args
-                        .get(&decl.name)
-                        .cloned()
-                        .or(decl.default)
-                        .or_else(|| global_args.get(&decl.name).cloned().flatten());
-                    stage.args.insert(decl.name, value);
-                }
-            }
+            Command::Arg(decls) => self.declare_args(stage, decls, global_args, used_args),
             Command::Env(pairs) => {
                 for pair in pairs {
                     config.set_env(&pair.key, &pair.value);
@@ -95,6 +83,27 @@ impl Builder<'_> {
         }
         stage.config.history.push(self.history(instruction, true));
         Ok(())
+    }
+
+    /// ARG: each name takes the build argument given, else its default, else the global ARG's.
+    fn declare_args(
+        &self,
+        stage: &mut Stage,
+        decls: Vec<crate::dockerfile::ArgDecl>,
+        global_args: &BTreeMap<String, Option<String>>,
+        used_args: &mut BTreeSet<String>,
+    ) {
+        for decl in decls {
+            used_args.insert(decl.name.clone());
+            let value = self
+                .options
+                .build_args
+                .get(&decl.name)
+                .cloned()
+                .or(decl.default)
+                .or_else(|| global_args.get(&decl.name).cloned().flatten());
+            stage.args.insert(decl.name, value);
+        }
     }
 
     /// The exec form as given; the shell form wrapped in the current SHELL (as Docker does).

@@ -7,10 +7,12 @@ use std::io::Read;
 use dockless::registry::{Reference, RegistrySettings, ResolvedCredential};
 use secrecy::SecretString;
 
-use crate::cli::{
-    BuildArgs, CompressionArg, FormatArg, ImageArgs, IsolationArg, NetworkArg, RegistryArgs,
+use super::args::{
+    BuildInputArgs, CompressionArg, FormatArg, ImageArgs, IsolationArg, NetworkArg,
+    RegistryAccessArgs, RegistryArgs,
 };
 use dockless::build::BuildOptions;
+use dockless::e2b::config::{ConfigError, TemplateConfig};
 use dockless::image::{Compression, Format, Platform};
 use dockless::run::Isolation;
 use dockless::run::sandbox::Network;
@@ -23,6 +25,12 @@ pub enum SettingsError {
     Secret(String),
     #[error(transparent)]
     Platform(#[from] dockless::image::platform::PlatformError),
+    #[error(
+        "--platform {0}: unknown operating system or architecture; expected os/arch[/variant] such as linux/amd64 or linux/arm64/v8"
+    )]
+    UnknownPlatform(Platform),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     #[error("--compression-level {level}: {compression} levels go from {min} to {max}")]
     Level {
         level: i32,
@@ -38,26 +46,43 @@ pub enum SettingsError {
     Stdin(String),
 }
 
-pub fn build_options(args: &BuildArgs) -> Result<BuildOptions, SettingsError> {
-    image_options(&args.context, &args.image)
+impl SettingsError {
+    /// A flag's value is wrong (exit 2), rather than a file or the environment.
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            SettingsError::BuildArg(_)
+                | SettingsError::Platform(_)
+                | SettingsError::UnknownPlatform(_)
+                | SettingsError::Level { .. }
+        )
+    }
 }
 
-/// Registry settings from the flags. The password, when asked for, is read from standard input
-/// here, once, straight into a secret.
+/// Registry settings of a command that pushes.
 pub fn registry_settings(args: &RegistryArgs) -> RegistrySettings {
     RegistrySettings {
+        chunk_size: args.upload.chunk_size,
+        max_concurrent_uploads: usize::from(args.upload.jobs),
+        ..access_settings(&args.access)
+    }
+}
+
+/// Registry settings of a command that only reads from registries (`build`).
+pub fn access_settings(args: &RegistryAccessArgs) -> RegistrySettings {
+    RegistrySettings {
         insecure_hosts: args.insecure_registries.clone(),
-        chunk_size: args.chunk_size,
-        max_concurrent_uploads: usize::from(args.jobs),
         ..RegistrySettings::default()
     }
 }
 
+/// `--username` with the password read from standard input here, once, straight into a
+/// secret: the credential for `target`'s registry.
 pub fn explicit_credential(
     args: &RegistryArgs,
     target: &Reference,
 ) -> Result<Option<(String, ResolvedCredential)>, SettingsError> {
-    let Some(username) = &args.username else {
+    let Some(username) = &args.upload.username else {
         return Ok(None);
     };
     let mut password = String::new();
@@ -74,30 +99,19 @@ pub fn explicit_credential(
     )))
 }
 
+/// Build options for `build` and `push`.
 pub fn image_options(
     context: &std::path::Path,
     image: &ImageArgs,
 ) -> Result<BuildOptions, SettingsError> {
-    let mut build_args = BTreeMap::new();
-    for raw in &image.build_args {
-        match raw.split_once('=') {
-            Some((key, value)) if !key.is_empty() => {
-                build_args.insert(key.to_owned(), value.to_owned());
-            }
-            None if !raw.is_empty() => {
-                // Docker takes a bare KEY from the environment, and drops it when unset.
-                if let Ok(value) = std::env::var(raw) {
-                    build_args.insert(raw.clone(), value);
-                }
-            }
-            _ => return Err(SettingsError::BuildArg(raw.clone())),
-        }
-    }
     let platform = image
         .platform
         .as_deref()
         .map(str::parse::<Platform>)
         .transpose()?;
+    if let Some(platform) = platform.as_ref().filter(|p| !p.is_known()) {
+        return Err(SettingsError::UnknownPlatform(platform.clone()));
+    }
     let compression = match (image.compression, image.compression_level) {
         (CompressionArg::Gzip, None) => Compression::Gzip { level: 1 },
         (CompressionArg::Gzip, Some(level @ 1..=9)) => Compression::Gzip {
@@ -123,16 +137,12 @@ pub fn image_options(
         }
     };
     Ok(BuildOptions {
-        context: context.to_owned(),
-        dockerfile: image.dockerfile.clone(),
-        build_args,
         platform,
         format: match image.format {
             FormatArg::Oci => Format::Oci,
             FormatArg::Docker => Format::Docker,
         },
         compression,
-        epoch: source_date_epoch()?,
         isolation: match image.isolation {
             IsolationArg::Auto => Isolation::Auto,
             IsolationArg::Userns => Isolation::Userns,
@@ -143,12 +153,82 @@ pub fn image_options(
             NetworkArg::None => Network::None,
         },
         target: image.target.clone(),
-        secrets: image
+        ..base_options(context, image.dockerfile.as_deref(), &image.inputs)?
+    })
+}
+
+/// Build options for `template build`: E2B runs linux/amd64 OCI images with gzip layers.
+pub fn template_options(
+    context: &std::path::Path,
+    dockerfile: Option<&std::path::Path>,
+    inputs: &BuildInputArgs,
+) -> Result<BuildOptions, SettingsError> {
+    Ok(BuildOptions {
+        platform: Some(Platform {
+            os: "linux".into(),
+            architecture: "amd64".into(),
+            variant: None,
+        }),
+        ..base_options(context, dockerfile, inputs)?
+    })
+}
+
+/// What every build shares: the context, its Dockerfile (`-f`, else the one `e2b.toml` names),
+/// the build arguments, SOURCE_DATE_EPOCH; defaults for the rest.
+fn base_options(
+    context: &std::path::Path,
+    dockerfile: Option<&std::path::Path>,
+    inputs: &BuildInputArgs,
+) -> Result<BuildOptions, SettingsError> {
+    // e2b.toml is read only when -f does not say which Dockerfile (and a context that is
+    // not a directory is the builder's to report).
+    let context_dockerfile = match dockerfile {
+        None if context.is_dir() => {
+            TemplateConfig::load(context)?.and_then(|config| config.dockerfile)
+        }
+        _ => None,
+    };
+    Ok(BuildOptions {
+        context: context.to_owned(),
+        dockerfile: dockerfile.map(ToOwned::to_owned),
+        context_dockerfile,
+        build_args: build_args(&inputs.build_args)?,
+        platform: None,
+        format: Format::Oci,
+        compression: Compression::Gzip { level: 1 },
+        epoch: source_date_epoch()?,
+        isolation: Isolation::Auto,
+        network: Network::Host,
+        target: None,
+        secrets: inputs
             .secrets
             .iter()
             .map(|spec| dockless::build::parse_secret_flag(spec).map_err(SettingsError::Secret))
             .collect::<Result<_, _>>()?,
     })
+}
+
+/// `KEY=VALUE`, or `KEY` alone for the environment's value (dropped, with a warning, when
+/// the environment has none, as Docker does).
+fn build_args(raw_args: &[String]) -> Result<BTreeMap<String, String>, SettingsError> {
+    let mut build_args = BTreeMap::new();
+    for raw in raw_args {
+        match raw.split_once('=') {
+            Some((key, value)) if !key.is_empty() => {
+                build_args.insert(key.to_owned(), value.to_owned());
+            }
+            None if !raw.is_empty() => match std::env::var(raw) {
+                Ok(value) => {
+                    build_args.insert(raw.clone(), value);
+                }
+                Err(_) => tracing::warn!(
+                    "--build-arg {raw}: {raw} is not set in the environment, so the build does not get it; pass --build-arg {raw}=VALUE to give it a value"
+                ),
+            },
+            _ => return Err(SettingsError::BuildArg(raw.clone())),
+        }
+    }
+    Ok(build_args)
 }
 
 /// SOURCE_DATE_EPOCH when set (reproducible-builds.org), else 0: the same inputs give the same

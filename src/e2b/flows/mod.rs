@@ -9,27 +9,29 @@
 //!
 //! Both then follow the build until E2B says `ready` or `error`.
 
+mod gateway;
+mod registry;
+
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::build::BuiltImage;
-use crate::image::Platform;
-use crate::push::{self, EarlyReport, PushError};
-use crate::registry::{
-    PushProgressFn, Reference, ReferenceError, RegistryClient, RegistryError, RegistrySettings,
-    ResolvedCredential,
-};
+use crate::build::{BuildError, BuildOptions, BuiltImage, locate::LocateError};
+use crate::fs_error::{FsError, IoContext};
+use crate::image::{ImageConfig, Platform};
+use crate::publish::{PublishError, PublishEvents};
+use crate::registry::{ReferenceError, RegistryError};
 use crate::remote::{RemoteAccess, RemoteError};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
-use super::api::{
-    ApiClient, ApiError, BuildState, CreateTemplateLegacy, CreateTemplateV3, CreatedBuild,
-    LogEntry, PullCredentials, StartBuildV2,
-};
-use super::endpoints::Endpoints;
-use super::refusal::{self, Flow};
-use super::sandbox::{READY_AFTER_START, SandboxStart};
+use super::api::{ApiClient, ApiError, BuildState, CreateTemplateV3, CreatedBuild, LogEntry};
+use super::pull::PullError;
+use super::sandbox::{READY_AFTER_START, SandboxStart, StageSets};
 use super::status::{BuildFailed, follow_build};
 use super::template::TemplateSettings;
+use super::writeback::{self, WritebackError};
+
+pub use gateway::gateway_flow;
+pub use registry::{RegistryStart, registry_flow};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FlowError {
@@ -40,14 +42,34 @@ pub enum FlowError {
     #[error("pushing to {reference}: {source}")]
     Push {
         reference: String,
-        source: Box<PushError>,
+        source: Box<PublishError>,
     },
     #[error("pushing to E2B's registry gateway {reference}: {source}{}", if advice.is_empty() { String::new() } else { format!("; {advice}") })]
     GatewayPush {
         reference: String,
-        source: Box<PushError>,
+        source: Box<PublishError>,
         advice: String,
     },
+    /// The local build failed.
+    #[error(transparent)]
+    ImageBuild(Box<BuildError>),
+    #[error(transparent)]
+    Locate(#[from] LocateError),
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    #[error("{}: {source}", path.display())]
+    Dockerfile {
+        path: PathBuf,
+        source: crate::dockerfile::ParseError,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the built image's config is not an image config: {0}")]
+    ImageConfig(serde_json::Error),
+    #[error(transparent)]
+    Writeback(#[from] WritebackError),
+    #[error(transparent)]
+    Pull(#[from] PullError),
     #[error(transparent)]
     Remote(Box<RemoteError>),
     #[error(transparent)]
@@ -89,16 +111,78 @@ impl From<RegistryError> for FlowError {
     }
 }
 
+impl From<BuildError> for FlowError {
+    fn from(e: BuildError) -> Self {
+        FlowError::ImageBuild(Box::new(e))
+    }
+}
+
 /// What a flow needs besides the API client.
 pub struct FlowInputs<'a> {
     pub settings: &'a TemplateSettings,
+    pub options: &'a BuildOptions,
     pub store: &'a Store,
-    pub image: &'a BuiltImage,
     pub remote: &'a RemoteAccess,
-    pub progress: Option<PushProgressFn>,
     pub poll_interval: Duration,
-    /// What uploads during the build already sent (to the registry flow's target).
-    pub early: EarlyReport,
+    /// The Dockerfile the command line named, relative to the context: recorded in a new
+    /// `e2b.toml` with the template ID.
+    pub dockerfile_to_record: Option<String>,
+}
+
+/// What a flow tells its caller on the way, besides the publication's events.
+pub trait FlowEvents: PublishEvents {
+    /// The template ID E2B gave was written to this `e2b.toml`.
+    fn wrote_template_id(&self, _e2b_toml: &Path, _template_id: &str) {}
+    /// The sandbox's start and ready commands were taken from the image's CMD/ENTRYPOINT.
+    fn start_from_image(&self, _start_cmd: &str, _ready_cmd: &str) {}
+    /// A log entry of E2B's build.
+    fn log(&self, _entry: &LogEntry) {}
+}
+
+impl FlowInputs<'_> {
+    /// Records the template ID in e2b.toml as soon as E2B gives it, so that a build failing
+    /// later still rebuilds the same template next time.
+    fn write_back(&self, template_id: &str, events: &dyn FlowEvents) -> Result<(), FlowError> {
+        if self.settings.template_id.as_deref() == Some(template_id) {
+            return Ok(());
+        }
+        let context = &self.options.context;
+        let written = writeback::write_template_id(
+            context,
+            template_id,
+            self.settings.name.as_deref(),
+            self.dockerfile_to_record.as_deref(),
+        )?;
+        if written {
+            events.wrote_template_id(&context.join(super::config::FILE_NAME), template_id);
+        }
+        Ok(())
+    }
+
+    /// The Dockerfile the build reads, and its text.
+    fn dockerfile(&self) -> Result<(PathBuf, String), FlowError> {
+        let path = crate::build::locate_dockerfile(
+            &self.options.context,
+            self.options.dockerfile.as_deref(),
+            self.options.context_dockerfile.as_deref(),
+        )?;
+        let text = std::fs::read_to_string(&path).with_path("read", &path)?;
+        Ok((path, text))
+    }
+
+    /// The image's user, directory and command, as E2B's SDK reads them from the Dockerfile.
+    fn sandbox_start(&self, image: &BuiltImage) -> Result<SandboxStart, FlowError> {
+        let (path, text) = self.dockerfile()?;
+        let dockerfile = crate::dockerfile::parse(&text)
+            .map_err(|source| FlowError::Dockerfile { path, source })?;
+        let config: ImageConfig =
+            serde_json::from_slice(&self.store.read_blob(&image.config.digest)?)
+                .map_err(FlowError::ImageConfig)?;
+        Ok(SandboxStart::new(
+            &config.config,
+            StageSets::of(&dockerfile),
+        ))
+    }
 }
 
 /// What a finished flow reports.
@@ -171,16 +255,6 @@ pub async fn request_registry_build(
     Ok(created)
 }
 
-/// How the build E2B runs from the pushed image is started.
-pub struct RegistryStart {
-    pub pull: Option<PullCredentials>,
-    /// The image's user, directory and command, for E2B to keep (see [`super::sandbox`]).
-    pub sandbox: SandboxStart,
-    pub force: bool,
-    /// Follow the build to its end (else return once it has started).
-    pub wait: bool,
-}
-
 /// The start and ready commands: e2b.toml or flags first, else the image's CMD/ENTRYPOINT with
 /// the SDK's 20 s ready wait. The flag says whether the image's command was taken.
 pub fn start_commands(
@@ -203,113 +277,6 @@ pub fn start_commands(
     }
 }
 
-/// The registry flow after [`request_registry_build`] and the local build: push to `target`,
-/// start E2B's build `fromImage` the pushed digest, follow it.
-pub async fn finish_registry_flow(
-    api: &ApiClient,
-    created: CreatedBuild,
-    inputs: FlowInputs<'_>,
-    target: &Reference,
-    start: RegistryStart,
-    on_log: &mut dyn FnMut(&LogEntry),
-) -> Result<FlowOutcome, FlowError> {
-    check_platform(inputs.image)?;
-    let client = inputs.remote.client(target)?;
-    let digest = push_image(&inputs, &client, target)
-        .await
-        .map_err(|source| FlowError::Push {
-            reference: target.to_string(),
-            source: Box::new(source),
-        })?;
-    let pinned = format!("{}/{}@{digest}", target.registry(), target.repository());
-    let (start_cmd, ready_cmd, _) = start_commands(inputs.settings, &start.sandbox);
-    api.start_build_v2(
-        &created.template_id,
-        &created.build_id,
-        &StartBuildV2 {
-            from_image: pinned,
-            registry: start.pull,
-            steps: start.sandbox.steps(),
-            start_cmd,
-            ready_cmd,
-            force: start.force,
-        },
-    )
-    .await?;
-    if !start.wait {
-        return Ok(FlowOutcome {
-            template_id: created.template_id,
-            build_id: created.build_id,
-            image: target.to_string(),
-            digest,
-            status: BuildState::Building,
-        });
-    }
-    follow_to_the_end(api, created, target.to_string(), digest, &inputs, on_log).await
-}
-
-/// The gateway flow: request a build, push into E2B's gateway, start the build.
-pub async fn gateway_flow(
-    api: &ApiClient,
-    endpoints: &Endpoints,
-    inputs: FlowInputs<'_>,
-    dockerfile_text: String,
-    registry_settings: &RegistrySettings,
-    on_created: &mut dyn FnMut(&CreatedBuild),
-    on_log: &mut dyn FnMut(&LogEntry),
-) -> Result<FlowOutcome, FlowError> {
-    check_platform(inputs.image)?;
-    let settings = inputs.settings;
-    let created = api
-        .create_template_legacy(
-            settings.template_id.as_deref(),
-            &CreateTemplateLegacy {
-                alias: settings.name.clone(),
-                dockerfile: dockerfile_text,
-                start_cmd: settings.start_cmd.clone(),
-                ready_cmd: settings.ready_cmd.clone(),
-                cpu_count: settings.cpu_count,
-                memory_mb: settings.memory_mb,
-                team_id: settings.team_id.clone(),
-            },
-        )
-        .await?;
-    tracing::info!(template = %created.template_id, build = %created.build_id, "E2B opened a build");
-    on_created(&created);
-    let reference_text = endpoints.gateway_image(&created.template_id, &created.build_id);
-    let reference = Reference::parse(&reference_text).map_err(|source| FlowError::Reference {
-        reference: reference_text.clone(),
-        source,
-    })?;
-    let credential = api.credential();
-    let client = RegistryClient::new(
-        reference.registry(),
-        ResolvedCredential::explicit(
-            credential.kind.gateway_username(),
-            credential.secret().clone(),
-        ),
-        gateway_settings(registry_settings, endpoints),
-    )?;
-    let digest = push_image(&inputs, &client, &reference)
-        .await
-        .map_err(|source| {
-            let advice = if is_auth_refusal(&source) {
-                let text = source.to_string();
-                refusal::advice(401, &text, credential, Flow::Gateway)
-            } else {
-                String::new()
-            };
-            FlowError::GatewayPush {
-                reference: reference.to_string(),
-                source: Box::new(source),
-                advice,
-            }
-        })?;
-    api.start_build_legacy(&created.template_id, &created.build_id)
-        .await?;
-    follow_to_the_end(api, created, reference.to_string(), digest, &inputs, on_log).await
-}
-
 /// Both flows end alike: follow the started build to its end, streaming its logs.
 async fn follow_to_the_end(
     api: &ApiClient,
@@ -317,14 +284,14 @@ async fn follow_to_the_end(
     image: String,
     digest: String,
     inputs: &FlowInputs<'_>,
-    on_log: &mut dyn FnMut(&LogEntry),
+    events: &dyn FlowEvents,
 ) -> Result<FlowOutcome, FlowError> {
     let status = follow_build(
         api,
         &created.template_id,
         &created.build_id,
         inputs.poll_interval,
-        on_log,
+        &mut |entry| events.log(entry),
     )
     .await?;
     Ok(FlowOutcome {
@@ -334,46 +301,4 @@ async fn follow_to_the_end(
         digest,
         status,
     })
-}
-
-/// The gateway's rules: its tokens are bound to one repository (no mounts), and the storage
-/// behind it takes a blob in one request only.
-fn gateway_settings(base: &RegistrySettings, endpoints: &Endpoints) -> RegistrySettings {
-    let mut settings = base.clone();
-    settings.cross_repository_mounts = false;
-    settings.chunk_size = None;
-    if endpoints.gateway_plain_http {
-        settings.insecure_hosts.push(endpoints.gateway.clone());
-    }
-    settings
-}
-
-fn is_auth_refusal(error: &PushError) -> bool {
-    matches!(
-        error,
-        PushError::Registry(e) if matches!(
-            **e,
-            RegistryError::TokenDenied { .. } | RegistryError::Unauthorized { .. } | RegistryError::Denied { .. }
-        )
-    )
-}
-
-/// Pushes the built image to `target` through `client`; returns the manifest digest.
-async fn push_image(
-    inputs: &FlowInputs<'_>,
-    client: &RegistryClient,
-    target: &Reference,
-) -> Result<String, PushError> {
-    let request = push::request_for_image(inputs.store, inputs.image, inputs.remote)?;
-    let report = push::push_built_image(
-        inputs.store,
-        inputs.image,
-        request,
-        client,
-        target,
-        inputs.progress.clone(),
-        inputs.early,
-    )
-    .await?;
-    Ok(report.manifest_digest)
 }

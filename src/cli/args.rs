@@ -1,4 +1,9 @@
 //! The command tree (raw flags only). `settings` turns these into plain library options.
+//!
+//! Flags shared by several commands live in one struct each, flattened where needed:
+//! [`BuildInputArgs`] (what a build reads: every command that builds), [`ImageArgs`] (how
+//! `build` and `push` make the image), [`RegistryAccessArgs`] (reaching registries) and
+//! [`UploadArgs`] (pushing).
 
 use std::path::PathBuf;
 
@@ -203,12 +208,8 @@ pub struct TemplateBuildArgs {
     /// The Dockerfile (default: e2b.toml's `dockerfile`, else e2b.Dockerfile, else Dockerfile).
     #[arg(long, value_name = "PATH")]
     pub dockerfile: Option<PathBuf>,
-    /// A build argument, KEY=VALUE (repeatable).
-    #[arg(long = "build-arg", value_name = "KEY=VALUE")]
-    pub build_args: Vec<String>,
-    /// A secret for RUN --mount=type=secret (repeatable): id=NAME,src=FILE or id=NAME,env=VAR.
-    #[arg(long = "secret", value_name = "id=NAME,src=FILE")]
-    pub secrets: Vec<String>,
+    #[command(flatten)]
+    pub inputs: BuildInputArgs,
     #[command(flatten)]
     pub credential: E2bCredentialArgs,
     #[command(flatten)]
@@ -238,12 +239,26 @@ pub struct PushArgs {
     pub json: bool,
 }
 
-/// How registries are reached.
+/// How registries are reached and pushed to (the commands that push).
 #[derive(Debug, Args)]
 pub struct RegistryArgs {
+    #[command(flatten)]
+    pub access: RegistryAccessArgs,
+    #[command(flatten)]
+    pub upload: UploadArgs,
+}
+
+/// How registries are reached (base images too).
+#[derive(Debug, Args)]
+pub struct RegistryAccessArgs {
     /// Reach this registry (HOST[:PORT]) over plain HTTP; loopback addresses always are.
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
     pub insecure_registries: Vec<String>,
+}
+
+/// How the target registry is pushed to.
+#[derive(Debug, Args)]
+pub struct UploadArgs {
     /// User name for the target registry (the password comes from --password-stdin).
     #[arg(long, requires = "password_stdin")]
     pub username: Option<String>,
@@ -275,18 +290,30 @@ pub struct BuildArgs {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
-    pub registry: RegistryArgs,
+    pub registry: RegistryAccessArgs,
 }
 
-/// How the image is built (shared by every command that builds).
+/// What a build reads besides the context (shared by every command that builds): a flag
+/// added here reaches `build`, `push` and `template build` alike.
+#[derive(Debug, Args)]
+pub struct BuildInputArgs {
+    /// A build argument, KEY=VALUE (repeatable); KEY alone takes the value from the environment.
+    #[arg(long = "build-arg", value_name = "KEY=VALUE")]
+    pub build_args: Vec<String>,
+    /// A secret for RUN --mount=type=secret (repeatable): id=NAME,src=FILE or id=NAME,env=VAR.
+    /// It is visible only to the RUN steps that mount it, never in a layer, the image or a log.
+    #[arg(long = "secret", value_name = "id=NAME,src=FILE")]
+    pub secrets: Vec<String>,
+}
+
+/// How `build` and `push` make the image.
 #[derive(Debug, Args)]
 pub struct ImageArgs {
     /// The Dockerfile (default: e2b.toml's `dockerfile`, else e2b.Dockerfile, else Dockerfile).
     #[arg(short = 'f', long = "file", value_name = "DOCKERFILE")]
     pub dockerfile: Option<PathBuf>,
-    /// A build argument, KEY=VALUE (repeatable); KEY alone takes the value from the environment.
-    #[arg(long = "build-arg", value_name = "KEY=VALUE")]
-    pub build_args: Vec<String>,
+    #[command(flatten)]
+    pub inputs: BuildInputArgs,
     /// Platform to build for, os/arch[/variant] (default: the base image's, or linux/amd64).
     #[arg(long)]
     pub platform: Option<String>,
@@ -312,10 +339,6 @@ pub struct ImageArgs {
     /// Build the stage of this name (FROM … AS NAME) and stop there.
     #[arg(long, value_name = "STAGE")]
     pub target: Option<String>,
-    /// A secret for RUN --mount=type=secret (repeatable): id=NAME,src=FILE or id=NAME,env=VAR.
-    /// It is visible only to the RUN steps that mount it, never in a layer, the image or a log.
-    #[arg(long = "secret", value_name = "id=NAME,src=FILE")]
-    pub secrets: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

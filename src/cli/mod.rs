@@ -1,0 +1,123 @@
+//! The `dockless` command's own modules (the binary, not the library): flags in, library
+//! calls, messages and exit codes out.
+//!
+//! - [`args`]: the command tree (clap); [`settings`]: flags and environment → library options;
+//! - [`output`]: the one printer (quiet / JSON / words) and the events it shows, with
+//!   [`progress`] (upload bars) and [`logging`] (diagnostics);
+//! - one file per command: [`build`], [`push`], [`auth`], [`template`] (`template build`),
+//!   [`templates`] (`template status/list/delete`).
+
+pub mod args;
+mod auth;
+mod build;
+pub mod logging;
+mod output;
+mod progress;
+mod push;
+mod settings;
+mod template;
+mod templates;
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use dockless::registry::{CredentialEnv, Reference, RegistrySettings};
+use dockless::remote::RemoteAccess;
+
+use args::{AuthCommand, Cli, Command, TemplateCommand};
+
+/// Runs a parsed command.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let quiet = cli.quiet;
+    match cli.command {
+        Command::Build(args) => build::run(&args, quiet),
+        Command::Push(args) => push::run(&args, quiet),
+        Command::Auth(AuthCommand::Status(args)) => auth::status(&args),
+        Command::Template(TemplateCommand::Build(args)) => template::build(&args, quiet),
+        Command::Template(TemplateCommand::Status(args)) => templates::status(&args, quiet),
+        Command::Template(TemplateCommand::List(args)) => templates::list(&args),
+        Command::Template(TemplateCommand::Delete(args)) => templates::delete(&args),
+    }
+}
+
+/// The exit code and message of a failed command: 2 for a usage error (as clap's own), else 1.
+pub fn failure(error: &anyhow::Error) -> ExitCode {
+    // Broken pipe on stdout (`dockless … | head`) is not a failure worth a message.
+    if error
+        .downcast_ref::<std::io::Error>()
+        .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    {
+        return ExitCode::SUCCESS;
+    }
+    eprintln!("error: {}", render(error));
+    if error.downcast_ref::<UsageError>().is_some() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// The error and its causes on one line, without repeating a cause its parent already printed.
+fn render(error: &anyhow::Error) -> String {
+    let mut message = error.to_string();
+    for cause in error.chain().skip(1) {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+    }
+    message
+}
+
+/// A flag's value that cannot be used as given: exit 2.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct UsageError(Box<dyn std::error::Error + Send + Sync>);
+
+/// Marks `error` as a usage error.
+fn usage(error: impl std::error::Error + Send + Sync + 'static) -> anyhow::Error {
+    UsageError(Box::new(error)).into()
+}
+
+/// `--to`/`--image`: a reference that does not parse is a usage error.
+fn target_reference(text: &str) -> anyhow::Result<Reference> {
+    Reference::parse(text).map_err(usage)
+}
+
+/// A flag's value in a form it cannot have.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct FlagError(String);
+
+/// Settings errors about flags' values are usage errors; those about files or the
+/// environment are not.
+fn settings_error(error: settings::SettingsError) -> anyhow::Error {
+    if error.is_usage() {
+        usage(error)
+    } else {
+        error.into()
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("could not start the async runtime")
+}
+
+/// Registry access for a command; `explicit` is `--username`/`--password-stdin`'s credential
+/// for the target's registry.
+fn remote_access(
+    runtime: &tokio::runtime::Runtime,
+    settings: RegistrySettings,
+    explicit: Option<(String, dockless::registry::ResolvedCredential)>,
+) -> RemoteAccess {
+    RemoteAccess::new(
+        runtime.handle().clone(),
+        settings,
+        CredentialEnv::from_process(),
+        explicit,
+    )
+}

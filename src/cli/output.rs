@@ -1,0 +1,206 @@
+//! The one printer: decides, from -q and --json, what goes where. Results go to stdout (one
+//! JSON object with --json, one line with -q, words otherwise); notes ("Built …") and
+//! progress go to stderr only when a person reads words; E2B's build logs go to stderr
+//! unless -q.
+
+use std::io::Write;
+use std::path::Path;
+
+use dockless::build::BuiltImage;
+use dockless::e2b::api::LogEntry;
+use dockless::e2b::flows::FlowEvents;
+use dockless::e2b::status::format_entry;
+use dockless::publish::PublishEvents;
+use dockless::registry::PushProgressFn;
+use serde_json::json;
+
+use super::progress::{PushProgressView, human_size};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// `-q`: the result alone.
+    Quiet,
+    /// `--json`: one JSON object on stdout.
+    Json,
+    /// Words for a person, notes and progress on stderr.
+    Words,
+}
+
+pub struct Output {
+    mode: Mode,
+    quiet: bool,
+}
+
+impl Output {
+    pub fn new(quiet: bool, json: bool) -> Self {
+        let mode = match (json, quiet) {
+            (true, _) => Mode::Json,
+            (false, true) => Mode::Quiet,
+            (false, false) => Mode::Words,
+        };
+        Output { mode, quiet }
+    }
+
+    pub fn json(&self) -> bool {
+        self.mode == Mode::Json
+    }
+
+    pub fn quiet(&self) -> bool {
+        self.mode == Mode::Quiet
+    }
+
+    /// A note for a person (stderr; not with -q or --json).
+    pub fn note(&self, text: impl std::fmt::Display) {
+        if self.mode == Mode::Words {
+            eprintln!("{text}");
+        }
+    }
+
+    /// What a remote build says (stderr; not with -q).
+    pub fn log(&self, text: impl std::fmt::Display) {
+        if !self.quiet {
+            eprintln!("{text}");
+        }
+    }
+
+    /// The result: `value` with --json, else the lines `words` writes.
+    pub fn result(
+        &self,
+        value: impl FnOnce() -> serde_json::Value,
+        words: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        let mut stdout = std::io::stdout().lock();
+        if self.json() {
+            writeln!(stdout, "{}", value())
+        } else {
+            words(&mut stdout)
+        }
+    }
+
+    /// The events of a push or an E2B flow, shown as this output's mode says.
+    pub fn reporter(&self) -> Reporter<'_> {
+        Reporter {
+            output: self,
+            view: PushProgressView::new(self.mode != Mode::Words),
+        }
+    }
+}
+
+/// Progress bars (or lines), notes and logs of one push or flow.
+pub struct Reporter<'a> {
+    output: &'a Output,
+    view: PushProgressView,
+}
+
+impl Reporter<'_> {
+    /// Clears the bars.
+    pub fn finish(&self) {
+        self.view.finish();
+    }
+}
+
+impl PublishEvents for Reporter<'_> {
+    fn progress(&self) -> Option<PushProgressFn> {
+        self.view.callback()
+    }
+
+    fn built(&self, image: &BuiltImage) {
+        self.output.note(format_args!("Built {}", describe(image)));
+    }
+
+    fn pushing(&self, blobs: &[(String, u64)]) {
+        self.view.expect(blobs.iter().cloned());
+    }
+}
+
+impl FlowEvents for Reporter<'_> {
+    fn wrote_template_id(&self, e2b_toml: &Path, template_id: &str) {
+        self.output.note(format_args!(
+            "Wrote template_id = \"{template_id}\" to {}",
+            e2b_toml.display()
+        ));
+    }
+
+    fn start_from_image(&self, start_cmd: &str, ready_cmd: &str) {
+        self.output.log(format_args!(
+            "Start command from the image's CMD/ENTRYPOINT: {start_cmd} (ready command: {ready_cmd}); set start_cmd in e2b.toml or --start-cmd to choose another"
+        ));
+    }
+
+    fn log(&self, entry: &LogEntry) {
+        self.output.log(format_entry(entry));
+    }
+}
+
+/// One line about a built image: digest, platform, layers, size.
+pub fn describe(image: &BuiltImage) -> String {
+    let new_layers = image.layers.iter().filter(|l| !l.from_base).count();
+    let count = image.layers.len();
+    format!(
+        "{} ({}, {count} {} of which {new_layers} new, {})",
+        image.manifest.digest,
+        image.platform,
+        if count == 1 { "layer" } else { "layers" },
+        human_size(image.total_size())
+    )
+}
+
+/// A built image as `--json` shows it.
+pub fn image_json(image: &BuiltImage) -> serde_json::Value {
+    json!({
+        "digest": image.manifest.digest,
+        "mediaType": image.manifest.media_type,
+        "size": image.total_size(),
+        "manifestSize": image.manifest.size,
+        "config": {"digest": image.config.digest, "size": image.config.size},
+        "platform": image.platform.to_string(),
+        "layers": image.layers.iter().map(|l| json!({
+            "digest": l.digest,
+            "diffId": l.diff_id,
+            "size": l.size,
+            "mediaType": l.media_type,
+            "fromBase": l.from_base,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dockless::digest::Digest;
+    use dockless::image::Descriptor;
+
+    fn image(layers: usize) -> BuiltImage {
+        let digest = Digest::of(b"x");
+        let descriptor = || Descriptor {
+            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+            digest: digest.clone(),
+            size: 10,
+            urls: None,
+            annotations: None,
+            platform: None,
+        };
+        BuiltImage {
+            manifest: descriptor(),
+            config: descriptor(),
+            layers: (0..layers)
+                .map(|_| dockless::build::BuiltLayer {
+                    digest: digest.clone(),
+                    diff_id: digest.clone(),
+                    size: 5,
+                    media_type: String::new(),
+                    from_base: false,
+                })
+                .collect(),
+            platform: "linux/amd64".parse().unwrap(),
+            base: None,
+        }
+    }
+
+    #[test]
+    fn one_layer_is_a_layer() {
+        assert!(describe(&image(1)).contains("(linux/amd64, 1 layer of which 1 new,"));
+        assert!(describe(&image(2)).contains("(linux/amd64, 2 layers of which 2 new,"));
+        assert!(describe(&image(0)).contains("0 layers of which 0 new"));
+    }
+}

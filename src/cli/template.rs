@@ -1,0 +1,147 @@
+//! `dockless template build`: flags, e2b.toml and the environment in; one of the E2B
+//! library's two flows (registry, gateway) run; its events and outcome shown.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use dockless::e2b::api::{ApiClient, ApiRetry};
+use dockless::e2b::config::TemplateConfig;
+use dockless::e2b::endpoints::Endpoints;
+use dockless::e2b::env::E2bEnv;
+use dockless::e2b::flows::{self, FlowInputs, FlowOutcome, RegistryStart};
+use dockless::e2b::pull::PullKind;
+use dockless::e2b::rules;
+use dockless::e2b::template::{TemplateFlags, TemplateSettings};
+use dockless::store::Store;
+use serde_json::json;
+
+use super::args::{RegistryAuthArg, TemplateBuildArgs};
+use super::auth::resolve_credential;
+use super::output::Output;
+use super::{remote_access, runtime, settings, settings_error, target_reference};
+
+/// How often the build status is asked for (E2B's CLI asks about twice a second).
+pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
+
+pub fn build(args: &TemplateBuildArgs, quiet: bool) -> anyhow::Result<ExitCode> {
+    let output = Output::new(quiet, args.json);
+    let env = E2bEnv::from_process();
+    // Validate everything before building or sending anything.
+    let config = TemplateConfig::load(&args.context)?;
+    let flags = TemplateFlags {
+        name: args.name.clone(),
+        cpu_count: args.cpu,
+        memory_mb: args.memory_mb,
+        start_cmd: args.start_cmd.clone(),
+        ready_cmd: args.ready_cmd.clone(),
+        dockerfile: args.dockerfile.clone(),
+    };
+    let template = TemplateSettings::merge(config, &flags, env.team_id.as_deref())?;
+    if let Some(tag) = args.tags.iter().find(|t| !rules::tag_is_valid(t)) {
+        anyhow::bail!(
+            "--tag {tag:?}: E2B takes tags of lowercase letters, digits, '-', '_' and '.', e.g. v2 or 2026.08"
+        );
+    }
+    let endpoints = Endpoints::from_env(&env)?;
+    let target = args.image.as_deref().map(target_reference).transpose()?;
+    if target.is_none() && !args.gateway && endpoints.is_e2b_cloud() {
+        anyhow::bail!(gateway_is_gone(args, &endpoints));
+    }
+    if target.is_none() && args.registry.upload.username.is_some() {
+        anyhow::bail!(
+            "--username/--password-stdin are for --image's registry; the gateway flow authenticates with the E2B credential"
+        );
+    }
+    let credential = resolve_credential(&args.credential, args.registry.upload.password_stdin)?;
+    let api = ApiClient::new(endpoints.api.clone(), credential, ApiRetry::default())?;
+    let options =
+        settings::template_options(&args.context, args.dockerfile.as_deref(), &args.inputs)
+            .map_err(settings_error)?;
+    let runtime = runtime()?;
+    let store = Store::open(Store::default_root())?;
+    let explicit = match &target {
+        Some(target) => settings::explicit_credential(&args.registry, target)?,
+        None => None,
+    };
+    let registry_settings = settings::registry_settings(&args.registry);
+    let remote = remote_access(&runtime, registry_settings.clone(), explicit);
+    let inputs = FlowInputs {
+        settings: &template,
+        options: &options,
+        store: &store,
+        remote: &remote,
+        poll_interval: POLL_INTERVAL,
+        dockerfile_to_record: args
+            .dockerfile
+            .as_ref()
+            .and_then(|p| p.strip_prefix(&args.context).ok())
+            .and_then(|p| p.to_str())
+            .map(str::to_owned),
+    };
+    let reporter = output.reporter();
+    let outcome = match &target {
+        Some(target) => {
+            flows::registry_flow(&api, &inputs, target, registry_start(args), &reporter)
+        }
+        None => flows::gateway_flow(&api, &endpoints, &inputs, &registry_settings, &reporter),
+    };
+    reporter.finish();
+    print_outcome(&output, &outcome?)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What the registry flow asks E2B for besides the image.
+fn registry_start(args: &TemplateBuildArgs) -> RegistryStart {
+    let pull = match (args.share_registry_credentials, args.registry_auth) {
+        (true, _) | (_, Some(RegistryAuthArg::Registry)) => Some(PullKind::Registry),
+        (_, Some(RegistryAuthArg::Auto)) => Some(PullKind::Auto),
+        (_, Some(RegistryAuthArg::Aws)) => Some(PullKind::Aws),
+        (_, Some(RegistryAuthArg::Gcp)) => Some(PullKind::Gcp),
+        (false, None) => None,
+    };
+    RegistryStart {
+        tags: args.tags.clone(),
+        pull,
+        force: args.skip_cache,
+        wait: !args.no_wait,
+    }
+}
+
+/// Problem 1 of E2B today: without --image on E2B's cloud, one message and the way out.
+fn gateway_is_gone(args: &TemplateBuildArgs, endpoints: &Endpoints) -> String {
+    format!(
+        "E2B's cloud ({}) no longer runs the registry gateway (docker.e2b.app) that `template build` \
+         without --image pushes to: E2B removed it in August 2026. Push to a registry you control \
+         and let E2B build from there, with an API key in E2B_API_KEY: \
+         `dockless template build {} --image ghcr.io/OWNER/NAME:TAG` (add \
+         --share-registry-credentials when the image is private). For a self-hosted E2B, set \
+         E2B_DOMAIN (or E2B_API_URL), or pass --gateway",
+        endpoints.api.host_str().unwrap_or("e2b.app"),
+        args.context.display()
+    )
+}
+
+fn print_outcome(output: &Output, outcome: &FlowOutcome) -> std::io::Result<()> {
+    output.result(
+        || {
+            json!({
+                "templateID": outcome.template_id,
+                "buildID": outcome.build_id,
+                "image": outcome.image,
+                "digest": outcome.digest,
+                "status": outcome.status,
+            })
+        },
+        |out| {
+            writeln!(
+                out,
+                "Template {} built (build {}, {}): {}@{}",
+                outcome.template_id,
+                outcome.build_id,
+                outcome.status,
+                outcome.image,
+                outcome.digest
+            )
+        },
+    )
+}

@@ -1,0 +1,97 @@
+//! The final pass: every blob of a built image (skipped, mounted or uploaded), then its
+//! manifest.
+
+use bytes::Bytes;
+
+use crate::build::BuiltImage;
+use crate::digest::Digest;
+use crate::registry::{
+    BlobSource, PushBlob, PushProgressFn, PushReport, PushRequest, Reference, RegistryClient,
+    push_image,
+};
+use crate::remote::RemoteAccess;
+use crate::store::Store;
+
+use super::PublishError;
+use super::early::EarlyReport;
+use super::{file_blob, mount_candidates};
+
+/// The push request for a built image: blobs from the store, base layers that stayed in their
+/// registry streamed (or mounted) from there.
+pub fn request_for_image(
+    store: &Store,
+    image: &BuiltImage,
+    remote: &RemoteAccess,
+) -> Result<PushRequest, PublishError> {
+    let manifest = store.read_blob(&image.manifest.digest)?;
+    let base_client = match &image.base {
+        Some(base) => Some((remote.client(base)?, base.repository().to_owned())),
+        None => None,
+    };
+    let mut blobs = vec![file_blob(store, &image.config.digest, image.config.size)];
+    for layer in &image.layers {
+        if store.has_blob(&layer.digest) {
+            blobs.push(file_blob(store, &layer.digest, layer.size));
+            continue;
+        }
+        let (client, repository) = match (&base_client, layer.from_base) {
+            (Some((client, repository)), true) => (client.clone(), repository.clone()),
+            _ => return Err(PublishError::MissingLayer(layer.digest.clone())),
+        };
+        blobs.push(PushBlob {
+            digest: layer.digest.to_string(),
+            size: layer.size,
+            source: BlobSource::Registry { client, repository },
+            mount_from: Vec::new(),
+        });
+    }
+    Ok(PushRequest {
+        manifest: Bytes::from(manifest),
+        media_type: image.manifest.media_type.clone(),
+        blobs,
+        mount_from: Vec::new(),
+    })
+}
+
+/// Builds and pushes a built image: blobs the registry has are skipped, blobs pushed before to
+/// another repository of the same registry (or in the base's repository there) are mounted,
+/// the rest uploaded; afterwards every blob's new location is remembered.
+pub async fn push_built_image(
+    store: &Store,
+    image: &BuiltImage,
+    mut request: PushRequest,
+    client: &RegistryClient,
+    target: &Reference,
+    progress: Option<PushProgressFn>,
+    early: EarlyReport,
+) -> Result<PushReport, PublishError> {
+    let prefix = format!("{}/", target.registry());
+    let base_repository = image
+        .base
+        .as_ref()
+        .filter(|base| base.registry() == target.registry())
+        .map(|base| base.repository().to_owned());
+    for blob in &mut request.blobs {
+        let Ok(digest) = blob.digest.parse::<Digest>() else {
+            continue;
+        };
+        let from_base = image
+            .layers
+            .iter()
+            .any(|l| l.from_base && l.digest == digest);
+        let base = base_repository.as_deref().filter(|_| from_base);
+        blob.mount_from = mount_candidates(store, &digest, &prefix, target, base);
+    }
+    let mut report = push_image(client, target, &request, progress).await?;
+    for digest in image.blobs() {
+        store.record_location(&digest, target.registry(), target.repository());
+    }
+    // Blobs the early uploads sent were found present (skipped) by the final pass.
+    report.skipped_blobs = report
+        .skipped_blobs
+        .saturating_sub(early.uploaded_blobs + early.mounted_blobs);
+    report.uploaded_blobs += early.uploaded_blobs;
+    report.mounted_blobs += early.mounted_blobs;
+    report.uploaded_bytes += early.uploaded_bytes;
+    Ok(report)
+}
