@@ -14,7 +14,13 @@ use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, lchown};
 use std::path::Path;
 
-use crate::run::sandbox::IdRange;
+/// Sandbox IDs `0..count` are host IDs `uid_start..` and `gid_start..`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IdRange {
+    pub uid_start: u32,
+    pub gid_start: u32,
+    pub count: u32,
+}
 
 /// `[path, uid, gid]` for every file not owned by root, paths relative to the tree.
 pub type OwnerList = Vec<(String, u64, u64)>;

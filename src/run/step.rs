@@ -16,9 +16,6 @@ use crate::image::users::UserDatabase;
 use crate::layer::{LayerSettings, OnLive, WrittenLayer};
 use crate::store::Store;
 
-/// The host name RUN commands see, as BuildKit's sandbox names itself.
-pub const SANDBOX_HOSTNAME: &str = "buildkitsandbox";
-
 /// Everything that decides one RUN step, as the stage has it at that instruction.
 #[derive(Debug, Clone)]
 pub struct RunStep<'a> {
@@ -193,7 +190,7 @@ impl RunStep<'_> {
             env.push((key.to_owned(), value.to_owned()));
         }
         if !has(&env, "HOSTNAME") {
-            env.push(("HOSTNAME".to_owned(), SANDBOX_HOSTNAME.to_owned()));
+            env.push(("HOSTNAME".to_owned(), sandbox::HOSTNAME.to_owned()));
         }
         if !has(&env, "HOME") {
             env.push(("HOME".to_owned(), users.home(self.user)));

@@ -22,16 +22,7 @@ impl Builder<'_> {
         run: crate::dockerfile::Run,
         done: &[Stage],
     ) -> Result<(), BuildError> {
-        for (flag, value) in &run.flags {
-            if !matches!(flag.as_str(), "network" | "mount") {
-                return Err(self.at(
-                    instruction,
-                    Unsupported(format!("RUN --{flag}={value} is not supported; remove it")),
-                ));
-            }
-        }
-        let network = Network::for_run(&run.flags, self.options.network)
-            .map_err(|e| self.at(instruction, Unsupported(e)))?;
+        let network = self.run_network(instruction, &run.flags)?;
         let mounts = self.run_mounts(stage, instruction, &run.flags)?;
         let mount_key = self.mount_key(&mounts, done, instruction)?;
         let (argv, scripts) = self.run_command_line(run.command, run.heredocs, &stage.shell)?;
@@ -78,7 +69,35 @@ impl Builder<'_> {
         if made.cached {
             tracing::info!(line = instruction.line, "RUN cached: {}", instruction.text);
         }
-        let built = self.built_layer(&made.layer);
+        self.add_run_layer(stage, instruction, &made.layer)
+    }
+
+    /// The network of a RUN (`--network`, else the build's), refusing flags it does not know.
+    fn run_network(
+        &self,
+        instruction: &Instruction,
+        flags: &[(String, String)],
+    ) -> Result<Network, BuildError> {
+        for (flag, value) in flags {
+            if !matches!(flag.as_str(), "network" | "mount") {
+                return Err(self.at(
+                    instruction,
+                    Unsupported(format!("RUN --{flag}={value} is not supported; remove it")),
+                ));
+            }
+        }
+        Network::for_run(flags, self.options.network)
+            .map_err(|e| self.at(instruction, Unsupported(e)))
+    }
+
+    /// A RUN's layer joins the stage, which learns what the command made.
+    fn add_run_layer(
+        &self,
+        stage: &mut Stage,
+        instruction: &Instruction,
+        layer: &crate::layer::WrittenLayer,
+    ) -> Result<(), BuildError> {
+        let built = self.built_layer(layer);
         if let Some(observer) = self.observer {
             observer.written(&built);
         }
@@ -86,10 +105,7 @@ impl Builder<'_> {
         stage.config.history.push(self.history(instruction, false));
         if stage.filesystem.complete {
             // Later COPY, WORKDIR and --chown need to know what the command made.
-            let layer = [(
-                made.layer.digest.clone(),
-                self.built_layer(&made.layer).media_type,
-            )];
+            let layer = [(layer.digest.clone(), self.built_layer(layer).media_type)];
             stage
                 .filesystem
                 .apply_layers(self.store, &layer)

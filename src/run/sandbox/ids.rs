@@ -3,8 +3,6 @@
 use std::fs;
 use std::process::Command;
 
-use serde::{Deserialize, Serialize};
-
 use super::{Spec, SubIds};
 
 /// How the sandbox's IDs relate to the host's.
@@ -21,13 +19,7 @@ pub enum Mapping {
     Shifted(IdRange),
 }
 
-/// Sandbox IDs `0..count` are host IDs `uid_start..` and `gid_start..`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IdRange {
-    pub uid_start: u32,
-    pub gid_start: u32,
-    pub count: u32,
-}
+pub use crate::run::owners::IdRange;
 
 /// How many IDs root's sandbox maps: every 16-bit ID an image uses (nobody is 65534).
 const ROOT_RANGE_COUNT: u32 = 65536;

@@ -24,7 +24,7 @@ pub(super) fn init(spec: &Spec, mapping: Mapping, prepared: &Prepared) -> Result
     mounts::enter_root(&spec.scripts, || {
         step_mounts::attach(&spec.mounts, prepared)
     })?;
-    let name = crate::run::step::SANDBOX_HOSTNAME;
+    let name = super::HOSTNAME;
     // SAFETY: a valid buffer of the given length.
     if unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) } != 0 {
         return Err(format!(

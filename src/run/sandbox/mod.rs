@@ -35,6 +35,9 @@ pub use ids::{IdRange, Mapping, mapping_for, subordinate_ids};
 pub use network::Network;
 pub use step_mounts::{MountSource, SandboxMount};
 
+/// The host name RUN commands see, as BuildKit's sandbox names itself.
+pub const HOSTNAME: &str = "buildkitsandbox";
+
 /// The first argument that makes the dockless binary act as the sandbox helper.
 pub const SANDBOX_ARG: &str = "__dockless-sandbox";
 

@@ -23,7 +23,7 @@ pub fn shared_fixtures() -> PathBuf {
 }
 
 /// The dockless binary copied where any user can run it (see [`shared_fixtures`]); one copy
-/// per build of it, older copies removed.
+/// per build of it, copies older than a day removed.
 pub fn binary_for_anyone() -> &'static Path {
     static COPY: OnceLock<PathBuf> = OnceLock::new();
     COPY.get_or_init(|| {
@@ -39,8 +39,17 @@ pub fn binary_for_anyone() -> &'static Path {
         let dir = bins.join(&name);
         let copy = dir.join("dockless");
         if !copy.is_file() {
+            // Copies of other builds go once they are a day old: a test run of another
+            // checkout may still be using a younger one.
+            let day = std::time::Duration::from_secs(86_400);
             for old in fs::read_dir(&bins).into_iter().flatten().flatten() {
-                let _ = fs::remove_dir_all(old.path());
+                let stale = old
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > day));
+                if stale {
+                    let _ = fs::remove_dir_all(old.path());
+                }
             }
             let staging = bins.join(format!(".{name}.{}", std::process::id()));
             fs::create_dir_all(&staging).unwrap();
