@@ -61,6 +61,11 @@ check:
 # What CI runs.
 ci: check test
 
+# The README's two commands on a fresh Debian bookworm minbase with only the host's Rust toolchain
+# (debootstrap, pivot_root in private namespaces; needs root). Slow: not part of `ci`.
+fresh:
+    bash scripts/fresh.sh
+
 # Benchmark build+push against buildah, skopeo+umoci, skopeo copy and the pigz floor (add --quick).
 bench *args: build-release
     python3 bench/run.py {{args}}
