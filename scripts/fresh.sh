@@ -63,7 +63,13 @@ cp -a "$cargo_home/bin" "$root/root/.cargo/bin"
 chmod 0700 "$root/root"
 git clone -q "$repo" "$root/root/dockless"
 echo "fresh: cloned $(git -C "$repo" rev-parse --short HEAD) (uncommitted changes are not in it)" >&2
+# The host's network, as a machine on it would be set up: its resolver, and the local CAs it
+# trusts (a TLS-inspecting proxy's), which Debian's ca-certificates adds when setup.sh installs it.
 cp -L /etc/resolv.conf "$root/etc/resolv.conf"
+if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+  mkdir -p "$root/usr/local/share/ca-certificates"
+  cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
+fi
 
 # Runs as PID 1 of the new PID namespace, in the private mount namespace.
 inside() {

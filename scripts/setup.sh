@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # Installs what the demo and the tests need when it is missing: just, and Debian's
 # docker-registry (the CNCF distribution registry), skopeo, umoci, htpasswd, busybox-static,
-# buildah and debootstrap.
+# buildah and debootstrap, and what a Rust toolchain installed by rustup lacks on a bare Debian:
+# a C compiler and the CA certificates. `just fresh` proves it on a bare Debian minbase.
 set -euo pipefail
 
 need_packages=()
+# rustup brings no linker: rustc links with the system's `cc`, and ring, aws-lc, zstd and xz
+# build C code. cargo reaches crates.io (to install just) over TLS with the system's CAs.
+command -v cc >/dev/null || need_packages+=(gcc libc6-dev)
+[ -s /etc/ssl/certs/ca-certificates.crt ] || need_packages+=(ca-certificates)
 command -v docker-registry >/dev/null || need_packages+=(docker-registry)
 command -v skopeo >/dev/null || need_packages+=(skopeo)
 command -v umoci >/dev/null || need_packages+=(umoci)
