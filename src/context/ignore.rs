@@ -13,7 +13,7 @@
 //! for unusual orders such as `a/b` followed by `!a`, where Docker still excludes `a/b`.
 
 mod clean;
-mod goregex;
+mod go_regexp;
 mod matcher;
 
 use clean::go_clean;

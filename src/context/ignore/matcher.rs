@@ -1,12 +1,14 @@
 //! One `.dockerignore` pattern compiled the way moby's `patternmatcher` compiles it: classified as an
 //! exact, prefix (`dir/**`), suffix (`**/name`) or regexp match, with the regexp text built by the
 //! same character-by-character rewrite (`*` → `[^/]*`, `?` → `[^/]`, `**/` → `(.*/)?`, a trailing
-//! `**` → `.*`, `.+()|{}$` escaped, everything else passed through to Go's regexp syntax).
+//! `**` → `.*`, `.+()|{}$` escaped, everything else passed through to Go's regexp syntax, which `go_regexp` reads with Go's meaning).
 //!
 //! The classification matters beyond speed: a suffix pattern such as `**foo` matches `a/barfoo`
 //! (plain suffix test) where the regexp would not, and Docker answers with the suffix test.
 
-use super::goregex::GoRegex;
+use regex::Regex;
+
+use super::go_regexp;
 
 #[derive(Debug, Clone)]
 pub(super) struct CompiledPattern {
@@ -22,7 +24,7 @@ enum MatchKind {
     Prefix,
     /// `cleaned` starts with `**`.
     Suffix,
-    Regexp(GoRegex),
+    Regexp(Regex),
 }
 
 impl CompiledPattern {
@@ -33,7 +35,7 @@ impl CompiledPattern {
             Kind::Exact => MatchKind::Exact,
             Kind::Prefix => MatchKind::Prefix,
             Kind::Suffix => MatchKind::Suffix,
-            Kind::Regexp => MatchKind::Regexp(GoRegex::compile(&regexp_source)?),
+            Kind::Regexp => MatchKind::Regexp(go_regexp::compile(&regexp_source)?),
         };
         Ok(CompiledPattern {
             cleaned: cleaned.to_owned(),

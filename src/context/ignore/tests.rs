@@ -393,4 +393,8 @@ fn go_regexp_meanings_are_kept() {
     check("a^b\n", &[("a^b", true)]);
     // POSIX classes work the way Go's regexp reads them.
     check("[[:digit:]]*\n", &[("7up", true), ("up", false)]);
+    // Perl classes are ASCII, `&&` in a class is two members, `\<` is the character.
+    check("\\d*\n", &[("7up", true), ("٣up", false)]);
+    check("[a&&b]*\n", &[("&x", true), ("ax", true), ("cx", false)]);
+    check("\\<*\\>\n", &[("<x>", true), ("x", false)]);
 }
