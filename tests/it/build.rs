@@ -1336,3 +1336,39 @@ fn copy_parents_keeps_the_source_paths_as_dockers_reference_shows() {
     assert_eq!(get("pivot/y/b.txt"), Some("deep\n"));
     assert_eq!(get("pivot/x"), None, "the pivot's own path is not kept");
 }
+
+/// Issue 13, fault 4: `--chown=NAME` and USER resolve against the stage's file system as it is
+/// at that instruction, so a user an earlier RUN added is known, on a registry base too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_added_by_an_earlier_run_resolve_for_chown_and_user() {
+    if !is_root() {
+        eprintln!("skipped: RUN as another user needs root here");
+        return;
+    }
+    let registry =
+        crate::support::registry::TestRegistry::start(crate::support::registry::RegistryAuth::None)
+            .await;
+    let ws = Workspace::new();
+    let busybox = busybox_base(ws.path());
+    let remote = format!("{}/bases/busybox:1", registry.host);
+    push_base(&ws, &busybox, &remote);
+    ws.write(
+        "Dockerfile",
+        "ARG BASE\nFROM $BASE\n\
+         RUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo dev:x:1234:4321::/home/dev:/bin/sh >> /etc/passwd && echo devs:x:4321: >> /etc/group\"]\n\
+         COPY --chown=dev:devs f.txt /srv/f.txt\n\
+         WORKDIR /srv\n\
+         USER dev\n\
+         RUN [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busybox id -u > /srv/who\"]\n",
+    );
+    ws.write("f.txt", "f");
+    ws.build_ok(&["--build-arg", &format!("BASE={remote}")]);
+    let (_keep, root) = umoci_unpack(&ws.out(), "t");
+    assert_eq!(mode_owner(&root, "srv/f.txt"), "100644 1234:4321");
+    assert_eq!(
+        mode_owner(&root, "srv"),
+        "40755 1234:4321",
+        "COPY made /srv with the --chown owner"
+    );
+    assert_eq!(fs::read_to_string(root.join("srv/who")).unwrap(), "1234\n");
+}
