@@ -61,7 +61,7 @@ cp -a "$minbase" "$root"
 mkdir -p "$root/root/.cargo/registry" "$root/root/.rustup"
 cp -a "$cargo_home/bin" "$root/root/.cargo/bin"
 chmod 0700 "$root/root"
-git clone -q "$repo" "$root/root/dockless"
+git -c init.defaultBranch=main -c advice.detachedHead=false clone -q "$repo" "$root/root/dockless"
 echo "fresh: cloned $(git -C "$repo" rev-parse --short HEAD) (uncommitted changes are not in it)" >&2
 # The host's network, as a machine on it would be set up: its resolver, and the local CAs it
 # trusts (a TLS-inspecting proxy's), which Debian's ca-certificates adds when setup.sh installs it.
