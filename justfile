@@ -61,8 +61,8 @@ check:
 # What CI runs.
 ci: check test
 
-# The README's two commands on a fresh Debian bookworm minbase with only the host's Rust toolchain
-# (debootstrap, pivot_root in private namespaces; needs root). Slow: not part of `ci`.
+# scripts/fresh.sh: debootstrap, a clone in a 0700 home, pivot_root in private namespaces.
+# The README's two commands on a bare Debian minbase with the host's Rust toolchain (root; slow, not in ci).
 fresh:
     bash scripts/fresh.sh
 
