@@ -32,6 +32,10 @@ pub struct CopyRequest<'a> {
     pub add: bool,
     /// ADD --checksum for a URL source.
     pub checksum: Option<Digest>,
+    /// `--exclude`: paths inside a source directory (relative to it) that are left out.
+    pub exclude: Option<&'a crate::context::ignore::IgnoreRules>,
+    /// `--parents`: each source keeps its path below the context root (or a `/./` pivot).
+    pub parents: bool,
 }
 
 /// The entries of a COPY layer, and the staging directory that holds fetched or extracted
@@ -54,10 +58,6 @@ pub enum CopyError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Archive(#[from] ArchiveError),
-    #[error(
-        "when copying more than one source ({count} here), the destination '{dest}' must be a directory ending with /"
-    )]
-    DestinationNotDirectory { dest: String, count: usize },
     #[error("{url}: {message}")]
     Download { url: String, message: String },
     #[error("{url}: checksum mismatch: expected {expected}, the download is {actual}")]
@@ -115,25 +115,34 @@ pub fn plan_copy(
             Err(e) => return Err(e.into()),
         }
     }
-    let count = local.len() + urls.len();
-    if count > 1 && !dest_says_dir {
-        return Err(CopyError::DestinationNotDirectory {
-            dest: request.dest.into(),
-            count,
-        });
+    // BuildKit copies each source on its own into `dest`: a directory's content goes into it
+    // (making it a directory), a file goes inside it if it is a directory by then, else
+    // becomes it, so several files into a path without a trailing slash overwrite each other.
+    let files = local.iter().filter(|m| !m.meta.is_dir()).count() + urls.len();
+    if files > 1 && !dest_says_dir && !known.is_dir(&dest) && !request.parents {
+        tracing::warn!(
+            "{} files are copied to '{}', which does not end with /: as in Docker, each replaces the one before; end the destination with / to keep them all",
+            files,
+            request.dest
+        );
     }
     if request.checksum.is_some() && urls.is_empty() {
         return Err(CopyError::ChecksumWithoutUrl);
     }
-    let dest_is_dir = dest_says_dir || known.is_dir(&dest);
+    let mut dest_is_dir = dest_says_dir || known.is_dir(&dest);
     let owner = request.owner.unwrap_or((0, 0));
     let mut builder = EntrySet::new(owner, request.chmod);
     let mut staging: Option<TempDir> = None;
 
     for matched in &local {
+        if request.parents {
+            add_with_parents(&mut builder, context, request, &dest, matched)?;
+            continue;
+        }
         if matched.meta.is_dir() {
             builder.ensure_dir(&dest);
-            builder.add_walked(&dest, &context.walk(matched)?)?;
+            builder.add_walked(&dest, &walk_without_excluded(context, matched, request)?)?;
+            dest_is_dir = true;
             continue;
         }
         let archive = if request.add && matched.meta.is_file() {
@@ -193,6 +202,60 @@ pub fn plan_copy(
         staging,
         stamps,
     })
+}
+
+/// What a source directory holds, less what `--exclude` leaves out (matched, as BuildKit's
+/// copier does, against paths relative to that directory; a source named on the line is never
+/// excluded itself).
+fn walk_without_excluded(
+    context: &Context,
+    matched: &crate::context::source::Matched,
+    request: &CopyRequest<'_>,
+) -> Result<Vec<Walked>, CopyError> {
+    let mut walked = context.walk(matched)?;
+    if let Some(rules) = request.exclude {
+        walked.retain(|w| !rules.is_excluded(&w.rel));
+    }
+    Ok(walked)
+}
+
+/// `COPY --parents`: the source lands at its own path under `dest` (below the `/./` pivot of
+/// the source pattern, if it has one), each directory on the way taken from the context.
+fn add_with_parents(
+    builder: &mut EntrySet,
+    context: &Context,
+    request: &CopyRequest<'_>,
+    dest: &str,
+    matched: &crate::context::source::Matched,
+) -> Result<(), CopyError> {
+    let pivot = request
+        .sources
+        .iter()
+        .filter_map(|source| source.split_once("/./"))
+        .map(|(pivot, _)| pivot.trim_start_matches("./").trim_matches('/'))
+        .find(|pivot| matched.rel == *pivot || matched.rel.starts_with(&format!("{pivot}/")))
+        .unwrap_or("");
+    let kept = matched.rel[pivot.len()..].trim_start_matches('/');
+    builder.ensure_dir(dest);
+    let mut ancestor = String::new();
+    for part in kept.split('/').filter(|p| !p.is_empty()) {
+        ancestor = if ancestor.is_empty() {
+            part.to_owned()
+        } else {
+            format!("{ancestor}/{part}")
+        };
+        let on_disk = context.root().join(pivot).join(&ancestor);
+        let meta = fs::symlink_metadata(&on_disk).with_path("read", &on_disk)?;
+        if ancestor != kept {
+            builder.add_from_disk(&join(dest, &ancestor), &on_disk, &meta)?;
+        }
+    }
+    let target = join(dest, kept);
+    builder.add_from_disk(&target, &matched.abs, &matched.meta)?;
+    if matched.meta.is_dir() {
+        builder.add_walked(&target, &walk_without_excluded(context, matched, request)?)?;
+    }
+    Ok(())
 }
 
 /// The staging directory for fetched and extracted files, created on first use.

@@ -107,6 +107,10 @@ pub struct Copy {
     pub chown: Option<String>,
     pub chmod: Option<String>,
     pub link: bool,
+    /// `--exclude`: patterns (`.dockerignore` syntax) of paths inside the sources to leave out.
+    pub exclude: Vec<String>,
+    /// `--parents`: keep each source's path (below a `/./` pivot if given) under `dest`.
+    pub parents: bool,
     /// Sources written inline as heredocs (`COPY <<EOF /dest`): files named after them.
     pub inline: Vec<Heredoc>,
 }
@@ -124,6 +128,8 @@ pub struct Add {
     /// `--unpack[=bool]`: `None` when not given (archives from the context are unpacked, remote
     /// ones are not).
     pub unpack: Option<bool>,
+    /// `--exclude`, as for COPY.
+    pub exclude: Vec<String>,
     /// Sources written inline as heredocs, as for COPY.
     pub inline: Vec<Heredoc>,
 }

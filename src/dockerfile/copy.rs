@@ -10,6 +10,8 @@ const COPY_FLAGS: &[(&str, FlagKind)] = &[
     ("chown", FlagKind::Value),
     ("chmod", FlagKind::Value),
     ("link", FlagKind::Bool),
+    ("exclude", FlagKind::Repeated),
+    ("parents", FlagKind::Bool),
 ];
 
 const ADD_FLAGS: &[(&str, FlagKind)] = &[
@@ -19,6 +21,7 @@ const ADD_FLAGS: &[(&str, FlagKind)] = &[
     ("keep-git-dir", FlagKind::Bool),
     ("checksum", FlagKind::Value),
     ("unpack", FlagKind::Bool),
+    ("exclude", FlagKind::Repeated),
 ];
 
 pub(crate) fn parse_copy(args: &str, flags: &[String]) -> Result<Command, String> {
@@ -31,6 +34,8 @@ pub(crate) fn parse_copy(args: &str, flags: &[String]) -> Result<Command, String
         chown: non_empty(flags.value("chown")),
         chmod: non_empty(flags.value("chmod")),
         link: flags.bool("link").unwrap_or(false),
+        exclude: non_empty_values(flags.values("exclude")),
+        parents: flags.bool("parents").unwrap_or(false),
         inline: Vec::new(),
     }))
 }
@@ -47,8 +52,14 @@ pub(crate) fn parse_add(args: &str, flags: &[String]) -> Result<Command, String>
         keep_git_dir: flags.bool("keep-git-dir").unwrap_or(false),
         link: flags.bool("link").unwrap_or(false),
         unpack: flags.bool("unpack"),
+        exclude: non_empty_values(flags.values("exclude")),
         inline: Vec::new(),
     }))
+}
+
+/// `--exclude` patterns, empty ones dropped.
+fn non_empty_values(values: Vec<String>) -> Vec<String> {
+    values.into_iter().filter(|v| !v.is_empty()).collect()
 }
 
 /// BuildKit treats an empty flag value as not given.

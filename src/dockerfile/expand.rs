@@ -32,6 +32,8 @@ impl Command {
                 chown: expander.flag(&copy.chown)?,
                 chmod: expander.flag(&copy.chmod)?,
                 link: copy.link,
+                exclude: expander.words(&copy.exclude)?,
+                parents: copy.parents,
                 inline: expander.inline(&copy.inline)?,
             }),
             Command::Add(add) => Command::Add(Add {
@@ -43,6 +45,7 @@ impl Command {
                 keep_git_dir: add.keep_git_dir,
                 link: add.link,
                 unpack: add.unpack,
+                exclude: expander.words(&add.exclude)?,
                 inline: expander.inline(&add.inline)?,
             }),
             Command::Env(pairs) => Command::Env(expander.pairs(pairs)?),

@@ -25,6 +25,15 @@ impl Flags {
             .map(|(_, value)| value.clone())
     }
 
+    /// Every value of a repeated flag, in order.
+    pub fn values(&self, name: &str) -> Vec<String> {
+        self.given
+            .iter()
+            .filter(|(given, _)| given == name)
+            .map(|(_, value)| value.clone())
+            .collect()
+    }
+
     /// The value of a bool flag, if given.
     pub fn bool(&self, name: &str) -> Option<bool> {
         self.value(name).map(|value| value == "true")

@@ -224,16 +224,34 @@ ADD file.txt /added/
 }
 
 #[test]
-fn several_sources_need_a_directory_destination() {
+fn several_sources_into_a_path_without_slash_go_as_buildkit_copies_them() {
+    // BuildKit copies each source on its own (fsutil's prepareTargetDir): two files into
+    // `/dest` leave the last one there, with a warning here; a directory's content makes
+    // `/dest` a directory, and a file after it goes inside.
     let ws = Workspace::new();
-    ws.write("Dockerfile", "FROM scratch\nCOPY a b /dest\n");
+    ws.write(
+        "Dockerfile",
+        "FROM scratch\nCOPY a b /dest\nCOPY d c /merged\n",
+    );
     ws.write("a", "a");
     ws.write("b", "b");
-    let err = ws.build_err(&[]);
-    assert!(
-        err.contains("Dockerfile:2") && err.contains("must be a directory ending with /"),
-        "{err}"
+    ws.write("c", "c");
+    ws.write("d/inside", "inside");
+    let out = ws
+        .dockless()
+        .args(["build", "ctx", "--output", "out", "--tag", "t"])
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("each replaces the one before"), "{stderr}");
+    let tree = unpacked_tree(&ws);
+    assert_eq!(tree.get("dest").map(String::as_str), Some("b"));
+    assert_eq!(
+        tree.get("merged/inside").map(String::as_str),
+        Some("inside")
     );
+    assert_eq!(tree.get("merged/c").map(String::as_str), Some("c"));
 }
 
 #[test]
@@ -1182,4 +1200,175 @@ fn copy_chmod_gives_its_mode_to_the_directories_it_creates() {
     let second = layer_listing(&ws, &layers[1]);
     assert!(!second.contains(" parent/\n"), "/parent exists: {second}");
     assert!(second.contains("drwxrwx--- 0/0"), "{second}");
+}
+
+/// Every path of the image `out:t` unpacked, with a file's content or a link's target.
+fn unpacked_tree(ws: &Workspace) -> std::collections::BTreeMap<String, String> {
+    let (_keep, root) = umoci_unpack(&ws.out(), "t");
+    let mut tree = std::collections::BTreeMap::new();
+    let mut pending = vec![root.clone()];
+    while let Some(dir) = pending.pop() {
+        for entry in fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let rel = path
+                .strip_prefix(&root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            let meta = fs::symlink_metadata(&path).unwrap();
+            let what = if meta.file_type().is_symlink() {
+                format!("-> {}", fs::read_link(&path).unwrap().display())
+            } else if meta.is_dir() {
+                pending.push(path.clone());
+                "dir".to_owned()
+            } else {
+                fs::read_to_string(&path).unwrap()
+            };
+            tree.insert(rel, what);
+        }
+    }
+    tree
+}
+
+/// BuildKit's own test of `--exclude` (frontend/dockerfile/exclude_patterns_test.go,
+/// testExcludedFilesOnCopy), its context and its expectations, on scratch.
+#[test]
+fn copy_and_add_exclude_follow_buildkits_test() {
+    let ws = Workspace::new();
+    for (path, content) in [
+        ("dir1/file-101.png", "2"),
+        ("dir1/file-102.txt", "3"),
+        ("dir1/file-103.jpeg", "4"),
+        ("dir2/file-201.pdf", "6"),
+        ("dir2/file-202.jpeg", "7"),
+        ("dir2/file-203.png", "8"),
+        ("dir3/file-301.mp3", "9"),
+        ("dir3/file-302.mpeg", "10"),
+        ("dir4/file-401.txt", "11"),
+    ] {
+        ws.write(path, content);
+    }
+    symlink("file-401.txt", ws.context().join("dir4/file-402.txt")).unwrap();
+    symlink("file-404.txt", ws.context().join("dir4/file-403.txt")).unwrap();
+    ws.write(
+        "Dockerfile",
+        "FROM scratch\n\
+         COPY --exclude=*/*.png --exclude=*/*.jpeg --exclude=Dockerfile . /1\n\
+         COPY --exclude=*/*.pdf --exclude=*/*.txt --exclude=Dockerfile . /2\n\
+         ADD --exclude=*.mp3 dir3/ /3/\n\
+         COPY --exclude=*.mp3 --exclude=*.jpeg --exclude=*.png --exclude=*.pdf --exclude=*.txt dir* /4/\n\
+         ADD --exclude=*.mp* --exclude=*.jpeg --exclude=*.png --exclude=*.pdf dir* /5\n\
+         ADD --exclude=* dir* /6\n",
+    );
+    ws.build_ok(&[]);
+    let tree = unpacked_tree(&ws);
+    let files = |prefix: &str| -> Vec<(String, String)> {
+        tree.iter()
+            .filter(|(path, what)| path.starts_with(prefix) && what.as_str() != "dir")
+            .map(|(path, what)| (path[prefix.len()..].to_owned(), what.clone()))
+            .collect()
+    };
+    let owned = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        files("1/"),
+        owned(&[
+            ("dir1/file-102.txt", "3"),
+            ("dir2/file-201.pdf", "6"),
+            ("dir3/file-301.mp3", "9"),
+            ("dir3/file-302.mpeg", "10"),
+            ("dir4/file-401.txt", "11"),
+            ("dir4/file-402.txt", "-> file-401.txt"),
+            ("dir4/file-403.txt", "-> file-404.txt"),
+        ])
+    );
+    assert_eq!(
+        files("2/"),
+        owned(&[
+            ("dir1/file-101.png", "2"),
+            ("dir1/file-103.jpeg", "4"),
+            ("dir2/file-202.jpeg", "7"),
+            ("dir2/file-203.png", "8"),
+            ("dir3/file-301.mp3", "9"),
+            ("dir3/file-302.mpeg", "10"),
+        ])
+    );
+    assert_eq!(files("3/"), owned(&[("file-302.mpeg", "10")]));
+    assert_eq!(files("4/"), owned(&[("file-302.mpeg", "10")]));
+    assert_eq!(
+        files("5/"),
+        owned(&[
+            ("file-102.txt", "3"),
+            ("file-401.txt", "11"),
+            ("file-402.txt", "-> file-401.txt"),
+            ("file-403.txt", "-> file-404.txt"),
+        ])
+    );
+    assert!(files("6/").is_empty(), "everything excluded: {tree:?}");
+    assert_eq!(tree.get("6").map(String::as_str), Some("dir"));
+}
+
+/// `COPY --parents` as Docker's reference shows it: each source keeps its path, below a `/./`
+/// pivot when the pattern has one; without the flag the second source replaces the first.
+#[test]
+fn copy_parents_keeps_the_source_paths_as_dockers_reference_shows() {
+    let ws = Workspace::new();
+    ws.write("x/a.txt", "from x\n");
+    ws.write("y/a.txt", "from y\n");
+    ws.write("x/y/b.txt", "deep\n");
+    ws.write(
+        "Dockerfile",
+        "FROM scratch\n\
+         COPY ./x/a.txt ./y/a.txt /no_parents/\n\
+         COPY --parents ./x/a.txt ./y/a.txt /parents/\n\
+         COPY --parents ./x/./y/*.txt /pivot/\n",
+    );
+    ws.build_ok(&[]);
+    let tree = unpacked_tree(&ws);
+    let get = |path: &str| tree.get(path).map(String::as_str);
+    assert_eq!(get("no_parents/a.txt"), Some("from y\n"));
+    assert_eq!(get("parents/x/a.txt"), Some("from x\n"));
+    assert_eq!(get("parents/y/a.txt"), Some("from y\n"));
+    assert_eq!(get("pivot/y/b.txt"), Some("deep\n"));
+    assert_eq!(get("pivot/x"), None, "the pivot's own path is not kept");
+}
+
+/// Issue 13, fault 4: `--chown=NAME` and USER resolve against the stage's file system as it is
+/// at that instruction, so a user an earlier RUN added is known, on a registry base too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_added_by_an_earlier_run_resolve_for_chown_and_user() {
+    if !is_root() {
+        eprintln!("skipped: RUN as another user needs root here");
+        return;
+    }
+    let registry =
+        crate::support::registry::TestRegistry::start(crate::support::registry::RegistryAuth::None)
+            .await;
+    let ws = Workspace::new();
+    let busybox = busybox_base(ws.path());
+    let remote = format!("{}/bases/busybox:1", registry.host);
+    push_base(&ws, &busybox, &remote);
+    ws.write(
+        "Dockerfile",
+        "ARG BASE\nFROM $BASE\n\
+         RUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo dev:x:1234:4321::/home/dev:/bin/sh >> /etc/passwd && echo devs:x:4321: >> /etc/group\"]\n\
+         COPY --chown=dev:devs f.txt /srv/f.txt\n\
+         WORKDIR /srv\n\
+         USER dev\n\
+         RUN [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busybox id -u > /srv/who\"]\n",
+    );
+    ws.write("f.txt", "f");
+    ws.build_ok(&["--build-arg", &format!("BASE={remote}")]);
+    let (_keep, root) = umoci_unpack(&ws.out(), "t");
+    assert_eq!(mode_owner(&root, "srv/f.txt"), "100644 1234:4321");
+    assert_eq!(
+        mode_owner(&root, "srv"),
+        "40755 1234:4321",
+        "COPY made /srv with the --chown owner"
+    );
+    assert_eq!(fs::read_to_string(root.join("srv/who")).unwrap(), "1234\n");
 }

@@ -277,12 +277,25 @@ const SCRATCH_WORKDIR: &str = "BuildKit's emptyImage sets WorkingDir /; buildah 
 /// (tonistiigi/fsutil copy/copy.go, `copyDirectory`); buildah 1.28 keeps the source's mode there.
 const CHMOD_ON_CREATED_DIRECTORY: &str = "BuildKit's copier gives a directory it creates the --chmod mode; buildah 1.28 keeps the source's";
 
+/// BuildKit copies each source of a COPY on its own into the destination (convert_copy.go, one
+/// llb.Copy per source; fsutil copy/copy.go `prepareTargetDir`): a file goes inside the
+/// destination only if it is a directory by then, else becomes it, so files copied to a path
+/// without a trailing slash replace each other; its own exclude test (exclude_patterns_test.go)
+/// copies four directories to `/5`. buildah 1.28 makes the destination a directory instead.
+const EACH_SOURCE_ON_ITS_OWN: &str = "BuildKit copies each source on its own: a file becomes a destination that is not a directory yet; buildah 1.28 makes a directory";
+
 const ARGS_FROM_A_BASE_STAGE: &str =
     "BuildKit's dispatchState.init inherits the base stage's buildArgs; buildah 1.28 does not";
 
 corpus! {
-    #[ignore = "dockless differs from buildah: `COPY context/bar/doesnotexist* context/foo hello` (two sources, one matching nothing, no trailing slash) writes the file /hello; buildah 1.28 makes /hello/foo; which one Docker (BuildKit) does is not settled here, see issue 13"]
-    kaniko_copy => Case { name: "kaniko-copy", ..Case::default() };
+    kaniko_copy => Case {
+        name: "kaniko-copy",
+        pins: &[
+            DockerPin { path: "hello", docker: Docker::File("100755 0:0", "foo\n"), why: EACH_SOURCE_ON_ITS_OWN },
+            DockerPin { path: "hello/foo", docker: Docker::Absent, why: EACH_SOURCE_ON_ITS_OWN },
+        ],
+        ..Case::default()
+    };
     kaniko_add => Case {
         name: "kaniko-add",
         build_args: &["file=context/foo"],
@@ -346,8 +359,16 @@ corpus! {
     buildah_dest_symlink_dangling => Case { name: "buildah-dest-symlink-dangling", ..Case::default() };
     buildah_workdir_symlink => Case { name: "buildah-workdir-symlink", ..Case::default() };
     buildah_copy_workdir => Case { name: "buildah-copy-workdir", ..Case::default() };
-    #[ignore = "dockless differs from buildah: two sources into /testdir (no trailing slash) are refused; buildah 1.28 copies both into /testdir/; which one Docker (BuildKit) does is not settled here, see issue 13"]
-    buildah_copy_globs => Case { name: "buildah-copy-globs", ..Case::default() };
+    buildah_copy_globs => Case {
+        name: "buildah-copy-globs",
+        pins: &[
+            DockerPin { path: "testdir", docker: Docker::File("100644 0:0", ""), why: EACH_SOURCE_ON_ITS_OWN },
+            DockerPin { path: "testdir/test1.txt", docker: Docker::Absent, why: EACH_SOURCE_ON_ITS_OWN },
+            DockerPin { path: "testdir/test2.txt", docker: Docker::Absent, why: EACH_SOURCE_ON_ITS_OWN },
+        ],
+        config_pins: &[("WorkingDir", r#""/""#, SCRATCH_WORKDIR)],
+        ..Case::default()
+    };
     buildah_copy_chown => Case { name: "buildah-copy-chown", ..Case::default() };
     buildah_multi_stage_extended => Case {
         name: "buildah-multi-stage-extended",

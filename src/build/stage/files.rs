@@ -8,6 +8,7 @@ use crate::build::base;
 use crate::build::copy::{self, CopyRequest};
 use crate::build::{BuildError, BuiltLayer};
 use crate::context::Context;
+use crate::context::ignore::IgnoreRules;
 use crate::digest::Digest;
 use crate::dockerfile::{Add, Copy, Heredoc, Instruction};
 use crate::layer::{Entry, EntryKind};
@@ -22,6 +23,8 @@ struct Transfer<'a> {
     chmod: Option<&'a str>,
     add: bool,
     checksum: Option<Digest>,
+    exclude: &'a [String],
+    parents: bool,
 }
 
 impl<'a> Transfer<'a> {
@@ -33,6 +36,8 @@ impl<'a> Transfer<'a> {
             chmod: c.chmod.as_deref(),
             add: false,
             checksum: None,
+            exclude: &c.exclude,
+            parents: c.parents,
         }
     }
 }
@@ -76,6 +81,8 @@ impl Builder<'_> {
             chmod: a.chmod.as_deref(),
             add: true,
             checksum,
+            exclude: &a.exclude,
+            parents: false,
         };
         if !a.inline.is_empty() {
             return self.inline_step(stage, instruction, &a.inline, transfer);
@@ -195,6 +202,20 @@ impl Builder<'_> {
             }
             None => None,
         };
+        let exclude = if transfer.exclude.is_empty() {
+            None
+        } else {
+            let rules = IgnoreRules::parse(&transfer.exclude.join("\n")).map_err(|e| {
+                self.at(
+                    instruction,
+                    Unsupported(format!(
+                        "--exclude={}: {e}",
+                        transfer.exclude.join(" --exclude=")
+                    )),
+                )
+            })?;
+            Some(rules)
+        };
         let workdir = stage.workdir();
         let request = CopyRequest {
             sources: transfer.sources,
@@ -204,6 +225,8 @@ impl Builder<'_> {
             chmod,
             add: transfer.add,
             checksum: transfer.checksum,
+            exclude: exclude.as_ref(),
+            parents: transfer.parents,
         };
         let plan = copy::plan_copy(
             context,

@@ -151,6 +151,8 @@ fn copy_fields() {
             chmod: Some("755".into()),
             link: true,
             inline: vec![],
+            exclude: vec![],
+            parents: false,
         })
     );
 }
@@ -168,6 +170,8 @@ fn copy_json_sources_are_expanded_too() {
             chmod: None,
             link: false,
             inline: vec![],
+            exclude: vec![],
+            parents: false,
         })
     );
 }
@@ -201,6 +205,7 @@ fn add_fields() {
             link: false,
             unpack: None,
             inline: vec![],
+            exclude: vec![],
         })
     );
 }
