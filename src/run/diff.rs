@@ -202,18 +202,7 @@ pub fn diff(root: &Path, before: &Snapshot, after: &Snapshot, owners: Owners<'_>
         let include = match old {
             None => true,
             Some(_) if replaced => true,
-            Some(o) if node.is_dir() => {
-                (o.mode, owner(path, o, owners, true)) != (node.mode, (uid, gid))
-            }
-            Some(o) => {
-                (
-                    o.mode,
-                    owner(path, o, owners, true),
-                    o.size,
-                    &o.link,
-                    o.mtime,
-                ) != (node.mode, (uid, gid), node.size, &node.link, node.mtime)
-            }
+            Some(o) => changed(path, o, node, owners, (uid, gid)),
         };
         if !include {
             continue;
@@ -286,6 +275,17 @@ pub fn diff(root: &Path, before: &Snapshot, after: &Snapshot, owners: Owners<'_>
         }
     }
     entries
+}
+
+/// Whether the file at `path` (the same one, not a replacement) changed from `old` to `node`,
+/// whose owner in the image is now `owner_now`: its mode, owner or extended attributes, and
+/// for anything but a directory its size, link target or modification time.
+fn changed(path: &str, old: &Node, node: &Node, owners: Owners<'_>, owner_now: (u64, u64)) -> bool {
+    let owner_before = owner(path, old, owners, true);
+    if (old.mode, owner_before, &old.xattrs) != (node.mode, owner_now, &node.xattrs) {
+        return true;
+    }
+    !node.is_dir() && (old.size, &old.link, old.mtime) != (node.size, &node.link, node.mtime)
 }
 
 /// The owner in the image of `node` at `path`, before the command or after it.
@@ -396,6 +396,28 @@ mod tests {
         // The same walk twice: nothing changed, nothing to write.
         let again = Snapshot::take(root).unwrap();
         assert!(diff(root, &after, &again, Owners::AsOnDisk).is_empty());
+    }
+
+    #[test]
+    fn a_change_of_extended_attributes_alone_is_a_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::write(root.join("f"), "x").unwrap();
+        fs::create_dir(root.join("d")).unwrap();
+        let before = Snapshot::take(root).unwrap();
+        // As setcap or setfattr: neither the content nor the modification time changes.
+        if let Err(e) = xattr::set(root.join("f"), "user.dockless", b"kept") {
+            eprintln!("skipped: no user extended attributes in the temporary directory: {e}");
+            return;
+        }
+        xattr::set(root.join("d"), "user.dockless", b"dir").unwrap();
+        let after = Snapshot::take(root).unwrap();
+        let entries = diff(root, &before, &after, Owners::AsOnDisk);
+        assert_eq!(paths(&entries), ["d", "f"]);
+        assert_eq!(
+            entries[1].xattrs,
+            [("user.dockless".to_owned(), b"kept".to_vec())]
+        );
     }
 
     #[test]

@@ -44,7 +44,6 @@ const KNOWN_TOO_BIG: &[(&str, usize)] = &[
     ("src/layer/pgzip.rs", 646),
     ("src/registry/client.rs", 714),
     ("src/registry/credentials.rs", 790),
-    ("src/build/copy.rs: fn plan_copy", 117),
     ("src/run/diff.rs: fn diff", 112),
     ("src/run/rootfs.rs: fn apply_entry", 105),
 ];

@@ -20,12 +20,12 @@ use crate::support::binary::{Workspace, assert_success, is_root, umoci_unpack};
 
 /// How dockless is run for an attempt.
 #[derive(Debug, Clone, Copy)]
-struct Mode {
-    who: As,
-    flags: &'static [&'static str],
+pub(crate) struct Mode {
+    pub(crate) who: As,
+    pub(crate) flags: &'static [&'static str],
 }
 
-const MODES: [Mode; 3] = [
+pub(crate) const MODES: [Mode; 3] = [
     Mode {
         who: As::Root,
         flags: &[],
@@ -123,7 +123,7 @@ fn attempt(mode: Mode, leak: &str) -> BTreeMap<String, String> {
     results
 }
 
-fn unique(label: &str) -> String {
+pub(crate) fn unique(label: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

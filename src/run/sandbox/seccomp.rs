@@ -13,7 +13,9 @@ use seccompiler::{
 
 /// Refused outright: kernel keyrings, BPF, perf, userfaultfd, kexec, module loading, handles
 /// that bypass paths, every way to mount, namespaces, reboot, swap, accounting, clock and
-/// NUMA policy changes, io_uring (which runs system calls the filter does not see).
+/// NUMA policy changes, io_uring (which runs system calls the filter does not see), and what
+/// Docker keeps for CAP_SYS_PTRACE beyond ptrace itself: taking another process's file
+/// descriptors (pidfd_getfd) and advising on its memory (process_madvise).
 const DENIED: &[libc::c_long] = &[
     libc::SYS_acct,
     libc::SYS_add_key,
@@ -38,6 +40,7 @@ const DENIED: &[libc::c_long] = &[
     libc::SYS_keyctl,
     libc::SYS_lookup_dcookie,
     libc::SYS_mbind,
+    libc::SYS_migrate_pages,
     libc::SYS_mount,
     libc::SYS_mount_setattr,
     libc::SYS_move_mount,
@@ -47,11 +50,15 @@ const DENIED: &[libc::c_long] = &[
     libc::SYS_open_by_handle_at,
     libc::SYS_open_tree,
     libc::SYS_perf_event_open,
+    libc::SYS_pidfd_getfd,
     libc::SYS_pivot_root,
+    libc::SYS_process_madvise,
     libc::SYS_quotactl,
+    libc::SYS_quotactl_fd,
     libc::SYS_reboot,
     libc::SYS_request_key,
     libc::SYS_set_mempolicy,
+    libc::SYS_set_mempolicy_home_node,
     libc::SYS_setdomainname,
     libc::SYS_sethostname,
     libc::SYS_setns,

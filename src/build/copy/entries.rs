@@ -1,0 +1,305 @@
+//! The entries one COPY or ADD gathers for its layer: files read from disk (kinds, modes,
+//! extended attributes, hard links), archive entries, and the directories the copy creates.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::{self, Metadata};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+
+use super::{CopyError, join};
+use crate::build::filesystem::KnownFilesystem;
+use crate::context::source::Walked;
+use crate::fs_error::{FsError, IoContext};
+use crate::layer::cache::{SourceStamp, Stamps};
+use crate::layer::{Entry, EntryKind};
+
+/// Entries being gathered for one layer: a later entry for the same path replaces an earlier one.
+pub(super) struct EntrySet {
+    entries: BTreeMap<String, Entry>,
+    /// (device, inode) of files with several links, so that they become hard links in the layer.
+    inodes: HashMap<String, (u64, u64)>,
+    owner: (u64, u64),
+    chmod: Option<u32>,
+    created_dirs: Vec<String>,
+    pub(super) stamps: Stamps,
+}
+
+impl EntrySet {
+    pub(super) fn new(owner: (u64, u64), chmod: Option<u32>) -> Self {
+        EntrySet {
+            entries: BTreeMap::new(),
+            inodes: HashMap::new(),
+            owner,
+            chmod,
+            created_dirs: Vec::new(),
+            stamps: Stamps::new(),
+        }
+    }
+
+    pub(super) fn add(&mut self, entry: Entry) {
+        self.inodes.remove(&entry.path);
+        self.stamps.remove(&entry.path);
+        self.entries.insert(entry.path.clone(), entry);
+    }
+
+    /// A destination directory the copy needs: written only if it does not exist below.
+    pub(super) fn ensure_dir(&mut self, path: &str) {
+        if !path.is_empty() {
+            self.created_dirs.push(path.to_owned());
+        }
+    }
+
+    pub(super) fn add_from_disk(
+        &mut self,
+        target: &str,
+        abs: &Path,
+        meta: &Metadata,
+    ) -> Result<(), CopyError> {
+        if let Some(found) = FromDisk::read(abs, meta)? {
+            self.insert_from_disk(target, found, meta);
+        }
+        Ok(())
+    }
+
+    /// Adds what [`FromDisk::read`] found at `target`.
+    pub(super) fn insert_from_disk(&mut self, target: &str, found: FromDisk, meta: &Metadata) {
+        let FromDisk { kind, xattrs } = found;
+        let is_symlink = matches!(kind, EntryKind::Symlink { .. });
+        let mode = match self.chmod {
+            Some(mode) if !is_symlink => mode,
+            _ => meta.mode() & 0o7777,
+        };
+        if meta.is_file() {
+            self.stamps.insert(target.to_owned(), SourceStamp::of(meta));
+        }
+        if meta.is_file() && meta.nlink() > 1 {
+            self.inodes
+                .insert(target.to_owned(), (meta.dev(), meta.ino()));
+        }
+        let path = target.to_owned();
+        self.entries.insert(
+            path.clone(),
+            Entry {
+                path,
+                kind,
+                mode,
+                uid: self.owner.0,
+                gid: self.owner.1,
+                xattrs,
+            },
+        );
+    }
+
+    /// Adds everything a directory walk found, reading the files' details (links, extended
+    /// attributes: one system call or more each, most of a no-op build's time) on every core.
+    pub(super) fn add_walked(&mut self, dest: &str, walked: &[Walked]) -> Result<(), CopyError> {
+        // One stamp per file: grown once, not rehashed all the way up.
+        self.stamps.reserve(walked.len());
+        let threads = crate::parallel::cores();
+        let per_thread = walked.len().div_ceil(threads).max(256);
+        let chunks: Vec<&[Walked]> = walked.chunks(per_thread).collect();
+        let found = crate::parallel::map_in_order(&chunks, threads, |chunk| {
+            chunk
+                .iter()
+                .map(|w| FromDisk::read(&w.abs, &w.meta))
+                .collect::<Result<Vec<_>, CopyError>>()
+        })
+        .ok_or_else(|| {
+            CopyError::Fs(FsError {
+                action: "read the files for",
+                path: dest.into(),
+                source: std::io::Error::other("a reader thread stopped unexpectedly"),
+            })
+        })?;
+        for (chunk, details) in chunks.into_iter().zip(found) {
+            for (w, detail) in chunk.iter().zip(details?) {
+                if let Some(detail) = detail {
+                    self.insert_from_disk(&join(dest, &w.rel), detail, &w.meta);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn add_archive_entry(&mut self, dest: &str, mut entry: Entry) {
+        entry.path = join(dest, &entry.path);
+        if let EntryKind::Hardlink { target } = &mut entry.kind {
+            *target = join(dest, target);
+        }
+        if let Some((uid, gid)) = (self.owner != (0, 0)).then_some(self.owner) {
+            entry.uid = uid;
+            entry.gid = gid;
+        }
+        if let Some(mode) = self
+            .chmod
+            .filter(|_| !matches!(entry.kind, EntryKind::Symlink { .. }))
+        {
+            entry.mode = mode;
+        }
+        self.add(entry);
+    }
+
+    /// Sorted entries, with the directories the copy creates and hard links made consistent.
+    pub(super) fn finish(mut self, known: &KnownFilesystem) -> Result<Vec<Entry>, CopyError> {
+        // Parents of every entry, and the destinations themselves, that do not exist yet.
+        // Without a complete picture of the file system below, none are written: an entry for a
+        // directory that exists would overwrite its mode and owner.
+        if known.complete {
+            self.add_created_dirs(known)?;
+        }
+        // Files sharing an inode: the first in path order is written whole, the rest link to it.
+        let mut first_of_inode: HashMap<(u64, u64), String> = HashMap::new();
+        let mut entries: Vec<Entry> = self.entries.into_values().collect();
+        for entry in &mut entries {
+            if let Some(key) = self.inodes.get(&entry.path) {
+                match first_of_inode.get(key) {
+                    Some(first) => {
+                        entry.kind = EntryKind::Hardlink {
+                            target: first.clone(),
+                        }
+                    }
+                    None => {
+                        first_of_inode.insert(*key, entry.path.clone());
+                    }
+                }
+            }
+        }
+        Ok(entries)
+    }
+
+    /// Entries for the directories the copy creates: the destination and every missing parent
+    /// of what it writes, made as BuildKit's copy makes them (fsutil's MkdirAll): owned by the
+    /// --chown owner, with the --chmod mode if one is given (0755 otherwise).
+    pub(super) fn add_created_dirs(&mut self, known: &KnownFilesystem) -> Result<(), CopyError> {
+        // A directory copied onto a file replaces it (fsutil removes the file), so the
+        // destinations of directory sources are not checked for what is in their way.
+        let destinations: HashSet<String> =
+            std::mem::take(&mut self.created_dirs).into_iter().collect();
+        let mut needed: Vec<String> = destinations.iter().cloned().collect();
+        // Each parent once: a parent seen before had its own parents climbed then.
+        let mut seen: HashSet<&str> = HashSet::new();
+        for path in self.entries.keys().chain(destinations.iter()) {
+            let mut parent = path.as_str();
+            while let Some((up, _)) = parent.rsplit_once('/') {
+                if !seen.insert(up) {
+                    break;
+                }
+                needed.push(up.to_owned());
+                parent = up;
+            }
+        }
+        for dir in needed {
+            if known.is_dir(&dir) || self.entries.contains_key(&dir) {
+                continue;
+            }
+            if let Some(node) = known.get(&dir).filter(|_| !destinations.contains(&dir)) {
+                return Err(CopyError::NotADirectory {
+                    path: dir,
+                    found: node.kind.describe(),
+                });
+            }
+            self.entries.insert(
+                dir.clone(),
+                Entry {
+                    path: dir,
+                    kind: EntryKind::Directory,
+                    mode: self.chmod.unwrap_or(0o755),
+                    uid: self.owner.0,
+                    gid: self.owner.1,
+                    xattrs: Vec::new(),
+                },
+            );
+        }
+        Ok(())
+    }
+}
+
+/// What one file on disk becomes in a layer, read without touching the entry set (so that
+/// many can be read at once).
+pub(super) struct FromDisk {
+    kind: EntryKind,
+    xattrs: Vec<(String, Vec<u8>)>,
+}
+
+impl FromDisk {
+    /// `None` for what a layer cannot hold (sockets), with a warning.
+    pub(super) fn read(abs: &Path, meta: &Metadata) -> Result<Option<Self>, CopyError> {
+        let kind = match meta.file_type() {
+            t if t.is_dir() => EntryKind::Directory,
+            t if t.is_file() => EntryKind::File {
+                source: abs.to_owned(),
+                size: meta.len(),
+            },
+            t if t.is_symlink() => {
+                let target = fs::read_link(abs).with_path("read the symlink", abs)?;
+                EntryKind::Symlink {
+                    target: target.to_string_lossy().into_owned(),
+                }
+            }
+            t if t.is_fifo() => EntryKind::Fifo,
+            t if t.is_char_device() => {
+                let (major, minor) = device_numbers(meta.rdev());
+                EntryKind::CharDevice { major, minor }
+            }
+            t if t.is_block_device() => {
+                let (major, minor) = device_numbers(meta.rdev());
+                EntryKind::BlockDevice { major, minor }
+            }
+            _ => {
+                tracing::warn!(
+                    "skipping {}: sockets cannot be stored in an image layer",
+                    abs.display()
+                );
+                return Ok(None);
+            }
+        };
+        let xattrs = if matches!(kind, EntryKind::Symlink { .. }) {
+            Vec::new()
+        } else {
+            read_xattrs(abs)
+        };
+        Ok(Some(FromDisk { kind, xattrs }))
+    }
+}
+
+/// Extended attributes worth keeping (file capabilities among them); SELinux labels and
+/// `system.*` (ACLs) describe the build host, not the image.
+fn read_xattrs(path: &Path) -> Vec<(String, Vec<u8>)> {
+    if !may_have_xattrs(path) {
+        return Vec::new();
+    }
+    let Ok(names) = xattr::list(path) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, Vec<u8>)> = names
+        .filter_map(|name| {
+            let name = name.to_str()?.to_owned();
+            if name.starts_with("system.") || name == "security.selinux" {
+                return None;
+            }
+            let value = xattr::get(path, &name).ok()??;
+            Some((name, value))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// One `llistxattr` size query: almost every file has no extended attributes, and this
+/// answers that in a single system call (listing them takes two).
+fn may_have_xattrs(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return true;
+    };
+    // SAFETY: `c_path` is a valid NUL-terminated string for the duration of the call; a null
+    // buffer with size 0 asks only for the size of the list and writes nothing.
+    let size = unsafe { libc::llistxattr(c_path.as_ptr(), std::ptr::null_mut(), 0) };
+    size != 0
+}
+
+fn device_numbers(rdev: u64) -> (u32, u32) {
+    let major = ((rdev >> 8) & 0xfff) | ((rdev >> 32) & !0xfff);
+    let minor = (rdev & 0xff) | ((rdev >> 12) & !0xff);
+    (major as u32, minor as u32)
+}
