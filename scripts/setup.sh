@@ -25,6 +25,8 @@ command -v buildah >/dev/null || need_packages+=(buildah)
 command -v debootstrap >/dev/null || need_packages+=(debootstrap)
 command -v setpriv >/dev/null || need_packages+=(util-linux)
 command -v newuidmap >/dev/null || need_packages+=(uidmap)
+# The escape tests read the file capabilities a RUN sets, as umoci unpacked them, with getcap.
+command -v getcap >/dev/null || need_packages+=(libcap2-bin)
 
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
