@@ -93,34 +93,8 @@ fn attempt(mode: Mode, leak: &str) -> BTreeMap<String, String> {
         &[("E2B_API_KEY", leak), ("ESCAPE_TEST_LEAK", leak)],
     );
     assert_success(&out);
-    let escaped: Vec<_> = fs::read_dir(ws.path())
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|name| name.starts_with("escaped"))
-        .collect();
-    assert!(
-        escaped.is_empty(),
-        "{mode:?}: created on the host: {escaped:?}"
-    );
     let (_bundle, rootfs) = umoci_unpack(&ws.out(), "t");
-    let results: BTreeMap<String, String> = fs::read_dir(rootfs.join("results"))
-        .unwrap()
-        .flatten()
-        .map(|e| {
-            (
-                e.file_name().to_string_lossy().into_owned(),
-                fs::read_to_string(e.path()).unwrap(),
-            )
-        })
-        .collect();
-    for (name, seen) in &results {
-        assert!(
-            !seen.contains(leak),
-            "{mode:?}: attempt {name} read the host's secret:\n{seen}"
-        );
-    }
-    results
+    nothing_escaped(&ws, &rootfs, &mode, leak)
 }
 
 pub(crate) fn unique(label: &str) -> String {
@@ -372,4 +346,41 @@ fn without_a_fresh_proc_the_build_fails_instead_of_using_the_hosts() {
     assert!(err.contains("Dockerfile:2"), "{err}");
     assert!(err.contains("cannot mount a /proc"), "{err}");
     assert!(!ws.out().exists());
+}
+
+/// Asserts the attempts of a build in `ws` left nothing `escaped*` on the host and read no
+/// `leak`; returns what each attempt wrote under the image's `/results`.
+pub(crate) fn nothing_escaped(
+    ws: &Workspace,
+    rootfs: &Path,
+    mode: &Mode,
+    leak: &str,
+) -> BTreeMap<String, String> {
+    let escaped: Vec<_> = fs::read_dir(ws.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("escaped"))
+        .collect();
+    assert!(
+        escaped.is_empty(),
+        "{mode:?}: created on the host: {escaped:?}"
+    );
+    let results: BTreeMap<String, String> = fs::read_dir(rootfs.join("results"))
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                fs::read_to_string(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    for (name, seen) in &results {
+        assert!(
+            !seen.contains(leak),
+            "{mode:?}: attempt {name} read the host's secret:\n{seen}"
+        );
+    }
+    results
 }

@@ -26,7 +26,7 @@ use std::process::{Child, Command};
 
 use tempfile::TempDir;
 
-use crate::escapes::{MODES, Mode, unique};
+use crate::escapes::{MODES, Mode, nothing_escaped, unique};
 use crate::run::dockless_with_env;
 use crate::support::binary::{Workspace, assert_success, is_root, tool, umoci_unpack};
 use crate::support::debian::debian_base;
@@ -114,31 +114,8 @@ fn build(mode: Mode, leak: &str, host: &HostProcess) -> Built {
     let mut args = vec!["build", "ctx", "--output", "out", "--tag", "t"];
     args.extend_from_slice(mode.flags);
     assert_success(&dockless_with_env(&ws, mode.who, &args, &[]));
-    let escaped: Vec<_> = fs::read_dir(ws.path())
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|name| name.starts_with("escaped"))
-        .collect();
-    assert!(
-        escaped.is_empty(),
-        "{mode:?}: created on the host: {escaped:?}"
-    );
     let (bundle, rootfs) = umoci_unpack(&ws.out(), "t");
-    let results: BTreeMap<String, String> = fs::read_dir(rootfs.join("results"))
-        .unwrap()
-        .flatten()
-        .map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            (name, fs::read_to_string(e.path()).unwrap())
-        })
-        .collect();
-    for (name, seen) in &results {
-        assert!(
-            !seen.contains(leak),
-            "{mode:?}: attempt {name} read the host's secret:\n{seen}"
-        );
-    }
+    let results = nothing_escaped(&ws, &rootfs, &mode, leak);
     Built {
         ws,
         _bundle: bundle,
