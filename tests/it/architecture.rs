@@ -42,8 +42,6 @@ const SHORT_FUNCTIONS_IN: &[&str] = &["build", "run", "publish"];
 /// when one grows, and when one is back within the limit (then its line goes).
 const KNOWN_TOO_BIG: &[(&str, usize)] = &[
     ("src/layer/pgzip.rs", 646),
-    ("src/registry/client.rs", 714),
-    ("src/registry/credentials.rs", 790),
     ("src/run/diff.rs: fn diff", 112),
     ("src/run/rootfs.rs: fn apply_entry", 105),
 ];
