@@ -69,7 +69,8 @@ pub async fn push_layout(
             Bytes::from(index_bytes),
             &descriptor.media_type,
         )
-        .await?;
+        .await?
+        .to_string();
     Ok(total)
 }
 

@@ -4,16 +4,20 @@
 use bytes::Bytes;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
-use sha2::{Digest as _, Sha256};
 
 use super::client::{RegistryClient, RegistryRequest, Scope};
 use super::error::{RegistryError, Result};
 use super::transport::{ReplayableBody, next_chunk};
+use crate::digest::Digest;
+pub use crate::image::media::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
 
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+/// Every manifest media type read back, in the order `Accept` lists them.
+const MANIFEST_TYPES: [&str; 4] = [
+    OCI_MANIFEST,
+    OCI_INDEX,
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+];
 
 /// Manifests larger than this are refused while reading: the distribution registry will not
 /// store one over 4 MiB, so a bigger answer is a broken or hostile server, not an image.
@@ -29,9 +33,15 @@ pub struct FetchedManifest {
     pub digest: String,
 }
 
-/// `sha256:<hex>` of some bytes.
+/// `sha256:<hex>` of some bytes, as text ([`Digest::of`] for the typed value).
 pub fn sha256_digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+    Digest::of(bytes).to_string()
+}
+
+/// `Accept` for manifest reads: every type in [`MANIFEST_TYPES`].
+fn manifest_accept() -> HeaderValue {
+    HeaderValue::from_str(&MANIFEST_TYPES.join(", "))
+        .expect("media type constants are valid header text")
 }
 
 impl RegistryClient {
@@ -40,15 +50,7 @@ impl RegistryClient {
     pub async fn get_manifest(&self, repository: &str, reference: &str) -> Result<FetchedManifest> {
         let operation = format!("GET manifest {reference}");
         let mut headers = HeaderMap::new();
-        headers.insert(
-            ACCEPT,
-            HeaderValue::from_static(
-                "application/vnd.oci.image.manifest.v1+json, \
-                 application/vnd.oci.image.index.v1+json, \
-                 application/vnd.docker.distribution.manifest.v2+json, \
-                 application/vnd.docker.distribution.manifest.list.v2+json",
-            ),
-        );
+        headers.insert(ACCEPT, manifest_accept());
         let mut response = self
             .send(RegistryRequest {
                 method: Method::GET,
@@ -102,21 +104,21 @@ impl RegistryClient {
                 });
             }
         }
-        let digest = sha256_digest(&bytes);
+        let digest = Digest::of(&bytes);
         let expected = if reference.contains(':') {
             Some(reference.to_string())
         } else {
             header_digest.filter(|d| d.starts_with("sha256:"))
         };
         if let Some(expected) = expected
-            && expected != digest
+            && expected != digest.as_str()
         {
             return Err(RegistryError::DigestMismatch {
                 registry: self.registry().to_string(),
                 repository: repository.to_string(),
                 what: format!("manifest {reference}"),
                 expected,
-                actual: digest,
+                actual: digest.to_string(),
             });
         }
         let media_type = media_type_of(&bytes)
@@ -125,7 +127,7 @@ impl RegistryClient {
         Ok(FetchedManifest {
             bytes: Bytes::from(bytes),
             media_type,
-            digest,
+            digest: digest.to_string(),
         })
     }
 
@@ -136,22 +138,15 @@ impl RegistryClient {
 
     /// The digest `reference` names in `repository` now, as the registry's
     /// `Docker-Content-Digest` says; `None` when it names nothing, `Some(None)` when the
-    /// registry did not say.
+    /// registry did not say (or named no sha256 digest).
     pub async fn manifest_digest(
         &self,
         repository: &str,
         reference: &str,
-    ) -> Result<Option<Option<String>>> {
+    ) -> Result<Option<Option<Digest>>> {
         let operation = format!("HEAD manifest {reference}");
         let mut headers = HeaderMap::new();
-        headers.insert(
-            ACCEPT,
-            HeaderValue::from_static(
-                "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, \
-                 application/vnd.docker.distribution.manifest.v2+json, \
-                 application/vnd.docker.distribution.manifest.list.v2+json",
-            ),
-        );
+        headers.insert(ACCEPT, manifest_accept());
         let response = self
             .send(RegistryRequest {
                 method: Method::HEAD,
@@ -169,7 +164,7 @@ impl RegistryClient {
                     .headers()
                     .get(DIGEST_HEADER)
                     .and_then(|v| v.to_str().ok())
-                    .map(|v| v.trim().to_owned()),
+                    .and_then(|v| v.trim().parse().ok()),
             )),
             StatusCode::NOT_FOUND => Ok(None),
             _ => Err(self.error_for(response, &operation, repository).await),
@@ -184,8 +179,8 @@ impl RegistryClient {
         reference: &str,
         bytes: Bytes,
         media_type: &str,
-    ) -> Result<String> {
-        let digest = sha256_digest(&bytes);
+    ) -> Result<Digest> {
+        let digest = Digest::of(&bytes);
         let operation = format!("PUT manifest {reference}");
         let mut headers = HeaderMap::new();
         headers.insert(
@@ -215,13 +210,13 @@ impl RegistryClient {
             .get(DIGEST_HEADER)
             .and_then(|v| v.to_str().ok())
             && answered.starts_with("sha256:")
-            && answered != digest
+            && answered != digest.as_str()
         {
             return Err(RegistryError::DigestMismatch {
                 registry: self.registry().to_string(),
                 repository: repository.to_string(),
                 what: format!("pushed manifest {reference}"),
-                expected: digest,
+                expected: digest.to_string(),
                 actual: answered.to_string(),
             });
         }
@@ -289,6 +284,17 @@ mod tests {
         assert_eq!(manifest_references(index).unwrap().manifests, ["sha256:m"]);
         assert_eq!(media_type_of(index), None);
         assert!(manifest_references(b"{").is_err());
+    }
+
+    #[test]
+    fn manifest_reads_accept_every_manifest_type() {
+        assert_eq!(
+            manifest_accept().to_str().unwrap(),
+            "application/vnd.oci.image.manifest.v1+json, \
+             application/vnd.oci.image.index.v1+json, \
+             application/vnd.docker.distribution.manifest.v2+json, \
+             application/vnd.docker.distribution.manifest.list.v2+json"
+        );
     }
 
     #[test]

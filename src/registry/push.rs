@@ -12,9 +12,10 @@ use futures_util::StreamExt;
 use super::blobs::{MountOutcome, UploadSource};
 use super::client::RegistryClient;
 use super::error::{RegistryError, Result};
-use super::manifests::{manifest_references, sha256_digest};
+use super::manifests::manifest_references;
 use super::reference::{Reference, validate_digest};
 use super::transport::SentBytesFn;
+use crate::digest::Digest;
 
 /// Where the bytes of one blob come from.
 #[derive(Clone, Debug)]
@@ -118,9 +119,9 @@ pub async fn push_image(
         reference: target.to_string(),
         reason,
     };
-    let manifest_digest = sha256_digest(&request.manifest);
+    let manifest_digest = Digest::of(&request.manifest);
     if let Some(pinned) = target.digest()
-        && pinned != manifest_digest
+        && pinned != manifest_digest.as_str()
     {
         return Err(invalid(format!(
             "the reference pins {pinned} but the manifest's digest is {manifest_digest}"
@@ -183,7 +184,7 @@ pub async fn push_image(
         .ok()
         .flatten()
         .flatten();
-    let pushed = if current.as_deref() == Some(manifest_digest.as_str()) {
+    let pushed = if current.as_ref() == Some(&manifest_digest) {
         tracing::debug!(reference = %target, digest = %manifest_digest, "manifest already there");
         manifest_digest
     } else {
@@ -199,7 +200,7 @@ pub async fn push_image(
         pushed
     };
     Ok(PushReport {
-        manifest_digest: pushed,
+        manifest_digest: pushed.to_string(),
         uploaded_blobs: counters.uploaded.into_inner(),
         skipped_blobs: counters.skipped.into_inner(),
         mounted_blobs: counters.mounted.into_inner(),
