@@ -16,6 +16,7 @@ pub mod fs_error;
 pub mod image;
 pub mod layer;
 pub mod layout;
+pub mod live;
 pub mod parallel;
 pub mod publish;
 pub mod registry;

@@ -2,7 +2,7 @@
 //! from the layer cache goes up as soon as the build reaches it.
 
 use crate::build::{BuiltLayer, LayerObserver};
-use crate::layer::{LiveBlob, LiveProgress};
+use crate::live::{LiveBlob, LiveProgress};
 use crate::registry::{
     BlobOutcome, GrowingOutcome, PushBlob, PushProgress, PushProgressFn, Reference, RegistryClient,
 };

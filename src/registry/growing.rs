@@ -13,7 +13,7 @@ use super::client::RegistryClient;
 use super::error::Result;
 use super::transport::{ReplayableBody, SentBytesFn};
 use crate::digest::Digest;
-use crate::layer::{LiveBlob, LiveProgress};
+use crate::live::{LiveBlob, LiveProgress};
 
 /// How a streamed upload ended.
 #[derive(Debug, Clone, PartialEq, Eq)]

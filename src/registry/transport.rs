@@ -188,7 +188,7 @@ impl ReplayableBody {
     /// A layer's compressed bytes while they are still being written: each try reads the file
     /// from the start, waiting for the writer, and ends when the writer is done. `progress`
     /// hears the bytes sent so far.
-    pub fn growing(live: crate::layer::LiveBlob, progress: Option<SentBytesFn>) -> Self {
+    pub fn growing(live: crate::live::LiveBlob, progress: Option<SentBytesFn>) -> Self {
         Self {
             make: Arc::new(move |liveness: Arc<Liveness>| {
                 let (live, progress) = (live.clone(), progress.clone());
@@ -205,11 +205,11 @@ impl ReplayableBody {
 
 /// Reads `live` from the start as the writer publishes bytes; fails if the writer gives up.
 fn growing_body(
-    live: crate::layer::LiveBlob,
+    live: crate::live::LiveBlob,
     liveness: Arc<Liveness>,
     progress: Option<SentBytesFn>,
 ) -> reqwest::Body {
-    use crate::layer::LiveProgress;
+    use crate::live::LiveProgress;
     let watch = live.watch();
     let stream = futures_util::stream::unfold(
         (live, watch, 0u64, false),

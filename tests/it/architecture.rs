@@ -29,6 +29,7 @@ const FORBIDDEN: &[(&str, &str)] = &[
     ("registry", "context"),
     ("registry", "e2b"),
     ("registry", "cli"),
+    ("registry", "layer"),
     ("build", "publish"),
     ("build", "e2b"),
 ];
