@@ -78,7 +78,9 @@ inside() {
   mount -t proc -o nosuid,nodev,noexec proc "$root/proc"
   mount --rbind /dev "$root/dev"
   mount -t sysfs -o ro,nosuid,nodev,noexec sysfs "$root/sys"
-  mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$root/tmp"
+  # Not nosuid: in a container /tmp is part of the root, and the escape tests run a setuid
+  # binary from their temporary directory to show that it works outside the sandbox.
+  mount -t tmpfs -o mode=1777 tmpfs "$root/tmp"
   mount --bind "$rustup_home" "$root/root/.rustup"
   mount -o remount,bind,ro "$root/root/.rustup"
   mount --bind "$cargo_home/registry" "$root/root/.cargo/registry"
