@@ -20,14 +20,16 @@ pub struct E2bEnv {
     pub team_id: Option<String>,
 }
 
+/// A variable of dockless's environment, trimmed; unset and blank are the same.
+pub(crate) fn text(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
 impl E2bEnv {
     pub fn from_process() -> Self {
-        let text = |name: &str| {
-            std::env::var(name)
-                .ok()
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
         E2bEnv {
             api_key: text("E2B_API_KEY").map(SecretString::from),
             access_token: text("E2B_ACCESS_TOKEN").map(SecretString::from),

@@ -57,12 +57,7 @@ impl fmt::Debug for PullEnv {
 
 impl PullEnv {
     pub fn from_process() -> Self {
-        let text = |name: &str| {
-            std::env::var(name)
-                .ok()
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
+        use super::env::text;
         PullEnv {
             aws_access_key_id: text("AWS_ACCESS_KEY_ID"),
             aws_secret_access_key: text("AWS_SECRET_ACCESS_KEY").map(SecretString::from),
