@@ -22,4 +22,5 @@ pub mod publish;
 pub mod registry;
 pub mod remote;
 pub mod run;
+pub mod shared_cache;
 pub mod store;

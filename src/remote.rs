@@ -10,6 +10,26 @@ use crate::registry::{
 };
 use crate::store::{Store, StoreError};
 
+/// Where a layer's blob is when the local store does not hold it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LayerSource {
+    /// The base image's repository (its layers stay there until something needs their bytes).
+    Base(Reference),
+    /// A shared cache repository (`--cache-from`), which listed it under `key`.
+    SharedCache { repository: Reference, key: String },
+}
+
+impl LayerSource {
+    /// The repository holding the blob.
+    pub fn repository(&self) -> &Reference {
+        match self {
+            LayerSource::Base(repository) | LayerSource::SharedCache { repository, .. } => {
+                repository
+            }
+        }
+    }
+}
+
 /// What the build and push need to reach registries.
 pub struct RemoteAccess {
     runtime: tokio::runtime::Handle,

@@ -19,7 +19,8 @@ use crate::context::{Context, ContextError};
 use crate::digest::Digest;
 use crate::fs_error::{FsError, IoContext};
 use crate::image::{Compression, Descriptor, Format, Platform};
-use crate::remote::RemoteAccess;
+use crate::remote::{LayerSource, RemoteAccess};
+use crate::shared_cache::SharedCache;
 use crate::store::{Store, StoreError};
 
 pub use locate::locate_dockerfile;
@@ -49,6 +50,11 @@ pub struct BuildOptions {
     pub target: Option<String>,
     /// `--secret id=…`: the secrets RUN --mount=type=secret may use, by id.
     pub secrets: BTreeMap<String, SecretSource>,
+    /// `--cache-from`: shared caches whose layers this build may reuse (see
+    /// [`crate::shared_cache`]).
+    pub cache_from: Vec<crate::registry::Reference>,
+    /// `--cache-to`: where the layers this build made or reused are exported afterwards.
+    pub cache_to: Vec<crate::registry::Reference>,
 }
 
 /// A built image: its manifest in the store and what it is made of.
@@ -61,6 +67,9 @@ pub struct BuiltImage {
     /// The registry repository of a registry base: base layers not in the store are there.
     #[serde(skip)]
     pub base: Option<crate::registry::Reference>,
+    /// Every layer the build made or reused, under its shared cache key (for `--cache-to`).
+    #[serde(skip)]
+    pub cache_entries: Vec<crate::shared_cache::ExportEntry>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -71,6 +80,9 @@ pub struct BuiltLayer {
     pub media_type: String,
     /// True for layers carried over from the base image.
     pub from_base: bool,
+    /// Where the blob is when the store does not hold it (a registry base, a shared cache).
+    #[serde(skip)]
+    pub source: Option<LayerSource>,
 }
 
 impl BuiltImage {
@@ -81,15 +93,16 @@ impl BuiltImage {
             .collect()
     }
 
-    /// Brings a registry base's layers into the store (verified), to write a complete layout.
-    pub fn fetch_base_layers(
+    /// Brings the layers that stayed in a registry (a base's, a shared cache's) into the store
+    /// (verified), to write a complete layout.
+    pub fn fetch_remote_layers(
         &self,
         store: &Store,
         remote: &RemoteAccess,
     ) -> Result<(), crate::remote::RemoteError> {
-        if let Some(base) = &self.base {
-            for layer in self.layers.iter().filter(|l| l.from_base) {
-                remote.fetch_blob(store, base, &layer.digest)?;
+        for layer in &self.layers {
+            if let Some(source) = &layer.source {
+                remote.fetch_blob(store, source.repository(), &layer.digest)?;
             }
         }
         Ok(())
@@ -127,6 +140,18 @@ pub enum BuildError {
     },
     #[error("{}: {message}", file.display())]
     Dockerfile { file: PathBuf, message: String },
+    /// A `--cache-from` layer was found wrong once the build had gone past it: the build starts
+    /// again without that entry (this escapes only if entries keep proving wrong).
+    #[error(
+        "{}:{line}: the --cache-from layer {digest} is not what its entry says ({why}); build again, or without --cache-from",
+        file.display()
+    )]
+    SharedCacheEntry {
+        file: PathBuf,
+        line: usize,
+        digest: Digest,
+        why: String,
+    },
 }
 
 /// Hears, from the writer threads, about the layers a build writes: a push uploads them while
@@ -137,6 +162,9 @@ pub trait LayerObserver: Sync {
     /// A layer is in the store, new or from a cache (after `writing`, for a new one).
     fn written(&self, layer: &BuiltLayer);
 }
+
+/// How many times a build starts again after finding a wrong shared cache entry.
+const MAX_SHARED_CACHE_PASSES: usize = 8;
 
 /// Builds the image described by `options` into `store`.
 pub fn build(
@@ -173,6 +201,29 @@ pub fn build_with(
         line: e.line,
         message: e.message.clone(),
     })?;
-    stage::Builder::new(options, store, &context, &dockerfile_path, remote, observer)
-        .run(&dockerfile)
+    let shared = if options.cache_from.is_empty() {
+        SharedCache::none()
+    } else {
+        SharedCache::load(remote, &options.cache_from)
+    };
+    // Each wrong shared cache entry found costs one more pass (it is not used again); the
+    // passes before it reused what they could, so little is redone.
+    let mut passes = 0;
+    loop {
+        let builder = stage::Builder::new(
+            options,
+            store,
+            &context,
+            &dockerfile_path,
+            remote,
+            observer,
+            &shared,
+        );
+        match builder.run(&dockerfile) {
+            Err(BuildError::SharedCacheEntry { .. }) if passes < MAX_SHARED_CACHE_PASSES => {
+                passes += 1;
+            }
+            result => return result,
+        }
+    }
 }

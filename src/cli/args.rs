@@ -304,6 +304,16 @@ pub struct BuildInputArgs {
     /// It is visible only to the RUN steps that mount it, never in a layer, the image or a log.
     #[arg(long = "secret", value_name = "id=NAME,src=FILE")]
     pub secrets: Vec<String>,
+    /// A shared cache to reuse layers and RUN results from (repeatable, first match wins):
+    /// REGISTRY/REPOSITORY[:TAG] that a `--cache-to` wrote, on any machine. Unreadable: a
+    /// warning. Default: $DOCKLESS_CACHE_REPO.
+    #[arg(long = "cache-from", value_name = "REF")]
+    pub cache_from: Vec<String>,
+    /// Export the layers this build made or reused, keyed by their inputs, to
+    /// REGISTRY/REPOSITORY[:TAG] (repeatable), even when the push fails. Default:
+    /// $DOCKLESS_CACHE_REPO. Whoever can push there can change later builds that read it.
+    #[arg(long = "cache-to", value_name = "REF")]
+    pub cache_to: Vec<String>,
 }
 
 /// How `build` and `push` make the image.

@@ -18,8 +18,15 @@ pub fn run(args: &BuildArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let runtime = runtime()?;
     let remote = remote_access(&runtime, settings::access_settings(&args.registry), None);
     let image = build::build(&options, &store, &remote)?;
+    dockless::publish::export_cache(
+        &store,
+        &remote,
+        &image,
+        &options.cache_to,
+        &output.reporter(),
+    );
     if let Some(dir) = &args.output {
-        image.fetch_base_layers(&store, &remote)?;
+        image.fetch_remote_layers(&store, &remote)?;
         layout::write_layout(&store, dir, &image.manifest, &image.blobs(), &args.tag)?;
     }
     output.result(

@@ -11,7 +11,8 @@ use dockless::e2b::api::LogEntry;
 use dockless::e2b::flows::FlowEvents;
 use dockless::e2b::status::format_entry;
 use dockless::publish::PublishEvents;
-use dockless::registry::PushProgressFn;
+use dockless::registry::{PushProgressFn, Reference};
+use dockless::shared_cache::{ExportError, ExportReport};
 use serde_json::json;
 
 use super::progress::{PushProgressView, human_size};
@@ -111,6 +112,21 @@ impl PublishEvents for Reporter<'_> {
     fn pushing(&self, blobs: &[(String, u64)]) {
         self.view.expect(blobs.iter().cloned());
     }
+
+    fn cache_exported(&self, to: &Reference, result: Result<&ExportReport, &ExportError>) {
+        match result {
+            Ok(report) => self.output.note(format_args!(
+                "Exported the build cache to {to}: {} layers ({} uploaded, {} mounted, {} already there)",
+                report.entries,
+                report.uploaded_blobs,
+                report.mounted_blobs,
+                report.skipped_blobs.saturating_sub(1),
+            )),
+            Err(error) => tracing::warn!(
+                "--cache-to {to}: the build cache was not exported: {error}; the next build without it works, only slower"
+            ),
+        }
+    }
 }
 
 impl FlowEvents for Reporter<'_> {
@@ -190,10 +206,12 @@ mod tests {
                     size: 5,
                     media_type: String::new(),
                     from_base: false,
+                    source: None,
                 })
                 .collect(),
             platform: "linux/amd64".parse().unwrap(),
             base: None,
+            cache_entries: Vec::new(),
         }
     }
 

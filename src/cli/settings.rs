@@ -38,6 +38,8 @@ pub enum SettingsError {
         min: i32,
         max: i32,
     },
+    #[error("{flag} (or DOCKLESS_CACHE_REPO): {message}")]
+    CacheReference { flag: &'static str, message: String },
     #[error("SOURCE_DATE_EPOCH={0}: expected a whole number of seconds since 1970")]
     Epoch(String),
     #[error(
@@ -55,6 +57,7 @@ impl SettingsError {
                 | SettingsError::Platform(_)
                 | SettingsError::UnknownPlatform(_)
                 | SettingsError::Level { .. }
+                | SettingsError::CacheReference { .. }
         )
     }
 }
@@ -205,7 +208,42 @@ fn base_options(
             .iter()
             .map(|spec| dockless::build::parse_secret_flag(spec).map_err(SettingsError::Secret))
             .collect::<Result<_, _>>()?,
+        cache_from: cache_references("--cache-from", &inputs.cache_from)?,
+        cache_to: cache_references("--cache-to", &inputs.cache_to)?,
     })
+}
+
+/// The environment variable that names one shared cache for both `--cache-from` and
+/// `--cache-to` (each flag, when given, wins over it).
+const CACHE_REPO_ENV: &str = "DOCKLESS_CACHE_REPO";
+
+/// `--cache-from` / `--cache-to` references, else `DOCKLESS_CACHE_REPO`'s.
+fn cache_references(flag: &'static str, given: &[String]) -> Result<Vec<Reference>, SettingsError> {
+    let from_env;
+    let texts = if given.is_empty() {
+        from_env = std::env::var(CACHE_REPO_ENV)
+            .ok()
+            .filter(|value| !value.trim().is_empty());
+        from_env.as_slice()
+    } else {
+        given
+    };
+    texts
+        .iter()
+        .map(|text| {
+            let reference = Reference::parse(text.trim()).map_err(|e| SettingsError::CacheReference {
+                flag,
+                message: e.to_string(),
+            })?;
+            if flag == "--cache-to" && reference.digest().is_some() {
+                return Err(SettingsError::CacheReference {
+                    flag,
+                    message: format!("{text}: a cache is written under a tag, not a digest; name it REGISTRY/REPOSITORY[:TAG]"),
+                });
+            }
+            Ok(reference)
+        })
+        .collect()
 }
 
 /// `KEY=VALUE`, or `KEY` alone for the environment's value (dropped, with a warning, when

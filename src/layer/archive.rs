@@ -21,6 +21,7 @@ use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+use crate::digest::Digest;
 use crate::layer::Entry;
 use tar_reader::{CopyError, TarError, TarHeader, TarReader};
 use tree::{Metadata, NodeKind, Tree, TreeError};
@@ -127,6 +128,18 @@ pub enum ArchiveError {
         #[source]
         source: io::Error,
     },
+}
+
+/// The sha256 of a (possibly compressed) layer blob's uncompressed bytes: what its diff_id must
+/// be. Used to check a layer that came from somewhere untrusted (a shared cache).
+pub fn uncompressed_digest(path: &Path) -> io::Result<Digest> {
+    let mut file = File::open(path)?;
+    let mut magic = [0u8; 10];
+    let magic_len = read_up_to(&mut file, &mut magic)?;
+    let compression = Compression::detect(magic.get(..magic_len).unwrap_or_default());
+    file.seek(SeekFrom::Start(0))?;
+    let reader = decompressor(BufReader::new(file), compression)?;
+    Ok(crate::digest::digest_reader(reader)?.0)
 }
 
 /// `Some(compression)` when the file is a tar archive (possibly compressed) that `ADD` must

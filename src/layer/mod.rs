@@ -10,4 +10,4 @@ pub mod writer;
 pub use cache::write_layer_cached;
 pub use entry::{Entry, EntryKind};
 pub use live::{LiveBlob, LiveProgress};
-pub use writer::{LayerError, LayerSettings, OnLive, WrittenLayer, write_layer};
+pub use writer::{LayerError, LayerSettings, OnLive, WrittenLayer, diff_id, write_layer};

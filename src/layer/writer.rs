@@ -98,6 +98,13 @@ pub fn write_layer(
     })
 }
 
+/// The diff_id `entries` would have as a layer: the tar stream hashed, nothing compressed or
+/// stored. A key that travels between machines, since it depends only on the entries' bytes
+/// and metadata (see `crate::shared_cache`).
+pub fn diff_id(entries: &[Entry], epoch: u64) -> Result<Digest, LayerError> {
+    Ok(write_tar(io::sink(), entries, epoch)?.1)
+}
+
 /// Writes the tar stream into `output`, hashing it on the way; returns the output and the diff_id.
 fn write_tar<W: Write>(
     output: W,

@@ -212,7 +212,9 @@ impl LayerObserver for EarlyObserver<'_> {
             .unwrap_or_else(|e| e.into_inner())
             .iter()
             .any(|live| matches!(live.progress(), LiveProgress::Done { digest, .. } if digest == layer.digest));
-        if streamed {
+        // A layer that stayed in a registry (a shared cache's) goes in the final pass, by a
+        // mount where it can.
+        if streamed || !self.store.has_blob(&layer.digest) {
             return;
         }
         let mut blob = file_blob(self.store, &layer.digest, layer.size);

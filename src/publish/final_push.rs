@@ -24,24 +24,22 @@ pub fn request_for_image(
     remote: &RemoteAccess,
 ) -> Result<PushRequest, PublishError> {
     let manifest = store.read_blob(&image.manifest.digest)?;
-    let base_client = match &image.base {
-        Some(base) => Some((remote.client(base)?, base.repository().to_owned())),
-        None => None,
-    };
     let mut blobs = vec![file_blob(store, &image.config.digest, image.config.size)];
     for layer in &image.layers {
         if store.has_blob(&layer.digest) {
             blobs.push(file_blob(store, &layer.digest, layer.size));
             continue;
         }
-        let (client, repository) = match (&base_client, layer.from_base) {
-            (Some((client, repository)), true) => (client.clone(), repository.clone()),
-            _ => return Err(PublishError::MissingLayer(layer.digest.clone())),
+        let Some(source) = &layer.source else {
+            return Err(PublishError::MissingLayer(layer.digest.clone()));
         };
         blobs.push(PushBlob {
             digest: layer.digest.to_string(),
             size: layer.size,
-            source: BlobSource::Registry { client, repository },
+            source: BlobSource::Registry {
+                client: remote.client(source.repository())?,
+                repository: source.repository().repository().to_owned(),
+            },
             mount_from: Vec::new(),
         });
     }

@@ -22,6 +22,7 @@ use crate::registry::{
     BlobSource, PushBlob, PushProgressFn, PushReport, Reference, RegistryClient, RegistryError,
 };
 use crate::remote::{RemoteAccess, RemoteError};
+use crate::shared_cache::{self, ExportError, ExportReport};
 use crate::store::{Store, StoreError};
 
 pub use early::EarlyReport;
@@ -77,6 +78,8 @@ pub trait PublishEvents {
     fn built(&self, _image: &BuiltImage) {}
     /// The final pass starts, with these blobs (digest, size).
     fn pushing(&self, _blobs: &[(String, u64)]) {}
+    /// The build's layers went to a shared cache (`--cache-to`), or could not.
+    fn cache_exported(&self, _to: &Reference, _result: Result<&ExportReport, &ExportError>) {}
 }
 
 /// Events nobody listens to.
@@ -111,6 +114,8 @@ pub fn build_and_push(
 pub struct Staged {
     pub image: BuiltImage,
     early: EarlyReport,
+    /// `--cache-to`: where the build's layers go once the push is over.
+    cache_to: Vec<Reference>,
 }
 
 impl From<BuiltImage> for Staged {
@@ -119,7 +124,27 @@ impl From<BuiltImage> for Staged {
         Staged {
             image,
             early: EarlyReport::default(),
+            cache_to: Vec::new(),
         }
+    }
+}
+
+/// Exports the layers `image` was made of to each `--cache-to` reference. A failed export is
+/// the events' to report: it never fails the build or the push.
+pub fn export_cache(
+    store: &Store,
+    remote: &RemoteAccess,
+    image: &BuiltImage,
+    targets: &[Reference],
+    events: &dyn PublishEvents,
+) {
+    for target in targets {
+        let result = shared_cache::export(store, remote, &image.cache_entries, target);
+        match &result {
+            Ok(report) => tracing::info!(cache = %target, ?report, "shared cache exported"),
+            Err(error) => tracing::debug!(cache = %target, %error, "shared cache export failed"),
+        }
+        events.cache_exported(target, result.as_ref());
     }
 }
 
@@ -167,12 +192,34 @@ impl<'a> Destination<'a> {
         let image = built?;
         let early = early?;
         self.events.built(&image);
-        Ok(Staged { image, early })
+        Ok(Staged {
+            image,
+            early,
+            cache_to: options.cache_to.clone(),
+        })
     }
 
     /// Pushes what the registry does not have yet, then the manifest; remembers where each
     /// blob now lives, for mounts next time.
+    /// Then exports the build's layers to `--cache-to`, whether the push went through or not.
     pub fn push(&self, staged: Staged) -> Result<PublishedImage, PublishError> {
+        let pushed = self.push_image(&staged);
+        export_cache(
+            self.store,
+            self.remote,
+            &staged.image,
+            &staged.cache_to,
+            self.events,
+        );
+        let (report, pinned) = pushed?;
+        Ok(PublishedImage {
+            image: staged.image,
+            report,
+            pinned,
+        })
+    }
+
+    fn push_image(&self, staged: &Staged) -> Result<(PushReport, String), PublishError> {
         let request = final_push::request_for_image(self.store, &staged.image, self.remote)?;
         let blobs: Vec<(String, u64)> = request
             .blobs
@@ -195,11 +242,7 @@ impl<'a> Destination<'a> {
             self.target.repository(),
             report.manifest_digest
         );
-        Ok(PublishedImage {
-            image: staged.image,
-            report,
-            pinned,
-        })
+        Ok((report, pinned))
     }
 }
 

@@ -116,6 +116,33 @@ impl RegistryClient {
         }
     }
 
+    /// `HEAD /v2/<repo>/blobs/<digest>` with only read access asked for: the blob's size, or
+    /// `None` when the repository does not have it (or, found, sends no `Content-Length`:
+    /// a caller checking a size cannot trust such an answer either).
+    pub async fn blob_size(&self, repository: &str, digest: &str) -> Result<Option<u64>> {
+        let operation = format!("HEAD blob {digest}");
+        let response = self
+            .send(RegistryRequest {
+                method: Method::HEAD,
+                url: self.api_url(&format!("{repository}/blobs/{digest}"))?,
+                headers: HeaderMap::new(),
+                body: None,
+                scope: &Scope::pull(repository),
+                operation: operation.clone(),
+                retry: true,
+            })
+            .await?;
+        match response.status() {
+            status if status.is_success() => Ok(response
+                .headers()
+                .get(reqwest::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())),
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Err(self.error_for(response, &operation, repository).await),
+        }
+    }
+
     /// Asks the registry to link `digest` from `from` into `repository` without an upload.
     pub async fn mount_blob(
         &self,

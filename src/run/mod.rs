@@ -16,7 +16,7 @@ pub mod sandbox;
 pub mod step;
 
 pub use sandbox::{InlineScript, Isolation, SANDBOX_ARG};
-pub use step::{RunStep, StepError, StepLayer};
+pub use step::{RunStep, SharedRunLayers, StepError, StepLayer};
 
 /// Why a RUN step could not produce its layer.
 #[derive(Debug, thiserror::Error)]

@@ -41,6 +41,19 @@ pub struct RunStep<'a> {
     /// What the mounts contribute to the RUN cache key.
     pub mount_key: &'a [String],
     pub settings: LayerSettings,
+    /// Layers made on other machines (a shared cache), asked after the local RUN cache.
+    pub shared: Option<&'a dyn SharedRunLayers>,
+}
+
+/// Layers made elsewhere that a RUN step may reuse instead of running: by RUN cache key.
+pub trait SharedRunLayers {
+    fn find(&self, key: &str) -> Option<WrittenLayer>;
+}
+
+impl std::fmt::Debug for dyn SharedRunLayers + '_ {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedRunLayers")
+    }
 }
 
 /// Why a step gave no layer: the file system it was to run over could not be had, or the step
@@ -60,7 +73,7 @@ pub struct StepLayer {
 
 impl RunStep<'_> {
     /// The RUN cache key: the layers below, the command and everything it is given.
-    fn key(&self) -> String {
+    pub fn key(&self) -> String {
         RunKey {
             parents: self.parents,
             argv: self.argv,
@@ -85,7 +98,9 @@ impl RunStep<'_> {
         on_live: Option<OnLive<'_>>,
     ) -> Result<StepLayer, StepError<E>> {
         let key = self.key();
-        if let Some(layer) = run_cache::lookup(store, &key) {
+        if let Some(layer) = run_cache::lookup(store, &key)
+            .or_else(|| self.shared.and_then(|shared| shared.find(&key)))
+        {
             return Ok(StepLayer {
                 layer,
                 cached: true,

@@ -13,5 +13,6 @@ mod registry_auth;
 mod registry_faults;
 mod registry_push;
 mod run;
+mod shared_cache;
 mod streaming;
 mod support;

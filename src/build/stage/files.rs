@@ -12,6 +12,7 @@ use crate::context::ignore::IgnoreRules;
 use crate::digest::Digest;
 use crate::dockerfile::{Add, Copy, Heredoc, Instruction};
 use crate::layer::{Entry, EntryKind};
+use crate::remote::LayerSource;
 use crate::run::RunError;
 use crate::run::rootfs::Rootfs;
 
@@ -249,11 +250,29 @@ impl Builder<'_> {
         instruction: &Instruction,
     ) -> Result<(), BuildError> {
         if stage.filesystem.complete {
+            for layer in std::mem::take(&mut stage.unlisted) {
+                self.ensure_blob(&layer, None, instruction)?;
+                let listed = [(layer.digest.clone(), layer.media_type.clone())];
+                stage
+                    .filesystem
+                    .apply_layers(self.store, &listed)
+                    .map_err(|e| self.at(instruction, e))?;
+            }
             return Ok(());
         }
         // Every layer is in stage.layers: only COPY, ADD and WORKDIR leave layers pending,
         // and they make the file system known first.
         self.flush(stage)?;
+        // Layers from a shared cache are listed from their blobs (the base's come from its
+        // registry as needed).
+        for layer in &stage.layers {
+            if matches!(layer.source, Some(LayerSource::SharedCache { .. }))
+                && !crate::build::filesystem::listing_is_cached(self.store, &layer.digest)
+            {
+                self.ensure_blob(layer, None, instruction)?;
+            }
+        }
+        stage.unlisted.clear();
         let layers: Vec<(Digest, String)> = stage
             .layers
             .iter()
@@ -353,6 +372,7 @@ impl Builder<'_> {
                 size: d.size,
                 media_type: d.media_type.clone(),
                 from_base: true,
+                source: base.remote.clone().map(LayerSource::Base),
             })
             .collect();
         Ok((layers, base.remote))

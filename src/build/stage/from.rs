@@ -10,6 +10,8 @@ use crate::build::{BuildError, BuiltLayer};
 use crate::dockerfile::{Command, Instruction};
 use crate::image::config::DEFAULT_PATH;
 use crate::image::{Descriptor, ImageConfig, Platform};
+use crate::registry::Reference;
+use crate::remote::LayerSource;
 
 impl Builder<'_> {
     /// Starts the stage a FROM line describes.
@@ -37,6 +39,7 @@ impl Builder<'_> {
                 pending: Vec::new(),
                 name,
                 rootfs: None,
+                unlisted: previous.unlisted.clone(),
             });
         }
         let platform = match &from.platform {
@@ -60,7 +63,7 @@ impl Builder<'_> {
             let (key, value) = DEFAULT_PATH.split_once('=').unwrap_or(("PATH", ""));
             config.config.set_env(key, value);
         }
-        let layers = self.base_layers(instruction, layers, &config)?;
+        let layers = self.base_layers(instruction, layers, &config, remote.as_ref())?;
         Ok(Stage {
             config,
             layers,
@@ -72,6 +75,7 @@ impl Builder<'_> {
             pending: Vec::new(),
             name,
             rootfs: None,
+            unlisted: Vec::new(),
         })
     }
 
@@ -81,6 +85,7 @@ impl Builder<'_> {
         instruction: &Instruction,
         layers: Vec<Descriptor>,
         config: &ImageConfig,
+        remote: Option<&Reference>,
     ) -> Result<Vec<BuiltLayer>, BuildError> {
         layers
             .into_iter()
@@ -105,6 +110,7 @@ impl Builder<'_> {
                     size: descriptor.size,
                     media_type: media_type.into(),
                     from_base: true,
+                    source: remote.cloned().map(LayerSource::Base),
                 })
             })
             .collect()
@@ -146,6 +152,7 @@ impl Stage {
             pending: Vec::new(),
             name: name.map(str::to_lowercase),
             rootfs: None,
+            unlisted: Vec::new(),
         }
     }
 }

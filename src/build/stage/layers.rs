@@ -6,8 +6,19 @@ use super::{Builder, Stage};
 use crate::build::{BuildError, BuiltImage, BuiltLayer};
 use crate::dockerfile::Instruction;
 use crate::image::{Descriptor, History, Manifest, Platform};
-use crate::layer::cache::Stamps;
-use crate::layer::{Entry, EntryKind, LayerError, OnLive, WrittenLayer, write_layer_cached};
+use crate::layer::cache::{self, Stamps};
+use crate::layer::{Entry, EntryKind, LayerError, OnLive, WrittenLayer, write_layer};
+use crate::remote::LayerSource;
+use crate::shared_cache;
+
+/// A pending layer's index and what writing it gave.
+type Written = (usize, Result<WrittenLayer, LayerError>);
+
+/// A layer a cache gave, and where its blob is if not in the store.
+struct Found {
+    layer: WrittenLayer,
+    source: Option<LayerSource>,
+}
 
 /// A layer whose entries are known; its staged files live as long as it does.
 pub(super) struct PendingLayer {
@@ -83,64 +94,162 @@ impl Builder<'_> {
             size: written.size,
             media_type: self.options.format.layer(self.options.compression).into(),
             from_base: false,
+            source: None,
         }
     }
 
-    /// Writes the pending layers, biggest first. A layer big enough to keep every core
-    /// compressing is written alone, so it is done (and, in a push, uploaded) as early as
-    /// possible while the smaller ones follow; the small ones are written several at a time,
-    /// since a small layer alone leaves cores idle.
+    /// Takes the pending layers a cache has, then writes the others, biggest first.
     fn write_pending(&self, pending: &[PendingLayer]) -> Result<Vec<BuiltLayer>, BuildError> {
         let cores = crate::parallel::cores();
-        let mut order: Vec<usize> = (0..pending.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(pending[i].bytes()));
-        let fills_every_core = |i: &usize| pending[*i].bytes() >= cores as u64 * BYTES_PER_CORE;
-        let (big, small): (Vec<usize>, Vec<usize>) = order.into_iter().partition(fills_every_core);
-        let mut results: Vec<(usize, Result<WrittenLayer, LayerError>)> = big
-            .into_iter()
-            .map(|i| (i, self.write_one(&pending[i])))
-            .collect();
-        // A writer thread that died leaves its layers out, reported just below.
-        let concurrent =
-            crate::parallel::map_in_order(&small, cores, |&i| (i, self.write_one(&pending[i])));
-        results.extend(concurrent.unwrap_or_default());
-        results.sort_by_key(|(i, _)| *i);
-        if results.len() != pending.len() {
-            return Err(BuildError::Dockerfile {
-                file: self.dockerfile.to_owned(),
-                message: "a layer writer stopped unexpectedly; build again".into(),
-            });
+        let all: Vec<usize> = (0..pending.len()).collect();
+        // Hashing a layer for the shared cache reads its files once, uncompressed: cheap next
+        // to compressing, and done for every layer at once.
+        let found = crate::parallel::map_in_order(&all, cores, |&i| self.cached(&pending[i]))
+            .ok_or_else(|| self.writer_stopped())?;
+        let mut results: Vec<Option<Result<Found, LayerError>>> = Vec::new();
+        let mut missing = Vec::new();
+        for (i, found) in found.into_iter().enumerate() {
+            match found {
+                Ok(None) => {
+                    missing.push(i);
+                    results.push(None);
+                }
+                other => results.push(other.transpose()),
+            }
+        }
+        for (i, written) in self.write_all(pending, missing)? {
+            results[i] = Some(written.map(|layer| Found {
+                layer,
+                source: None,
+            }));
         }
         results
             .into_iter()
             .zip(pending)
-            .map(|((_, result), layer)| {
-                let written = result.map_err(|source| BuildError::Instruction {
-                    file: self.dockerfile.to_owned(),
-                    line: layer.line,
-                    source: source.into(),
-                })?;
-                tracing::info!(line = layer.line, digest = %written.digest, size = written.size, entries = layer.entries.len(), "layer");
-                Ok(self.built_layer(&written))
+            .map(|(result, layer)| {
+                let found = result
+                    .ok_or_else(|| self.writer_stopped())?
+                    .map_err(|source| BuildError::Instruction {
+                        file: self.dockerfile.to_owned(),
+                        line: layer.line,
+                        source: source.into(),
+                    })?;
+                tracing::info!(line = layer.line, digest = %found.layer.digest, size = found.layer.size, entries = layer.entries.len(), shared = found.source.is_some(), "layer");
+                let built = BuiltLayer {
+                    source: found.source.clone(),
+                    ..self.built_layer(&found.layer)
+                };
+                self.exporting(shared_cache::EntryKind::Files, &built, None);
+                if let Some(observer) = self.observer {
+                    observer.written(&built);
+                }
+                Ok(built)
             })
             .collect()
     }
 
-    /// Writes one pending layer (or takes it from the layer cache) and tells the observer.
-    fn write_one(&self, layer: &PendingLayer) -> Result<WrittenLayer, LayerError> {
-        let written = self.with_live(|on_live| {
-            write_layer_cached(
-                self.store,
-                &layer.entries,
-                self.settings,
-                &layer.stamps,
-                on_live,
-            )
-        });
-        if let (Ok(written), Some(observer)) = (&written, self.observer) {
-            observer.written(&self.built_layer(written));
+    fn writer_stopped(&self) -> BuildError {
+        BuildError::Dockerfile {
+            file: self.dockerfile.to_owned(),
+            message: "a layer writer stopped unexpectedly; build again".into(),
         }
-        written
+    }
+
+    /// A pending layer as a cache has it: the local one (by the files' stamps), else the shared
+    /// one (by the layer's diff_id, which hashing the files gives).
+    fn cached(&self, layer: &PendingLayer) -> Result<Option<Found>, LayerError> {
+        let local_key = cache::key(&layer.entries, self.settings, &layer.stamps);
+        if let Some(written) = local_key
+            .as_deref()
+            .and_then(|k| cache::lookup(self.store, k))
+        {
+            tracing::debug!(digest = %written.digest, "layer cache hit");
+            return Ok(Some(Found {
+                layer: written,
+                source: None,
+            }));
+        }
+        if self.shared.is_empty() {
+            return Ok(None);
+        }
+        let diff_id = crate::layer::diff_id(&layer.entries, self.settings.epoch)?;
+        let key = shared_cache::files_key(&diff_id, self.settings);
+        Ok(self.shared.find(&key).and_then(|hit| {
+            if hit.layer.diff_id != diff_id {
+                self.shared
+                    .reject(&key, "its diff_id is not the one its key was made from");
+                return None;
+            }
+            Some(Found {
+                layer: hit.layer,
+                source: Some(hit.source),
+            })
+        }))
+    }
+
+    /// Writes the layers `indexes` names, biggest first. A layer big enough to keep every
+    /// core compressing is written alone, so it is done (and, in a push, uploaded) as early as
+    /// possible while the smaller ones follow; the small ones are written several at a time,
+    /// since a small layer alone leaves cores idle.
+    fn write_all(
+        &self,
+        pending: &[PendingLayer],
+        mut indexes: Vec<usize>,
+    ) -> Result<Vec<Written>, BuildError> {
+        let cores = crate::parallel::cores();
+        indexes.sort_by_key(|&i| std::cmp::Reverse(pending[i].bytes()));
+        let fills_every_core = |i: &usize| pending[*i].bytes() >= cores as u64 * BYTES_PER_CORE;
+        let (big, small): (Vec<usize>, Vec<usize>) =
+            indexes.into_iter().partition(fills_every_core);
+        let mut results: Vec<Written> = big
+            .into_iter()
+            .map(|i| (i, self.write_one(&pending[i])))
+            .collect();
+        let concurrent =
+            crate::parallel::map_in_order(&small, cores, |&i| (i, self.write_one(&pending[i])))
+                .ok_or_else(|| self.writer_stopped())?;
+        results.extend(concurrent);
+        Ok(results)
+    }
+
+    /// Writes one pending layer and records it in the local layer cache.
+    fn write_one(&self, layer: &PendingLayer) -> Result<WrittenLayer, LayerError> {
+        let written = self
+            .with_live(|on_live| write_layer(self.store, &layer.entries, self.settings, on_live))?;
+        if let Some(key) = cache::key(&layer.entries, self.settings, &layer.stamps) {
+            cache::record(self.store, &key, &written);
+        }
+        Ok(written)
+    }
+
+    /// Remembers a layer of the build under its shared cache key, for `--cache-to`.
+    pub(super) fn exporting(
+        &self,
+        kind: shared_cache::EntryKind,
+        layer: &BuiltLayer,
+        run_key: Option<String>,
+    ) {
+        let key = match (kind, run_key) {
+            (shared_cache::EntryKind::Run, Some(key)) => key,
+            _ => shared_cache::files_key(&layer.diff_id, self.settings),
+        };
+        let entry = shared_cache::ExportEntry {
+            entry: shared_cache::CacheEntry {
+                key,
+                kind,
+                layer: WrittenLayer {
+                    digest: layer.digest.clone(),
+                    diff_id: layer.diff_id.clone(),
+                    size: layer.size,
+                },
+                media_type: layer.media_type.clone(),
+            },
+            source: layer.source.clone(),
+        };
+        self.exported
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(entry);
     }
 
     /// Writes the stage's pending layers (RUN and COPY --from need every layer below written).
@@ -186,6 +295,9 @@ impl Builder<'_> {
             config: config_descriptor,
             layers: stage.layers,
             base: stage.remote_base,
+            cache_entries: std::mem::take(
+                &mut *self.exported.lock().unwrap_or_else(|e| e.into_inner()),
+            ),
             platform: Platform {
                 os: config.os.clone(),
                 architecture: config.architecture.clone(),

@@ -25,6 +25,7 @@ use crate::layer::LayerSettings;
 use crate::registry::Reference;
 use crate::remote::RemoteAccess;
 use crate::run::rootfs::Rootfs;
+use crate::shared_cache::{ExportEntry, SharedCache};
 use crate::store::Store;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -45,6 +46,10 @@ pub(super) struct Builder<'a> {
     created: String,
     /// The Dockerfile's escape character, which word processing honours.
     escape: char,
+    /// The `--cache-from` caches.
+    shared: &'a SharedCache<'a>,
+    /// Every layer made or reused so far, for `--cache-to`.
+    exported: std::sync::Mutex<Vec<ExportEntry>>,
 }
 
 /// The state of the stage being built.
@@ -66,6 +71,9 @@ struct Stage {
     name: Option<String>,
     /// The stage's file system on disk, made by the first RUN that has to run.
     rootfs: Option<Rootfs>,
+    /// Layers from a shared cache that the known file system does not hold yet: listed only
+    /// when an instruction needs the tree.
+    unlisted: Vec<BuiltLayer>,
 }
 
 impl Stage {
@@ -103,6 +111,7 @@ impl<'a> Builder<'a> {
         dockerfile: &'a Path,
         remote: &'a RemoteAccess,
         observer: Option<&'a dyn super::LayerObserver>,
+        shared: &'a SharedCache<'a>,
     ) -> Self {
         Builder {
             options,
@@ -117,6 +126,8 @@ impl<'a> Builder<'a> {
             },
             created: rfc3339(options.epoch),
             escape: '\\',
+            shared,
+            exported: std::sync::Mutex::new(Vec::new()),
         }
     }
 

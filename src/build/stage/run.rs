@@ -1,6 +1,7 @@
 //! RUN in a stage: what the stage gives the step (command, environment, user, directory, the
 //! layers below) and the file system it runs over; the step itself is [`crate::run::step`].
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use super::{Builder, Stage, Unsupported};
@@ -8,9 +9,11 @@ use crate::build::{BuildError, BuiltLayer};
 use crate::digest::Digest;
 use crate::dockerfile::{CommandLine, Heredoc, Instruction};
 use crate::registry::Reference;
+use crate::remote::LayerSource;
 use crate::run::rootfs::Rootfs;
 use crate::run::sandbox::Network;
-use crate::run::{InlineScript, RunError, RunStep, StepError};
+use crate::run::{InlineScript, RunError, RunStep, SharedRunLayers, StepError};
+use crate::shared_cache::{EntryKind, SharedCache, SharedHit};
 
 impl Builder<'_> {
     /// RUN: reuse the layer of an identical earlier RUN, or run the command in the sandbox and
@@ -32,6 +35,10 @@ impl Builder<'_> {
         let workdir = stage.workdir();
         let parents: Vec<Digest> = stage.layers.iter().map(|l| l.diff_id.clone()).collect();
         let platform = format!("{}/{}", stage.config.os, stage.config.architecture);
+        let shared = SharedRun {
+            cache: self.shared,
+            hit: RefCell::new(None),
+        };
         let step = RunStep {
             text: &instruction.text,
             argv: &argv,
@@ -45,6 +52,7 @@ impl Builder<'_> {
             network,
             mount_key: &mount_key,
             settings: self.settings,
+            shared: (!self.shared.is_empty()).then_some(&shared as &dyn SharedRunLayers),
         };
         // What the mounts need while the command runs (copies, trees, locks, the secrets'
         // private files) lives until the step is over.
@@ -66,10 +74,21 @@ impl Builder<'_> {
                 StepError::Rootfs(e) => e,
                 StepError::Run(e) => self.at(instruction, e),
             })?;
+        let key = step.key();
+        let source = shared.hit.take().map(|hit| hit.source);
         if made.cached {
-            tracing::info!(line = instruction.line, "RUN cached: {}", instruction.text);
+            let from = if source.is_some() {
+                "shared cache"
+            } else {
+                "cache"
+            };
+            tracing::info!(
+                line = instruction.line,
+                "RUN from the {from}: {}",
+                instruction.text
+            );
         }
-        self.add_run_layer(stage, instruction, &made.layer)
+        self.add_run_layer(stage, instruction, &made.layer, source, key)
     }
 
     /// The network of a RUN (`--network`, else the build's), refusing flags it does not know.
@@ -96,16 +115,27 @@ impl Builder<'_> {
         stage: &mut Stage,
         instruction: &Instruction,
         layer: &crate::layer::WrittenLayer,
+        source: Option<LayerSource>,
+        key: String,
     ) -> Result<(), BuildError> {
-        let built = self.built_layer(layer);
+        let built = BuiltLayer {
+            source,
+            ..self.built_layer(layer)
+        };
+        self.exporting(EntryKind::Run, &built, Some(key));
         if let Some(observer) = self.observer {
             observer.written(&built);
         }
-        stage.layers.push(built);
+        stage.layers.push(built.clone());
         stage.config.history.push(self.history(instruction, false));
-        if stage.filesystem.complete {
+        let elsewhere = !self.store.has_blob(&built.digest)
+            && !crate::build::filesystem::listing_is_cached(self.store, &built.digest);
+        if stage.filesystem.complete && elsewhere {
+            // A shared cache's layer is downloaded only if a later instruction needs the tree.
+            stage.unlisted.push(built);
+        } else if stage.filesystem.complete {
             // Later COPY, WORKDIR and --chown need to know what the command made.
-            let layer = [(layer.digest.clone(), self.built_layer(layer).media_type)];
+            let layer = [(layer.digest.clone(), built.media_type.clone())];
             stage
                 .filesystem
                 .apply_layers(self.store, &layer)
@@ -212,7 +242,8 @@ impl Builder<'_> {
         Ok(rootfs)
     }
 
-    /// A base layer still in its registry is fetched into the store.
+    /// A layer still in a registry (its own source, else `remote`) is fetched into the store;
+    /// one from a shared cache must also unpack to the diff_id its entry claims.
     pub(super) fn ensure_blob(
         &self,
         layer: &BuiltLayer,
@@ -222,7 +253,15 @@ impl Builder<'_> {
         if self.store.has_blob(&layer.digest) {
             return Ok(());
         }
-        let Some(reference) = remote else {
+        if let Some(LayerSource::SharedCache { repository, key }) = &layer.source {
+            return self.fetch_shared(layer, repository, key, instruction);
+        }
+        let Some(reference) = layer
+            .source
+            .as_ref()
+            .map(LayerSource::repository)
+            .or(remote)
+        else {
             return Err(self.at(
                 instruction,
                 Unsupported(format!(
@@ -234,6 +273,57 @@ impl Builder<'_> {
         self.remote
             .fetch_blob(self.store, reference, &layer.digest)
             .map_err(|e| self.at(instruction, e))
+    }
+}
+
+impl Builder<'_> {
+    /// Downloads a layer a shared cache gave (its digest checked on the way) and checks it
+    /// unpacks to the diff_id the entry claims. A layer that cannot be had, or lied, makes the
+    /// build start again without that entry.
+    fn fetch_shared(
+        &self,
+        layer: &BuiltLayer,
+        repository: &Reference,
+        key: &str,
+        instruction: &Instruction,
+    ) -> Result<(), BuildError> {
+        let wrong = |why: String| {
+            self.shared.reject(key, &why);
+            BuildError::SharedCacheEntry {
+                file: self.dockerfile.to_owned(),
+                line: instruction.line,
+                digest: layer.digest.clone(),
+                why,
+            }
+        };
+        self.remote
+            .fetch_blob(self.store, repository, &layer.digest)
+            .map_err(|e| wrong(format!("it could not be downloaded: {e}")))?;
+        let path = self.store.blob_path(&layer.digest);
+        let actual = crate::layer::archive::uncompressed_digest(&path)
+            .map_err(|e| wrong(format!("it does not unpack: {e}")))?;
+        if actual != layer.diff_id {
+            return Err(wrong(format!(
+                "it unpacks to {actual}, the entry claims {}",
+                layer.diff_id
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The shared cache as a RUN step asks it, remembering the hit (and where its blob is).
+struct SharedRun<'s> {
+    cache: &'s SharedCache<'s>,
+    hit: RefCell<Option<SharedHit>>,
+}
+
+impl SharedRunLayers for SharedRun<'_> {
+    fn find(&self, key: &str) -> Option<crate::layer::WrittenLayer> {
+        let hit = self.cache.find(key)?;
+        let layer = hit.layer.clone();
+        *self.hit.borrow_mut() = Some(hit);
+        Some(layer)
     }
 }
 

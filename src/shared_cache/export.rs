@@ -1,0 +1,118 @@
+//! `--cache-to`: the layers a build made or reused go to the cache repository under their keys,
+//! in one manifest ([`super::format`]). Blobs the repository has are skipped, blobs elsewhere on
+//! the same registry (the image just pushed, the cache read from) are mounted, and only the rest
+//! is uploaded, from the store or streamed from where it lives.
+
+use std::collections::HashSet;
+
+use bytes::Bytes;
+
+use super::{ExportEntry, format};
+use crate::image::media;
+use crate::registry::{BlobSource, PushBlob, PushRequest, Reference, RegistryError, push_image};
+use crate::remote::{RemoteAccess, RemoteError};
+use crate::store::{Store, StoreError};
+
+/// What an export did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportReport {
+    pub entries: usize,
+    pub uploaded_blobs: usize,
+    pub mounted_blobs: usize,
+    pub skipped_blobs: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+    #[error(transparent)]
+    Registry(Box<RegistryError>),
+    #[error("layer {0} is neither in the store nor in a registry it came from")]
+    Missing(crate::digest::Digest),
+}
+
+// Registry errors carry a lot of context; boxed, they keep every Result small.
+impl From<RegistryError> for ExportError {
+    fn from(e: RegistryError) -> Self {
+        ExportError::Registry(Box::new(e))
+    }
+}
+
+/// Exports `entries` to `target` (a repository and tag; the tag is replaced). A layer listed
+/// under several keys goes up once.
+pub fn export(
+    store: &Store,
+    remote: &RemoteAccess,
+    entries: &[ExportEntry],
+    target: &Reference,
+) -> Result<ExportReport, ExportError> {
+    let client = remote.client(target)?;
+    let config = store.put_bytes(format::EMPTY_CONFIG)?;
+    let mut blobs = vec![PushBlob {
+        digest: config.to_string(),
+        size: format::EMPTY_CONFIG.len() as u64,
+        source: BlobSource::File(store.blob_path(&config)),
+        mount_from: Vec::new(),
+    }];
+    let mut seen = HashSet::new();
+    for export in entries {
+        let layer = &export.entry.layer;
+        if !seen.insert(layer.digest.clone()) {
+            continue;
+        }
+        let source = if store.has_blob(&layer.digest) {
+            BlobSource::File(store.blob_path(&layer.digest))
+        } else {
+            let Some(source) = &export.source else {
+                return Err(ExportError::Missing(layer.digest.clone()));
+            };
+            BlobSource::Registry {
+                client: remote.client(source.repository())?,
+                repository: source.repository().repository().to_owned(),
+            }
+        };
+        blobs.push(PushBlob {
+            digest: layer.digest.to_string(),
+            size: layer.size,
+            source,
+            mount_from: mount_candidates(store, &layer.digest, target),
+        });
+    }
+    let cache: Vec<_> = entries.iter().map(|e| e.entry.clone()).collect();
+    let request = PushRequest {
+        manifest: Bytes::from(format::manifest(&cache)),
+        media_type: media::OCI_MANIFEST.into(),
+        blobs,
+        mount_from: Vec::new(),
+    };
+    let report = remote.block_on(push_image(&client, target, &request, None))?;
+    for blob in &request.blobs {
+        if let Ok(digest) = blob.digest.parse() {
+            store.record_location(&digest, target.registry(), target.repository());
+        }
+    }
+    Ok(ExportReport {
+        entries: seen.len(),
+        uploaded_blobs: report.uploaded_blobs,
+        mounted_blobs: report.mounted_blobs,
+        skipped_blobs: report.skipped_blobs,
+    })
+}
+
+/// Other repositories of the target's registry that received `digest` from this store.
+fn mount_candidates(
+    store: &Store,
+    digest: &crate::digest::Digest,
+    target: &Reference,
+) -> Vec<String> {
+    let prefix = format!("{}/", target.registry());
+    store
+        .locations(digest)
+        .iter()
+        .filter_map(|location| location.strip_prefix(&prefix).map(str::to_owned))
+        .filter(|repository| repository != target.repository())
+        .collect()
+}

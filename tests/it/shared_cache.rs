@@ -1,0 +1,336 @@
+//! `--cache-to` / `--cache-from`: two machines (two empty stores) share one cache through the
+//! real registry; a cache that lies or is missing never makes a wrong image or a failed build.
+
+use std::fs;
+use std::process::Output;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use dockless::registry::{Reference, RegistryClient, ResolvedCredential};
+use serde_json::Value;
+
+use crate::support::binary::{Workspace, busybox_base, run_with_stdin};
+use crate::support::fast_settings;
+use crate::support::registry::{PASSWORD, RegistryAuth, TestRegistry, USER};
+use crate::support::skopeo;
+use crate::support::token_server::TokenServer;
+
+/// A context whose layers are: WORKDIR's directory, two COPYs, and two RUNs, the second
+/// reading what the first made and what the second COPY brought.
+const DOCKERFILE: &str = "ARG BASE\nFROM $BASE\nWORKDIR /app\nCOPY app/ /app/\n\
+    RUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo ran-first >&2 && echo one > /app/one.txt\"]\n\
+    COPY data/ /data/\n\
+    RUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo ran-second >&2 && /bin/busybox cat /app/one.txt /data/d.txt > /app/both.txt\"]\n";
+
+/// Writes the context into `ws`, every file with the modification time `mtime`.
+fn write_context(ws: &Workspace, mtime: SystemTime) {
+    ws.write("Dockerfile", DOCKERFILE);
+    ws.write("app/main.sh", "echo hello\n");
+    ws.write("app/big.bin", vec![7u8; 400_000]);
+    ws.write("data/d.txt", "data one\n");
+    for rel in ["Dockerfile", "app/main.sh", "app/big.bin", "data/d.txt"] {
+        let file = fs::File::options()
+            .write(true)
+            .open(ws.context().join(rel))
+            .unwrap();
+        file.set_modified(mtime).unwrap();
+    }
+}
+
+/// `dockless push` as a machine with its own empty store; the password (token auth) on stdin.
+fn push(ws: &Workspace, args: &[&str], password: Option<&str>) -> (Value, String) {
+    let mut cmd = ws.dockless();
+    cmd.arg("push").args(args).arg("--json");
+    if password.is_some() {
+        cmd.args(["--username", USER, "--password-stdin"]);
+    }
+    let out: Output = run_with_stdin(cmd, password.unwrap_or(""));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "push failed: {stderr}\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    (serde_json::from_slice(&out.stdout).unwrap(), stderr)
+}
+
+/// The busybox base, pushed to `registry` as `base/busybox:1`.
+fn pushed_base(registry: &str, password: Option<&str>) -> String {
+    let ws = Workspace::new();
+    let layout = busybox_base(ws.path());
+    let base = format!("{registry}/base/busybox:1");
+    push(&ws, &["--from", &layout, "--to", &base], password);
+    base
+}
+
+/// The image's layer blobs that the base does not have.
+fn own_layers(json: &Value) -> Vec<String> {
+    json["image"]["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["fromBase"] == false)
+        .map(|l| l["digest"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn in_store(ws: &Workspace, digest: &str) -> bool {
+    let hex = digest.strip_prefix("sha256:").unwrap();
+    ws.cache().join("blobs/sha256").join(hex).exists()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_machines_share_one_cache_through_a_token_auth_registry() {
+    let server = TokenServer::start(USER, PASSWORD).await;
+    let registry = TestRegistry::start(RegistryAuth::Token(&server)).await;
+    let host = registry.host.clone();
+    let base = tokio::task::spawn_blocking({
+        let host = host.clone();
+        move || pushed_base(&host, Some(PASSWORD))
+    })
+    .await
+    .unwrap();
+    let target = format!("{host}/team/app:1");
+    let cache = format!("{host}/team/cache:main");
+    let base_arg = format!("BASE={base}");
+    let (a, b, changed) = tokio::task::spawn_blocking(move || {
+        // Machine A: builds everything, pushes, exports the cache.
+        let a = Workspace::new();
+        write_context(
+            &a,
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000),
+        );
+        let (a_json, a_err) = push(
+            &a,
+            &[
+                "ctx",
+                "--to",
+                &target,
+                "--build-arg",
+                &base_arg,
+                "--cache-to",
+                &cache,
+            ],
+            Some(PASSWORD),
+        );
+        assert!(
+            a_err.contains("ran-first") && a_err.contains("ran-second"),
+            "{a_err}"
+        );
+
+        // Machine B: an empty store and a fresh copy of the context (other mtimes).
+        let b = Workspace::new();
+        write_context(&b, SystemTime::now());
+        let (b_json, b_err) = push(
+            &b,
+            &[
+                "ctx",
+                "--to",
+                &target,
+                "--build-arg",
+                &base_arg,
+                "--cache-from",
+                &cache,
+            ],
+            Some(PASSWORD),
+        );
+        assert_eq!(
+            b_json["digest"], a_json["digest"],
+            "the same image: {b_err}"
+        );
+        assert!(
+            !b_err.contains("ran-first") && !b_err.contains("ran-second"),
+            "B runs no RUN command: {b_err}"
+        );
+        assert_eq!(b_json["uploaded_blobs"], 0, "B uploads nothing: {b_json}");
+        // B compresses nothing: of its own layers its store holds only the first RUN's,
+        // downloaded (and checked) because the COPY after it needs to know the tree.
+        let own = own_layers(&b_json);
+        let held: Vec<&String> = own.iter().filter(|l| in_store(&b, l)).collect();
+        assert!(
+            held.is_empty() || held == [&own[2]],
+            "B holds {held:?} of {own:?}"
+        );
+
+        // One file changed on B: only what depends on it runs again.
+        b.write("data/d.txt", "data two\n");
+        let (changed, changed_err) = push(
+            &b,
+            &[
+                "ctx",
+                "--to",
+                &target,
+                "--build-arg",
+                &base_arg,
+                "--cache-from",
+                &cache,
+            ],
+            Some(PASSWORD),
+        );
+        assert_ne!(changed["digest"], a_json["digest"]);
+        assert!(!changed_err.contains("ran-first"), "{changed_err}");
+        assert!(changed_err.contains("ran-second"), "{changed_err}");
+        (a_json, b_json, changed)
+    })
+    .await
+    .unwrap();
+    let own = own_layers(&a).len();
+    assert_eq!(own, 5, "WORKDIR, two COPYs, two RUNs: {a}");
+    // Four of the five layers are the same after the change (the second COPY and RUN differ).
+    let same = own_layers(&changed)
+        .iter()
+        .filter(|l| own_layers(&b).contains(l))
+        .count();
+    assert_eq!(same, 3, "{changed}");
+
+    // The cache is an OCI artifact that skopeo reads: one layer per entry, keyed.
+    let raw = skopeo::inspect_raw(&format!("{host}/team/cache:main"), Some((USER, PASSWORD)))
+        .await
+        .unwrap();
+    let manifest: Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(
+        manifest["artifactType"],
+        dockless::shared_cache::format::ARTIFACT_TYPE
+    );
+    let layers = manifest["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), own, "{manifest}");
+    for layer in layers {
+        let annotations = &layer["annotations"];
+        assert_eq!(
+            annotations[dockless::shared_cache::format::KEY]
+                .as_str()
+                .unwrap()
+                .len(),
+            64
+        );
+        assert!(own_layers(&a).contains(&layer["digest"].as_str().unwrap().to_owned()));
+    }
+}
+
+/// Rewrites the cache manifest at `reference` with `change` applied to its JSON.
+async fn tamper(host: &str, reference: &str, change: impl FnOnce(&mut Value)) {
+    let client =
+        RegistryClient::new(host, ResolvedCredential::anonymous(), fast_settings()).unwrap();
+    let reference = Reference::parse(reference).unwrap();
+    let fetched = client
+        .get_manifest(reference.repository(), reference.manifest_reference())
+        .await
+        .unwrap();
+    let mut manifest: Value = serde_json::from_slice(&fetched.bytes).unwrap();
+    change(&mut manifest);
+    client
+        .put_manifest(
+            reference.repository(),
+            reference.manifest_reference(),
+            Bytes::from(serde_json::to_vec(&manifest).unwrap()),
+            dockless::image::media::OCI_MANIFEST,
+        )
+        .await
+        .unwrap();
+}
+
+fn layer_with_digest<'m>(manifest: &'m mut Value, digest: &str) -> &'m mut Value {
+    manifest["layers"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|l| l["digest"] == digest)
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poisoned_or_missing_cache_is_ignored_and_the_image_is_right() {
+    let registry = TestRegistry::start(RegistryAuth::None).await;
+    let host = registry.host.clone();
+    let base = tokio::task::spawn_blocking({
+        let host = host.clone();
+        move || pushed_base(&host, None)
+    })
+    .await
+    .unwrap();
+    let base_arg = format!("BASE={base}");
+    let cache = format!("{host}/team/cache:main");
+    let (a_json, a) = tokio::task::spawn_blocking({
+        let (cache, base_arg, host) = (cache.clone(), base_arg.clone(), host.clone());
+        move || {
+            let a = Workspace::new();
+            write_context(&a, SystemTime::now());
+            let target = format!("{host}/team/app:1");
+            let (json, _) = push(
+                &a,
+                &[
+                    "ctx",
+                    "--to",
+                    &target,
+                    "--build-arg",
+                    &base_arg,
+                    "--cache-to",
+                    &cache,
+                ],
+                None,
+            );
+            (json, a)
+        }
+    })
+    .await
+    .unwrap();
+    drop(a);
+    // The first RUN's entry lies about its diff_id (its blob unpacks to something else), and the
+    // second COPY's entry gives a size its blob does not have.
+    let own = own_layers(&a_json);
+    tamper(&host, &cache, |manifest| {
+        let run = layer_with_digest(manifest, &own[2]);
+        run["annotations"][dockless::shared_cache::format::DIFF_ID] =
+            Value::from(dockless::digest::Digest::of(b"a lie").to_string());
+        let copy = layer_with_digest(manifest, &own[3]);
+        copy["size"] = Value::from(copy["size"].as_u64().unwrap() + 1);
+    })
+    .await;
+    let missing = format!("{host}/team/nothing-here:main");
+    let (b_json, b_err) = tokio::task::spawn_blocking(move || {
+        let b = Workspace::new();
+        write_context(&b, SystemTime::now());
+        let target = format!("{host}/team/b:1");
+        push(
+            &b,
+            &[
+                "ctx",
+                "--to",
+                &target,
+                "--build-arg",
+                &base_arg,
+                "--cache-from",
+                &missing,
+                "--cache-from",
+                &cache,
+            ],
+            None,
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        b_json["digest"], a_json["digest"],
+        "the right image: {b_err}"
+    );
+    assert!(
+        b_err.contains("nothing-here") && b_err.contains("building without it"),
+        "{b_err}"
+    );
+    assert!(
+        b_err.contains("unpacks to"),
+        "the diff_id lie is found and said: {b_err}"
+    );
+    assert!(
+        b_err.contains("bytes, the entry says"),
+        "the size lie is said: {b_err}"
+    );
+    assert!(
+        b_err.contains("ran-first"),
+        "the lying RUN ran again: {b_err}"
+    );
+    assert!(
+        !b_err.contains("ran-second"),
+        "the RUN after it, keyed by the true diff_id, came from the cache: {b_err}"
+    );
+}
