@@ -188,9 +188,12 @@ impl<'a> Destination<'a> {
             build::build_with(options, store, remote, Some(observer))
         });
         let early = self.remote.block_on(early.finish());
-        // A failed build says why first; a failed upload only matters for a built image.
+        // A failed build says why first; a failed upload only matters for a built image (whose
+        // layers still go to --cache-to: the next build need not make them again).
         let image = built?;
-        let early = early?;
+        let early = early.inspect_err(|_| {
+            export_cache(store, remote, &image, &options.cache_to, self.events);
+        })?;
         self.events.built(&image);
         Ok(Staged {
             image,

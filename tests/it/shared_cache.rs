@@ -334,3 +334,52 @@ async fn a_poisoned_or_missing_cache_is_ignored_and_the_image_is_right() {
         "the RUN after it, keyed by the true diff_id, came from the cache: {b_err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cache_is_exported_even_when_the_push_fails() {
+    let cache_registry = TestRegistry::start(RegistryAuth::None).await;
+    // A registry that refuses us (no credentials given): the push fails.
+    let refusing = TestRegistry::start(RegistryAuth::Basic).await;
+    let cache = format!("{}/team/cache:main", cache_registry.host);
+    let target = format!("{}/team/app:1", refusing.host);
+    let (out, built) = tokio::task::spawn_blocking({
+        let cache = cache.clone();
+        move || {
+            let ws = Workspace::new();
+            ws.write("Dockerfile", "FROM scratch\nCOPY app/ /app/\n");
+            ws.write("app/a.txt", "a\n");
+            // DOCKLESS_CACHE_REPO stands for --cache-to (and --cache-from, here empty).
+            let mut cmd = ws.dockless();
+            cmd.args(["push", "ctx", "--to", &target])
+                .env("DOCKLESS_CACHE_REPO", &cache);
+            let out = cmd.output().unwrap();
+            let built = ws.build_ok(&[]);
+            let bad = ws
+                .dockless()
+                .args(["build", "ctx", "--cache-to", "Bad::Reference"])
+                .output()
+                .unwrap();
+            let bad_err = String::from_utf8_lossy(&bad.stderr);
+            assert_eq!(bad.status.code(), Some(2), "a usage error: {bad_err}");
+            assert!(bad_err.contains("--cache-to"), "{bad_err}");
+            (out, built)
+        }
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the push fails: {stderr}");
+    assert!(stderr.contains("Exported the build cache"), "{stderr}");
+    assert!(
+        stderr.contains("building without it"),
+        "the empty cache read first is a warning: {stderr}"
+    );
+    let raw = skopeo::inspect_raw(&cache, None).await.unwrap();
+    let manifest: Value = serde_json::from_slice(&raw).unwrap();
+    let layers = manifest["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 1, "{manifest}");
+    assert_eq!(
+        layers[0]["digest"], built["layers"][0]["digest"],
+        "the layer the failed push built is in the cache"
+    );
+}
