@@ -46,6 +46,21 @@ pub enum RemoteError {
     Registry(Box<RegistryError>),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(
+        "layer {digest} from the shared cache {repository} unpacks to {actual}, not to the diff_id {claimed} its entry claims: the cache is wrong; build without --cache-from (a build with --cache-to then replaces it)"
+    )]
+    DiffIdMismatch {
+        digest: Digest,
+        repository: String,
+        claimed: Digest,
+        actual: Digest,
+    },
+    #[error("layer {digest} from the shared cache {repository} could not be read: {source}")]
+    Unreadable {
+        digest: Digest,
+        repository: String,
+        source: std::io::Error,
+    },
 }
 
 // Registry errors carry a lot of context; boxed, they keep every Result small.

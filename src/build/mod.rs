@@ -101,8 +101,29 @@ impl BuiltImage {
         remote: &RemoteAccess,
     ) -> Result<(), crate::remote::RemoteError> {
         for layer in &self.layers {
-            if let Some(source) = &layer.source {
-                remote.fetch_blob(store, source.repository(), &layer.digest)?;
+            let Some(source) = &layer.source else {
+                continue;
+            };
+            remote.fetch_blob(store, source.repository(), &layer.digest)?;
+            // A shared cache's layer must unpack to the diff_id its entry claims.
+            if matches!(source, LayerSource::SharedCache { .. }) {
+                let repository = source.repository().to_string();
+                let path = store.blob_path(&layer.digest);
+                let actual = crate::layer::archive::uncompressed_digest(&path).map_err(|e| {
+                    crate::remote::RemoteError::Unreadable {
+                        digest: layer.digest.clone(),
+                        repository: repository.clone(),
+                        source: e,
+                    }
+                })?;
+                if actual != layer.diff_id {
+                    return Err(crate::remote::RemoteError::DiffIdMismatch {
+                        digest: layer.digest.clone(),
+                        repository,
+                        claimed: layer.diff_id.clone(),
+                        actual,
+                    });
+                }
             }
         }
         Ok(())

@@ -118,13 +118,13 @@ pub struct Staged {
     cache_to: Vec<Reference>,
 }
 
-impl From<BuiltImage> for Staged {
-    /// An image built without uploads on the way.
-    fn from(image: BuiltImage) -> Self {
+impl Staged {
+    /// An image built without uploads on the way, whose layers go to `cache_to` after the push.
+    pub fn new(image: BuiltImage, cache_to: Vec<Reference>) -> Self {
         Staged {
             image,
             early: EarlyReport::default(),
-            cache_to: Vec::new(),
+            cache_to,
         }
     }
 }

@@ -100,6 +100,8 @@ pub struct SharedCache<'a> {
     rejected: Mutex<HashSet<String>>,
     /// Blobs already found present, by repository and digest.
     present: Mutex<HashSet<(String, Digest)>>,
+    /// Layers (digest, diff_id) already found to unpack to their diff_id.
+    verified: Mutex<HashSet<(Digest, Digest)>>,
 }
 
 impl<'a> SharedCache<'a> {
@@ -110,6 +112,7 @@ impl<'a> SharedCache<'a> {
             entries: HashMap::new(),
             rejected: Mutex::new(HashSet::new()),
             present: Mutex::new(HashSet::new()),
+            verified: Mutex::new(HashSet::new()),
         }
     }
 
@@ -196,6 +199,22 @@ impl<'a> SharedCache<'a> {
                 key: key.to_owned(),
             },
         })
+    }
+
+    /// Whether the blob `digest` was found to unpack to `diff_id` during this build.
+    pub fn is_verified(&self, digest: &Digest, diff_id: &Digest) -> bool {
+        self.verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&(digest.clone(), diff_id.clone()))
+    }
+
+    /// Remembers that the blob `digest` unpacks to `diff_id`.
+    pub fn verified(&self, digest: &Digest, diff_id: &Digest) {
+        self.verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((digest.clone(), diff_id.clone()));
     }
 
     /// Stops using the entry `key`, saying why.

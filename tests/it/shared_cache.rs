@@ -287,28 +287,33 @@ async fn a_poisoned_or_missing_cache_is_ignored_and_the_image_is_right() {
     })
     .await;
     let missing = format!("{host}/team/nothing-here:main");
-    let (b_json, b_err) = tokio::task::spawn_blocking(move || {
+    // B builds twice with the same store: the second time the lying layer's blob is already
+    // there (fetched the first time) but no local RUN record (as when the blob came with a
+    // pulled image), and the lie must still be found.
+    let (b_json, b_err, again_json, again_err) = tokio::task::spawn_blocking(move || {
         let b = Workspace::new();
         write_context(&b, SystemTime::now());
         let target = format!("{host}/team/b:1");
-        push(
-            &b,
-            &[
-                "ctx",
-                "--to",
-                &target,
-                "--build-arg",
-                &base_arg,
-                "--cache-from",
-                &missing,
-                "--cache-from",
-                &cache,
-            ],
-            None,
-        )
+        let args = [
+            "ctx",
+            "--to",
+            &target,
+            "--build-arg",
+            &base_arg,
+            "--cache-from",
+            &missing,
+            "--cache-from",
+            &cache,
+        ];
+        let (first, first_err) = push(&b, &args, None);
+        fs::remove_dir_all(b.cache().join("run-cache")).unwrap();
+        let (again, again_err) = push(&b, &args, None);
+        (first, first_err, again, again_err)
     })
     .await
     .unwrap();
+    assert_eq!(again_json["digest"], a_json["digest"], "{again_err}");
+    assert!(again_err.contains("unpacks to"), "{again_err}");
     assert_eq!(
         b_json["digest"], a_json["digest"],
         "the right image: {b_err}"

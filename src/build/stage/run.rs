@@ -250,11 +250,13 @@ impl Builder<'_> {
         remote: Option<&Reference>,
         instruction: &Instruction,
     ) -> Result<(), BuildError> {
-        if self.store.has_blob(&layer.digest) {
-            return Ok(());
-        }
+        // Checked even when the blob is in the store: an earlier build may have fetched it
+        // for an entry that lied about it.
         if let Some(LayerSource::SharedCache { repository, key }) = &layer.source {
             return self.fetch_shared(layer, repository, key, instruction);
+        }
+        if self.store.has_blob(&layer.digest) {
+            return Ok(());
         }
         let Some(reference) = layer
             .source
@@ -277,9 +279,9 @@ impl Builder<'_> {
 }
 
 impl Builder<'_> {
-    /// Downloads a layer a shared cache gave (its digest checked on the way) and checks it
-    /// unpacks to the diff_id the entry claims. A layer that cannot be had, or lied, makes the
-    /// build start again without that entry.
+    /// Downloads a layer a shared cache gave unless the store has it (its digest checked on
+    /// the way) and checks it unpacks to the diff_id the entry claims. A layer that cannot be
+    /// had, or lied, makes the build start again without that entry.
     fn fetch_shared(
         &self,
         layer: &BuiltLayer,
@@ -299,6 +301,9 @@ impl Builder<'_> {
         self.remote
             .fetch_blob(self.store, repository, &layer.digest)
             .map_err(|e| wrong(format!("it could not be downloaded: {e}")))?;
+        if self.shared.is_verified(&layer.digest, &layer.diff_id) {
+            return Ok(());
+        }
         let path = self.store.blob_path(&layer.digest);
         let actual = crate::layer::archive::uncompressed_digest(&path)
             .map_err(|e| wrong(format!("it does not unpack: {e}")))?;
@@ -308,6 +313,7 @@ impl Builder<'_> {
                 layer.diff_id
             )));
         }
+        self.shared.verified(&layer.digest, &layer.diff_id);
         Ok(())
     }
 }

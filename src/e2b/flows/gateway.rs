@@ -2,7 +2,7 @@
 //! registry gateway at `<gateway>/e2b/custom-envs/<templateID>:<buildID>`, start, follow.
 
 use crate::build;
-use crate::publish::{Destination, PublishError};
+use crate::publish::{Destination, PublishError, Staged};
 use crate::registry::{
     Reference, RegistryClient, RegistryError, RegistrySettings, ResolvedCredential,
 };
@@ -83,7 +83,8 @@ fn push_and_follow(
         &reference,
         events,
     );
-    let pushed = destination.push(image.into()).map_err(|source| {
+    let staged = Staged::new(image, inputs.options.cache_to.clone());
+    let pushed = destination.push(staged).map_err(|source| {
         let advice = if is_auth_refusal(&source) {
             let text = source.to_string();
             refusal::advice(401, &text, credential, Flow::Gateway)
