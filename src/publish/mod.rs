@@ -138,8 +138,23 @@ pub fn export_cache(
     targets: &[Reference],
     events: &dyn PublishEvents,
 ) {
+    if targets.is_empty() {
+        return;
+    }
+    // The listings this machine has of the image's layers (the base's included) and of the
+    // cached ones go too: with them another machine knows the tree without the layers.
+    let layers = image.layers.iter().map(|l| &l.digest);
+    let cached = image.cache_entries.iter().map(|e| &e.entry.layer.digest);
+    let mut listings: Vec<(Digest, Vec<u8>)> = Vec::new();
+    for digest in layers.chain(cached) {
+        if !listings.iter().any(|(d, _)| d == digest)
+            && let Some(bytes) = build::filesystem::listing_bytes(store, digest)
+        {
+            listings.push((digest.clone(), bytes));
+        }
+    }
     for target in targets {
-        let result = shared_cache::export(store, remote, &image.cache_entries, target);
+        let result = shared_cache::export(store, remote, &image.cache_entries, &listings, target);
         match &result {
             Ok(report) => tracing::info!(cache = %target, ?report, "shared cache exported"),
             Err(error) => tracing::debug!(cache = %target, %error, "shared cache export failed"),

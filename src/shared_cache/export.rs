@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use bytes::Bytes;
 
 use super::{ExportEntry, format};
+use crate::digest::Digest;
 use crate::image::media;
 use crate::registry::{BlobSource, PushBlob, PushRequest, Reference, RegistryError, push_image};
 use crate::remote::{RemoteAccess, RemoteError};
@@ -31,7 +32,7 @@ pub enum ExportError {
     #[error(transparent)]
     Registry(Box<RegistryError>),
     #[error("layer {0} is neither in the store nor in a registry it came from")]
-    Missing(crate::digest::Digest),
+    Missing(Digest),
 }
 
 // Registry errors carry a lot of context; boxed, they keep every Result small.
@@ -41,12 +42,14 @@ impl From<RegistryError> for ExportError {
     }
 }
 
-/// Exports `entries` to `target` (a repository and tag; the tag is replaced). A layer listed
-/// under several keys goes up once.
+/// Exports `entries` to `target` (a repository and tag; the tag is replaced), with `listings`
+/// (a layer's digest and its listing's bytes) so that another machine knows those layers' trees
+/// without downloading them. A layer listed under several keys goes up once.
 pub fn export(
     store: &Store,
     remote: &RemoteAccess,
     entries: &[ExportEntry],
+    listings: &[(Digest, Vec<u8>)],
     target: &Reference,
 ) -> Result<ExportReport, ExportError> {
     let client = remote.client(target)?;
@@ -81,9 +84,27 @@ pub fn export(
             mount_from: mount_candidates(store, &layer.digest, target),
         });
     }
+    let mut listed = Vec::new();
+    for (layer, bytes) in listings {
+        let blob = store.put_bytes(bytes)?;
+        if !seen.insert(blob.clone()) {
+            continue;
+        }
+        blobs.push(PushBlob {
+            digest: blob.to_string(),
+            size: bytes.len() as u64,
+            source: BlobSource::File(store.blob_path(&blob)),
+            mount_from: mount_candidates(store, &blob, target),
+        });
+        listed.push(format::Listing {
+            layer: layer.clone(),
+            blob,
+            size: bytes.len() as u64,
+        });
+    }
     let cache: Vec<_> = entries.iter().map(|e| e.entry.clone()).collect();
     let request = PushRequest {
-        manifest: Bytes::from(format::manifest(&cache)),
+        manifest: Bytes::from(format::manifest(&cache, &listed)),
         media_type: media::OCI_MANIFEST.into(),
         blobs,
         mount_from: Vec::new(),
@@ -95,7 +116,7 @@ pub fn export(
         }
     }
     Ok(ExportReport {
-        entries: seen.len(),
+        entries: cache.iter().map(|e| &e.key).collect::<HashSet<_>>().len(),
         uploaded_blobs: report.uploaded_blobs,
         mounted_blobs: report.mounted_blobs,
         skipped_blobs: report.skipped_blobs,
@@ -103,11 +124,7 @@ pub fn export(
 }
 
 /// Other repositories of the target's registry that received `digest` from this store.
-fn mount_candidates(
-    store: &Store,
-    digest: &crate::digest::Digest,
-    target: &Reference,
-) -> Vec<String> {
+fn mount_candidates(store: &Store, digest: &Digest, target: &Reference) -> Vec<String> {
     let prefix = format!("{}/", target.registry());
     store
         .locations(digest)

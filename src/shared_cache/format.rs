@@ -22,10 +22,45 @@ pub const EMPTY_CONFIG: &[u8] = b"{}";
 pub const KEY: &str = "dev.dockless.cache.key";
 pub const KIND: &str = "dev.dockless.cache.kind";
 pub const DIFF_ID: &str = "dev.dockless.cache.diff-id";
+/// A listing's annotation: the layer it lists.
+pub const LISTING_OF: &str = "dev.dockless.cache.listing-of";
+/// The media type of a layer listing: every path a layer writes, with type, mode, owner and
+/// link target, so that another machine knows the tree without downloading the layer.
+pub const LISTING_TYPE: &str = "application/vnd.dockless.layer-listing.v1+json";
 
-/// The manifest listing `entries` (sorted by key, so the same entries give the same bytes).
-pub fn manifest(entries: &[CacheEntry]) -> Vec<u8> {
+/// A layer's listing, stored as its own blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing {
+    /// The layer it lists.
+    pub layer: Digest,
+    pub blob: Digest,
+    pub size: u64,
+}
+
+/// What a cache manifest holds.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    pub entries: Vec<CacheEntry>,
+    pub listings: Vec<Listing>,
+    /// One for each layer it lists wrongly (left out: the cache is untrusted input).
+    pub warnings: Vec<String>,
+}
+
+/// The manifest listing `entries` and `listings` (sorted, so the same ones give the same bytes).
+pub fn manifest(entries: &[CacheEntry], listings: &[Listing]) -> Vec<u8> {
     let by_key: BTreeMap<&str, &CacheEntry> = entries.iter().map(|e| (e.key.as_str(), e)).collect();
+    let by_layer: BTreeMap<&Digest, &Listing> = listings.iter().map(|l| (&l.layer, l)).collect();
+    let listed = by_layer.values().map(|listing| {
+        json!({
+            "mediaType": LISTING_TYPE,
+            "digest": listing.blob.as_str(),
+            "size": listing.size,
+            "annotations": {
+                KIND: "listing",
+                LISTING_OF: listing.layer.as_str(),
+            },
+        })
+    });
     let layers: Vec<Value> = by_key
         .values()
         .map(|entry| {
@@ -40,6 +75,7 @@ pub fn manifest(entries: &[CacheEntry]) -> Vec<u8> {
                 },
             })
         })
+        .chain(listed)
         .collect();
     let manifest = json!({
         "schemaVersion": 2,
@@ -66,16 +102,14 @@ pub enum FormatError {
     NotACache(Option<String>),
 }
 
-/// The entries a cache manifest lists, and a warning for each layer it lists wrongly (those
-/// are left out: the cache is untrusted input).
-pub fn parse(bytes: &[u8]) -> Result<(Vec<CacheEntry>, Vec<String>), FormatError> {
+/// What a cache manifest lists.
+pub fn parse(bytes: &[u8]) -> Result<Parsed, FormatError> {
     let value: Value = serde_json::from_slice(bytes)?;
     let artifact = value["artifactType"].as_str();
     if artifact != Some(ARTIFACT_TYPE) {
         return Err(FormatError::NotACache(artifact.map(str::to_owned)));
     }
-    let mut entries = Vec::new();
-    let mut warnings = Vec::new();
+    let mut parsed = Parsed::default();
     for (index, layer) in value["layers"]
         .as_array()
         .map(Vec::as_slice)
@@ -83,12 +117,31 @@ pub fn parse(bytes: &[u8]) -> Result<(Vec<CacheEntry>, Vec<String>), FormatError
         .iter()
         .enumerate()
     {
-        match parse_layer(layer) {
-            Ok(entry) => entries.push(entry),
-            Err(why) => warnings.push(format!("layer {index}: {why}")),
+        let result = if layer["mediaType"] == LISTING_TYPE {
+            parse_listing(layer).map(|listing| parsed.listings.push(listing))
+        } else {
+            parse_layer(layer).map(|entry| parsed.entries.push(entry))
+        };
+        if let Err(why) = result {
+            parsed.warnings.push(format!("layer {index}: {why}"));
         }
     }
-    Ok((entries, warnings))
+    Ok(parsed)
+}
+
+fn parse_listing(layer: &Value) -> Result<Listing, String> {
+    let digest = |value: &Value, what: &str| -> Result<Digest, String> {
+        value
+            .as_str()
+            .ok_or_else(|| format!("has no {what}"))?
+            .parse()
+            .map_err(|e| format!("{what}: {e}"))
+    };
+    Ok(Listing {
+        layer: digest(&layer["annotations"][LISTING_OF], "listed layer")?,
+        blob: digest(&layer["digest"], "digest")?,
+        size: layer["size"].as_u64().ok_or("has no size")?,
+    })
 }
 
 fn parse_layer(layer: &Value) -> Result<CacheEntry, String> {
@@ -169,16 +222,22 @@ mod tests {
             entry('b', EntryKind::Run, b"run layer"),
             entry('a', EntryKind::Files, b"files layer"),
         ];
-        let bytes = manifest(&entries);
-        let (parsed, warnings) = parse(&bytes).unwrap();
-        assert!(warnings.is_empty(), "{warnings:?}");
-        let keys: Vec<&str> = parsed.iter().map(|e| &e.key[..1]).collect();
+        let listings = vec![Listing {
+            layer: entries[0].layer.digest.clone(),
+            blob: Digest::of(b"listing"),
+            size: 7,
+        }];
+        let bytes = manifest(&entries, &listings);
+        let parsed = parse(&bytes).unwrap();
+        assert!(parsed.warnings.is_empty(), "{:?}", parsed.warnings);
+        let keys: Vec<&str> = parsed.entries.iter().map(|e| &e.key[..1]).collect();
         assert_eq!(keys, ["a", "b"]);
-        assert_eq!(parsed[0].layer, entries[1].layer);
-        assert_eq!(parsed[1].kind, EntryKind::Run);
+        assert_eq!(parsed.entries[0].layer, entries[1].layer);
+        assert_eq!(parsed.entries[1].kind, EntryKind::Run);
+        assert_eq!(parsed.listings, listings);
         let reversed: Vec<CacheEntry> = entries.into_iter().rev().collect();
         assert_eq!(
-            manifest(&reversed),
+            manifest(&reversed, &listings),
             bytes,
             "the order given does not matter"
         );
@@ -187,7 +246,7 @@ mod tests {
     #[test]
     fn bad_layers_are_left_out_with_a_warning_and_other_manifests_refused() {
         let mut value: Value =
-            serde_json::from_slice(&manifest(&[entry('a', EntryKind::Files, b"x")])).unwrap();
+            serde_json::from_slice(&manifest(&[entry('a', EntryKind::Files, b"x")], &[])).unwrap();
         let good = value["layers"][0].clone();
         let mut bad_key = good.clone();
         bad_key["annotations"][KEY] = json!("../../etc");
@@ -196,9 +255,9 @@ mod tests {
         let mut bad_type = good.clone();
         bad_type["mediaType"] = json!("text/plain");
         value["layers"] = json!([bad_key, good, bad_digest, bad_type]);
-        let (parsed, warnings) = parse(&serde_json::to_vec(&value).unwrap()).unwrap();
-        assert_eq!(parsed.len(), 1);
-        assert_eq!(warnings.len(), 3, "{warnings:?}");
+        let parsed = parse(&serde_json::to_vec(&value).unwrap()).unwrap();
+        assert_eq!(parsed.entries.len(), 1);
+        assert_eq!(parsed.warnings.len(), 3, "{:?}", parsed.warnings);
         value["artifactType"] = json!("application/vnd.something.else");
         assert!(matches!(
             parse(&serde_json::to_vec(&value).unwrap()),

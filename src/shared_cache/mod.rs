@@ -32,6 +32,7 @@ use crate::image::Compression;
 use crate::layer::{LayerSettings, WrittenLayer};
 use crate::registry::Reference;
 use crate::remote::{LayerSource, RemoteAccess};
+use crate::store::Store;
 
 pub use export::{ExportError, ExportReport, export};
 
@@ -96,6 +97,8 @@ pub struct SharedCache<'a> {
     remote: Option<&'a RemoteAccess>,
     /// By key: the entry and the repository holding its blob (the first reference wins).
     entries: HashMap<String, (CacheEntry, Reference)>,
+    /// By the layer they list: listings of layers, and the repository holding them.
+    listings: HashMap<Digest, (format::Listing, Reference)>,
     /// Entries found wrong during this build: never used again.
     rejected: Mutex<HashSet<String>>,
     /// Blobs already found present, by repository and digest.
@@ -110,6 +113,7 @@ impl<'a> SharedCache<'a> {
         SharedCache {
             remote: None,
             entries: HashMap::new(),
+            listings: HashMap::new(),
             rejected: Mutex::new(HashSet::new()),
             present: Mutex::new(HashSet::new()),
             verified: Mutex::new(HashSet::new()),
@@ -125,13 +129,19 @@ impl<'a> SharedCache<'a> {
         };
         for reference in references {
             match read_entries(remote, reference) {
-                Ok(entries) => {
-                    tracing::info!(cache = %reference, entries = entries.len(), "shared cache read");
-                    for entry in entries {
+                Ok(parsed) => {
+                    tracing::info!(cache = %reference, entries = parsed.entries.len(), listings = parsed.listings.len(), "shared cache read");
+                    for entry in parsed.entries {
                         cache
                             .entries
                             .entry(entry.key.clone())
                             .or_insert_with(|| (entry, reference.clone()));
+                    }
+                    for listing in parsed.listings {
+                        cache
+                            .listings
+                            .entry(listing.layer.clone())
+                            .or_insert_with(|| (listing, reference.clone()));
                     }
                 }
                 Err(why) => tracing::warn!("--cache-from {reference}: {why}; building without it"),
@@ -143,6 +153,26 @@ impl<'a> SharedCache<'a> {
     /// Whether any entry was read (no lookup work is worth doing otherwise).
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// The listing another machine made of the layer `layer`, if the cache has one: fetched
+    /// into `store` (its digest checked), then read.
+    pub fn listing(&self, store: &Store, layer: &Digest) -> Option<Vec<u8>> {
+        let (listing, repository) = self.listings.get(layer)?;
+        let remote = self.remote?;
+        let fetched = remote
+            .fetch_blob(store, repository, &listing.blob)
+            .map_err(|e| e.to_string())
+            .and_then(|()| store.read_blob(&listing.blob).map_err(|e| e.to_string()));
+        match fetched {
+            Ok(bytes) => Some(bytes),
+            Err(why) => {
+                tracing::warn!(
+                    "shared cache {repository}: the listing of layer {layer} could not be read ({why}); the layer is read instead"
+                );
+                None
+            }
+        }
     }
 
     /// The layer `key` gives, if an entry has it and its blob is in the cache repository with
@@ -267,18 +297,15 @@ impl From<crate::registry::RegistryError> for ReadError {
 }
 
 /// The entries the cache manifest at `reference` lists.
-fn read_entries(
-    remote: &RemoteAccess,
-    reference: &Reference,
-) -> Result<Vec<CacheEntry>, ReadError> {
+fn read_entries(remote: &RemoteAccess, reference: &Reference) -> Result<format::Parsed, ReadError> {
     let client = remote.client(reference)?;
     let fetched = remote
         .block_on(client.get_manifest(reference.repository(), reference.manifest_reference()))?;
-    let (entries, warnings) = format::parse(&fetched.bytes)?;
-    for warning in warnings {
+    let parsed = format::parse(&fetched.bytes)?;
+    for warning in &parsed.warnings {
         tracing::warn!("--cache-from {reference}: {warning}; that entry is ignored");
     }
-    Ok(entries)
+    Ok(parsed)
 }
 
 #[cfg(test)]

@@ -23,7 +23,9 @@ use crate::image::users::UserDatabase;
 use crate::layer::{Entry, EntryKind};
 use crate::store::Store;
 
-pub use summary::is_cached as listing_is_cached;
+pub use summary::{
+    adopt as adopt_listing, cached_bytes as listing_bytes, is_cached as listing_is_cached,
+};
 
 /// The file system as far as the build knows it.
 #[derive(Debug, Clone, Default)]

@@ -43,6 +43,34 @@ pub fn is_cached(store: &Store, digest: &Digest) -> bool {
     cache_file(store, digest).is_file()
 }
 
+/// The cached summary of the layer `digest`, as stored (to share it through a cache).
+pub fn cached_bytes(store: &Store, digest: &Digest) -> Option<Vec<u8>> {
+    fs::read(cache_file(store, digest)).ok()
+}
+
+/// Caches `bytes`, a summary of the layer `digest` that another machine made (a shared cache),
+/// if they read as one; whether they did. What they say about the layer cannot be checked
+/// without the layer: a shared cache is trusted as far as what its layers hold.
+pub fn adopt(store: &Store, digest: &Digest, bytes: &[u8]) -> bool {
+    if serde_json::from_slice::<LayerSummary>(bytes).is_err() {
+        return false;
+    }
+    write_cache(&cache_file(store, digest), bytes);
+    true
+}
+
+/// Writes a summary into the cache, aside then renamed. The cache is an optimisation: failing
+/// to write it must not fail the build.
+fn write_cache(cache_file: &Path, bytes: &[u8]) {
+    if let Some(cache_dir) = cache_file.parent()
+        && fs::create_dir_all(cache_dir).is_ok()
+        && let Ok(temp) = tempfile::NamedTempFile::new_in(cache_dir)
+        && fs::write(temp.path(), bytes).is_ok()
+    {
+        let _ = temp.persist(cache_file);
+    }
+}
+
 /// The layer's summary: from the cache, or read from its blob in `store` and cached.
 pub(super) fn summarise_cached(
     store: &Store,
@@ -58,18 +86,10 @@ pub(super) fn summarise_cached(
     let started = std::time::Instant::now();
     let summary = summarise(&store.blob_path(digest), digest, media_type)?;
     tracing::info!(layer = %digest, entries = summary.entries.len(), elapsed = ?started.elapsed(), "layer listing read");
-    // The cache is an optimisation: failing to write it must not fail the build.
-    if let Some(cache_dir) = cache_file.parent()
-        && fs::create_dir_all(cache_dir).is_ok()
-        && let Ok(temp) = tempfile::NamedTempFile::new_in(cache_dir)
-        && fs::write(
-            temp.path(),
-            serde_json::to_vec(&summary).unwrap_or_default(),
-        )
-        .is_ok()
-    {
-        let _ = temp.persist(&cache_file);
-    }
+    write_cache(
+        &cache_file,
+        &serde_json::to_vec(&summary).unwrap_or_default(),
+    );
     Ok(summary)
 }
 

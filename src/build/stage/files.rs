@@ -251,7 +251,9 @@ impl Builder<'_> {
     ) -> Result<(), BuildError> {
         if stage.filesystem.complete {
             for layer in std::mem::take(&mut stage.unlisted) {
-                self.ensure_blob(&layer, None, instruction)?;
+                if !self.listing_known(&layer.digest) {
+                    self.ensure_blob(&layer, None, instruction)?;
+                }
                 let listed = [(layer.digest.clone(), layer.media_type.clone())];
                 stage
                     .filesystem
@@ -263,11 +265,11 @@ impl Builder<'_> {
         // Every layer is in stage.layers: only COPY, ADD and WORKDIR leave layers pending,
         // and they make the file system known first.
         self.flush(stage)?;
-        // Layers from a shared cache are listed from their blobs (the base's come from its
-        // registry as needed).
+        // Layers are listed from a listing when this machine or a shared cache has one, else
+        // from their blobs (the base's come from its registry as needed).
         for layer in &stage.layers {
-            if matches!(layer.source, Some(LayerSource::SharedCache { .. }))
-                && !crate::build::filesystem::listing_is_cached(self.store, &layer.digest)
+            if !self.listing_known(&layer.digest)
+                && matches!(layer.source, Some(LayerSource::SharedCache { .. }))
             {
                 self.ensure_blob(layer, None, instruction)?;
             }
@@ -282,6 +284,18 @@ impl Builder<'_> {
             base::load_filesystem(self.store, self.remote, stage.remote_base.as_ref(), &layers)
                 .map_err(|e| self.at(instruction, e))?;
         Ok(())
+    }
+
+    /// Whether the tree of the layer `digest` is known without its blob: its listing is cached
+    /// here, or a shared cache has one (which is then cached here).
+    fn listing_known(&self, digest: &Digest) -> bool {
+        crate::build::filesystem::listing_is_cached(self.store, digest)
+            || self
+                .shared
+                .listing(self.store, digest)
+                .is_some_and(|bytes| {
+                    crate::build::filesystem::adopt_listing(self.store, digest, &bytes)
+                })
     }
 
     /// `USER[:GROUP]` (of `--chown=`, or the stage's USER, as `what` says in a message):
