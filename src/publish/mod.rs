@@ -76,7 +76,7 @@ pub trait PublishEvents {
     /// The image is built (new layers may already be in the registry).
     fn built(&self, _image: &BuiltImage) {}
     /// The final pass starts, with these blobs (digest, size).
-    fn pushing(&self, _blobs: &[(String, u64)]) {}
+    fn pushing(&self, _blobs: &[(Digest, u64)]) {}
 }
 
 /// Events nobody listens to.
@@ -174,7 +174,7 @@ impl<'a> Destination<'a> {
     /// blob now lives, for mounts next time.
     pub fn push(&self, staged: Staged) -> Result<PublishedImage, PublishError> {
         let request = final_push::request_for_image(self.store, &staged.image, self.remote)?;
-        let blobs: Vec<(String, u64)> = request
+        let blobs: Vec<(Digest, u64)> = request
             .blobs
             .iter()
             .map(|b| (b.digest.clone(), b.size))
@@ -243,7 +243,7 @@ fn mount_candidates(
 /// A blob of the local store, to push.
 fn file_blob(store: &Store, digest: &Digest, size: u64) -> PushBlob {
     PushBlob {
-        digest: digest.to_string(),
+        digest: digest.clone(),
         size,
         source: BlobSource::File(store.blob_path(digest)),
         mount_from: Vec::new(),

@@ -25,6 +25,7 @@ use tokio_util::io::ReaderStream;
 
 use super::endpoint::{resolve_location, same_origin};
 use super::error::RegistryError;
+use crate::digest::Digest;
 
 const MAX_REDIRECTS: usize = 10;
 const READ_BUFFER: usize = 256 * 1024;
@@ -147,7 +148,7 @@ impl ReplayableBody {
     /// `length` bytes of `path` from `offset`, streamed. `progress` hears `offset + sent`.
     pub fn file_range(
         path: PathBuf,
-        digest: String,
+        digest: Digest,
         offset: u64,
         length: u64,
         progress: Option<SentBytesFn>,
