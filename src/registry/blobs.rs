@@ -440,7 +440,7 @@ impl RegistryClient {
         loop {
             let chunk = next_chunk(&mut response, stall)
                 .await
-                .map_err(|detail| self.timeout_error(&format!("GET blob {digest}"), detail))?;
+                .map_err(|error| self.body_read_error(&format!("GET blob {digest}"), error))?;
             let Some(chunk) = chunk else { break };
             std::io::Write::write_all(&mut hasher, &chunk).map_err(write_error)?;
             file.write_all(&chunk).await.map_err(write_error)?;

@@ -85,7 +85,7 @@ impl RegistryClient {
         let mut bytes = Vec::new();
         while let Some(chunk) = next_chunk(&mut response, self.settings().stall_timeout)
             .await
-            .map_err(|detail| self.timeout_error(&operation, detail))?
+            .map_err(|error| self.body_read_error(&operation, error))?
         {
             bytes.extend_from_slice(&chunk);
             if bytes.len() > MAX_MANIFEST_BYTES {

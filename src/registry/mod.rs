@@ -39,6 +39,6 @@ pub use push::{
     BlobOutcome, BlobSource, PushBlob, PushProgress, PushProgressFn, PushReport, PushRequest,
     push_blob, push_image,
 };
-pub use reference::{Reference, ReferenceError};
+pub use reference::{Reference, ReferenceError, ReferenceProblem};
 pub use retry::RetryPolicy;
 pub use transport::SentBytesFn;

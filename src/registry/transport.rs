@@ -408,11 +408,23 @@ pub fn redact_query(url: &Url) -> String {
     shown.to_string()
 }
 
+/// Why the next piece of an answer's body did not come.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyReadError {
+    #[error("{0}")]
+    Failed(reqwest::Error),
+    #[error("the answer stalled for {0:?}")]
+    Stalled(Duration),
+}
+
 /// The next chunk of a response body, failing when none arrives within `stall`.
-pub async fn next_chunk(response: &mut Response, stall: Duration) -> Result<Option<Bytes>, String> {
+pub async fn next_chunk(
+    response: &mut Response,
+    stall: Duration,
+) -> Result<Option<Bytes>, BodyReadError> {
     match tokio::time::timeout(stall, response.chunk()).await {
         Ok(Ok(chunk)) => Ok(chunk),
-        Ok(Err(error)) => Err(error.to_string()),
-        Err(_) => Err(format!("the answer stalled for {stall:?}")),
+        Ok(Err(error)) => Err(BodyReadError::Failed(error)),
+        Err(_) => Err(BodyReadError::Stalled(stall)),
     }
 }
