@@ -41,10 +41,7 @@ const SHORT_FUNCTIONS_IN: &[&str] = &["build", "run", "publish"];
 /// Files and functions over the limits when this check was written, each with the size it
 /// may not exceed: being worked on elsewhere (run/, COPY) or still to split. The check fails
 /// when one grows, and when one is back within the limit (then its line goes).
-const KNOWN_TOO_BIG: &[(&str, usize)] = &[
-    ("src/run/diff.rs: fn diff", 112),
-    ("src/run/rootfs.rs: fn apply_entry", 105),
-];
+const KNOWN_TOO_BIG: &[(&str, usize)] = &[];
 
 /// Circles between files known when this check was written: they may go, none may come.
 const KNOWN_CIRCLES: &[&str] = &[];
