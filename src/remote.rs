@@ -131,11 +131,7 @@ impl RemoteAccess {
         }
         let client = self.client(reference)?;
         let temp = store.temp_file()?;
-        self.block_on(client.get_blob_to_file(
-            reference.repository(),
-            digest.as_str(),
-            temp.path(),
-        ))?;
+        self.block_on(client.get_blob_to_file(reference.repository(), digest, temp.path()))?;
         store.commit(temp, digest)?;
         Ok(())
     }

@@ -24,7 +24,7 @@ use crate::shared_cache::SharedCache;
 use crate::store::{Store, StoreError};
 
 pub use locate::locate_dockerfile;
-pub use secrets::{SecretSource, parse_secret_flag};
+pub use secrets::{SecretFlagError, SecretFlagProblem, SecretSource, parse_secret_flag};
 
 /// Everything a build needs to know, already validated.
 #[derive(Debug, Clone)]

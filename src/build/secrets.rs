@@ -14,29 +14,56 @@ pub enum SecretSource {
     Env(String),
 }
 
+/// A `--secret` value that cannot be read; the message names it and shows the two forms.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("--secret {spec}: {problem}; expected id=NAME,src=FILE or id=NAME,env=VAR")]
+pub struct SecretFlagError {
+    pub spec: String,
+    pub problem: SecretFlagProblem,
+}
+
+/// What is wrong in a `--secret` value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretFlagProblem {
+    #[error("each field is KEY=VALUE")]
+    NotKeyValue,
+    #[error("{0} is given twice")]
+    Repeated(String),
+    #[error("id is missing")]
+    NoId,
+    #[error("type={0} is not file or env")]
+    UnknownType(String),
+    #[error("give either src or env")]
+    SourceAndEnv,
+    #[error("unknown field {0}")]
+    UnknownField(String),
+}
+
 /// Parses one `--secret` value: `id=NAME` with `src=FILE` (or `source=`), `env=VAR`, and an
 /// optional `type=file|env`; `id=NAME` alone takes the environment variable NAME, as buildx
 /// does.
-pub fn parse_secret_flag(spec: &str) -> Result<(String, SecretSource), String> {
-    let bad =
-        |why: &str| format!("--secret {spec}: {why}; expected id=NAME,src=FILE or id=NAME,env=VAR");
+pub fn parse_secret_flag(spec: &str) -> Result<(String, SecretSource), SecretFlagError> {
+    let bad = |problem| SecretFlagError {
+        spec: spec.to_owned(),
+        problem,
+    };
     let mut fields = BTreeMap::new();
     for field in spec.split(',') {
         let (key, value) = field
             .split_once('=')
-            .ok_or_else(|| bad("each field is KEY=VALUE"))?;
+            .ok_or_else(|| bad(SecretFlagProblem::NotKeyValue))?;
         let key = match key.trim().to_ascii_lowercase().as_str() {
             "source" | "src" => "src".to_owned(),
             other => other.to_owned(),
         };
         if fields.insert(key.clone(), value.to_owned()).is_some() {
-            return Err(bad(&format!("{key} is given twice")));
+            return Err(bad(SecretFlagProblem::Repeated(key)));
         }
     }
     let id = fields
         .remove("id")
         .filter(|id| !id.is_empty())
-        .ok_or_else(|| bad("id is missing"))?;
+        .ok_or_else(|| bad(SecretFlagProblem::NoId))?;
     let kind = fields.remove("type");
     let source = match (kind.as_deref(), fields.remove("src"), fields.remove("env")) {
         (None | Some("file"), Some(src), None) => SecretSource::File(PathBuf::from(src)),
@@ -45,12 +72,12 @@ pub fn parse_secret_flag(spec: &str) -> Result<(String, SecretSource), String> {
         (None | Some("env"), None, None) => SecretSource::Env(id.clone()),
         (Some("file"), None, None) => SecretSource::File(PathBuf::from(&id)),
         (Some(other), _, _) if other != "file" && other != "env" => {
-            return Err(bad(&format!("type={other} is not file or env")));
+            return Err(bad(SecretFlagProblem::UnknownType(other.to_owned())));
         }
-        _ => return Err(bad("give either src or env")),
+        _ => return Err(bad(SecretFlagProblem::SourceAndEnv)),
     };
-    if let Some(key) = fields.keys().next() {
-        return Err(bad(&format!("unknown field {key}")));
+    if let Some(key) = fields.into_keys().next() {
+        return Err(bad(SecretFlagProblem::UnknownField(key)));
     }
     Ok((id, source))
 }
@@ -87,5 +114,10 @@ mod tests {
         ] {
             assert!(parse_secret_flag(bad).is_err(), "{bad}");
         }
+        assert_eq!(
+            parse_secret_flag("id=a,type=ssh").unwrap_err().to_string(),
+            "--secret id=a,type=ssh: type=ssh is not file or env; expected id=NAME,src=FILE or \
+             id=NAME,env=VAR"
+        );
     }
 }

@@ -7,6 +7,7 @@ use std::io::Write;
 use std::path::Path;
 
 use dockless::build::BuiltImage;
+use dockless::digest::Digest;
 use dockless::e2b::api::LogEntry;
 use dockless::e2b::flows::FlowEvents;
 use dockless::e2b::status::format_entry;
@@ -109,7 +110,7 @@ impl PublishEvents for Reporter<'_> {
         self.output.note(format_args!("Built {}", describe(image)));
     }
 
-    fn pushing(&self, blobs: &[(String, u64)]) {
+    fn pushing(&self, blobs: &[(Digest, u64)]) {
         self.view.expect(blobs.iter().cloned());
     }
 

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::sync::{Arc, Mutex};
 
+use dockless::digest::Digest;
 use dockless::registry::{BlobOutcome, PushProgress, PushProgressFn};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -27,12 +28,12 @@ struct Bars {
 #[derive(Default)]
 struct BarState {
     /// A bar per blob, by digest, with the bytes of it counted in the total so far.
-    blobs: HashMap<String, (ProgressBar, u64)>,
+    blobs: HashMap<Digest, (ProgressBar, u64)>,
     /// A bar per layer still streaming (its digest not known yet), by stream.
     streams: HashMap<u64, (ProgressBar, u64)>,
     /// How blobs without a bar yet ended (early uploads of cached layers, before the push
     /// announces its blobs): their bars start finished.
-    ended_early: HashMap<String, BlobOutcome>,
+    ended_early: HashMap<Digest, BlobOutcome>,
 }
 
 impl PushProgressView {
@@ -49,7 +50,7 @@ impl PushProgressView {
     }
 
     /// Announces the blobs about to be pushed (digest, size), for the bars.
-    pub fn expect(&self, blobs: impl Iterator<Item = (String, u64)>) {
+    pub fn expect(&self, blobs: impl Iterator<Item = (Digest, u64)>) {
         let Mode::Bars(bars) = &self.mode else { return };
         bars.expect(blobs);
     }
@@ -101,7 +102,7 @@ impl Bars {
         }
     }
 
-    fn expect(&self, blobs: impl Iterator<Item = (String, u64)>) {
+    fn expect(&self, blobs: impl Iterator<Item = (Digest, u64)>) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         for (digest, size) in blobs {
             let outcome = state.ended_early.remove(&digest);
@@ -130,10 +131,10 @@ impl Bars {
     fn blob_bar<'s>(
         &self,
         state: &'s mut BarState,
-        digest: &str,
+        digest: &Digest,
         size: u64,
     ) -> &'s mut (ProgressBar, u64) {
-        state.blobs.entry(digest.to_owned()).or_insert_with(|| {
+        state.blobs.entry(digest.clone()).or_insert_with(|| {
             let bar = self
                 .multi
                 .insert_before(&self.total, ProgressBar::new(size));
@@ -221,12 +222,9 @@ fn outcome_word(outcome: BlobOutcome) -> &'static str {
     }
 }
 
-fn short(digest: &str) -> String {
-    digest
-        .trim_start_matches("sha256:")
-        .chars()
-        .take(12)
-        .collect()
+/// The first 12 hex digits, as `docker` shows a digest.
+fn short(digest: &Digest) -> String {
+    digest.hex()[..12].to_owned()
 }
 
 pub fn human_size(bytes: u64) -> String {
@@ -252,7 +250,12 @@ mod tests {
         Bars::new(MultiProgress::with_draw_target(ProgressDrawTarget::hidden()))
     }
 
-    fn message(bars: &Bars, digest: &str) -> String {
+    /// A digest named by its content, for readable tests.
+    fn d(name: &str) -> Digest {
+        Digest::of(name.as_bytes())
+    }
+
+    fn message(bars: &Bars, digest: &Digest) -> String {
         let state = bars.state.lock().unwrap();
         state.blobs[digest].0.message()
     }
@@ -260,7 +263,7 @@ mod tests {
     #[test]
     fn a_streamed_layer_shows_uploaded_and_counts_once() {
         let bars = hidden();
-        let digest = "sha256:aaaa".to_string();
+        let digest = d("aaaa");
         bars.update(PushProgress::Streaming {
             stream: 0,
             sent: 600,
@@ -282,17 +285,17 @@ mod tests {
             outcome: BlobOutcome::Uploaded,
         });
         // After the build, the final pass: the same blob is announced and found present.
-        bars.expect([(digest.clone(), 1000), ("sha256:bbbb".to_string(), 50)].into_iter());
+        bars.expect([(digest.clone(), 1000), (d("bbbb"), 50)].into_iter());
         bars.update(PushProgress::Done {
             digest: digest.clone(),
             outcome: BlobOutcome::Skipped,
         });
         bars.update(PushProgress::Done {
-            digest: "sha256:bbbb".into(),
+            digest: d("bbbb"),
             outcome: BlobOutcome::Skipped,
         });
         assert_eq!(message(&bars, &digest), "uploaded");
-        assert_eq!(message(&bars, "sha256:bbbb"), "exists");
+        assert_eq!(message(&bars, &d("bbbb")), "exists");
         assert_eq!(
             (bars.total.position(), bars.total.length()),
             (1050, Some(1050))
@@ -313,19 +316,19 @@ mod tests {
         });
         assert_eq!((bars.total.position(), bars.total.length()), (0, Some(0)));
         // The final pass uploads it from the store, from the start.
-        bars.expect([("sha256:cccc".to_string(), 900)].into_iter());
+        bars.expect([(d("cccc"), 900)].into_iter());
         for sent in [300, 900] {
             bars.update(PushProgress::Sent {
-                digest: "sha256:cccc".into(),
+                digest: d("cccc"),
                 sent,
                 total: 900,
             });
         }
         bars.update(PushProgress::Done {
-            digest: "sha256:cccc".into(),
+            digest: d("cccc"),
             outcome: BlobOutcome::Uploaded,
         });
-        assert_eq!(message(&bars, "sha256:cccc"), "uploaded");
+        assert_eq!(message(&bars, &d("cccc")), "uploaded");
         assert_eq!(
             (bars.total.position(), bars.total.length()),
             (900, Some(900))
@@ -336,15 +339,15 @@ mod tests {
     fn a_cached_layer_mounted_before_the_push_announced_it_shows_mounted() {
         let bars = hidden();
         bars.update(PushProgress::Done {
-            digest: "sha256:eeee".into(),
+            digest: d("eeee"),
             outcome: BlobOutcome::Mounted,
         });
-        bars.expect([("sha256:eeee".to_string(), 70)].into_iter());
+        bars.expect([(d("eeee"), 70)].into_iter());
         bars.update(PushProgress::Done {
-            digest: "sha256:eeee".into(),
+            digest: d("eeee"),
             outcome: BlobOutcome::Skipped,
         });
-        assert_eq!(message(&bars, "sha256:eeee"), "mounted");
+        assert_eq!(message(&bars, &d("eeee")), "mounted");
         assert_eq!((bars.total.position(), bars.total.length()), (70, Some(70)));
     }
 
@@ -352,13 +355,13 @@ mod tests {
     fn a_blob_sent_before_it_was_announced_is_counted_once() {
         let bars = hidden();
         bars.update(PushProgress::Sent {
-            digest: "sha256:dddd".into(),
+            digest: d("dddd"),
             sent: 10,
             total: 20,
         });
-        bars.expect([("sha256:dddd".to_string(), 20)].into_iter());
+        bars.expect([(d("dddd"), 20)].into_iter());
         bars.update(PushProgress::Done {
-            digest: "sha256:dddd".into(),
+            digest: d("dddd"),
             outcome: BlobOutcome::Uploaded,
         });
         assert_eq!((bars.total.position(), bars.total.length()), (20, Some(20)));

@@ -21,8 +21,8 @@ use dockless::run::sandbox::Network;
 pub enum SettingsError {
     #[error("--build-arg {0}: expected KEY=VALUE (or KEY to take the value from the environment)")]
     BuildArg(String),
-    #[error("{0}")]
-    Secret(String),
+    #[error(transparent)]
+    Secret(#[from] dockless::build::SecretFlagError),
     #[error(transparent)]
     Platform(#[from] dockless::image::platform::PlatformError),
     #[error(
@@ -206,7 +206,7 @@ fn base_options(
         secrets: inputs
             .secrets
             .iter()
-            .map(|spec| dockless::build::parse_secret_flag(spec).map_err(SettingsError::Secret))
+            .map(|spec| dockless::build::parse_secret_flag(spec).map_err(SettingsError::from))
             .collect::<Result<_, _>>()?,
         cache_from: cache_references("--cache-from", &inputs.cache_from)?,
         cache_to: cache_references("--cache-to", &inputs.cache_to)?,

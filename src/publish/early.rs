@@ -170,11 +170,11 @@ async fn stream_layer(
     if let Some(progress) = progress {
         let blob = ended
             .as_ref()
-            .map(|(digest, size, _)| (digest.to_string(), *size));
+            .map(|(digest, size, _)| (digest.clone(), *size));
         progress(PushProgress::StreamEnded { stream, blob });
         if let Some((digest, _, outcome)) = &ended {
             progress(PushProgress::Done {
-                digest: digest.to_string(),
+                digest: digest.clone(),
                 outcome: *outcome,
             });
         }

@@ -4,7 +4,6 @@
 use bytes::Bytes;
 
 use crate::build::BuiltImage;
-use crate::digest::Digest;
 use crate::registry::{
     BlobSource, PushBlob, PushProgressFn, PushReport, PushRequest, Reference, RegistryClient,
     push_image,
@@ -34,7 +33,7 @@ pub fn request_for_image(
             return Err(PublishError::MissingLayer(layer.digest.clone()));
         };
         blobs.push(PushBlob {
-            digest: layer.digest.to_string(),
+            digest: layer.digest.clone(),
             size: layer.size,
             source: BlobSource::Registry {
                 client: remote.client(source.repository())?,
@@ -70,15 +69,12 @@ pub async fn push_built_image(
         .filter(|base| base.registry() == target.registry())
         .map(|base| base.repository().to_owned());
     for blob in &mut request.blobs {
-        let Ok(digest) = blob.digest.parse::<Digest>() else {
-            continue;
-        };
         let from_base = image
             .layers
             .iter()
-            .any(|l| l.from_base && l.digest == digest);
+            .any(|l| l.from_base && l.digest == blob.digest);
         let base = base_repository.as_deref().filter(|_| from_base);
-        blob.mount_from = mount_candidates(store, &digest, &prefix, target, base);
+        blob.mount_from = mount_candidates(store, &blob.digest, &prefix, target, base);
     }
     let mut report = push_image(client, target, &request, progress).await?;
     for digest in image.blobs() {

@@ -37,13 +37,8 @@ pub async fn push_layout(
     let index_bytes = layout.read_document(&descriptor)?;
     let index: Index = serde_json::from_slice(&index_bytes)
         .map_err(|e| invalid_layout(layout, format!("its index is not valid: {e}")))?;
-    let mut total = PushReport {
-        manifest_digest: String::new(),
-        uploaded_blobs: 0,
-        skipped_blobs: 0,
-        mounted_blobs: 0,
-        uploaded_bytes: 0,
-    };
+    let (mut uploaded_blobs, mut skipped_blobs, mut mounted_blobs, mut uploaded_bytes) =
+        (0, 0, 0, 0);
     for child in &index.manifests {
         if !media::is_manifest(&child.media_type) {
             return Err(invalid_layout(
@@ -57,21 +52,26 @@ pub async fn push_layout(
             .with_digest(child.digest.as_str())
             .map_err(RegistryError::from)?;
         let report = push_image(client, &by_digest, &request, progress.clone()).await?;
-        total.uploaded_blobs += report.uploaded_blobs;
-        total.skipped_blobs += report.skipped_blobs;
-        total.mounted_blobs += report.mounted_blobs;
-        total.uploaded_bytes += report.uploaded_bytes;
+        uploaded_blobs += report.uploaded_blobs;
+        skipped_blobs += report.skipped_blobs;
+        mounted_blobs += report.mounted_blobs;
+        uploaded_bytes += report.uploaded_bytes;
     }
-    total.manifest_digest = client
+    let manifest_digest = client
         .put_manifest(
             target.repository(),
             target.manifest_reference(),
             Bytes::from(index_bytes),
             &descriptor.media_type,
         )
-        .await?
-        .to_string();
-    Ok(total)
+        .await?;
+    Ok(PushReport {
+        manifest_digest,
+        uploaded_blobs,
+        skipped_blobs,
+        mounted_blobs,
+        uploaded_bytes,
+    })
 }
 
 fn layout_manifest_request(
@@ -84,7 +84,7 @@ fn layout_manifest_request(
     let blobs = std::iter::once(&manifest.config)
         .chain(&manifest.layers)
         .map(|d| PushBlob {
-            digest: d.digest.to_string(),
+            digest: d.digest.clone(),
             size: d.size,
             source: BlobSource::File(layout.blob_path(&d.digest)),
             mount_from: Vec::new(),

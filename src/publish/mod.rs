@@ -77,7 +77,7 @@ pub trait PublishEvents {
     /// The image is built (new layers may already be in the registry).
     fn built(&self, _image: &BuiltImage) {}
     /// The final pass starts, with these blobs (digest, size).
-    fn pushing(&self, _blobs: &[(String, u64)]) {}
+    fn pushing(&self, _blobs: &[(Digest, u64)]) {}
     /// The build's layers went to a shared cache (`--cache-to`), or could not.
     fn cache_exported(&self, _to: &Reference, _result: Result<&ExportReport, &ExportError>) {}
 }
@@ -239,7 +239,7 @@ impl<'a> Destination<'a> {
 
     fn push_image(&self, staged: &Staged) -> Result<(PushReport, String), PublishError> {
         let request = final_push::request_for_image(self.store, &staged.image, self.remote)?;
-        let blobs: Vec<(String, u64)> = request
+        let blobs: Vec<(Digest, u64)> = request
             .blobs
             .iter()
             .map(|b| (b.digest.clone(), b.size))
@@ -304,7 +304,7 @@ fn mount_candidates(
 /// A blob of the local store, to push.
 fn file_blob(store: &Store, digest: &Digest, size: u64) -> PushBlob {
     PushBlob {
-        digest: digest.to_string(),
+        digest: digest.clone(),
         size,
         source: BlobSource::File(store.blob_path(digest)),
         mount_from: Vec::new(),

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use reqwest::header::{CONTENT_RANGE, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION};
 use reqwest::{Method, Response, StatusCode, Url};
-use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWriteExt;
 
 use super::client::{RegistryClient, RegistryRequest, Scope};
@@ -15,6 +14,7 @@ use super::endpoint::resolve_location;
 use super::error::{RegistryError, Result};
 use super::retry::is_retryable_status;
 use super::transport::{ReplayableBody, SentBytesFn, counted, next_chunk};
+use crate::digest::{Digest, HashingWriter};
 
 const OCTET_STREAM: &str = "application/octet-stream";
 const CHUNK_MIN_LENGTH: &str = "oci-chunk-min-length";
@@ -96,7 +96,7 @@ impl From<RegistryError> for SessionFailure {
 
 impl RegistryClient {
     /// `HEAD /v2/<repo>/blobs/<digest>`: whether the repository already has the blob.
-    pub async fn blob_exists(&self, repository: &str, digest: &str) -> Result<bool> {
+    pub async fn blob_exists(&self, repository: &str, digest: &Digest) -> Result<bool> {
         let operation = format!("HEAD blob {digest}");
         let response = self
             .send(RegistryRequest {
@@ -147,12 +147,12 @@ impl RegistryClient {
     pub async fn mount_blob(
         &self,
         repository: &str,
-        digest: &str,
+        digest: &Digest,
         from: &str,
     ) -> Result<MountOutcome> {
         let mut url = self.api_url(&format!("{repository}/blobs/uploads/"))?;
         url.query_pairs_mut()
-            .append_pair("mount", digest)
+            .append_pair("mount", digest.as_str())
             .append_pair("from", from);
         let operation = format!("mount blob {digest} from {from}");
         let response = self
@@ -186,7 +186,7 @@ impl RegistryClient {
             status => {
                 tracing::debug!(
                     status = status.as_u16(),
-                    digest,
+                    %digest,
                     from,
                     "mount refused; uploading"
                 );
@@ -251,7 +251,7 @@ impl RegistryClient {
     pub async fn upload_blob(
         &self,
         repository: &str,
-        digest: &str,
+        digest: &Digest,
         size: u64,
         source: &UploadSource,
         session: Option<UploadSession>,
@@ -278,7 +278,7 @@ impl RegistryClient {
                 Some(wait) if restarts < SESSION_RESTARTS => {
                     let wait = wait.unwrap_or_else(|| self.settings().retry.backoff(restarts));
                     tracing::debug!(
-                        digest,
+                        %digest,
                         error = %failure.error,
                         ?wait,
                         "upload failed; starting a new upload session"
@@ -294,7 +294,7 @@ impl RegistryClient {
     async fn upload_in_session(
         &self,
         repository: &str,
-        digest: &str,
+        digest: &Digest,
         size: u64,
         source: &UploadSource,
         session: UploadSession,
@@ -312,7 +312,7 @@ impl RegistryClient {
                     let length = chunk.min(size - offset);
                     let body = ReplayableBody::file_range(
                         path.clone(),
-                        digest.to_string(),
+                        digest.clone(),
                         offset,
                         length,
                         progress.clone(),
@@ -329,7 +329,7 @@ impl RegistryClient {
                             headers,
                             &body,
                             repository,
-                            digest,
+                            digest.as_str(),
                         )
                         .await?;
                     // ECR answers 201, others 202; the Range header may be stale, so our own
@@ -340,7 +340,7 @@ impl RegistryClient {
                 ReplayableBody::empty()
             }
             (_, UploadSource::File(path)) => {
-                ReplayableBody::file_range(path.clone(), digest.to_string(), 0, size, progress)
+                ReplayableBody::file_range(path.clone(), digest.clone(), 0, size, progress)
             }
             (
                 _,
@@ -348,16 +348,10 @@ impl RegistryClient {
                     client,
                     repository: from,
                 },
-            ) => remote_body(
-                client.clone(),
-                from.clone(),
-                digest.to_string(),
-                size,
-                progress,
-            ),
+            ) => remote_body(client.clone(), from.clone(), digest.clone(), size, progress),
         };
         let mut url = location;
-        url.query_pairs_mut().append_pair("digest", digest);
+        url.query_pairs_mut().append_pair("digest", digest.as_str());
         let response = self
             .session_request(
                 Method::PUT,
@@ -365,7 +359,7 @@ impl RegistryClient {
                 octet_stream(),
                 &final_body,
                 repository,
-                digest,
+                digest.as_str(),
             )
             .await?;
         if response.status() != StatusCode::CREATED {
@@ -379,6 +373,7 @@ impl RegistryClient {
 
     /// A PATCH or PUT inside a session: no request-level retries (the session's state after a
     /// broken body is unknown), but any failure that a fresh session may fix is marked so.
+    /// `blob` names the blob in messages: its digest, or what it is while that is unknown.
     pub(super) async fn session_request(
         &self,
         method: Method,
@@ -386,9 +381,9 @@ impl RegistryClient {
         headers: HeaderMap,
         body: &ReplayableBody,
         repository: &str,
-        digest: &str,
+        blob: &str,
     ) -> std::result::Result<Response, SessionFailure> {
-        let operation = format!("{method} blob {digest}");
+        let operation = format!("{method} blob {blob}");
         let response = self
             .send(RegistryRequest {
                 method,
@@ -426,7 +421,7 @@ impl RegistryClient {
 
     /// `GET /v2/<repo>/blobs/<digest>`, following redirects (without our credentials when they
     /// leave the registry). The caller reads the body.
-    pub async fn open_blob(&self, repository: &str, digest: &str) -> Result<Response> {
+    pub async fn open_blob(&self, repository: &str, digest: &Digest) -> Result<Response> {
         let operation = format!("GET blob {digest}");
         let response = self
             .send(RegistryRequest {
@@ -458,7 +453,7 @@ impl RegistryClient {
     pub async fn get_blob_to_file(
         &self,
         repository: &str,
-        digest: &str,
+        digest: &Digest,
         path: &Path,
     ) -> Result<u64> {
         let mut response = self.open_blob(repository, digest).await?;
@@ -467,28 +462,26 @@ impl RegistryClient {
             source,
         };
         let mut file = tokio::fs::File::create(path).await.map_err(write_error)?;
-        let mut hasher = Sha256::new();
-        let mut size = 0u64;
+        let mut hasher = HashingWriter::new(std::io::sink());
         let stall = self.settings().stall_timeout;
         loop {
             let chunk = next_chunk(&mut response, stall)
                 .await
-                .map_err(|detail| self.timeout_error(&format!("GET blob {digest}"), detail))?;
+                .map_err(|error| self.body_read_error(&format!("GET blob {digest}"), error))?;
             let Some(chunk) = chunk else { break };
-            hasher.update(&chunk);
-            size += chunk.len() as u64;
+            std::io::Write::write_all(&mut hasher, &chunk).map_err(write_error)?;
             file.write_all(&chunk).await.map_err(write_error)?;
         }
         file.flush().await.map_err(write_error)?;
-        let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
-        if digest.starts_with("sha256:") && actual != digest {
+        let (_, actual, size) = hasher.finish();
+        if actual != *digest {
             let _ = tokio::fs::remove_file(path).await;
             return Err(RegistryError::DigestMismatch {
                 registry: self.registry().to_string(),
                 repository: repository.to_string(),
                 what: format!("blob {digest}"),
                 expected: digest.to_string(),
-                actual,
+                actual: actual.to_string(),
             });
         }
         Ok(size)
@@ -499,7 +492,7 @@ impl RegistryClient {
 fn remote_body(
     client: Arc<RegistryClient>,
     repository: String,
-    digest: String,
+    digest: Digest,
     size: u64,
     progress: Option<SentBytesFn>,
 ) -> ReplayableBody {
@@ -517,17 +510,17 @@ fn remote_body(
     })
 }
 
-async fn check_file_size(path: &Path, digest: &str, size: u64) -> Result<()> {
+async fn check_file_size(path: &Path, digest: &Digest, size: u64) -> Result<()> {
     let metadata = tokio::fs::metadata(path)
         .await
         .map_err(|source| RegistryError::ReadBlob {
             path: path.to_path_buf(),
-            digest: digest.to_string(),
+            digest: digest.clone(),
             source,
         })?;
     if metadata.len() != size {
         return Err(RegistryError::SizeMismatch {
-            digest: digest.to_string(),
+            digest: digest.clone(),
             expected: size,
             actual: metadata.len(),
             source_desc: UploadSource::File(path.to_path_buf()).describe(),

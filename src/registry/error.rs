@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use super::credentials::{CredentialError, CredentialSource};
 use super::reference::ReferenceError;
+use crate::digest::Digest;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -92,6 +93,7 @@ pub enum RegistryError {
         registry: String,
         repository: String,
         what: String,
+        /// Text, not [`Digest`]: one side may be what a registry answered, unchecked.
         expected: String,
         actual: String,
     },
@@ -100,7 +102,7 @@ pub enum RegistryError {
         "blob {digest} has {actual} bytes but {expected} were announced (source: {source_desc})"
     )]
     SizeMismatch {
-        digest: String,
+        digest: Digest,
         expected: u64,
         actual: u64,
         source_desc: String,
@@ -132,7 +134,7 @@ pub enum RegistryError {
     #[error("cannot read {path} to upload blob {digest}: {source}")]
     ReadBlob {
         path: PathBuf,
-        digest: String,
+        digest: Digest,
         source: std::io::Error,
     },
 

@@ -90,7 +90,7 @@ impl RegistryClient {
         };
         // Someone may have pushed the same bytes: then the rest need not be sent.
         let present = tokio::select! {
-            present = self.blob_exists(repository, digest.as_str()) => present?,
+            present = self.blob_exists(repository, &digest) => present?,
             answer = &mut patch => {
                 let response = answer.map_err(|failure| failure.error)?;
                 return self.close_growing(repository, &response, &session.location, digest, size).await;

@@ -9,7 +9,7 @@ use super::client::{RegistryClient, RegistryRequest, Scope};
 use super::error::{RegistryError, Result};
 use super::transport::{ReplayableBody, next_chunk};
 use crate::digest::Digest;
-pub use crate::image::media::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
+use crate::image::media::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
 
 /// Every manifest media type read back, in the order `Accept` lists them.
 const MANIFEST_TYPES: [&str; 4] = [
@@ -29,13 +29,8 @@ const DIGEST_HEADER: &str = "docker-content-digest";
 pub struct FetchedManifest {
     pub bytes: Bytes,
     pub media_type: String,
-    /// `sha256:` of `bytes`.
-    pub digest: String,
-}
-
-/// `sha256:<hex>` of some bytes, as text ([`Digest::of`] for the typed value).
-pub fn sha256_digest(bytes: &[u8]) -> String {
-    Digest::of(bytes).to_string()
+    /// The digest of `bytes`.
+    pub digest: Digest,
 }
 
 /// `Accept` for manifest reads: every type in [`MANIFEST_TYPES`].
@@ -90,7 +85,7 @@ impl RegistryClient {
         let mut bytes = Vec::new();
         while let Some(chunk) = next_chunk(&mut response, self.settings().stall_timeout)
             .await
-            .map_err(|detail| self.timeout_error(&operation, detail))?
+            .map_err(|error| self.body_read_error(&operation, error))?
         {
             bytes.extend_from_slice(&chunk);
             if bytes.len() > MAX_MANIFEST_BYTES {
@@ -127,7 +122,7 @@ impl RegistryClient {
         Ok(FetchedManifest {
             bytes: Bytes::from(bytes),
             media_type,
-            digest: digest.to_string(),
+            digest,
         })
     }
 
@@ -240,15 +235,25 @@ pub fn media_type_of(bytes: &[u8]) -> Option<String> {
 /// its child manifests.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct ManifestReferences {
-    pub blobs: Vec<String>,
-    pub manifests: Vec<String>,
+    pub blobs: Vec<Digest>,
+    pub manifests: Vec<Digest>,
 }
 
-/// Reads (never rewrites) a manifest to learn what must be in the registry before it.
-pub fn manifest_references(bytes: &[u8]) -> std::result::Result<ManifestReferences, String> {
+/// Why a manifest's references could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestReferencesError {
+    #[error("the manifest is not valid JSON ({0})")]
+    Json(#[from] serde_json::Error),
+}
+
+/// Reads (never rewrites) a manifest to learn what must be in the registry before it. A
+/// digest that is not sha256 makes the manifest invalid: nothing else can be pushed or checked.
+pub fn manifest_references(
+    bytes: &[u8],
+) -> std::result::Result<ManifestReferences, ManifestReferencesError> {
     #[derive(serde::Deserialize)]
     struct Descriptor {
-        digest: String,
+        digest: Digest,
     }
     #[derive(serde::Deserialize)]
     struct AnyManifest {
@@ -258,8 +263,7 @@ pub fn manifest_references(bytes: &[u8]) -> std::result::Result<ManifestReferenc
         #[serde(default)]
         manifests: Vec<Descriptor>,
     }
-    let parsed: AnyManifest = serde_json::from_slice(bytes)
-        .map_err(|e| format!("the manifest is not valid JSON ({e})"))?;
+    let parsed: AnyManifest = serde_json::from_slice(bytes)?;
     let mut references = ManifestReferences::default();
     references.blobs.extend(parsed.config.map(|c| c.digest));
     references
@@ -275,15 +279,30 @@ mod tests {
 
     #[test]
     fn references_of_images_and_indexes() {
-        let image = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"c","digest":"sha256:c","size":1},"layers":[{"digest":"sha256:l1","size":1},{"digest":"sha256:l2","size":2}]}"#;
-        let refs = manifest_references(image).unwrap();
-        assert_eq!(refs.blobs, ["sha256:c", "sha256:l1", "sha256:l2"]);
+        let [c, l1, l2, m] = [b"c", b"1", b"2", b"m"].map(|bytes| Digest::of(bytes));
+        let image = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"c","digest":"{c}","size":1}},"layers":[{{"digest":"{l1}","size":1}},{{"digest":"{l2}","size":2}}]}}"#
+        );
+        let refs = manifest_references(image.as_bytes()).unwrap();
+        assert_eq!(refs.blobs, [c, l1, l2]);
         assert!(refs.manifests.is_empty());
-        assert_eq!(media_type_of(image).as_deref(), Some(OCI_MANIFEST));
-        let index = br#"{"schemaVersion":2,"manifests":[{"digest":"sha256:m","size":3}]}"#;
-        assert_eq!(manifest_references(index).unwrap().manifests, ["sha256:m"]);
-        assert_eq!(media_type_of(index), None);
+        assert_eq!(
+            media_type_of(image.as_bytes()).as_deref(),
+            Some(OCI_MANIFEST)
+        );
+        let index = format!(r#"{{"schemaVersion":2,"manifests":[{{"digest":"{m}","size":3}}]}}"#);
+        assert_eq!(
+            manifest_references(index.as_bytes()).unwrap().manifests,
+            [m]
+        );
+        assert_eq!(media_type_of(index.as_bytes()), None);
         assert!(manifest_references(b"{").is_err());
+        let short = br#"{"schemaVersion":2,"layers":[{"digest":"sha256:l1","size":1}]}"#;
+        let error = manifest_references(short).unwrap_err().to_string();
+        assert!(
+            error.contains("'sha256:l1' is not a sha256 digest"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -294,14 +313,6 @@ mod tests {
              application/vnd.oci.image.index.v1+json, \
              application/vnd.docker.distribution.manifest.v2+json, \
              application/vnd.docker.distribution.manifest.list.v2+json"
-        );
-    }
-
-    #[test]
-    fn digest_of_exact_bytes() {
-        assert_eq!(
-            sha256_digest(b""),
-            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
     }
 }

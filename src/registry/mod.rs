@@ -32,13 +32,13 @@ pub use endpoint::{is_loopback_host, resolve_location, uses_plain_http};
 pub use error::{RegistryError, credential_advice};
 pub use growing::GrowingOutcome;
 pub use manifests::{
-    DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, FetchedManifest, ManifestReferences, OCI_INDEX,
-    OCI_MANIFEST, manifest_references, media_type_of, sha256_digest,
+    FetchedManifest, ManifestReferences, ManifestReferencesError, manifest_references,
+    media_type_of,
 };
 pub use push::{
     BlobOutcome, BlobSource, PushBlob, PushProgress, PushProgressFn, PushReport, PushRequest,
     push_blob, push_image,
 };
-pub use reference::{Reference, ReferenceError};
+pub use reference::{Reference, ReferenceError, ReferenceProblem};
 pub use retry::RetryPolicy;
 pub use transport::SentBytesFn;

@@ -13,7 +13,7 @@ use super::blobs::{MountOutcome, UploadSource};
 use super::client::RegistryClient;
 use super::error::{RegistryError, Result};
 use super::manifests::manifest_references;
-use super::reference::{Reference, validate_digest};
+use super::reference::Reference;
 use super::transport::SentBytesFn;
 use crate::digest::Digest;
 
@@ -33,7 +33,7 @@ pub enum BlobSource {
 /// One blob the manifest needs.
 #[derive(Clone, Debug)]
 pub struct PushBlob {
-    pub digest: String,
+    pub digest: Digest,
     pub size: u64,
     pub source: BlobSource,
     /// Repositories of the target registry known to hold this blob (from earlier pushes):
@@ -68,12 +68,12 @@ pub enum BlobOutcome {
 pub enum PushProgress {
     /// Bytes of this blob sent so far in the current try (restarts on a retry).
     Sent {
-        digest: String,
+        digest: Digest,
         sent: u64,
         total: u64,
     },
     Done {
-        digest: String,
+        digest: Digest,
         outcome: BlobOutcome,
     },
     /// Compressed bytes of a layer still being written, streamed so far; `stream` tells the
@@ -83,7 +83,7 @@ pub enum PushProgress {
     /// `blob` is `None`, without delivering it (the push then uploads it from the store).
     StreamEnded {
         stream: u64,
-        blob: Option<(String, u64)>,
+        blob: Option<(Digest, u64)>,
     },
 }
 
@@ -92,7 +92,7 @@ pub type PushProgressFn = Arc<dyn Fn(PushProgress) + Send + Sync>;
 /// Counts of a finished push.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PushReport {
-    pub manifest_digest: String,
+    pub manifest_digest: Digest,
     pub uploaded_blobs: usize,
     pub skipped_blobs: usize,
     pub mounted_blobs: usize,
@@ -127,10 +127,7 @@ pub async fn push_image(
             "the reference pins {pinned} but the manifest's digest is {manifest_digest}"
         )));
     }
-    let named = manifest_references(&request.manifest).map_err(invalid)?;
-    for blob in &request.blobs {
-        validate_digest(&blob.digest).map_err(invalid)?;
-    }
+    let named = manifest_references(&request.manifest).map_err(|e| invalid(e.to_string()))?;
     let repository = target.repository();
     let counters = Counters::default();
     let concurrency = client.settings().max_concurrent_uploads.max(1);
@@ -159,8 +156,8 @@ pub async fn push_image(
     }
     drop(tasks);
     // Whatever the manifest names but we were not given must already be there.
-    let given: HashSet<&str> = request.blobs.iter().map(|b| b.digest.as_str()).collect();
-    for digest in named.blobs.iter().filter(|d| !given.contains(d.as_str())) {
+    let given: HashSet<&Digest> = request.blobs.iter().map(|b| &b.digest).collect();
+    for digest in named.blobs.iter().filter(|d| !given.contains(d)) {
         if !client.blob_exists(repository, digest).await? {
             return Err(invalid(format!(
                 "the manifest names blob {digest}, which was neither given nor found in {}",
@@ -169,7 +166,7 @@ pub async fn push_image(
         }
     }
     for digest in &named.manifests {
-        if !client.manifest_exists(repository, digest).await? {
+        if !client.manifest_exists(repository, digest.as_str()).await? {
             return Err(invalid(format!(
                 "the index names manifest {digest}, which is not in {}; push it first",
                 target.repository()
@@ -200,7 +197,7 @@ pub async fn push_image(
         pushed
     };
     Ok(PushReport {
-        manifest_digest: pushed.to_string(),
+        manifest_digest: pushed,
         uploaded_blobs: counters.uploaded.into_inner(),
         skipped_blobs: counters.skipped.into_inner(),
         mounted_blobs: counters.mounted.into_inner(),
@@ -214,14 +211,14 @@ fn unique_blobs(blobs: &[PushBlob]) -> Vec<PushBlob> {
     let mut seen = HashSet::new();
     blobs
         .iter()
-        .filter(|b| seen.insert(b.digest.as_str()))
+        .filter(|b| seen.insert(&b.digest))
         .cloned()
         .collect()
 }
 
-/// Pushes one blob; returns its size and what happened.
 /// Pushes one blob the way [`push_image`] does (HEAD, then mount, then upload), for callers
 /// that start uploads before the manifest exists (while later layers are still compressing).
+/// Returns the blob's size and what happened to it.
 pub async fn push_blob(
     client: &RegistryClient,
     repository: &str,
@@ -240,7 +237,7 @@ pub async fn push_blob(
         Ok((blob.size, outcome))
     };
     if client.blob_exists(repository, digest).await? {
-        tracing::debug!(digest, "blob already present");
+        tracing::debug!(%digest, "blob already present");
         return report(BlobOutcome::Skipped);
     }
     let mut candidates: Vec<&str> = Vec::new();
@@ -264,7 +261,7 @@ pub async fn push_blob(
     for from in candidates {
         match client.mount_blob(repository, digest, from).await? {
             MountOutcome::Mounted => {
-                tracing::debug!(digest, from, "blob mounted");
+                tracing::debug!(%digest, from, "blob mounted");
                 return report(BlobOutcome::Mounted);
             }
             MountOutcome::Session(opened) => {
@@ -294,7 +291,7 @@ pub async fn push_blob(
     client
         .upload_blob(repository, digest, blob.size, &source, session, sent)
         .await?;
-    tracing::debug!(digest, size = blob.size, "blob uploaded");
+    tracing::debug!(%digest, size = blob.size, "blob uploaded");
     report(BlobOutcome::Uploaded)
 }
 
@@ -311,14 +308,15 @@ mod tests {
 
     #[test]
     fn duplicate_layers_are_pushed_once() {
-        let blob = |d: &str| PushBlob {
-            digest: d.into(),
+        let (a, b) = (Digest::of(b"a"), Digest::of(b"b"));
+        let blob = |digest: &Digest| PushBlob {
+            digest: digest.clone(),
             size: 1,
             source: BlobSource::File("x".into()),
             mount_from: Vec::new(),
         };
-        let blobs = vec![blob("a"), blob("b"), blob("a")];
-        let unique: Vec<String> = unique_blobs(&blobs).into_iter().map(|b| b.digest).collect();
-        assert_eq!(unique, ["a", "b"]);
+        let blobs = vec![blob(&a), blob(&b), blob(&a)];
+        let unique: Vec<Digest> = unique_blobs(&blobs).into_iter().map(|b| b.digest).collect();
+        assert_eq!(unique, [a, b]);
     }
 }

@@ -31,22 +31,63 @@ pub struct Reference {
 #[error("invalid image reference {reference:?}: {reason}")]
 pub struct ReferenceError {
     pub reference: String,
-    pub reason: String,
+    pub reason: ReferenceProblem,
+}
+
+/// What is wrong with one part of a reference, and what the part should look like.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReferenceProblem {
+    #[error("it is empty; expected NAME[:TAG][@DIGEST]")]
+    Empty,
+    #[error("it contains whitespace")]
+    Whitespace,
+    #[error("registry host {host:?} has an unclosed '['")]
+    UnclosedBracket { host: String },
+    #[error("registry host {host:?} is not a valid IPv6 address")]
+    InvalidIpv6 { host: String },
+    #[error("registry host {host:?} is not a valid host name")]
+    InvalidHost { host: String },
+    #[error("registry port {port:?} in {host:?} is not a number from 0 to 65535")]
+    InvalidPort { host: String, port: String },
+    #[error("the repository name is longer than {MAX_REPOSITORY_LENGTH} characters")]
+    RepositoryTooLong,
+    #[error("repository {repository:?} must be lowercase (try {:?})", repository.to_ascii_lowercase())]
+    UppercaseRepository { repository: String },
+    #[error(
+        "repository component {component:?} is not valid: use lowercase letters, digits \
+         and single separators ('.', '_', '__', '-') between them"
+    )]
+    InvalidComponent { component: String },
+    #[error(
+        "tag {tag:?} is not valid: up to {MAX_TAG_LENGTH} letters, digits, '_', '.', '-', \
+         not starting with '.' or '-'"
+    )]
+    InvalidTag { tag: String },
+    #[error("digest {digest:?} has no algorithm; expected sha256:<64 hex digits>")]
+    NoDigestAlgorithm { digest: String },
+    #[error("digest algorithm {algorithm:?} in {digest:?} is not supported; use sha256")]
+    UnsupportedDigestAlgorithm { algorithm: String, digest: String },
+    #[error("digest {digest:?} must be {algorithm}: followed by {hex_len} lowercase hex digits")]
+    InvalidDigest {
+        digest: String,
+        algorithm: &'static str,
+        hex_len: usize,
+    },
 }
 
 impl Reference {
     /// Parses `[host[:port]/]path[:tag][@digest]`. A reference with neither tag nor digest gets
     /// the tag `latest`.
     pub fn parse(input: &str) -> Result<Self, ReferenceError> {
-        let fail = |reason: String| ReferenceError {
+        let fail = |reason: ReferenceProblem| ReferenceError {
             reference: input.to_string(),
             reason,
         };
         if input.is_empty() {
-            return Err(fail("it is empty; expected NAME[:TAG][@DIGEST]".into()));
+            return Err(fail(ReferenceProblem::Empty));
         }
         if input.chars().any(char::is_whitespace) {
-            return Err(fail("it contains whitespace".into()));
+            return Err(fail(ReferenceProblem::Whitespace));
         }
         let (name_and_tag, digest) = match input.split_once('@') {
             Some((rest, digest)) => {
@@ -216,16 +257,15 @@ fn split_registry(name: &str) -> (String, String) {
     (DOCKER_HUB.to_string(), repository)
 }
 
-fn validate_host(host: &str) -> Result<(), String> {
+fn validate_host(host: &str) -> Result<(), ReferenceProblem> {
+    let host_owned = || host.to_owned();
     let (name, port) = if let Some(rest) = host.strip_prefix('[') {
         // IPv6 literal: [::1]:5000
         let Some((inside, after)) = rest.split_once(']') else {
-            return Err(format!("registry host {host:?} has an unclosed '['"));
+            return Err(ReferenceProblem::UnclosedBracket { host: host_owned() });
         };
         if inside.is_empty() || !inside.chars().all(|c| c.is_ascii_hexdigit() || c == ':') {
-            return Err(format!(
-                "registry host {host:?} is not a valid IPv6 address"
-            ));
+            return Err(ReferenceProblem::InvalidIpv6 { host: host_owned() });
         }
         (None, after.strip_prefix(':'))
     } else {
@@ -242,37 +282,34 @@ fn validate_host(host: &str) -> Result<(), String> {
                 && !label.ends_with('-')
         };
         if name.is_empty() || !name.split('.').all(valid_label) {
-            return Err(format!("registry host {host:?} is not a valid host name"));
+            return Err(ReferenceProblem::InvalidHost { host: host_owned() });
         }
     }
     if let Some(port) = port
         && port.parse::<u16>().is_err()
     {
-        return Err(format!(
-            "registry port {port:?} in {host:?} is not a number from 0 to 65535"
-        ));
+        return Err(ReferenceProblem::InvalidPort {
+            host: host_owned(),
+            port: port.to_owned(),
+        });
     }
     Ok(())
 }
 
-fn validate_repository(repository: &str) -> Result<(), String> {
+fn validate_repository(repository: &str) -> Result<(), ReferenceProblem> {
     if repository.len() > MAX_REPOSITORY_LENGTH {
-        return Err(format!(
-            "the repository name is longer than {MAX_REPOSITORY_LENGTH} characters"
-        ));
+        return Err(ReferenceProblem::RepositoryTooLong);
     }
     if repository.chars().any(|c| c.is_ascii_uppercase()) {
-        return Err(format!(
-            "repository {repository:?} must be lowercase (try {:?})",
-            repository.to_ascii_lowercase()
-        ));
+        return Err(ReferenceProblem::UppercaseRepository {
+            repository: repository.to_owned(),
+        });
     }
     for component in repository.split('/') {
         if !valid_path_component(component) {
-            return Err(format!(
-                "repository component {component:?} is not valid: use lowercase letters, digits \
-                 and single separators ('.', '_', '__', '-') between them"
-            ));
+            return Err(ReferenceProblem::InvalidComponent {
+                component: component.to_owned(),
+            });
         }
     }
     Ok(())
@@ -311,46 +348,48 @@ fn valid_path_component(component: &str) -> bool {
     true
 }
 
-fn validate_tag(tag: &str) -> Result<(), String> {
+fn validate_tag(tag: &str) -> Result<(), ReferenceProblem> {
     let mut chars = tag.chars();
     let first_ok = chars
         .next()
         .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
     let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
     if !first_ok || !rest_ok || tag.len() > MAX_TAG_LENGTH {
-        return Err(format!(
-            "tag {tag:?} is not valid: up to {MAX_TAG_LENGTH} letters, digits, '_', '.', '-', \
-             not starting with '.' or '-'"
-        ));
+        return Err(ReferenceProblem::InvalidTag {
+            tag: tag.to_owned(),
+        });
     }
     Ok(())
 }
 
 /// Checks `algorithm:hex` with the lengths of the algorithms registries use.
-pub fn validate_digest(digest: &str) -> Result<(), String> {
+pub fn validate_digest(digest: &str) -> Result<(), ReferenceProblem> {
     let Some((algorithm, hex)) = digest.split_once(':') else {
-        return Err(format!(
-            "digest {digest:?} has no algorithm; expected sha256:<64 hex digits>"
-        ));
+        return Err(ReferenceProblem::NoDigestAlgorithm {
+            digest: digest.to_owned(),
+        });
     };
-    let expected_len = match algorithm {
-        "sha256" => 64,
-        "sha384" => 96,
-        "sha512" => 128,
+    let (algorithm, hex_len) = match algorithm {
+        "sha256" => ("sha256", 64),
+        "sha384" => ("sha384", 96),
+        "sha512" => ("sha512", 128),
         other => {
-            return Err(format!(
-                "digest algorithm {other:?} in {digest:?} is not supported; use sha256"
-            ));
+            return Err(ReferenceProblem::UnsupportedDigestAlgorithm {
+                algorithm: other.to_owned(),
+                digest: digest.to_owned(),
+            });
         }
     };
-    if hex.len() != expected_len
+    if hex.len() != hex_len
         || !hex
             .chars()
             .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
     {
-        return Err(format!(
-            "digest {digest:?} must be {algorithm}: followed by {expected_len} lowercase hex digits"
-        ));
+        return Err(ReferenceProblem::InvalidDigest {
+            digest: digest.to_owned(),
+            algorithm,
+            hex_len,
+        });
     }
     Ok(())
 }

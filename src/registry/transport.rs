@@ -25,6 +25,7 @@ use tokio_util::io::ReaderStream;
 
 use super::endpoint::{resolve_location, same_origin};
 use super::error::RegistryError;
+use crate::digest::Digest;
 
 const MAX_REDIRECTS: usize = 10;
 const READ_BUFFER: usize = 256 * 1024;
@@ -147,7 +148,7 @@ impl ReplayableBody {
     /// `length` bytes of `path` from `offset`, streamed. `progress` hears `offset + sent`.
     pub fn file_range(
         path: PathBuf,
-        digest: String,
+        digest: Digest,
         offset: u64,
         length: u64,
         progress: Option<SentBytesFn>,
@@ -407,11 +408,23 @@ pub fn redact_query(url: &Url) -> String {
     shown.to_string()
 }
 
+/// Why the next piece of an answer's body did not come.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyReadError {
+    #[error("{0}")]
+    Failed(reqwest::Error),
+    #[error("the answer stalled for {0:?}")]
+    Stalled(Duration),
+}
+
 /// The next chunk of a response body, failing when none arrives within `stall`.
-pub async fn next_chunk(response: &mut Response, stall: Duration) -> Result<Option<Bytes>, String> {
+pub async fn next_chunk(
+    response: &mut Response,
+    stall: Duration,
+) -> Result<Option<Bytes>, BodyReadError> {
     match tokio::time::timeout(stall, response.chunk()).await {
         Ok(Ok(chunk)) => Ok(chunk),
-        Ok(Err(error)) => Err(error.to_string()),
-        Err(_) => Err(format!("the answer stalled for {stall:?}")),
+        Ok(Err(error)) => Err(BodyReadError::Failed(error)),
+        Err(_) => Err(BodyReadError::Stalled(stall)),
     }
 }

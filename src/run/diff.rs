@@ -176,24 +176,7 @@ fn name(path: &str) -> &str {
 /// The entries of the layer that turns `before` into `after` (both walks of `root`), in the
 /// order a layer needs: sorted by path, an opaque marker right after its directory.
 pub fn diff(root: &Path, before: &Snapshot, after: &Snapshot, owners: Owners<'_>) -> Vec<Entry> {
-    // Directories that exist in both walks as the same directory: whiteouts go only there.
-    let same_dir = |path: &str| -> bool {
-        path.is_empty()
-            || matches!((before.nodes.get(path), after.nodes.get(path)),
-                (Some(b), Some(a)) if b.is_dir() && a.is_dir() && b.ino == a.ino)
-    };
-    let mut keyed: Vec<(String, Entry)> = Vec::new();
-    for path in before.nodes.keys() {
-        if !after.nodes.contains_key(path) && same_dir(parent(path)) {
-            let dir = parent(path);
-            let whiteout = if dir.is_empty() {
-                format!(".wh.{}", name(path))
-            } else {
-                format!("{dir}/.wh.{}", name(path))
-            };
-            keyed.push((whiteout.clone(), marker(whiteout)));
-        }
-    }
+    let mut keyed = whiteouts(before, after);
     let mut first_link: HashMap<(u64, u64), String> = HashMap::new();
     for (path, node) in &after.nodes {
         let old = before.nodes.get(path);
@@ -207,43 +190,8 @@ pub fn diff(root: &Path, before: &Snapshot, after: &Snapshot, owners: Owners<'_>
         if !include {
             continue;
         }
-        let kind = match node.kind {
-            libc::S_IFDIR => EntryKind::Directory,
-            libc::S_IFLNK => EntryKind::Symlink {
-                target: node
-                    .link
-                    .as_deref()
-                    .map(|l| l.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-            },
-            libc::S_IFREG => {
-                let id = (node.dev, node.ino);
-                match first_link.get(&id) {
-                    Some(target) if node.nlink > 1 => EntryKind::Hardlink {
-                        target: target.clone(),
-                    },
-                    _ => {
-                        if node.nlink > 1 {
-                            first_link.insert(id, path.clone());
-                        }
-                        EntryKind::File {
-                            source: root.join(path),
-                            size: node.size,
-                        }
-                    }
-                }
-            }
-            libc::S_IFCHR => EntryKind::CharDevice {
-                major: libc::major(node.rdev),
-                minor: libc::minor(node.rdev),
-            },
-            libc::S_IFBLK => EntryKind::BlockDevice {
-                major: libc::major(node.rdev),
-                minor: libc::minor(node.rdev),
-            },
-            libc::S_IFIFO => EntryKind::Fifo,
-            // Sockets cannot be stored in a layer.
-            _ => continue,
+        let Some(kind) = entry_kind(root, path, node, &mut first_link) else {
+            continue;
         };
         keyed.push((
             path.clone(),
@@ -263,8 +211,86 @@ pub fn diff(root: &Path, before: &Snapshot, after: &Snapshot, owners: Owners<'_>
     }
     keyed.sort_by(|a, b| a.0.cmp(&b.0));
     let mut entries: Vec<Entry> = keyed.into_iter().map(|(_, e)| e).collect();
-    // A hard link must follow its target; sorting by path keeps the first path first.
-    for entry in &mut entries {
+    links_after_their_targets(root, &mut entries);
+    entries
+}
+
+/// A `.wh.<name>` marker for each path `after` lacks, keyed by its path, only where its
+/// directory is the same directory in both walks (a directory made anew is opaque instead, and
+/// inside a deleted directory the directory's own whiteout says it all).
+fn whiteouts(before: &Snapshot, after: &Snapshot) -> Vec<(String, Entry)> {
+    let same_dir = |path: &str| -> bool {
+        path.is_empty()
+            || matches!((before.nodes.get(path), after.nodes.get(path)),
+                (Some(b), Some(a)) if b.is_dir() && a.is_dir() && b.ino == a.ino)
+    };
+    let mut keyed = Vec::new();
+    for path in before.nodes.keys() {
+        if !after.nodes.contains_key(path) && same_dir(parent(path)) {
+            let dir = parent(path);
+            let whiteout = if dir.is_empty() {
+                format!(".wh.{}", name(path))
+            } else {
+                format!("{dir}/.wh.{}", name(path))
+            };
+            keyed.push((whiteout.clone(), marker(whiteout)));
+        }
+    }
+    keyed
+}
+
+/// What `node` at `path` is in a layer; `None` for a socket, which a layer cannot hold. The
+/// second path of a file with several links becomes a hard link to the first (`first_link`
+/// remembers them by device and inode).
+fn entry_kind(
+    root: &Path,
+    path: &str,
+    node: &Node,
+    first_link: &mut HashMap<(u64, u64), String>,
+) -> Option<EntryKind> {
+    Some(match node.kind {
+        libc::S_IFDIR => EntryKind::Directory,
+        libc::S_IFLNK => EntryKind::Symlink {
+            target: node
+                .link
+                .as_deref()
+                .map(|l| l.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        },
+        libc::S_IFREG => {
+            let id = (node.dev, node.ino);
+            match first_link.get(&id) {
+                Some(target) if node.nlink > 1 => EntryKind::Hardlink {
+                    target: target.clone(),
+                },
+                _ => {
+                    if node.nlink > 1 {
+                        first_link.insert(id, path.to_owned());
+                    }
+                    EntryKind::File {
+                        source: root.join(path),
+                        size: node.size,
+                    }
+                }
+            }
+        }
+        libc::S_IFCHR => EntryKind::CharDevice {
+            major: libc::major(node.rdev),
+            minor: libc::minor(node.rdev),
+        },
+        libc::S_IFBLK => EntryKind::BlockDevice {
+            major: libc::major(node.rdev),
+            minor: libc::minor(node.rdev),
+        },
+        libc::S_IFIFO => EntryKind::Fifo,
+        _ => return None,
+    })
+}
+
+/// A hard link must follow its target in the layer; sorting by path keeps the first path
+/// first, but a link whose target sorts after it is stored as a file of its own.
+fn links_after_their_targets(root: &Path, entries: &mut [Entry]) {
+    for entry in entries {
         if let EntryKind::Hardlink { target } = &entry.kind
             && target > &entry.path
         {
@@ -274,7 +300,6 @@ pub fn diff(root: &Path, before: &Snapshot, after: &Snapshot, owners: Owners<'_>
             };
         }
     }
-    entries
 }
 
 /// Whether the file at `path` (the same one, not a replacement) changed from `old` to `node`,

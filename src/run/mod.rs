@@ -15,7 +15,7 @@ pub mod rootfs;
 pub mod sandbox;
 pub mod step;
 
-pub use sandbox::{InlineScript, Isolation, SANDBOX_ARG};
+pub use sandbox::{InlineScript, Isolation, IsolationError, NetworkError, SANDBOX_ARG};
 pub use step::{RunStep, SharedRunLayers, StepError, StepLayer};
 
 /// Why a RUN step could not produce its layer.

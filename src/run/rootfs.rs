@@ -124,6 +124,8 @@ impl Rootfs {
         Ok(())
     }
 
+    /// Applies one entry of a layer: a whiteout deletes, anything else replaces what the path
+    /// held (a directory stays a directory, its mode set at the end by [`Self::apply`]).
     fn apply_entry<R: Read>(
         &mut self,
         entry: &mut tar::Entry<R>,
@@ -139,21 +141,7 @@ impl Rootfs {
             None => (String::new(), rel.clone()),
         };
         let parent = resolve(&self.dir, &dir, true)?;
-        if name == ".wh..wh..opq" {
-            for child in fs::read_dir(&parent)? {
-                let child = child?;
-                remove_tree(&child.path())?;
-            }
-            let prefix = format!("{dir}/");
-            self.owners.retain(|p, _| !p.starts_with(&prefix));
-            return Ok(());
-        }
-        if let Some(deleted) = name.strip_prefix(".wh.") {
-            remove_tree(&parent.join(deleted))?;
-            let gone = join(&dir, deleted);
-            let prefix = format!("{gone}/");
-            self.owners
-                .retain(|p, _| p != &gone && !p.starts_with(&prefix));
+        if self.apply_whiteout(&parent, &dir, &name)? {
             return Ok(());
         }
         let target = parent.join(&name);
@@ -181,51 +169,81 @@ impl Rootfs {
                 let link = entry.link_name_bytes().unwrap_or_default().into_owned();
                 symlink(std::ffi::OsStr::from_bytes(&link), &target)?;
             }
-            tar::EntryType::Link => {
-                let link = entry.link_name_bytes().unwrap_or_default().into_owned();
-                let link = String::from_utf8_lossy(&link).into_owned();
-                let source = crate::context::source::clean_relative(&link)
-                    .ok_or_else(|| io::Error::other(format!("hard link to `{link}` climbs out")))?;
-                fs::hard_link(resolve(&self.dir, &source, false)?, &target)?;
-                // A hard link shares its target's owner and mode: nothing more to set.
-                if let Some(owner) = self.owners.get(&source).copied() {
-                    self.owners.insert(rel, owner);
-                }
-                return Ok(());
-            }
+            // A hard link shares its target's owner and mode: nothing more to set.
+            tar::EntryType::Link => return self.hard_link(entry, rel, &target),
             tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
-                let kind_bits = match kind {
-                    tar::EntryType::Char => libc::S_IFCHR,
-                    tar::EntryType::Block => libc::S_IFBLK,
-                    _ => libc::S_IFIFO,
-                };
-                let major = header.device_major()?.unwrap_or(0);
-                let minor = header.device_minor()?.unwrap_or(0);
-                let c = CString::new(target.as_os_str().as_bytes()).map_err(io::Error::other)?;
-                // SAFETY: a valid C string and plain integer arguments.
-                let rc = unsafe {
-                    libc::mknod(c.as_ptr(), kind_bits | 0o600, libc::makedev(major, minor))
-                };
-                if rc != 0 {
-                    // Device nodes cannot be made without root; the sandbox mounts its own /dev.
-                    tracing::debug!(path = %rel, "device node skipped: {}", io::Error::last_os_error());
+                if !make_device(&header, &target, &rel)? {
                     return Ok(());
                 }
             }
             // PAX and GNU long-name records are folded into the entries by the tar reader.
             _ => return Ok(()),
         }
-        let uid = header.uid()?;
-        let gid = header.gid()?;
-        self.set_owner(&rel, &target, uid, gid)?;
+        self.set_metadata(&rel, &target, &header, mode)
+    }
+
+    /// Applies `name` in `dir` (whose path on disk is `parent`) when it is a whiteout: an
+    /// opaque marker empties the directory, `.wh.<name>` deletes `<name>`. Returns whether it
+    /// was one.
+    fn apply_whiteout(&mut self, parent: &Path, dir: &str, name: &str) -> io::Result<bool> {
+        if name == ".wh..wh..opq" {
+            for child in fs::read_dir(parent)? {
+                let child = child?;
+                remove_tree(&child.path())?;
+            }
+            let prefix = format!("{dir}/");
+            self.owners.retain(|p, _| !p.starts_with(&prefix));
+            return Ok(true);
+        }
+        let Some(deleted) = name.strip_prefix(".wh.") else {
+            return Ok(false);
+        };
+        remove_tree(&parent.join(deleted))?;
+        let gone = join(dir, deleted);
+        let prefix = format!("{gone}/");
+        self.owners
+            .retain(|p, _| p != &gone && !p.starts_with(&prefix));
+        Ok(true)
+    }
+
+    /// Makes `target` (at `rel`) a hard link to the entry's link name, which must stay inside
+    /// the tree; it shares the owner kept aside for its target.
+    fn hard_link<R: Read>(
+        &mut self,
+        entry: &tar::Entry<R>,
+        rel: String,
+        target: &Path,
+    ) -> io::Result<()> {
+        let link = entry.link_name_bytes().unwrap_or_default().into_owned();
+        let link = String::from_utf8_lossy(&link).into_owned();
+        let source = crate::context::source::clean_relative(&link)
+            .ok_or_else(|| io::Error::other(format!("hard link to `{link}` climbs out")))?;
+        fs::hard_link(resolve(&self.dir, &source, false)?, target)?;
+        if let Some(owner) = self.owners.get(&source).copied() {
+            self.owners.insert(rel, owner);
+        }
+        Ok(())
+    }
+
+    /// The owner, mode and modification time the layer gives a new entry (a directory's mode
+    /// and time wait for the end of the layer).
+    fn set_metadata(
+        &mut self,
+        rel: &str,
+        target: &Path,
+        header: &tar::Header,
+        mode: u32,
+    ) -> io::Result<()> {
+        let kind = header.entry_type();
+        self.set_owner(rel, target, header.uid()?, header.gid()?)?;
         if !kind.is_symlink() && !kind.is_dir() {
             // After the owner: chown clears setuid and setgid bits.
-            fs::set_permissions(&target, fs::Permissions::from_mode(mode))?;
+            fs::set_permissions(target, fs::Permissions::from_mode(mode))?;
         }
         if !kind.is_dir() {
             // Times as the layer has them: a tool that compares them (Python's bytecode cache,
             // make) must see the image's files as the image made them.
-            set_mtime(&target, header.mtime().unwrap_or(0))?;
+            set_mtime(target, header.mtime().unwrap_or(0))?;
         }
         Ok(())
     }
@@ -243,6 +261,26 @@ impl Rootfs {
         }
         Ok(())
     }
+}
+
+/// Makes the character device, block device or FIFO a layer entry describes at `target`;
+/// `false` when it could not be made (device nodes need root; the sandbox mounts its own /dev).
+fn make_device(header: &tar::Header, target: &Path, rel: &str) -> io::Result<bool> {
+    let kind_bits = match header.entry_type() {
+        tar::EntryType::Char => libc::S_IFCHR,
+        tar::EntryType::Block => libc::S_IFBLK,
+        _ => libc::S_IFIFO,
+    };
+    let major = header.device_major()?.unwrap_or(0);
+    let minor = header.device_minor()?.unwrap_or(0);
+    let c = CString::new(target.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    // SAFETY: a valid C string and plain integer arguments.
+    let rc = unsafe { libc::mknod(c.as_ptr(), kind_bits | 0o600, libc::makedev(major, minor)) };
+    if rc != 0 {
+        tracing::debug!(path = %rel, "device node skipped: {}", io::Error::last_os_error());
+        return Ok(false);
+    }
+    Ok(true)
 }
 
 /// The materialised trees kept in the store, one per layer chain: a chain is unpacked once,

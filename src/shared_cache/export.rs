@@ -55,7 +55,7 @@ pub fn export(
     let client = remote.client(target)?;
     let config = store.put_bytes(format::EMPTY_CONFIG)?;
     let mut blobs = vec![PushBlob {
-        digest: config.to_string(),
+        digest: config.clone(),
         size: format::EMPTY_CONFIG.len() as u64,
         source: BlobSource::File(store.blob_path(&config)),
         mount_from: Vec::new(),
@@ -78,7 +78,7 @@ pub fn export(
             }
         };
         blobs.push(PushBlob {
-            digest: layer.digest.to_string(),
+            digest: layer.digest.clone(),
             size: layer.size,
             source,
             mount_from: mount_candidates(store, &layer.digest, target),
@@ -91,7 +91,7 @@ pub fn export(
             continue;
         }
         blobs.push(PushBlob {
-            digest: blob.to_string(),
+            digest: blob.clone(),
             size: bytes.len() as u64,
             source: BlobSource::File(store.blob_path(&blob)),
             mount_from: mount_candidates(store, &blob, target),
@@ -111,9 +111,7 @@ pub fn export(
     };
     let report = remote.block_on(push_image(&client, target, &request, None))?;
     for blob in &request.blobs {
-        if let Ok(digest) = blob.digest.parse() {
-            store.record_location(&digest, target.registry(), target.repository());
-        }
+        store.record_location(&blob.digest, target.registry(), target.repository());
     }
     Ok(ExportReport {
         entries: cache.iter().map(|e| &e.key).collect::<HashSet<_>>().len(),

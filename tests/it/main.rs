@@ -8,6 +8,7 @@ mod e2b;
 mod escapes;
 mod escapes_debian;
 mod leaks;
+mod library;
 mod push;
 mod registry_auth;
 mod registry_faults;

@@ -46,7 +46,9 @@ async fn wrong_password_with_basic_auth_is_a_clear_error() {
     let text = anonymous
         .blob_exists(
             "app",
-            "sha256:0000000000000000000000000000000000000000000000000000000000000000",
+            &"sha256:0000000000000000000000000000000000000000000000000000000000000000"
+                .parse()
+                .unwrap(),
         )
         .await
         .unwrap_err()

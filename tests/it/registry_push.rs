@@ -67,7 +67,7 @@ async fn push_read_back_and_repush(
     let copied = layout
         .path()
         .join("blobs/sha256")
-        .join(image.manifest_digest.trim_start_matches("sha256:"));
+        .join(image.manifest_digest.hex());
     assert_eq!(std::fs::read(copied).unwrap(), image.manifest.as_ref());
 
     let again = push_image(&client, &target, &image.request(), None)
@@ -101,10 +101,10 @@ async fn push_read_back_and_repush(
     assert_eq!(fetched.bytes, image.manifest);
     assert_eq!(fetched.digest, image.manifest_digest);
     let by_digest = client
-        .get_manifest("other/app", &image.manifest_digest)
+        .get_manifest("other/app", image.manifest_digest.as_str())
         .await
         .unwrap();
-    assert_eq!(by_digest.media_type, dockless::registry::OCI_MANIFEST);
+    assert_eq!(by_digest.media_type, dockless::image::media::OCI_MANIFEST);
     let dir = tempfile::tempdir().unwrap();
     for blob in &image.blobs {
         let path = dir.path().join("blob");
@@ -174,9 +174,12 @@ async fn chunked_upload_sends_patches_and_the_same_image() {
     for blob in &image.blobs {
         let head = seen
             .iter()
-            .position(|s| s.method == "HEAD" && s.path_and_query.ends_with(&blob.digest));
+            .position(|s| s.method == "HEAD" && s.path_and_query.ends_with(blob.digest.as_str()));
         let upload = seen.iter().position(|s| {
-            s.method == "PUT" && s.path_and_query.replace("%3A", ":").contains(&blob.digest)
+            s.method == "PUT"
+                && s.path_and_query
+                    .replace("%3A", ":")
+                    .contains(blob.digest.as_str())
         });
         assert!(
             head.is_some() && head < upload,
@@ -297,6 +300,6 @@ async fn a_manifest_naming_a_missing_blob_is_not_pushed() {
         .await
         .unwrap_err()
         .to_string();
-    assert!(error.contains(&left_out.digest), "{error}");
+    assert!(error.contains(left_out.digest.as_str()), "{error}");
     assert!(!client.manifest_exists("partial/app", "v1").await.unwrap());
 }

@@ -198,9 +198,7 @@ impl Builder<'_> {
             None => None,
         };
         let chmod = match transfer.chmod {
-            Some(text) => {
-                Some(parse_chmod(text).map_err(|e| self.at(instruction, Unsupported(e)))?)
-            }
+            Some(text) => Some(parse_chmod(text).map_err(|e| self.at(instruction, e))?),
             None => None,
         };
         let exclude = if transfer.exclude.is_empty() {
@@ -393,11 +391,16 @@ impl Builder<'_> {
     }
 }
 
-fn parse_chmod(text: &str) -> Result<u32, String> {
+/// A `--chmod` value that is not an octal file mode.
+#[derive(Debug, thiserror::Error)]
+#[error("--chmod={0}: expected an octal mode such as 755 or 0644")]
+struct ChmodError(String);
+
+fn parse_chmod(text: &str) -> Result<u32, ChmodError> {
     u32::from_str_radix(text, 8)
         .ok()
         .filter(|m| *m <= 0o7777)
-        .ok_or_else(|| format!("--chmod={text}: expected an octal mode such as 755 or 0644"))
+        .ok_or_else(|| ChmodError(text.to_owned()))
 }
 
 /// Directory entries for the directories WORKDIR creates, owned by `(uid, gid)`.

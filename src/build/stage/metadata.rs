@@ -53,7 +53,7 @@ impl Builder<'_> {
             Command::Expose(ports) => {
                 let exposed = config.exposed_ports.get_or_insert_with(BTreeMap::new);
                 for port in ports {
-                    for p in expand_port(&port).map_err(|e| self.at(instruction, Unsupported(e)))? {
+                    for p in expand_port(&port).map_err(|e| self.at(instruction, e))? {
                         exposed.insert(p, json!({}));
                     }
                 }
@@ -115,15 +115,23 @@ impl Builder<'_> {
     }
 }
 
+/// An EXPOSE value Docker would refuse.
+#[derive(Debug, thiserror::Error)]
+enum PortError {
+    #[error("EXPOSE {0}: protocol must be tcp, udp or sctp")]
+    Protocol(String),
+    #[error("EXPOSE {0}: expected PORT[-PORT][/PROTOCOL] with ports from 1 to 65535")]
+    Ports(String),
+}
+
 /// `80` → `80/tcp`; `53/udp`; `8000-8002` → three ports, as Docker records them.
-fn expand_port(spec: &str) -> Result<Vec<String>, String> {
+fn expand_port(spec: &str) -> Result<Vec<String>, PortError> {
     let (ports, proto) = spec.split_once('/').unwrap_or((spec, "tcp"));
     let proto = proto.to_ascii_lowercase();
     if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
-        return Err(format!("EXPOSE {spec}: protocol must be tcp, udp or sctp"));
+        return Err(PortError::Protocol(spec.to_owned()));
     }
-    let bad =
-        || format!("EXPOSE {spec}: expected PORT[-PORT][/PROTOCOL] with ports from 1 to 65535");
+    let bad = || PortError::Ports(spec.to_owned());
     let parse = |p: &str| p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(bad);
     let (start, end) = match ports.split_once('-') {
         Some((a, b)) => (parse(a)?, parse(b)?),

@@ -54,8 +54,7 @@ impl Builder<'_> {
             .iter()
             .filter(|(flag, _)| flag == "mount")
             .map(|(_, spec)| {
-                mounts::parse(spec, &workdir, &expand)
-                    .map_err(|e| self.at(instruction, Unsupported(format!("--mount={spec}: {e}"))))
+                mounts::parse(spec, &workdir, &expand).map_err(|e| self.at(instruction, e))
             })
             .collect()
     }

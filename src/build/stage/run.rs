@@ -105,8 +105,7 @@ impl Builder<'_> {
                 ));
             }
         }
-        Network::for_run(flags, self.options.network)
-            .map_err(|e| self.at(instruction, Unsupported(e)))
+        Network::for_run(flags, self.options.network).map_err(|e| self.at(instruction, e))
     }
 
     /// A RUN's layer joins the stage, which learns what the command made.

@@ -22,6 +22,7 @@ use regex::{Regex, RegexBuilder};
 const COMPILED_SIZE_LIMIT: usize = 256 << 20;
 
 /// Compiles the Go regexp `source` with Go's meaning, or says why Go (or this subset) rejects it.
+/// Text errors, as in a lexer: they become the `reason` of a line-numbered `IgnoreError`.
 pub(super) fn compile(source: &str) -> Result<Regex, String> {
     let translated = to_crate_syntax(source)?;
     RegexBuilder::new(&translated)

@@ -28,7 +28,8 @@ enum MatchKind {
 }
 
 impl CompiledPattern {
-    /// Compiles a cleaned pattern; the error explains why Go's regexp parser rejects the translation.
+    /// Compiles a cleaned pattern; the error explains why Go's regexp parser rejects the translation
+    /// (text, the `reason` of the line-numbered `IgnoreError` the caller makes).
     pub(super) fn compile(cleaned: &str) -> Result<Self, String> {
         let (kind, regexp_source) = translate(cleaned);
         let kind = match kind {

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::build::{BuildError, BuildOptions, BuiltImage, locate::LocateError};
+use crate::digest::Digest;
 use crate::fs_error::{FsError, IoContext};
 use crate::image::{ImageConfig, Platform};
 use crate::publish::{PublishError, PublishEvents};
@@ -192,7 +193,7 @@ pub struct FlowOutcome {
     pub build_id: String,
     /// Where the image was pushed.
     pub image: String,
-    pub digest: String,
+    pub digest: Digest,
     pub status: BuildState,
 }
 
@@ -282,7 +283,7 @@ async fn follow_to_the_end(
     api: &ApiClient,
     created: CreatedBuild,
     image: String,
-    digest: String,
+    digest: Digest,
     inputs: &FlowInputs<'_>,
     events: &dyn FlowEvents,
 ) -> Result<FlowOutcome, FlowError> {

@@ -9,7 +9,7 @@ use super::RegistryClient;
 use crate::registry::error::{
     RegistryError, credential_advice, registry_error_code, registry_error_detail,
 };
-use crate::registry::transport::{SendFailure, next_chunk, redact_query};
+use crate::registry::transport::{BodyReadError, SendFailure, next_chunk, redact_query};
 
 impl RegistryClient {
     /// Reads an unsuccessful response into the error that explains it.
@@ -73,6 +73,17 @@ impl RegistryClient {
             operation: operation.to_string(),
             detail: error_chain(error, detail),
             hint,
+        }
+    }
+
+    /// A body that broke off or stalled while being read: reqwest's failures as any other
+    /// (their URL redacted), a stall as a timeout.
+    pub(crate) fn body_read_error(&self, operation: &str, error: BodyReadError) -> RegistryError {
+        match error {
+            BodyReadError::Failed(error) => self.transport_error(operation, &error),
+            stalled @ BodyReadError::Stalled(_) => {
+                self.timeout_error(operation, stalled.to_string())
+            }
         }
     }
 

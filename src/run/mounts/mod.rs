@@ -62,14 +62,97 @@ pub enum Sharing {
     Locked,
 }
 
+/// A `--mount` value BuildKit would refuse (or dockless cannot serve); the message names it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("--mount={spec}: {problem}")]
+pub struct MountError {
+    pub spec: String,
+    pub problem: MountProblem,
+}
+
+/// What is wrong in a `--mount` value, in BuildKit's words where it has some.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MountProblem {
+    /// A value's variables could not be expanded (the expander's message).
+    #[error("{0}")]
+    Expand(String),
+    #[error(
+        "--mount=type=ssh is not supported: dockless has no SSH agent forwarding; use a secret (--mount=type=secret) for keys the build needs"
+    )]
+    Ssh,
+    #[error("unsupported mount type \"{0}\": expected bind, cache, tmpfs or secret")]
+    UnknownType(String),
+    #[error("invalid value for {key}: {value}")]
+    InvalidBool { key: String, value: String },
+    #[error("--mount from= does not take variables; name the stage with FROM … AS instead")]
+    VariableFrom,
+    #[error("unexpected key '{key}' for mount type '{mount_type}'")]
+    KeyNotForType {
+        key: String,
+        mount_type: &'static str,
+    },
+    #[error("unsupported sharing value \"{0}\": expected shared, private or locked")]
+    UnknownSharing(String),
+    #[error("invalid value {value} for {key}")]
+    InvalidNumber { key: &'static str, value: String },
+    #[error("unexpected key '{key}' in '{field}'")]
+    UnknownKey { key: String, field: String },
+    #[error("invalid field '{0}' must be a key=value pair")]
+    NotKeyValue(String),
+    #[error("{key} not allowed for \"{mount_type}\" type mounts")]
+    FileInfoNotForType {
+        key: &'static str,
+        mount_type: &'static str,
+    },
+    #[error("invalid cache sharing set for {0} mount")]
+    SharingNotForType(&'static str),
+    #[error(
+        "--mount=type=cache with from= or source= is not supported yet; use an empty cache (drop from and source)"
+    )]
+    CacheWithSource,
+    #[error("--mount=type={0} needs a target (target=/path)")]
+    NoTarget(&'static str),
+    #[error("invalid mount target \"{0}\"")]
+    RootTarget(String),
+    #[error("secret mount should not have a from")]
+    SecretFrom,
+    #[error("both source and id can't be set")]
+    SecretSourceAndId,
+    #[error("invalid secret mount. one of source, target required")]
+    SecretUnnamed,
+    #[error("a secret mount needs an id (id=NAME)")]
+    SecretEmptyId,
+    #[error("invalid value for size: {0}")]
+    InvalidSize(String),
+    #[error("a quoted field is never closed")]
+    UnclosedQuote,
+    #[error("extraneous text after a quoted field")]
+    TextAfterQuote,
+    #[error("a bare \" in a field; quote the whole field")]
+    BareQuote,
+}
+
 /// Parses the value of one `--mount=` flag. `expand` expands a value's variables (not the
-/// keys), as BuildKit does; `workdir` is the absolute working directory for relative targets.
+/// keys), as BuildKit does, failing with the expander's message; `workdir` is the absolute
+/// working directory for relative targets.
 pub fn parse(
     spec: &str,
     workdir: &str,
     expand: &dyn Fn(&str) -> Result<String, String>,
-) -> Result<RunMount, String> {
-    let fields = csv_fields(spec).map_err(|e| format!("--mount={spec}: {e}"))?;
+) -> Result<RunMount, MountError> {
+    parse_fields(spec, workdir, &|value| {
+        expand(value).map_err(MountProblem::Expand)
+    })
+    .map_err(|problem| MountError {
+        spec: spec.to_owned(),
+        problem,
+    })
+}
+
+type Expand<'a> = &'a dyn Fn(&str) -> Result<String, MountProblem>;
+
+fn parse_fields(spec: &str, workdir: &str, expand: Expand<'_>) -> Result<RunMount, MountProblem> {
+    let fields = csv_fields(spec)?;
     let mut raw = Raw::default();
     // The type decides which keys are allowed, wherever it is written.
     for field in &fields {
@@ -121,19 +204,14 @@ impl Type {
     }
 }
 
-fn parse_type(value: &str) -> Result<Type, String> {
+fn parse_type(value: &str) -> Result<Type, MountProblem> {
     match value.to_ascii_lowercase().as_str() {
         "bind" => Ok(Type::Bind),
         "cache" => Ok(Type::Cache),
         "tmpfs" => Ok(Type::Tmpfs),
         "secret" => Ok(Type::Secret),
-        "ssh" => Err(
-            "--mount=type=ssh is not supported: dockless has no SSH agent forwarding; use a secret (--mount=type=secret) for keys the build needs"
-                .into(),
-        ),
-        other => Err(format!(
-            "unsupported mount type \"{other}\": expected bind, cache, tmpfs or secret"
-        )),
+        "ssh" => Err(MountProblem::Ssh),
+        other => Err(MountProblem::UnknownType(other.to_owned())),
     }
 }
 
@@ -144,36 +222,37 @@ fn field_value<'f>(field: &'f str, keys: &[&str]) -> Option<&'f str> {
         .then_some(value)
 }
 
-fn parse_bool(key: &str, value: &str) -> Result<bool, String> {
+fn parse_bool(key: &str, value: &str) -> Result<bool, MountProblem> {
     match value.to_ascii_lowercase().as_str() {
         "1" | "t" | "true" => Ok(true),
         "0" | "f" | "false" => Ok(false),
-        _ => Err(format!("invalid value for {key}: {value}")),
+        _ => Err(MountProblem::InvalidBool {
+            key: key.to_owned(),
+            value: value.to_owned(),
+        }),
     }
 }
 
+fn parse_number(key: &'static str, value: &str, radix: u32) -> Result<u32, MountProblem> {
+    u32::from_str_radix(value, radix).map_err(|_| MountProblem::InvalidNumber {
+        key,
+        value: value.to_owned(),
+    })
+}
+
 impl Raw {
-    fn field(
-        &mut self,
-        field: &str,
-        expand: &dyn Fn(&str) -> Result<String, String>,
-    ) -> Result<(), String> {
+    fn field(&mut self, field: &str, expand: Expand<'_>) -> Result<(), MountProblem> {
         let Some((key, value)) = field.split_once('=') else {
             return self.flag(&field.to_ascii_lowercase());
         };
         let key = key.to_ascii_lowercase();
         if key == "from" && value.contains('$') {
-            return Err(
-                "--mount from= does not take variables; name the stage with FROM … AS instead"
-                    .into(),
-            );
+            return Err(MountProblem::VariableFrom);
         }
         let value = expand(value)?;
-        let not_for = |key: &str| {
-            format!(
-                "unexpected key '{key}' for mount type '{}'",
-                self.kind.name()
-            )
+        let not_for = |key: &str| MountProblem::KeyNotForType {
+            key: key.to_owned(),
+            mount_type: self.kind.name(),
         };
         match key.as_str() {
             "type" => {}
@@ -193,57 +272,41 @@ impl Raw {
                     "shared" => Sharing::Shared,
                     "private" => Sharing::Private,
                     "locked" => Sharing::Locked,
-                    _ => {
-                        return Err(format!(
-                            "unsupported sharing value \"{value}\": expected shared, private or locked"
-                        ));
-                    }
+                    _ => return Err(MountProblem::UnknownSharing(value)),
                 })
             }
-            "mode" => {
-                self.mode = Some(
-                    u32::from_str_radix(&value, 8)
-                        .map_err(|_| format!("invalid value {value} for mode"))?,
-                )
-            }
-            "uid" => {
-                self.uid = Some(
-                    value
-                        .parse()
-                        .map_err(|_| format!("invalid value {value} for uid"))?,
-                )
-            }
-            "gid" => {
-                self.gid = Some(
-                    value
-                        .parse()
-                        .map_err(|_| format!("invalid value {value} for gid"))?,
-                )
-            }
+            "mode" => self.mode = Some(parse_number("mode", &value, 8)?),
+            "uid" => self.uid = Some(parse_number("uid", &value, 10)?),
+            "gid" => self.gid = Some(parse_number("gid", &value, 10)?),
             "env" => self.env = Some(value),
-            _ => return Err(format!("unexpected key '{key}' in '{field}'")),
+            _ => {
+                return Err(MountProblem::UnknownKey {
+                    key,
+                    field: field.to_owned(),
+                });
+            }
         }
         Ok(())
     }
 
     /// A field without `=`.
-    fn flag(&mut self, key: &str) -> Result<(), String> {
+    fn flag(&mut self, key: &str) -> Result<(), MountProblem> {
         match key {
             "readonly" | "ro" => self.read_only = Some(true),
             "readwrite" | "rw" => self.read_only = Some(false),
             "required" if self.kind == Type::Secret => self.required = true,
             "required" => {
-                return Err(format!(
-                    "unexpected key 'required' for mount type '{}'",
-                    self.kind.name()
-                ));
+                return Err(MountProblem::KeyNotForType {
+                    key: key.to_owned(),
+                    mount_type: self.kind.name(),
+                });
             }
-            _ => return Err(format!("invalid field '{key}' must be a key=value pair")),
+            _ => return Err(MountProblem::NotKeyValue(key.to_owned())),
         }
         Ok(())
     }
 
-    fn finish(self, workdir: &str) -> Result<RunMount, String> {
+    fn finish(self, workdir: &str) -> Result<RunMount, MountProblem> {
         let file_info = matches!(self.kind, Type::Secret | Type::Cache);
         if !file_info {
             for (name, set) in [
@@ -252,18 +315,15 @@ impl Raw {
                 ("gid", self.gid.is_some()),
             ] {
                 if set {
-                    return Err(format!(
-                        "{name} not allowed for \"{}\" type mounts",
-                        self.kind.name()
-                    ));
+                    return Err(MountProblem::FileInfoNotForType {
+                        key: name,
+                        mount_type: self.kind.name(),
+                    });
                 }
             }
         }
         if self.sharing.is_some() && self.kind != Type::Cache {
-            return Err(format!(
-                "invalid cache sharing set for {} mount",
-                self.kind.name()
-            ));
+            return Err(MountProblem::SharingNotForType(self.kind.name()));
         }
         let read_only = self
             .read_only
@@ -280,10 +340,7 @@ impl Raw {
             ),
             Type::Cache => {
                 if self.from.is_some() || self.source.is_some() {
-                    return Err(
-                        "--mount=type=cache with from= or source= is not supported yet; use an empty cache (drop from and source)"
-                            .into(),
-                    );
+                    return Err(MountProblem::CacheWithSource);
                 }
                 let target = self.target.clone().unwrap_or_default();
                 let id = self.id.clone().unwrap_or_else(|| clean(&target));
@@ -303,10 +360,7 @@ impl Raw {
         };
         let target = target.unwrap_or_default();
         if target.is_empty() {
-            return Err(format!(
-                "--mount=type={} needs a target (target=/path)",
-                kind_name(&kind)
-            ));
+            return Err(MountProblem::NoTarget(kind_name(&kind)));
         }
         let absolute = if target.starts_with('/') {
             clean(&target)
@@ -314,7 +368,7 @@ impl Raw {
             clean(&format!("{workdir}/{target}"))
         };
         if absolute == "/" {
-            return Err(format!("invalid mount target \"{target}\""));
+            return Err(MountProblem::RootTarget(target));
         }
         Ok(RunMount {
             target: absolute,
@@ -324,22 +378,22 @@ impl Raw {
 
     /// A secret's id and target: `source`, else `id`, else the target's file name; the target
     /// defaults to `/run/secrets/<id>` unless only `env` is asked for.
-    fn secret(&self) -> Result<(Option<String>, MountKind), String> {
+    fn secret(&self) -> Result<(Option<String>, MountKind), MountProblem> {
         if self.from.is_some() {
-            return Err("secret mount should not have a from".into());
+            return Err(MountProblem::SecretFrom);
         }
         if self.source.is_some() && self.id.is_some() {
-            return Err("both source and id can't be set".into());
+            return Err(MountProblem::SecretSourceAndId);
         }
         let id = match self.source.clone().or_else(|| self.id.clone()) {
             Some(id) => id,
             None => match &self.target {
                 Some(target) => target.rsplit('/').next().unwrap_or_default().to_owned(),
-                None => return Err("invalid secret mount. one of source, target required".into()),
+                None => return Err(MountProblem::SecretUnnamed),
             },
         };
         if id.is_empty() {
-            return Err("a secret mount needs an id (id=NAME)".into());
+            return Err(MountProblem::SecretEmptyId);
         }
         let as_file = self.env.is_none() || self.target.is_some();
         let target = match (&self.target, as_file) {
@@ -404,8 +458,8 @@ fn clean(path: &str) -> String {
 
 /// `size=` of a tmpfs: bytes, or with a unit as Docker's `RAMInBytes` reads it (k, m, g, t,
 /// p, with an optional `b` or `ib`, powers of 1024).
-fn parse_size(value: &str) -> Result<u64, String> {
-    let bad = || format!("invalid value for size: {value}");
+fn parse_size(value: &str) -> Result<u64, MountProblem> {
+    let bad = || MountProblem::InvalidSize(value.to_owned());
     let lower = value.trim().to_ascii_lowercase();
     let digits_end = lower
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -431,7 +485,7 @@ fn parse_size(value: &str) -> Result<u64, String> {
 
 /// Comma-separated fields, a field in double quotes keeping its commas (`"a,b"`, `""` for a
 /// quote inside), as Go's CSV reader splits one record.
-fn csv_fields(text: &str) -> Result<Vec<String>, String> {
+fn csv_fields(text: &str) -> Result<Vec<String>, MountProblem> {
     let mut fields = Vec::new();
     let mut chars = text.chars().peekable();
     loop {
@@ -446,11 +500,11 @@ fn csv_fields(text: &str) -> Result<Vec<String>, String> {
                     }
                     Some('"') => break,
                     Some(c) => field.push(c),
-                    None => return Err("a quoted field is never closed".into()),
+                    None => return Err(MountProblem::UnclosedQuote),
                 }
             }
             if !matches!(chars.peek(), None | Some(',')) {
-                return Err("extraneous text after a quoted field".into());
+                return Err(MountProblem::TextAfterQuote);
             }
         } else {
             while let Some(&c) = chars.peek() {
@@ -458,7 +512,7 @@ fn csv_fields(text: &str) -> Result<Vec<String>, String> {
                     break;
                 }
                 if c == '"' {
-                    return Err("a bare \" in a field; quote the whole field".into());
+                    return Err(MountProblem::BareQuote);
                 }
                 field.push(c);
                 chars.next();

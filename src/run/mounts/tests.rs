@@ -1,6 +1,6 @@
 use super::*;
 
-fn mount(spec: &str) -> Result<RunMount, String> {
+fn mount(spec: &str) -> Result<RunMount, MountError> {
     parse(spec, "/work", &|v| Ok(v.replace("$V", "expanded")))
 }
 
@@ -112,9 +112,14 @@ fn values_are_expanded_and_bad_mounts_refused_as_buildkit_does() {
         ("type=bind,target=/x,bare", "must be a key=value pair"),
         ("type=cache,target=/x,ro=maybe", "invalid value for ro"),
     ] {
-        let error = mount(spec).unwrap_err();
+        let error = mount(spec).unwrap_err().to_string();
         assert!(error.contains(message), "{spec}: {error}");
     }
+    // Named once, not twice (the quoting error used to repeat the `--mount=` prefix).
+    assert_eq!(
+        mount("\"open").unwrap_err().to_string(),
+        "--mount=\"open: a quoted field is never closed"
+    );
 }
 
 #[test]

@@ -1,4 +1,6 @@
 //! Capabilities: Docker's default set and nothing more, for root in the sandbox as well.
+//!
+//! Steps fail with text: in the helper, an error only becomes the status file's message.
 
 use std::io;
 

@@ -1,4 +1,6 @@
 //! Which host IDs the sandbox's user namespace maps, and writing those mappings.
+//!
+//! Steps fail with text: in the helper, an error only becomes the status file's message.
 
 use std::fs;
 use std::process::Command;

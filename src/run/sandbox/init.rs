@@ -1,5 +1,7 @@
 //! PID 1 of the sandbox: its file system, its network, its identity and fences, then the
 //! command.
+//!
+//! Steps fail with text: in the helper, an error only becomes the status file's message.
 
 use std::io;
 use std::os::unix::process::CommandExt;

@@ -32,7 +32,7 @@ use std::process::{Command, Stdio};
 use serde::{Deserialize, Serialize};
 
 pub use ids::{IdRange, Mapping, mapping_for, subordinate_ids};
-pub use network::Network;
+pub use network::{Network, NetworkError};
 pub use step_mounts::{MountSource, SandboxMount};
 
 /// The host name RUN commands see, as BuildKit's sandbox names itself.
@@ -58,14 +58,19 @@ pub enum Isolation {
     Root,
 }
 
+/// An `--isolation` value that names no isolation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("--isolation {0}: expected auto, userns or root")]
+pub struct IsolationError(pub String);
+
 impl std::str::FromStr for Isolation {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = IsolationError;
+    fn from_str(s: &str) -> Result<Self, IsolationError> {
         match s {
             "auto" => Ok(Isolation::Auto),
             "userns" => Ok(Isolation::Userns),
             "root" => Ok(Isolation::Root),
-            _ => Err(format!("--isolation {s}: expected auto, userns or root")),
+            _ => Err(IsolationError(s.to_owned())),
         }
     }
 }
@@ -295,7 +300,9 @@ pub fn helper_main(json: &str) -> i32 {
     }
 }
 
-/// Where the helper reports a sandbox that could not be set up.
+/// Where the helper reports a sandbox that could not be set up. The helper's steps fail with
+/// text (`Result<_, String>`) on purpose: the message only crosses to the build as the bytes of
+/// this file (read back as [`SandboxError::Setup`]), so a typed error would be flattened at once.
 struct Status(Option<File>);
 
 impl Status {

@@ -4,6 +4,8 @@
 //!
 //! Every path here is relative to the working directory, which the helper set to the tree
 //! before it entered any namespace (see [`super::helper_main`]).
+//!
+//! Steps fail with text: in the helper, an error only becomes the status file's message.
 
 use std::ffi::CString;
 use std::fs::{self, File};

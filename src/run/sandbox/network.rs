@@ -16,13 +16,26 @@ pub enum Network {
     None,
 }
 
+/// A network that cannot be had, named as the user wrote it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NetworkError {
+    #[error("--network {0}: expected host, default or none")]
+    Unknown(String),
+    #[error(
+        "RUN --network={0} in a build with --network none; remove the flag, or build without --network none"
+    )]
+    HostInIsolatedBuild(String),
+    #[error("RUN --network={0} is not supported; use --network=default, none or host")]
+    UnsupportedRun(String),
+}
+
 impl std::str::FromStr for Network {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = NetworkError;
+    fn from_str(s: &str) -> Result<Self, NetworkError> {
         match s {
             "host" | "default" => Ok(Network::Host),
             "none" => Ok(Network::None),
-            _ => Err(format!("--network {s}: expected host, default or none")),
+            _ => Err(NetworkError::Unknown(s.to_owned())),
         }
     }
 }
@@ -31,30 +44,25 @@ impl Network {
     /// The network of one RUN, from its flags and the build's network (`--network`): RUN's
     /// `default` is the build's; a build without network allows no RUN `host`. Flags other
     /// than `--network` are not for this function: they are left to the caller.
-    pub fn for_run(flags: &[(String, String)], build: Network) -> Result<Network, String> {
+    pub fn for_run(flags: &[(String, String)], build: Network) -> Result<Network, NetworkError> {
         let mut network = build;
-        for (flag, value) in flags.iter().filter(|(flag, _)| flag == "network") {
+        for (_, value) in flags.iter().filter(|(flag, _)| flag == "network") {
             network = match (value.as_str(), build) {
                 ("default", _) => build,
                 ("none", _) => Network::None,
                 ("host", Network::Host) => Network::Host,
                 ("host", Network::None) => {
-                    return Err(format!(
-                        "RUN --{flag}={value} in a build with --network none; remove the flag, or build without --network none"
-                    ));
+                    return Err(NetworkError::HostInIsolatedBuild(value.clone()));
                 }
-                _ => {
-                    return Err(format!(
-                        "RUN --{flag}={value} is not supported; use --network=default, none or host"
-                    ));
-                }
+                _ => return Err(NetworkError::UnsupportedRun(value.clone())),
             };
         }
         Ok(network)
     }
 }
 
-/// Brings the loopback interface of this (new) network namespace up.
+/// Brings the loopback interface of this (new) network namespace up. Text errors, as in the
+/// rest of the helper: they only ever become the status file's message (see `Status`).
 pub(super) fn loopback_up() -> Result<(), String> {
     let failed = |what: &str| {
         format!(
@@ -114,9 +122,13 @@ mod tests {
             Network::for_run(&flags("host"), Network::Host),
             Ok(Network::Host)
         );
-        let err = Network::for_run(&flags("host"), Network::None).unwrap_err();
+        let err = Network::for_run(&flags("host"), Network::None)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("--network none"), "{err}");
-        let err = Network::for_run(&flags("bridge"), Network::Host).unwrap_err();
+        let err = Network::for_run(&flags("bridge"), Network::Host)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("default, none or host"), "{err}");
     }
 }

@@ -3,6 +3,8 @@
 //!
 //! Docker's profile is an allow list; this is the matching deny list, so a system call newer
 //! than the list is allowed: capabilities and namespaces still fence it.
+//!
+//! Steps fail with text: in the helper, an error only becomes the status file's message.
 
 use std::collections::BTreeMap;
 

@@ -8,6 +8,8 @@
 //! may not enter), and attaches them before pivot_root. Nothing mounted here reaches a
 //! layer: the mounts vanish with PID 1's mount namespace, and the mount points made for them
 //! are removed before the tree is read again.
+//!
+//! Steps fail with text: in the helper, an error only becomes the status file's message.
 
 use std::fs;
 use std::io::{self, Read};

@@ -4,14 +4,16 @@
 use std::io::Write;
 
 use bytes::Bytes;
-use dockless::registry::{BlobSource, OCI_MANIFEST, PushBlob, PushRequest, sha256_digest};
+use dockless::digest::Digest;
+use dockless::image::media::OCI_MANIFEST;
+use dockless::registry::{BlobSource, PushBlob, PushRequest};
 use tempfile::TempDir;
 
 pub struct TestImage {
     /// Holds the blob files for as long as the image lives.
     _dir: TempDir,
     pub manifest: Bytes,
-    pub manifest_digest: String,
+    pub manifest_digest: Digest,
     pub blobs: Vec<PushBlob>,
 }
 
@@ -38,11 +40,11 @@ impl TestImage {
             )
             .expect("tar entry");
             let tar = tar.into_inner().expect("tar bytes");
-            diff_ids.push(sha256_digest(&tar));
+            diff_ids.push(Digest::of(&tar));
             let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
             gzip.write_all(&tar).expect("gzip");
             let layer = gzip.finish().expect("gzip finish");
-            let digest = sha256_digest(&layer);
+            let digest = Digest::of(&layer);
             layers.push(serde_json::json!({
                 "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
                 "digest": digest,
@@ -73,7 +75,7 @@ impl TestImage {
         blobs.insert(0, config_blob);
         let manifest = Bytes::from(manifest);
         Self {
-            manifest_digest: sha256_digest(&manifest),
+            manifest_digest: Digest::of(&manifest),
             manifest,
             blobs,
             _dir: dir,
@@ -95,8 +97,8 @@ impl TestImage {
 }
 
 fn write_blob(dir: &TempDir, bytes: &[u8]) -> PushBlob {
-    let digest = sha256_digest(bytes);
-    let path = dir.path().join(digest.replace(':', "-"));
+    let digest = Digest::of(bytes);
+    let path = dir.path().join(digest.hex());
     std::fs::write(&path, bytes).expect("write blob");
     PushBlob {
         digest,
