@@ -66,7 +66,7 @@ ci: check test
 fresh:
     bash scripts/fresh.sh
 
-# Benchmark build+push against buildah, skopeo+umoci, skopeo copy and the pigz floor (add --quick).
+# Benchmark build+push against its peers and two machines sharing one cache (--quick); --scale: how cost grows.
 bench *args: build-release
     python3 bench/run.py {{args}}
 
