@@ -95,31 +95,32 @@ impl From<RegistryError> for SessionFailure {
 }
 
 impl RegistryClient {
-    /// `HEAD /v2/<repo>/blobs/<digest>`: whether the repository already has the blob.
+    /// `HEAD /v2/<repo>/blobs/<digest>`: whether the repository already has the blob (asked
+    /// with push access, as the push that follows needs it).
     pub async fn blob_exists(&self, repository: &str, digest: &Digest) -> Result<bool> {
-        let operation = format!("HEAD blob {digest}");
-        let response = self
-            .send(RegistryRequest {
-                method: Method::HEAD,
-                url: self.api_url(&format!("{repository}/blobs/{digest}"))?,
-                headers: HeaderMap::new(),
-                body: None,
-                scope: &Scope::push(repository),
-                operation: operation.clone(),
-                retry: true,
-            })
-            .await?;
-        match response.status() {
-            status if status.is_success() => Ok(true),
-            StatusCode::NOT_FOUND => Ok(false),
-            _ => Err(self.error_for(response, &operation, repository).await),
-        }
+        let scope = Scope::push(repository);
+        Ok(self.head_blob(repository, digest, &scope).await?.is_some())
     }
 
     /// `HEAD /v2/<repo>/blobs/<digest>` with only read access asked for: the blob's size, or
     /// `None` when the repository does not have it (or, found, sends no `Content-Length`:
     /// a caller checking a size cannot trust such an answer either).
-    pub async fn blob_size(&self, repository: &str, digest: &str) -> Result<Option<u64>> {
+    pub async fn blob_size(&self, repository: &str, digest: &Digest) -> Result<Option<u64>> {
+        let scope = Scope::pull(repository);
+        Ok(self
+            .head_blob(repository, digest, &scope)
+            .await?
+            .and_then(|headers| headers.get(reqwest::header::CONTENT_LENGTH).cloned())
+            .and_then(|v| v.to_str().ok().and_then(|v| v.parse().ok())))
+    }
+
+    /// The answer's headers when the repository has the blob, `None` when it does not.
+    async fn head_blob(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        scope: &Scope,
+    ) -> Result<Option<HeaderMap>> {
         let operation = format!("HEAD blob {digest}");
         let response = self
             .send(RegistryRequest {
@@ -127,17 +128,13 @@ impl RegistryClient {
                 url: self.api_url(&format!("{repository}/blobs/{digest}"))?,
                 headers: HeaderMap::new(),
                 body: None,
-                scope: &Scope::pull(repository),
+                scope,
                 operation: operation.clone(),
                 retry: true,
             })
             .await?;
         match response.status() {
-            status if status.is_success() => Ok(response
-                .headers()
-                .get(reqwest::header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok())),
+            status if status.is_success() => Ok(Some(response.headers().clone())),
             StatusCode::NOT_FOUND => Ok(None),
             _ => Err(self.error_for(response, &operation, repository).await),
         }

@@ -191,7 +191,7 @@ impl<'a> SharedCache<'a> {
                 .map_err(|e| e.to_string())
                 .and_then(|client| {
                     remote
-                        .block_on(client.blob_size(repository.repository(), digest.as_str()))
+                        .block_on(client.blob_size(repository.repository(), digest))
                         .map_err(|e| e.to_string())
                 });
             match size {

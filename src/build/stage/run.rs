@@ -78,13 +78,13 @@ impl Builder<'_> {
         let source = shared.hit.take().map(|hit| hit.source);
         if made.cached {
             let from = if source.is_some() {
-                "shared cache"
+                " (from the shared cache)"
             } else {
-                "cache"
+                ""
             };
             tracing::info!(
                 line = instruction.line,
-                "RUN from the {from}: {}",
+                "RUN cached{from}: {}",
                 instruction.text
             );
         }
