@@ -9,13 +9,13 @@
 use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 use sha2::{Digest as _, Sha256};
 
 use super::entry::{Entry, EntryKind};
 use super::writer::{LayerError, LayerSettings, OnLive, WrittenLayer, write_layer};
+use crate::context::item_meta::ItemMeta;
 use crate::image::Compression;
 use crate::store::Store;
 
@@ -33,13 +33,13 @@ pub struct SourceStamp {
 }
 
 impl SourceStamp {
-    pub fn of(meta: &fs::Metadata) -> Self {
+    pub fn of(meta: &ItemMeta) -> Self {
         SourceStamp {
             dev: meta.dev(),
             ino: meta.ino(),
-            size: meta.size(),
-            mtime: (meta.mtime(), meta.mtime_nsec()),
-            ctime: (meta.ctime(), meta.ctime_nsec()),
+            size: meta.len(),
+            mtime: meta.mtime(),
+            ctime: meta.ctime(),
         }
     }
 }
@@ -80,7 +80,7 @@ pub fn key(entries: &[Entry], settings: LayerSettings, stamps: &Stamps) -> Optio
             EntryKind::File { source, size } => {
                 let stamp = match stamps.get(&entry.path) {
                     Some(stamp) => *stamp,
-                    None => SourceStamp::of(&fs::metadata(source).ok()?),
+                    None => SourceStamp::of(&ItemMeta::of(&fs::metadata(source).ok()?)),
                 };
                 hasher.update(b"f");
                 for number in [size, &stamp.dev, &stamp.ino, &stamp.size] {

@@ -2,13 +2,14 @@
 //! extended attributes, hard links), archive entries, and the directories the copy creates.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs::{self, Metadata};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::fs;
+use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 
 use super::{CopyError, join};
 use crate::build::filesystem::KnownFilesystem;
-use crate::context::source::Walked;
+use crate::context::item_meta::ItemMeta;
+use crate::context::source::{Matched, Walked};
 use crate::fs_error::{FsError, IoContext};
 use crate::layer::cache::{SourceStamp, Stamps};
 use crate::layer::{Entry, EntryKind};
@@ -53,7 +54,7 @@ impl EntrySet {
         &mut self,
         target: &str,
         abs: &Path,
-        meta: &Metadata,
+        meta: &ItemMeta,
     ) -> Result<(), CopyError> {
         if let Some(found) = FromDisk::read(abs, meta)? {
             self.insert_from_disk(target, found, meta);
@@ -62,7 +63,7 @@ impl EntrySet {
     }
 
     /// Adds what [`FromDisk::read`] found at `target`.
-    pub(super) fn insert_from_disk(&mut self, target: &str, found: FromDisk, meta: &Metadata) {
+    pub(super) fn insert_from_disk(&mut self, target: &str, found: FromDisk, meta: &ItemMeta) {
         let FromDisk { kind, xattrs } = found;
         let is_symlink = matches!(kind, EntryKind::Symlink { .. });
         let mode = match self.chmod {
@@ -92,7 +93,12 @@ impl EntrySet {
 
     /// Adds everything a directory walk found, reading the files' details (links, extended
     /// attributes: one system call or more each, most of a no-op build's time) on every core.
-    pub(super) fn add_walked(&mut self, dest: &str, walked: &[Walked]) -> Result<(), CopyError> {
+    pub(super) fn add_walked(
+        &mut self,
+        dest: &str,
+        dir: &Matched,
+        walked: &[Walked],
+    ) -> Result<(), CopyError> {
         // One stamp per file: grown once, not rehashed all the way up.
         self.stamps.reserve(walked.len());
         let threads = crate::parallel::cores();
@@ -101,7 +107,7 @@ impl EntrySet {
         let found = crate::parallel::map_in_order(&chunks, threads, |chunk| {
             chunk
                 .iter()
-                .map(|w| FromDisk::read(&w.abs, &w.meta))
+                .map(|w| FromDisk::read(&w.abs(dir), &w.meta))
                 .collect::<Result<Vec<_>, CopyError>>()
         })
         .ok_or_else(|| {
@@ -223,7 +229,7 @@ pub(super) struct FromDisk {
 
 impl FromDisk {
     /// `None` for what a layer cannot hold (sockets), with a warning.
-    pub(super) fn read(abs: &Path, meta: &Metadata) -> Result<Option<Self>, CopyError> {
+    pub(super) fn read(abs: &Path, meta: &ItemMeta) -> Result<Option<Self>, CopyError> {
         let kind = match meta.file_type() {
             t if t.is_dir() => EntryKind::Directory,
             t if t.is_file() => EntryKind::File {
