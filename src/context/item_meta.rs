@@ -104,7 +104,10 @@ mod tests {
         assert!(item.is_file() && !item.is_dir());
         assert_eq!(item.mode(), meta.mode());
         assert_eq!(item.len(), 4);
-        assert_eq!((item.dev(), item.ino(), item.nlink()), (meta.dev(), meta.ino(), 1));
+        assert_eq!(
+            (item.dev(), item.ino(), item.nlink()),
+            (meta.dev(), meta.ino(), 1)
+        );
         assert_eq!(item.mtime(), (meta.mtime(), meta.mtime_nsec()));
         assert_eq!(item.ctime(), (meta.ctime(), meta.ctime_nsec()));
     }

@@ -303,7 +303,13 @@ impl Context {
         }
         let start = out.len();
         out.push(child.item.clone());
-        self.walk_into(&top.join(&child.item.rel), top, &child.in_context, &child.item.rel, out)?;
+        self.walk_into(
+            &top.join(&child.item.rel),
+            top,
+            &child.in_context,
+            &child.item.rel,
+            out,
+        )?;
         if child.excluded && out.len() == start + 1 {
             out.truncate(start);
         }

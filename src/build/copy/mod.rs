@@ -47,7 +47,8 @@ pub struct CopyRequest<'a> {
 pub struct CopyPlan {
     pub entries: Vec<Entry>,
     pub staging: Option<TempDir>,
-    /// Identities of the context files, taken during the walk, for the layer cache.
+    /// Identities of the context files, taken during the walk, for the layer cache: one per
+    /// entry, index for index.
     pub stamps: Stamps,
 }
 
@@ -126,7 +127,11 @@ pub fn plan_copy(
             add_with_parents(&mut builder, context, request, &dest, matched)?;
         } else if matched.meta.is_dir() {
             builder.ensure_dir(&dest);
-            builder.add_walked(&dest, matched, &walk_without_excluded(context, matched, request)?)?;
+            builder.add_walked(
+                &dest,
+                matched,
+                &walk_without_excluded(context, matched, request)?,
+            )?;
             dest_is_dir = true;
         } else if !add_archive(&mut builder, &mut staging, store, request, &dest, matched)? {
             let name = matched.rel.rsplit('/').next().unwrap_or(&matched.rel);
@@ -149,11 +154,11 @@ pub fn plan_copy(
         add_download(&mut builder, request, target, fetched)?;
     }
 
-    let stamps = std::mem::take(&mut builder.stamps);
+    let finished = builder.finish(known)?;
     Ok(CopyPlan {
-        entries: builder.finish(known)?,
+        entries: finished.entries,
         staging,
-        stamps,
+        stamps: finished.stamps,
     })
 }
 
@@ -281,7 +286,11 @@ fn add_with_parents(
     let target = join(dest, kept);
     builder.add_from_disk(&target, &matched.abs, &matched.meta)?;
     if matched.meta.is_dir() {
-        builder.add_walked(&target, matched, &walk_without_excluded(context, matched, request)?)?;
+        builder.add_walked(
+            &target,
+            matched,
+            &walk_without_excluded(context, matched, request)?,
+        )?;
     }
     Ok(())
 }
