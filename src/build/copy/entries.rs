@@ -182,7 +182,9 @@ impl EntrySet {
             }
         }
         let stamps = self.entries.iter().map(|(_, stamp)| *stamp).collect();
-        let entries = self.entries.into_iter().map(|(entry, _)| entry).collect();
+        // Collected in place, in the pairs' bigger buffer: given back to fit the entries.
+        let mut entries: Vec<Entry> = self.entries.into_iter().map(|(entry, _)| entry).collect();
+        entries.shrink_to_fit();
         Ok(Finished { entries, stamps })
     }
 
@@ -243,6 +245,8 @@ impl EntrySet {
             }
             made.insert(dir);
         }
+        // Exactly: a push past a full buffer would double it, for every file of the layer.
+        self.entries.reserve_exact(made.len());
         for dir in made {
             let entry = Entry {
                 path: dir,
