@@ -354,3 +354,40 @@ fn device_numbers(rdev: u64) -> (u32, u32) {
     let minor = (rdev & 0xff) | ((rdev >> 12) & !0xff);
     (major as u32, minor as u32)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finished_entries_are_sorted_the_last_for_a_path_wins_and_stamps_stay_beside_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        fs::write(&file, "bytes").unwrap();
+        let meta = ItemMeta::of(&fs::symlink_metadata(&file).unwrap());
+        let mut set = EntrySet::new((0, 0), None);
+        set.add_from_disk("b/x", &file, &meta).unwrap();
+        set.add_from_disk("a", &file, &meta).unwrap();
+        set.add(Entry {
+            path: "b/x".into(),
+            kind: EntryKind::Fifo,
+            mode: 0o600,
+            uid: 0,
+            gid: 0,
+            xattrs: Vec::new(),
+        });
+        set.add_from_disk("a-b", &file, &meta).unwrap();
+        set.ensure_dir("b");
+        let finished = set.finish(&KnownFilesystem::scratch()).unwrap();
+        let paths: Vec<&str> = finished.entries.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["a", "a-b", "b", "b/x"]);
+        assert_eq!(
+            finished.entries[3].kind,
+            EntryKind::Fifo,
+            "the later entry wins"
+        );
+        let stamped: Vec<bool> = finished.stamps.iter().map(Option::is_some).collect();
+        assert_eq!(stamped, [true, true, false, false]);
+        assert_eq!(finished.stamps[0], Some(SourceStamp::of(&meta)));
+    }
+}
