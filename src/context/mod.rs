@@ -1,6 +1,7 @@
 //! The build context: walking it, `.dockerignore`, and keeping every read inside it.
 
 pub mod ignore;
+pub mod item_meta;
 pub mod pattern;
 pub mod source;
 

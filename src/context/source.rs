@@ -7,11 +7,12 @@
 //! (FIFOs, sockets, devices) are reported by type and never opened, so nothing here can block.
 
 use std::collections::VecDeque;
-use std::fs::{self, Metadata};
+use std::fs;
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
 use super::Context;
+use super::item_meta::ItemMeta;
 use super::pattern::{self, PatternError};
 use crate::fs_error::{FsError, IoContext};
 
@@ -52,17 +53,24 @@ pub struct Matched {
     /// Absolute path of what it resolves to.
     pub abs: PathBuf,
     /// Metadata of what it resolves to (the followed target for a top-level symlink).
-    pub meta: Metadata,
+    pub meta: ItemMeta,
 }
 
-/// An item found below a matched directory.
+/// An item found below a matched directory. A walk holds one per file, so its absolute path is
+/// not kept: it is the matched directory's joined with `rel` ([`Walked::abs`]).
 #[derive(Debug, Clone)]
 pub struct Walked {
     /// Path relative to the matched directory.
     pub rel: String,
-    pub abs: PathBuf,
     /// Metadata of the item itself (symlinks are not followed).
-    pub meta: Metadata,
+    pub meta: ItemMeta,
+}
+
+impl Walked {
+    /// The item's absolute path, given the directory it was walked from.
+    pub fn abs(&self, dir: &Matched) -> PathBuf {
+        dir.abs.join(&self.rel)
+    }
 }
 
 impl Context {
@@ -106,7 +114,11 @@ impl Context {
             if meta.file_type().is_symlink() {
                 matched.push(self.follow_top_level(source, &rel, &abs)?);
             } else {
-                matched.push(Matched { rel, abs, meta });
+                matched.push(Matched {
+                    rel,
+                    abs,
+                    meta: ItemMeta::of(&meta),
+                });
             }
         }
         if matched.is_empty() {
@@ -150,7 +162,7 @@ impl Context {
         Ok(Matched {
             rel: rel.into(),
             abs: target,
-            meta,
+            meta: ItemMeta::of(&meta),
         })
     }
 
@@ -202,7 +214,7 @@ impl Context {
         let children = self.list(&dir.abs)?;
         let mut parts: Vec<Part> = Vec::with_capacity(children.len());
         for (name, meta) in children {
-            let walked = self.child(&dir.abs, &base_rel, "", name, meta);
+            let walked = self.child(&base_rel, "", name, meta);
             if walked.is_dir {
                 parts.push(Part::Dir(walked));
             } else if !walked.excluded {
@@ -211,7 +223,7 @@ impl Context {
         }
         let subtrees =
             crate::parallel::map_in_order(&parts, crate::parallel::cores(), |part| match part {
-                Part::Dir(child) => Some(self.walk_dir_child(child)),
+                Part::Dir(child) => Some(self.walk_dir_child(&dir.abs, child)),
                 Part::File(_) => None,
             })
             .ok_or_else(|| {
@@ -234,7 +246,7 @@ impl Context {
     }
 
     /// A directory's entries with their metadata, sorted by name.
-    fn list(&self, dir: &Path) -> Result<Vec<(std::ffi::OsString, Metadata)>, SourceError> {
+    fn list(&self, dir: &Path) -> Result<Vec<(std::ffi::OsString, ItemMeta)>, SourceError> {
         let read = fs::read_dir(dir).with_path("read the directory", dir)?;
         let mut children = Vec::new();
         for entry in read {
@@ -242,7 +254,7 @@ impl Context {
             // DirEntry::metadata is an lstat relative to the open directory: no walk of the
             // whole path per file, which is most of the cost of a no-op build.
             let meta = entry.metadata().with_path("read", &entry.path())?;
-            children.push((entry.file_name(), meta));
+            children.push((entry.file_name(), ItemMeta::of(&meta)));
         }
         children.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(children)
@@ -251,11 +263,10 @@ impl Context {
     /// One entry of `dir`, with what `.dockerignore` says of it.
     fn child(
         &self,
-        dir: &Path,
         context_rel: &str,
         walked_rel: &str,
         name: std::ffi::OsString,
-        meta: Metadata,
+        meta: ItemMeta,
     ) -> Child {
         let name = name.to_string_lossy().into_owned();
         let in_context = join(context_rel, &name);
@@ -266,7 +277,6 @@ impl Context {
             in_context,
             item: Walked {
                 rel: join(walked_rel, &name),
-                abs: dir.join(&name),
                 meta,
             },
         }
@@ -274,38 +284,51 @@ impl Context {
 
     /// A directory and everything below it that is kept, in walk order; empty if it is
     /// excluded and nothing below it comes back.
-    fn walk_dir_child(&self, child: &Child) -> Result<Vec<Walked>, SourceError> {
+    fn walk_dir_child(&self, top: &Path, child: &Child) -> Result<Vec<Walked>, SourceError> {
         let mut out = Vec::new();
-        self.walk_dir_child_into(child, &mut out)?;
+        self.walk_dir_child_into(top, child, &mut out)?;
         Ok(out)
     }
 
     /// [`Self::walk_dir_child`] appending to `out`: every entry is moved once, not once per
     /// directory level above it.
-    fn walk_dir_child_into(&self, child: &Child, out: &mut Vec<Walked>) -> Result<(), SourceError> {
+    fn walk_dir_child_into(
+        &self,
+        top: &Path,
+        child: &Child,
+        out: &mut Vec<Walked>,
+    ) -> Result<(), SourceError> {
         if child.excluded && !self.ignore().must_walk_excluded_dir(&child.in_context) {
             return Ok(());
         }
         let start = out.len();
         out.push(child.item.clone());
-        self.walk_into(&child.item.abs, &child.in_context, &child.item.rel, out)?;
+        self.walk_into(
+            &top.join(&child.item.rel),
+            top,
+            &child.in_context,
+            &child.item.rel,
+            out,
+        )?;
         if child.excluded && out.len() == start + 1 {
             out.truncate(start);
         }
         Ok(())
     }
 
+    /// Appends what `dir` (below the walk's `top`) holds to `out`.
     fn walk_into(
         &self,
         dir: &Path,
+        top: &Path,
         context_rel: &str,
         walked_rel: &str,
         out: &mut Vec<Walked>,
     ) -> Result<(), SourceError> {
         for (name, meta) in self.list(dir)? {
-            let child = self.child(dir, context_rel, walked_rel, name, meta);
+            let child = self.child(context_rel, walked_rel, name, meta);
             if child.is_dir {
-                self.walk_dir_child_into(&child, out)?;
+                self.walk_dir_child_into(top, &child, out)?;
             } else if !child.excluded {
                 out.push(child.item);
             }

@@ -6,16 +6,15 @@
 //! of the same files misses the cache and simply rebuilds the same layer (builds are
 //! deterministic, so the digests are equal either way).
 
-use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 use sha2::{Digest as _, Sha256};
 
 use super::entry::{Entry, EntryKind};
 use super::writer::{LayerError, LayerSettings, OnLive, WrittenLayer, write_layer};
+use crate::context::item_meta::ItemMeta;
 use crate::image::Compression;
 use crate::store::Store;
 
@@ -33,20 +32,22 @@ pub struct SourceStamp {
 }
 
 impl SourceStamp {
-    pub fn of(meta: &fs::Metadata) -> Self {
+    pub fn of(meta: &ItemMeta) -> Self {
         SourceStamp {
             dev: meta.dev(),
             ino: meta.ino(),
-            size: meta.size(),
-            mtime: (meta.mtime(), meta.mtime_nsec()),
-            ctime: (meta.ctime(), meta.ctime_nsec()),
+            size: meta.len(),
+            mtime: meta.mtime(),
+            ctime: meta.ctime(),
         }
     }
 }
 
-/// Stamps already taken while walking the context, by entry path (so files are not stat'ed
-/// twice); sources without one are stat'ed here.
-pub type Stamps = HashMap<String, SourceStamp>;
+/// Stamps already taken while walking the context, one per entry of the layer, index for index
+/// (so files are not stat'ed twice); sources without one, or past the end, are stat'ed here. A
+/// list beside the entries rather than a map by path: a layer may hold hundreds of thousands of
+/// files, and a map would hold each path once more.
+pub type Stamps = Vec<Option<SourceStamp>>;
 
 /// The cache key of a layer, or `None` when a source cannot be examined (no caching then).
 pub fn key(entries: &[Entry], settings: LayerSettings, stamps: &Stamps) -> Option<String> {
@@ -63,7 +64,7 @@ pub fn key(entries: &[Entry], settings: LayerSettings, stamps: &Stamps) -> Optio
     .ok()?;
     // Fixed-width little-endian numbers and NUL-ended strings: unambiguous, and no text
     // formatting for each of tens of thousands of entries.
-    for entry in entries {
+    for (index, entry) in entries.iter().enumerate() {
         hasher.update(entry.path.as_bytes());
         hasher.update([0]);
         hasher.update(entry.mode.to_le_bytes());
@@ -78,9 +79,9 @@ pub fn key(entries: &[Entry], settings: LayerSettings, stamps: &Stamps) -> Optio
         match &entry.kind {
             EntryKind::Directory => hasher.update(b"d"),
             EntryKind::File { source, size } => {
-                let stamp = match stamps.get(&entry.path) {
-                    Some(stamp) => *stamp,
-                    None => SourceStamp::of(&fs::metadata(source).ok()?),
+                let stamp = match stamps.get(index) {
+                    Some(Some(stamp)) => *stamp,
+                    _ => SourceStamp::of(&ItemMeta::of(&fs::metadata(source).ok()?)),
                 };
                 hasher.update(b"f");
                 for number in [size, &stamp.dev, &stamp.ino, &stamp.size] {

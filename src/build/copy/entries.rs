@@ -1,45 +1,58 @@
 //! The entries one COPY or ADD gathers for its layer: files read from disk (kinds, modes,
 //! extended attributes, hard links), archive entries, and the directories the copy creates.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs::{self, Metadata};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 
 use super::{CopyError, join};
 use crate::build::filesystem::KnownFilesystem;
-use crate::context::source::Walked;
+use crate::context::item_meta::ItemMeta;
+use crate::context::source::{Matched, Walked};
 use crate::fs_error::{FsError, IoContext};
 use crate::layer::cache::{SourceStamp, Stamps};
 use crate::layer::{Entry, EntryKind};
 
+/// Files each reader thread reads per batch of a walk.
+const READ_PER_THREAD: usize = 8192;
+
 /// Entries being gathered for one layer: a later entry for the same path replaces an earlier one.
+///
+/// They are kept in the order they come, each with its file's stamp, and sorted once when the
+/// set is finished: a map by path would hold every path twice (key and entry), for each of
+/// hundreds of thousands of files.
 pub(super) struct EntrySet {
-    entries: BTreeMap<String, Entry>,
+    entries: Vec<(Entry, Option<SourceStamp>)>,
     /// (device, inode) of files with several links, so that they become hard links in the layer.
     inodes: HashMap<String, (u64, u64)>,
     owner: (u64, u64),
     chmod: Option<u32>,
     created_dirs: Vec<String>,
+}
+
+/// A finished set: entries sorted by path, and the stamps of their files, index for index.
+pub(super) struct Finished {
+    pub(super) entries: Vec<Entry>,
     pub(super) stamps: Stamps,
 }
 
 impl EntrySet {
     pub(super) fn new(owner: (u64, u64), chmod: Option<u32>) -> Self {
         EntrySet {
-            entries: BTreeMap::new(),
+            entries: Vec::new(),
             inodes: HashMap::new(),
             owner,
             chmod,
             created_dirs: Vec::new(),
-            stamps: Stamps::new(),
         }
     }
 
+    /// An entry whose file (if any) is not from the context: no stamp, so the layer cache
+    /// examines its source itself.
     pub(super) fn add(&mut self, entry: Entry) {
         self.inodes.remove(&entry.path);
-        self.stamps.remove(&entry.path);
-        self.entries.insert(entry.path.clone(), entry);
+        self.entries.push((entry, None));
     }
 
     /// A destination directory the copy needs: written only if it does not exist below.
@@ -53,7 +66,7 @@ impl EntrySet {
         &mut self,
         target: &str,
         abs: &Path,
-        meta: &Metadata,
+        meta: &ItemMeta,
     ) -> Result<(), CopyError> {
         if let Some(found) = FromDisk::read(abs, meta)? {
             self.insert_from_disk(target, found, meta);
@@ -62,59 +75,62 @@ impl EntrySet {
     }
 
     /// Adds what [`FromDisk::read`] found at `target`.
-    pub(super) fn insert_from_disk(&mut self, target: &str, found: FromDisk, meta: &Metadata) {
+    pub(super) fn insert_from_disk(&mut self, target: &str, found: FromDisk, meta: &ItemMeta) {
         let FromDisk { kind, xattrs } = found;
         let is_symlink = matches!(kind, EntryKind::Symlink { .. });
         let mode = match self.chmod {
             Some(mode) if !is_symlink => mode,
             _ => meta.mode() & 0o7777,
         };
-        if meta.is_file() {
-            self.stamps.insert(target.to_owned(), SourceStamp::of(meta));
-        }
+        let stamp = meta.is_file().then(|| SourceStamp::of(meta));
         if meta.is_file() && meta.nlink() > 1 {
             self.inodes
                 .insert(target.to_owned(), (meta.dev(), meta.ino()));
         }
-        let path = target.to_owned();
-        self.entries.insert(
-            path.clone(),
-            Entry {
-                path,
-                kind,
-                mode,
-                uid: self.owner.0,
-                gid: self.owner.1,
-                xattrs,
-            },
-        );
+        let entry = Entry {
+            path: target.to_owned(),
+            kind,
+            mode,
+            uid: self.owner.0,
+            gid: self.owner.1,
+            xattrs,
+        };
+        self.entries.push((entry, stamp));
     }
 
     /// Adds everything a directory walk found, reading the files' details (links, extended
     /// attributes: one system call or more each, most of a no-op build's time) on every core.
-    pub(super) fn add_walked(&mut self, dest: &str, walked: &[Walked]) -> Result<(), CopyError> {
-        // One stamp per file: grown once, not rehashed all the way up.
-        self.stamps.reserve(walked.len());
+    pub(super) fn add_walked(
+        &mut self,
+        dest: &str,
+        dir: &Matched,
+        walked: &[Walked],
+    ) -> Result<(), CopyError> {
+        self.entries.reserve(walked.len());
         let threads = crate::parallel::cores();
-        let per_thread = walked.len().div_ceil(threads).max(256);
-        let chunks: Vec<&[Walked]> = walked.chunks(per_thread).collect();
-        let found = crate::parallel::map_in_order(&chunks, threads, |chunk| {
-            chunk
-                .iter()
-                .map(|w| FromDisk::read(&w.abs, &w.meta))
-                .collect::<Result<Vec<_>, CopyError>>()
-        })
-        .ok_or_else(|| {
-            CopyError::Fs(FsError {
-                action: "read the files for",
-                path: dest.into(),
-                source: std::io::Error::other("a reader thread stopped unexpectedly"),
+        // A batch at a time: what is read waits for its entry, so only a batch's worth of it
+        // is held at once, however many files the walk found.
+        for batch in walked.chunks(threads * READ_PER_THREAD) {
+            let per_thread = batch.len().div_ceil(threads).max(256);
+            let chunks: Vec<&[Walked]> = batch.chunks(per_thread).collect();
+            let found = crate::parallel::map_in_order(&chunks, threads, |chunk| {
+                chunk
+                    .iter()
+                    .map(|w| FromDisk::read(&w.abs(dir), &w.meta))
+                    .collect::<Result<Vec<_>, CopyError>>()
             })
-        })?;
-        for (chunk, details) in chunks.into_iter().zip(found) {
-            for (w, detail) in chunk.iter().zip(details?) {
-                if let Some(detail) = detail {
-                    self.insert_from_disk(&join(dest, &w.rel), detail, &w.meta);
+            .ok_or_else(|| {
+                CopyError::Fs(FsError {
+                    action: "read the files for",
+                    path: dest.into(),
+                    source: std::io::Error::other("a reader thread stopped unexpectedly"),
+                })
+            })?;
+            for (chunk, details) in chunks.into_iter().zip(found) {
+                for (w, detail) in chunk.iter().zip(details?) {
+                    if let Some(detail) = detail {
+                        self.insert_from_disk(&join(dest, &w.rel), detail, &w.meta);
+                    }
                 }
             }
         }
@@ -139,8 +155,10 @@ impl EntrySet {
         self.add(entry);
     }
 
-    /// Sorted entries, with the directories the copy creates and hard links made consistent.
-    pub(super) fn finish(mut self, known: &KnownFilesystem) -> Result<Vec<Entry>, CopyError> {
+    /// Sorted entries, with the directories the copy creates and hard links made consistent,
+    /// and their files' stamps.
+    pub(super) fn finish(mut self, known: &KnownFilesystem) -> Result<Finished, CopyError> {
+        self.sort();
         // Parents of every entry, and the destinations themselves, that do not exist yet.
         // Without a complete picture of the file system below, none are written: an entry for a
         // directory that exists would overwrite its mode and owner.
@@ -149,8 +167,7 @@ impl EntrySet {
         }
         // Files sharing an inode: the first in path order is written whole, the rest link to it.
         let mut first_of_inode: HashMap<(u64, u64), String> = HashMap::new();
-        let mut entries: Vec<Entry> = self.entries.into_values().collect();
-        for entry in &mut entries {
+        for (entry, _) in &mut self.entries {
             if let Some(key) = self.inodes.get(&entry.path) {
                 match first_of_inode.get(key) {
                     Some(first) => {
@@ -164,13 +181,39 @@ impl EntrySet {
                 }
             }
         }
-        Ok(entries)
+        let stamps = self.entries.iter().map(|(_, stamp)| *stamp).collect();
+        // Collected in place, in the pairs' bigger buffer: given back to fit the entries.
+        let mut entries: Vec<Entry> = self.entries.into_iter().map(|(entry, _)| entry).collect();
+        entries.shrink_to_fit();
+        Ok(Finished { entries, stamps })
+    }
+
+    /// Sorts the entries by path and keeps the last one given for each path.
+    fn sort(&mut self) {
+        // Stable: the entries for one path stay in the order they came.
+        self.entries.sort_by(|a, b| a.0.path.cmp(&b.0.path));
+        // `dedup_by` keeps the first of a run; swapping puts the later entry in its place.
+        self.entries.dedup_by(|later, kept| {
+            let same = later.0.path == kept.0.path;
+            if same {
+                std::mem::swap(later, kept);
+            }
+            same
+        });
+    }
+
+    /// Whether the (sorted) entries have one for `path`.
+    fn contains(&self, path: &str) -> bool {
+        self.entries
+            .binary_search_by(|(entry, _)| entry.path.as_str().cmp(path))
+            .is_ok()
     }
 
     /// Entries for the directories the copy creates: the destination and every missing parent
     /// of what it writes, made as BuildKit's copy makes them (fsutil's MkdirAll): owned by the
-    /// --chown owner, with the --chmod mode if one is given (0755 otherwise).
-    pub(super) fn add_created_dirs(&mut self, known: &KnownFilesystem) -> Result<(), CopyError> {
+    /// --chown owner, with the --chmod mode if one is given (0755 otherwise). The entries must
+    /// be sorted, and are again after.
+    fn add_created_dirs(&mut self, known: &KnownFilesystem) -> Result<(), CopyError> {
         // A directory copied onto a file replaces it (fsutil removes the file), so the
         // destinations of directory sources are not checked for what is in their way.
         let destinations: HashSet<String> =
@@ -178,7 +221,8 @@ impl EntrySet {
         let mut needed: Vec<String> = destinations.iter().cloned().collect();
         // Each parent once: a parent seen before had its own parents climbed then.
         let mut seen: HashSet<&str> = HashSet::new();
-        for path in self.entries.keys().chain(destinations.iter()) {
+        let paths = self.entries.iter().map(|(entry, _)| &entry.path);
+        for path in paths.chain(destinations.iter()) {
             let mut parent = path.as_str();
             while let Some((up, _)) = parent.rsplit_once('/') {
                 if !seen.insert(up) {
@@ -188,8 +232,9 @@ impl EntrySet {
                 parent = up;
             }
         }
+        let mut made: HashSet<String> = HashSet::new();
         for dir in needed {
-            if known.is_dir(&dir) || self.entries.contains_key(&dir) {
+            if known.is_dir(&dir) || self.contains(&dir) || made.contains(&dir) {
                 continue;
             }
             if let Some(node) = known.get(&dir).filter(|_| !destinations.contains(&dir)) {
@@ -198,18 +243,24 @@ impl EntrySet {
                     found: node.kind.describe(),
                 });
             }
-            self.entries.insert(
-                dir.clone(),
-                Entry {
-                    path: dir,
-                    kind: EntryKind::Directory,
-                    mode: self.chmod.unwrap_or(0o755),
-                    uid: self.owner.0,
-                    gid: self.owner.1,
-                    xattrs: Vec::new(),
-                },
-            );
+            made.insert(dir);
         }
+        // Exactly: a push past a full buffer would double it, for every file of the layer.
+        self.entries.reserve_exact(made.len());
+        for dir in made {
+            let entry = Entry {
+                path: dir,
+                kind: EntryKind::Directory,
+                mode: self.chmod.unwrap_or(0o755),
+                uid: self.owner.0,
+                gid: self.owner.1,
+                xattrs: Vec::new(),
+            };
+            self.entries.push((entry, None));
+        }
+        // No path is there twice by now, so an unstable sort (in place) gives the one order.
+        self.entries
+            .sort_unstable_by(|a, b| a.0.path.cmp(&b.0.path));
         Ok(())
     }
 }
@@ -223,7 +274,7 @@ pub(super) struct FromDisk {
 
 impl FromDisk {
     /// `None` for what a layer cannot hold (sockets), with a warning.
-    pub(super) fn read(abs: &Path, meta: &Metadata) -> Result<Option<Self>, CopyError> {
+    pub(super) fn read(abs: &Path, meta: &ItemMeta) -> Result<Option<Self>, CopyError> {
         let kind = match meta.file_type() {
             t if t.is_dir() => EntryKind::Directory,
             t if t.is_file() => EntryKind::File {
@@ -302,4 +353,41 @@ fn device_numbers(rdev: u64) -> (u32, u32) {
     let major = ((rdev >> 8) & 0xfff) | ((rdev >> 32) & !0xfff);
     let minor = (rdev & 0xff) | ((rdev >> 12) & !0xff);
     (major as u32, minor as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finished_entries_are_sorted_the_last_for_a_path_wins_and_stamps_stay_beside_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        fs::write(&file, "bytes").unwrap();
+        let meta = ItemMeta::of(&fs::symlink_metadata(&file).unwrap());
+        let mut set = EntrySet::new((0, 0), None);
+        set.add_from_disk("b/x", &file, &meta).unwrap();
+        set.add_from_disk("a", &file, &meta).unwrap();
+        set.add(Entry {
+            path: "b/x".into(),
+            kind: EntryKind::Fifo,
+            mode: 0o600,
+            uid: 0,
+            gid: 0,
+            xattrs: Vec::new(),
+        });
+        set.add_from_disk("a-b", &file, &meta).unwrap();
+        set.ensure_dir("b");
+        let finished = set.finish(&KnownFilesystem::scratch()).unwrap();
+        let paths: Vec<&str> = finished.entries.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["a", "a-b", "b", "b/x"]);
+        assert_eq!(
+            finished.entries[3].kind,
+            EntryKind::Fifo,
+            "the later entry wins"
+        );
+        let stamped: Vec<bool> = finished.stamps.iter().map(Option::is_some).collect();
+        assert_eq!(stamped, [true, true, false, false]);
+        assert_eq!(finished.stamps[0], Some(SourceStamp::of(&meta)));
+    }
 }

@@ -12,6 +12,7 @@ use url::{fetch_url, is_url, staging_dir, url_file_name};
 
 use super::filesystem::{KnownFilesystem, TooManyLinks};
 use crate::context::Context;
+use crate::context::item_meta::ItemMeta;
 use crate::context::pattern::has_glob_meta;
 use crate::context::source::{SourceError, Walked};
 use crate::digest::Digest;
@@ -46,7 +47,8 @@ pub struct CopyRequest<'a> {
 pub struct CopyPlan {
     pub entries: Vec<Entry>,
     pub staging: Option<TempDir>,
-    /// Identities of the context files, taken during the walk, for the layer cache.
+    /// Identities of the context files, taken during the walk, for the layer cache: one per
+    /// entry, index for index.
     pub stamps: Stamps,
 }
 
@@ -125,7 +127,11 @@ pub fn plan_copy(
             add_with_parents(&mut builder, context, request, &dest, matched)?;
         } else if matched.meta.is_dir() {
             builder.ensure_dir(&dest);
-            builder.add_walked(&dest, &walk_without_excluded(context, matched, request)?)?;
+            builder.add_walked(
+                &dest,
+                matched,
+                &walk_without_excluded(context, matched, request)?,
+            )?;
             dest_is_dir = true;
         } else if !add_archive(&mut builder, &mut staging, store, request, &dest, matched)? {
             let name = matched.rel.rsplit('/').next().unwrap_or(&matched.rel);
@@ -148,11 +154,11 @@ pub fn plan_copy(
         add_download(&mut builder, request, target, fetched)?;
     }
 
-    let stamps = std::mem::take(&mut builder.stamps);
+    let finished = builder.finish(known)?;
     Ok(CopyPlan {
-        entries: builder.finish(known)?,
+        entries: finished.entries,
         staging,
-        stamps,
+        stamps: finished.stamps,
     })
 }
 
@@ -274,13 +280,17 @@ fn add_with_parents(
         let on_disk = context.root().join(pivot).join(&ancestor);
         let meta = fs::symlink_metadata(&on_disk).with_path("read", &on_disk)?;
         if ancestor != kept {
-            builder.add_from_disk(&join(dest, &ancestor), &on_disk, &meta)?;
+            builder.add_from_disk(&join(dest, &ancestor), &on_disk, &ItemMeta::of(&meta))?;
         }
     }
     let target = join(dest, kept);
     builder.add_from_disk(&target, &matched.abs, &matched.meta)?;
     if matched.meta.is_dir() {
-        builder.add_walked(&target, &walk_without_excluded(context, matched, request)?)?;
+        builder.add_walked(
+            &target,
+            matched,
+            &walk_without_excluded(context, matched, request)?,
+        )?;
     }
     Ok(())
 }

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
@@ -14,6 +14,7 @@ use sha2::{Digest as _, Sha256};
 use super::{Builder, Stage, Unsupported, find_stage, lookup};
 use crate::build::{BuildError, BuiltLayer, SecretSource};
 use crate::context::Context;
+use crate::context::item_meta::ItemMeta;
 use crate::dockerfile::Instruction;
 use crate::run::RunError;
 use crate::run::mounts::{self, MountKind, MountPlan, RunMount, Sharing};
@@ -355,16 +356,17 @@ fn snapshot(context: &Context, source: &str, dest: Option<&Path>) -> Result<Stri
         return Err(BindError::NotOne(source.to_owned()));
     };
     let mut hasher = Sha256::new();
-    let mut entries: BTreeMap<String, (PathBuf, fs::Metadata)> = BTreeMap::new();
+    let mut entries: BTreeMap<String, (PathBuf, ItemMeta)> = BTreeMap::new();
     if top.meta.is_dir() {
         for walked in context.walk(top)? {
-            entries.insert(walked.rel, (walked.abs, walked.meta));
+            let abs = walked.abs(top);
+            entries.insert(walked.rel, (abs, walked.meta));
         }
         if let Some(dest) = dest {
             fs::create_dir_all(dest)?;
         }
     } else {
-        entries.insert(String::new(), (top.abs.clone(), top.meta.clone()));
+        entries.insert(String::new(), (top.abs.clone(), top.meta));
     }
     for (rel, (abs, meta)) in &entries {
         let target = dest.map(|d| {
