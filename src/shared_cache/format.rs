@@ -129,60 +129,85 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, FormatError> {
     Ok(parsed)
 }
 
-fn parse_listing(layer: &Value) -> Result<Listing, String> {
-    let digest = |value: &Value, what: &str| -> Result<Digest, String> {
-        value
-            .as_str()
-            .ok_or_else(|| format!("has no {what}"))?
-            .parse()
-            .map_err(|e| format!("{what}: {e}"))
-    };
+/// What is wrong with one layer of a cache manifest (the layer is then left out).
+#[derive(Debug, thiserror::Error)]
+enum LayerProblem {
+    #[error("has no {0}")]
+    Missing(&'static str),
+    #[error("{what} {value:?} is not valid: {detail}")]
+    Invalid {
+        what: &'static str,
+        value: String,
+        detail: String,
+    },
+}
+
+/// The text at `value`, which the layer must have.
+fn text(value: &Value, what: &'static str) -> Result<String, LayerProblem> {
+    value
+        .as_str()
+        .map(str::to_owned)
+        .ok_or(LayerProblem::Missing(what))
+}
+
+/// The digest at `value`, which the layer must have.
+fn digest(value: &Value, what: &'static str) -> Result<Digest, LayerProblem> {
+    let text = text(value, what)?;
+    text.parse()
+        .map_err(|e: crate::digest::DigestError| LayerProblem::Invalid {
+            what,
+            value: text,
+            detail: e.to_string(),
+        })
+}
+
+fn invalid(what: &'static str, value: &str, detail: &str) -> LayerProblem {
+    LayerProblem::Invalid {
+        what,
+        value: value.to_owned(),
+        detail: detail.to_owned(),
+    }
+}
+
+fn parse_listing(layer: &Value) -> Result<Listing, LayerProblem> {
     Ok(Listing {
         layer: digest(&layer["annotations"][LISTING_OF], "listed layer")?,
         blob: digest(&layer["digest"], "digest")?,
-        size: layer["size"].as_u64().ok_or("has no size")?,
+        size: layer["size"]
+            .as_u64()
+            .ok_or(LayerProblem::Missing("size"))?,
     })
 }
 
-fn parse_layer(layer: &Value) -> Result<CacheEntry, String> {
-    let text = |value: &Value, what: &str| {
-        value
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| format!("has no {what}"))
-    };
+fn parse_layer(layer: &Value) -> Result<CacheEntry, LayerProblem> {
     let annotations = &layer["annotations"];
     let key = text(&annotations[KEY], "key")?;
     if key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(format!("key {key:?} is not a sha256 in hex"));
+        return Err(invalid("key", &key, "expected a sha256 in hex"));
     }
     let kind = match text(&annotations[KIND], "kind")?.as_str() {
         "files" => EntryKind::Files,
         "run" => EntryKind::Run,
-        other => return Err(format!("kind {other:?} is neither files nor run")),
+        other => return Err(invalid("kind", other, "expected files or run")),
     };
-    let digest: Digest = text(&layer["digest"], "digest")?
-        .parse()
-        .map_err(|e| format!("digest: {e}"))?;
-    let diff_id: Digest = text(&annotations[DIFF_ID], "diff_id")?
-        .parse()
-        .map_err(|e| format!("diff_id: {e}"))?;
     let size = layer["size"]
         .as_u64()
         .filter(|size| *size > 0)
-        .ok_or("has no size")?;
+        .ok_or(LayerProblem::Missing("size"))?;
     let media_type = text(&layer["mediaType"], "media type")?;
     if !is_layer_type(&media_type) {
-        return Err(format!(
-            "media type {media_type} is not a compressed layer's"
+        return Err(invalid(
+            "media type",
+            &media_type,
+            "expected a compressed layer's",
         ));
     }
     Ok(CacheEntry {
         key,
         kind,
         layer: WrittenLayer {
-            digest,
-            diff_id,
+            digest: digest(&layer["digest"], "digest")?,
+            diff_id: digest(&annotations[DIFF_ID], "diff_id")?,
             size,
         },
         media_type,
