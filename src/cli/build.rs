@@ -18,13 +18,8 @@ pub fn run(args: &BuildArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let runtime = runtime()?;
     let remote = remote_access(&runtime, settings::access_settings(&args.registry), None);
     let image = build::build(&options, &store, &remote)?;
-    dockless::publish::export_cache(
-        &store,
-        &remote,
-        &image,
-        &options.cache_to,
-        &output.reporter(),
-    );
+    let reporter = output.reporter();
+    dockless::publish::export_cache(&store, &remote, &image, &options.cache_to, &reporter);
     if let Some(dir) = &args.output {
         image.fetch_remote_layers(&store, &remote)?;
         layout::write_layout(&store, dir, &image.manifest, &image.blobs(), &args.tag)?;
@@ -34,6 +29,10 @@ pub fn run(args: &BuildArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             let mut value = image_json(&image);
             value["output"] = json!(args.output.as_ref().map(|p| p.display().to_string()));
             value["tag"] = json!(args.tag);
+            let exports = reporter.cache_exports();
+            if !exports.is_empty() {
+                value["cache_exports"] = json!(exports);
+            }
             value
         },
         |out| {

@@ -84,6 +84,7 @@ impl Output {
         Reporter {
             output: self,
             view: PushProgressView::new(self.mode != Mode::Words),
+            exports: std::sync::Mutex::new(Vec::new()),
         }
     }
 }
@@ -92,12 +93,22 @@ impl Output {
 pub struct Reporter<'a> {
     output: &'a Output,
     view: PushProgressView,
+    /// What each `--cache-to` export did, for `--json`.
+    exports: std::sync::Mutex<Vec<serde_json::Value>>,
 }
 
 impl Reporter<'_> {
     /// Clears the bars.
     pub fn finish(&self) {
         self.view.finish();
+    }
+
+    /// The `--cache-to` exports so far, as `--json` reports them.
+    pub fn cache_exports(&self) -> Vec<serde_json::Value> {
+        self.exports
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -115,6 +126,20 @@ impl PublishEvents for Reporter<'_> {
     }
 
     fn cache_exported(&self, to: &Reference, result: Result<&ExportReport, &ExportError>) {
+        let value = match result {
+            Ok(report) => json!({
+                "reference": to.to_string(),
+                "entries": report.entries,
+                "uploaded_blobs": report.uploaded_blobs,
+                "mounted_blobs": report.mounted_blobs,
+                "skipped_blobs": report.skipped_blobs,
+            }),
+            Err(error) => json!({"reference": to.to_string(), "error": error.to_string()}),
+        };
+        self.exports
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(value);
         match result {
             Ok(report) => self.output.note(format_args!(
                 "Exported the build cache to {to}: {} layers ({} uploaded, {} mounted, {} already there)",

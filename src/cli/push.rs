@@ -47,7 +47,13 @@ pub fn run(args: &PushArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     };
     reporter.finish();
     let (report, image) = pushed?;
-    print(&output, &target, &report, image.as_ref())?;
+    print(
+        &output,
+        &target,
+        &report,
+        image.as_ref(),
+        reporter.cache_exports(),
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -67,6 +73,7 @@ fn print(
     target: &Reference,
     report: &PushReport,
     image: Option<&BuiltImage>,
+    cache_exports: Vec<serde_json::Value>,
 ) -> std::io::Result<()> {
     let pinned = format!(
         "{}/{}@{}",
@@ -88,6 +95,9 @@ fn print(
             if let Some(image) = image {
                 value["size"] = json!(image.total_size());
                 value["image"] = image_json(image);
+            }
+            if !cache_exports.is_empty() {
+                value["cache_exports"] = json!(cache_exports);
             }
             value
         },
