@@ -197,6 +197,18 @@ impl Store {
             .map(|text| text.lines().map(str::to_owned).collect())
             .unwrap_or_default()
     }
+
+    /// Repositories of `registry`, other than `repository`, where `digest` was pushed before:
+    /// where a push to `repository` may mount it from.
+    pub fn mount_sources(&self, digest: &Digest, registry: &str, repository: &str) -> Vec<String> {
+        let prefix = format!("{registry}/");
+        self.locations(digest)
+            .iter()
+            .filter_map(|location| location.strip_prefix(&prefix))
+            .filter(|other| *other != repository)
+            .map(str::to_owned)
+            .collect()
+    }
 }
 
 /// Removes temporary directories left by processes that no longer run (killed with SIGKILL,

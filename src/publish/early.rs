@@ -113,7 +113,6 @@ impl EarlyUploads {
             early: self,
             store,
             target,
-            prefix: format!("{}/", target.registry()),
         }
     }
 
@@ -187,7 +186,6 @@ pub struct EarlyObserver<'a> {
     early: &'a EarlyUploads,
     store: &'a Store,
     target: &'a Reference,
-    prefix: String,
 }
 
 impl LayerObserver for EarlyObserver<'_> {
@@ -218,8 +216,7 @@ impl LayerObserver for EarlyObserver<'_> {
             return;
         }
         let mut blob = file_blob(self.store, &layer.digest, layer.size);
-        blob.mount_from =
-            mount_candidates(self.store, &layer.digest, &self.prefix, self.target, None);
+        blob.mount_from = mount_candidates(self.store, &layer.digest, self.target, None);
         let _ = self.early.sender.send(Early::Blob(blob));
     }
 }

@@ -62,7 +62,6 @@ pub async fn push_built_image(
     progress: Option<PushProgressFn>,
     early: EarlyReport,
 ) -> Result<PushReport, PublishError> {
-    let prefix = format!("{}/", target.registry());
     let base_repository = image
         .base
         .as_ref()
@@ -74,7 +73,7 @@ pub async fn push_built_image(
             .iter()
             .any(|l| l.from_base && l.digest == blob.digest);
         let base = base_repository.as_deref().filter(|_| from_base);
-        blob.mount_from = mount_candidates(store, &blob.digest, &prefix, target, base);
+        blob.mount_from = mount_candidates(store, &blob.digest, target, base);
     }
     let mut report = push_image(client, target, &request, progress).await?;
     for digest in image.blobs() {

@@ -284,21 +284,21 @@ pub fn push_layout_dir(
     ))
 }
 
-/// Repositories of the target registry from which `digest` may be mounted.
+/// Repositories of the target registry from which `digest` may be mounted: where this store
+/// pushed it before, and the base's repository there.
 fn mount_candidates(
     store: &Store,
     digest: &Digest,
-    prefix: &str,
     target: &Reference,
     base_repository: Option<&str>,
 ) -> Vec<String> {
-    store
-        .locations(digest)
-        .iter()
-        .filter_map(|location| location.strip_prefix(prefix).map(str::to_owned))
-        .chain(base_repository.map(str::to_owned))
-        .filter(|repo| repo != target.repository())
-        .collect()
+    let mut candidates = store.mount_sources(digest, target.registry(), target.repository());
+    candidates.extend(
+        base_repository
+            .filter(|base| *base != target.repository())
+            .map(str::to_owned),
+    );
+    candidates
 }
 
 /// A blob of the local store, to push.

@@ -81,7 +81,7 @@ pub fn export(
             digest: layer.digest.clone(),
             size: layer.size,
             source,
-            mount_from: mount_candidates(store, &layer.digest, target),
+            mount_from: store.mount_sources(&layer.digest, target.registry(), target.repository()),
         });
     }
     let mut listed = Vec::new();
@@ -94,7 +94,7 @@ pub fn export(
             digest: blob.clone(),
             size: bytes.len() as u64,
             source: BlobSource::File(store.blob_path(&blob)),
-            mount_from: mount_candidates(store, &blob, target),
+            mount_from: store.mount_sources(&blob, target.registry(), target.repository()),
         });
         listed.push(format::Listing {
             layer: layer.clone(),
@@ -119,15 +119,4 @@ pub fn export(
         mounted_blobs: report.mounted_blobs,
         skipped_blobs: report.skipped_blobs,
     })
-}
-
-/// Other repositories of the target's registry that received `digest` from this store.
-fn mount_candidates(store: &Store, digest: &Digest, target: &Reference) -> Vec<String> {
-    let prefix = format!("{}/", target.registry());
-    store
-        .locations(digest)
-        .iter()
-        .filter_map(|location| location.strip_prefix(&prefix).map(str::to_owned))
-        .filter(|repository| repository != target.repository())
-        .collect()
 }
