@@ -114,7 +114,13 @@ impl Builder<'_> {
                     missing.push(i);
                     results.push(None);
                 }
-                other => results.push(other.transpose()),
+                other => {
+                    // A push sends a cached layer while the others are written.
+                    if let (Ok(Some(found)), Some(observer)) = (&other, self.observer) {
+                        observer.written(&self.found_layer(found));
+                    }
+                    results.push(other.transpose());
+                }
             }
         }
         for (i, written) in self.write_all(pending, missing)? {
@@ -135,17 +141,19 @@ impl Builder<'_> {
                         source: source.into(),
                     })?;
                 tracing::info!(line = layer.line, digest = %found.layer.digest, size = found.layer.size, entries = layer.entries.len(), shared = found.source.is_some(), "layer");
-                let built = BuiltLayer {
-                    source: found.source.clone(),
-                    ..self.built_layer(&found.layer)
-                };
+                let built = self.found_layer(&found);
                 self.exporting(shared_cache::EntryKind::Files, &built, None);
-                if let Some(observer) = self.observer {
-                    observer.written(&built);
-                }
                 Ok(built)
             })
             .collect()
+    }
+
+    /// A layer a cache gave (or the writer made) as the image carries it.
+    fn found_layer(&self, found: &Found) -> BuiltLayer {
+        BuiltLayer {
+            source: found.source.clone(),
+            ..self.built_layer(&found.layer)
+        }
     }
 
     fn writer_stopped(&self) -> BuildError {
@@ -212,12 +220,15 @@ impl Builder<'_> {
         Ok(results)
     }
 
-    /// Writes one pending layer and records it in the local layer cache.
+    /// Writes one pending layer, records it in the local layer cache and tells the observer.
     fn write_one(&self, layer: &PendingLayer) -> Result<WrittenLayer, LayerError> {
         let written = self
             .with_live(|on_live| write_layer(self.store, &layer.entries, self.settings, on_live))?;
         if let Some(key) = cache::key(&layer.entries, self.settings, &layer.stamps) {
             cache::record(self.store, &key, &written);
+        }
+        if let Some(observer) = self.observer {
+            observer.written(&self.built_layer(&written));
         }
         Ok(written)
     }
