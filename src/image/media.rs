@@ -38,6 +38,17 @@ impl Default for Compression {
     }
 }
 
+impl Compression {
+    /// How cache keys name the compression (`gzip:1`): part of every layer and RUN cache key,
+    /// local or shared, so it never changes for the same settings.
+    pub fn key_text(self) -> String {
+        match self {
+            Compression::Gzip { level } => format!("gzip:{level}"),
+            Compression::Zstd { level } => format!("zstd:{level}"),
+        }
+    }
+}
+
 impl fmt::Display for Compression {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

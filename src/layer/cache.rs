@@ -15,7 +15,6 @@ use sha2::{Digest as _, Sha256};
 use super::entry::{Entry, EntryKind};
 use super::writer::{LayerError, LayerSettings, OnLive, WrittenLayer, write_layer};
 use crate::context::item_meta::ItemMeta;
-use crate::image::Compression;
 use crate::store::Store;
 
 /// Bumped whenever the bytes a given input produces change (tar layout, compressor settings).
@@ -52,10 +51,7 @@ pub type Stamps = Vec<Option<SourceStamp>>;
 /// The cache key of a layer, or `None` when a source cannot be examined (no caching then).
 pub fn key(entries: &[Entry], settings: LayerSettings, stamps: &Stamps) -> Option<String> {
     let mut hasher = Sha256::new();
-    let compression = match settings.compression {
-        Compression::Gzip { level } => format!("gzip:{level}"),
-        Compression::Zstd { level } => format!("zstd:{level}"),
-    };
+    let compression = settings.compression.key_text();
     writeln!(
         Hashed(&mut hasher),
         "{VERSION}\n{compression}\n{}",
@@ -195,6 +191,7 @@ pub fn write_layer_cached(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image::Compression;
 
     fn file_entry(source: PathBuf, size: u64) -> Entry {
         Entry {

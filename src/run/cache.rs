@@ -31,10 +31,7 @@ pub struct RunKey<'a> {
 impl RunKey<'_> {
     pub fn hash(&self) -> String {
         let mut hasher = Sha256::new();
-        let compression = match self.settings.compression {
-            crate::image::Compression::Gzip { level } => format!("gzip:{level}"),
-            crate::image::Compression::Zstd { level } => format!("zstd:{level}"),
-        };
+        let compression = self.settings.compression.key_text();
         let mut text = format!(
             "{VERSION}\n{compression}\n{}\n{}\n{}\n{}\n",
             self.settings.epoch, self.platform, self.user, self.workdir

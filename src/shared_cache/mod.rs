@@ -28,7 +28,6 @@ use std::sync::Mutex;
 use sha2::{Digest as _, Sha256};
 
 use crate::digest::Digest;
-use crate::image::Compression;
 use crate::layer::{LayerSettings, WrittenLayer};
 use crate::registry::Reference;
 use crate::remote::{LayerSource, RemoteAccess};
@@ -41,10 +40,7 @@ const FILES_VERSION: &str = "dockless-shared-files-v1";
 
 /// The key of a layer of files: its diff_id and the compression that makes its blob.
 pub fn files_key(diff_id: &Digest, settings: LayerSettings) -> String {
-    let compression = match settings.compression {
-        Compression::Gzip { level } => format!("gzip:{level}"),
-        Compression::Zstd { level } => format!("zstd:{level}"),
-    };
+    let compression = settings.compression.key_text();
     let mut hasher = Sha256::new();
     hasher.update(format!("{FILES_VERSION}\n{compression}\n{diff_id}\n").as_bytes());
     hex::encode(hasher.finalize())
@@ -311,6 +307,7 @@ fn read_entries(remote: &RemoteAccess, reference: &Reference) -> Result<format::
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image::Compression;
 
     #[test]
     fn files_keys_follow_the_diff_id_and_the_compression_only() {
