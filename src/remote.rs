@@ -47,19 +47,12 @@ pub enum RemoteError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(
-        "layer {digest} from the shared cache {repository} unpacks to {actual}, not to the diff_id {claimed} its entry claims: the cache is wrong; build without --cache-from (a build with --cache-to then replaces it)"
+        "layer {digest} from the shared cache {repository} {problem}: the cache is wrong; build without --cache-from (a build with --cache-to then replaces it)"
     )]
-    DiffIdMismatch {
+    WrongSharedLayer {
         digest: Digest,
         repository: String,
-        claimed: Digest,
-        actual: Digest,
-    },
-    #[error("layer {digest} from the shared cache {repository} could not be read: {source}")]
-    Unreadable {
-        digest: Digest,
-        repository: String,
-        source: std::io::Error,
+        problem: crate::layer::archive::DiffIdError,
     },
 }
 

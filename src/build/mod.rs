@@ -107,23 +107,17 @@ impl BuiltImage {
             remote.fetch_blob(store, source.repository(), &layer.digest)?;
             // A shared cache's layer must unpack to the diff_id its entry claims.
             if matches!(source, LayerSource::SharedCache { .. }) {
-                let repository = source.repository().to_string();
-                let path = store.blob_path(&layer.digest);
-                let actual = crate::layer::archive::uncompressed_digest(&path).map_err(|e| {
-                    crate::remote::RemoteError::Unreadable {
+                crate::layer::archive::check_diff_id(
+                    &store.blob_path(&layer.digest),
+                    &layer.diff_id,
+                )
+                .map_err(|problem| {
+                    crate::remote::RemoteError::WrongSharedLayer {
                         digest: layer.digest.clone(),
-                        repository: repository.clone(),
-                        source: e,
+                        repository: source.repository().to_string(),
+                        problem,
                     }
                 })?;
-                if actual != layer.diff_id {
-                    return Err(crate::remote::RemoteError::DiffIdMismatch {
-                        digest: layer.digest.clone(),
-                        repository,
-                        claimed: layer.diff_id.clone(),
-                        actual,
-                    });
-                }
             }
         }
         Ok(())

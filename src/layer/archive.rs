@@ -130,9 +130,31 @@ pub enum ArchiveError {
     },
 }
 
+/// Why a layer blob is not the layer a diff_id names.
+#[derive(Debug, thiserror::Error)]
+pub enum DiffIdError {
+    #[error("does not unpack: {0}")]
+    Unreadable(#[from] io::Error),
+    #[error("unpacks to {actual}, not to the diff_id {claimed} its entry claims")]
+    Mismatch { actual: Digest, claimed: Digest },
+}
+
+/// Checks that the layer blob at `path` unpacks to `claimed`: for a layer that came from
+/// somewhere untrusted (a shared cache), whose digest alone says nothing of its diff_id.
+pub fn check_diff_id(path: &Path, claimed: &Digest) -> Result<(), DiffIdError> {
+    let actual = uncompressed_digest(path)?;
+    if actual != *claimed {
+        return Err(DiffIdError::Mismatch {
+            actual,
+            claimed: claimed.clone(),
+        });
+    }
+    Ok(())
+}
+
 /// The sha256 of a (possibly compressed) layer blob's uncompressed bytes: what its diff_id must
-/// be. Used to check a layer that came from somewhere untrusted (a shared cache).
-pub fn uncompressed_digest(path: &Path) -> io::Result<Digest> {
+/// be.
+fn uncompressed_digest(path: &Path) -> io::Result<Digest> {
     let mut file = File::open(path)?;
     let mut magic = [0u8; 10];
     let magic_len = read_up_to(&mut file, &mut magic)?;

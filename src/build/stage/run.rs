@@ -303,15 +303,8 @@ impl Builder<'_> {
         if self.shared.is_verified(&layer.digest, &layer.diff_id) {
             return Ok(());
         }
-        let path = self.store.blob_path(&layer.digest);
-        let actual = crate::layer::archive::uncompressed_digest(&path)
-            .map_err(|e| wrong(format!("it does not unpack: {e}")))?;
-        if actual != layer.diff_id {
-            return Err(wrong(format!(
-                "it unpacks to {actual}, the entry claims {}",
-                layer.diff_id
-            )));
-        }
+        crate::layer::archive::check_diff_id(&self.store.blob_path(&layer.digest), &layer.diff_id)
+            .map_err(|problem| wrong(format!("it {problem}")))?;
         self.shared.verified(&layer.digest, &layer.diff_id);
         Ok(())
     }
