@@ -64,9 +64,6 @@ pub struct BuiltImage {
     pub config: Descriptor,
     pub layers: Vec<BuiltLayer>,
     pub platform: Platform,
-    /// The registry repository of a registry base: base layers not in the store are there.
-    #[serde(skip)]
-    pub base: Option<crate::registry::Reference>,
     /// Every layer the build made or reused, under its shared cache key (for `--cache-to`).
     #[serde(skip)]
     pub cache_entries: Vec<crate::shared_cache::ExportEntry>,

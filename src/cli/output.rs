@@ -236,7 +236,6 @@ mod tests {
                 })
                 .collect(),
             platform: "linux/amd64".parse().unwrap(),
-            base: None,
             cache_entries: Vec::new(),
         }
     }

@@ -8,7 +8,7 @@ use crate::registry::{
     BlobSource, PushBlob, PushProgressFn, PushReport, PushRequest, Reference, RegistryClient,
     push_image,
 };
-use crate::remote::RemoteAccess;
+use crate::remote::{LayerSource, RemoteAccess};
 use crate::store::Store;
 
 use super::PublishError;
@@ -62,18 +62,17 @@ pub async fn push_built_image(
     progress: Option<PushProgressFn>,
     early: EarlyReport,
 ) -> Result<PushReport, PublishError> {
-    let base_repository = image
-        .base
-        .as_ref()
-        .filter(|base| base.registry() == target.registry())
-        .map(|base| base.repository().to_owned());
     for blob in &mut request.blobs {
-        let from_base = image
+        // The repository a layer came from (a base's, a shared cache's), on the target registry.
+        let home = image
             .layers
             .iter()
-            .any(|l| l.from_base && l.digest == blob.digest);
-        let base = base_repository.as_deref().filter(|_| from_base);
-        blob.mount_from = mount_candidates(store, &blob.digest, target, base);
+            .find(|l| l.digest == blob.digest)
+            .and_then(|l| l.source.as_ref())
+            .map(LayerSource::repository)
+            .filter(|home| home.registry() == target.registry())
+            .map(Reference::repository);
+        blob.mount_from = mount_candidates(store, &blob.digest, target, home);
     }
     let mut report = push_image(client, target, &request, progress).await?;
     for digest in image.blobs() {

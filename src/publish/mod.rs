@@ -285,17 +285,16 @@ pub fn push_layout_dir(
 }
 
 /// Repositories of the target registry from which `digest` may be mounted: where this store
-/// pushed it before, and the base's repository there.
+/// pushed it before, and `home`, the repository it came from there (a base's, a shared cache's).
 fn mount_candidates(
     store: &Store,
     digest: &Digest,
     target: &Reference,
-    base_repository: Option<&str>,
+    home: Option<&str>,
 ) -> Vec<String> {
     let mut candidates = store.mount_sources(digest, target.registry(), target.repository());
     candidates.extend(
-        base_repository
-            .filter(|base| *base != target.repository())
+        home.filter(|home| *home != target.repository())
             .map(str::to_owned),
     );
     candidates

@@ -250,7 +250,7 @@ impl Builder<'_> {
         if stage.filesystem.complete {
             for layer in std::mem::take(&mut stage.unlisted) {
                 if !self.listing_known(&layer.digest) {
-                    self.ensure_blob(&layer, None, instruction)?;
+                    self.ensure_blob(&layer, instruction)?;
                 }
                 let listed = [(layer.digest.clone(), layer.media_type.clone())];
                 stage
@@ -269,7 +269,7 @@ impl Builder<'_> {
             if !self.listing_known(&layer.digest)
                 && matches!(layer.source, Some(LayerSource::SharedCache { .. }))
             {
-                self.ensure_blob(layer, None, instruction)?;
+                self.ensure_blob(layer, instruction)?;
             }
         }
         stage.unlisted.clear();
@@ -325,31 +325,52 @@ impl Builder<'_> {
         c: &Copy,
         done: &[Stage],
     ) -> Result<(), BuildError> {
-        let (layers, remote) = match find_stage(done, from) {
-            Some(source) => (source.layers.clone(), source.remote_base.clone()),
-            None => self.image_layers(instruction, from, done)?,
-        };
-        let mut rootfs =
-            Rootfs::new(self.store).map_err(|e| self.at(instruction, RunError::from(e)))?;
-        for layer in &layers {
-            self.ensure_blob(layer, remote.as_ref(), instruction)?;
-            rootfs
-                .apply(self.store, &layer.digest, &layer.media_type)
-                .map_err(|e| self.at(instruction, RunError::from(e)))?;
-        }
+        let rootfs = self.tree_of(from, done, instruction)?;
         let context = Context::open(rootfs.path()).map_err(|e| self.at(instruction, e))?;
         self.transfer(stage, instruction, &context, Transfer::copy(c))?;
         // The layer reads its files from `rootfs`: write it while that still exists.
         self.flush(stage)
     }
 
+    /// The file system of the stage or image `from` names (`COPY --from`, `RUN --mount=…,from=`),
+    /// unpacked from its layers.
+    pub(super) fn tree_of(
+        &self,
+        from: &str,
+        done: &[Stage],
+        instruction: &Instruction,
+    ) -> Result<Rootfs, BuildError> {
+        let run_err = |e| self.at(instruction, RunError::from(e));
+        let mut rootfs = Rootfs::new(self.store).map_err(run_err)?;
+        for layer in &self.stage_or_image_layers(from, done, instruction)? {
+            self.ensure_blob(layer, instruction)?;
+            rootfs
+                .apply(self.store, &layer.digest, &layer.media_type)
+                .map_err(run_err)?;
+        }
+        Ok(rootfs)
+    }
+
+    /// The layers of the earlier stage `from` names, else of the image it names.
+    pub(super) fn stage_or_image_layers(
+        &self,
+        from: &str,
+        done: &[Stage],
+        instruction: &Instruction,
+    ) -> Result<Vec<BuiltLayer>, BuildError> {
+        match find_stage(done, from) {
+            Some(stage) => Ok(stage.layers.clone()),
+            None => self.image_layers(instruction, from, done),
+        }
+    }
+
     /// The layers of the image `--from` names, when it names no stage.
-    pub(super) fn image_layers(
+    fn image_layers(
         &self,
         instruction: &Instruction,
         from: &str,
         done: &[Stage],
-    ) -> Result<(Vec<BuiltLayer>, Option<crate::registry::Reference>), BuildError> {
+    ) -> Result<Vec<BuiltLayer>, BuildError> {
         if from.parse::<usize>().is_ok() {
             return Err(self.at(
                 instruction,
@@ -387,7 +408,7 @@ impl Builder<'_> {
                 source: base.remote.clone().map(LayerSource::Base),
             })
             .collect();
-        Ok((layers, base.remote))
+        Ok(layers)
     }
 }
 

@@ -305,7 +305,6 @@ impl Builder<'_> {
             ),
             config: config_descriptor,
             layers: stage.layers,
-            base: stage.remote_base,
             cache_entries: std::mem::take(
                 &mut *self.exported.lock().unwrap_or_else(|e| e.into_inner()),
             ),

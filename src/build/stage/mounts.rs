@@ -11,12 +11,11 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
 
-use super::{Builder, Stage, Unsupported, find_stage, lookup};
-use crate::build::{BuildError, BuiltLayer, SecretSource};
+use super::{Builder, Stage, Unsupported, lookup};
+use crate::build::{BuildError, SecretSource};
 use crate::context::Context;
 use crate::context::item_meta::ItemMeta;
 use crate::dockerfile::Instruction;
-use crate::run::RunError;
 use crate::run::mounts::{self, MountKind, MountPlan, RunMount, Sharing};
 use crate::run::rootfs::Rootfs;
 use crate::run::sandbox::{MountSource, SandboxMount};
@@ -81,7 +80,7 @@ impl Builder<'_> {
                     MountKind::Bind {
                         from: Some(from), ..
                     } => {
-                        let (layers, _) = self.mount_layers(from, done, instruction)?;
+                        let layers = self.stage_or_image_layers(from, done, instruction)?;
                         layers
                             .iter()
                             .map(|l| l.diff_id.to_string())
@@ -186,15 +185,7 @@ impl Builder<'_> {
             ready._dirs.push(copy);
             return Ok(dest);
         };
-        let (layers, remote) = self.mount_layers(from, done, instruction)?;
-        let run_err = |e| self.at(instruction, RunError::from(e));
-        let mut rootfs = Rootfs::new(self.store).map_err(run_err)?;
-        for layer in &layers {
-            self.ensure_blob(layer, remote.as_ref(), instruction)?;
-            rootfs
-                .apply(self.store, &layer.digest, &layer.media_type)
-                .map_err(run_err)?;
-        }
+        let rootfs = self.tree_of(from, done, instruction)?;
         let path = crate::run::rootfs::resolve(rootfs.path(), source, false).map_err(|e| {
             self.at(
                 instruction,
@@ -211,19 +202,6 @@ impl Builder<'_> {
         }
         ready._trees.push(rootfs);
         Ok(path)
-    }
-
-    /// The layers of the stage or image a bind mount's `from` names.
-    fn mount_layers(
-        &self,
-        from: &str,
-        done: &[Stage],
-        instruction: &Instruction,
-    ) -> Result<(Vec<BuiltLayer>, Option<crate::registry::Reference>), BuildError> {
-        match find_stage(done, from) {
-            Some(stage) => Ok((stage.layers.clone(), stage.remote_base.clone())),
-            None => self.image_layers(instruction, from, done),
-        }
     }
 
     /// A cache mount's directory in the store, kept between builds; `locked` waits for other

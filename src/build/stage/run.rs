@@ -216,7 +216,7 @@ impl Builder<'_> {
             // layers made since are applied to the copy below.
             let base: Vec<&BuiltLayer> = stage.layers.iter().take_while(|l| l.from_base).collect();
             for layer in &base {
-                self.ensure_blob(layer, stage.remote_base.as_ref(), instruction)?;
+                self.ensure_blob(layer, instruction)?;
             }
             let chain: Vec<(Digest, String)> = base
                 .iter()
@@ -233,7 +233,7 @@ impl Builder<'_> {
             unreachable!("made just above")
         };
         for layer in stage.layers.iter().skip(rootfs.applied) {
-            self.ensure_blob(layer, stage.remote_base.as_ref(), instruction)?;
+            self.ensure_blob(layer, instruction)?;
             rootfs
                 .apply(self.store, &layer.digest, &layer.media_type)
                 .map_err(run_err)?;
@@ -241,12 +241,11 @@ impl Builder<'_> {
         Ok(rootfs)
     }
 
-    /// A layer still in a registry (its own source, else `remote`) is fetched into the store;
-    /// one from a shared cache must also unpack to the diff_id its entry claims.
+    /// A layer still in a registry (its source: a base's, a shared cache's) is fetched into the
+    /// store; one from a shared cache must also unpack to the diff_id its entry claims.
     pub(super) fn ensure_blob(
         &self,
         layer: &BuiltLayer,
-        remote: Option<&Reference>,
         instruction: &Instruction,
     ) -> Result<(), BuildError> {
         // Checked even when the blob is in the store: an earlier build may have fetched it
@@ -257,12 +256,7 @@ impl Builder<'_> {
         if self.store.has_blob(&layer.digest) {
             return Ok(());
         }
-        let Some(reference) = layer
-            .source
-            .as_ref()
-            .map(LayerSource::repository)
-            .or(remote)
-        else {
+        let Some(reference) = layer.source.as_ref().map(LayerSource::repository) else {
             return Err(self.at(
                 instruction,
                 Unsupported(format!(
