@@ -296,7 +296,10 @@ impl ApiClient {
                     format!("HTTP {status}")
                 }
                 Err(error) => {
-                    let detail = refusal::scrub(&error_chain(&error), &self.credential);
+                    let detail = refusal::scrub(
+                        &crate::registry::with_causes(error.to_string(), &error),
+                        &self.credential,
+                    );
                     if attempt >= attempts {
                         return Err(ApiError::Transport {
                             operation: operation.to_owned(),
@@ -364,15 +367,4 @@ fn redact_query(url: &Url) -> String {
     let mut url = url.clone();
     url.set_query(None);
     url.to_string()
-}
-
-fn error_chain(error: &reqwest::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

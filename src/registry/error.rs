@@ -211,6 +211,19 @@ pub fn credential_advice(registry: &str, source: &CredentialSource) -> String {
     }
 }
 
+/// `top` (an error's own message, perhaps redacted) followed by the error's causes, as HTTP
+/// clients nest them ("error sending request: connection reset").
+pub fn with_causes(top: String, error: &dyn std::error::Error) -> String {
+    let mut text = top;
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

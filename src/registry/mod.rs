@@ -29,7 +29,7 @@ pub use credentials::{
     SECRETS_NOT_FOR_HELPERS, resolve_credential,
 };
 pub use endpoint::{is_loopback_host, resolve_location, uses_plain_http};
-pub use error::{RegistryError, credential_advice};
+pub use error::{RegistryError, credential_advice, with_causes};
 pub use growing::GrowingOutcome;
 pub use manifests::{
     FetchedManifest, ManifestReferences, ManifestReferencesError, manifest_references,

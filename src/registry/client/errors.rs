@@ -7,7 +7,7 @@ use reqwest::Response;
 
 use super::RegistryClient;
 use crate::registry::error::{
-    RegistryError, credential_advice, registry_error_code, registry_error_detail,
+    RegistryError, credential_advice, registry_error_code, registry_error_detail, with_causes,
 };
 use crate::registry::transport::{BodyReadError, SendFailure, next_chunk, redact_query};
 
@@ -71,7 +71,7 @@ impl RegistryClient {
         RegistryError::Transport {
             registry: self.registry.clone(),
             operation: operation.to_string(),
-            detail: error_chain(error, detail),
+            detail: with_causes(detail, error),
             hint,
         }
     }
@@ -130,16 +130,4 @@ async fn read_error_body(mut response: Response, stall: Duration) -> Vec<u8> {
         }
     }
     body
-}
-
-/// reqwest's top-level message plus its causes ("error sending request: connection reset").
-fn error_chain(error: &reqwest::Error, top: String) -> String {
-    let mut text = top;
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
