@@ -585,6 +585,28 @@ fn prev_is_ident(chars: &[char], i: usize) -> bool {
     i > 0 && (chars[i - 1].is_alphanumeric() || chars[i - 1] == '_')
 }
 
+/// Where the block opened by the first `{` at or after `from` closes (its `}`), or, with
+/// `semicolon_ends`, a `;` before any `{`; the end of `chars` if neither comes.
+fn block_end(chars: &[char], from: usize, semicolon_ends: bool) -> usize {
+    let mut depth = 0;
+    let mut at = from;
+    while at < chars.len() {
+        match chars[at] {
+            ';' if semicolon_ends && depth == 0 => break,
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    break;
+                }
+            }
+            _ => {}
+        }
+        at += 1;
+    }
+    at
+}
+
 /// Blanks each `#[cfg(test)]` item (a `mod tests { … }` or `mod tests;`), keeping newlines.
 fn cut_test_items(code: &str) -> String {
     let mut out: Vec<char> = code.chars().collect();
@@ -596,22 +618,7 @@ fn cut_test_items(code: &str) -> String {
             continue;
         }
         // The item ends at the `;` or the brace closing its first `{`.
-        let mut j = i + marker.len();
-        let mut depth = 0;
-        while j < out.len() {
-            match out[j] {
-                ';' if depth == 0 => break,
-                '{' => depth += 1,
-                '}' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        break;
-                    }
-                }
-                _ => {}
-            }
-            j += 1;
-        }
+        let j = block_end(&out, i + marker.len(), true);
         let last = j.min(out.len() - 1);
         for c in &mut out[i..=last] {
             if *c != '\n' {
@@ -656,21 +663,7 @@ fn long_functions(code: &str) -> Vec<(String, usize, usize)> {
             i = j;
             continue;
         }
-        let mut depth = 0;
-        let mut end = j;
-        while end < chars.len() {
-            match chars[end] {
-                '{' => depth += 1,
-                '}' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        break;
-                    }
-                }
-                _ => {}
-            }
-            end += 1;
-        }
+        let end = block_end(&chars, j, false);
         let (first, last) = (line_at(i), line_at(end.min(chars.len() - 1)));
         if last - first + 1 > MAX_FUNCTION_LINES {
             found.push((name, first, last - first + 1));
