@@ -961,6 +961,21 @@ fn copy_layout(from: &Path, to: &Path) {
 }
 
 /// Pushes the layout `oci:DIR:TAG` to `reference` with dockless.
+/// A throwaway registry (no auth) holding the image `layout` as `bases/NAME:1`: the registry,
+/// and the base's reference there.
+async fn registry_with_base(
+    ws: &Workspace,
+    layout: &str,
+    name: &str,
+) -> (crate::support::registry::TestRegistry, String) {
+    let registry =
+        crate::support::registry::TestRegistry::start(crate::support::registry::RegistryAuth::None)
+            .await;
+    let remote = format!("{}/bases/{name}:1", registry.host);
+    push_base(ws, layout, &remote);
+    (registry, remote)
+}
+
 fn push_base(ws: &Workspace, layout: &str, reference: &str) {
     let out = ws
         .dockless()
@@ -1009,13 +1024,10 @@ async fn copy_creates_missing_directories_with_the_chown_owner_on_a_registry_bas
         eprintln!("skipped: RUN as another user and owners in the tree need root here");
         return;
     }
-    let registry =
-        crate::support::registry::TestRegistry::start(crate::support::registry::RegistryAuth::None)
-            .await;
     let ws = Workspace::new();
     let busybox = busybox_base(ws.path());
-    let remote = format!("{}/bases/busybox:1", registry.host);
-    push_base(&ws, &busybox, &remote);
+    // Kept until the test ends: the registry stops when it is dropped.
+    let (_registry, remote) = registry_with_base(&ws, &busybox, "busybox").await;
     let dockerfile = "ARG BASE\nFROM $BASE\n\
         COPY --chown=1001:1001 f.txt /a/b/f.txt\n\
         USER 1001:1001\n\
@@ -1073,13 +1085,9 @@ async fn copy_creates_missing_directories_with_the_chown_owner_on_a_registry_bas
 /// Checked on a registry base and against buildah's build on the same base as a layout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_copied_onto_a_directory_or_a_link_to_one_goes_inside_it() {
-    let registry =
-        crate::support::registry::TestRegistry::start(crate::support::registry::RegistryAuth::None)
-            .await;
     let ws = Workspace::new();
     let layout = base_with_dirs_and_links(ws.path());
-    let remote = format!("{}/bases/dirs:1", registry.host);
-    push_base(&ws, &layout, &remote);
+    let (_registry, remote) = registry_with_base(&ws, &layout, "dirs").await;
     let dockerfile = "ARG BASE\nFROM $BASE\nENV SERVER_PATH=/srv/venv\n\
         COPY ./server/requirements.txt $SERVER_PATH\n\
         COPY tmp.txt /tmp\n\
@@ -1345,13 +1353,10 @@ async fn names_added_by_an_earlier_run_resolve_for_chown_and_user() {
         eprintln!("skipped: RUN as another user needs root here");
         return;
     }
-    let registry =
-        crate::support::registry::TestRegistry::start(crate::support::registry::RegistryAuth::None)
-            .await;
     let ws = Workspace::new();
     let busybox = busybox_base(ws.path());
-    let remote = format!("{}/bases/busybox:1", registry.host);
-    push_base(&ws, &busybox, &remote);
+    // Kept until the test ends: the registry stops when it is dropped.
+    let (_registry, remote) = registry_with_base(&ws, &busybox, "busybox").await;
     ws.write(
         "Dockerfile",
         "ARG BASE\nFROM $BASE\n\
