@@ -64,16 +64,17 @@ pub enum StepError<E> {
     Run(RunError),
 }
 
-/// The layer of a RUN step, and whether the RUN cache gave it.
+/// The layer of a RUN step, whether a RUN cache gave it, and the key it is cached under.
 #[derive(Debug, Clone)]
 pub struct StepLayer {
     pub layer: WrittenLayer,
     pub cached: bool,
+    pub key: String,
 }
 
 impl RunStep<'_> {
     /// The RUN cache key: the layers below, the command and everything it is given.
-    pub fn key(&self) -> String {
+    fn key(&self) -> String {
         RunKey {
             parents: self.parents,
             argv: self.argv,
@@ -104,6 +105,7 @@ impl RunStep<'_> {
             return Ok(StepLayer {
                 layer,
                 cached: true,
+                key,
             });
         }
         let (rootfs, mounts) = prepare().map_err(StepError::Rootfs)?;
@@ -114,6 +116,7 @@ impl RunStep<'_> {
         Ok(StepLayer {
             layer,
             cached: false,
+            key,
         })
     }
 

@@ -14,6 +14,15 @@ use crate::shared_cache;
 /// A pending layer's index and what writing it gave.
 type Written = (usize, Result<WrittenLayer, LayerError>);
 
+/// What the caches say of a pending layer.
+enum Cached {
+    Found(Found),
+    /// To be written, then recorded in the local cache under this key.
+    Missing {
+        local_key: Option<String>,
+    },
+}
+
 /// A layer a cache gave, and where its blob is if not in the store.
 struct Found {
     layer: WrittenLayer,
@@ -110,17 +119,18 @@ impl Builder<'_> {
         let mut missing = Vec::new();
         for (i, found) in found.into_iter().enumerate() {
             match found {
-                Ok(None) => {
-                    missing.push(i);
+                Ok(Cached::Missing { local_key }) => {
+                    missing.push((i, local_key));
                     results.push(None);
                 }
-                other => {
+                Ok(Cached::Found(found)) => {
                     // A push sends a cached layer while the others are written.
-                    if let (Ok(Some(found)), Some(observer)) = (&other, self.observer) {
-                        observer.written(&self.found_layer(found));
+                    if let Some(observer) = self.observer {
+                        observer.written(&self.found_layer(&found));
                     }
-                    results.push(other.transpose());
+                    results.push(Some(Ok(found)));
                 }
+                Err(error) => results.push(Some(Err(error))),
             }
         }
         for (i, written) in self.write_all(pending, missing)? {
@@ -165,34 +175,38 @@ impl Builder<'_> {
 
     /// A pending layer as a cache has it: the local one (by the files' stamps), else the shared
     /// one (by the layer's diff_id, which hashing the files gives).
-    fn cached(&self, layer: &PendingLayer) -> Result<Option<Found>, LayerError> {
+    fn cached(&self, layer: &PendingLayer) -> Result<Cached, LayerError> {
         let local_key = cache::key(&layer.entries, self.settings, &layer.stamps);
         if let Some(written) = local_key
             .as_deref()
             .and_then(|k| cache::lookup(self.store, k))
         {
             tracing::debug!(digest = %written.digest, "layer cache hit");
-            return Ok(Some(Found {
+            return Ok(Cached::Found(Found {
                 layer: written,
                 source: None,
             }));
         }
         if self.shared.is_empty() {
-            return Ok(None);
+            return Ok(Cached::Missing { local_key });
         }
         let diff_id = crate::layer::diff_id(&layer.entries, self.settings.epoch)?;
         let key = shared_cache::files_key(&diff_id, self.settings);
-        Ok(self.shared.find(&key).and_then(|hit| {
-            if hit.layer.diff_id != diff_id {
+        let hit = self.shared.find(&key).filter(|hit| {
+            let true_to_its_key = hit.layer.diff_id == diff_id;
+            if !true_to_its_key {
                 self.shared
                     .reject(&key, "its diff_id is not the one its key was made from");
-                return None;
             }
-            Some(Found {
+            true_to_its_key
+        });
+        Ok(match hit {
+            Some(hit) => Cached::Found(Found {
                 layer: hit.layer,
                 source: Some(hit.source),
-            })
-        }))
+            }),
+            None => Cached::Missing { local_key },
+        })
     }
 
     /// Writes the layers `indexes` names, biggest first. A layer big enough to keep every
@@ -202,30 +216,33 @@ impl Builder<'_> {
     fn write_all(
         &self,
         pending: &[PendingLayer],
-        mut indexes: Vec<usize>,
+        mut missing: Vec<(usize, Option<String>)>,
     ) -> Result<Vec<Written>, BuildError> {
         let cores = crate::parallel::cores();
-        indexes.sort_by_key(|&i| std::cmp::Reverse(pending[i].bytes()));
-        let fills_every_core = |i: &usize| pending[*i].bytes() >= cores as u64 * BYTES_PER_CORE;
-        let (big, small): (Vec<usize>, Vec<usize>) =
-            indexes.into_iter().partition(fills_every_core);
-        let mut results: Vec<Written> = big
-            .into_iter()
-            .map(|i| (i, self.write_one(&pending[i])))
-            .collect();
-        let concurrent =
-            crate::parallel::map_in_order(&small, cores, |&i| (i, self.write_one(&pending[i])))
-                .ok_or_else(|| self.writer_stopped())?;
+        missing.sort_by_key(|(i, _)| std::cmp::Reverse(pending[*i].bytes()));
+        let fills_every_core =
+            |(i, _): &(usize, Option<String>)| pending[*i].bytes() >= cores as u64 * BYTES_PER_CORE;
+        let (big, small): (Vec<_>, Vec<_>) = missing.into_iter().partition(fills_every_core);
+        let write =
+            |(i, key): &(usize, Option<String>)| (*i, self.write_one(&pending[*i], key.as_deref()));
+        let mut results: Vec<Written> = big.iter().map(write).collect();
+        let concurrent = crate::parallel::map_in_order(&small, cores, write)
+            .ok_or_else(|| self.writer_stopped())?;
         results.extend(concurrent);
         Ok(results)
     }
 
-    /// Writes one pending layer, records it in the local layer cache and tells the observer.
-    fn write_one(&self, layer: &PendingLayer) -> Result<WrittenLayer, LayerError> {
+    /// Writes one pending layer, records it in the local layer cache under `local_key` (its
+    /// files' stamps, when they could be taken) and tells the observer.
+    fn write_one(
+        &self,
+        layer: &PendingLayer,
+        local_key: Option<&str>,
+    ) -> Result<WrittenLayer, LayerError> {
         let written = self
             .with_live(|on_live| write_layer(self.store, &layer.entries, self.settings, on_live))?;
-        if let Some(key) = cache::key(&layer.entries, self.settings, &layer.stamps) {
-            cache::record(self.store, &key, &written);
+        if let Some(key) = local_key {
+            cache::record(self.store, key, &written);
         }
         if let Some(observer) = self.observer {
             observer.written(&self.built_layer(&written));

@@ -74,7 +74,6 @@ impl Builder<'_> {
                 StepError::Rootfs(e) => e,
                 StepError::Run(e) => self.at(instruction, e),
             })?;
-        let key = step.key();
         let source = shared.hit.take().map(|hit| hit.source);
         if made.cached {
             let from = if source.is_some() {
@@ -88,7 +87,7 @@ impl Builder<'_> {
                 instruction.text
             );
         }
-        self.add_run_layer(stage, instruction, &made.layer, source, key)
+        self.add_run_layer(stage, instruction, &made.layer, source, made.key)
     }
 
     /// The network of a RUN (`--network`, else the build's), refusing flags it does not know.
