@@ -12,8 +12,7 @@ fn main() -> ExitCode {
     // cannot enter a user namespace), so before flags, logging and the signal handler.
     let mut args = std::env::args_os().skip(1);
     if args.next().as_deref() == Some(std::ffi::OsStr::new(dockless::run::SANDBOX_ARG)) {
-        let spec = args.next().unwrap_or_default();
-        let code = dockless::run::sandbox::helper_main(&spec.to_string_lossy());
+        let code = dockless::run::sandbox::helper_main();
         return ExitCode::from(u8::try_from(code).unwrap_or(1));
     }
     let command = cli::args::Cli::parse();

@@ -6,6 +6,7 @@ mod catalog;
 mod corpus;
 mod e2b;
 mod escapes;
+mod escapes_contained;
 mod escapes_debian;
 mod leaks;
 mod library;

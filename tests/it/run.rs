@@ -60,7 +60,13 @@ pub(crate) fn dockless_with_env(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> Output {
-    let mut cmd = match who {
+    let mut cmd = dockless_as(ws, who);
+    cmd.envs(env.iter().copied()).args(args).output().unwrap()
+}
+
+/// The command that runs dockless in the workspace as `who`, to be given its arguments.
+pub(crate) fn dockless_as(ws: &Workspace, who: As) -> Command {
+    match who {
         As::Root => ws.dockless(),
         As::Nobody | As::Stranger => {
             if who == As::Nobody {
@@ -85,8 +91,7 @@ pub(crate) fn dockless_with_env(
             }
             cmd
         }
-    };
-    cmd.envs(env.iter().copied()).args(args).output().unwrap()
+    }
 }
 
 fn chown_tree(path: &Path, id: &str) {

@@ -8,12 +8,13 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 
 use super::step_mounts::{self, Prepared};
-use super::{Mapping, Network, Spec, caps, mounts, network, seccomp};
+use super::{Mapping, Network, Spec, caps, inherited, mounts, network, seccomp};
 
 pub(super) enum Never {}
 
 /// Sets the sandbox up and executes the command. Returns only on failure.
 pub(super) fn init(spec: &Spec, mapping: Mapping, prepared: &Prepared) -> Result<Never, String> {
+    inherited::new_session()?;
     // A mount namespace of PID 1's own: its mounts vanish with it, so the tree its parent reads
     // afterwards has none.
     // SAFETY: unshare with a constant flag.
@@ -68,6 +69,8 @@ pub(super) fn init(spec: &Spec, mapping: Mapping, prepared: &Prepared) -> Result
             io::Error::last_os_error()
         ));
     }
+    // Nothing the invoker (or dockless) holds open reaches the command.
+    inherited::close_on_exec_above_stderr()?;
     // Last: the filter also forbids what the setup above needed (mount, pivot_root, unshare).
     seccomp::install()?;
     exec(spec, prepared)

@@ -3,10 +3,12 @@
 //!
 //! The build process is multi-threaded, and a multi-threaded process may not enter a new user
 //! namespace, so the work happens in a helper: the dockless binary started again with
-//! [`SANDBOX_ARG`] and a JSON [`Spec`]. The helper enters a user namespace ([`ids`] decides
-//! which IDs it maps; only `--isolation root` runs without one), then mount and PID namespaces
-//! (and a network namespace for `--network none`), and forks the command's parent-to-be, which
-//! becomes PID 1 ([`init`]): it mounts a fresh /proc with Docker's masked and read-only paths, a
+//! [`SANDBOX_ARG`], a JSON [`Spec`] on its standard input (not in its command line, which `ps`
+//! shows everyone), every inherited descriptor close-on-exec ([`inherited`]). The helper enters
+//! a user namespace ([`ids`] decides which IDs it maps; only `--isolation root` runs without
+//! one), then mount, PID, IPC, UTS and cgroup namespaces (and a network namespace for
+//! `--network none`), and forks the command's parent-to-be, which becomes PID 1 ([`init`]): in
+//! a session of its own, with no terminal, it mounts a fresh /proc with Docker's masked and read-only paths, a
 //! small /dev, the host's resolv.conf and hosts ([`mounts`]), pivots into the tree and detaches
 //! the old root, drops capabilities to Docker's default set ([`caps`]), sets no_new_privs,
 //! installs a seccomp filter with the denials of Docker's default profile ([`seccomp`]), and
@@ -17,6 +19,8 @@
 
 mod caps;
 mod ids;
+mod in_tree;
+mod inherited;
 mod init;
 mod mounts;
 mod network;
@@ -25,9 +29,9 @@ mod step_mounts;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::fd::AsFd;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 
 use serde::{Deserialize, Serialize};
 
@@ -126,8 +130,8 @@ pub struct Spec {
     #[serde(default)]
     pub mounts: Vec<SandboxMount>,
     /// Secrets the command gets as environment variables: the name, and the private file the
-    /// helper reads the value from (values never travel in this specification, which is an
-    /// argument of the helper's command line).
+    /// helper reads the value from (values never travel in this specification, though it only
+    /// travels through a pipe).
     #[serde(default)]
     pub secret_env: Vec<(String, PathBuf)>,
     /// Where the helper writes why the sandbox could not be set up.
@@ -183,44 +187,20 @@ pub fn run(mut spec: Spec) -> Result<i32, SandboxError> {
         path: spec.status.clone(),
         source,
     })?;
-    let made = mounts::MountPoints::prepare(&spec.rootfs)?;
-    let stubs = match step_mounts::mount_points(&spec.rootfs, &mut spec.mounts) {
-        Ok(stubs) => stubs,
-        Err(source) => {
-            made.remove();
-            return Err(SandboxError::Prepare {
-                path: spec.rootfs.clone(),
-                source,
-            });
-        }
+    let prepare_error = |source| SandboxError::Prepare {
+        path: spec.rootfs.clone(),
+        source,
     };
-    // This very binary, even if its file was replaced or removed since it started.
-    let program = PathBuf::from("/proc/self/exe");
-    let json = serde_json::to_string(&spec).unwrap_or_default();
-    let stderr = io::stderr()
-        .as_fd()
-        .try_clone_to_owned()
-        .map_err(|source| SandboxError::Spawn {
-            program: program.clone(),
-            source,
-        })?;
-    let mut helper = Command::new(&program);
-    // Secrets dockless holds for itself stay out of the sandbox, even out of its helper.
-    for name in crate::registry::SECRETS_NOT_FOR_HELPERS {
-        helper.env_remove(name);
+    let mut points = in_tree::MountPoints::open(&spec.rootfs).map_err(prepare_error)?;
+    let made = mounts::prepare(&mut points)
+        .and_then(|()| step_mounts::mount_points(&spec.rootfs, &mut spec.mounts, &mut points));
+    if let Err(source) = made {
+        points.remove();
+        return Err(prepare_error(source));
     }
-    let status = helper
-        .arg(SANDBOX_ARG)
-        .arg(json)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(stderr))
-        .status()
-        .map_err(|source| SandboxError::Spawn {
-            program: program.clone(),
-            source,
-        });
-    step_mounts::remove_mount_points(&stubs);
-    made.remove();
+    let json = serde_json::to_vec(&spec).unwrap_or_default();
+    let status = run_helper(&json);
+    points.remove();
     let status = status?;
     let mut problem = String::new();
     let _ = File::open(&spec.status).and_then(|mut f| f.read_to_string(&mut problem));
@@ -233,12 +213,91 @@ pub fn run(mut spec: Spec) -> Result<i32, SandboxError> {
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
 }
 
-/// The helper's entry point: `dockless __dockless-sandbox SPEC`. Returns the exit code.
-pub fn helper_main(json: &str) -> i32 {
-    let spec: Spec = match serde_json::from_str(json) {
+/// Starts the helper with `json`, the specification, on its standard input: never in its
+/// command line, which any local user reads with `ps`. The command's output (the helper's
+/// standard output and error) comes back through a pipe this process relays to its standard
+/// error, so the command never holds the invoker's terminal, whose input queue `TIOCSTI` fills.
+fn run_helper(json: &[u8]) -> Result<ExitStatus, SandboxError> {
+    // This very binary, even if its file was replaced or removed since it started.
+    let program = PathBuf::from("/proc/self/exe");
+    let spawn_error = |source| SandboxError::Spawn {
+        program: program.clone(),
+        source,
+    };
+    let (output, output_writer) = io::pipe().map_err(spawn_error)?;
+    let mut helper = Command::new(&program);
+    // Secrets dockless holds for itself stay out of the sandbox, even out of its helper.
+    for name in crate::registry::SECRETS_NOT_FOR_HELPERS {
+        helper.env_remove(name);
+    }
+    helper
+        .arg(SANDBOX_ARG)
+        .stdin(Stdio::piped())
+        .stdout(output_writer.try_clone().map_err(spawn_error)?)
+        .stderr(output_writer);
+    let mut child = helper.spawn().map_err(spawn_error)?;
+    // The command keeps the write ends: dropped here, the relay ends when the sandbox does.
+    drop(helper);
+    if let Some(mut stdin) = child.stdin.take() {
+        // A helper that stopped early says why in its status file; a broken pipe adds nothing.
+        let _ = stdin.write_all(json);
+    }
+    relay(output);
+    child.wait().map_err(spawn_error)
+}
+
+/// Copies the command's output to this process's standard error until the sandbox closes it;
+/// when standard error is gone, the output is still read, so the command never blocks on it.
+fn relay(mut output: io::PipeReader) {
+    let mut buffer = [0u8; 8192];
+    let mut stderr = Some(io::stderr());
+    loop {
+        match output.read(&mut buffer) {
+            Ok(0) => return,
+            Ok(n) => {
+                if let Some(err) = stderr.as_mut()
+                    && err.write_all(&buffer[..n]).is_err()
+                {
+                    stderr = None;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// The specification the helper's parent writes on its standard input, which then becomes
+/// /dev/null, as the command's standard input has always been.
+fn read_spec() -> Result<Spec, String> {
+    let mut json = Vec::new();
+    io::stdin()
+        .lock()
+        .read_to_end(&mut json)
+        .map_err(|e| format!("cannot read the specification: {e}"))?;
+    let null = File::open("/dev/null").map_err(|e| format!("cannot open /dev/null: {e}"))?;
+    // SAFETY: dup2 onto standard input of a descriptor this process owns.
+    if unsafe { libc::dup2(null.as_raw_fd(), 0) } < 0 {
+        return Err(format!(
+            "cannot make /dev/null standard input: {}",
+            io::Error::last_os_error()
+        ));
+    }
+    serde_json::from_slice(&json).map_err(|e| format!("bad specification: {e}"))
+}
+
+/// The helper's entry point: `dockless __dockless-sandbox`, the specification on standard
+/// input. Returns the exit code.
+pub fn helper_main() -> i32 {
+    // Before anything else: no descriptor the invoker left open may reach a child.
+    if let Err(e) = inherited::close_on_exec_above_stderr() {
+        eprintln!("dockless sandbox: {e}");
+        return SETUP_FAILED;
+    }
+    let spec: Spec = match read_spec() {
         Ok(spec) => spec,
         Err(e) => {
-            eprintln!("dockless sandbox: bad specification: {e}");
+            eprintln!("dockless sandbox: {e}");
             return SETUP_FAILED;
         }
     };
@@ -428,8 +487,9 @@ fn contained(
     prepared: &step_mounts::Prepared,
     status: &mut Status,
 ) -> i32 {
-    // A host name of its own, as BuildKit's sandbox has.
-    let mut flags = libc::CLONE_NEWPID | libc::CLONE_NEWUTS;
+    // A host name of its own, as BuildKit's sandbox has; System V IPC and POSIX message
+    // queues of its own, so no host segment is read and none the command makes outlives it.
+    let mut flags = libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
     if mapping == Mapping::Single {
         flags |= libc::CLONE_NEWUSER;
     }
@@ -447,6 +507,7 @@ fn contained(
             )
         });
     }
+    cgroup_namespace();
     if mapping == Mapping::Single
         && let Err(e) = ids::map_single(spec)
     {
@@ -487,6 +548,19 @@ fn contained(
         ));
     }
     code
+}
+
+/// A cgroup namespace where the kernel has them (4.6 and later): /proc/self/cgroup shows `/`,
+/// not where the invoker's cgroup lies on the host. Without one the command sees that path,
+/// which is all a cgroup namespace hides, so its absence does not stop the build.
+fn cgroup_namespace() {
+    // SAFETY: unshare with a constant flag; this process is single-threaded.
+    if unsafe { libc::unshare(libc::CLONE_NEWCGROUP) } != 0 {
+        tracing::debug!(
+            "no cgroup namespace for RUN: {}",
+            io::Error::last_os_error()
+        );
+    }
 }
 
 fn wait(child: libc::pid_t) -> i32 {

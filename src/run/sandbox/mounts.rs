@@ -11,48 +11,24 @@ use std::ffi::CString;
 use std::fs::{self, File};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use super::{InlineScript, SandboxError};
+use super::InlineScript;
+use super::in_tree::{MountPoints, current_dir, is_plain_beneath};
 
-/// Mount points made for the sandbox, to be removed after it (deepest first).
-pub(super) struct MountPoints {
-    made: Vec<PathBuf>,
-}
-
-impl MountPoints {
-    pub(super) fn prepare(root: &Path) -> Result<Self, SandboxError> {
-        let mut made = MountPoints { made: Vec::new() };
-        for (rel, dir) in [
-            ("proc", true),
-            ("dev", true),
-            ("etc", true),
-            ("etc/resolv.conf", false),
-            ("etc/hosts", false),
-        ] {
-            let path = root.join(rel);
-            if fs::symlink_metadata(&path).is_ok() {
-                continue;
-            }
-            let result = if dir {
-                fs::create_dir(&path)
-            } else {
-                File::create(&path).map(drop)
-            };
-            if let Err(source) = result {
-                made.remove();
-                return Err(SandboxError::Prepare { path, source });
-            }
-            made.made.push(path);
-        }
-        Ok(made)
+/// Makes the mount points the sandbox needs and the tree lacks (/proc, /dev, /etc and the
+/// /etc/resolv.conf and /etc/hosts stubs), inside the tree: none through a link.
+pub(super) fn prepare(points: &mut MountPoints) -> io::Result<()> {
+    for (rel, file) in [
+        ("proc", false),
+        ("dev", false),
+        ("etc", false),
+        ("etc/resolv.conf", true),
+        ("etc/hosts", true),
+    ] {
+        points.make(rel, file, false)?;
     }
-
-    pub(super) fn remove(&self) {
-        for path in self.made.iter().rev() {
-            let _ = fs::remove_file(path).or_else(|_| fs::remove_dir(path));
-        }
-    }
+    Ok(())
 }
 
 pub(super) fn cstr(path: &Path) -> Result<CString, String> {
@@ -116,6 +92,17 @@ pub(super) fn enter_root(
         "",
     )?;
     attach_tree()?;
+    // The tree as it is now: the command has not run, but an earlier step may have made any
+    // of these a link, which a mount would follow out of the tree.
+    let tree = current_dir().map_err(|e| format!("cannot open the tree: {e}"))?;
+    for dir in ["proc", "dev"] {
+        if !is_plain_beneath(&tree, dir, true) {
+            return Err(format!(
+                "/{dir} in the image is not a directory (a link?): the sandbox mounts its own /{dir} there; \
+                 make it a directory in an earlier step"
+            ));
+        }
+    }
     mount_proc()?;
     mount_dev()?;
     write_scripts(Path::new("dev"), scripts)?;
@@ -123,8 +110,7 @@ pub(super) fn enter_root(
     for file in ["resolv.conf", "hosts"] {
         let host = Path::new("/etc").join(file);
         let target = Path::new("etc").join(file);
-        let is_plain_file = fs::symlink_metadata(&target).is_ok_and(|m| m.is_file());
-        if host.exists() && is_plain_file {
+        if host.exists() && is_plain_beneath(&tree, &format!("etc/{file}"), false) {
             let source = host.to_string_lossy().into_owned();
             mount(&source, &target, "", libc::MS_BIND, "")?;
             read_only(&target)?;
@@ -282,7 +268,8 @@ fn read_only(target: &Path) -> Result<(), String> {
     )
 }
 
-/// A small /dev: the harmless character devices of the host, no block device, private ptys.
+/// A small /dev: the harmless character devices of the host, no block device, private ptys,
+/// and no /dev/tty (the command has no controlling terminal; the host's is never bound in).
 fn mount_dev() -> Result<(), String> {
     let dev = Path::new("dev");
     mount(
@@ -292,7 +279,7 @@ fn mount_dev() -> Result<(), String> {
         NOSUID_NODEV_NOEXEC,
         "mode=755,size=65536k",
     )?;
-    for name in ["null", "zero", "full", "random", "urandom", "tty"] {
+    for name in ["null", "zero", "full", "random", "urandom"] {
         let target = dev.join(name);
         File::create(&target).map_err(|e| format!("create /{}: {e}", target.display()))?;
         // A bind keeps the flags of the host's /dev, so these open despite nodev above.

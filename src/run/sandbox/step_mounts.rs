@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::in_tree::MountPoints;
 use super::mounts::{cstr, mount};
 
 /// One RUN --mount as the sandbox makes it.
@@ -241,11 +242,14 @@ fn attach_directory(source: &Path, target: &Path, read_only: bool) -> Result<(),
 }
 
 /// Resolves each target inside the tree (a link in the image never leads a mount, or a mount
-/// point made for it, outside the tree) and makes the mount points the tree lacks: directories,
-/// or an empty file for a secret or a bound file. They are removed after the sandbox, deepest
-/// first, so no layer holds them.
-pub(super) fn mount_points(root: &Path, mounts: &mut [SandboxMount]) -> io::Result<Vec<PathBuf>> {
-    let mut made = Vec::new();
+/// point made for it, outside the tree) and makes the mount points the tree lacks in `points`:
+/// directories, or an empty file for a secret or a bound file. They are removed after the
+/// sandbox, deepest first, so no layer holds them.
+pub(super) fn mount_points(
+    root: &Path,
+    mounts: &mut [SandboxMount],
+    points: &mut MountPoints,
+) -> io::Result<()> {
     for m in mounts.iter_mut() {
         let resolved = crate::run::rootfs::resolve(root, &m.target, false)?;
         let relative = resolved
@@ -259,31 +263,12 @@ pub(super) fn mount_points(root: &Path, mounts: &mut [SandboxMount]) -> io::Resu
             MountSource::Directory { path, .. } => fs::metadata(path).is_ok_and(|m| m.is_file()),
             MountSource::Tmpfs { .. } => false,
         };
-        let mut path = root.to_path_buf();
-        let parts: Vec<&str> = m.target.split('/').filter(|p| !p.is_empty()).collect();
-        for (i, part) in parts.iter().enumerate() {
-            path.push(part);
-            if fs::symlink_metadata(&path).is_ok() {
-                continue;
-            }
-            let last = i + 1 == parts.len();
-            let result = if last && is_file {
-                fs::File::create(&path).map(drop)
-            } else {
-                fs::create_dir(&path)
-            };
-            if let Err(e) = result {
-                remove_mount_points(&made);
-                return Err(e);
-            }
-            made.push(path.clone());
+        if !points.make(&m.target, is_file, true)? {
+            return Err(io::Error::other(format!(
+                "--mount target /{} is not reached inside the tree",
+                m.target
+            )));
         }
     }
-    Ok(made)
-}
-
-pub(super) fn remove_mount_points(made: &[PathBuf]) {
-    for path in made.iter().rev() {
-        let _ = fs::remove_file(path).or_else(|_| fs::remove_dir(path));
-    }
+    Ok(())
 }
