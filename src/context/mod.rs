@@ -24,6 +24,11 @@ pub enum ContextError {
     NotADirectory(PathBuf),
     #[error(transparent)]
     Fs(#[from] FsError),
+    #[error(
+        "{} leads outside the build context (to {}); make the context's .dockerignore a file inside it",
+        .path.display(), .target.display()
+    )]
+    IgnoreOutside { path: PathBuf, target: PathBuf },
     #[error("{}: {source}", path.display())]
     Ignore {
         path: PathBuf,
@@ -39,7 +44,20 @@ impl Context {
             return Err(ContextError::NotADirectory(dir.to_owned()));
         }
         let ignore_path = root.join(".dockerignore");
-        let ignore = match fs::read(&ignore_path) {
+        // Part of the untrusted context, as a Dockerfile it names: a link out of it is refused
+        // before a byte is read, so no error ever quotes a line of a file elsewhere.
+        // The file read is the one checked: its canonical path.
+        let mut read_path = ignore_path.clone();
+        if let Ok(target) = fs::canonicalize(&ignore_path) {
+            if !target.starts_with(&root) {
+                return Err(ContextError::IgnoreOutside {
+                    path: ignore_path,
+                    target,
+                });
+            }
+            read_path = target;
+        }
+        let ignore = match fs::read(&read_path) {
             Ok(bytes) => {
                 IgnoreRules::parse(&String::from_utf8_lossy(&bytes)).map_err(|source| {
                     ContextError::Ignore {
