@@ -167,6 +167,15 @@ def ptrace(host_pid):
     end(sibling)
 
 
+def ipc(key):
+    """A System V shared-memory segment made with `key` and left behind (no IPC_RMID): "made"
+    or the errno name. With an IPC namespace of the sandbox's own it dies with the sandbox."""
+    libc.shmget.argtypes = [ctypes.c_int, ctypes.c_size_t, ctypes.c_int]
+    ipc_creat, ipc_excl = 0o1000, 0o2000
+    made = libc.shmget(key, 4096, ipc_creat | ipc_excl | 0o666)
+    print("shmget", "made" if made >= 0 else answer(made))
+
+
 def setcap(path):
     """cap_net_raw+ep in vfs_cap_data revision 2 (what `setcap cap_net_raw+ep` writes)."""
     value = struct.pack("<IIIII", 0x02000001, 1 << 13, 0, 0, 0)
@@ -179,6 +188,8 @@ if __name__ == "__main__":
         shocker(*args)
     elif what == "ptrace":
         ptrace(int(args[0]))
+    elif what == "ipc":
+        ipc(int(args[0]))
     elif what == "setcap":
         setcap(args[0])
     else:

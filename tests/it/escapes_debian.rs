@@ -10,6 +10,7 @@
 //! - A setuid-root binary run by USER nobody: no_new_privs keeps it nobody's; the same file
 //!   outside the sandbox (chroot without no_new_privs) does make root, so the image really
 //!   holds a working setuid binary.
+//! - System V IPC: a segment a RUN makes (and leaves) is its IPC namespace's, gone with it.
 //! - Processes: the host's are invisible (a PID namespace with its own /proc). Inside, the
 //!   kernel decides as under Docker, whose profile allows ptrace, process_vm_readv and
 //!   process_vm_writev (kernel 4.8 and later) but not pidfd_getfd without CAP_SYS_PTRACE:
@@ -36,6 +37,7 @@ COPY escape_probes.py /probes.py
 RUN mkdir -m 1777 /results
 RUN python3 /probes.py shocker {secret} {host} > /results/shocker 2>&1; true
 RUN python3 /probes.py ptrace {host_pid} > /results/ptrace 2>&1; true
+RUN python3 /probes.py ipc {ipc_key} > /results/ipc 2>&1; true
 RUN cp /usr/bin/true /usr/bin/hello-cap && python3 /probes.py setcap /usr/bin/hello-cap \
  && python3 -c "import os; os.setxattr('/usr/bin/hello-cap', 'user.dockless', b'kept')"
 RUN python3 /probes.py setcap /usr/bin/env
@@ -108,7 +110,8 @@ fn build(mode: Mode, leak: &str, host: &HostProcess) -> Built {
             .replace("{base}", debian_base().to_str().unwrap())
             .replace("{secret}", secret.to_str().unwrap())
             .replace("{host}", ws.path().to_str().unwrap())
-            .replace("{host_pid}", &host.child.id().to_string()),
+            .replace("{host_pid}", &host.child.id().to_string())
+            .replace("{ipc_key}", &ipc_key(&ws).to_string()),
     );
     ws.write("escape_probes.py", include_str!("escape_probes.py"));
     let mut args = vec!["build", "ctx", "--output", "out", "--tag", "t"];
@@ -122,6 +125,30 @@ fn build(mode: Mode, leak: &str, host: &HostProcess) -> Built {
         rootfs,
         results,
     }
+}
+
+/// The System V IPC key the build's RUN makes a segment with: one per workspace.
+fn ipc_key(ws: &Workspace) -> i32 {
+    use std::os::unix::fs::MetadataExt;
+    (fs::metadata(ws.path()).unwrap().ino() as i32 & 0x7fff_ffff).max(1)
+}
+
+/// A segment made in a RUN is the sandbox's own, gone with it: the host has no segment of its
+/// key (removed here if it has, so that a failure leaves nothing behind).
+fn assert_ipc_private(mode: Mode, built: &Built) {
+    let ipc = result(built, "ipc");
+    assert_eq!(answers(ipc, "shmget"), ["made"], "{mode:?}: {ipc}");
+    let key = ipc_key(&built.ws);
+    // SAFETY: plain integer arguments.
+    let left = unsafe { libc::shmget(key, 0, 0) };
+    if left >= 0 {
+        // SAFETY: removing the segment found above.
+        unsafe { libc::shmctl(left, libc::IPC_RMID, std::ptr::null_mut()) };
+    }
+    assert!(
+        left < 0,
+        "{mode:?}: the RUN's segment {key} stayed on the host"
+    );
 }
 
 fn result<'a>(built: &'a Built, name: &str) -> &'a str {
@@ -380,6 +407,7 @@ fn debian_run_neither_escapes_nor_loses_its_file_capabilities() {
         let built = build(mode, &leak, &host);
         assert_shocker_refused(mode, &built);
         assert_processes_fenced(mode, &built, &host);
+        assert_ipc_private(mode, &built);
         assert_setuid_inert(mode, &built);
         assert_attributes_kept(mode, &built);
     }
