@@ -56,6 +56,7 @@ impl Store {
         let root = root.into();
         let blobs = root.join("blobs").join("sha256");
         fs::create_dir_all(&blobs).with_path("create the cache directory", &blobs)?;
+        private(&root)?;
         let tmp = root.join("tmp");
         fs::create_dir_all(&tmp).with_path("create the cache directory", &root)?;
         sweep_dead_sessions(&tmp);
@@ -237,6 +238,21 @@ pub fn link_or_copy(source: &Path, target: &Path) -> Result<(), FsError> {
     Ok(())
 }
 
+/// The store is a trust boundary: the trees it unpacks hold whatever an image or a RUN put
+/// there (setuid files, a cache a RUN filled), so no other local user may reach into it. Made
+/// 0700, and an older store made 0755 is closed on first use.
+fn private(root: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = fs::metadata(root).with_path("open the cache directory", root)?;
+    // SAFETY: geteuid cannot fail.
+    let mine = meta.uid() == unsafe { libc::geteuid() };
+    if mine && meta.mode() & 0o077 != 0 {
+        fs::set_permissions(root, fs::Permissions::from_mode(0o700))
+            .with_path("make the cache directory private", root)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,6 +271,18 @@ mod tests {
             store.read_blob(&missing),
             Err(StoreError::Missing { .. })
         ));
+    }
+
+    #[test]
+    fn the_store_is_private_even_when_it_was_not() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("store");
+        fs::create_dir(&root).unwrap();
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
+        Store::open(&root).unwrap();
+        let mode = fs::metadata(&root).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
     }
 
     #[test]

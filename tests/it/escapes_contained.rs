@@ -200,7 +200,8 @@ fn build_holding(
     let done = Arc::new(AtomicBool::new(false));
     let watcher = {
         let done = done.clone();
-        std::thread::spawn(move || helper_argument_counts(&done))
+        let mark = format!("DOCKLESS_CACHE_DIR={}", ws.cache().display()).into_bytes();
+        std::thread::spawn(move || helper_argument_counts(&done, &mark))
     };
     let mut child = cmd.spawn().unwrap();
     // The child's copies of the terminal are its own now: the master reads to the end.
@@ -234,8 +235,9 @@ fn openpty() -> (OwnedFd, OwnedFd) {
     unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) }
 }
 
-/// Until `done`: how many arguments each process running as the sandbox helper has.
-fn helper_argument_counts(done: &AtomicBool) -> Vec<usize> {
+/// Until `done`: how many arguments each process running as the sandbox helper of this build
+/// (`mark` in its environment: other builds may run on the machine) has.
+fn helper_argument_counts(done: &AtomicBool, mark: &[u8]) -> Vec<usize> {
     let mut counts = Vec::new();
     while !done.load(Ordering::SeqCst) {
         for entry in fs::read_dir("/proc").unwrap().flatten() {
@@ -246,7 +248,9 @@ fn helper_argument_counts(done: &AtomicBool) -> Vec<usize> {
                 .split(|b| *b == 0)
                 .filter(|a| !a.is_empty())
                 .collect();
-            if args.get(1) == Some(&&b"__dockless-sandbox"[..]) {
+            let ours = fs::read(entry.path().join("environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == mark));
+            if ours && args.get(1) == Some(&&b"__dockless-sandbox"[..]) {
                 counts.push(args.len());
             }
         }

@@ -2,10 +2,9 @@
 //! stage's tree) bound at their targets, tmpfs, and secrets as files that exist only in the
 //! sandbox's mount namespace.
 //!
-//! The helper reads every secret before it enters a user namespace, and names every directory
-//! relative to the tree: PID 1, whose working directory is the tree, reaches them from there
-//! without walking the host path above the store (root's 0700 home, which the sandbox's root
-//! may not enter), and attaches them before pivot_root. Nothing mounted here reaches a
+//! The helper reads every secret and opens every directory before it enters a user namespace:
+//! PID 1 binds each from its descriptor, without walking the host path to the store (0700, as
+//! root's home may be, which the sandbox's root may not enter), before pivot_root. Nothing mounted here reaches a
 //! layer: the mounts vanish with PID 1's mount namespace, and the mount points made for them
 //! are removed before the tree is read again.
 //!
@@ -13,6 +12,7 @@
 
 use std::fs;
 use std::io::{self, Read};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -60,13 +60,19 @@ pub(super) struct Prepared {
 
 #[derive(Debug)]
 enum Source {
-    /// The directory, relative to the tree.
-    Directory(PathBuf),
+    /// The directory (or file), relative to the tree: run by its owner, the store is the
+    /// sandbox's root's own to walk.
+    Path(PathBuf),
+    /// The directory (or file) as a detached copy of its mount, made by root before any
+    /// namespace: the sandbox's root, a range of IDs that own nothing, may not walk the
+    /// store's private path (nor root's 0700 home), and a mount of another namespace cannot be
+    /// bound from its path.
+    Detached(OwnedFd),
     Secret(Vec<u8>),
     Nothing,
 }
 
-/// Names the sources of `mounts` relative to the tree `root`, and reads the secrets of
+/// Takes hold of the sources of `mounts` (in the tree `root`) and reads the secrets of
 /// `mounts` and `secret_env`.
 pub(super) fn prepare(
     root: &Path,
@@ -75,12 +81,19 @@ pub(super) fn prepare(
 ) -> Result<Prepared, String> {
     let mut prepared = Prepared::default();
     let root = fs::canonicalize(root).map_err(|e| format!("{}: {e}", root.display()))?;
+    // SAFETY: geteuid cannot fail.
+    let as_root = unsafe { libc::geteuid() } == 0;
     for m in mounts {
         let source = match &m.source {
             MountSource::Directory { path, .. } => {
-                let path = fs::canonicalize(path)
-                    .map_err(|e| format!("cannot find {} for --mount: {e}", path.display()))?;
-                Source::Directory(relative_to(&path, &root))
+                let missing =
+                    |e: io::Error| format!("cannot find {} for --mount: {e}", path.display());
+                let path = fs::canonicalize(path).map_err(missing)?;
+                if as_root {
+                    Source::Detached(detached_copy(&path).map_err(missing)?)
+                } else {
+                    Source::Path(relative_to(&path, &root))
+                }
             }
             MountSource::Secret { path, .. } => Source::Secret(read_secret(path)?),
             MountSource::Tmpfs { .. } => Source::Nothing,
@@ -96,6 +109,52 @@ pub(super) fn prepare(
         prepared.env.push((name.clone(), value));
     }
     Ok(prepared)
+}
+
+/// A detached copy of the mount at `path` (open_tree with OPEN_TREE_CLONE), to be attached
+/// with move_mount in the sandbox's mount namespace.
+fn detached_copy(path: &Path) -> io::Result<OwnedFd> {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    let c = cstr(path).map_err(io::Error::other)?;
+    // SAFETY: a valid C string; the result is a descriptor or -1.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_RECURSIVE as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a descriptor just opened, owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
+}
+
+/// Attaches the detached copy `tree` at `target`.
+fn attach_detached(tree: &OwnedFd, target: &Path) -> Result<(), String> {
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
+    let target_c = cstr(target)?;
+    // SAFETY: a descriptor we own and valid C strings.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            target_c.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if rc != 0 {
+        return Err(format!(
+            "mount a --mount source on {}: {}",
+            target.display(),
+            io::Error::last_os_error()
+        ));
+    }
+    Ok(())
 }
 
 /// `path` as seen from `base` (both absolute, without links): `..` up to what they share.
@@ -128,8 +187,14 @@ pub(super) fn attach(mounts: &[SandboxMount], prepared: &Prepared) -> Result<(),
     for (index, (m, source)) in mounts.iter().zip(&prepared.sources).enumerate() {
         let target = Path::new(&m.target);
         match (&m.source, source) {
-            (MountSource::Directory { read_only, .. }, Source::Directory(source)) => {
-                attach_directory(source, target, *read_only)?;
+            (MountSource::Directory { read_only, .. }, Source::Path(source)) => {
+                let source = source.to_string_lossy();
+                mount(&source, target, "", libc::MS_BIND | libc::MS_REC, "")?;
+                restrict(target, *read_only)?;
+            }
+            (MountSource::Directory { read_only, .. }, Source::Detached(tree)) => {
+                attach_detached(tree, target)?;
+                restrict(target, *read_only)?;
             }
             (MountSource::Tmpfs { size }, _) => {
                 let data = match size {
@@ -209,16 +274,9 @@ fn write_secret(file: &Path, content: &[u8], uid: u32, gid: u32, mode: u32) -> R
         })
 }
 
-/// Binds the directory (or file) `source` at `target`, read-only if asked, never a way to a
+/// Makes the directory (or file) bound at `target` read-only if asked, never a way to a
 /// device or a setuid program; flags the source's file system locks (noexec) are kept.
-fn attach_directory(source: &Path, target: &Path, read_only: bool) -> Result<(), String> {
-    mount(
-        &source.to_string_lossy(),
-        target,
-        "",
-        libc::MS_BIND | libc::MS_REC,
-        "",
-    )?;
+fn restrict(target: &Path, read_only: bool) -> Result<(), String> {
     let mut flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_NOSUID | libc::MS_NODEV;
     if read_only {
         flags |= libc::MS_RDONLY;
