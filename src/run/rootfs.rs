@@ -198,6 +198,14 @@ impl Rootfs {
         let Some(deleted) = name.strip_prefix(".wh.") else {
             return Ok(false);
         };
+        // `.wh..` and `.wh...` would delete the directory itself or its parent (in the store,
+        // other builds' trees); a name is one path element, never empty.
+        if deleted.is_empty() || deleted == "." || deleted == ".." || deleted.contains('/') {
+            return Err(io::Error::other(format!(
+                "`{name}` is a whiteout of `{deleted}`, which names no file: the layer is malformed \
+                 (rebuild or replace the image that holds it)"
+            )));
+        }
         remove_tree(&parent.join(deleted))?;
         let gone = join(dir, deleted);
         let prefix = format!("{gone}/");
@@ -263,14 +271,16 @@ impl Rootfs {
     }
 }
 
-/// Makes the character device, block device or FIFO a layer entry describes at `target`;
-/// `false` when it could not be made (device nodes need root; the sandbox mounts its own /dev).
+/// Makes the FIFO a layer entry describes at `target`; `false` for a character or block device,
+/// which is never made on the host: a base image's /dev/sda with mode 0666 would be a way to a
+/// host disk for anyone who reaches the tree (the sandbox mounts its own /dev, and a layer
+/// keeps its device entries, which the diff never reads back).
 fn make_device(header: &tar::Header, target: &Path, rel: &str) -> io::Result<bool> {
-    let kind_bits = match header.entry_type() {
-        tar::EntryType::Char => libc::S_IFCHR,
-        tar::EntryType::Block => libc::S_IFBLK,
-        _ => libc::S_IFIFO,
-    };
+    if header.entry_type() != tar::EntryType::Fifo {
+        tracing::debug!(path = %rel, "device node not made on the host");
+        return Ok(false);
+    }
+    let kind_bits = libc::S_IFIFO;
     let major = header.device_major()?.unwrap_or(0);
     let minor = header.device_minor()?.unwrap_or(0);
     let c = CString::new(target.as_os_str().as_bytes()).map_err(io::Error::other)?;
@@ -291,7 +301,8 @@ pub mod cached {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
     /// Bumped when the way trees are unpacked changes.
-    const VERSION: &str = "dockless-rootfs-v1";
+    /// v2: no device nodes on the host side.
+    const VERSION: &str = "dockless-rootfs-v2";
 
     fn key(layers: &[(Digest, String)], privileged: bool) -> String {
         let mut hasher = Sha256::new();
@@ -371,8 +382,8 @@ pub mod cached {
         Ok(())
     }
 
-    /// Copies a tree with its modes, owners (as root), times, symlinks, hard links, devices
-    /// and FIFOs.
+    /// Copies a tree with its modes, owners (as root), times, symlinks, hard links and FIFOs
+    /// (device nodes are never made on the host).
     pub fn copy_tree(from: &Path, to: &Path, privileged: bool) -> io::Result<()> {
         let mut links: HashMap<(u64, u64), PathBuf> = HashMap::new();
         let mut dirs: Vec<(PathBuf, fs::Metadata)> = Vec::new();
@@ -402,7 +413,7 @@ pub mod cached {
                     fs::copy(&source, &target)?;
                 } else if kind.is_symlink() {
                     symlink(fs::read_link(&source)?, &target)?;
-                } else if kind.is_fifo() || kind.is_char_device() || kind.is_block_device() {
+                } else if kind.is_fifo() {
                     let c =
                         CString::new(target.as_os_str().as_bytes()).map_err(io::Error::other)?;
                     // SAFETY: a valid C string and plain integers.
@@ -583,6 +594,47 @@ mod tests {
         assert_eq!(fs::metadata(to.join("d")).unwrap().mode() & 0o7777, 0o555);
         remove_tree(&from).unwrap();
         remove_tree(&to).unwrap();
+    }
+
+    /// A layer whose entries are raw names (the `tar` crate's setters refuse `..`).
+    fn raw_layer(names: &[&str]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for name in names {
+            let mut header = tar::Header::new_old();
+            header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_mode(0o644);
+            header.set_size(0);
+            header.set_cksum();
+            bytes.extend_from_slice(header.as_bytes());
+        }
+        bytes.resize(bytes.len() + 1024, 0);
+        bytes
+    }
+
+    #[test]
+    fn whiteouts_that_name_no_file_are_refused_with_the_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("store")).unwrap();
+        for bad in ["a/b/.wh...", "a/b/.wh..", "a/.wh."] {
+            let mut rootfs = Rootfs::new(&store).unwrap();
+            fs::create_dir_all(rootfs.path().join("a/b/c")).unwrap();
+            let layer = raw_layer(&[bad]);
+            let digest = store.put_bytes(&layer).unwrap();
+            let err = rootfs
+                .apply(&store, &digest, media::OCI_LAYER_TAR)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&digest.to_string()) && err.contains(bad),
+                "{err}"
+            );
+            assert!(err.contains("names no file"), "{err}");
+            assert!(
+                rootfs.path().join("a/b/c").is_dir(),
+                "{bad} deleted a directory"
+            );
+        }
     }
 
     #[test]
