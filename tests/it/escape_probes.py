@@ -176,6 +176,20 @@ def ipc(key):
     print("shmget", "made" if made >= 0 else answer(made))
 
 
+def refused():
+    """What Docker's allow list refuses and a deny list let through: each call's answer."""
+    libc.personality.argtypes = [ctypes.c_ulong]
+    read_implies_exec = 0x0400000
+    print("personality READ_IMPLIES_EXEC", answer(libc.personality(read_implies_exec)))
+    print("personality query", answer(libc.personality(0xFFFFFFFF)))
+    af_vsock, sock_stream = 40, 1
+    print("socket AF_VSOCK", answer(libc.socket(af_vsock, sock_stream, 0)))
+    print("socket AF_UNIX", answer(libc.socket(1, sock_stream, 0)))
+    print("memfd_secret", answer(libc.syscall(447, 0)))
+    print("statmount", answer(libc.syscall(457, 0, 0, 0, 0)))
+    print("listmount", answer(libc.syscall(458, 0, 0, 0, 0)))
+
+
 def setcap(path):
     """cap_net_raw+ep in vfs_cap_data revision 2 (what `setcap cap_net_raw+ep` writes)."""
     value = struct.pack("<IIIII", 0x02000001, 1 << 13, 0, 0, 0)
@@ -188,6 +202,8 @@ if __name__ == "__main__":
         shocker(*args)
     elif what == "ptrace":
         ptrace(int(args[0]))
+    elif what == "refused":
+        refused()
     elif what == "ipc":
         ipc(int(args[0]))
     elif what == "setcap":

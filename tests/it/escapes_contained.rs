@@ -290,3 +290,100 @@ fn a_dockerignore_leading_out_of_the_context_is_refused_unread() {
         assert!(!ws.out().exists());
     }
 }
+
+/// A base layer with a device node readable and writable by anyone, and a RUN that leaves a
+/// setuid copy of busybox in a cache mount.
+const STORE_ATTEMPTS: &str = r#"FROM {base}
+ADD devices.tar /
+RUN --mount=type=cache,target=/c ["/bin/busybox", "sh", "-c", "/bin/busybox cp /bin/busybox /c/suid && /bin/busybox chmod 4755 /c/suid"]
+"#;
+
+/// A tar holding `evil/null`, the character device 1:3, mode 0666.
+fn devices_tar() -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Char);
+    header.set_device_major(1).unwrap();
+    header.set_device_minor(3).unwrap();
+    header.set_mode(0o666);
+    header.set_size(0);
+    builder
+        .append_data(&mut header, "evil/null", std::io::empty())
+        .unwrap();
+    builder.into_inner().unwrap()
+}
+
+/// Every character or block device under `dir`.
+fn devices_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    use std::os::unix::fs::FileTypeExt;
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in fs::read_dir(&dir).unwrap().flatten() {
+            let kind = entry.file_type().unwrap();
+            if kind.is_dir() {
+                pending.push(entry.path());
+            } else if kind.is_char_device() || kind.is_block_device() {
+                found.push(entry.path());
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn the_store_holds_no_device_and_no_other_user_reaches_into_it() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if !is_root() {
+        eprintln!("skipped: needs root (to run as root and, through setpriv, as nobody)");
+        return;
+    }
+    for who in [As::Root, As::Nobody] {
+        let ws = workspace(STORE_ATTEMPTS);
+        ws.write("devices.tar", devices_tar());
+        let out = dockless_as(&ws, who)
+            .args(["build", "ctx", "--output", "out", "--tag", "t"])
+            .output()
+            .unwrap();
+        crate::support::binary::assert_success(&out);
+        let store = ws.cache();
+        let meta = fs::metadata(&store).unwrap();
+        assert_eq!(
+            meta.permissions().mode() & 0o777,
+            0o700,
+            "{who:?}: the store is the builder's alone"
+        );
+        let devices = devices_under(&store);
+        assert!(
+            devices.is_empty(),
+            "{who:?}: device nodes in the store: {devices:?}"
+        );
+        // Another local user reaches nothing in it, the setuid file of the cache least of all.
+        let caches = store.join("cache-mounts");
+        let suid: Vec<_> = fs::read_dir(&caches)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path().join("suid"))
+            .filter(|p| p.exists())
+            .collect();
+        assert_eq!(suid.len(), 1, "{who:?}: the cache holds the RUN's file");
+        let other = if meta.uid() == 0 { "65534" } else { "4242" };
+        // The workspace itself (a 0700 temporary directory) open to all: only the store fences.
+        fs::set_permissions(ws.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let reach = std::process::Command::new("setpriv")
+            .args([
+                &format!("--reuid={other}"),
+                &format!("--regid={other}"),
+                "--clear-groups",
+                "stat",
+                suid[0].to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            !reach.status.success(),
+            "{who:?}: uid {other} reached {}",
+            suid[0].display()
+        );
+    }
+}

@@ -11,6 +11,9 @@
 //!   outside the sandbox (chroot without no_new_privs) does make root, so the image really
 //!   holds a working setuid binary.
 //! - System V IPC: a segment a RUN makes (and leaves) is its IPC namespace's, gone with it.
+//! - What Docker's allow list refuses beyond the deny list dockless had: personality
+//!   READ_IMPLIES_EXEC, AF_VSOCK sockets (under `--network=none` too), memfd_secret, statmount
+//!   and listmount.
 //! - Processes: the host's are invisible (a PID namespace with its own /proc). Inside, the
 //!   kernel decides as under Docker, whose profile allows ptrace, process_vm_readv and
 //!   process_vm_writev (kernel 4.8 and later) but not pidfd_getfd without CAP_SYS_PTRACE:
@@ -38,6 +41,7 @@ RUN mkdir -m 1777 /results
 RUN python3 /probes.py shocker {secret} {host} > /results/shocker 2>&1; true
 RUN python3 /probes.py ptrace {host_pid} > /results/ptrace 2>&1; true
 RUN python3 /probes.py ipc {ipc_key} > /results/ipc 2>&1; true
+RUN --network=none python3 /probes.py refused > /results/refused 2>&1; true
 RUN cp /usr/bin/true /usr/bin/hello-cap && python3 /probes.py setcap /usr/bin/hello-cap \
  && python3 -c "import os; os.setxattr('/usr/bin/hello-cap', 'user.dockless', b'kept')"
 RUN python3 /probes.py setcap /usr/bin/env
@@ -149,6 +153,27 @@ fn assert_ipc_private(mode: Mode, built: &Built) {
         left < 0,
         "{mode:?}: the RUN's segment {key} stayed on the host"
     );
+}
+
+/// What Docker's allow list refuses (and the deny list once let through) is refused: EPERM
+/// from the filter, while the allowed form of the same call still works.
+fn assert_refused_as_docker_refuses(mode: Mode, built: &Built) {
+    let refused = result(built, "refused");
+    for (call, expected) in [
+        ("personality READ_IMPLIES_EXEC", "EPERM"),
+        ("personality query", "ok"),
+        ("socket AF_VSOCK", "EPERM"),
+        ("socket AF_UNIX", "ok"),
+        ("memfd_secret", "EPERM"),
+        ("statmount", "EPERM"),
+        ("listmount", "EPERM"),
+    ] {
+        assert_eq!(
+            answers(refused, call),
+            [expected],
+            "{mode:?}: {call}: {refused}"
+        );
+    }
 }
 
 fn result<'a>(built: &'a Built, name: &str) -> &'a str {
@@ -408,6 +433,7 @@ fn debian_run_neither_escapes_nor_loses_its_file_capabilities() {
         assert_shocker_refused(mode, &built);
         assert_processes_fenced(mode, &built, &host);
         assert_ipc_private(mode, &built);
+        assert_refused_as_docker_refuses(mode, &built);
         assert_setuid_inert(mode, &built);
         assert_attributes_kept(mode, &built);
     }

@@ -1,8 +1,10 @@
 //! The seccomp filter: the system calls Docker's default profile refuses to a container without
 //! CAP_SYS_ADMIN, refused here with EPERM (compiled to BPF by `seccompiler`).
 //!
-//! Docker's profile is an allow list; this is the matching deny list, so a system call newer
-//! than the list is allowed: capabilities and namespaces still fence it.
+//! Docker's profile is an allow list; this is the matching deny list, with the system calls
+//! newer than that list that it refuses (memfd_secret, statmount, listmount) and its argument
+//! rules for personality and socket(AF_VSOCK). A system call newer still is allowed:
+//! capabilities and namespaces still fence it.
 //!
 //! Steps fail with text: in the helper, an error only becomes the status file's message.
 
@@ -72,6 +74,11 @@ const DENIED: &[libc::c_long] = &[
     libc::SYS_unshare,
     libc::SYS_userfaultfd,
     libc::SYS_vhangup,
+    // Newer than Docker's allow list, so refused by it: secret memory hidden from the kernel's
+    // own inspection, and listing the mounts of any mount namespace by ID.
+    SYS_MEMFD_SECRET,
+    SYS_STATMOUNT,
+    SYS_LISTMOUNT,
     #[cfg(target_arch = "x86_64")]
     libc::SYS_ioperm,
     #[cfg(target_arch = "x86_64")]
@@ -85,6 +92,20 @@ const DENIED: &[libc::c_long] = &[
     #[cfg(target_arch = "x86_64")]
     libc::SYS_ustat,
 ];
+
+/// System calls added since 5.x have one number on every architecture (asm-generic).
+const SYS_MEMFD_SECRET: libc::c_long = 447;
+const SYS_STATMOUNT: libc::c_long = 457;
+const SYS_LISTMOUNT: libc::c_long = 458;
+
+/// `personality(2)` values Docker's profile allows (Linux, UNAME26, ADDR_NO_RANDOMIZE, both,
+/// and the query 0xffffffff); any other (READ_IMPLIES_EXEC, which makes every readable page
+/// executable) is refused.
+const PERSONALITIES: [u64; 5] = [0x0, 0x0008, 0x20000, 0x20008, 0xffff_ffff];
+
+/// The address family Docker's profile refuses to `socket(2)`: host-guest sockets, which no
+/// network namespace fences (so `--network none` would not hold).
+const AF_VSOCK: u64 = 40;
 
 /// clone(2) flags that make namespaces: refused as Docker refuses them.
 const NAMESPACE_FLAGS: [libc::c_int; 7] = [
@@ -102,7 +123,8 @@ fn arch() -> Result<TargetArch, String> {
         .map_err(|e| format!("no seccomp filter for this architecture: {e}"))
 }
 
-/// Everything in [`DENIED`], and clone with a namespace flag, return EPERM.
+/// Everything in [`DENIED`], clone with a namespace flag, personality outside Docker's values
+/// and AF_VSOCK sockets return EPERM.
 fn denials() -> Result<BpfProgram, String> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
         DENIED.iter().map(|&nr| (nr, Vec::new())).collect();
@@ -121,6 +143,11 @@ fn denials() -> Result<BpfProgram, String> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())?;
     rules.insert(libc::SYS_clone, clone_rules);
+    rules.insert(libc::SYS_personality, vec![other_personality()?]);
+    let vsock = SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, AF_VSOCK)
+        .and_then(|condition| SeccompRule::new(vec![condition]))
+        .map_err(|e| e.to_string())?;
+    rules.insert(libc::SYS_socket, vec![vsock]);
     let filter = SeccompFilter::new(
         rules,
         SeccompAction::Allow,
@@ -133,6 +160,16 @@ fn denials() -> Result<BpfProgram, String> {
         .map_err(|e: seccompiler::BackendError| e.to_string())?;
     refuse_x32(&mut program);
     Ok(program)
+}
+
+/// Matches a personality outside [`PERSONALITIES`] (every condition of a rule must hold).
+fn other_personality() -> Result<SeccompRule, String> {
+    let conditions = PERSONALITIES
+        .iter()
+        .map(|&value| SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Ne, value))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    SeccompRule::new(conditions).map_err(|e| e.to_string())
 }
 
 /// x86-64 kernels may also take x32 system calls (the number with bit 30 set), which the filter
