@@ -3,13 +3,14 @@
 //!
 //! - [`args`]: the command tree (clap); [`settings`]: flags and environment → library options;
 //! - [`output`]: the one printer (quiet / JSON / words) and the events it shows, with
-//!   [`progress`] (upload bars) and [`logging`] (diagnostics);
+//!   [`progress`] (upload bars) and [`logging`] (diagnostics); [`interrupt`]: what a signal does;
 //! - one file per command: [`build`], [`push`], [`auth`], [`template`] (`template build`),
 //!   [`templates`] (`template status/list/delete`).
 
 pub mod args;
 mod auth;
 mod build;
+pub mod interrupt;
 pub mod logging;
 mod output;
 mod progress;

@@ -299,9 +299,11 @@ impl Builder<'_> {
                 return Ok(None);
             }
         };
+        // In this process's part of the store: removed when the command ends or the build is
+        // interrupted, and swept by the next command if this process is killed outright.
         let dir = tempfile::Builder::new()
-            .prefix("dockless-secret-")
-            .tempdir()
+            .prefix("secret-")
+            .tempdir_in(self.store.session_dir())
             .map_err(|e| self.at(instruction, e))?;
         let path = dir.path().join("secret");
         {

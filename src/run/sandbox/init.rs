@@ -68,6 +68,8 @@ pub(super) fn init(spec: &Spec, mapping: Mapping, prepared: &Prepared) -> Result
             io::Error::last_os_error()
         ));
     }
+    // Switching users reset the parent-death signal: set it again for the command.
+    super::lifeline::die_with_parent(None);
     // Last: the filter also forbids what the setup above needed (mount, pivot_root, unshare).
     seccomp::install()?;
     exec(spec, prepared)

@@ -18,6 +18,7 @@
 mod caps;
 mod ids;
 mod init;
+mod lifeline;
 mod mounts;
 mod network;
 mod seccomp;
@@ -209,12 +210,14 @@ pub fn run(mut spec: Spec) -> Result<i32, SandboxError> {
     for name in crate::registry::SECRETS_NOT_FOR_HELPERS {
         helper.env_remove(name);
     }
-    let status = helper
+    helper
         .arg(SANDBOX_ARG)
         .arg(json)
         .stdin(Stdio::null())
-        .stdout(Stdio::from(stderr))
-        .status()
+        .stdout(Stdio::from(stderr));
+    lifeline::dies_with_this_process(&mut helper);
+    let status = crate::cancel::spawn_helper(&mut helper)
+        .and_then(crate::cancel::Helper::wait)
         .map_err(|source| SandboxError::Spawn {
             program: program.clone(),
             source,
@@ -244,6 +247,7 @@ pub fn helper_main(json: &str) -> i32 {
     };
     // Opened now, by the invoking user: inside a user namespace the helper may no longer be
     // able to open it (the descriptor is close-on-exec, so the command never holds it).
+    lifeline::stop_kills_the_child();
     let mut status = Status(OpenOptions::new().append(true).open(&spec.status).ok());
     // Every later path into the tree is relative to this directory: the sandbox's root may not
     // be allowed to walk the host path that leads to it (root's 0700 home, for one), and the
@@ -348,10 +352,13 @@ fn in_new_userns(
         (Ok(ready), Ok(go)) => (ready, go),
         (Err(e), _) | (_, Err(e)) => return status.fail(format!("cannot make a pipe: {e}")),
     };
+    // SAFETY: getpid cannot fail.
+    let parent = unsafe { libc::getpid() };
     // SAFETY: this process is single-threaded, so the child may run arbitrary code.
     match unsafe { libc::fork() } {
         -1 => status.fail(format!("cannot fork: {}", io::Error::last_os_error())),
         0 => {
+            lifeline::die_with_parent(Some(parent));
             // SAFETY: plain system calls on descriptors this process owns.
             let code = unsafe {
                 let entered = libc::unshare(libc::CLONE_NEWUSER);
@@ -365,7 +372,11 @@ fn in_new_userns(
                     let n = libc::read(go[0], answer.as_mut_ptr().cast(), 1);
                     if n == 1 && answer[0] == 1 {
                         match become_root(mapping) {
-                            Ok(()) => contained(spec, mapping, prepared, status),
+                            Ok(()) => {
+                                // Becoming root reset the parent-death signal.
+                                lifeline::die_with_parent(Some(parent));
+                                contained(spec, mapping, prepared, status)
+                            }
                             Err(e) => status.fail(e),
                         }
                     } else {
@@ -377,6 +388,7 @@ fn in_new_userns(
             unsafe { libc::_exit(code) }
         }
         child => {
+            lifeline::watch(child);
             let mut byte = [0u8; 1];
             // SAFETY: reading one byte from our own pipe.
             let n = unsafe { libc::read(ready[0], byte.as_mut_ptr().cast(), 1) };
@@ -468,6 +480,8 @@ fn contained(
     let code = match unsafe { libc::fork() } {
         -1 => return status.fail(format!("cannot fork: {}", io::Error::last_os_error())),
         0 => {
+            // In its own PID namespace: its parent has no pid here.
+            lifeline::die_with_parent(None);
             let message = match init::init(spec, mapping, prepared) {
                 Err(message) => message,
                 Ok(never) => match never {},
@@ -476,7 +490,10 @@ fn contained(
             // SAFETY: leaving the forked child without running the parent's destructors.
             unsafe { libc::_exit(code) }
         }
-        child => wait(child),
+        child => {
+            lifeline::watch(child);
+            wait(child)
+        }
     };
     if subordinate
         && let Some(owners) = &spec.owners
