@@ -12,6 +12,8 @@
 // The map of the library, one line per module. Plain comments, not `///`: rustdoc would merge
 // them with each module's own `//!` text and then resolve that text's links from here.
 
+// The store's layout: every area, what it holds, which prune removes it; last-use marks.
+pub mod areas;
 // The builder: a Dockerfile and its context become an image in the store.
 pub mod build;
 // A build stopped by a signal: the request, the check long loops make, the RUN helpers to kill.
@@ -52,3 +54,5 @@ pub mod shared_cache;
 pub mod session;
 // The local content-addressed store every blob lands in once, named by its digest.
 pub mod store;
+// What the store holds (`du`) and making it smaller (`prune`, the size limit), least recently used first.
+pub mod usage;

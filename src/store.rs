@@ -56,7 +56,7 @@ impl Store {
 
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let root = root.into();
-        let blobs = root.join("blobs").join("sha256");
+        let blobs = root.join(crate::areas::BLOBS);
         fs::create_dir_all(&blobs).with_path("create the cache directory", &blobs)?;
         let session =
             Arc::new(Session::open(&root).with_path("open the store's temporary area in", &root)?);
@@ -77,11 +77,17 @@ impl Store {
     }
 
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
-        self.root.join("blobs").join("sha256").join(digest.hex())
+        self.root.join(crate::areas::BLOBS).join(digest.hex())
     }
 
+    /// Whether the blob is in the store; asking means using it (see [`crate::areas::mark_used`]).
     pub fn has_blob(&self, digest: &Digest) -> bool {
-        self.blob_path(digest).is_file()
+        let path = self.blob_path(digest);
+        let present = path.is_file();
+        if present {
+            crate::areas::mark_used(&path);
+        }
+        present
     }
 
     /// This process's temporary directory in the store (removed when it ends, swept if it dies).
@@ -184,7 +190,7 @@ impl Store {
     /// Remembers that `digest` is in `repository` on `registry` (after a push), so that a later
     /// push to another repository of that registry can mount it instead of uploading it.
     pub fn record_location(&self, digest: &Digest, registry: &str, repository: &str) {
-        let dir = self.root.join("locations");
+        let dir = self.root.join(crate::areas::LOCATIONS);
         let line = format!("{registry}/{repository}");
         if self.locations(digest).contains(&line) {
             return;
@@ -201,7 +207,7 @@ impl Store {
 
     /// Repositories (`registry/repository`) where `digest` was pushed before.
     pub fn locations(&self, digest: &Digest) -> Vec<String> {
-        fs::read_to_string(self.root.join("locations").join(digest.hex()))
+        fs::read_to_string(self.root.join(crate::areas::LOCATIONS).join(digest.hex()))
             .map(|text| text.lines().map(str::to_owned).collect())
             .unwrap_or_default()
     }

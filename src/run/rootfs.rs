@@ -309,9 +309,11 @@ pub mod cached {
         let mut working = Rootfs::new(store)?;
         let entry = store
             .root()
-            .join("rootfs")
+            .join(crate::areas::TREES)
             .join(key(layers, working.privileged));
-        if !entry.join("owners.json").is_file() {
+        if entry.join("owners.json").is_file() {
+            crate::areas::mark_used(&entry);
+        } else {
             unpack_into_cache(store, layers, &entry)?;
         }
         let create = |source| RootfsError::Create {

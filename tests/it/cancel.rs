@@ -30,7 +30,7 @@ fn pausing_dockerfile(base: &str, token: &str) -> String {
 }
 
 /// A token no other test's processes carry.
-fn token() -> String {
+pub(crate) fn token() -> String {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     format!(
         "cancel{}x{}",
@@ -40,13 +40,13 @@ fn token() -> String {
 }
 
 /// A dockless process with its standard error read into lines as they come.
-struct Running {
-    child: Child,
+pub(crate) struct Running {
+    pub(crate) child: Child,
     lines: Arc<Mutex<Vec<String>>>,
 }
 
 impl Running {
-    fn start(mut command: Command) -> Self {
+    pub(crate) fn start(mut command: Command) -> Self {
         let mut child = command
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -64,12 +64,12 @@ impl Running {
         Running { child, lines }
     }
 
-    fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         self.lines.lock().unwrap().join("\n")
     }
 
     /// Waits until `ready` holds, failing with what the build said so far.
-    fn wait_until(&mut self, what: &str, mut ready: impl FnMut(&Self) -> bool) {
+    pub(crate) fn wait_until(&mut self, what: &str, mut ready: impl FnMut(&Self) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(120);
         while !ready(self) {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -87,19 +87,19 @@ impl Running {
         }
     }
 
-    fn wait_for_line(&mut self, needle: &str) {
+    pub(crate) fn wait_for_line(&mut self, needle: &str) {
         self.wait_until(needle, |me| {
             me.lines.lock().unwrap().iter().any(|l| l.contains(needle))
         });
     }
 
-    fn signal(&self, signal: i32) {
+    pub(crate) fn signal(&self, signal: i32) {
         // SAFETY: a signal to our own child.
         assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
     }
 
     /// Waits for the end (at most `limit`), returning the status and all of standard error.
-    fn finish(mut self, limit: Duration) -> (ExitStatus, String) {
+    pub(crate) fn finish(mut self, limit: Duration) -> (ExitStatus, String) {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -201,12 +201,22 @@ fn sandbox_processes(token: &str) -> Vec<(u32, String)> {
     }
 }
 
-/// Everything under the store's temporary area.
-fn tmp_entries(cache: &Path) -> Vec<PathBuf> {
-    crate::support::binary::files_under(&cache.join("tmp"))
+/// Everything (directories too) under the store's temporary area.
+pub(crate) fn tmp_entries(cache: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![cache.join("tmp")];
+    while let Some(dir) = pending.pop() {
+        for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                pending.push(entry.path());
+            }
+            found.push(entry.path());
+        }
+    }
+    found
 }
 
-fn require_root() {
+pub(crate) fn require_root() {
     assert!(
         is_root(),
         "the cancel tests run RUN as root (the CI runs tests as root)"
@@ -214,7 +224,7 @@ fn require_root() {
 }
 
 /// A workspace with the pausing Dockerfile on a busybox base; the digest a fresh store gives.
-fn pausing_workspace(token: &str) -> (Workspace, String) {
+pub(crate) fn pausing_workspace(token: &str) -> (Workspace, String) {
     let ws = Workspace::new();
     let base = busybox_base(ws.path());
     ws.write("Dockerfile", pausing_dockerfile(&base, token));
@@ -230,7 +240,7 @@ fn pausing_workspace(token: &str) -> (Workspace, String) {
 }
 
 /// `dockless build` of the pausing workspace, pausing `seconds` in its RUN.
-fn pausing_build(ws: &Workspace, seconds: &str) -> Command {
+pub(crate) fn pausing_build(ws: &Workspace, seconds: &str) -> Command {
     fs::write(ws.path().join("pause"), seconds).unwrap();
     let mut command = ws.dockless();
     command.args([

@@ -16,5 +16,6 @@ mod registry_faults;
 mod registry_push;
 mod run;
 mod shared_cache;
+mod store_usage;
 mod streaming;
 mod support;
