@@ -1,9 +1,14 @@
-//! Temporary paths to remove if the process is interrupted (Ctrl-C, SIGTERM).
+//! Temporary paths to remove if the process ends before their owners drop them.
 //!
-//! Destructors do not run when a signal ends the process, so everything written to a
-//! temporary place is either inside a path registered here or inside the store's per-process
-//! temporary directory (which is registered too), and the signal handler removes them all.
+//! An interrupted build unwinds and drops its temporary files itself (see [`crate::cancel`]);
+//! one that does not within the grace period is ended, and destructors do not run then, so
+//! everything written to a temporary place is either inside a path registered here or inside
+//! the store's per-process temporary directory (which is registered too), and the exit path
+//! removes them all. What a SIGKILL leaves is swept by the next process ([`crate::session`]).
 
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -25,14 +30,30 @@ pub fn unregister(path: &Path) {
         .retain(|p| p != path);
 }
 
-/// Removes every registered path (called from the signal handler).
+/// Removes every registered path (called on the way out).
 pub fn remove_all() {
     let paths = std::mem::take(&mut *PATHS.lock().unwrap_or_else(|e| e.into_inner()));
     for path in paths {
-        if path.is_dir() {
-            let _ = std::fs::remove_dir_all(&path);
-        } else {
-            let _ = std::fs::remove_file(&path);
-        }
+        let _ = remove_tree(&path);
     }
+}
+
+/// Removes a file or a whole tree, making directories writable first when they are not (an
+/// unprivileged user must be able to clean up read-only directories it owns).
+pub fn remove_tree(path: &Path) -> io::Result<()> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if !meta.is_dir() {
+        return fs::remove_file(path);
+    }
+    if meta.permissions().mode() & 0o700 != 0o700 {
+        let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o700));
+    }
+    for child in fs::read_dir(path)? {
+        remove_tree(&child?.path())?;
+    }
+    fs::remove_dir(path)
 }

@@ -12,8 +12,12 @@
 // The map of the library, one line per module. Plain comments, not `///`: rustdoc would merge
 // them with each module's own `//!` text and then resolve that text's links from here.
 
+// The store's layout: every area, what it holds, which prune removes it; last-use marks.
+pub mod areas;
 // The builder: a Dockerfile and its context become an image in the store.
 pub mod build;
+// A build stopped by a signal: the request, the check long loops make, the RUN helpers to kill.
+pub mod cancel;
 // Temporary paths removed when a signal ends the process, where destructors do not run.
 pub mod cleanup;
 // The build context: walking it under `.dockerignore`, every read kept inside it.
@@ -46,5 +50,9 @@ pub mod remote;
 pub mod run;
 // The layer and RUN caches shared between machines through a registry (`--cache-from/-to`).
 pub mod shared_cache;
+// The store's sessions: locks held for a process's life, its temporary directory, the sweep.
+pub mod session;
 // The local content-addressed store every blob lands in once, named by its digest.
 pub mod store;
+// What the store holds (`du`) and making it smaller (`prune`, the size limit), least recently used first.
+pub mod usage;

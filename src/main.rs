@@ -15,16 +15,12 @@ fn main() -> ExitCode {
         let code = dockless::run::sandbox::helper_main();
         return ExitCode::from(u8::try_from(code).unwrap_or(1));
     }
+    cli::interrupt::watch();
     let command = cli::args::Cli::parse();
     cli::logging::init(command.quiet, command.verbose);
-    // Ctrl-C or SIGTERM: remove temporary files and half-written output, then exit as a shell
-    // expects of an interrupted command.
-    let _ = ctrlc::set_handler(|| {
-        dockless::cleanup::remove_all();
-        eprintln!("interrupted; temporary files removed");
-        std::process::exit(130);
-    });
     let outcome = cli::run(command);
+    // Interrupted: the failure the stop caused is not the news.
+    cli::interrupt::exit_if_interrupted();
     dockless::cleanup::remove_all();
     match outcome {
         Ok(code) => code,

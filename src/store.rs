@@ -7,11 +7,13 @@
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use tempfile::{NamedTempFile, TempDir};
 
 use crate::digest::{Digest, HashingWriter};
 use crate::fs_error::{FsError, IoContext};
+use crate::session::Session;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -33,9 +35,9 @@ pub enum StoreError {
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
-    /// This process's temporary directory under `tmp/` (named by its pid): removed on exit and
+    /// This process's temporary directory under `tmp/` and its locks: removed on exit and
     /// on interruption, and swept by a later process if this one was killed outright.
-    session: PathBuf,
+    session: Arc<Session>,
 }
 
 pub const OCI_LAYOUT_FILE: &str = "oci-layout";
@@ -54,15 +56,11 @@ impl Store {
 
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let root = root.into();
-        let blobs = root.join("blobs").join("sha256");
+        let blobs = root.join(crate::areas::BLOBS);
         fs::create_dir_all(&blobs).with_path("create the cache directory", &blobs)?;
         private(&root)?;
-        let tmp = root.join("tmp");
-        fs::create_dir_all(&tmp).with_path("create the cache directory", &root)?;
-        sweep_dead_sessions(&tmp);
-        let session = tmp.join(format!("{}", std::process::id()));
-        fs::create_dir_all(&session).with_path("create the cache directory", &session)?;
-        crate::cleanup::register(&session);
+        let session =
+            Arc::new(Session::open(&root).with_path("open the store's temporary area in", &root)?);
         let layout = root.join(OCI_LAYOUT_FILE);
         if !layout.exists() {
             fs::write(&layout, OCI_LAYOUT_CONTENT).with_path("write", &layout)?;
@@ -80,21 +78,37 @@ impl Store {
     }
 
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
-        self.root.join("blobs").join("sha256").join(digest.hex())
+        self.root.join(crate::areas::BLOBS).join(digest.hex())
     }
 
+    /// Whether the blob is in the store; asking means using it (see [`crate::areas::mark_used`]).
     pub fn has_blob(&self, digest: &Digest) -> bool {
-        self.blob_path(digest).is_file()
+        let path = self.blob_path(digest);
+        let present = path.is_file();
+        if present {
+            crate::areas::mark_used(&path);
+        }
+        present
+    }
+
+    /// This process's temporary directory in the store (removed when it ends, swept if it dies).
+    pub fn session_dir(&self) -> &Path {
+        self.session.dir()
+    }
+
+    /// This process's session (its locks on the store).
+    pub fn session(&self) -> &Session {
+        &self.session
     }
 
     /// A temporary file on the store's file system, so that committing it is a rename.
     pub fn temp_file(&self) -> Result<NamedTempFile, StoreError> {
-        let dir = &self.session;
+        let dir = self.session.dir();
         Ok(NamedTempFile::new_in(dir).with_path("create a temporary file in", dir)?)
     }
 
     pub fn temp_dir(&self) -> Result<TempDir, StoreError> {
-        let dir = &self.session;
+        let dir = self.session.dir();
         Ok(TempDir::new_in(dir).with_path("create a temporary directory in", dir)?)
     }
 
@@ -177,7 +191,7 @@ impl Store {
     /// Remembers that `digest` is in `repository` on `registry` (after a push), so that a later
     /// push to another repository of that registry can mount it instead of uploading it.
     pub fn record_location(&self, digest: &Digest, registry: &str, repository: &str) {
-        let dir = self.root.join("locations");
+        let dir = self.root.join(crate::areas::LOCATIONS);
         let line = format!("{registry}/{repository}");
         if self.locations(digest).contains(&line) {
             return;
@@ -194,7 +208,7 @@ impl Store {
 
     /// Repositories (`registry/repository`) where `digest` was pushed before.
     pub fn locations(&self, digest: &Digest) -> Vec<String> {
-        fs::read_to_string(self.root.join("locations").join(digest.hex()))
+        fs::read_to_string(self.root.join(crate::areas::LOCATIONS).join(digest.hex()))
             .map(|text| text.lines().map(str::to_owned).collect())
             .unwrap_or_default()
     }
@@ -209,23 +223,6 @@ impl Store {
             .filter(|other| *other != repository)
             .map(str::to_owned)
             .collect()
-    }
-}
-
-/// Removes temporary directories left by processes that no longer run (killed with SIGKILL,
-/// or by a power loss): their names are pids, and `/proc/<pid>` tells whether one still runs.
-fn sweep_dead_sessions(tmp: &Path) {
-    let Ok(entries) = fs::read_dir(tmp) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
-            continue;
-        };
-        if pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists() {
-            let _ = fs::remove_dir_all(entry.path());
-        }
     }
 }
 

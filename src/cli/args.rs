@@ -46,6 +46,40 @@ pub enum Command {
     /// E2B sandbox templates, built without Docker.
     #[command(subcommand)]
     Template(TemplateCommand),
+    /// Show what the local store holds, by kind (as `docker buildx du` shows the build cache).
+    #[command(after_help = "Examples:\n  dockless du\n  dockless du --json")]
+    Du(DuArgs),
+    /// Remove from the local store (as `docker buildx prune` removes build cache).
+    #[command(
+        after_help = "Examples:\n  dockless prune\n  dockless prune --all\n  dockless prune --all --keep-storage 10GB\n  dockless prune --all --filter until=72h\n\nWithout --all: unpacked base trees and layer listings (made again from the store alone).\nWith --all: also blobs, the RUN and layer caches, cache mounts and push locations.\nWhat dead processes left in tmp/ always goes. A running build is waited for, never pruned under.\nAfter each build, DOCKLESS_STORE_LIMIT=SIZE keeps the store within SIZE (least recently used first)."
+    )]
+    Prune(PruneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DuArgs {
+    /// Print the sizes as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Also remove what costs a download, a rerun or a recompression to make again.
+    #[arg(short, long)]
+    pub all: bool,
+    /// Keep the most recently used items while the store stays within SIZE (e.g. 10GB).
+    #[arg(long, value_name = "SIZE")]
+    pub keep_storage: Option<String>,
+    /// until=DURATION: remove only what was not used for DURATION (e.g. 24h, 2h30m).
+    #[arg(long, value_name = "FILTER")]
+    pub filter: Vec<String>,
+    /// Do not prompt for confirmation (dockless never prompts; accepted for buildx's scripts).
+    #[arg(short, long)]
+    pub force: bool,
+    /// Print what was removed as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -3,18 +3,20 @@
 //!
 //! - [`args`]: the command tree (clap); [`settings`]: flags and environment → library options;
 //! - [`output`]: the one printer (quiet / JSON / words) and the events it shows, with
-//!   [`progress`] (upload bars) and [`logging`] (diagnostics);
+//!   [`progress`] (upload bars) and [`logging`] (diagnostics); [`interrupt`]: what a signal does;
 //! - one file per command: [`build`], [`push`], [`auth`], [`template`] (`template build`),
-//!   [`templates`] (`template status/list/delete`).
+//!   [`templates`] (`template status/list/delete`), [`store`] (`du`, `prune`, the size limit).
 
 pub mod args;
 mod auth;
 mod build;
+pub mod interrupt;
 pub mod logging;
 mod output;
 mod progress;
 mod push;
 mod settings;
+mod store;
 mod template;
 mod templates;
 
@@ -29,7 +31,18 @@ use args::{AuthCommand, Cli, Command, TemplateCommand};
 /// Runs a parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let quiet = cli.quiet;
-    match cli.command {
+    let limit = store::limit_for(&cli.command)?;
+    let outcome = run_command(cli.command, quiet);
+    if let Some(limit) = limit
+        && dockless::cancel::requested().is_none()
+    {
+        store::keep_within(limit, quiet);
+    }
+    outcome
+}
+
+fn run_command(command: Command, quiet: bool) -> anyhow::Result<ExitCode> {
+    match command {
         Command::Build(args) => build::run(&args, quiet),
         Command::Push(args) => push::run(&args, quiet),
         Command::Auth(AuthCommand::Status(args)) => auth::status(&args),
@@ -37,6 +50,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Template(TemplateCommand::Status(args)) => templates::status(&args, quiet),
         Command::Template(TemplateCommand::List(args)) => templates::list(&args),
         Command::Template(TemplateCommand::Delete(args)) => templates::delete(&args),
+        Command::Du(args) => store::du(&args),
+        Command::Prune(args) => store::prune(&args, quiet),
     }
 }
 

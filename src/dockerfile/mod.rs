@@ -30,10 +30,12 @@ mod lines;
 mod pattern;
 mod split;
 
+// Go's durations, also what `dockless prune --filter until=` takes.
 pub use ast::{
     Add, ArgDecl, Command, CommandLine, Copy, Dockerfile, From, Healthcheck, Instruction, KeyValue,
     Run,
 };
+pub(crate) use duration::parse_go_duration;
 pub use error::{ExpandError, ParseError};
 pub use heredoc::{Heredoc, parse_word as heredoc_word};
 pub use lex::{expand_word, expand_words};

@@ -129,7 +129,7 @@ impl Write for Hashed<'_> {
 }
 
 /// Where this cache's records live in the store.
-const AREA: &str = "layer-cache";
+const AREA: &str = crate::areas::LAYER_CACHE;
 
 /// A cached layer for `key` whose blob is still in the store.
 pub fn lookup(store: &Store, key: &str) -> Option<WrittenLayer> {
@@ -148,9 +148,14 @@ fn path(store: &Store, area: &str, key: &str) -> PathBuf {
 /// The layer recorded under `key` in the store's `area`, if its blob is still in the store.
 /// Shared by every cache that maps a key to a layer (COPY/ADD layers, RUN layers).
 pub fn lookup_in(store: &Store, area: &str, key: &str) -> Option<WrittenLayer> {
-    let bytes = fs::read(path(store, area, key)).ok()?;
+    let record = path(store, area, key);
+    let bytes = fs::read(&record).ok()?;
     let layer: WrittenLayer = serde_json::from_slice(&bytes).ok()?;
-    store.has_blob(&layer.digest).then_some(layer)
+    let hit = store.has_blob(&layer.digest);
+    if hit {
+        crate::areas::mark_used(&record);
+    }
+    hit.then_some(layer)
 }
 
 /// Records `layer` under `key` in the store's `area`, written aside then renamed; failing to is
@@ -161,7 +166,8 @@ pub fn record_in(store: &Store, area: &str, key: &str, layer: &WrittenLayer) {
     if fs::create_dir_all(dir).is_err() {
         return;
     }
-    if let Ok(temp) = tempfile::NamedTempFile::new_in(dir)
+    // Written in this process's temporary directory: a killed process leaves nothing here.
+    if let Ok(temp) = store.temp_file()
         && fs::write(temp.path(), serde_json::to_vec(layer).unwrap_or_default()).is_ok()
     {
         let _ = temp.persist(target);

@@ -60,7 +60,7 @@ impl RunKey<'_> {
 }
 
 /// Where RUN layers are recorded in the store, apart from COPY/ADD layers.
-const AREA: &str = "run-cache";
+const AREA: &str = crate::areas::RUN_CACHE;
 
 /// The layer an identical RUN made before, if its blob is still in the store.
 pub fn lookup(store: &Store, key: &str) -> Option<WrittenLayer> {

@@ -49,14 +49,15 @@ pub struct Rootfs {
 }
 
 impl Rootfs {
-    /// An empty file system in the store's temporary area (same file system as the blobs).
+    /// An empty file system in this process's temporary directory in the store (same file
+    /// system as the blobs; swept if the process dies).
     pub fn new(store: &Store) -> Result<Self, RootfsError> {
-        let parent = store.root().join("tmp");
+        let parent = store.session_dir().to_owned();
         let create = |source| RootfsError::Create {
             dir: parent.clone(),
             source,
         };
-        fs::create_dir_all(&parent).map_err(create)?;
+        crate::cancel::check_io().map_err(create)?;
         let dir = tempfile::Builder::new()
             .prefix("rootfs-")
             .tempdir_in(&parent)
@@ -110,6 +111,7 @@ impl Rootfs {
         // filled and filling it does not move its time.
         let mut dir_modes: Vec<(PathBuf, u32, u64)> = Vec::new();
         for entry in archive.entries().map_err(|e| unpack("(archive)", e))? {
+            crate::cancel::check_io().map_err(|e| unpack("(archive)", e))?;
             let mut entry = entry.map_err(|e| unpack("(archive)", e))?;
             let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
             self.apply_entry(&mut entry, &raw, &mut dir_modes)
@@ -318,9 +320,11 @@ pub mod cached {
         let mut working = Rootfs::new(store)?;
         let entry = store
             .root()
-            .join("rootfs")
+            .join(crate::areas::TREES)
             .join(key(layers, working.privileged));
-        if !entry.join("owners.json").is_file() {
+        if entry.join("owners.json").is_file() {
+            crate::areas::mark_used(&entry);
+        } else {
             unpack_into_cache(store, layers, &entry)?;
         }
         let create = |source| RootfsError::Create {
@@ -351,10 +355,11 @@ pub mod cached {
         };
         let parent = entry.parent().unwrap_or(entry);
         fs::create_dir_all(parent).map_err(create)?;
-        // Made aside and renamed into place: a cached tree is always whole.
+        // Made aside (in the session, swept if this process dies) and renamed into place: a
+        // cached tree is always whole.
         let staging = tempfile::Builder::new()
-            .prefix(".unpacking-")
-            .tempdir_in(parent)
+            .prefix("unpacking-")
+            .tempdir_in(store.session_dir())
             .map_err(create)?;
         // Destructors do not run on Ctrl-C: the signal handler removes what is registered.
         crate::cleanup::register(staging.path());
@@ -390,6 +395,7 @@ pub mod cached {
         let mut pending = vec![(from.to_path_buf(), to.to_path_buf())];
         while let Some((source_dir, target_dir)) = pending.pop() {
             for entry in fs::read_dir(&source_dir)? {
+                crate::cancel::check_io()?;
                 let entry = entry?;
                 let source = entry.path();
                 let target = target_dir.join(entry.file_name());
@@ -534,25 +540,7 @@ pub fn resolve(root: &Path, rel: &str, create: bool) -> io::Result<PathBuf> {
     Ok(path)
 }
 
-/// Removes a file or a whole tree, making directories writable first when they are not (an
-/// unprivileged user must be able to clean up read-only directories it owns).
-pub fn remove_tree(path: &Path) -> io::Result<()> {
-    let meta = match fs::symlink_metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    if !meta.is_dir() {
-        return fs::remove_file(path);
-    }
-    if meta.permissions().mode() & 0o700 != 0o700 {
-        let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o700));
-    }
-    for child in fs::read_dir(path)? {
-        remove_tree(&child?.path())?;
-    }
-    fs::remove_dir(path)
-}
+pub use crate::cleanup::remove_tree;
 
 #[cfg(test)]
 mod tests {

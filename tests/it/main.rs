@@ -2,6 +2,7 @@
 
 mod architecture;
 mod build;
+mod cancel;
 mod catalog;
 mod corpus;
 mod e2b;
@@ -16,5 +17,6 @@ mod registry_faults;
 mod registry_push;
 mod run;
 mod shared_cache;
+mod store_usage;
 mod streaming;
 mod support;

@@ -17,7 +17,7 @@ use crate::store::Store;
 
 /// Where summaries live in the store. The name carries the format: a summary written by an
 /// older dockless (directories only, no owners) is never read as one of these.
-const CACHE_DIR: &str = "layer-listings";
+const CACHE_DIR: &str = crate::areas::LISTINGS;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(super) struct LayerSummary {
@@ -55,16 +55,17 @@ pub fn adopt(store: &Store, digest: &Digest, bytes: &[u8]) -> bool {
     if serde_json::from_slice::<LayerSummary>(bytes).is_err() {
         return false;
     }
-    write_cache(&cache_file(store, digest), bytes);
+    write_cache(store, &cache_file(store, digest), bytes);
     true
 }
 
 /// Writes a summary into the cache, aside then renamed. The cache is an optimisation: failing
 /// to write it must not fail the build.
-fn write_cache(cache_file: &Path, bytes: &[u8]) {
+fn write_cache(store: &Store, cache_file: &Path, bytes: &[u8]) {
+    // Written in this process's temporary directory: a killed process leaves nothing here.
     if let Some(cache_dir) = cache_file.parent()
         && fs::create_dir_all(cache_dir).is_ok()
-        && let Ok(temp) = tempfile::NamedTempFile::new_in(cache_dir)
+        && let Ok(temp) = store.temp_file()
         && fs::write(temp.path(), bytes).is_ok()
     {
         let _ = temp.persist(cache_file);
@@ -81,12 +82,14 @@ pub(super) fn summarise_cached(
     if let Ok(bytes) = fs::read(&cache_file)
         && let Ok(summary) = serde_json::from_slice(&bytes)
     {
+        crate::areas::mark_used(&cache_file);
         return Ok(summary);
     }
     let started = std::time::Instant::now();
     let summary = summarise(&store.blob_path(digest), digest, media_type)?;
     tracing::info!(layer = %digest, entries = summary.entries.len(), elapsed = ?started.elapsed(), "layer listing read");
     write_cache(
+        store,
         &cache_file,
         &serde_json::to_vec(&summary).unwrap_or_default(),
     );

@@ -213,7 +213,7 @@ impl Builder<'_> {
         (mode, uid, gid): (u32, u32, u32),
         ready: &mut ReadyMounts,
     ) -> std::io::Result<PathBuf> {
-        let caches = self.store.root().join("cache-mounts");
+        let caches = self.store.root().join(crate::areas::CACHE_MOUNTS);
         fs::create_dir_all(&caches)?;
         let name = hex::encode(Sha256::digest(id.as_bytes()));
         let dir = caches.join(&name);
@@ -247,6 +247,7 @@ impl Builder<'_> {
                 let _ = fs::remove_dir(&made);
             }
         }
+        crate::areas::mark_used(&dir);
         Ok(dir)
     }
 
@@ -299,9 +300,11 @@ impl Builder<'_> {
                 return Ok(None);
             }
         };
+        // In this process's part of the store: removed when the command ends or the build is
+        // interrupted, and swept by the next command if this process is killed outright.
         let dir = tempfile::Builder::new()
-            .prefix("dockless-secret-")
-            .tempdir()
+            .prefix("secret-")
+            .tempdir_in(self.store.session_dir())
             .map_err(|e| self.at(instruction, e))?;
         let path = dir.path().join("secret");
         {

@@ -71,6 +71,8 @@ pub(super) fn init(spec: &Spec, mapping: Mapping, prepared: &Prepared) -> Result
     }
     // Nothing the invoker (or dockless) holds open reaches the command.
     inherited::close_on_exec_above_stderr()?;
+    // Switching users reset the parent-death signal: set it again for the command.
+    super::lifeline::die_with_parent(None);
     // Last: the filter also forbids what the setup above needed (mount, pivot_root, unshare).
     seccomp::install()?;
     exec(spec, prepared)

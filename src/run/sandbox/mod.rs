@@ -22,6 +22,7 @@ mod ids;
 mod in_tree;
 mod inherited;
 mod init;
+mod lifeline;
 mod mounts;
 mod network;
 mod seccomp;
@@ -235,10 +236,11 @@ fn run_helper(json: &[u8]) -> Result<ExitStatus, SandboxError> {
         .stdin(Stdio::piped())
         .stdout(output_writer.try_clone().map_err(spawn_error)?)
         .stderr(output_writer);
-    let mut child = helper.spawn().map_err(spawn_error)?;
+    lifeline::dies_with_this_process(&mut helper);
+    let mut child = crate::cancel::spawn_helper(&mut helper).map_err(spawn_error)?;
     // The command keeps the write ends: dropped here, the relay ends when the sandbox does.
     drop(helper);
-    if let Some(mut stdin) = child.stdin.take() {
+    if let Some(mut stdin) = child.take_stdin() {
         // A helper that stopped early says why in its status file; a broken pipe adds nothing.
         let _ = stdin.write_all(json);
     }
@@ -303,6 +305,7 @@ pub fn helper_main() -> i32 {
     };
     // Opened now, by the invoking user: inside a user namespace the helper may no longer be
     // able to open it (the descriptor is close-on-exec, so the command never holds it).
+    lifeline::stop_kills_the_child();
     let mut status = Status(OpenOptions::new().append(true).open(&spec.status).ok());
     // Every later path into the tree is relative to this directory: the sandbox's root may not
     // be allowed to walk the host path that leads to it (root's 0700 home, for one), and the
@@ -407,10 +410,13 @@ fn in_new_userns(
         (Ok(ready), Ok(go)) => (ready, go),
         (Err(e), _) | (_, Err(e)) => return status.fail(format!("cannot make a pipe: {e}")),
     };
+    // SAFETY: getpid cannot fail.
+    let parent = unsafe { libc::getpid() };
     // SAFETY: this process is single-threaded, so the child may run arbitrary code.
     match unsafe { libc::fork() } {
         -1 => status.fail(format!("cannot fork: {}", io::Error::last_os_error())),
         0 => {
+            lifeline::die_with_parent(Some(parent));
             // SAFETY: plain system calls on descriptors this process owns.
             let code = unsafe {
                 let entered = libc::unshare(libc::CLONE_NEWUSER);
@@ -424,7 +430,11 @@ fn in_new_userns(
                     let n = libc::read(go[0], answer.as_mut_ptr().cast(), 1);
                     if n == 1 && answer[0] == 1 {
                         match become_root(mapping) {
-                            Ok(()) => contained(spec, mapping, prepared, status),
+                            Ok(()) => {
+                                // Becoming root reset the parent-death signal.
+                                lifeline::die_with_parent(Some(parent));
+                                contained(spec, mapping, prepared, status)
+                            }
                             Err(e) => status.fail(e),
                         }
                     } else {
@@ -436,6 +446,7 @@ fn in_new_userns(
             unsafe { libc::_exit(code) }
         }
         child => {
+            lifeline::watch(child);
             let mut byte = [0u8; 1];
             // SAFETY: reading one byte from our own pipe.
             let n = unsafe { libc::read(ready[0], byte.as_mut_ptr().cast(), 1) };
@@ -529,6 +540,8 @@ fn contained(
     let code = match unsafe { libc::fork() } {
         -1 => return status.fail(format!("cannot fork: {}", io::Error::last_os_error())),
         0 => {
+            // In its own PID namespace: its parent has no pid here.
+            lifeline::die_with_parent(None);
             let message = match init::init(spec, mapping, prepared) {
                 Err(message) => message,
                 Ok(never) => match never {},
@@ -537,7 +550,10 @@ fn contained(
             // SAFETY: leaving the forked child without running the parent's destructors.
             unsafe { libc::_exit(code) }
         }
-        child => wait(child),
+        child => {
+            lifeline::watch(child);
+            wait(child)
+        }
     };
     if subordinate
         && let Some(owners) = &spec.owners
