@@ -24,6 +24,8 @@ pub struct Cli {
     /// More detail on stderr: -v info, -vv debug, -vvv trace.
     #[arg(short, long, global = true, action = ArgAction::Count)]
     pub verbose: u8,
+    #[command(flatten)]
+    pub http: HttpArgs,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -374,4 +376,18 @@ pub enum FormatArg {
 pub enum CompressionArg {
     Gzip,
     Zstd,
+}
+
+/// Limits of every HTTP request (registries, E2B's API, ADD <url>); global, so every
+/// command takes them. No whole-request limit: an upload may take long while bytes move.
+#[derive(Debug, Args)]
+pub struct HttpArgs {
+    /// Fail a request when no byte moves for this long (no answer, an upload or download
+    /// stalled), after one retry; e.g. 20s, 2m [default: 20s, or $DOCKLESS_HTTP_TIMEOUT].
+    #[arg(long, global = true, value_name = "DURATION", value_parser = dockless::http::parse_duration)]
+    pub http_timeout: Option<std::time::Duration>,
+    /// Fail a connection attempt that takes longer than this [default: 15s, or
+    /// $DOCKLESS_HTTP_CONNECT_TIMEOUT].
+    #[arg(long, global = true, value_name = "DURATION", value_parser = dockless::http::parse_duration)]
+    pub http_connect_timeout: Option<std::time::Duration>,
 }

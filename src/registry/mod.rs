@@ -17,7 +17,6 @@ mod growing;
 mod manifests;
 mod push;
 mod reference;
-mod retry;
 mod token;
 mod transport;
 
@@ -40,5 +39,5 @@ pub use push::{
     push_blob, push_image,
 };
 pub use reference::{Reference, ReferenceError, ReferenceProblem};
-pub use retry::RetryPolicy;
+pub use crate::http::RetryPolicy;
 pub use transport::SentBytesFn;

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use super::credentials::{Credential, ResolvedCredential, basic_header};
 use super::error::RegistryError;
 use super::error::credential_advice;
-use super::retry::{RetryDecision, RetryPolicy};
+use crate::http::retry::{RetryDecision, RetryPolicy};
 use super::transport::{Outgoing, ReplayableBody, SendFailure, Timeouts, send_following_redirects};
 
 /// The token lifetime the distribution spec tells clients to assume when none is given.

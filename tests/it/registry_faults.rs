@@ -218,7 +218,7 @@ async fn requests_without_an_answer_time_out_and_are_retried() {
     proxy.add(Rule::new("PUT", "/manifests/", Fault::Hang, 1));
     let image = TestImage::build(38, &[1_000]);
     let mut settings = fast_settings();
-    settings.response_timeout = Duration::from_millis(300);
+    settings.http = settings.http.with_idle_timeout(Duration::from_millis(300));
     let client = RegistryClient::new(&proxy.host(), explicit(), settings).unwrap();
     let target = Reference::parse(&format!("{}/faults/app:v1", proxy.host())).unwrap();
     let started = Instant::now();
@@ -259,5 +259,5 @@ async fn retries_are_bounded_and_the_error_names_the_registry() {
         .iter()
         .filter(|s| s.method == "PUT" && s.path_and_query.contains("/manifests/"))
         .count();
-    assert_eq!(tries as u32, fast_settings().retry.max_retries + 1);
+    assert_eq!(tries as u32, fast_settings().http.retry.max_retries + 1);
 }

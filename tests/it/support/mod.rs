@@ -12,16 +12,21 @@ pub mod token_server;
 
 use std::time::Duration;
 
+use dockless::http::HttpPolicy;
 use dockless::registry::{RegistrySettings, RetryPolicy};
 
 /// Settings with short waits so retry tests stay quick.
 pub fn fast_settings() -> RegistrySettings {
     RegistrySettings {
-        retry: RetryPolicy {
-            max_retries: 4,
-            base_delay: Duration::from_millis(20),
-            max_delay: Duration::from_millis(200),
-            max_retry_after: Duration::from_secs(5),
+        http: HttpPolicy {
+            retry: RetryPolicy {
+                max_retries: 4,
+                base_delay: Duration::from_millis(20),
+                max_delay: Duration::from_millis(200),
+                max_retry_after: Duration::from_secs(5),
+                timeout_retries: 1,
+            },
+            ..HttpPolicy::default()
         },
         ..RegistrySettings::default()
     }
