@@ -9,8 +9,8 @@ use serde_json::Value;
 
 use super::credentials::{CredentialKind, E2bCredential};
 use super::refusal::{self, Flow};
-use crate::http::{HttpPolicy, RetryDecision, TIMEOUT_ADVICE};
 pub use super::schema::*;
+use crate::http::{HttpPolicy, RetryDecision, TIMEOUT_ADVICE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -273,7 +273,10 @@ impl ApiClient {
                     if status.is_success() {
                         return Ok(bytes.body);
                     }
-                    let decision = self.policy.retry.after_status(retry, status, &bytes.headers);
+                    let decision = self
+                        .policy
+                        .retry
+                        .after_status(retry, status, &bytes.headers);
                     if last || decision == RetryDecision::GiveUp {
                         return Err(self.refused(operation, status, &bytes.body, flow));
                     }

@@ -195,7 +195,10 @@ mod tests {
 
     #[test]
     fn timeouts_are_retried_fewer_times() {
-        assert!(matches!(policy().after_timeout(0), RetryDecision::RetryAfter(_)));
+        assert!(matches!(
+            policy().after_timeout(0),
+            RetryDecision::RetryAfter(_)
+        ));
         assert_eq!(policy().after_timeout(1), RetryDecision::GiveUp);
     }
 

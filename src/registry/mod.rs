@@ -20,6 +20,7 @@ mod reference;
 mod token;
 mod transport;
 
+pub use crate::http::RetryPolicy;
 pub use blobs::{MountOutcome, UploadSession, UploadSource};
 pub use challenge::{AuthScheme, Challenge, parse_challenges, preferred_challenge};
 pub use client::{RegistryClient, RegistrySettings, Scope};
@@ -39,5 +40,4 @@ pub use push::{
     push_blob, push_image,
 };
 pub use reference::{Reference, ReferenceError, ReferenceProblem};
-pub use crate::http::RetryPolicy;
 pub use transport::SentBytesFn;

@@ -129,7 +129,9 @@ impl TryFailure {
                 },
                 policy.idle_timeout
             ),
-            TryFailure::Http { error, .. } => crate::registry::with_causes(error.to_string(), error),
+            TryFailure::Http { error, .. } => {
+                crate::registry::with_causes(error.to_string(), error)
+            }
             TryFailure::Write(error) => format!("cannot write the download: {error}"),
         }
     }

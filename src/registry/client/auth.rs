@@ -8,10 +8,10 @@ use reqwest::{Method, Response, StatusCode};
 use secrecy::SecretString;
 
 use super::{RegistryClient, Scope};
+use crate::http::retry::RetryDecision;
 use crate::registry::challenge::{AuthScheme, Challenge, parse_challenges, preferred_challenge};
 use crate::registry::credentials::{Credential, basic_header};
 use crate::registry::error::{RegistryError, Result};
-use crate::http::retry::RetryDecision;
 use crate::registry::token::{Token, TokenRequest, fetch_token};
 use crate::registry::transport::{Outgoing, SendFailure, send_following_redirects};
 
@@ -71,8 +71,11 @@ impl RegistryClient {
             let response = match send_following_redirects(&self.http, outgoing).await {
                 Ok(response) => response,
                 Err(SendFailure::Http(error)) => {
-                    if let RetryDecision::RetryAfter(wait) =
-                        self.settings.http.retry.after_transport_error(retry, &error)
+                    if let RetryDecision::RetryAfter(wait) = self
+                        .settings
+                        .http
+                        .retry
+                        .after_transport_error(retry, &error)
                     {
                         tokio::time::sleep(wait).await;
                         retry += 1;

@@ -11,9 +11,9 @@ use super::credentials::{CredentialEnv, CredentialSource, ResolvedCredential, re
 use super::endpoint::{base_url, uses_plain_http};
 use super::error::{RegistryError, Result, credential_advice};
 use super::reference::{Reference, api_host};
+use super::transport::{Outgoing, ReplayableBody, SendFailure, Timeouts, send_following_redirects};
 use crate::http::HttpPolicy;
 use crate::http::retry::RetryDecision;
-use super::transport::{Outgoing, ReplayableBody, SendFailure, Timeouts, send_following_redirects};
 use auth::{AuthState, scope_covers};
 
 /// How the client talks to registries. `Default` gives the documented defaults.
@@ -260,7 +260,10 @@ impl RegistryClient {
                 }
                 Err(SendFailure::Http(error)) => {
                     let decision = if request.retry {
-                        self.settings.http.retry.after_transport_error(retry, &error)
+                        self.settings
+                            .http
+                            .retry
+                            .after_transport_error(retry, &error)
                     } else {
                         RetryDecision::GiveUp
                     };

@@ -13,7 +13,6 @@ use super::{
 };
 use crate::registry::reference::{DOCKER_HUB, DOCKER_HUB_CONFIG_KEY};
 
-
 enum HelperWait {
     TimedOut,
     Io(std::io::Error),

@@ -1,5 +1,5 @@
 //! Test doubles and real parts the integration tests start: the dockless binary, the registry process, a token
-//! server, a fault-injecting proxy, a test image and skopeo.
+//! server, a fault-injecting proxy, misbehaving servers, a test image and skopeo.
 
 pub mod binary;
 pub mod debian;
@@ -8,6 +8,7 @@ pub mod image;
 pub mod proxy;
 pub mod registry;
 pub mod skopeo;
+pub mod stubborn;
 pub mod token_server;
 
 use std::time::Duration;
