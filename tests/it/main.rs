@@ -7,6 +7,7 @@ mod corpus;
 mod e2b;
 mod escapes;
 mod escapes_debian;
+mod help_examples;
 mod hung;
 mod leaks;
 mod library;
