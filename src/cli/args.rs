@@ -16,7 +16,7 @@ use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
     version = env!("DOCKLESS_VERSION"),
     about = "Build OCI images from a template context and push them to a registry: no Docker daemon, no root.",
     long_about = None,
-    after_help = "Examples (in a checkout of dockless):\n  dockless build fixtures/hello --output ./image --tag demo\n  dockless build fixtures/hello -f fixtures/hello/Dockerfile --build-arg GREETING=hi --json\n  dockless push fixtures/hello --to ghcr.io/acme/hello:v1\n\nEnvironment: DOCKLESS_CACHE_DIR (the local store), SOURCE_DATE_EPOCH (timestamps),\nDOCKLESS_HTTP_TIMEOUT and DOCKLESS_HTTP_CONNECT_TIMEOUT (HTTP limits), HTTPS_PROXY/HTTP_PROXY/NO_PROXY,\nRUST_LOG, NO_COLOR."
+    after_help = "Examples (in a checkout of dockless):\n  dockless build fixtures/hello --output ./image --tag demo\n  dockless build fixtures/hello -f fixtures/hello/Dockerfile --build-arg GREETING=hi --json\n  dockless push fixtures/hello --to ghcr.io/acme/hello:v1\n\nEnvironment: DOCKLESS_CACHE_DIR (the local store), SOURCE_DATE_EPOCH (timestamps),\nDOCKLESS_HTTP_TIMEOUT, DOCKLESS_HTTP_CONNECT_TIMEOUT, HTTPS_PROXY, HTTP_PROXY, NO_PROXY, RUST_LOG, NO_COLOR."
 )]
 pub struct Cli {
     /// Print only errors (and the result).

@@ -146,6 +146,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .ok_or("a number needs a unit (ms, s, m, h)")?;
         let (number, after) = rest.split_at(digits);
+        if number.is_empty() {
+            return Err(format!("{rest:?} does not start with a number"));
+        }
         let number: f64 = number
             .parse()
             .map_err(|_| format!("{number:?} is not a number"))?;
