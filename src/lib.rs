@@ -30,6 +30,8 @@ pub mod dockerfile;
 pub mod e2b;
 // File-system errors that name the path and what was being done to it.
 pub mod fs_error;
+// One HTTP policy (timeouts, retries with backoff and Retry-After, proxies) for every request.
+pub mod http;
 // Image config, manifest and index documents, and their media types.
 pub mod image;
 // Deterministic layer tars, compressed, with both digests computed in one pass.

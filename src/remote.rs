@@ -83,6 +83,11 @@ impl RemoteAccess {
         &self.runtime
     }
 
+    /// Timeouts and retries for every request (ADD <url> downloads too).
+    pub fn http_policy(&self) -> &crate::http::HttpPolicy {
+        &self.settings.http
+    }
+
     /// The client for `reference`'s registry, created (and its credential resolved) once.
     pub fn client(&self, reference: &Reference) -> Result<Arc<RegistryClient>, RemoteError> {
         let registry = reference.registry().to_owned();

@@ -12,10 +12,11 @@ use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(
     name = "dockless",
-    version,
+    // The crate's version and, when built from a git checkout, its commit (build.rs).
+    version = env!("DOCKLESS_VERSION"),
     about = "Build OCI images from a template context and push them to a registry: no Docker daemon, no root.",
     long_about = None,
-    after_help = "Examples:\n  dockless build fixtures/example --output /tmp/image --tag demo\n  dockless build . -f e2b.Dockerfile --build-arg VERSION=1.2 --json\n  dockless push ./template --to ghcr.io/acme/sandbox:v1\n\nEnvironment: DOCKLESS_CACHE_DIR (the local store), SOURCE_DATE_EPOCH (timestamps), RUST_LOG, NO_COLOR."
+    after_help = "Examples (in a checkout of dockless):\n  dockless build fixtures/hello --output ./image --tag demo\n  dockless build fixtures/hello -f fixtures/hello/Dockerfile --build-arg GREETING=hi --json\n  dockless push fixtures/hello --to ghcr.io/acme/hello:v1\n\nEnvironment: DOCKLESS_CACHE_DIR (the local store), SOURCE_DATE_EPOCH (timestamps),\nDOCKLESS_HTTP_TIMEOUT, DOCKLESS_HTTP_CONNECT_TIMEOUT, HTTPS_PROXY, HTTP_PROXY, NO_PROXY, RUST_LOG, NO_COLOR."
 )]
 pub struct Cli {
     /// Print only errors (and the result).
@@ -24,6 +25,8 @@ pub struct Cli {
     /// More detail on stderr: -v info, -vv debug, -vvv trace.
     #[arg(short, long, global = true, action = ArgAction::Count)]
     pub verbose: u8,
+    #[command(flatten)]
+    pub http: HttpArgs,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -32,12 +35,12 @@ pub struct Cli {
 pub enum Command {
     /// Build an image from a template context into the local store (and optionally an OCI layout).
     #[command(
-        after_help = "Examples:\n  dockless build\n  dockless build ./template --output ./image --tag v1\n  dockless build . --build-arg NODE_VERSION=20 --format docker --json"
+        after_help = "Examples:\n  dockless build            (the template context in the current directory)\n  dockless build fixtures/hello --output ./image --tag v1\n  dockless build fixtures/hello --build-arg GREETING=hi --format docker --json"
     )]
     Build(BuildArgs),
     /// Build a context and push the image to a registry, or push an existing OCI layout.
     #[command(
-        after_help = "Examples:\n  dockless push . --to ghcr.io/acme/sandbox:v1\n  dockless push ./template --to 127.0.0.1:5000/demo:latest --json\n  dockless push --from oci:./image:v1 --to registry.example.com/team/image:v1\n  echo \"$TOKEN\" | dockless push . --to registry.example.com/app:1 --username ci --password-stdin\n\nCredentials, first match wins: --username with --password-stdin; REGISTRY_AUTH_FILE;\n$DOCKER_CONFIG/config.json or ~/.docker/config.json (auths, credHelpers, credsStore);\n${XDG_RUNTIME_DIR}/containers/auth.json; anonymous."
+        after_help = "Examples:\n  dockless push . --to ghcr.io/acme/sandbox:v1\n  dockless push fixtures/hello --to 127.0.0.1:5000/demo/hello:v1 --json\n  dockless push --from oci:./image:v1 --to 127.0.0.1:5000/demo/hello:v1\n  echo \"$TOKEN\" | dockless push . --to registry.example.com/app:1 --username ci --password-stdin\n\nCredentials, first match wins: --username with --password-stdin; REGISTRY_AUTH_FILE;\n$DOCKER_CONFIG/config.json or ~/.docker/config.json (auths, credHelpers, credsStore);\n${XDG_RUNTIME_DIR}/containers/auth.json; anonymous."
     )]
     Push(PushArgs),
     /// E2B credentials: which one dockless would use, and what it can do.
@@ -408,4 +411,18 @@ pub enum FormatArg {
 pub enum CompressionArg {
     Gzip,
     Zstd,
+}
+
+/// Limits of every HTTP request (registries, E2B's API, ADD <url>); global, so every
+/// command takes them. No whole-request limit: an upload may take long while bytes move.
+#[derive(Debug, Args)]
+pub struct HttpArgs {
+    /// Fail a request when no byte moves for this long (no answer, an upload or download
+    /// stalled), after one retry; e.g. 20s, 2m [default: 20s, or $DOCKLESS_HTTP_TIMEOUT].
+    #[arg(long, global = true, value_name = "DURATION", value_parser = dockless::http::parse_duration)]
+    pub http_timeout: Option<std::time::Duration>,
+    /// Fail a connection attempt that takes longer than this [default: 15s, or
+    /// $DOCKLESS_HTTP_CONNECT_TIMEOUT].
+    #[arg(long, global = true, value_name = "DURATION", value_parser = dockless::http::parse_duration)]
+    pub http_connect_timeout: Option<std::time::Duration>,
 }

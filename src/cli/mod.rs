@@ -31,6 +31,7 @@ use args::{AuthCommand, Cli, Command, TemplateCommand};
 /// Runs a parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let quiet = cli.quiet;
+    settings::init_http_policy(&cli.http).map_err(usage)?;
     let limit = store::limit_for(&cli.command)?;
     let outcome = run_command(cli.command, quiet);
     if let Some(limit) = limit
@@ -129,10 +130,9 @@ fn remote_access(
     settings: RegistrySettings,
     explicit: Option<(String, dockless::registry::ResolvedCredential)>,
 ) -> RemoteAccess {
-    RemoteAccess::new(
-        runtime.handle().clone(),
-        settings,
-        CredentialEnv::from_process(),
-        explicit,
-    )
+    let credentials = CredentialEnv {
+        helper_timeout: Some(settings.http.idle_timeout),
+        ..CredentialEnv::from_process()
+    };
+    RemoteAccess::new(runtime.handle().clone(), settings, credentials, explicit)
 }

@@ -4,11 +4,12 @@ use std::collections::BTreeMap;
 
 use std::io::Read;
 
+use dockless::http::HttpPolicy;
 use dockless::registry::{Reference, RegistrySettings, ResolvedCredential};
 use secrecy::SecretString;
 
 use super::args::{
-    BuildInputArgs, CompressionArg, FormatArg, ImageArgs, IsolationArg, NetworkArg,
+    BuildInputArgs, CompressionArg, FormatArg, HttpArgs, ImageArgs, IsolationArg, NetworkArg,
     RegistryAccessArgs, RegistryArgs,
 };
 use dockless::build::BuildOptions;
@@ -75,8 +76,25 @@ pub fn registry_settings(args: &RegistryArgs) -> RegistrySettings {
 pub fn access_settings(args: &RegistryAccessArgs) -> RegistrySettings {
     RegistrySettings {
         insecure_hosts: args.insecure_registries.clone(),
+        http: http_policy(),
         ..RegistrySettings::default()
     }
+}
+
+/// The HTTP policy of this run, set once from `--http-timeout`/`--http-connect-timeout` (global
+/// flags) and the environment before the command runs.
+static HTTP_POLICY: std::sync::OnceLock<HttpPolicy> = std::sync::OnceLock::new();
+
+/// Sets this run's HTTP policy from the global flags and the environment.
+pub fn init_http_policy(args: &HttpArgs) -> Result<(), dockless::http::LimitError> {
+    let policy = HttpPolicy::from_flags_and_env(args.http_timeout, args.http_connect_timeout)?;
+    let _ = HTTP_POLICY.set(policy);
+    Ok(())
+}
+
+/// This run's HTTP policy (the defaults before [`init_http_policy`]).
+pub fn http_policy() -> HttpPolicy {
+    HTTP_POLICY.get().copied().unwrap_or_default()
 }
 
 /// `--username` with the password read from standard input here, once, straight into a

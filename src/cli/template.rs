@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use dockless::e2b::api::{ApiClient, ApiRetry};
+use dockless::e2b::api::ApiClient;
 use dockless::e2b::config::TemplateConfig;
 use dockless::e2b::endpoints::Endpoints;
 use dockless::e2b::env::E2bEnv;
@@ -53,7 +53,7 @@ pub fn build(args: &TemplateBuildArgs, quiet: bool) -> anyhow::Result<ExitCode> 
         );
     }
     let credential = resolve_credential(&args.credential, args.registry.upload.password_stdin)?;
-    let api = ApiClient::new(endpoints.api.clone(), credential, ApiRetry::default())?;
+    let api = ApiClient::new(endpoints.api.clone(), credential, settings::http_policy())?;
     let options =
         settings::template_options(&args.context, args.dockerfile.as_deref(), &args.inputs)
             .map_err(settings_error)?;

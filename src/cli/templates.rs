@@ -4,7 +4,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use dockless::e2b::api::{ApiClient, ApiRetry, BuildState, LogEntry};
+use dockless::e2b::api::{ApiClient, BuildState, LogEntry};
 use dockless::e2b::config::TemplateConfig;
 use dockless::e2b::endpoints::Endpoints;
 use dockless::e2b::env::E2bEnv;
@@ -24,7 +24,7 @@ fn api_client(args: &E2bCredentialArgs) -> anyhow::Result<ApiClient> {
     Ok(ApiClient::new(
         endpoints.api,
         credential,
-        ApiRetry::default(),
+        super::settings::http_policy(),
     )?)
 }
 

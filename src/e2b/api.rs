@@ -1,8 +1,6 @@
 //! The E2B API client: JSON over HTTP(S), exactly one credential header on every request, sent
 //! only to the API's own origin (redirects are not followed).
 
-use std::time::Duration;
-
 use reqwest::header::{AUTHORIZATION, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
 use secrecy::ExposeSecret;
@@ -12,6 +10,7 @@ use serde_json::Value;
 use super::credentials::{CredentialKind, E2bCredential};
 use super::refusal::{self, Flow};
 pub use super::schema::*;
+use crate::http::{HttpPolicy, RetryDecision, TIMEOUT_ADVICE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -35,36 +34,20 @@ pub enum ApiError {
     BadAnswer { operation: String, detail: String },
 }
 
-/// How often a failed request is tried again, and how long to wait in between.
-#[derive(Debug, Clone, Copy)]
-pub struct ApiRetry {
-    pub attempts: u32,
-    pub delay: Duration,
-}
-
-impl Default for ApiRetry {
-    fn default() -> Self {
-        ApiRetry {
-            attempts: 3,
-            delay: Duration::from_millis(500),
-        }
-    }
-}
-
 pub struct ApiClient {
     http: reqwest::Client,
     base: Url,
     credential: E2bCredential,
-    retry: ApiRetry,
+    policy: HttpPolicy,
 }
 
 impl ApiClient {
-    pub fn new(base: Url, credential: E2bCredential, retry: ApiRetry) -> Result<Self, ApiError> {
-        let http = reqwest::Client::builder()
+    /// A client for the API at `base`: `policy`'s connect and idle timeouts (the answers are
+    /// small JSON documents, so no byte for the idle limit means a stuck request) and retries.
+    pub fn new(base: Url, credential: E2bCredential, policy: HttpPolicy) -> Result<Self, ApiError> {
+        let http = policy
+            .small_request_client()
             .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(30))
-            .timeout(Duration::from_secs(120))
-            .user_agent(format!("dockless/{}", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ApiError::Transport {
                 operation: "setup".into(),
@@ -75,8 +58,14 @@ impl ApiClient {
             http,
             base,
             credential,
-            retry,
+            policy,
         })
+    }
+
+    /// Tries for a request that may be sent again (reads, and starting a build E2B's load
+    /// balancer may have dropped).
+    fn retried(&self) -> u32 {
+        self.policy.retry.max_retries + 1
     }
 
     pub fn credential(&self) -> &E2bCredential {
@@ -158,7 +147,7 @@ impl ApiClient {
             None,
             &format!("start build (POST /{path})"),
             Flow::Gateway,
-            self.retry.attempts,
+            self.retried(),
         )
         .await
         .map(drop)
@@ -173,7 +162,7 @@ impl ApiClient {
                 None,
                 "list templates (GET /templates)",
                 Flow::Either,
-                self.retry.attempts,
+                self.retried(),
             )
             .await?;
         parse(&answer, "list templates")
@@ -224,7 +213,7 @@ impl ApiClient {
                 None,
                 "build status",
                 Flow::Either,
-                self.retry.attempts,
+                self.retried(),
             )
             .await?;
         parse(&answer, "build status")
@@ -272,46 +261,83 @@ impl ApiClient {
                 request = request.header(reqwest::header::CONTENT_LENGTH, 0);
             }
             tracing::debug!(%method, path = url.path(), attempt, "E2B API request");
-            let retryable = match request.send().await {
-                Ok(response) => {
-                    let status = response.status();
-                    let bytes = response
-                        .bytes()
-                        .await
-                        .map(|b| b.to_vec())
-                        .unwrap_or_default();
+            let retry = attempt - 1;
+            let last = attempt >= attempts;
+            let (decision, reason) = match self.exchange(request).await {
+                Ok((status, bytes)) => {
                     tracing::debug!(
                         status = status.as_u16(),
                         path = url.path(),
                         "E2B API answer"
                     );
                     if status.is_success() {
-                        return Ok(bytes);
+                        return Ok(bytes.body);
                     }
-                    if !(status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS)
-                        || attempt >= attempts
-                    {
-                        return Err(self.refused(operation, status, &bytes, flow));
+                    let decision = self
+                        .policy
+                        .retry
+                        .after_status(retry, status, &bytes.headers);
+                    if last || decision == RetryDecision::GiveUp {
+                        return Err(self.refused(operation, status, &bytes.body, flow));
                     }
-                    format!("HTTP {status}")
+                    (decision, format!("HTTP {status}"))
                 }
                 Err(error) => {
-                    let detail = refusal::scrub(
-                        &crate::registry::with_causes(error.to_string(), &error),
-                        &self.credential,
-                    );
-                    if attempt >= attempts {
-                        return Err(ApiError::Transport {
-                            operation: operation.to_owned(),
-                            url: redact_query(&url),
-                            detail,
-                        });
+                    let decision = self.policy.retry.after_transport_error(retry, &error);
+                    if last || decision == RetryDecision::GiveUp {
+                        return Err(self.transport_error(operation, &url, &error, attempt));
                     }
-                    detail
+                    (decision, self.scrubbed(&error))
                 }
             };
-            tracing::warn!(operation, attempt, reason = %retryable, "E2B API request failed; trying again");
-            tokio::time::sleep(self.retry.delay * attempt).await;
+            tracing::warn!(operation, attempt, %reason, "E2B API request failed; trying again");
+            if let RetryDecision::RetryAfter(wait) = decision {
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+
+    /// Sends once and reads the whole answer (a body that breaks off is a failed try, not an
+    /// empty answer).
+    async fn exchange(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(StatusCode, Answer), reqwest::Error> {
+        let response = request.send().await?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.bytes().await?.to_vec();
+        Ok((status, Answer { headers, body }))
+    }
+
+    fn scrubbed(&self, error: &reqwest::Error) -> String {
+        refusal::scrub(
+            &crate::registry::with_causes(error.to_string(), error),
+            &self.credential,
+        )
+    }
+
+    fn transport_error(
+        &self,
+        operation: &str,
+        url: &Url,
+        error: &reqwest::Error,
+        tries: u32,
+    ) -> ApiError {
+        let detail = if error.is_timeout() {
+            let limit = if error.is_connect() {
+                format!("no connection within {:?}", self.policy.connect_timeout)
+            } else {
+                format!("no answer within {:?}", self.policy.idle_timeout)
+            };
+            format!("{limit} ({tries} tries); {TIMEOUT_ADVICE}")
+        } else {
+            self.scrubbed(error)
+        };
+        ApiError::Transport {
+            operation: operation.to_owned(),
+            url: redact_query(url),
+            detail,
         }
     }
 
@@ -354,6 +380,12 @@ impl ApiClient {
             message,
         }
     }
+}
+
+/// An answer's headers (for `Retry-After`) and body.
+struct Answer {
+    headers: reqwest::header::HeaderMap,
+    body: Vec<u8>,
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(bytes: &[u8], operation: &str) -> Result<T, ApiError> {

@@ -12,9 +12,9 @@ use tokio::io::AsyncWriteExt;
 use super::client::{RegistryClient, RegistryRequest, Scope};
 use super::endpoint::resolve_location;
 use super::error::{RegistryError, Result};
-use super::retry::is_retryable_status;
 use super::transport::{ReplayableBody, SentBytesFn, counted, next_chunk};
 use crate::digest::{Digest, HashingWriter};
+use crate::http::retry::is_retryable_status;
 
 const OCTET_STREAM: &str = "application/octet-stream";
 const CHUNK_MIN_LENGTH: &str = "oci-chunk-min-length";
@@ -273,7 +273,7 @@ impl RegistryClient {
             };
             match failure.restart_after {
                 Some(wait) if restarts < SESSION_RESTARTS => {
-                    let wait = wait.unwrap_or_else(|| self.settings().retry.backoff(restarts));
+                    let wait = wait.unwrap_or_else(|| self.settings().http.retry.backoff(restarts));
                     tracing::debug!(
                         %digest,
                         error = %failure.error,
@@ -396,7 +396,7 @@ impl RegistryClient {
         if status.is_success() {
             return Ok(response);
         }
-        let wait = super::retry::retry_after(response.headers());
+        let wait = crate::http::retry::retry_after(response.headers());
         // 404 (session gone), 400 (a broken earlier body corrupted the session), 416 (range
         // confusion) and retryable statuses are all worth a fresh session.
         let restartable = is_retryable_status(status) || matches!(status.as_u16(), 400 | 404 | 416);
@@ -460,7 +460,7 @@ impl RegistryClient {
         };
         let mut file = tokio::fs::File::create(path).await.map_err(write_error)?;
         let mut hasher = HashingWriter::new(std::io::sink());
-        let stall = self.settings().stall_timeout;
+        let stall = self.settings().http.idle_timeout;
         loop {
             let chunk = next_chunk(&mut response, stall)
                 .await

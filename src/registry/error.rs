@@ -151,6 +151,27 @@ pub enum RegistryError {
     InvalidPush { reference: String, reason: String },
 }
 
+impl RegistryError {
+    /// The same failure for another caller, when it is one that holds only text (an
+    /// unreachable registry); any other error comes back as its message alone.
+    pub(crate) fn again(&self) -> Self {
+        match self {
+            RegistryError::Transport {
+                registry,
+                operation,
+                detail,
+                hint,
+            } => RegistryError::Transport {
+                registry: registry.clone(),
+                operation: operation.clone(),
+                detail: detail.clone(),
+                hint,
+            },
+            other => RegistryError::ClientSetup(other.to_string()),
+        }
+    }
+}
+
 pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
 
 /// Pulls the `errors[].code` / `message` out of a registry's JSON error body, shortened, for the

@@ -83,7 +83,7 @@ impl RegistryClient {
             .and_then(|v| v.to_str().ok())
             .map(|v| v.split(';').next().unwrap_or(v).trim().to_string());
         let mut bytes = Vec::new();
-        while let Some(chunk) = next_chunk(&mut response, self.settings().stall_timeout)
+        while let Some(chunk) = next_chunk(&mut response, self.settings().http.idle_timeout)
             .await
             .map_err(|error| self.body_read_error(&operation, error))?
         {

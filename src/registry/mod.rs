@@ -17,10 +17,10 @@ mod growing;
 mod manifests;
 mod push;
 mod reference;
-mod retry;
 mod token;
 mod transport;
 
+pub use crate::http::RetryPolicy;
 pub use blobs::{MountOutcome, UploadSession, UploadSource};
 pub use challenge::{AuthScheme, Challenge, parse_challenges, preferred_challenge};
 pub use client::{RegistryClient, RegistrySettings, Scope};
@@ -40,5 +40,4 @@ pub use push::{
     push_blob, push_image,
 };
 pub use reference::{Reference, ReferenceError, ReferenceProblem};
-pub use retry::RetryPolicy;
 pub use transport::SentBytesFn;

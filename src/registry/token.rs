@@ -15,8 +15,8 @@ use serde::Deserialize;
 use super::credentials::{Credential, ResolvedCredential, basic_header};
 use super::error::RegistryError;
 use super::error::credential_advice;
-use super::retry::{RetryDecision, RetryPolicy};
 use super::transport::{Outgoing, ReplayableBody, SendFailure, Timeouts, send_following_redirects};
+use crate::http::retry::{RetryDecision, RetryPolicy};
 
 /// The token lifetime the distribution spec tells clients to assume when none is given.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(60);

@@ -35,17 +35,41 @@ pub type SentBytesFn = Arc<dyn Fn(u64) + Send + Sync>;
 
 type BodyFuture = Pin<Box<dyn Future<Output = Result<reqwest::Body, RegistryError>> + Send>>;
 
-/// How long a request may go without progress. reqwest's own `read_timeout` runs from the
-/// moment a request is sent until its answer starts, so it would fail any upload that takes
-/// longer than it; these are measured from the last byte sent instead.
+/// How long a request may go without progress (from [`crate::http::HttpPolicy`]). reqwest's
+/// own `read_timeout` runs from the moment a request is sent until its answer starts, so it
+/// would fail any upload that takes longer than it; these are measured from the last byte
+/// sent instead.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
-    /// No body bytes taken for this long: the try has stalled.
+    /// No body bytes taken, or no answer to a request without a blob body, for this long: the
+    /// try has stalled.
     pub stall: Duration,
-    /// No answer this long after the whole request was sent (registries finalising a big
+    /// No answer this long after the last byte of a blob body (registries finalising a big
     /// blob take a while).
     pub response: Duration,
 }
+
+impl Timeouts {
+    pub fn of(policy: &crate::http::HttpPolicy) -> Self {
+        Self {
+            stall: policy.idle_timeout,
+            response: policy.upload_answer_timeout,
+        }
+    }
+
+    /// The wait for an answer after a body of `length` bytes: a small one (none, a manifest,
+    /// a token form) is answered at once by a live registry, so only the idle limit applies.
+    fn answer_wait(&self, length: Option<u64>) -> Duration {
+        match length {
+            Some(length) if length <= SMALL_BODY => self.stall,
+            _ => self.response.max(self.stall),
+        }
+    }
+}
+
+/// Bodies up to this size are not blobs being verified: their answer is due within the idle
+/// limit.
+const SMALL_BODY: u64 = 1024 * 1024;
 
 /// When the body of one try last moved, and whether it is all sent.
 pub struct Liveness {
@@ -96,17 +120,15 @@ impl Liveness {
 
     /// Resolves when the try has stalled; never otherwise.
     async fn watch(&self, timeouts: Timeouts) -> String {
-        let tick = (timeouts.stall.min(timeouts.response) / 4).max(Duration::from_millis(10));
+        let answer_wait = timeouts.answer_wait(self.length);
+        let tick = (timeouts.stall.min(answer_wait) / 4).max(Duration::from_millis(10));
         loop {
             tokio::time::sleep(tick).await;
             let now = self.now_ms();
             if self.finished.load(Ordering::Relaxed) {
                 let waited = now.saturating_sub(self.finished_ms.load(Ordering::Relaxed));
-                if u128::from(waited) > timeouts.response.as_millis() {
-                    return format!(
-                        "no answer within {:?} of sending the request",
-                        timeouts.response
-                    );
+                if u128::from(waited) > answer_wait.as_millis() {
+                    return format!("no answer within {answer_wait:?} of sending the request");
                 }
             } else {
                 let idle = now.saturating_sub(self.last_progress_ms.load(Ordering::Relaxed));

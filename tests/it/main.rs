@@ -9,6 +9,8 @@ mod e2b;
 mod escapes;
 mod escapes_contained;
 mod escapes_debian;
+mod help_examples;
+mod hung;
 mod leaks;
 mod library;
 mod push;

@@ -85,6 +85,28 @@ async fn rate_limits_honour_retry_after() {
     assert_eq!(proxy.faults_injected(), 1);
 }
 
+/// `Retry-After` as an HTTP date (RFC 9110 allows either form): a 503 asking for a date 3 s
+/// ahead is waited for (at least 2 s, as the date has whole seconds), not retried at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unavailable_honours_retry_after_as_a_date() {
+    let registry = TestRegistry::start(RegistryAuth::Basic).await;
+    let proxy = FaultProxy::start(&registry.host).await;
+    let busy = Fault::RetryAtDate {
+        status: 503,
+        seconds: 3,
+    };
+    proxy.add(Rule::new("HEAD", "/blobs/", busy, 1));
+    let image = TestImage::build(39, &[1_000]);
+    let started = Instant::now();
+    push_through(&proxy, &registry, &image, None).await;
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "Retry-After as a date was not honoured: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(proxy.faults_injected(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_connections_mid_body_restart_the_upload() {
     let registry = TestRegistry::start(RegistryAuth::Basic).await;
@@ -218,7 +240,7 @@ async fn requests_without_an_answer_time_out_and_are_retried() {
     proxy.add(Rule::new("PUT", "/manifests/", Fault::Hang, 1));
     let image = TestImage::build(38, &[1_000]);
     let mut settings = fast_settings();
-    settings.response_timeout = Duration::from_millis(300);
+    settings.http = settings.http.with_idle_timeout(Duration::from_millis(300));
     let client = RegistryClient::new(&proxy.host(), explicit(), settings).unwrap();
     let target = Reference::parse(&format!("{}/faults/app:v1", proxy.host())).unwrap();
     let started = Instant::now();
@@ -259,5 +281,5 @@ async fn retries_are_bounded_and_the_error_names_the_registry() {
         .iter()
         .filter(|s| s.method == "PUT" && s.path_and_query.contains("/manifests/"))
         .count();
-    assert_eq!(tries as u32, fast_settings().retry.max_retries + 1);
+    assert_eq!(tries as u32, fast_settings().http.retry.max_retries + 1);
 }

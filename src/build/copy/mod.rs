@@ -8,6 +8,7 @@ mod entries;
 mod url;
 
 use entries::EntrySet;
+pub use url::Downloads;
 use url::{fetch_url, is_url, staging_dir, url_file_name};
 
 use super::filesystem::{KnownFilesystem, TooManyLinks};
@@ -86,7 +87,7 @@ pub fn plan_copy(
     known: &KnownFilesystem,
     store: &Store,
     request: &CopyRequest<'_>,
-    runtime: Option<&tokio::runtime::Handle>,
+    downloads: Option<Downloads<'_>>,
 ) -> Result<CopyPlan, CopyError> {
     // The destination is looked up through the image's symlinks, the last component included,
     // as BuildKit's copy does: `COPY f /tmp` with `/tmp -> /private/tmp` writes
@@ -145,7 +146,7 @@ pub fn plan_copy(
     }
     for url in urls {
         let stage = staging_dir(&mut staging, store)?;
-        let fetched = fetch_url(url, &stage, request.checksum.as_ref(), runtime)?;
+        let fetched = fetch_url(url, &stage, request.checksum.as_ref(), downloads)?;
         let target = if dest_is_dir {
             join(&dest, &url_file_name(url))
         } else {

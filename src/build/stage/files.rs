@@ -232,7 +232,10 @@ impl Builder<'_> {
             &stage.filesystem,
             self.store,
             &request,
-            Some(self.remote.runtime()),
+            Some(copy::Downloads {
+                runtime: self.remote.runtime(),
+                policy: self.remote.http_policy(),
+            }),
         )
         .map_err(|e| self.at(instruction, e))?;
         let staging = plan.staging.into_iter().chain(staged).collect();

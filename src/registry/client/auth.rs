@@ -8,16 +8,19 @@ use reqwest::{Method, Response, StatusCode};
 use secrecy::SecretString;
 
 use super::{RegistryClient, Scope};
+use crate::http::retry::RetryDecision;
 use crate::registry::challenge::{AuthScheme, Challenge, parse_challenges, preferred_challenge};
 use crate::registry::credentials::{Credential, basic_header};
 use crate::registry::error::{RegistryError, Result};
-use crate::registry::retry::RetryDecision;
 use crate::registry::token::{Token, TokenRequest, fetch_token};
 use crate::registry::transport::{Outgoing, SendFailure, send_following_redirects};
 
 #[derive(Default)]
 pub(super) struct AuthState {
     pinged: bool,
+    /// The ping found the registry unreachable: every later request fails the same way at
+    /// once, rather than each waiting out the timeouts again.
+    unreachable: Option<RegistryError>,
     /// `None`: the registry asked for no authentication (so far).
     challenge: Option<Challenge>,
     /// Tokens by scope set, each with the number it was issued under.
@@ -35,8 +38,19 @@ impl RegistryClient {
     /// Checks that the registry answers `GET /v2/` and learns how it wants to be authenticated.
     pub async fn ping(&self) -> Result<()> {
         let mut state = self.auth.lock().await;
+        if let Some(unreachable) = &state.unreachable {
+            return Err(unreachable.again());
+        }
         if !state.pinged {
-            state.challenge = self.discover_challenge().await?;
+            match self.discover_challenge().await {
+                Ok(challenge) => state.challenge = challenge,
+                Err(error) => {
+                    if matches!(error, RegistryError::Transport { .. }) {
+                        state.unreachable = Some(error.again());
+                    }
+                    return Err(error);
+                }
+            }
             state.pinged = true;
         }
         Ok(())
@@ -57,8 +71,11 @@ impl RegistryClient {
             let response = match send_following_redirects(&self.http, outgoing).await {
                 Ok(response) => response,
                 Err(SendFailure::Http(error)) => {
-                    if let RetryDecision::RetryAfter(wait) =
-                        self.settings.retry.after_transport_error(retry, &error)
+                    if let RetryDecision::RetryAfter(wait) = self
+                        .settings
+                        .http
+                        .retry
+                        .after_transport_error(retry, &error)
                     {
                         tokio::time::sleep(wait).await;
                         retry += 1;
@@ -68,13 +85,14 @@ impl RegistryClient {
                 }
                 Err(SendFailure::TimedOut(detail)) => {
                     if let RetryDecision::RetryAfter(wait) =
-                        self.settings.retry.after_timeout(retry)
+                        self.settings.http.retry.after_timeout(retry)
                     {
                         tokio::time::sleep(wait).await;
                         retry += 1;
                         continue;
                     }
-                    return Err(self.timeout_error("GET /v2/", detail));
+                    let tries = retry + 1;
+                    return Err(self.timeout_error("GET /v2/", format!("{detail} ({tries} tries)")));
                 }
                 Err(failure) => return Err(self.send_failure_error("GET /v2/", failure)),
             };
@@ -94,6 +112,7 @@ impl RegistryClient {
             }
             if let RetryDecision::RetryAfter(wait) =
                 self.settings
+                    .http
                     .retry
                     .after_status(retry, status, response.headers())
             {
@@ -153,7 +172,7 @@ impl RegistryClient {
                         service: challenge.service(),
                         scopes: &scope.scopes,
                         credential: &self.credential,
-                        retry: &self.settings.retry,
+                        retry: &self.settings.http.retry,
                         timeouts: self.timeouts(),
                     },
                 )

@@ -20,7 +20,7 @@ impl RegistryClient {
         repository: &str,
     ) -> RegistryError {
         let status = response.status();
-        let body = read_error_body(response, self.settings.stall_timeout).await;
+        let body = read_error_body(response, self.settings.http.idle_timeout).await;
         let detail = registry_error_detail(&body);
         let code = registry_error_code(&body);
         match status.as_u16() {
@@ -59,7 +59,7 @@ impl RegistryClient {
         let hint = if error.is_connect() && self.base.scheme() == "https" {
             "; if it serves plain HTTP, name it as an insecure registry"
         } else if error.is_timeout() {
-            "; a timeout: try again, or raise the timeouts"
+            "; raise the limit with --http-timeout or DOCKLESS_HTTP_TIMEOUT (or --http-connect-timeout)"
         } else {
             ""
         };
@@ -92,7 +92,7 @@ impl RegistryClient {
             registry: self.registry.clone(),
             operation: operation.to_string(),
             detail,
-            hint: "; try again, or raise the timeouts",
+            hint: "; raise the limit with --http-timeout or DOCKLESS_HTTP_TIMEOUT",
         }
     }
 

@@ -4,8 +4,6 @@
 mod auth;
 mod errors;
 
-use std::time::Duration;
-
 use reqwest::header::HeaderMap;
 use reqwest::{Method, Response, StatusCode, Url};
 
@@ -13,8 +11,9 @@ use super::credentials::{CredentialEnv, CredentialSource, ResolvedCredential, re
 use super::endpoint::{base_url, uses_plain_http};
 use super::error::{RegistryError, Result, credential_advice};
 use super::reference::{Reference, api_host};
-use super::retry::{RetryDecision, RetryPolicy};
 use super::transport::{Outgoing, ReplayableBody, SendFailure, Timeouts, send_following_redirects};
+use crate::http::HttpPolicy;
+use crate::http::retry::RetryDecision;
 use auth::{AuthState, scope_covers};
 
 /// How the client talks to registries. `Default` gives the documented defaults.
@@ -27,15 +26,8 @@ pub struct RegistrySettings {
     pub chunk_size: Option<u64>,
     /// Blobs uploaded at the same time.
     pub max_concurrent_uploads: usize,
-    pub retry: RetryPolicy,
-    pub connect_timeout: Duration,
-    /// A try fails when its upload takes no bytes, or its answer sends none, for this long (a
-    /// whole upload may take much longer; only a stall fails it).
-    pub stall_timeout: Duration,
-    /// A try fails when no answer starts this long after the request was sent (registries
-    /// verify a big blob before answering the final PUT).
-    pub response_timeout: Duration,
-    pub user_agent: String,
+    /// Timeouts and retries (a whole upload may take long; only a stall fails it).
+    pub http: HttpPolicy,
     /// Try cross-repository mounts before uploading. Off for registries whose tokens are bound
     /// to one repository (E2B's gateway), where a mount can only fail.
     pub cross_repository_mounts: bool,
@@ -47,11 +39,7 @@ impl Default for RegistrySettings {
             insecure_hosts: Vec::new(),
             chunk_size: None,
             max_concurrent_uploads: 4,
-            retry: RetryPolicy::default(),
-            connect_timeout: Duration::from_secs(30),
-            stall_timeout: Duration::from_secs(60),
-            response_timeout: Duration::from_secs(300),
-            user_agent: format!("dockless/{}", env!("CARGO_PKG_VERSION")),
+            http: HttpPolicy::default(),
             cross_repository_mounts: true,
         }
     }
@@ -143,11 +131,10 @@ impl RegistryClient {
         let base = base_url(host, &settings.insecure_hosts).map_err(|e| {
             RegistryError::ClientSetup(format!("registry address {host:?} is not usable: {e}"))
         })?;
-        let http = reqwest::Client::builder()
+        let http = settings
+            .http
+            .client_builder()
             .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(settings.connect_timeout)
-            .tcp_keepalive(Duration::from_secs(30))
-            .user_agent(settings.user_agent.clone())
             .build()
             .map_err(|e| RegistryError::ClientSetup(e.to_string()))?;
         tracing::debug!(
@@ -203,10 +190,7 @@ impl RegistryClient {
 
     /// `BASE/v2/<path>`.
     pub(crate) fn timeouts(&self) -> Timeouts {
-        Timeouts {
-            stall: self.settings.stall_timeout,
-            response: self.settings.response_timeout,
-        }
+        Timeouts::of(&self.settings.http)
     }
 
     pub(crate) fn api_url(&self, path: &str) -> Result<Url> {
@@ -257,7 +241,7 @@ impl RegistryClient {
                     if !request.retry {
                         return Ok(response);
                     }
-                    match self.settings.retry.after_status(
+                    match self.settings.http.retry.after_status(
                         retry,
                         response.status(),
                         response.headers(),
@@ -276,7 +260,10 @@ impl RegistryClient {
                 }
                 Err(SendFailure::Http(error)) => {
                     let decision = if request.retry {
-                        self.settings.retry.after_transport_error(retry, &error)
+                        self.settings
+                            .http
+                            .retry
+                            .after_transport_error(retry, &error)
                     } else {
                         RetryDecision::GiveUp
                     };
@@ -288,7 +275,7 @@ impl RegistryClient {
                 }
                 Err(SendFailure::TimedOut(detail)) => {
                     let decision = if request.retry {
-                        self.settings.retry.after_timeout(retry)
+                        self.settings.http.retry.after_timeout(retry)
                     } else {
                         RetryDecision::GiveUp
                     };

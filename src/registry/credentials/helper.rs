@@ -1,8 +1,9 @@
 //! Docker credential helpers: `docker-credential-<name> get`, run without our other secrets.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
@@ -11,6 +12,45 @@ use super::{
     SECRETS_NOT_FOR_HELPERS,
 };
 use crate::registry::reference::{DOCKER_HUB, DOCKER_HUB_CONFIG_KEY};
+
+enum HelperWait {
+    TimedOut,
+    Io(std::io::Error),
+}
+
+/// The child's output once it exits, or `TimedOut` (the child killed and reaped) after
+/// `limit`. Its pipes are drained by threads meanwhile, so a chatty helper cannot block.
+fn wait_at_most(mut child: Child, limit: Duration) -> Result<Output, HelperWait> {
+    fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    }
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(HelperWait::Io)? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            // The readers end when the pipes close; one held open by a grandchild is left.
+            return Err(HelperWait::TimedOut);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Ok(Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    })
+}
 
 #[derive(Deserialize)]
 struct HelperAnswer {
@@ -78,9 +118,17 @@ pub(super) fn run_helper(
         // A helper may answer without reading its input; its answer decides, not this.
         tracing::debug!("{program} did not read the server name: {e}");
     }
-    let output = child
-        .wait_with_output()
-        .map_err(|e| fail(format!("{program} did not finish: {e}")))?;
+    // A helper that does not answer within the HTTP idle limit is stuck (on a prompt, a dead
+    // agent, the network): it is killed rather than left to hang the job.
+    let limit = env
+        .helper_timeout
+        .unwrap_or(crate::http::HttpPolicy::default().idle_timeout);
+    let output = wait_at_most(child, limit).map_err(|e| match e {
+        HelperWait::TimedOut => fail(format!(
+            "{program} did not answer within {limit:?} and was stopped; check that it works on its own (`echo {server} | {program} get`), or raise the limit with --http-timeout or DOCKLESS_HTTP_TIMEOUT"
+        )),
+        HelperWait::Io(e) => fail(format!("{program} did not finish: {e}")),
+    })?;
     if !output.status.success() {
         let said = String::from_utf8_lossy(&output.stdout).to_string()
             + &String::from_utf8_lossy(&output.stderr);

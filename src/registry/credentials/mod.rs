@@ -132,6 +132,9 @@ pub struct CredentialEnv {
     pub xdg_runtime_dir: Option<PathBuf>,
     /// `PATH` for credential helpers; `None` inherits the process's.
     pub helper_path: Option<std::ffi::OsString>,
+    /// How long a credential helper may take before it is killed; `None`: the default HTTP
+    /// idle limit.
+    pub helper_timeout: Option<std::time::Duration>,
 }
 
 impl CredentialEnv {
@@ -147,6 +150,7 @@ impl CredentialEnv {
             home: dirs::home_dir(),
             xdg_runtime_dir: non_empty("XDG_RUNTIME_DIR"),
             helper_path: None,
+            helper_timeout: None,
         }
     }
 

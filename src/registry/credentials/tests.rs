@@ -15,6 +15,7 @@ fn env_in(dir: &Path) -> CredentialEnv {
         home: Some(dir.join("home")),
         xdg_runtime_dir: Some(dir.join("run")),
         helper_path: Some(dir.join("bin").into_os_string()),
+        helper_timeout: None,
     }
 }
 

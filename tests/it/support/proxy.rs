@@ -27,6 +27,8 @@ pub enum Fault {
     RedirectTo(String),
     /// Take the request and never answer (until the client gives up).
     Hang,
+    /// Answer this status with `Retry-After` as an HTTP date this many seconds ahead.
+    RetryAtDate { status: u16, seconds: u64 },
 }
 
 impl Fault {
@@ -201,6 +203,15 @@ async fn handle(
                     .headers_mut()
                     .insert("www-authenticate", challenge.parse().expect("header value"));
             }
+            return Ok(answer);
+        }
+        Some(Fault::RetryAtDate { status, seconds }) => {
+            let at = std::time::SystemTime::now() + std::time::Duration::from_secs(seconds);
+            let mut answer = response(status, "busy");
+            let date = httpdate::fmt_http_date(at);
+            answer
+                .headers_mut()
+                .insert("retry-after", date.parse().expect("header value"));
             return Ok(answer);
         }
         Some(Fault::DropMidBody) => {

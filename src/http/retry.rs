@@ -1,8 +1,11 @@
 //! When to try a request again, and how long to wait first.
 //!
-//! Retried: 408, 429 (after `Retry-After` when given), 5xx other than 501/505, and transport
-//! failures (reset, EOF, timeout, refused). Waits grow exponentially with jitter, so that many
-//! clients rate-limited at once do not return in lockstep, and the number of tries is bounded.
+//! Retried: 408, 429 and 503 (after `Retry-After` when given, in seconds or as an HTTP date),
+//! 5xx other than 501/505, and transport failures (reset, EOF, refused). Waits grow
+//! exponentially with jitter, so that many clients rate-limited at once do not return in
+//! lockstep, and the number of tries is bounded. A try that timed out is retried fewer times
+//! (`timeout_retries`): a peer that said nothing for a whole idle timeout rarely starts
+//! talking, and a job must fail within a known time rather than wait out every retry.
 
 use std::time::Duration;
 
@@ -19,6 +22,8 @@ pub struct RetryPolicy {
     /// The longest `Retry-After` honoured; a registry asking for more fails the request instead
     /// of stalling the push for an unbounded time.
     pub max_retry_after: Duration,
+    /// Retries of a try that timed out (no connection, or no byte moving, in time).
+    pub timeout_retries: u32,
 }
 
 impl Default for RetryPolicy {
@@ -28,6 +33,7 @@ impl Default for RetryPolicy {
             base_delay: Duration::from_millis(200),
             max_delay: Duration::from_secs(10),
             max_retry_after: Duration::from_secs(60),
+            timeout_retries: 1,
         }
     }
 }
@@ -54,11 +60,18 @@ pub fn is_retryable_transport(error: &reqwest::Error) -> bool {
     !error.is_builder()
 }
 
-/// The wait a server asked for, in seconds (HTTP dates are rare from registries and fall back
-/// to our own backoff).
+/// The wait a server asked for: `Retry-After` in seconds, or an HTTP date (RFC 9110 §10.2.3;
+/// a date already past means "now").
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    value.parse::<u64>().ok().map(Duration::from_secs)
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 impl RetryPolicy {
@@ -93,7 +106,7 @@ impl RetryPolicy {
 
     /// Decides after a try that stalled or got no answer in time.
     pub fn after_timeout(&self, retry: u32) -> RetryDecision {
-        if retry >= self.max_retries {
+        if retry >= self.max_retries.min(self.timeout_retries) {
             return RetryDecision::GiveUp;
         }
         RetryDecision::RetryAfter(self.backoff(retry))
@@ -101,6 +114,9 @@ impl RetryPolicy {
 
     /// Decides after a transport failure on try number `retry` (0-based).
     pub fn after_transport_error(&self, retry: u32, error: &reqwest::Error) -> RetryDecision {
+        if error.is_timeout() {
+            return self.after_timeout(retry);
+        }
         if retry >= self.max_retries || !is_retryable_transport(error) {
             return RetryDecision::GiveUp;
         }
@@ -119,6 +135,7 @@ mod tests {
             base_delay: Duration::from_millis(100),
             max_delay: Duration::from_secs(1),
             max_retry_after: Duration::from_secs(30),
+            timeout_retries: 1,
         }
     }
 
@@ -155,10 +172,34 @@ mod tests {
             RETRY_AFTER,
             HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
         );
-        assert!(matches!(
+        // A date long past: retry now.
+        assert_eq!(
             policy().after_status(0, StatusCode::SERVICE_UNAVAILABLE, &headers),
+            RetryDecision::RetryAfter(Duration::ZERO)
+        );
+        let soon = std::time::SystemTime::now() + Duration::from_secs(20);
+        let date = httpdate::fmt_http_date(soon);
+        headers.insert(RETRY_AFTER, HeaderValue::from_str(&date).unwrap());
+        let RetryDecision::RetryAfter(wait) =
+            policy().after_status(0, StatusCode::SERVICE_UNAVAILABLE, &headers)
+        else {
+            panic!("a date 20 s ahead is within the bound");
+        };
+        assert!(
+            wait > Duration::from_secs(18) && wait <= Duration::from_secs(20),
+            "{wait:?}"
+        );
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert!(retry_after(&headers).is_none());
+    }
+
+    #[test]
+    fn timeouts_are_retried_fewer_times() {
+        assert!(matches!(
+            policy().after_timeout(0),
             RetryDecision::RetryAfter(_)
         ));
+        assert_eq!(policy().after_timeout(1), RetryDecision::GiveUp);
     }
 
     #[test]
