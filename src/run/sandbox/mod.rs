@@ -25,7 +25,6 @@ mod step_mounts;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -173,7 +172,16 @@ pub fn choose(isolation: Isolation) -> Result<bool, SandboxError> {
 /// Runs the command described by `spec` (with `spec.status` unset: it is chosen here) and
 /// returns its exit code. The command's output goes to this process's standard error, so that
 /// `--json` on standard output stays clean.
-pub fn run(mut spec: Spec) -> Result<i32, SandboxError> {
+pub fn run(spec: Spec) -> Result<i32, SandboxError> {
+    run_with_output(spec, None)
+}
+
+/// [`run`], the command's output (standard output and error) going to `output` line by line
+/// when given (see [`crate::run::output`]).
+pub fn run_with_output(
+    mut spec: Spec,
+    output: Option<crate::run::OutputSink>,
+) -> Result<i32, SandboxError> {
     let status_dir = tempfile::tempdir().map_err(|source| SandboxError::Prepare {
         path: std::env::temp_dir(),
         source,
@@ -197,13 +205,15 @@ pub fn run(mut spec: Spec) -> Result<i32, SandboxError> {
     // This very binary, even if its file was replaced or removed since it started.
     let program = PathBuf::from("/proc/self/exe");
     let json = serde_json::to_string(&spec).unwrap_or_default();
-    let stderr = io::stderr()
-        .as_fd()
-        .try_clone_to_owned()
-        .map_err(|source| SandboxError::Spawn {
-            program: program.clone(),
-            source,
-        })?;
+    let spawn_error = |source| SandboxError::Spawn {
+        program: program.clone(),
+        source,
+    };
+    let output = crate::run::output::CommandOutput::new(output).map_err(spawn_error)?;
+    let (stdout, stderr) = (
+        output.stdout().map_err(spawn_error)?,
+        output.stderr().map_err(spawn_error)?,
+    );
     let mut helper = Command::new(&program);
     // Secrets dockless holds for itself stay out of the sandbox, even out of its helper.
     for name in crate::registry::SECRETS_NOT_FOR_HELPERS {
@@ -213,12 +223,13 @@ pub fn run(mut spec: Spec) -> Result<i32, SandboxError> {
         .arg(SANDBOX_ARG)
         .arg(json)
         .stdin(Stdio::null())
-        .stdout(Stdio::from(stderr))
+        .stdout(stdout)
+        .stderr(stderr)
         .status()
-        .map_err(|source| SandboxError::Spawn {
-            program: program.clone(),
-            source,
-        });
+        .map_err(spawn_error);
+    // The helper's ends of the output pipe close with it (the command holds them no longer).
+    drop(helper);
+    output.finish();
     step_mounts::remove_mount_points(&stubs);
     made.remove();
     let status = status?;
