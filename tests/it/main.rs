@@ -2,6 +2,7 @@
 
 mod architecture;
 mod build;
+mod buildx_flags;
 mod catalog;
 mod corpus;
 mod e2b;

@@ -64,6 +64,14 @@ impl Builder<'_> {
             config.config.set_env(key, value);
         }
         let layers = self.base_layers(instruction, layers, &config, remote.as_ref())?;
+        if let (Some(reference), Some(step)) = (&remote, self.current_step()) {
+            let bytes: u64 = layers.iter().map(|l| l.size).sum();
+            step.note(&format!(
+                "resolved {reference}: {} layers, {:.1} MiB (fetched when a step needs them)",
+                layers.len(),
+                bytes as f64 / (1024.0 * 1024.0)
+            ));
+        }
         Ok(Stage {
             config,
             layers,
