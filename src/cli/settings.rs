@@ -117,6 +117,11 @@ pub fn image_options(
     context: &std::path::Path,
     image: &ImageArgs,
 ) -> Result<BuildOptions, SettingsError> {
+    if let Some(list) = image.platform.as_deref().filter(|p| p.contains(',')) {
+        return Err(SettingsError::Buildx(format!(
+            "--platform {list}: multi-platform builds are not supported; build and push each platform on its own (one --platform each)"
+        )));
+    }
     let platform = image
         .platform
         .as_deref()

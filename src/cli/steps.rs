@@ -112,7 +112,8 @@ impl BuildProgress for PlainSteps {
     }
 }
 
-/// Nothing, but a failed step's output (its last lines), so the error has its context.
+/// Nothing, but a failed step's output (its last lines, under its name), so the error has
+/// its context.
 #[derive(Default)]
 struct QuietSteps {
     output: Mutex<HashMap<usize, (String, Vec<String>)>>,
@@ -141,7 +142,7 @@ impl BuildProgress for QuietSteps {
                 output.remove(&step);
             }
             BuildEvent::Failed { step, .. } => {
-                if let Some((name, lines)) = output.remove(&step) {
+                if let Some((name, lines)) = output.remove(&step).filter(|(_, l)| !l.is_empty()) {
                     let mut err = std::io::stderr().lock();
                     let _ = writeln!(err, "#{step} {name}");
                     for line in lines {

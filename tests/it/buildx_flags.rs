@@ -173,12 +173,17 @@ fn labels_annotations_and_layout_names_reach_the_image() {
             "org.example.a=1",
             "--annotation",
             "manifest:org.example.b=2",
+            "--timestamp",
+            "1700000000",
+            "--network",
+            "default",
             "--json",
         ],
     ));
     for name in ["one", "two"] {
         let inspected = skopeo_inspect(&ws.out(), name, &[]);
         assert_eq!(inspected["Labels"]["org.example.team"], "ci", "{inspected}");
+        assert_eq!(inspected["Created"], "2023-11-14T22:13:20Z", "--timestamp");
         assert_eq!(inspected["Digest"], json["digest"]);
     }
     let digest: Digest = json["digest"].as_str().unwrap().parse().unwrap();
@@ -419,11 +424,14 @@ fn flags_without_meaning_here_are_refused_with_a_reason() {
         ],
         "--build-arg, --platform, --compression do not apply with --from",
     );
-    refused(
-        &ws,
-        &["template", "build", "ctx", "--load"],
-        "--load is not supported",
-    );
+    // `template build` takes the same names: -f/--file (and its old --dockerfile).
+    for file in ["-f", "--file", "--dockerfile"] {
+        refused(
+            &ws,
+            &["template", "build", "ctx", file, "ctx/Dockerfile", "--load"],
+            "--load is not supported",
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
