@@ -64,6 +64,9 @@ pub struct BuildOptions {
     pub annotations: BTreeMap<String, String>,
     /// Who hears of each step as it starts and ends (plain progress).
     pub progress: progress::Progress,
+    /// `--build-context NAME=…`: the image a FROM or `--from=` naming NAME uses instead (a
+    /// registry reference, or `oci:DIR[:TAG]`), over a stage or image of that name.
+    pub named_contexts: BTreeMap<String, String>,
 }
 
 /// Which steps ignore the caches (the RUN cache, the layer cache, `--cache-from`) and run again;

@@ -43,6 +43,10 @@ pub struct BuildxArgs {
     /// $BUILDKIT_PROGRESS, else auto.
     #[arg(long, value_enum, value_name = "MODE")]
     pub progress: Option<ProgressArg>,
+    /// NAME=docker-image://REF or NAME=oci-layout://DIR[:TAG]: the image a `FROM NAME` or
+    /// `--from=NAME` uses instead (repeatable).
+    #[arg(long = "build-context", value_name = "NAME=docker-image://REF")]
+    pub build_contexts: Vec<String>,
     /// buildah's --timestamp: the time of every entry, `created` and history, in seconds since
     /// 1970 (as SOURCE_DATE_EPOCH, which it overrides).
     #[arg(long, value_name = "SECONDS")]
@@ -74,8 +78,6 @@ pub struct RefusedArgs {
     sbom: Option<String>,
     #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true")]
     provenance: Option<String>,
-    #[arg(long, hide = true)]
-    build_context: Vec<String>,
     #[arg(long, hide = true)]
     builder: Option<String>,
     #[arg(long, hide = true)]
@@ -118,7 +120,7 @@ impl RefusedArgs {
                 .as_deref()
                 .is_some_and(|v| !v.eq_ignore_ascii_case("false"))
         };
-        let refusals: [(bool, &str, &str); 22] = [
+        let refusals: [(bool, &str, &str); 21] = [
             (
                 !self.add_host.is_empty(),
                 "--add-host",
@@ -143,11 +145,6 @@ impl RefusedArgs {
                 attestation(&self.provenance),
                 "--provenance",
                 "dockless makes no provenance attestation (--provenance=false is accepted); attest with cosign",
-            ),
-            (
-                !self.build_context.is_empty(),
-                "--build-context",
-                "additional build contexts are not supported; copy the files into the context, or name the image itself in FROM / COPY --from",
             ),
             (
                 self.builder.is_some(),
@@ -317,6 +314,32 @@ pub fn parse_output(text: &str) -> Result<OutputTarget, FlagError> {
             "type={other} is not supported; use type=oci, type=registry or type=image,push=true"
         )),
     }
+}
+
+/// `--build-context NAME=VALUE` → (NAME, the image in dockless's words: a registry reference,
+/// or `oci:DIR[:TAG]`).
+pub fn parse_named_context(text: &str) -> Result<(String, String), FlagError> {
+    let refuse = |why: &str| Err(FlagError(format!("--build-context {text}: {why}")));
+    let Some((name, value)) = text.split_once('=').filter(|(n, _)| !n.trim().is_empty()) else {
+        return refuse("expected NAME=docker-image://REF or NAME=oci-layout://DIR[:TAG]");
+    };
+    let image = if let Some(reference) = value.strip_prefix("docker-image://") {
+        reference.to_owned()
+    } else if let Some(layout) = value.strip_prefix("oci-layout://") {
+        if layout.contains('@') {
+            return refuse(
+                "oci-layout://DIR@DIGEST is not supported; name the image by its tag: oci-layout://DIR:TAG",
+            );
+        }
+        format!("oci:{layout}")
+    } else if value.contains("://") || value.starts_with("target:") || value.starts_with("input:") {
+        return refuse("only docker-image:// and oci-layout:// contexts are supported");
+    } else {
+        return refuse(
+            "a directory as a second context is not supported; copy its files into the build context, or build it into an image and name that with docker-image:// or oci-layout://",
+        );
+    };
+    Ok((name.trim().to_owned(), image))
 }
 
 /// `a=b,c=d` → [(a, b), (c, d)]; a quoted value (buildx's CSV) keeps its commas.

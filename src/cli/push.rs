@@ -125,6 +125,7 @@ fn refuse_build_flags(image: &ImageArgs) -> Result<(), FlagError> {
         (buildx.iidfile.is_some(), "--iidfile"),
         (buildx.metadata_file.is_some(), "--metadata-file"),
         (buildx.timestamp.is_some(), "--timestamp"),
+        (!buildx.build_contexts.is_empty(), "--build-context"),
     ];
     let named: Vec<&str> = given
         .iter()

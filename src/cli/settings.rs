@@ -242,6 +242,13 @@ fn base_options(
         labels: key_value_flags("--label", &inputs.buildx.labels)?,
         annotations: annotations(&inputs.buildx.annotations)?,
         progress: Default::default(),
+        named_contexts: inputs
+            .buildx
+            .build_contexts
+            .iter()
+            .map(|text| super::buildx::parse_named_context(text))
+            .collect::<Result<_, _>>()
+            .map_err(|e| SettingsError::Buildx(e.0))?,
     })
 }
 

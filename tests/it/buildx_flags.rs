@@ -372,7 +372,7 @@ fn flags_without_meaning_here_are_refused_with_a_reason() {
         (&["--attest", "type=sbom"], "--attest is not supported"),
         (
             &["--build-context", "x=dir"],
-            "--build-context is not supported",
+            "a directory as a second context is not supported",
         ),
         (&["--builder", "b"], "--builder is not supported"),
         (&["--ulimit", "nofile=1"], "--ulimit is not supported"),
@@ -432,6 +432,48 @@ fn flags_without_meaning_here_are_refused_with_a_reason() {
             "--load is not supported",
         );
     }
+}
+
+#[test]
+fn build_contexts_stand_for_images_in_from_and_copy_from() {
+    let ws = Workspace::new();
+    let base = busybox_base(ws.path());
+    let layout = base.strip_prefix("oci:").unwrap();
+    ws.write(
+        "Dockerfile",
+        "FROM toolbox AS tools\n\
+         RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n\
+         RUN echo made-over-toolbox > /made\n\
+         FROM scratch\n\
+         COPY --from=tools /made /made\n\
+         COPY --from=toolbox /bin/busybox /bb\n",
+    );
+    let context = format!("toolbox=oci-layout://{layout}");
+    let json = json_of(&dockless(
+        &ws,
+        &[
+            "build",
+            "ctx",
+            "--build-context",
+            &context,
+            "-o",
+            "out",
+            "--json",
+        ],
+    ));
+    assert_eq!(json["layers"].as_array().unwrap().len(), 2, "{json}");
+    let (_keep, rootfs) = crate::support::binary::umoci_unpack(&ws.out(), "latest");
+    assert_eq!(
+        std::fs::read(rootfs.join("bb")).unwrap(),
+        std::fs::read("/bin/busybox").unwrap()
+    );
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("made")).unwrap(),
+        "made-over-toolbox\n"
+    );
+    // Without it, `toolbox` is an image name that resolves nowhere.
+    let out = dockless(&ws, &["build", "ctx"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

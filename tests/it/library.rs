@@ -66,6 +66,7 @@ fn options(context: &std::path::Path) -> BuildOptions {
         labels: BTreeMap::new(),
         annotations: BTreeMap::new(),
         progress: Default::default(),
+        named_contexts: BTreeMap::new(),
     }
 }
 

@@ -26,7 +26,8 @@ impl Builder<'_> {
             unreachable!("expanding FROM gives FROM")
         };
         let name = from.stage_name.as_deref().map(str::to_lowercase);
-        if let Some(previous) = find_stage(done, &from.image) {
+        let named = self.named_context(&from.image);
+        if let Some(previous) = find_stage(done, &from.image).filter(|_| named.is_none()) {
             // `FROM <stage>`: carry on from where that stage ended, with its ARG values.
             return Ok(Stage {
                 config: previous.config.clone(),
@@ -52,7 +53,7 @@ impl Builder<'_> {
             filesystem,
             remote,
         } = base::resolve(
-            &from.image,
+            named.unwrap_or(&from.image),
             self.context.root(),
             platform.as_ref(),
             self.store,

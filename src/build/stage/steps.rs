@@ -78,6 +78,15 @@ impl Builder<'_> {
         result
     }
 
+    /// The image `--build-context` gives for `name` (a FROM's image or a `--from=`), if any.
+    pub(super) fn named_context(&self, name: &str) -> Option<&str> {
+        let contexts = &self.options.named_contexts;
+        contexts
+            .get(name)
+            .or_else(|| contexts.get(&name.to_lowercase()))
+            .map(String::as_str)
+    }
+
     /// The step under way, if it is shown.
     pub(super) fn current_step(&self) -> Option<Step> {
         self.current
