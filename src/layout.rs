@@ -144,6 +144,18 @@ pub fn write_layout(
     blobs: &[Digest],
     tag: &str,
 ) -> Result<(), LayoutError> {
+    write_layout_named(store, output, manifest, blobs, &[tag.to_owned()])
+}
+
+/// [`write_layout`] with the image under each of `names` (one index entry per name, all the
+/// same manifest).
+pub fn write_layout_named(
+    store: &Store,
+    output: &Path,
+    manifest: &Descriptor,
+    blobs: &[Digest],
+    names: &[String],
+) -> Result<(), LayoutError> {
     if output.exists() && !output.join(store::OCI_LAYOUT_FILE).is_file() {
         let empty = fs::read_dir(output)
             .map(|mut d| d.next().is_none())
@@ -165,7 +177,7 @@ pub fn write_layout(
         .tempdir_in(&parent)
         .with_path("create a temporary directory in", &parent)?;
     crate::cleanup::register(temp.path());
-    let result = stage_and_swap(store, output, manifest, blobs, tag, &temp, &parent);
+    let result = stage_and_swap(store, output, manifest, blobs, names, &temp, &parent);
     crate::cleanup::unregister(temp.path());
     result
 }
@@ -176,7 +188,7 @@ fn stage_and_swap(
     output: &Path,
     manifest: &Descriptor,
     blobs: &[Digest],
-    tag: &str,
+    names: &[String],
     temp: &tempfile::TempDir,
     parent: &Path,
 ) -> Result<(), LayoutError> {
@@ -188,12 +200,18 @@ fn stage_and_swap(
             store::link_or_copy(&store.blob_path(digest), &target)?;
         }
     }
-    let mut entry = manifest.clone();
-    entry.annotations = Some(BTreeMap::from([(REF_NAME.to_string(), tag.to_string())]));
+    let entries = names
+        .iter()
+        .map(|name| {
+            let mut entry = manifest.clone();
+            entry.annotations = Some(BTreeMap::from([(REF_NAME.to_string(), name.clone())]));
+            entry
+        })
+        .collect();
     let index = Index {
         schema_version: 2,
         media_type: Some(media::OCI_INDEX.into()),
-        manifests: vec![entry],
+        manifests: entries,
         annotations: None,
     };
     let layout_file = temp.path().join(store::OCI_LAYOUT_FILE);

@@ -7,6 +7,7 @@ pub mod base;
 pub mod copy;
 pub mod filesystem;
 pub mod locate;
+pub mod progress;
 pub mod secrets;
 mod stage;
 
@@ -55,6 +56,43 @@ pub struct BuildOptions {
     pub cache_from: Vec<crate::registry::Reference>,
     /// `--cache-to`: where the layers this build made or reused are exported afterwards.
     pub cache_to: Vec<crate::registry::Reference>,
+    /// `--no-cache` / `--no-cache-filter`: the steps that run again instead of reusing a cache.
+    pub no_cache: NoCache,
+    /// `--label`: labels of the image's config, over the Dockerfile's LABELs.
+    pub labels: BTreeMap<String, String>,
+    /// `--annotation`: annotations of the image's manifest.
+    pub annotations: BTreeMap<String, String>,
+    /// Who hears of each step as it starts and ends (plain progress).
+    pub progress: progress::Progress,
+    /// `--build-context NAME=…`: the image a FROM or `--from=` naming NAME uses instead (a
+    /// registry reference, or `oci:DIR[:TAG]`), over a stage or image of that name.
+    pub named_contexts: BTreeMap<String, String>,
+}
+
+/// Which steps ignore the caches (the RUN cache, the layer cache, `--cache-from`) and run again;
+/// what they make replaces what the caches held.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum NoCache {
+    /// Every step reuses what a cache has.
+    #[default]
+    Off,
+    /// `--no-cache`: no step does.
+    All,
+    /// `--no-cache-filter`: the steps of these stages (by name, lower case) do not.
+    Stages(Vec<String>),
+}
+
+impl NoCache {
+    /// Whether the steps of the stage named `stage` may reuse a cache.
+    pub fn reuses(&self, stage: Option<&str>) -> bool {
+        match self {
+            NoCache::Off => true,
+            NoCache::All => false,
+            NoCache::Stages(names) => {
+                stage.is_none_or(|stage| !names.iter().any(|n| n.eq_ignore_ascii_case(stage)))
+            }
+        }
+    }
 }
 
 /// A built image: its manifest in the store and what it is made of.
@@ -194,26 +232,13 @@ pub fn build_with(
     remote: &RemoteAccess,
     observer: Option<&dyn LayerObserver>,
 ) -> Result<BuiltImage, BuildError> {
-    let context = Context::open(&options.context)?;
-    let dockerfile_path = locate_dockerfile(
-        context.root(),
-        options.dockerfile.as_deref(),
-        options.context_dockerfile.as_deref(),
-    )?;
-    let bytes = std::fs::read(&dockerfile_path).with_path("read", &dockerfile_path)?;
-    let text = String::from_utf8(bytes).map_err(|e| BuildError::Dockerfile {
-        file: dockerfile_path.clone(),
-        message: format!(
-            "is not UTF-8 text (invalid byte at offset {}); save it as UTF-8",
-            e.utf8_error().valid_up_to()
-        ),
-    })?;
-    let dockerfile = crate::dockerfile::parse(&text).map_err(|e| BuildError::Parse {
-        file: dockerfile_path.clone(),
-        line: e.line,
-        message: e.message.clone(),
-    })?;
-    let shared = if options.cache_from.is_empty() {
+    let step = options
+        .progress
+        .start("[internal] load build definition from Dockerfile");
+    let loaded = load_dockerfile(options);
+    step.end(loaded.is_ok());
+    let (context, dockerfile_path, dockerfile) = loaded?;
+    let shared = if options.cache_from.is_empty() || options.no_cache == NoCache::All {
         SharedCache::none()
     } else {
         SharedCache::load(remote, &options.cache_from)
@@ -238,4 +263,30 @@ pub fn build_with(
             result => return result,
         }
     }
+}
+
+/// The context, the Dockerfile's path and the parsed Dockerfile.
+fn load_dockerfile(
+    options: &BuildOptions,
+) -> Result<(Context, PathBuf, crate::dockerfile::Dockerfile), BuildError> {
+    let context = Context::open(&options.context)?;
+    let dockerfile_path = locate_dockerfile(
+        context.root(),
+        options.dockerfile.as_deref(),
+        options.context_dockerfile.as_deref(),
+    )?;
+    let bytes = std::fs::read(&dockerfile_path).with_path("read", &dockerfile_path)?;
+    let text = String::from_utf8(bytes).map_err(|e| BuildError::Dockerfile {
+        file: dockerfile_path.clone(),
+        message: format!(
+            "is not UTF-8 text (invalid byte at offset {}); save it as UTF-8",
+            e.utf8_error().valid_up_to()
+        ),
+    })?;
+    let dockerfile = crate::dockerfile::parse(&text).map_err(|e| BuildError::Parse {
+        file: dockerfile_path.clone(),
+        line: e.line,
+        message: e.message.clone(),
+    })?;
+    Ok((context, dockerfile_path, dockerfile))
 }

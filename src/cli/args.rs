@@ -243,7 +243,7 @@ pub struct TemplateBuildArgs {
     #[arg(long, value_name = "CMD")]
     pub ready_cmd: Option<String>,
     /// The Dockerfile (default: e2b.toml's `dockerfile`, else e2b.Dockerfile, else Dockerfile).
-    #[arg(long, value_name = "PATH")]
+    #[arg(short = 'f', long = "file", alias = "dockerfile", value_name = "PATH")]
     pub dockerfile: Option<PathBuf>,
     #[command(flatten)]
     pub inputs: BuildInputArgs,
@@ -261,9 +261,16 @@ pub struct PushArgs {
     /// The template context directory (default: the current directory; not with --from).
     #[arg(conflicts_with = "from")]
     pub context: Option<PathBuf>,
-    /// Where to push: REGISTRY/REPOSITORY[:TAG].
-    #[arg(long, value_name = "REF")]
-    pub to: String,
+    /// Where to push: REGISTRY/REPOSITORY[:TAG] (repeatable: each gets the image, its blobs
+    /// uploaded once).
+    #[arg(
+        long,
+        short = 't',
+        visible_alias = "tag",
+        value_name = "REF",
+        required = true
+    )]
+    pub to: Vec<String>,
     /// Push an existing OCI image layout instead of building: oci:DIR[:TAG].
     #[arg(long, value_name = "oci:DIR[:TAG]")]
     pub from: Option<String>,
@@ -317,17 +324,25 @@ pub struct BuildArgs {
     pub context: PathBuf,
     #[command(flatten)]
     pub image: ImageArgs,
-    /// Also write the image as an OCI image layout in this directory.
-    #[arg(long, value_name = "DIR")]
-    pub output: Option<PathBuf>,
-    /// The name of the image in the output layout's index.
-    #[arg(long, default_value = "latest")]
-    pub tag: String,
+    /// Also write the image: DIR (an OCI image layout), or buildx's type=oci,dest=FILE.tar,
+    /// type=oci,dest=DIR,tar=false, type=registry,name=REF (as --push), type=cacheonly.
+    #[arg(short = 'o', long, value_name = "DIR|type=…")]
+    pub output: Option<String>,
+    /// A name of the image (repeatable): its name in the --output layout (the tag of a
+    /// REGISTRY/REPO:TAG name; default latest), and where --push pushes it.
+    #[arg(short = 't', long = "tag", value_name = "NAME")]
+    pub tags: Vec<String>,
+    /// Push the image to each --tag (REGISTRY/REPOSITORY[:TAG]), as `dockless push` does:
+    /// blobs uploaded once, each tag then pointing at the same manifest.
+    #[arg(long)]
+    pub push: bool,
     /// Print one JSON object describing the image on stdout.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
     pub registry: RegistryAccessArgs,
+    #[command(flatten)]
+    pub upload: UploadArgs,
 }
 
 /// What a build reads besides the context (shared by every command that builds): a flag
@@ -351,6 +366,8 @@ pub struct BuildInputArgs {
     /// $DOCKLESS_CACHE_REPO. Whoever can push there can change later builds that read it.
     #[arg(long = "cache-to", value_name = "REF")]
     pub cache_to: Vec<String>,
+    #[command(flatten)]
+    pub buildx: super::buildx::BuildxArgs,
 }
 
 /// How `build` and `push` make the image.
@@ -364,12 +381,12 @@ pub struct ImageArgs {
     /// Platform to build for, os/arch[/variant] (default: the base image's, or linux/amd64).
     #[arg(long)]
     pub platform: Option<String>,
-    /// Media types of the image.
-    #[arg(long, value_enum, default_value_t = FormatArg::Oci)]
-    pub format: FormatArg,
-    /// Layer compression.
-    #[arg(long, value_enum, default_value_t = CompressionArg::Gzip)]
-    pub compression: CompressionArg,
+    /// Media types of the image [default: oci].
+    #[arg(long, value_enum)]
+    pub format: Option<FormatArg>,
+    /// Layer compression [default: gzip].
+    #[arg(long, value_enum)]
+    pub compression: Option<CompressionArg>,
     /// Compression level (gzip 1-9, default 1; zstd 1-19, default 3).
     #[arg(long)]
     pub compression_level: Option<i32>,
@@ -377,12 +394,13 @@ pub struct ImageArgs {
     /// seccomp fences; as root, the sandbox's root is a range of host IDs that own nothing), or
     /// root (needs root): no user namespace, so the sandbox's root is the host's root with
     /// Docker's default capabilities; a kernel bug reachable from them reaches the host.
-    #[arg(long, value_enum, default_value_t = IsolationArg::Auto)]
-    pub isolation: IsolationArg,
-    /// The network of RUN steps: host (the default, as RUN --network=default) or none (a
-    /// network namespace with loopback only; RUN --network=host is then refused).
-    #[arg(long, value_enum, default_value_t = NetworkArg::Host)]
-    pub network: NetworkArg,
+    /// [default: auto]
+    #[arg(long, value_enum)]
+    pub isolation: Option<IsolationArg>,
+    /// The network of RUN steps: host (the default; buildx's `default` is the same) or none
+    /// (a network namespace with loopback only; RUN --network=host is then refused).
+    #[arg(long, value_enum)]
+    pub network: Option<NetworkArg>,
     /// Build the stage of this name (FROM … AS NAME) and stop there.
     #[arg(long, value_name = "STAGE")]
     pub target: Option<String>,
@@ -398,6 +416,7 @@ pub enum IsolationArg {
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum NetworkArg {
     Host,
+    Default,
     None,
 }
 

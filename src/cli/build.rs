@@ -1,37 +1,182 @@
-//! `dockless build`: a context into the local store, and into an OCI layout with --output.
+//! `dockless build`: a context into the local store; with `--output`, into an OCI layout (a
+//! directory or a tar archive) too; with `--push` (or `--output type=registry`), to every
+//! `--tag` as `dockless push` does.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use dockless::build;
 use dockless::layout;
+use dockless::registry::{PushReport, Reference};
 use dockless::store::Store;
 use serde_json::json;
 
 use super::args::BuildArgs;
+use super::buildx::{OutputTarget, parse_output};
 use super::output::{Output, describe, image_json};
-use super::{remote_access, runtime, settings, settings_error};
+use super::steps::ProgressMode;
+use super::{FlagError, push, remote_access, results, runtime, settings, settings_error, usage};
+
+/// Where the built image goes besides the store.
+struct Destinations {
+    /// An OCI layout: (where, whether as a tar archive).
+    layout: Option<(PathBuf, bool)>,
+    /// The image's names in the layout.
+    layout_names: Vec<String>,
+    /// Registries to push to.
+    push: Vec<Reference>,
+}
+
+impl Destinations {
+    fn of(args: &BuildArgs) -> Result<Self, FlagError> {
+        let output = args.output.as_deref().map(parse_output).transpose()?;
+        let registry_output = matches!(output, Some(OutputTarget::Registry(_)));
+        let (layout, registry_names) = match output {
+            Some(OutputTarget::Layout(dir)) => (Some((dir, false)), None),
+            Some(OutputTarget::LayoutTar(file)) => (Some((file, true)), None),
+            Some(OutputTarget::Registry(names)) => (None, Some(names)),
+            Some(OutputTarget::Nowhere) | None => (None, None),
+        };
+        let push_names = match (registry_names, args.push) {
+            (Some(names), _) if !names.is_empty() => names,
+            (Some(_), _) | (None, true) => args.tags.clone(),
+            (None, false) => Vec::new(),
+        };
+        let pushing = args.push || registry_output;
+        if pushing && push_names.is_empty() {
+            return Err(FlagError(
+                "--push needs where to: add -t REGISTRY/REPOSITORY:TAG (repeatable)".into(),
+            ));
+        }
+        if !pushing && layout.is_none() && !args.tags.is_empty() {
+            return Err(FlagError(format!(
+                "--tag {}: the image has nowhere to carry that name: the store keeps images by digest only; add --output DIR to write a layout with that name, or --push to push to it",
+                args.tags[0]
+            )));
+        }
+        if !pushing && args.upload.username.is_some() {
+            return Err(FlagError(
+                "--username/--password-stdin are for --push's registry; add --push".into(),
+            ));
+        }
+        let push = push_names
+            .iter()
+            .map(|name| {
+                Reference::parse(name).map_err(|e| {
+                    FlagError(format!(
+                        "--tag {name}: {e}; --push needs REGISTRY/REPOSITORY[:TAG]"
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Destinations {
+            layout,
+            layout_names: layout_names(&args.tags),
+            push,
+        })
+    }
+}
+
+/// The names of the image in an OCI layout: each tag's tag part (`reg/app:v1` → `v1`; a
+/// plain name as it is), `latest` without any.
+fn layout_names(tags: &[String]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for tag in tags {
+        let name = if tag.contains('/') {
+            Reference::parse(tag)
+                .ok()
+                .and_then(|r| r.tag().map(str::to_owned))
+                .unwrap_or_else(|| "latest".into())
+        } else {
+            tag.clone()
+        };
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    if names.is_empty() {
+        names.push("latest".into());
+    }
+    names
+}
 
 pub fn run(args: &BuildArgs, quiet: bool) -> anyhow::Result<ExitCode> {
-    let output = Output::new(quiet, args.json);
-    let options = settings::image_options(&args.context, &args.image).map_err(settings_error)?;
+    let buildx = &args.image.inputs.buildx;
+    buildx.refused.check().map_err(usage)?;
+    let destinations = Destinations::of(args).map_err(usage)?;
+    let progress = ProgressMode::choose(buildx.progress, quiet).map_err(usage)?;
+    let output = Output::new(quiet, args.json).with_progress(progress);
+    let mut options =
+        settings::image_options(&args.context, &args.image).map_err(settings_error)?;
+    options.progress = progress.listener();
     let store = Store::open(Store::default_root())?;
     let runtime = runtime()?;
-    let remote = remote_access(&runtime, settings::access_settings(&args.registry), None);
-    let image = build::build(&options, &store, &remote)?;
+    let explicit = match destinations.push.first() {
+        Some(target) => settings::explicit_credential(&args.upload, target)?,
+        None => None,
+    };
+    let remote = remote_access(
+        &runtime,
+        settings::push_settings(&args.registry, &args.upload),
+        explicit,
+    );
     let reporter = output.reporter();
-    dockless::publish::export_cache(&store, &remote, &image, &options.cache_to, &reporter);
-    if let Some(dir) = &args.output {
+    let (image, pushes) = if destinations.push.is_empty() {
+        let image = build::build(&options, &store, &remote)?;
+        dockless::publish::export_cache(&store, &remote, &image, &options.cache_to, &reporter);
+        (image, Vec::new())
+    } else {
+        let pushed =
+            push::push_everywhere(&options, &store, &remote, &destinations.push, &reporter);
+        reporter.finish();
+        pushed?
+    };
+    if let Some((dest, tar)) = &destinations.layout {
         image.fetch_remote_layers(&store, &remote)?;
-        layout::write_layout(&store, dir, &image.manifest, &image.blobs(), &args.tag)?;
+        if *tar {
+            results::write_layout_tar(&store, dest, &image, &destinations.layout_names)?;
+        } else {
+            layout::write_layout_named(
+                &store,
+                dest,
+                &image.manifest,
+                &image.blobs(),
+                &destinations.layout_names,
+            )?;
+        }
     }
+    results::write(buildx, &image, &args.tags)?;
+    print(
+        &output,
+        args,
+        &destinations,
+        &image,
+        &pushes,
+        reporter.cache_exports(),
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print(
+    output: &Output,
+    args: &BuildArgs,
+    destinations: &Destinations,
+    image: &build::BuiltImage,
+    pushes: &[(Reference, PushReport)],
+    cache_exports: Vec<serde_json::Value>,
+) -> std::io::Result<()> {
+    let layout = destinations.layout.as_ref().map(|(dest, _)| dest);
     output.result(
         || {
-            let mut value = image_json(&image);
-            value["output"] = json!(args.output.as_ref().map(|p| p.display().to_string()));
-            value["tag"] = json!(args.tag);
-            let exports = reporter.cache_exports();
-            if !exports.is_empty() {
-                value["cache_exports"] = json!(exports);
+            let mut value = image_json(image);
+            value["output"] = json!(layout.map(|p| p.display().to_string()));
+            value["tag"] = json!(destinations.layout_names[0]);
+            value["tags"] = json!(args.tags);
+            if !pushes.is_empty() {
+                value["push"] = push::pushes_json(pushes);
+            }
+            if !cache_exports.is_empty() {
+                value["cache_exports"] = json!(cache_exports);
             }
             value
         },
@@ -39,12 +184,14 @@ pub fn run(args: &BuildArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             if output.quiet() {
                 return writeln!(out, "{}", image.manifest.digest);
             }
-            writeln!(out, "Built {}", describe(&image))?;
-            if let Some(dir) = &args.output {
-                writeln!(out, "Wrote OCI layout {}:{}", dir.display(), args.tag)?;
+            if pushes.is_empty() {
+                writeln!(out, "Built {}", describe(image))?;
             }
-            Ok(())
+            if let Some(dest) = layout {
+                let names = destinations.layout_names.join(", ");
+                writeln!(out, "Wrote OCI layout {}:{names}", dest.display())?;
+            }
+            push::pushes_words(out, pushes)
         },
-    )?;
-    Ok(ExitCode::SUCCESS)
+    )
 }

@@ -10,12 +10,15 @@
 pub mod args;
 mod auth;
 mod build;
+mod buildx;
 pub mod interrupt;
 pub mod logging;
 mod output;
 mod progress;
 mod push;
+mod results;
 mod settings;
+mod steps;
 mod store;
 mod template;
 mod templates;
@@ -104,7 +107,7 @@ fn target_reference(text: &str) -> anyhow::Result<Reference> {
 /// A flag's value in a form it cannot have.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-struct FlagError(String);
+pub struct FlagError(pub String);
 
 /// Settings errors about flags' values are usage errors; those about files or the
 /// environment are not.

@@ -31,6 +31,8 @@ enum Mode {
 pub struct Output {
     mode: Mode,
     quiet: bool,
+    /// `--progress` as decided, for commands that build.
+    progress: Option<super::steps::ProgressMode>,
 }
 
 impl Output {
@@ -40,7 +42,17 @@ impl Output {
             (false, true) => Mode::Quiet,
             (false, false) => Mode::Words,
         };
-        Output { mode, quiet }
+        Output {
+            mode,
+            quiet,
+            progress: None,
+        }
+    }
+
+    /// Shows uploads as `--progress` says (a build's steps are the build's listener's).
+    pub fn with_progress(mut self, progress: super::steps::ProgressMode) -> Self {
+        self.progress = Some(progress);
+        self
     }
 
     pub fn json(&self) -> bool {
@@ -83,8 +95,20 @@ impl Output {
     pub fn reporter(&self) -> Reporter<'_> {
         Reporter {
             output: self,
-            view: PushProgressView::new(self.mode != Mode::Words),
+            view: self.push_view(),
             exports: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl Output {
+    fn push_view(&self) -> PushProgressView {
+        use super::steps::ProgressMode;
+        match self.progress {
+            Some(ProgressMode::Plain) => PushProgressView::lines(false),
+            Some(ProgressMode::RawJson) => PushProgressView::lines(true),
+            Some(ProgressMode::Quiet) => PushProgressView::new(true),
+            Some(ProgressMode::Tty) | None => PushProgressView::new(self.mode != Mode::Words),
         }
     }
 }

@@ -1,5 +1,5 @@
-//! Push progress on stderr: bars on a terminal (indicatif), plain lines otherwise, nothing
-//! with -q or --json.
+//! Push progress on stderr: bars on a terminal (indicatif), plain lines (with sizes)
+//! otherwise, JSON lines with `--progress rawjson`, nothing with -q or --json.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -15,7 +15,11 @@ pub struct PushProgressView {
 
 enum Mode {
     Silent,
-    Lines,
+    /// A line per blob, with its size (`json`: as a JSON object).
+    Lines {
+        sizes: Arc<Mutex<HashMap<Digest, u64>>>,
+        json: bool,
+    },
     Bars(Arc<Bars>),
 }
 
@@ -44,25 +48,61 @@ impl PushProgressView {
             let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
             Mode::Bars(Arc::new(Bars::new(multi)))
         } else {
-            Mode::Lines
+            Mode::Lines {
+                sizes: Default::default(),
+                json: false,
+            }
         };
         PushProgressView { mode }
     }
 
+    /// Plain lines (`json`: JSON objects), on a terminal too.
+    pub fn lines(json: bool) -> Self {
+        PushProgressView {
+            mode: Mode::Lines {
+                sizes: Default::default(),
+                json,
+            },
+        }
+    }
+
     /// Announces the blobs about to be pushed (digest, size), for the bars.
     pub fn expect(&self, blobs: impl Iterator<Item = (Digest, u64)>) {
-        let Mode::Bars(bars) = &self.mode else { return };
-        bars.expect(blobs);
+        match &self.mode {
+            Mode::Bars(bars) => bars.expect(blobs),
+            Mode::Lines { sizes, .. } => sizes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(blobs),
+            Mode::Silent => {}
+        }
     }
 
     pub fn callback(&self) -> Option<PushProgressFn> {
         match &self.mode {
             Mode::Silent => None,
-            Mode::Lines => Some(Arc::new(|event| {
-                if let PushProgress::Done { digest, outcome } = event {
-                    eprintln!("{:>9} {}", outcome_word(outcome), digest);
-                }
-            })),
+            Mode::Lines { sizes, json } => {
+                let (sizes, json) = (sizes.clone(), *json);
+                Some(Arc::new(move |event| {
+                    let mut sizes = sizes.lock().unwrap_or_else(|e| e.into_inner());
+                    match event {
+                        PushProgress::Sent { digest, total, .. } => {
+                            sizes.insert(digest, total);
+                        }
+                        PushProgress::StreamEnded {
+                            blob: Some((digest, size)),
+                            ..
+                        } => {
+                            sizes.insert(digest, size);
+                        }
+                        PushProgress::Done { digest, outcome } => {
+                            let size = sizes.get(&digest).copied();
+                            blob_line(&digest, size, outcome, json);
+                        }
+                        _ => {}
+                    }
+                }))
+            }
             Mode::Bars(bars) => {
                 let bars = bars.clone();
                 Some(Arc::new(move |event| bars.update(event)))
@@ -211,6 +251,24 @@ impl Bars {
                 state.blobs.insert(digest, (bar, size.min(seen)));
             }
         }
+    }
+}
+
+/// One blob's line: `uploaded sha256:… (1.2 MiB)`, or its JSON object.
+fn blob_line(digest: &Digest, size: Option<u64>, outcome: BlobOutcome, json: bool) {
+    if json {
+        let value = serde_json::json!({
+            "event": "push",
+            "digest": digest,
+            "size": size,
+            "outcome": outcome_word(outcome),
+        });
+        eprintln!("{value}");
+    } else {
+        let size = size
+            .map(|s| format!(" ({})", human_size(s)))
+            .unwrap_or_default();
+        eprintln!("{:>9} {digest}{size}", outcome_word(outcome));
     }
 }
 

@@ -10,9 +10,10 @@ use secrecy::SecretString;
 
 use super::args::{
     BuildInputArgs, CompressionArg, FormatArg, HttpArgs, ImageArgs, IsolationArg, NetworkArg,
-    RegistryAccessArgs, RegistryArgs,
+    RegistryAccessArgs, RegistryArgs, UploadArgs,
 };
-use dockless::build::BuildOptions;
+use super::buildx::{BuildxArgs, key_values};
+use dockless::build::{BuildOptions, NoCache};
 use dockless::e2b::config::{ConfigError, TemplateConfig};
 use dockless::image::{Compression, Format, Platform};
 use dockless::run::Isolation;
@@ -47,6 +48,9 @@ pub enum SettingsError {
         "--password-stdin: {0}; pipe the password in, e.g. `echo \"$TOKEN\" | dockless push … --password-stdin`"
     )]
     Stdin(String),
+    /// A buildx flag's value dockless cannot carry out (see [`super::buildx`]).
+    #[error("{0}")]
+    Buildx(String),
 }
 
 impl SettingsError {
@@ -59,16 +63,22 @@ impl SettingsError {
                 | SettingsError::UnknownPlatform(_)
                 | SettingsError::Level { .. }
                 | SettingsError::CacheReference { .. }
+                | SettingsError::Buildx(_)
         )
     }
 }
 
 /// Registry settings of a command that pushes.
 pub fn registry_settings(args: &RegistryArgs) -> RegistrySettings {
+    push_settings(&args.access, &args.upload)
+}
+
+/// Registry settings from the flags of reaching and of pushing.
+pub fn push_settings(access: &RegistryAccessArgs, upload: &UploadArgs) -> RegistrySettings {
     RegistrySettings {
-        chunk_size: args.upload.chunk_size,
-        max_concurrent_uploads: usize::from(args.upload.jobs),
-        ..access_settings(&args.access)
+        chunk_size: upload.chunk_size,
+        max_concurrent_uploads: usize::from(upload.jobs),
+        ..access_settings(access)
     }
 }
 
@@ -100,10 +110,10 @@ pub fn http_policy() -> HttpPolicy {
 /// `--username` with the password read from standard input here, once, straight into a
 /// secret: the credential for `target`'s registry.
 pub fn explicit_credential(
-    args: &RegistryArgs,
+    upload: &UploadArgs,
     target: &Reference,
 ) -> Result<Option<(String, ResolvedCredential)>, SettingsError> {
-    let Some(username) = &args.upload.username else {
+    let Some(username) = &upload.username else {
         return Ok(None);
     };
     let mut password = String::new();
@@ -125,6 +135,11 @@ pub fn image_options(
     context: &std::path::Path,
     image: &ImageArgs,
 ) -> Result<BuildOptions, SettingsError> {
+    if let Some(list) = image.platform.as_deref().filter(|p| p.contains(',')) {
+        return Err(SettingsError::Buildx(format!(
+            "--platform {list}: multi-platform builds are not supported; build and push each platform on its own (one --platform each)"
+        )));
+    }
     let platform = image
         .platform
         .as_deref()
@@ -133,7 +148,10 @@ pub fn image_options(
     if let Some(platform) = platform.as_ref().filter(|p| !p.is_known()) {
         return Err(SettingsError::UnknownPlatform(platform.clone()));
     }
-    let compression = match (image.compression, image.compression_level) {
+    let compression = match (
+        image.compression.unwrap_or(CompressionArg::Gzip),
+        image.compression_level,
+    ) {
         (CompressionArg::Gzip, None) => Compression::Gzip { level: 1 },
         (CompressionArg::Gzip, Some(level @ 1..=9)) => Compression::Gzip {
             level: level as u32,
@@ -159,18 +177,25 @@ pub fn image_options(
     };
     Ok(BuildOptions {
         platform,
-        format: match image.format {
+        format: match image.format.unwrap_or(FormatArg::Oci) {
             FormatArg::Oci => Format::Oci,
-            FormatArg::Docker => Format::Docker,
+            FormatArg::Docker => {
+                if !image.inputs.buildx.annotations.is_empty() {
+                    return Err(SettingsError::Buildx(
+                        "--annotation: Docker manifests (--format docker) carry no annotations; use --format oci".into(),
+                    ));
+                }
+                Format::Docker
+            }
         },
         compression,
-        isolation: match image.isolation {
+        isolation: match image.isolation.unwrap_or(IsolationArg::Auto) {
             IsolationArg::Auto => Isolation::Auto,
             IsolationArg::Userns => Isolation::Userns,
             IsolationArg::Root => Isolation::Root,
         },
-        network: match image.network {
-            NetworkArg::Host => Network::Host,
+        network: match image.network.unwrap_or(NetworkArg::Host) {
+            NetworkArg::Host | NetworkArg::Default => Network::Host,
             NetworkArg::None => Network::None,
         },
         target: image.target.clone(),
@@ -217,7 +242,10 @@ fn base_options(
         platform: None,
         format: Format::Oci,
         compression: Compression::Gzip { level: 1 },
-        epoch: source_date_epoch()?,
+        epoch: match inputs.buildx.timestamp {
+            Some(seconds) => seconds,
+            None => source_date_epoch()?,
+        },
         isolation: Isolation::Auto,
         network: Network::Host,
         target: None,
@@ -228,14 +256,86 @@ fn base_options(
             .collect::<Result<_, _>>()?,
         cache_from: cache_references("--cache-from", &inputs.cache_from)?,
         cache_to: cache_references("--cache-to", &inputs.cache_to)?,
+        no_cache: no_cache(&inputs.buildx),
+        labels: key_value_flags("--label", &inputs.buildx.labels)?,
+        annotations: annotations(&inputs.buildx.annotations)?,
+        progress: Default::default(),
+        named_contexts: inputs
+            .buildx
+            .build_contexts
+            .iter()
+            .map(|text| super::buildx::parse_named_context(text))
+            .collect::<Result<_, _>>()
+            .map_err(|e| SettingsError::Buildx(e.0))?,
     })
+}
+
+/// `--no-cache` (every step), else `--no-cache-filter`'s stages.
+fn no_cache(buildx: &BuildxArgs) -> NoCache {
+    match (buildx.no_cache, buildx.no_cache_filter.is_empty()) {
+        (true, _) => NoCache::All,
+        (false, true) => NoCache::Off,
+        (false, false) => NoCache::Stages(
+            buildx
+                .no_cache_filter
+                .iter()
+                .flat_map(|f| f.split(','))
+                .map(|s| s.trim().to_lowercase())
+                .collect(),
+        ),
+    }
+}
+
+/// `KEY=VALUE` flags (`--label`) as a map; the last value of a key wins, as with docker.
+fn key_value_flags(
+    flag: &str,
+    given: &[String],
+) -> Result<BTreeMap<String, String>, SettingsError> {
+    given
+        .iter()
+        .map(|text| match text.split_once('=') {
+            Some((key, value)) if !key.trim().is_empty() => {
+                Ok((key.trim().to_owned(), value.to_owned()))
+            }
+            _ => Err(SettingsError::Buildx(format!(
+                "{flag} {text}: expected KEY=VALUE"
+            ))),
+        })
+        .collect()
+}
+
+/// `--annotation [manifest:]KEY=VALUE`: the image's one manifest. buildx's other places (an
+/// index, a descriptor in it) do not exist in a single-platform push without an index.
+fn annotations(given: &[String]) -> Result<BTreeMap<String, String>, SettingsError> {
+    let mut plain = Vec::new();
+    for text in given {
+        let (place, rest) = match text.split_once(':') {
+            Some((place, rest))
+                if !place.contains('=')
+                    && place.chars().all(|c| {
+                        c.is_ascii_lowercase() || "-[]/,".contains(c) || c.is_ascii_digit()
+                    }) =>
+            {
+                (place, rest)
+            }
+            _ => ("manifest", text.as_str()),
+        };
+        if place != "manifest" {
+            return Err(SettingsError::Buildx(format!(
+                "--annotation {text}: `{place}:` is not supported: dockless pushes one manifest without an index; annotate it with manifest:KEY=VALUE (or KEY=VALUE)"
+            )));
+        }
+        plain.push(rest.to_owned());
+    }
+    key_value_flags("--annotation", &plain)
 }
 
 /// The environment variable that names one shared cache for both `--cache-from` and
 /// `--cache-to` (each flag, when given, wins over it).
 const CACHE_REPO_ENV: &str = "DOCKLESS_CACHE_REPO";
 
-/// `--cache-from` / `--cache-to` references, else `DOCKLESS_CACHE_REPO`'s.
+/// `--cache-from` / `--cache-to` references, else `DOCKLESS_CACHE_REPO`'s: REF, or buildx's
+/// `type=registry,ref=REF[,mode=max]` (the other types are refused, each with why).
 fn cache_references(flag: &'static str, given: &[String]) -> Result<Vec<Reference>, SettingsError> {
     let from_env;
     let texts = if given.is_empty() {
@@ -249,19 +349,81 @@ fn cache_references(flag: &'static str, given: &[String]) -> Result<Vec<Referenc
     texts
         .iter()
         .map(|text| {
-            let reference = Reference::parse(text.trim()).map_err(|e| SettingsError::CacheReference {
-                flag,
-                message: e.to_string(),
-            })?;
+            let wrong = |message: String| SettingsError::CacheReference { flag, message };
+            let named = cache_ref_text(flag, text.trim()).map_err(wrong)?;
+            let reference = Reference::parse(&named).map_err(|e| wrong(e.to_string()))?;
             if flag == "--cache-to" && reference.digest().is_some() {
-                return Err(SettingsError::CacheReference {
-                    flag,
-                    message: format!("{text}: a cache is written under a tag, not a digest; name it REGISTRY/REPOSITORY[:TAG]"),
-                });
+                return Err(wrong(format!("{text}: a cache is written under a tag, not a digest; name it REGISTRY/REPOSITORY[:TAG]")));
             }
             Ok(reference)
         })
         .collect()
+}
+
+/// The registry reference a cache flag names: the text itself, or buildx's `ref=` of
+/// `type=registry`. dockless's shared cache holds every layer the build made or reused (buildx's
+/// mode=max) in its own format, in a registry.
+fn cache_ref_text(flag: &str, text: &str) -> Result<String, String> {
+    if !text.contains('=') {
+        return Ok(text.to_owned());
+    }
+    let fields = key_values(text).map_err(|why| format!("{text}: {why}"))?;
+    let get = |key: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    match get("type").unwrap_or("registry") {
+        "registry" => {}
+        "local" => {
+            return Err(format!(
+                "{text}: type=local is not supported: dockless's local cache is its store (DOCKLESS_CACHE_DIR; keep that directory between CI runs); a cache to share goes to a registry: type=registry,ref=REGISTRY/REPO:TAG"
+            ));
+        }
+        "inline" => {
+            return Err(format!(
+                "{text}: type=inline is not supported: the cache goes to its own repository; use type=registry,ref=REGISTRY/REPO:cache"
+            ));
+        }
+        other => {
+            return Err(format!(
+                "{text}: type={other} is not supported; dockless's shared cache lives in a registry: type=registry,ref=REGISTRY/REPO:TAG"
+            ));
+        }
+    }
+    for (key, value) in &fields {
+        match (key.as_str(), value.as_str()) {
+            ("type" | "ref", _) | ("mode", "max") | ("ignore-error", "true") => {}
+            ("mode", "min") => {
+                return Err(format!(
+                    "{text}: mode=min is not supported: dockless exports every layer the build made or reused (mode=max); drop mode=min"
+                ));
+            }
+            ("ignore-error", _) => {
+                return Err(format!(
+                    "{text}: ignore-error={value} is not supported: a failed export only warns, it never fails the build (ignore-error=true)"
+                ));
+            }
+            (
+                "image-manifest" | "oci-mediatypes" | "compression" | "compression-level"
+                | "force-compression",
+                _,
+            ) if flag == "--cache-to" => {
+                tracing::warn!(
+                    "{flag} {text}: {key}={value} has no effect: dockless writes its shared cache in its own format, with the build's --compression"
+                );
+            }
+            _ => {
+                return Err(format!(
+                    "{text}: `{key}={value}` is not supported; expected type=registry,ref=REGISTRY/REPO:TAG[,mode=max]"
+                ));
+            }
+        }
+    }
+    get("ref")
+        .map(str::to_owned)
+        .ok_or_else(|| format!("{text}: type=registry needs ref=REGISTRY/REPO:TAG"))
 }
 
 /// `KEY=VALUE`, or `KEY` alone for the environment's value (dropped, with a warning, when

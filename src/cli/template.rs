@@ -18,13 +18,28 @@ use serde_json::json;
 use super::args::{RegistryAuthArg, TemplateBuildArgs};
 use super::auth::resolve_credential;
 use super::output::Output;
-use super::{remote_access, runtime, settings, settings_error, target_reference};
+use super::steps::ProgressMode;
+use super::{FlagError, remote_access, runtime, settings, settings_error, target_reference, usage};
 
 /// How often the build status is asked for (E2B's CLI asks about twice a second).
 pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
 
 pub fn build(args: &TemplateBuildArgs, quiet: bool) -> anyhow::Result<ExitCode> {
-    let output = Output::new(quiet, args.json);
+    let buildx = &args.inputs.buildx;
+    buildx.refused.check().map_err(usage)?;
+    if let Some(flag) = [
+        (buildx.iidfile.is_some(), "--iidfile"),
+        (buildx.metadata_file.is_some(), "--metadata-file"),
+    ]
+    .into_iter()
+    .find_map(|(given, flag)| given.then_some(flag))
+    {
+        return Err(usage(FlagError(format!(
+            "{flag} is not supported by `template build`: its result is an E2B template; --json prints the template, the image and its digest"
+        ))));
+    }
+    let progress = ProgressMode::choose(buildx.progress, quiet).map_err(usage)?;
+    let output = Output::new(quiet, args.json).with_progress(progress);
     let env = E2bEnv::from_process();
     // Validate everything before building or sending anything.
     let config = TemplateConfig::load(&args.context)?;
@@ -54,13 +69,14 @@ pub fn build(args: &TemplateBuildArgs, quiet: bool) -> anyhow::Result<ExitCode> 
     }
     let credential = resolve_credential(&args.credential, args.registry.upload.password_stdin)?;
     let api = ApiClient::new(endpoints.api.clone(), credential, settings::http_policy())?;
-    let options =
+    let mut options =
         settings::template_options(&args.context, args.dockerfile.as_deref(), &args.inputs)
             .map_err(settings_error)?;
+    options.progress = progress.listener();
     let runtime = runtime()?;
     let store = Store::open(Store::default_root())?;
     let explicit = match &target {
-        Some(target) => settings::explicit_credential(&args.registry, target)?,
+        Some(target) => settings::explicit_credential(&args.registry.upload, target)?,
         None => None,
     };
     let registry_settings = settings::registry_settings(&args.registry);

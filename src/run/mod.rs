@@ -6,15 +6,18 @@
 //! with that tree as its root, and [`diff`] turns what changed into layer entries. Without root,
 //! [`owners`] carries the owners the host cannot set across the sandbox boundary. [`cache`] keys
 //! the resulting layer by the layers below and the command, so an unchanged RUN is not run again.
+//! [`output`] takes the command's output to stderr, or line by line to whoever shows progress.
 
 pub mod cache;
 pub mod diff;
 pub mod mounts;
+pub mod output;
 pub mod owners;
 pub mod rootfs;
 pub mod sandbox;
 pub mod step;
 
+pub use output::OutputSink;
 pub use sandbox::{InlineScript, Isolation, IsolationError, NetworkError, SANDBOX_ARG};
 pub use step::{RunStep, SharedRunLayers, StepError, StepLayer};
 

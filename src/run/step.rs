@@ -43,6 +43,11 @@ pub struct RunStep<'a> {
     pub settings: LayerSettings,
     /// Layers made on other machines (a shared cache), asked after the local RUN cache.
     pub shared: Option<&'a dyn SharedRunLayers>,
+    /// `--no-cache`: run the command even when a cache has its layer (the new layer then
+    /// replaces the cached one).
+    pub reuse: bool,
+    /// Where the command's output goes line by line; `None`: straight to stderr.
+    pub output: Option<super::OutputSink>,
 }
 
 /// Layers made elsewhere that a RUN step may reuse instead of running: by RUN cache key.
@@ -99,9 +104,11 @@ impl RunStep<'_> {
         on_live: Option<OnLive<'_>>,
     ) -> Result<StepLayer, StepError<E>> {
         let key = self.key();
-        if let Some(layer) = run_cache::lookup(store, &key)
-            .or_else(|| self.shared.and_then(|shared| shared.find(&key)))
-        {
+        let cached = || {
+            run_cache::lookup(store, &key)
+                .or_else(|| self.shared.and_then(|shared| shared.find(&key)))
+        };
+        if let Some(layer) = self.reuse.then(cached).flatten() {
             return Ok(StepLayer {
                 layer,
                 cached: true,
@@ -148,24 +155,27 @@ impl RunStep<'_> {
             None
         };
         let handed_over = OwnersHandover::write(rootfs, subids)?;
-        let code = sandbox::run(Spec {
-            rootfs: rootfs.path().to_owned(),
-            argv: self.argv.to_vec(),
-            scripts: self.scripts.to_vec(),
-            env,
-            workdir: self.workdir.to_owned(),
-            uid: uid as u32,
-            gid: gid as u32,
-            userns,
-            host_uid,
-            host_gid,
-            subids,
-            owners: handed_over.as_ref().map(|h| h.file.path().to_owned()),
-            network: self.network,
-            mounts: mounts.mounts,
-            secret_env: mounts.secret_env,
-            status: Default::default(),
-        })?;
+        let code = sandbox::run_with_output(
+            Spec {
+                rootfs: rootfs.path().to_owned(),
+                argv: self.argv.to_vec(),
+                scripts: self.scripts.to_vec(),
+                env,
+                workdir: self.workdir.to_owned(),
+                uid: uid as u32,
+                gid: gid as u32,
+                userns,
+                host_uid,
+                host_gid,
+                subids,
+                owners: handed_over.as_ref().map(|h| h.file.path().to_owned()),
+                network: self.network,
+                mounts: mounts.mounts,
+                secret_env: mounts.secret_env,
+                status: Default::default(),
+            },
+            self.output.clone(),
+        )?;
         if code != 0 {
             return Err(RunError::Failed {
                 code,

@@ -62,6 +62,11 @@ fn options(context: &std::path::Path) -> BuildOptions {
         secrets: BTreeMap::new(),
         cache_from: Vec::new(),
         cache_to: Vec::new(),
+        no_cache: Default::default(),
+        labels: BTreeMap::new(),
+        annotations: BTreeMap::new(),
+        progress: Default::default(),
+        named_contexts: BTreeMap::new(),
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod architecture;
 mod build;
+mod buildx_flags;
 mod cancel;
 mod catalog;
 mod corpus;

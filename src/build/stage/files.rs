@@ -361,6 +361,9 @@ impl Builder<'_> {
         done: &[Stage],
         instruction: &Instruction,
     ) -> Result<Vec<BuiltLayer>, BuildError> {
+        if let Some(image) = self.named_context(from) {
+            return self.image_layers(instruction, image, done);
+        }
         match find_stage(done, from) {
             Some(stage) => Ok(stage.layers.clone()),
             None => self.image_layers(instruction, from, done),

@@ -26,7 +26,8 @@ impl Builder<'_> {
             unreachable!("expanding FROM gives FROM")
         };
         let name = from.stage_name.as_deref().map(str::to_lowercase);
-        if let Some(previous) = find_stage(done, &from.image) {
+        let named = self.named_context(&from.image);
+        if let Some(previous) = find_stage(done, &from.image).filter(|_| named.is_none()) {
             // `FROM <stage>`: carry on from where that stage ended, with its ARG values.
             return Ok(Stage {
                 config: previous.config.clone(),
@@ -52,7 +53,7 @@ impl Builder<'_> {
             filesystem,
             remote,
         } = base::resolve(
-            &from.image,
+            named.unwrap_or(&from.image),
             self.context.root(),
             platform.as_ref(),
             self.store,
@@ -64,6 +65,14 @@ impl Builder<'_> {
             config.config.set_env(key, value);
         }
         let layers = self.base_layers(instruction, layers, &config, remote.as_ref())?;
+        if let (Some(reference), Some(step)) = (&remote, self.current_step()) {
+            let bytes: u64 = layers.iter().map(|l| l.size).sum();
+            step.note(&format!(
+                "resolved {reference}: {} layers, {:.1} MiB (fetched when a step needs them)",
+                layers.len(),
+                bytes as f64 / (1024.0 * 1024.0)
+            ));
+        }
         Ok(Stage {
             config,
             layers,

@@ -34,6 +34,8 @@ pub(super) struct PendingLayer {
     line: usize,
     entries: Vec<Entry>,
     stamps: Stamps,
+    /// Whether a cache may give the layer (not with `--no-cache` for its stage).
+    reuse: bool,
     _staging: Vec<tempfile::TempDir>,
 }
 
@@ -70,6 +72,7 @@ impl Builder<'_> {
             line: instruction.line,
             entries,
             stamps,
+            reuse: self.options.no_cache.reuses(stage.name.as_deref()),
             _staging: staging,
         });
     }
@@ -177,6 +180,9 @@ impl Builder<'_> {
     /// one (by the layer's diff_id, which hashing the files gives).
     fn cached(&self, layer: &PendingLayer) -> Result<Cached, LayerError> {
         let local_key = cache::key(&layer.entries, self.settings, &layer.stamps);
+        if !layer.reuse {
+            return Ok(Cached::Missing { local_key });
+        }
         if let Some(written) = local_key
             .as_deref()
             .and_then(|k| cache::lookup(self.store, k))
@@ -295,6 +301,10 @@ impl Builder<'_> {
         self.flush(&mut stage)?;
         let mut config = stage.config;
         config.created = Some(self.created.clone());
+        if !self.options.labels.is_empty() {
+            let labels = config.config.labels.get_or_insert_with(Default::default);
+            labels.extend(self.options.labels.clone());
+        }
         config.rootfs.diff_ids = stage.layers.iter().map(|l| l.diff_id.clone()).collect();
         let config_bytes = config.to_bytes();
         let config_digest = self.store.put_bytes(&config_bytes)?;
@@ -310,7 +320,8 @@ impl Builder<'_> {
                 .iter()
                 .map(|l| Descriptor::new(l.media_type.clone(), l.digest.clone(), l.size))
                 .collect(),
-            annotations: None,
+            annotations: (!self.options.annotations.is_empty())
+                .then(|| self.options.annotations.clone()),
         };
         let manifest_bytes = manifest.to_bytes();
         let manifest_digest = self.store.put_bytes(&manifest_bytes)?;

@@ -9,6 +9,7 @@ mod layers;
 mod metadata;
 mod mounts;
 mod run;
+mod steps;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -50,6 +51,10 @@ pub(super) struct Builder<'a> {
     shared: &'a SharedCache<'a>,
     /// Every layer made or reused so far, for `--cache-to`.
     exported: std::sync::Mutex<Vec<ExportEntry>>,
+    /// How each step is named in the progress, by its instruction's line.
+    step_names: std::collections::HashMap<usize, String>,
+    /// The step under way (a RUN's output and whether a cache gave it belong to it).
+    current: std::sync::Mutex<Option<crate::build::progress::Step>>,
 }
 
 /// The state of the stage being built.
@@ -128,6 +133,8 @@ impl<'a> Builder<'a> {
             escape: '\\',
             shared,
             exported: std::sync::Mutex::new(Vec::new()),
+            step_names: Default::default(),
+            current: Default::default(),
         }
     }
 
@@ -142,6 +149,7 @@ impl<'a> Builder<'a> {
     /// Builds every stage the target needs, in order, and returns the target as an image.
     pub(super) fn run(mut self, dockerfile: &Dockerfile) -> Result<BuiltImage, BuildError> {
         self.escape = dockerfile.escape;
+        self.step_names = steps::step_names(&dockerfile.instructions);
         if let Some(syntax) = &dockerfile.syntax {
             tracing::warn!(
                 "{}: `# syntax={syntax}` is ignored: dockless reads the Dockerfile itself (BuildKit's dockerfile:1 features it knows, and a clear error for the rest)",
@@ -183,7 +191,9 @@ impl<'a> Builder<'a> {
                     );
                     walk.done.push(Stage::skipped(raw.stage_name.as_deref()));
                 } else {
-                    let mut stage = self.from(instruction, &walk.global_args, &walk.done)?;
+                    let mut stage = self.as_step(instruction, || {
+                        self.from(instruction, &walk.global_args, &walk.done)
+                    })?;
                     // The base's ONBUILD triggers run now and are not passed on.
                     let triggers = stage.config.config.on_build.take().unwrap_or_default();
                     walk.stage = Some(stage);
@@ -288,7 +298,7 @@ impl<'a> Builder<'a> {
             })?
         };
         let (done, global_args) = (&walk.done, &walk.global_args);
-        match expanded {
+        self.as_step(instruction, || match expanded {
             Command::From(_) => unreachable!("FROM starts a new stage before this"),
             Command::Run(run) => self.run_step(current, instruction, run, done),
             Command::Copy(c) => self.copy_step(current, instruction, &c, done),
@@ -301,7 +311,7 @@ impl<'a> Builder<'a> {
                 global_args,
                 &mut walk.used_args,
             ),
-        }
+        })
     }
 
     fn warn_unused_args(&self, used_args: &BTreeSet<String>) {
@@ -309,11 +319,15 @@ impl<'a> Builder<'a> {
             .options
             .build_args
             .keys()
-            .filter(|k| !used_args.contains(*k))
+            .filter(|k| !used_args.contains(*k) && !PREDEFINED_ARGS.contains(&k.as_str()))
             .map(String::as_str)
             .collect();
         if !unused.is_empty() {
-            tracing::warn!("build arguments not used by any ARG: {}", unused.join(", "));
+            // Docker's words, which CI logs are searched for.
+            tracing::warn!(
+                "[Warning] One or more build-args [{}] were not consumed",
+                unused.join(" ")
+            );
         }
     }
 
@@ -328,6 +342,20 @@ impl<'a> Builder<'a> {
             .map_err(|e| self.at(instruction, e))
     }
 }
+
+/// Build arguments every build may be given without an ARG (Docker does not warn of them).
+const PREDEFINED_ARGS: &[&str] = &[
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "FTP_PROXY",
+    "ftp_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
 
 /// Which stages the target (the last stage unless `--target`) needs, as BuildKit decides: the
 /// target and, transitively, the stages its FROM and `COPY --from` name. A reference holding a

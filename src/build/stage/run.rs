@@ -53,6 +53,8 @@ impl Builder<'_> {
             mount_key: &mount_key,
             settings: self.settings,
             shared: (!self.shared.is_empty()).then_some(&shared as &dyn SharedRunLayers),
+            reuse: self.options.no_cache.reuses(stage.name.as_deref()),
+            output: self.current_step().and_then(|step| step.output()),
         };
         // What the mounts need while the command runs (copies, trees, locks, the secrets'
         // private files) lives until the step is over.
@@ -76,6 +78,9 @@ impl Builder<'_> {
             })?;
         let source = shared.hit.take().map(|hit| hit.source);
         if made.cached {
+            if let Some(step) = self.current_step() {
+                step.mark_cached();
+            }
             let from = if source.is_some() {
                 " (from the shared cache)"
             } else {

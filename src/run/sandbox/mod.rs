@@ -178,7 +178,16 @@ pub fn choose(isolation: Isolation) -> Result<bool, SandboxError> {
 /// Runs the command described by `spec` (with `spec.status` unset: it is chosen here) and
 /// returns its exit code. The command's output goes to this process's standard error, so that
 /// `--json` on standard output stays clean.
-pub fn run(mut spec: Spec) -> Result<i32, SandboxError> {
+pub fn run(spec: Spec) -> Result<i32, SandboxError> {
+    run_with_output(spec, None)
+}
+
+/// [`run`], the command's output (standard output and error) going to `output` line by line
+/// when given (see [`crate::run::output`]).
+pub fn run_with_output(
+    mut spec: Spec,
+    output: Option<crate::run::OutputSink>,
+) -> Result<i32, SandboxError> {
     let status_dir = tempfile::tempdir().map_err(|source| SandboxError::Prepare {
         path: std::env::temp_dir(),
         source,
@@ -200,7 +209,7 @@ pub fn run(mut spec: Spec) -> Result<i32, SandboxError> {
         return Err(prepare_error(source));
     }
     let json = serde_json::to_vec(&spec).unwrap_or_default();
-    let status = run_helper(&json);
+    let status = run_helper(&json, output);
     points.remove();
     let status = status?;
     let mut problem = String::new();
@@ -216,16 +225,20 @@ pub fn run(mut spec: Spec) -> Result<i32, SandboxError> {
 
 /// Starts the helper with `json`, the specification, on its standard input: never in its
 /// command line, which any local user reads with `ps`. The command's output (the helper's
-/// standard output and error) comes back through a pipe this process relays to its standard
-/// error, so the command never holds the invoker's terminal, whose input queue `TIOCSTI` fills.
-fn run_helper(json: &[u8]) -> Result<ExitStatus, SandboxError> {
+/// standard output and error) always comes back through a pipe this process reads (see
+/// [`crate::run::output`]), so the command never holds the invoker's terminal, whose input
+/// queue `TIOCSTI` fills: raw to this process's standard error, or line by line to `output`.
+fn run_helper(
+    json: &[u8],
+    output: Option<crate::run::OutputSink>,
+) -> Result<ExitStatus, SandboxError> {
     // This very binary, even if its file was replaced or removed since it started.
     let program = PathBuf::from("/proc/self/exe");
     let spawn_error = |source| SandboxError::Spawn {
         program: program.clone(),
         source,
     };
-    let (output, output_writer) = io::pipe().map_err(spawn_error)?;
+    let output = crate::run::output::CommandOutput::new(output).map_err(spawn_error)?;
     let mut helper = Command::new(&program);
     // Secrets dockless holds for itself stay out of the sandbox, even out of its helper.
     for name in crate::registry::SECRETS_NOT_FOR_HELPERS {
@@ -234,39 +247,26 @@ fn run_helper(json: &[u8]) -> Result<ExitStatus, SandboxError> {
     helper
         .arg(SANDBOX_ARG)
         .stdin(Stdio::piped())
-        .stdout(output_writer.try_clone().map_err(spawn_error)?)
-        .stderr(output_writer);
+        .stdout(output.stdout().map_err(spawn_error)?)
+        .stderr(output.stderr().map_err(spawn_error)?);
     lifeline::dies_with_this_process(&mut helper);
-    let mut child = crate::cancel::spawn_helper(&mut helper).map_err(spawn_error)?;
-    // The command keeps the write ends: dropped here, the relay ends when the sandbox does.
+    let spawned = crate::cancel::spawn_helper(&mut helper);
+    // The command keeps the write ends: dropped here, the reader ends when the sandbox does.
     drop(helper);
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(source) => {
+            output.finish();
+            return Err(spawn_error(source));
+        }
+    };
     if let Some(mut stdin) = child.take_stdin() {
         // A helper that stopped early says why in its status file; a broken pipe adds nothing.
         let _ = stdin.write_all(json);
     }
-    relay(output);
-    child.wait().map_err(spawn_error)
-}
-
-/// Copies the command's output to this process's standard error until the sandbox closes it;
-/// when standard error is gone, the output is still read, so the command never blocks on it.
-fn relay(mut output: io::PipeReader) {
-    let mut buffer = [0u8; 8192];
-    let mut stderr = Some(io::stderr());
-    loop {
-        match output.read(&mut buffer) {
-            Ok(0) => return,
-            Ok(n) => {
-                if let Some(err) = stderr.as_mut()
-                    && err.write_all(&buffer[..n]).is_err()
-                {
-                    stderr = None;
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return,
-        }
-    }
+    let status = child.wait().map_err(spawn_error);
+    output.finish();
+    status
 }
 
 /// The specification the helper's parent writes on its standard input, which then becomes

@@ -109,6 +109,7 @@ impl Workspace {
             .env("HOME", self.path().join("home"))
             .env_remove("SOURCE_DATE_EPOCH")
             .env_remove("RUST_LOG")
+            .env_remove("BUILDKIT_PROGRESS")
             .env_remove("DOCKER_CONFIG")
             .env_remove("REGISTRY_AUTH_FILE")
             .env_remove("XDG_RUNTIME_DIR");

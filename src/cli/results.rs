@@ -1,0 +1,111 @@
+//! What a build leaves beside its output for scripts, as buildx leaves it: `--iidfile` (the
+//! image ID, the config's digest) and `--metadata-file` (buildx's keys), and `--output
+//! type=oci,dest=FILE.tar` (the OCI layout as one tar archive). Each file is written whole
+//! (a temporary file beside it, then renamed) or not at all.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context as _;
+use dockless::build::BuiltImage;
+use dockless::store::Store;
+use serde_json::json;
+
+use super::buildx::BuildxArgs;
+
+/// Writes `--iidfile` and `--metadata-file` for `image`, known under `names`.
+pub fn write(buildx: &BuildxArgs, image: &BuiltImage, names: &[String]) -> anyhow::Result<()> {
+    if let Some(path) = &buildx.iidfile {
+        // docker writes the ID alone, without a newline.
+        write_whole(path, image.config.digest.as_str().as_bytes())?;
+    }
+    if let Some(path) = &buildx.metadata_file {
+        let mut text = serde_json::to_vec_pretty(&metadata(image, names))?;
+        text.push(b'\n');
+        write_whole(path, &text)?;
+    }
+    Ok(())
+}
+
+/// buildx's result metadata for an image.
+fn metadata(image: &BuiltImage, names: &[String]) -> serde_json::Value {
+    let mut value = json!({
+        "containerimage.digest": image.manifest.digest,
+        "containerimage.config.digest": image.config.digest,
+        "containerimage.descriptor": {
+            "mediaType": image.manifest.media_type,
+            "digest": image.manifest.digest,
+            "size": image.manifest.size,
+        },
+    });
+    if !names.is_empty() {
+        value["image.name"] = json!(names.join(","));
+    }
+    value
+}
+
+/// Writes `bytes` to `path` through a temporary file beside it.
+pub fn write_whole(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut file = tempfile::NamedTempFile::new_in(parent).with_context(|| {
+        format!(
+            "could not write {}: in {}",
+            path.display(),
+            parent.display()
+        )
+    })?;
+    file.write_all(bytes)
+        .and_then(|()| file.flush())
+        .with_context(|| format!("could not write {}", path.display()))?;
+    file.persist(path)
+        .with_context(|| format!("could not write {}", path.display()))?;
+    Ok(())
+}
+
+/// `--output type=oci,dest=FILE`: the OCI layout of `image` under `names`, as a tar archive
+/// (the layout is written beside it first; the archive's entries have fixed times and owners).
+pub fn write_layout_tar(
+    store: &Store,
+    dest: &Path,
+    image: &BuiltImage,
+    names: &[String],
+) -> anyhow::Result<()> {
+    let parent = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let staging = tempfile::Builder::new()
+        .prefix(".dockless-layout-")
+        .tempdir_in(parent)
+        .with_context(|| {
+            format!(
+                "could not write {}: in {}",
+                dest.display(),
+                parent.display()
+            )
+        })?;
+    let layout = staging.path().join("layout");
+    dockless::layout::write_layout_named(store, &layout, &image.manifest, &image.blobs(), names)?;
+    let archive = tempfile::NamedTempFile::new_in(parent)
+        .with_context(|| format!("could not write {}", dest.display()))?;
+    let mut builder = tar::Builder::new(std::io::BufWriter::new(archive));
+    builder.mode(tar::HeaderMode::Deterministic);
+    builder.follow_symlinks(false);
+    builder
+        .append_dir_all(".", &layout)
+        .and_then(|()| builder.finish())
+        .with_context(|| format!("could not write {}", dest.display()))?;
+    let archive = builder
+        .into_inner()
+        .context("could not finish the archive")?
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .with_context(|| format!("could not write {}", dest.display()))?;
+    archive
+        .persist(dest)
+        .with_context(|| format!("could not write {}", dest.display()))?;
+    Ok(())
+}
