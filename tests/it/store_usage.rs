@@ -321,3 +321,27 @@ fn the_size_limit_is_kept_after_each_build() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(2), "a bad limit stops the build");
 }
+
+#[test]
+fn a_cache_hit_counts_as_a_use() {
+    let ws = Workspace::new();
+    write_context(&ws, "first", 300_000);
+    write_context(&ws, "second", 300_000);
+    let first = build_json(&ws, "first", &[]);
+    age_everything(&ws.cache(), Duration::from_secs(60));
+    // Now the first image is the least recently used.
+    let second = layer(&build_json(&ws, "second", &[]));
+    // All cached: nothing is written, but what it used becomes the most recently used.
+    assert_eq!(build_json(&ws, "first", &[])["digest"], first["digest"]);
+    let out = ws
+        .dockless()
+        .args(["prune", "--all", "--keep-storage", "450kb"])
+        .output()
+        .unwrap();
+    assert_success(&out);
+    assert!(
+        has_blob(&ws, &layer(&first)),
+        "used by the last build: kept"
+    );
+    assert!(!has_blob(&ws, &second), "not used since: gone");
+}
