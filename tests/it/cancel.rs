@@ -344,13 +344,11 @@ fn sigkill_during_run_leaves_nothing_running_and_the_next_build_sweeps() {
     next_build_sweeps_and_matches(&ws, &digest);
 }
 
-/// A COPY of 192 MiB of random bytes, killed while its layer is being written.
-#[test]
-fn sigkill_during_a_layer_write_is_swept_by_the_next_build() {
+/// A workspace whose build COPYs 192 MiB of random bytes; the digest a fresh store gives.
+fn big_copy_workspace() -> (Workspace, String) {
     let ws = Workspace::new();
     let mut big = vec![0u8; 192 << 20];
-    let mut rng = fastrand::Rng::with_seed(21);
-    rng.fill(&mut big);
+    fastrand::Rng::with_seed(21).fill(&mut big);
     ws.write("big.bin", &big);
     drop(big);
     ws.write("Dockerfile", "FROM scratch\nCOPY big.bin /big.bin\n");
@@ -365,6 +363,11 @@ fn sigkill_during_a_layer_write_is_swept_by_the_next_build() {
         .as_str()
         .unwrap()
         .to_owned();
+    (ws, digest)
+}
+
+/// Starts the build of a [`big_copy_workspace`] and waits until its layer is being written.
+fn writing_a_big_layer(ws: &Workspace) -> Running {
     let mut command = ws.dockless();
     command.args(["build", "ctx", "--output", "out"]);
     let mut build = Running::start(command);
@@ -372,12 +375,41 @@ fn sigkill_during_a_layer_write_is_swept_by_the_next_build() {
     build.wait_until("a layer being written", |_| {
         tmp_entries(&cache)
             .iter()
-            .any(|p| fs::metadata(p).is_ok_and(|m| m.len() > 1 << 20))
+            .any(|p| fs::metadata(p).is_ok_and(|m| m.is_file() && m.len() > 1 << 20))
     });
+    build
+}
+
+#[test]
+fn sigkill_during_a_layer_write_is_swept_by_the_next_build() {
+    let (ws, digest) = big_copy_workspace();
+    let build = writing_a_big_layer(&ws);
     build.signal(libc::SIGKILL);
     let (status, _) = build.finish(Duration::from_secs(10));
     assert_eq!(status.code(), None, "killed");
-    assert!(!tmp_entries(&cache).is_empty(), "the half-written layer");
+    assert!(
+        !tmp_entries(&ws.cache()).is_empty(),
+        "the half-written layer"
+    );
+    next_build_sweeps_and_matches(&ws, &digest);
+}
+
+#[test]
+fn sigint_during_a_layer_write_stops_within_a_read_and_removes_it() {
+    let (ws, digest) = big_copy_workspace();
+    let build = writing_a_big_layer(&ws);
+    let started = Instant::now();
+    build.signal(libc::SIGINT);
+    let (status, stderr) = build.finish(Duration::from_secs(20));
+    // Well within the grace period after which a build that does not stop is ended.
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "stopping took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert_eq!(stderr.matches("interrupted").count(), 1, "{stderr}");
+    assert_eq!(tmp_entries(&ws.cache()), Vec::<PathBuf>::new());
     next_build_sweeps_and_matches(&ws, &digest);
 }
 
