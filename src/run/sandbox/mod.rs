@@ -175,8 +175,10 @@ pub fn choose(isolation: Isolation) -> Result<bool, SandboxError> {
 /// returns its exit code. The command's output goes to this process's standard error, so that
 /// `--json` on standard output stays clean.
 pub fn run(mut spec: Spec) -> Result<i32, SandboxError> {
-    let status_dir = tempfile::tempdir().map_err(|source| SandboxError::Prepare {
-        path: std::env::temp_dir(),
+    // Beside the tree (in the process's part of the store, swept if the process dies).
+    let beside = spec.rootfs.parent().map_or_else(std::env::temp_dir, Path::to_owned);
+    let status_dir = tempfile::tempdir_in(&beside).map_err(|source| SandboxError::Prepare {
+        path: beside.clone(),
         source,
     })?;
     spec.status = status_dir.path().join("status");
