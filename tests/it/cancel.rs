@@ -18,14 +18,17 @@ use crate::support::binary::{Workspace, assert_success, busybox_base, is_root};
 use crate::support::proxy::{Fault, FaultProxy, Rule};
 use crate::support::registry::{RegistryAuth, TestRegistry};
 
-/// A RUN that prints `TOKEN-42` (the Dockerfile's text holds `$((6*7))`, so a step header
-/// cannot be taken for it), sleeps for the secret `pause` (none: no sleep), and makes a file.
+/// A RUN that gives files to another user (so that while it runs, the tree holds files of the
+/// sandbox's other IDs), prints `TOKEN-42` (the Dockerfile's text holds `$((6*7))`, so a step
+/// header cannot be taken for it), sleeps for the secret `pause` (none: no sleep), and makes a
+/// file.
 fn pausing_dockerfile(base: &str, token: &str) -> String {
     format!(
         "FROM {base}\n\
          RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n\
-         RUN --mount=type=secret,id=pause,env=PAUSE echo \"{token}-$((6*7))\" \
-         && sleep ${{PAUSE:-0}} && echo built > /built\n"
+         RUN --mount=type=secret,id=pause,env=PAUSE mkdir -p /owned/deep \
+         && touch /owned/deep/file && chown -R 1000:1000 /owned && chmod 700 /owned \
+         && echo \"{token}-$((6*7))\" && sleep ${{PAUSE:-0}} && echo built > /built\n"
     )
 }
 
@@ -216,6 +219,17 @@ pub(crate) fn tmp_entries(cache: &Path) -> Vec<PathBuf> {
     found
 }
 
+/// The store's temporary area holds nothing (the failure shows the first few entries).
+pub(crate) fn assert_tmp_empty(cache: &Path) {
+    let left = tmp_entries(cache);
+    assert!(
+        left.is_empty(),
+        "{} entries left in tmp/, such as {:?}",
+        left.len(),
+        &left[..left.len().min(5)]
+    );
+}
+
 pub(crate) fn require_root() {
     assert!(
         is_root(),
@@ -267,14 +281,46 @@ fn next_build_sweeps_and_matches(ws: &Workspace, digest: &str) {
         json["digest"], digest,
         "the next build gives the same digest"
     );
-    assert_eq!(tmp_entries(&ws.cache()), Vec::<PathBuf>::new());
+    assert_tmp_empty(&ws.cache());
+}
+
+/// `command` (a [`Workspace::dockless`] one) run as nobody, who has subordinate IDs: the
+/// sandbox maps 65536 IDs, and the tree's files are handed to them for the command.
+fn as_nobody(ws: &Workspace, template: Command) -> Command {
+    crate::run::require_subordinate_ids();
+    crate::run::chown_tree(ws.path(), "65534");
+    let mut command = Command::new("setpriv");
+    command.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        crate::support::binary::binary_for_anyone()
+            .to_str()
+            .unwrap(),
+    ]);
+    command.current_dir(ws.path());
+    for (key, value) in template.get_envs() {
+        match value {
+            Some(value) => command.env(key, value),
+            None => command.env_remove(key),
+        };
+    }
+    command.args(template.get_args());
+    command
 }
 
 fn stopped_during_run(signal: i32, code: i32, whole_group: bool) {
+    stopped_during_run_as(signal, code, whole_group, false);
+}
+
+fn stopped_during_run_as(signal: i32, code: i32, whole_group: bool, nobody: bool) {
     require_root();
     let token = token();
     let (ws, digest) = pausing_workspace(&token);
     let mut command = pausing_build(&ws, "30");
+    if nobody {
+        command = as_nobody(&ws, command);
+    }
     if whole_group {
         // As a terminal's Ctrl-C: the signal goes to every process of the group.
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
@@ -305,9 +351,19 @@ fn stopped_during_run(signal: i32, code: i32, whole_group: bool) {
     assert!(!stderr.contains("error:"), "one message only: {stderr}");
     assert_all_end(&processes);
     assert!(!secrets[0].exists(), "the secret's file is removed");
-    assert_eq!(tmp_entries(&ws.cache()), Vec::<PathBuf>::new());
+    assert_tmp_empty(&ws.cache());
     assert!(!ws.out().exists(), "no output from a stopped build");
-    next_build_sweeps_and_matches(&ws, &digest);
+    if nobody {
+        let mut again = ws.dockless();
+        again.args(["build", "ctx", "--output", "again", "--json"]);
+        let out = as_nobody(&ws, again).output().unwrap();
+        assert_success(&out);
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(json["digest"], digest.as_str(), "rootless, the same digest");
+        assert_tmp_empty(&ws.cache());
+    } else {
+        next_build_sweeps_and_matches(&ws, &digest);
+    }
 }
 
 #[test]
@@ -318,6 +374,13 @@ fn sigint_during_run_kills_the_sandbox_and_removes_its_files() {
 #[test]
 fn sigterm_during_run_kills_the_sandbox_and_removes_its_files() {
     stopped_during_run(libc::SIGTERM, 143, false);
+}
+
+/// Rootless, the tree's files belong to subordinate IDs while the command runs: the helper's
+/// child gives them back before the tree is removed (else nobody could remove it).
+#[test]
+fn sigint_during_a_rootless_run_gives_the_files_back_and_removes_them() {
+    stopped_during_run_as(libc::SIGINT, 130, false, true);
 }
 
 #[test]
@@ -409,7 +472,7 @@ fn sigint_during_a_layer_write_stops_within_a_read_and_removes_it() {
     );
     assert_eq!(status.code(), Some(130), "{stderr}");
     assert_eq!(stderr.matches("interrupted").count(), 1, "{stderr}");
-    assert_eq!(tmp_entries(&ws.cache()), Vec::<PathBuf>::new());
+    assert_tmp_empty(&ws.cache());
     next_build_sweeps_and_matches(&ws, &digest);
 }
 
@@ -501,7 +564,7 @@ async fn sigkill_during_a_push_is_swept_and_the_next_push_completes() {
             .unwrap()
     });
     assert_success(&out);
-    assert_eq!(tmp_entries(&ws.cache()), Vec::<PathBuf>::new());
+    assert_tmp_empty(&ws.cache());
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let built = ws
         .dockless()

@@ -9,7 +9,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use crate::cancel::{Running, pausing_build, pausing_workspace, require_root, tmp_entries, token};
+use crate::cancel::{
+    Running, assert_tmp_empty, pausing_build, pausing_workspace, require_root, token,
+};
 use crate::support::binary::{Workspace, assert_success};
 
 /// A context per name: `FROM scratch` and a COPY of `size` random bytes seeded by the name.
@@ -252,7 +254,7 @@ fn prune_waits_for_a_running_build_which_succeeds_with_the_right_digest() {
     let (status, stderr) = prune.finish(Duration::from_secs(60));
     assert!(status.success(), "{stderr}");
     assert_eq!(du_total(&ws), 0, "the prune ran after the build");
-    assert_eq!(tmp_entries(&ws.cache()), Vec::<std::path::PathBuf>::new());
+    assert_tmp_empty(&ws.cache());
 }
 
 #[test]

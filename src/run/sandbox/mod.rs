@@ -176,7 +176,10 @@ pub fn choose(isolation: Isolation) -> Result<bool, SandboxError> {
 /// `--json` on standard output stays clean.
 pub fn run(mut spec: Spec) -> Result<i32, SandboxError> {
     // Beside the tree (in the process's part of the store, swept if the process dies).
-    let beside = spec.rootfs.parent().map_or_else(std::env::temp_dir, Path::to_owned);
+    let beside = spec
+        .rootfs
+        .parent()
+        .map_or_else(std::env::temp_dir, Path::to_owned);
     let status_dir = tempfile::tempdir_in(&beside).map_err(|source| SandboxError::Prepare {
         path: beside.clone(),
         source,
@@ -390,7 +393,7 @@ fn in_new_userns(
             unsafe { libc::_exit(code) }
         }
         child => {
-            lifeline::watch(child);
+            lifeline::watch_namespace_child(child);
             let mut byte = [0u8; 1];
             // SAFETY: reading one byte from our own pipe.
             let n = unsafe { libc::read(ready[0], byte.as_mut_ptr().cast(), 1) };
