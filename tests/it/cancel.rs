@@ -492,14 +492,26 @@ async fn registry_workspace() -> (Workspace, TestRegistry, FaultProxy, String) {
     (ws, registry, proxy, remote)
 }
 
-/// Waits until the proxy saw a request matching `method` and `path`.
-fn wait_for_request(build: &mut Running, proxy: &FaultProxy, method: &str, path: &str) {
+/// Waits until the proxy answered more requests matching `method` and `path` with a fault
+/// than `seen_before` (counted by [`faulted`] before the build started).
+fn wait_for_request(
+    build: &mut Running,
+    proxy: &FaultProxy,
+    (method, path): (&str, &str),
+    seen_before: usize,
+) {
     build.wait_until(&format!("{method} …{path}…"), |_| {
-        proxy
-            .seen()
-            .iter()
-            .any(|s| s.method == method && s.path_and_query.contains(path) && s.fault.is_some())
+        faulted(proxy, method, path) > seen_before
     });
+}
+
+/// How many requests matching `method` and `path` the proxy answered with a fault.
+fn faulted(proxy: &FaultProxy, method: &str, path: &str) -> usize {
+    proxy
+        .seen()
+        .iter()
+        .filter(|s| s.method == method && s.path_and_query.contains(path) && s.fault.is_some())
+        .count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -524,7 +536,7 @@ async fn sigkill_during_a_base_pull_is_swept_by_the_next_build() {
     command.args(["build", "ctx", "--output", "out"]);
     let mut build = Running::start(command);
     let wait = tokio::task::block_in_place(|| {
-        wait_for_request(&mut build, &proxy, "GET", "/blobs/sha256:");
+        wait_for_request(&mut build, &proxy, ("GET", "/blobs/sha256:"), 0);
         build.signal(libc::SIGKILL);
         build.finish(Duration::from_secs(10))
     });
@@ -575,4 +587,47 @@ async fn sigkill_during_a_push_is_swept_and_the_next_push_completes() {
     assert_success(&built);
     let fresh: serde_json::Value = serde_json::from_slice(&built.stdout).unwrap();
     assert_eq!(json["digest"], fresh["digest"], "{json}");
+}
+
+/// A build stuck in a transfer that does not look at the stop request (a base pull from a
+/// registry that never answers): the first SIGINT ends it after the grace period, removing
+/// what it registered; a second SIGINT ends it at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_build_ends_after_the_grace_period_or_at_a_second_signal() {
+    let (ws, _registry, proxy, remote) = registry_workspace().await;
+    ws.write("Dockerfile", format!("FROM {remote}\nCOPY f /f\n"));
+    ws.write("f", "f");
+    proxy.add(Rule::new("GET", "/blobs/sha256:", Fault::Hang, 100));
+    tokio::task::block_in_place(|| {
+        for second_signal in [false, true] {
+            let before = faulted(&proxy, "GET", "/blobs/sha256:");
+            let mut command = ws.dockless();
+            command.args(["build", "ctx", "--output", "out"]);
+            let mut build = Running::start(command);
+            wait_for_request(&mut build, &proxy, ("GET", "/blobs/sha256:"), before);
+            let started = Instant::now();
+            build.signal(libc::SIGINT);
+            if second_signal {
+                std::thread::sleep(Duration::from_millis(300));
+                build.signal(libc::SIGINT);
+            }
+            let (status, stderr) = build.finish(Duration::from_secs(30));
+            let took = started.elapsed();
+            assert_eq!(
+                status.code(),
+                Some(130),
+                "{status:?} after {took:?}: {stderr}"
+            );
+            assert_eq!(stderr.matches("interrupted").count(), 1, "{stderr}");
+            if second_signal {
+                assert!(took < Duration::from_secs(2), "the second signal: {took:?}");
+            } else {
+                assert!(
+                    took >= Duration::from_secs(4) && took < Duration::from_secs(8),
+                    "ended after the 5 s grace period: {took:?}"
+                );
+                assert_tmp_empty(&ws.cache());
+            }
+        }
+    });
 }
