@@ -48,23 +48,6 @@ pub fn check_io() -> io::Result<()> {
     check().map_err(io::Error::other)
 }
 
-/// Whether `error` (or one of its causes) says the build was interrupted.
-pub fn is_interrupted(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause = Some(error);
-    while let Some(error) = cause {
-        if error.is::<Interrupted>() {
-            return true;
-        }
-        if let Some(io) = error.downcast_ref::<io::Error>()
-            && io.get_ref().is_some_and(|inner| inner.is::<Interrupted>())
-        {
-            return true;
-        }
-        cause = error.source();
-    }
-    false
-}
-
 /// Asks the build to stop because of `signal`; kills the running sandboxes. Returns whether
 /// this was the first request (a second one should end the process at once).
 pub fn request(signal: i32) -> bool {
@@ -131,23 +114,4 @@ fn forget(pid: u32) {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .retain(|p| *p != pid);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn interrupted_is_found_through_io_errors_and_causes() {
-        let io = check_io_with(Interrupted);
-        assert!(is_interrupted(&io));
-        assert!(!is_interrupted(&io::Error::other("disk full")));
-        assert!(!is_interrupted(&io::Error::from(
-            io::ErrorKind::Interrupted
-        )));
-    }
-
-    fn check_io_with(e: Interrupted) -> io::Error {
-        io::Error::other(e)
-    }
 }

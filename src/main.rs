@@ -15,6 +15,7 @@ fn main() -> ExitCode {
         let code = dockless::run::sandbox::helper_main();
         return ExitCode::from(u8::try_from(code).unwrap_or(1));
     }
+    // SIGINT/SIGTERM/SIGHUP stop the build cleanly (see cli::interrupt).
     cli::interrupt::watch();
     let command = cli::args::Cli::parse();
     cli::logging::init(command.quiet, command.verbose);

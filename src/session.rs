@@ -83,20 +83,22 @@ impl Drop for Session {
 
 /// The store's lock taken exclusively: no build runs on the store while it is held.
 #[derive(Debug)]
-pub struct Exclusive(#[allow(dead_code)] File);
+pub struct Exclusive {
+    _lock: File,
+}
 
 /// Takes the store at `root` exclusively; `wait`: until the running builds end, else `None`
 /// when one runs.
 pub fn exclusive(root: &Path, wait: bool) -> io::Result<Option<Exclusive>> {
     let file = open_lock(&root.join(STORE_LOCK))?;
     if flock(&file, libc::LOCK_EX | libc::LOCK_NB) {
-        return Ok(Some(Exclusive(file)));
+        return Ok(Some(Exclusive { _lock: file }));
     }
     if !wait {
         return Ok(None);
     }
     if flock(&file, libc::LOCK_EX) {
-        Ok(Some(Exclusive(file)))
+        Ok(Some(Exclusive { _lock: file }))
     } else {
         Err(io::Error::last_os_error())
     }

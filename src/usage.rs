@@ -174,9 +174,10 @@ pub fn prune(
         root: root.to_owned(),
         source,
     };
-    if wait && session::live_sessions(root) > 0 {
+    let running = session::live_sessions(root);
+    if wait && running > 0 {
         tracing::warn!(
-            builds = session::live_sessions(root),
+            builds = running,
             "waiting for the builds using the store to end"
         );
     }

@@ -236,6 +236,8 @@ struct CountingReader<R> {
 
 impl<R: io::Read> io::Read for CountingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // An interrupted build stops within one read, not after the whole file.
+        crate::cancel::check_io()?;
         let n = self.inner.read(buf)?;
         self.count += n as u64;
         Ok(n)

@@ -238,7 +238,9 @@ impl OwnersHandover {
         if subids.is_none() {
             return Ok(None);
         }
-        let file = tempfile::NamedTempFile::new().map_err(RunError::Diff)?;
+        // Beside the tree, in this process's part of the store: swept if the process dies.
+        let beside = rootfs.path().parent().unwrap_or(rootfs.path());
+        let file = tempfile::NamedTempFile::new_in(beside).map_err(RunError::Diff)?;
         let mut list: Vec<(String, u64, u64)> = rootfs
             .owners
             .iter()

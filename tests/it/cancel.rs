@@ -18,14 +18,17 @@ use crate::support::binary::{Workspace, assert_success, busybox_base, is_root};
 use crate::support::proxy::{Fault, FaultProxy, Rule};
 use crate::support::registry::{RegistryAuth, TestRegistry};
 
-/// A RUN that prints `TOKEN-42` (the Dockerfile's text holds `$((6*7))`, so a step header
-/// cannot be taken for it), sleeps for the secret `pause` (none: no sleep), and makes a file.
+/// A RUN that gives files to another user (so that while it runs, the tree holds files of the
+/// sandbox's other IDs), prints `TOKEN-42` (the Dockerfile's text holds `$((6*7))`, so a step
+/// header cannot be taken for it), sleeps for the secret `pause` (none: no sleep), and makes a
+/// file.
 fn pausing_dockerfile(base: &str, token: &str) -> String {
     format!(
         "FROM {base}\n\
          RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n\
-         RUN --mount=type=secret,id=pause,env=PAUSE echo \"{token}-$((6*7))\" \
-         && sleep ${{PAUSE:-0}} && echo built > /built\n"
+         RUN --mount=type=secret,id=pause,env=PAUSE mkdir -p /owned/deep \
+         && touch /owned/deep/file && chown -R 1000:1000 /owned && chmod 700 /owned \
+         && echo \"{token}-$((6*7))\" && sleep ${{PAUSE:-0}} && echo built > /built\n"
     )
 }
 
@@ -216,6 +219,17 @@ pub(crate) fn tmp_entries(cache: &Path) -> Vec<PathBuf> {
     found
 }
 
+/// The store's temporary area holds nothing (the failure shows the first few entries).
+pub(crate) fn assert_tmp_empty(cache: &Path) {
+    let left = tmp_entries(cache);
+    assert!(
+        left.is_empty(),
+        "{} entries left in tmp/, such as {:?}",
+        left.len(),
+        &left[..left.len().min(5)]
+    );
+}
+
 pub(crate) fn require_root() {
     assert!(
         is_root(),
@@ -267,14 +281,46 @@ fn next_build_sweeps_and_matches(ws: &Workspace, digest: &str) {
         json["digest"], digest,
         "the next build gives the same digest"
     );
-    assert_eq!(tmp_entries(&ws.cache()), Vec::<PathBuf>::new());
+    assert_tmp_empty(&ws.cache());
+}
+
+/// `command` (a [`Workspace::dockless`] one) run as nobody, who has subordinate IDs: the
+/// sandbox maps 65536 IDs, and the tree's files are handed to them for the command.
+fn as_nobody(ws: &Workspace, template: Command) -> Command {
+    crate::run::require_subordinate_ids();
+    crate::run::chown_tree(ws.path(), "65534");
+    let mut command = Command::new("setpriv");
+    command.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        crate::support::binary::binary_for_anyone()
+            .to_str()
+            .unwrap(),
+    ]);
+    command.current_dir(ws.path());
+    for (key, value) in template.get_envs() {
+        match value {
+            Some(value) => command.env(key, value),
+            None => command.env_remove(key),
+        };
+    }
+    command.args(template.get_args());
+    command
 }
 
 fn stopped_during_run(signal: i32, code: i32, whole_group: bool) {
+    stopped_during_run_as(signal, code, whole_group, false);
+}
+
+fn stopped_during_run_as(signal: i32, code: i32, whole_group: bool, nobody: bool) {
     require_root();
     let token = token();
     let (ws, digest) = pausing_workspace(&token);
     let mut command = pausing_build(&ws, "30");
+    if nobody {
+        command = as_nobody(&ws, command);
+    }
     if whole_group {
         // As a terminal's Ctrl-C: the signal goes to every process of the group.
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
@@ -305,9 +351,19 @@ fn stopped_during_run(signal: i32, code: i32, whole_group: bool) {
     assert!(!stderr.contains("error:"), "one message only: {stderr}");
     assert_all_end(&processes);
     assert!(!secrets[0].exists(), "the secret's file is removed");
-    assert_eq!(tmp_entries(&ws.cache()), Vec::<PathBuf>::new());
+    assert_tmp_empty(&ws.cache());
     assert!(!ws.out().exists(), "no output from a stopped build");
-    next_build_sweeps_and_matches(&ws, &digest);
+    if nobody {
+        let mut again = ws.dockless();
+        again.args(["build", "ctx", "--output", "again", "--json"]);
+        let out = as_nobody(&ws, again).output().unwrap();
+        assert_success(&out);
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(json["digest"], digest.as_str(), "rootless, the same digest");
+        assert_tmp_empty(&ws.cache());
+    } else {
+        next_build_sweeps_and_matches(&ws, &digest);
+    }
 }
 
 #[test]
@@ -318,6 +374,13 @@ fn sigint_during_run_kills_the_sandbox_and_removes_its_files() {
 #[test]
 fn sigterm_during_run_kills_the_sandbox_and_removes_its_files() {
     stopped_during_run(libc::SIGTERM, 143, false);
+}
+
+/// Rootless, the tree's files belong to subordinate IDs while the command runs: the helper's
+/// child gives them back before the tree is removed (else nobody could remove it).
+#[test]
+fn sigint_during_a_rootless_run_gives_the_files_back_and_removes_them() {
+    stopped_during_run_as(libc::SIGINT, 130, false, true);
 }
 
 #[test]
@@ -344,13 +407,11 @@ fn sigkill_during_run_leaves_nothing_running_and_the_next_build_sweeps() {
     next_build_sweeps_and_matches(&ws, &digest);
 }
 
-/// A COPY of 192 MiB of random bytes, killed while its layer is being written.
-#[test]
-fn sigkill_during_a_layer_write_is_swept_by_the_next_build() {
+/// A workspace whose build COPYs 192 MiB of random bytes; the digest a fresh store gives.
+fn big_copy_workspace() -> (Workspace, String) {
     let ws = Workspace::new();
     let mut big = vec![0u8; 192 << 20];
-    let mut rng = fastrand::Rng::with_seed(21);
-    rng.fill(&mut big);
+    fastrand::Rng::with_seed(21).fill(&mut big);
     ws.write("big.bin", &big);
     drop(big);
     ws.write("Dockerfile", "FROM scratch\nCOPY big.bin /big.bin\n");
@@ -365,6 +426,11 @@ fn sigkill_during_a_layer_write_is_swept_by_the_next_build() {
         .as_str()
         .unwrap()
         .to_owned();
+    (ws, digest)
+}
+
+/// Starts the build of a [`big_copy_workspace`] and waits until its layer is being written.
+fn writing_a_big_layer(ws: &Workspace) -> Running {
     let mut command = ws.dockless();
     command.args(["build", "ctx", "--output", "out"]);
     let mut build = Running::start(command);
@@ -372,12 +438,41 @@ fn sigkill_during_a_layer_write_is_swept_by_the_next_build() {
     build.wait_until("a layer being written", |_| {
         tmp_entries(&cache)
             .iter()
-            .any(|p| fs::metadata(p).is_ok_and(|m| m.len() > 1 << 20))
+            .any(|p| fs::metadata(p).is_ok_and(|m| m.is_file() && m.len() > 1 << 20))
     });
+    build
+}
+
+#[test]
+fn sigkill_during_a_layer_write_is_swept_by_the_next_build() {
+    let (ws, digest) = big_copy_workspace();
+    let build = writing_a_big_layer(&ws);
     build.signal(libc::SIGKILL);
     let (status, _) = build.finish(Duration::from_secs(10));
     assert_eq!(status.code(), None, "killed");
-    assert!(!tmp_entries(&cache).is_empty(), "the half-written layer");
+    assert!(
+        !tmp_entries(&ws.cache()).is_empty(),
+        "the half-written layer"
+    );
+    next_build_sweeps_and_matches(&ws, &digest);
+}
+
+#[test]
+fn sigint_during_a_layer_write_stops_within_a_read_and_removes_it() {
+    let (ws, digest) = big_copy_workspace();
+    let build = writing_a_big_layer(&ws);
+    let started = Instant::now();
+    build.signal(libc::SIGINT);
+    let (status, stderr) = build.finish(Duration::from_secs(20));
+    // Well within the grace period after which a build that does not stop is ended.
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "stopping took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert_eq!(stderr.matches("interrupted").count(), 1, "{stderr}");
+    assert_tmp_empty(&ws.cache());
     next_build_sweeps_and_matches(&ws, &digest);
 }
 
@@ -397,14 +492,26 @@ async fn registry_workspace() -> (Workspace, TestRegistry, FaultProxy, String) {
     (ws, registry, proxy, remote)
 }
 
-/// Waits until the proxy saw a request matching `method` and `path`.
-fn wait_for_request(build: &mut Running, proxy: &FaultProxy, method: &str, path: &str) {
+/// Waits until the proxy answered more requests matching `method` and `path` with a fault
+/// than `seen_before` (counted by [`faulted`] before the build started).
+fn wait_for_request(
+    build: &mut Running,
+    proxy: &FaultProxy,
+    (method, path): (&str, &str),
+    seen_before: usize,
+) {
     build.wait_until(&format!("{method} …{path}…"), |_| {
-        proxy
-            .seen()
-            .iter()
-            .any(|s| s.method == method && s.path_and_query.contains(path) && s.fault.is_some())
+        faulted(proxy, method, path) > seen_before
     });
+}
+
+/// How many requests matching `method` and `path` the proxy answered with a fault.
+fn faulted(proxy: &FaultProxy, method: &str, path: &str) -> usize {
+    proxy
+        .seen()
+        .iter()
+        .filter(|s| s.method == method && s.path_and_query.contains(path) && s.fault.is_some())
+        .count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -429,7 +536,7 @@ async fn sigkill_during_a_base_pull_is_swept_by_the_next_build() {
     command.args(["build", "ctx", "--output", "out"]);
     let mut build = Running::start(command);
     let wait = tokio::task::block_in_place(|| {
-        wait_for_request(&mut build, &proxy, "GET", "/blobs/sha256:");
+        wait_for_request(&mut build, &proxy, ("GET", "/blobs/sha256:"), 0);
         build.signal(libc::SIGKILL);
         build.finish(Duration::from_secs(10))
     });
@@ -469,7 +576,7 @@ async fn sigkill_during_a_push_is_swept_and_the_next_push_completes() {
             .unwrap()
     });
     assert_success(&out);
-    assert_eq!(tmp_entries(&ws.cache()), Vec::<PathBuf>::new());
+    assert_tmp_empty(&ws.cache());
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let built = ws
         .dockless()
@@ -480,4 +587,47 @@ async fn sigkill_during_a_push_is_swept_and_the_next_push_completes() {
     assert_success(&built);
     let fresh: serde_json::Value = serde_json::from_slice(&built.stdout).unwrap();
     assert_eq!(json["digest"], fresh["digest"], "{json}");
+}
+
+/// A build stuck in a transfer that does not look at the stop request (a base pull from a
+/// registry that never answers): the first SIGINT ends it after the grace period, removing
+/// what it registered; a second SIGINT ends it at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_build_ends_after_the_grace_period_or_at_a_second_signal() {
+    let (ws, _registry, proxy, remote) = registry_workspace().await;
+    ws.write("Dockerfile", format!("FROM {remote}\nCOPY f /f\n"));
+    ws.write("f", "f");
+    proxy.add(Rule::new("GET", "/blobs/sha256:", Fault::Hang, 100));
+    tokio::task::block_in_place(|| {
+        for second_signal in [false, true] {
+            let before = faulted(&proxy, "GET", "/blobs/sha256:");
+            let mut command = ws.dockless();
+            command.args(["build", "ctx", "--output", "out"]);
+            let mut build = Running::start(command);
+            wait_for_request(&mut build, &proxy, ("GET", "/blobs/sha256:"), before);
+            let started = Instant::now();
+            build.signal(libc::SIGINT);
+            if second_signal {
+                std::thread::sleep(Duration::from_millis(300));
+                build.signal(libc::SIGINT);
+            }
+            let (status, stderr) = build.finish(Duration::from_secs(30));
+            let took = started.elapsed();
+            assert_eq!(
+                status.code(),
+                Some(130),
+                "{status:?} after {took:?}: {stderr}"
+            );
+            assert_eq!(stderr.matches("interrupted").count(), 1, "{stderr}");
+            if second_signal {
+                assert!(took < Duration::from_secs(2), "the second signal: {took:?}");
+            } else {
+                assert!(
+                    took >= Duration::from_secs(4) && took < Duration::from_secs(8),
+                    "ended after the 5 s grace period: {took:?}"
+                );
+                assert_tmp_empty(&ws.cache());
+            }
+        }
+    });
 }

@@ -34,7 +34,7 @@ impl As {
 }
 
 /// Fails (rather than skipping) when the machine lacks what the rootless tests need.
-fn require_subordinate_ids() {
+pub(crate) fn require_subordinate_ids() {
     let listed = |file: &str| {
         fs::read_to_string(file)
             .unwrap_or_default()
@@ -94,7 +94,7 @@ pub(crate) fn dockless_as(ws: &Workspace, who: As) -> Command {
     }
 }
 
-fn chown_tree(path: &Path, id: &str) {
+pub(crate) fn chown_tree(path: &Path, id: &str) {
     let out = Command::new("chown")
         .args(["-R", &format!("{id}:{id}"), path.to_str().unwrap()])
         .output()

@@ -9,7 +9,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use crate::cancel::{Running, pausing_build, pausing_workspace, require_root, tmp_entries, token};
+use crate::cancel::{
+    Running, assert_tmp_empty, pausing_build, pausing_workspace, require_root, token,
+};
 use crate::support::binary::{Workspace, assert_success};
 
 /// A context per name: `FROM scratch` and a COPY of `size` random bytes seeded by the name.
@@ -252,7 +254,7 @@ fn prune_waits_for_a_running_build_which_succeeds_with_the_right_digest() {
     let (status, stderr) = prune.finish(Duration::from_secs(60));
     assert!(status.success(), "{stderr}");
     assert_eq!(du_total(&ws), 0, "the prune ran after the build");
-    assert_eq!(tmp_entries(&ws.cache()), Vec::<std::path::PathBuf>::new());
+    assert_tmp_empty(&ws.cache());
 }
 
 #[test]
@@ -320,4 +322,28 @@ fn the_size_limit_is_kept_after_each_build() {
         .output()
         .unwrap();
     assert_eq!(bad.status.code(), Some(2), "a bad limit stops the build");
+}
+
+#[test]
+fn a_cache_hit_counts_as_a_use() {
+    let ws = Workspace::new();
+    write_context(&ws, "first", 300_000);
+    write_context(&ws, "second", 300_000);
+    let first = build_json(&ws, "first", &[]);
+    age_everything(&ws.cache(), Duration::from_secs(60));
+    // Now the first image is the least recently used.
+    let second = layer(&build_json(&ws, "second", &[]));
+    // All cached: nothing is written, but what it used becomes the most recently used.
+    assert_eq!(build_json(&ws, "first", &[])["digest"], first["digest"]);
+    let out = ws
+        .dockless()
+        .args(["prune", "--all", "--keep-storage", "450kb"])
+        .output()
+        .unwrap();
+    assert_success(&out);
+    assert!(
+        has_blob(&ws, &layer(&first)),
+        "used by the last build: kept"
+    );
+    assert!(!has_blob(&ws, &second), "not used since: gone");
 }

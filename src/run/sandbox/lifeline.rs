@@ -17,7 +17,10 @@ const STOP_SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHU
 
 /// The helper's (or its namespace child's) one child, 0 before it is forked.
 static CHILD: AtomicI32 = AtomicI32::new(0);
-/// Whether a stop signal came (before the child existed, it is killed as soon as it does).
+/// What the child gets on a stop: SIGKILL for PID 1, SIGTERM for a helper's namespace child
+/// (which handles it like the helper: it kills PID 1, then hands the owners back).
+static FORWARD: AtomicI32 = AtomicI32::new(libc::SIGKILL);
+/// Whether a stop signal came (before the child existed, it is stopped as soon as it does).
 static STOPPED: AtomicBool = AtomicBool::new(false);
 
 /// Makes the helper `command` starts die (by SIGTERM, which it handles) when this process
@@ -56,7 +59,7 @@ extern "C" fn on_stop(_signal: libc::c_int) {
     let child = CHILD.load(Ordering::SeqCst);
     if child > 0 {
         // SAFETY: kill is async-signal-safe.
-        unsafe { libc::kill(child, libc::SIGKILL) };
+        unsafe { libc::kill(child, FORWARD.load(Ordering::SeqCst)) };
     }
 }
 
@@ -85,11 +88,23 @@ pub(super) fn stop_kills_the_child() {
     }
 }
 
-/// In the parent, right after forking `child`: a stop signal (already come, or to come) kills it.
+/// In the parent, right after forking PID 1: a stop signal (already come, or to come) kills it.
 pub(super) fn watch(child: libc::pid_t) {
+    watch_with(child, libc::SIGKILL);
+}
+
+/// In the helper, right after forking its child in the new user namespace (which runs this
+/// module's handler too): a stop signal is passed on, so that the child kills PID 1 and then
+/// gives the files it handed to the sandbox's IDs back.
+pub(super) fn watch_namespace_child(child: libc::pid_t) {
+    watch_with(child, libc::SIGTERM);
+}
+
+fn watch_with(child: libc::pid_t, signal: libc::c_int) {
+    FORWARD.store(signal, Ordering::SeqCst);
     CHILD.store(child, Ordering::SeqCst);
     if STOPPED.load(Ordering::SeqCst) {
-        // SAFETY: killing our own child.
-        unsafe { libc::kill(child, libc::SIGKILL) };
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child, signal) };
     }
 }

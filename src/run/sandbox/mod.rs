@@ -188,8 +188,13 @@ pub fn run_with_output(
     mut spec: Spec,
     output: Option<crate::run::OutputSink>,
 ) -> Result<i32, SandboxError> {
-    let status_dir = tempfile::tempdir().map_err(|source| SandboxError::Prepare {
-        path: std::env::temp_dir(),
+    // Beside the tree (in the process's part of the store, swept if the process dies).
+    let beside = spec
+        .rootfs
+        .parent()
+        .map_or_else(std::env::temp_dir, Path::to_owned);
+    let status_dir = tempfile::tempdir_in(&beside).map_err(|source| SandboxError::Prepare {
+        path: beside.clone(),
         source,
     })?;
     spec.status = status_dir.path().join("status");
@@ -446,7 +451,7 @@ fn in_new_userns(
             unsafe { libc::_exit(code) }
         }
         child => {
-            lifeline::watch(child);
+            lifeline::watch_namespace_child(child);
             let mut byte = [0u8; 1];
             // SAFETY: reading one byte from our own pipe.
             let n = unsafe { libc::read(ready[0], byte.as_mut_ptr().cast(), 1) };
