@@ -141,6 +141,26 @@ fn processes_of(token: &str) -> Vec<(u32, String)> {
         .filter(|(_, _, cmd)| cmd.contains(token))
         .map(|(pid, _, _)| *pid)
         .collect();
+    // The sandbox's helper reads its spec on standard input, so its command line does not
+    // hold the token: it is found as an ancestor of the command's processes.
+    let mut ancestors: Vec<u32> = Vec::new();
+    for pid in &found {
+        let mut at = *pid;
+        while let Some((_, ppid, _)) = all.iter().find(|(p, _, _)| *p == at) {
+            match all.iter().find(|(p, _, _)| p == ppid) {
+                Some((parent, _, cmd)) if cmd.contains("__dockless-sandbox") => {
+                    ancestors.push(*parent);
+                    at = *parent;
+                }
+                _ => break,
+            }
+        }
+    }
+    for pid in ancestors {
+        if !found.contains(&pid) {
+            found.push(pid);
+        }
+    }
     loop {
         let more: Vec<u32> = all
             .iter()
