@@ -2,8 +2,11 @@
 //! calls, messages and exit codes out.
 //!
 //! - [`args`]: the command tree (clap); [`settings`]: flags and environment → library options;
+//!   [`buildx`]: `docker buildx build`'s flags, carried out or refused each with why;
 //! - [`output`]: the one printer (quiet / JSON / words) and the events it shows, with
-//!   [`progress`] (upload bars) and [`logging`] (diagnostics); [`interrupt`]: what a signal does;
+//!   [`progress`] (upload bars), [`steps`] (a build's steps: plain, rawjson, quiet) and
+//!   [`logging`] (diagnostics); [`results`]: `--iidfile`, `--metadata-file`, layout archives;
+//!   [`interrupt`]: what a signal does;
 //! - one file per command: [`build`], [`push`], [`auth`], [`template`] (`template build`),
 //!   [`templates`] (`template status/list/delete`), [`store`] (`du`, `prune`, the size limit).
 

@@ -79,8 +79,9 @@ struct PlainSteps {
 
 impl BuildProgress for PlainSteps {
     fn event(&self, event: BuildEvent<'_>) {
-        let mut err = std::io::stderr().lock();
-        let _ = match event {
+        // Each line is made whole first and written at once: stderr is unbuffered, and a RUN
+        // may print hundreds of thousands of lines.
+        let line = match event {
             BuildEvent::Started { step, name } => {
                 let mut started = self.started.lock().unwrap_or_else(|e| e.into_inner());
                 let gap = if std::mem::replace(&mut *started, true) {
@@ -88,27 +89,27 @@ impl BuildProgress for PlainSteps {
                 } else {
                     ""
                 };
-                writeln!(err, "{gap}#{step} {name}")
+                format!("{gap}#{step} {name}\n")
             }
             BuildEvent::Output {
                 step,
                 elapsed,
                 line,
-            } => writeln!(
-                err,
-                "#{step} {:.3} {}",
+            } => format!(
+                "#{step} {:.3} {}\n",
                 elapsed.as_secs_f64(),
                 String::from_utf8_lossy(line)
             ),
-            BuildEvent::Note { step, text } => writeln!(err, "#{step} {text}"),
-            BuildEvent::Cached { step } => writeln!(err, "#{step} CACHED"),
+            BuildEvent::Note { step, text } => format!("#{step} {text}\n"),
+            BuildEvent::Cached { step } => format!("#{step} CACHED\n"),
             BuildEvent::Done { step, elapsed } => {
-                writeln!(err, "#{step} DONE {:.1}s", elapsed.as_secs_f64())
+                format!("#{step} DONE {:.1}s\n", elapsed.as_secs_f64())
             }
             BuildEvent::Failed { step, elapsed } => {
-                writeln!(err, "#{step} ERROR after {:.1}s", elapsed.as_secs_f64())
+                format!("#{step} ERROR after {:.1}s\n", elapsed.as_secs_f64())
             }
         };
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }
 }
 
@@ -184,6 +185,8 @@ impl BuildProgress for JsonSteps {
                 json!({"vertex": step, "event": "error", "duration": elapsed.as_secs_f64()})
             }
         };
-        let _ = writeln!(std::io::stderr().lock(), "{value}");
+        let _ = std::io::stderr()
+            .lock()
+            .write_all(format!("{value}\n").as_bytes());
     }
 }
