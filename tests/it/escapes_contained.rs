@@ -291,10 +291,11 @@ fn a_dockerignore_leading_out_of_the_context_is_refused_unread() {
     }
 }
 
-/// A base layer with a device node readable and writable by anyone, and a RUN that leaves a
-/// setuid copy of busybox in a cache mount.
-const STORE_ATTEMPTS: &str = r#"FROM {base}
-ADD devices.tar /
+/// A base image with a device node readable and writable by anyone (a layer of its own)...
+const DEVICE_BASE: &str = "FROM {base}\nADD devices.tar /\n";
+
+/// ...which the store unpacks for a RUN that leaves a setuid copy of busybox in a cache mount.
+const STORE_ATTEMPTS: &str = r#"FROM oci:{devbase}:latest
 RUN --mount=type=cache,target=/c ["/bin/busybox", "sh", "-c", "/bin/busybox cp /bin/busybox /c/suid && /bin/busybox chmod 4755 /c/suid"]
 "#;
 
@@ -339,13 +340,22 @@ fn the_store_holds_no_device_and_no_other_user_reaches_into_it() {
         return;
     }
     for who in [As::Root, As::Nobody] {
-        let ws = workspace(STORE_ATTEMPTS);
+        let ws = workspace(DEVICE_BASE);
         ws.write("devices.tar", devices_tar());
-        let out = dockless_as(&ws, who)
-            .args(["build", "ctx", "--output", "out", "--tag", "t"])
-            .output()
-            .unwrap();
-        crate::support::binary::assert_success(&out);
+        let build = |output: &str| {
+            let out = dockless_as(&ws, who)
+                .args(["build", "ctx", "--output", output])
+                .output()
+                .unwrap();
+            crate::support::binary::assert_success(&out);
+        };
+        build("devbase");
+        let devbase = ws.path().join("devbase");
+        ws.write(
+            "Dockerfile",
+            STORE_ATTEMPTS.replace("{devbase}", devbase.to_str().unwrap()),
+        );
+        build("out");
         let store = ws.cache();
         let meta = fs::metadata(&store).unwrap();
         assert_eq!(

@@ -1,0 +1,93 @@
+//! Applying layers, copying trees and removing them.
+
+use super::*;
+
+#[test]
+fn resolve_keeps_symlinks_inside_the_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    fs::create_dir(root.join("real")).unwrap();
+    symlink("/real", root.join("abs")).unwrap();
+    symlink("../../..", root.join("up")).unwrap();
+    assert_eq!(resolve(root, "abs/x", false).unwrap(), root.join("real/x"));
+    assert_eq!(resolve(root, "up/etc", false).unwrap(), root.join("etc"));
+    resolve(root, "new/deeper", true).unwrap();
+    assert!(root.join("new/deeper").is_dir());
+}
+
+#[test]
+fn copies_keep_modes_links_and_times() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let from = dir.path().join("from");
+    fs::create_dir_all(from.join("d")).unwrap();
+    fs::write(from.join("d/f"), "x").unwrap();
+    fs::set_permissions(from.join("d/f"), fs::Permissions::from_mode(0o4751)).unwrap();
+    fs::hard_link(from.join("d/f"), from.join("h")).unwrap();
+    symlink("d/f", from.join("l")).unwrap();
+    set_mtime(&from.join("d/f"), 1234).unwrap();
+    fs::set_permissions(from.join("d"), fs::Permissions::from_mode(0o555)).unwrap();
+    let to = dir.path().join("to");
+    fs::create_dir(&to).unwrap();
+    cached::copy_tree(&from, &to, false).unwrap();
+    let f = fs::metadata(to.join("d/f")).unwrap();
+    assert_eq!(f.mode() & 0o7777, 0o4751);
+    assert_eq!(f.mtime(), 1234);
+    assert_eq!(f.nlink(), 2, "the hard link stays one");
+    assert_eq!(fs::read_link(to.join("l")).unwrap(), Path::new("d/f"));
+    assert_eq!(fs::metadata(to.join("d")).unwrap().mode() & 0o7777, 0o555);
+    remove_tree(&from).unwrap();
+    remove_tree(&to).unwrap();
+}
+
+/// A layer whose entries are raw names (the `tar` crate's setters refuse `..`).
+fn raw_layer(names: &[&str]) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for name in names {
+        let mut header = tar::Header::new_old();
+        header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_mode(0o644);
+        header.set_size(0);
+        header.set_cksum();
+        bytes.extend_from_slice(header.as_bytes());
+    }
+    bytes.resize(bytes.len() + 1024, 0);
+    bytes
+}
+
+#[test]
+fn whiteouts_that_name_no_file_are_refused_with_the_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("store")).unwrap();
+    for bad in ["a/b/.wh...", "a/b/.wh..", "a/.wh."] {
+        let mut rootfs = Rootfs::new(&store).unwrap();
+        fs::create_dir_all(rootfs.path().join("a/b/c")).unwrap();
+        let layer = raw_layer(&[bad]);
+        let digest = store.put_bytes(&layer).unwrap();
+        let err = rootfs
+            .apply(&store, &digest, media::OCI_LAYER_TAR)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&digest.to_string()) && err.contains(bad),
+            "{err}"
+        );
+        assert!(err.contains("names no file"), "{err}");
+        assert!(
+            rootfs.path().join("a/b/c").is_dir(),
+            "{bad} deleted a directory"
+        );
+    }
+}
+
+#[test]
+fn remove_tree_removes_read_only_directories() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("t");
+    fs::create_dir_all(tree.join("a")).unwrap();
+    fs::write(tree.join("a/f"), "x").unwrap();
+    fs::set_permissions(tree.join("a"), fs::Permissions::from_mode(0o500)).unwrap();
+    remove_tree(&tree).unwrap();
+    assert!(!tree.exists());
+}
