@@ -26,13 +26,12 @@ mod lifeline;
 mod mounts;
 mod network;
 mod seccomp;
+mod spawn;
 mod step_mounts;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
 
 use serde::{Deserialize, Serialize};
 
@@ -214,7 +213,7 @@ pub fn run_with_output(
         return Err(prepare_error(source));
     }
     let json = serde_json::to_vec(&spec).unwrap_or_default();
-    let status = run_helper(&json, output);
+    let status = spawn::run_helper(&json, output);
     points.remove();
     let status = status?;
     let mut problem = String::new();
@@ -228,71 +227,6 @@ pub fn run_with_output(
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
 }
 
-/// Starts the helper with `json`, the specification, on its standard input: never in its
-/// command line, which any local user reads with `ps`. The command's output (the helper's
-/// standard output and error) always comes back through a pipe this process reads (see
-/// [`crate::run::output`]), so the command never holds the invoker's terminal, whose input
-/// queue `TIOCSTI` fills: raw to this process's standard error, or line by line to `output`.
-fn run_helper(
-    json: &[u8],
-    output: Option<crate::run::OutputSink>,
-) -> Result<ExitStatus, SandboxError> {
-    // This very binary, even if its file was replaced or removed since it started.
-    let program = PathBuf::from("/proc/self/exe");
-    let spawn_error = |source| SandboxError::Spawn {
-        program: program.clone(),
-        source,
-    };
-    let output = crate::run::output::CommandOutput::new(output).map_err(spawn_error)?;
-    let mut helper = Command::new(&program);
-    // Secrets dockless holds for itself stay out of the sandbox, even out of its helper.
-    for name in crate::registry::SECRETS_NOT_FOR_HELPERS {
-        helper.env_remove(name);
-    }
-    helper
-        .arg(SANDBOX_ARG)
-        .stdin(Stdio::piped())
-        .stdout(output.stdout().map_err(spawn_error)?)
-        .stderr(output.stderr().map_err(spawn_error)?);
-    lifeline::dies_with_this_process(&mut helper);
-    let spawned = crate::cancel::spawn_helper(&mut helper);
-    // The command keeps the write ends: dropped here, the reader ends when the sandbox does.
-    drop(helper);
-    let mut child = match spawned {
-        Ok(child) => child,
-        Err(source) => {
-            output.finish();
-            return Err(spawn_error(source));
-        }
-    };
-    if let Some(mut stdin) = child.take_stdin() {
-        // A helper that stopped early says why in its status file; a broken pipe adds nothing.
-        let _ = stdin.write_all(json);
-    }
-    let status = child.wait().map_err(spawn_error);
-    output.finish();
-    status
-}
-
-/// The specification the helper's parent writes on its standard input, which then becomes
-/// /dev/null, as the command's standard input has always been.
-fn read_spec() -> Result<Spec, String> {
-    let mut json = Vec::new();
-    io::stdin()
-        .lock()
-        .read_to_end(&mut json)
-        .map_err(|e| format!("cannot read the specification: {e}"))?;
-    let null = File::open("/dev/null").map_err(|e| format!("cannot open /dev/null: {e}"))?;
-    // SAFETY: dup2 onto standard input of a descriptor this process owns.
-    if unsafe { libc::dup2(null.as_raw_fd(), 0) } < 0 {
-        return Err(format!(
-            "cannot make /dev/null standard input: {}",
-            io::Error::last_os_error()
-        ));
-    }
-    serde_json::from_slice(&json).map_err(|e| format!("bad specification: {e}"))
-}
-
 /// The helper's entry point: `dockless __dockless-sandbox`, the specification on standard
 /// input. Returns the exit code.
 pub fn helper_main() -> i32 {
@@ -301,7 +235,7 @@ pub fn helper_main() -> i32 {
         eprintln!("dockless sandbox: {e}");
         return SETUP_FAILED;
     }
-    let spec: Spec = match read_spec() {
+    let spec: Spec = match spawn::read_spec() {
         Ok(spec) => spec,
         Err(e) => {
             eprintln!("dockless sandbox: {e}");
