@@ -188,6 +188,11 @@ def refused():
     print("memfd_secret", answer(libc.syscall(447, 0)))
     print("statmount", answer(libc.syscall(457, 0, 0, 0, 0)))
     print("listmount", answer(libc.syscall(458, 0, 0, 0, 0)))
+    # Outside Docker's allow list (granted only with CAP_SYS_ADMIN, or refused by family): the
+    # kernel itself would answer EFAULT/EINVAL, or ENOSYS before 6.8, never EPERM.
+    print("lsm_list_modules", answer(libc.syscall(461, 0, 0, 0)))
+    af_alg, sock_seqpacket = 38, 5
+    print("socket AF_ALG", answer(libc.socket(af_alg, sock_seqpacket, 0)))
 
 
 def setcap(path):

@@ -13,7 +13,7 @@
 //! - System V IPC: a segment a RUN makes (and leaves) is its IPC namespace's, gone with it.
 //! - What Docker's allow list refuses beyond the deny list dockless had: personality
 //!   READ_IMPLIES_EXEC, AF_VSOCK sockets (under `--network=none` too), memfd_secret, statmount
-//!   and listmount.
+//!   and listmount; outside Docker's allow list, lsm_list_modules and AF_ALG sockets.
 //! - Processes: the host's are invisible (a PID namespace with its own /proc). Inside, the
 //!   kernel decides as under Docker, whose profile allows ptrace, process_vm_readv and
 //!   process_vm_writev (kernel 4.8 and later) but not pidfd_getfd without CAP_SYS_PTRACE:
@@ -167,6 +167,8 @@ fn assert_refused_as_docker_refuses(mode: Mode, built: &Built) {
         ("memfd_secret", "EPERM"),
         ("statmount", "EPERM"),
         ("listmount", "EPERM"),
+        ("lsm_list_modules", "EPERM"),
+        ("socket AF_ALG", "EPERM"),
     ] {
         assert_eq!(
             answers(refused, call),

@@ -11,7 +11,7 @@
 //! a session of its own, with no terminal, it mounts a fresh /proc with Docker's masked and read-only paths, a
 //! small /dev, the host's resolv.conf and hosts ([`mounts`]), pivots into the tree and detaches
 //! the old root, drops capabilities to Docker's default set ([`caps`]), sets no_new_privs,
-//! installs a seccomp filter with the denials of Docker's default profile ([`seccomp`]), and
+//! installs a seccomp filter that is Docker's default profile as an allow list ([`seccomp`]), and
 //! executes the command.
 //!
 //! Mount points the sandbox needs but the image lacks are made before and removed after, so
