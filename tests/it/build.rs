@@ -5,7 +5,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::Path;
 
 use crate::support::binary::{
-    Workspace, assert_success, busybox_base, copy_tree, is_root, skopeo_inspect, tool, umoci_unpack,
+    Workspace, assert_success, busybox_base, copy_tree, is_root, needs_root, skopeo_inspect, tool,
+    umoci_unpack,
 };
 
 /// The image config exactly as stored (skopeo's parsed view drops Docker-only fields such as
@@ -1027,8 +1028,7 @@ fn mode_owner(root: &Path, path: &str) -> String {
 /// same layers, and (as root) the same tree as buildah.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copy_creates_missing_directories_with_the_chown_owner_on_a_registry_base() {
-    if !is_root() {
-        eprintln!("skipped: RUN as another user and owners in the tree need root here");
+    if !needs_root("RUN as another user and owners in the tree") {
         return;
     }
     let ws = Workspace::new();
@@ -1147,8 +1147,7 @@ async fn a_file_copied_onto_a_directory_or_a_link_to_one_goes_inside_it() {
             .any(|l| l.contains(" tmp/\n") || l.contains(" data"))
     );
 
-    if !is_root() {
-        eprintln!("buildah comparison skipped: buildah with vfs storage needs root here");
+    if !needs_root("buildah with vfs storage") {
         return;
     }
     let (dir, tag) = layout.trim_start_matches("oci:").rsplit_once(':').unwrap();
@@ -1356,8 +1355,7 @@ fn copy_parents_keeps_the_source_paths_as_dockers_reference_shows() {
 /// at that instruction, so a user an earlier RUN added is known, on a registry base too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn names_added_by_an_earlier_run_resolve_for_chown_and_user() {
-    if !is_root() {
-        eprintln!("skipped: RUN as another user needs root here");
+    if !needs_root("RUN as another user") {
         return;
     }
     let ws = Workspace::new();

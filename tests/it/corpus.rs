@@ -20,7 +20,7 @@ use crate::run::{
     As, LowercaseLink, build, buildah_build_with, file_tree, lowercase_link, tree_differences,
 };
 use crate::support::binary::{
-    Workspace, assert_success, busybox_base, copy_tree, is_root, skopeo_inspect, umoci_unpack,
+    Workspace, assert_success, busybox_base, copy_tree, needs_root, skopeo_inspect, umoci_unpack,
 };
 
 /// Where buildah 1.28 does not do what Docker (BuildKit) does, for one path of the tree: what
@@ -167,8 +167,7 @@ fn comparable_config(layout: &Path) -> BTreeMap<String, Value> {
 /// Builds the case with dockless and with buildah and asserts the two images agree (after the
 /// case's pins of Docker's behaviour where buildah is not Docker).
 fn check(case: Case) {
-    if !is_root() {
-        eprintln!("skipped: buildah with vfs storage and the sandbox's owners need root here");
+    if !needs_root("buildah with vfs storage and the sandbox's owners") {
         return;
     }
     let ws = Workspace::new();

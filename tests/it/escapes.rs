@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::run::{As, dockless_with_env, workspace};
-use crate::support::binary::{Workspace, assert_success, is_root, umoci_unpack};
+use crate::support::binary::{Workspace, assert_success, needs_root, umoci_unpack};
 
 /// How dockless is run for an attempt.
 #[derive(Debug, Clone, Copy)]
@@ -107,8 +107,7 @@ pub(crate) fn unique(label: &str) -> String {
 
 #[test]
 fn no_run_reaches_the_host_as_root_or_rootless() {
-    if !is_root() {
-        eprintln!("skipped: needs root (to run as root and, through setpriv, as nobody)");
+    if !needs_root("to run as root and, through setpriv, as nobody") {
         return;
     }
     for mode in MODES {
@@ -221,8 +220,7 @@ fn network_build(ws: &Workspace, who: As, extra: &[&str]) -> BTreeMap<String, St
 
 #[test]
 fn run_network_none_reaches_nothing_but_its_own_loopback() {
-    if !is_root() {
-        eprintln!("skipped: needs root (to run as root and, through setpriv, as nobody)");
+    if !needs_root("to run as root and, through setpriv, as nobody") {
         return;
     }
     for who in [As::Root, As::Nobody] {
@@ -292,8 +290,7 @@ fn run_network_none_reaches_nothing_but_its_own_loopback() {
 /// the host's root.
 #[test]
 fn without_a_fresh_proc_the_build_fails_instead_of_using_the_hosts() {
-    if !is_root() {
-        eprintln!("skipped: needs root to hide part of /proc in a mount namespace");
+    if !needs_root("to hide part of /proc in a mount namespace") {
         return;
     }
     let leak = unique("host-secret");

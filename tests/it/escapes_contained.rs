@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::escapes::{MODES, Mode, nothing_escaped, unique};
 use crate::run::{As, dockless_as, workspace};
-use crate::support::binary::{Workspace, is_root, umoci_unpack};
+use crate::support::binary::{Workspace, needs_root, umoci_unpack};
 
 const ATTEMPTS: &str = r#"FROM {base}
 RUN ["/bin/busybox", "--install", "-s", "/bin"]
@@ -51,8 +51,7 @@ const VICTIMS: [&str; 3] = ["hosts", "resolv.conf", "t"];
 
 #[test]
 fn run_gets_nothing_of_its_invoker_and_dockless_acts_only_inside_the_tree() {
-    if !is_root() {
-        eprintln!("skipped: needs root (to run as root and, through setpriv, as nobody)");
+    if !needs_root("to run as root and, through setpriv, as nobody") {
         return;
     }
     for mode in MODES {
@@ -261,8 +260,7 @@ fn helper_argument_counts(done: &AtomicBool, mark: &[u8]) -> Vec<usize> {
 
 #[test]
 fn a_dockerignore_leading_out_of_the_context_is_refused_unread() {
-    if !is_root() {
-        eprintln!("skipped: needs root (to run as root and, through setpriv, as nobody)");
+    if !needs_root("to run as root and, through setpriv, as nobody") {
         return;
     }
     for who in [As::Root, As::Nobody] {
@@ -335,8 +333,7 @@ fn devices_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 #[test]
 fn the_store_holds_no_device_and_no_other_user_reaches_into_it() {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    if !is_root() {
-        eprintln!("skipped: needs root (to run as root and, through setpriv, as nobody)");
+    if !needs_root("to run as root and, through setpriv, as nobody") {
         return;
     }
     for who in [As::Root, As::Nobody] {

@@ -32,7 +32,7 @@ use tempfile::TempDir;
 
 use crate::escapes::{MODES, Mode, nothing_escaped, unique};
 use crate::run::dockless_with_env;
-use crate::support::binary::{Workspace, assert_success, is_root, tool, umoci_unpack};
+use crate::support::binary::{Workspace, assert_success, needs_root, tool, umoci_unpack};
 use crate::support::debian::debian_base;
 
 const DOCKERFILE: &str = r#"FROM oci:{base}:bookworm
@@ -424,8 +424,7 @@ fn assert_attributes_kept(mode: Mode, built: &Built) {
 /// SLOW (a Debian build per mode; the base is made once, see support/debian.rs).
 #[test]
 fn debian_run_neither_escapes_nor_loses_its_file_capabilities() {
-    if !is_root() {
-        eprintln!("skipped: needs root (to run as root and, through setpriv, as nobody)");
+    if !needs_root("to run as root and, through setpriv, as nobody") {
         return;
     }
     let host = HostProcess::start();

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use crate::support::binary::{
-    Workspace, assert_success, binary_for_anyone, busybox_base, is_root, umoci_unpack,
+    Workspace, assert_success, binary_for_anyone, busybox_base, is_root, needs_root, umoci_unpack,
 };
 
 /// Who runs dockless.
@@ -262,8 +262,7 @@ fn everyday(who: As) -> (Workspace, serde_json::Value) {
 
 #[test]
 fn run_as_root_applies_env_workdir_and_records_every_kind_of_change() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
+    if !needs_root("to run as root and to own files as other users") {
         return;
     }
     let (ws, _) = everyday(As::Root);
@@ -279,8 +278,7 @@ fn run_as_root_applies_env_workdir_and_records_every_kind_of_change() {
 
 #[test]
 fn run_rootless_in_a_user_namespace_gives_the_same_image_as_root() {
-    if !is_root() {
-        eprintln!("skipped: needs root to switch to the unprivileged users");
+    if !needs_root("to switch to the unprivileged users") {
         return;
     }
     let (_, as_root) = everyday(As::Root);
@@ -358,8 +356,7 @@ RUN echo "env $HOME" > /out/env
 
 #[test]
 fn run_gets_home_from_passwd_and_hostname_like_docker() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
+    if !needs_root("to run as root and to own files as other users") {
         return;
     }
     for who in [As::Root, As::Nobody] {
@@ -540,8 +537,7 @@ EOF
 
 #[test]
 fn heredocs_in_run_copy_and_add_follow_dockers_reference() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
+    if !needs_root("to run as root and to own files as other users") {
         return;
     }
     let ws = workspace(HEREDOCS);
@@ -633,8 +629,7 @@ fn image_files(ws: &Workspace, json: &serde_json::Value) -> (BTreeMap<String, St
 
 #[test]
 fn run_mounts_follow_dockers_reference_and_leave_nothing_behind() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
+    if !needs_root("to run as root and to own files as other users") {
         return;
     }
     for who in [As::Root, As::Nobody] {
@@ -1055,8 +1050,7 @@ pub(crate) fn tree_differences(
 
 #[test]
 fn the_file_tree_matches_buildahs_for_the_same_dockerfile() {
-    if !is_root() {
-        eprintln!("skipped: buildah with vfs storage needs root here");
+    if !needs_root("buildah with vfs storage") {
         return;
     }
     let ws = Workspace::new();
@@ -1089,8 +1083,7 @@ RUN rm -r /etc/os-release /gone && chmod 4750 /work/out.txt && ln -s /work/out.t
 /// rootless, checked in the image and against buildah's build of the same Dockerfile.
 #[test]
 fn debian_slow_apt_get_and_pip_install_as_root_and_rootless_match_buildah() {
-    if !is_root() {
-        eprintln!("skipped: debootstrap and buildah need root");
+    if !needs_root("debootstrap and buildah") {
         return;
     }
     let base = crate::support::debian::debian_base();
