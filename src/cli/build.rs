@@ -5,10 +5,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use dockless::build;
-use dockless::layout;
-use dockless::registry::{PushReport, Reference};
-use dockless::store::Store;
+use dockless_oci::layout;
+use dockless_oci::store::Store;
+use dockless_registry::{PushReport, Reference};
 use serde_json::json;
 
 use super::args::BuildArgs;
@@ -122,8 +121,14 @@ pub fn run(args: &BuildArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     );
     let reporter = output.reporter();
     let (image, pushes) = if destinations.push.is_empty() {
-        let image = build::build(&options, &store, &remote)?;
-        dockless::publish::export_cache(&store, &remote, &image, &options.cache_to, &reporter);
+        let image = dockless_build::build(&options, &store, &remote)?;
+        dockless_build::publish::export_cache(
+            &store,
+            &remote,
+            &image,
+            &options.cache_to,
+            &reporter,
+        );
         (image, Vec::new())
     } else {
         let pushed =
@@ -161,7 +166,7 @@ fn print(
     output: &Output,
     args: &BuildArgs,
     destinations: &Destinations,
-    image: &build::BuiltImage,
+    image: &dockless_build::BuiltImage,
     pushes: &[(Reference, PushReport)],
     cache_exports: Vec<serde_json::Value>,
 ) -> std::io::Result<()> {

@@ -29,8 +29,8 @@ mod templates;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use dockless::registry::{CredentialEnv, Reference, RegistrySettings};
-use dockless::remote::RemoteAccess;
+use dockless_registry::remote::RemoteAccess;
+use dockless_registry::{CredentialEnv, Reference, RegistrySettings};
 
 use args::{AuthCommand, Cli, Command, TemplateCommand};
 
@@ -41,7 +41,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let limit = store::limit_for(&cli.command)?;
     let outcome = run_command(cli.command, quiet);
     if let Some(limit) = limit
-        && dockless::cancel::requested().is_none()
+        && dockless_oci::cancel::requested().is_none()
     {
         store::keep_within(limit, quiet);
     }
@@ -134,7 +134,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn remote_access(
     runtime: &tokio::runtime::Runtime,
     settings: RegistrySettings,
-    explicit: Option<(String, dockless::registry::ResolvedCredential)>,
+    explicit: Option<(String, dockless_registry::ResolvedCredential)>,
 ) -> RemoteAccess {
     let credentials = CredentialEnv {
         helper_timeout: Some(settings.http.idle_timeout),

@@ -5,11 +5,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use dockless::build::{BuildOptions, BuiltImage};
-use dockless::publish::{self, PublishError, Staged};
-use dockless::registry::{PushReport, Reference};
-use dockless::remote::RemoteAccess;
-use dockless::store::Store;
+use dockless_build::publish::{self, PublishError, Staged};
+use dockless_build::{BuildOptions, BuiltImage};
+use dockless_oci::store::Store;
+use dockless_registry::remote::RemoteAccess;
+use dockless_registry::{PushReport, Reference};
 use serde_json::json;
 
 use super::args::{ImageArgs, PushArgs};
@@ -154,7 +154,7 @@ fn layout_source(source: &str) -> anyhow::Result<(PathBuf, Option<String>)> {
             "--from {source}: expected oci:DIR[:TAG] (an OCI image layout)"
         )))
     })?;
-    let (dir, tag) = dockless::build::base::split_layout_reference(location);
+    let (dir, tag) = dockless_build::base::split_layout_reference(location);
     Ok((dir, tag.map(str::to_owned)))
 }
 

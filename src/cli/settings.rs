@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use std::io::Read;
 
-use dockless::http::HttpPolicy;
-use dockless::registry::{Reference, RegistrySettings, ResolvedCredential};
+use dockless_registry::http::HttpPolicy;
+use dockless_registry::{Reference, RegistrySettings, ResolvedCredential};
 use secrecy::SecretString;
 
 use super::args::{
@@ -13,20 +13,20 @@ use super::args::{
     RegistryAccessArgs, RegistryArgs, UploadArgs,
 };
 use super::buildx::{BuildxArgs, key_values};
-use dockless::build::{BuildOptions, NoCache};
-use dockless::e2b::config::{ConfigError, TemplateConfig};
-use dockless::image::{Compression, Format, Platform};
-use dockless::run::Isolation;
-use dockless::run::sandbox::Network;
+use dockless_build::{BuildOptions, NoCache};
+use dockless_e2b::config::{ConfigError, TemplateConfig};
+use dockless_oci::image::{Compression, Format, Platform};
+use dockless_sandbox::Isolation;
+use dockless_sandbox::sandbox::Network;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
     #[error("--build-arg {0}: expected KEY=VALUE (or KEY to take the value from the environment)")]
     BuildArg(String),
     #[error(transparent)]
-    Secret(#[from] dockless::build::SecretFlagError),
+    Secret(#[from] dockless_build::SecretFlagError),
     #[error(transparent)]
-    Platform(#[from] dockless::image::platform::PlatformError),
+    Platform(#[from] dockless_oci::image::platform::PlatformError),
     #[error(
         "--platform {0}: unknown operating system or architecture; expected os/arch[/variant] such as linux/amd64 or linux/arm64/v8"
     )]
@@ -96,7 +96,7 @@ pub fn access_settings(args: &RegistryAccessArgs) -> RegistrySettings {
 static HTTP_POLICY: std::sync::OnceLock<HttpPolicy> = std::sync::OnceLock::new();
 
 /// Sets this run's HTTP policy from the global flags and the environment.
-pub fn init_http_policy(args: &HttpArgs) -> Result<(), dockless::http::LimitError> {
+pub fn init_http_policy(args: &HttpArgs) -> Result<(), dockless_registry::http::LimitError> {
     let policy = HttpPolicy::from_flags_and_env(args.http_timeout, args.http_connect_timeout)?;
     let _ = HTTP_POLICY.set(policy);
     Ok(())
@@ -252,7 +252,7 @@ fn base_options(
         secrets: inputs
             .secrets
             .iter()
-            .map(|spec| dockless::build::parse_secret_flag(spec).map_err(SettingsError::from))
+            .map(|spec| dockless_build::parse_secret_flag(spec).map_err(SettingsError::from))
             .collect::<Result<_, _>>()?,
         cache_from: cache_references("--cache-from", &inputs.cache_from)?,
         cache_to: cache_references("--cache-to", &inputs.cache_to)?,

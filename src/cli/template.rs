@@ -4,15 +4,15 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use dockless::e2b::api::ApiClient;
-use dockless::e2b::config::TemplateConfig;
-use dockless::e2b::endpoints::Endpoints;
-use dockless::e2b::env::E2bEnv;
-use dockless::e2b::flows::{self, FlowInputs, FlowOutcome, RegistryStart};
-use dockless::e2b::pull::PullKind;
-use dockless::e2b::rules;
-use dockless::e2b::template::{TemplateFlags, TemplateSettings};
-use dockless::store::Store;
+use dockless_e2b::api::ApiClient;
+use dockless_e2b::config::TemplateConfig;
+use dockless_e2b::endpoints::Endpoints;
+use dockless_e2b::env::E2bEnv;
+use dockless_e2b::flows::{self, FlowInputs, FlowOutcome, RegistryStart};
+use dockless_e2b::pull::PullKind;
+use dockless_e2b::rules;
+use dockless_e2b::template::{TemplateFlags, TemplateSettings};
+use dockless_oci::store::Store;
 use serde_json::json;
 
 use super::args::{RegistryAuthArg, TemplateBuildArgs};

@@ -4,11 +4,11 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use dockless::e2b::api::{ApiClient, BuildState, LogEntry};
-use dockless::e2b::config::TemplateConfig;
-use dockless::e2b::endpoints::Endpoints;
-use dockless::e2b::env::E2bEnv;
-use dockless::e2b::status::{self, format_entry};
+use dockless_e2b::api::{ApiClient, BuildState, LogEntry};
+use dockless_e2b::config::TemplateConfig;
+use dockless_e2b::endpoints::Endpoints;
+use dockless_e2b::env::E2bEnv;
+use dockless_e2b::status::{self, format_entry};
 
 use super::args::{
     E2bCredentialArgs, LogLevelArg, TemplateDeleteArgs, TemplateListArgs, TemplateStatusArgs,

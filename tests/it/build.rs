@@ -779,7 +779,7 @@ fn add_url_downloads_and_checks_the_checksum() {
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
-    dockless::digest::Digest::of(bytes).hex().to_owned()
+    dockless_oci::digest::Digest::of(bytes).hex().to_owned()
 }
 
 #[test]

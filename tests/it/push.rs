@@ -1,6 +1,6 @@
 //! `dockless push` end to end against the real registry, checked with skopeo.
 
-use dockless::digest::Digest;
+use dockless_oci::digest::Digest;
 use serde_json::Value;
 
 use crate::support::binary::{Workspace, busybox_base, is_root, run_with_stdin, umoci_unpack};

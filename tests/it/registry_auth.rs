@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use base64::Engine;
-use dockless::registry::{
+use dockless_registry::{
     Credential, CredentialEnv, CredentialSource, Reference, RegistryClient, RegistryError,
     ResolvedCredential, push_image,
 };

@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use dockless::registry::{
+use dockless_registry::{
     BlobOutcome, BlobSource, PushBlob, PushProgress, PushRequest, Reference, RegistryClient,
     ResolvedCredential, push_image,
 };
@@ -104,7 +104,10 @@ async fn push_read_back_and_repush(
         .get_manifest("other/app", image.manifest_digest.as_str())
         .await
         .unwrap();
-    assert_eq!(by_digest.media_type, dockless::image::media::OCI_MANIFEST);
+    assert_eq!(
+        by_digest.media_type,
+        dockless_oci::image::media::OCI_MANIFEST
+    );
     let dir = tempfile::tempdir().unwrap();
     for blob in &image.blobs {
         let path = dir.path().join("blob");

@@ -1174,6 +1174,6 @@ async fn run_over_a_registry_base_and_push_a_target_stage() {
     );
     assert_eq!(
         pushed["digest"].as_str().unwrap(),
-        dockless::digest::Digest::of(&raw).as_str()
+        dockless_oci::digest::Digest::of(&raw).as_str()
     );
 }

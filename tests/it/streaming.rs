@@ -98,7 +98,7 @@ async fn a_cold_push_streams_each_new_layer_once_while_it_is_written() {
         .await
         .unwrap();
     assert_eq!(
-        dockless::digest::Digest::of(&raw).as_str(),
+        dockless_oci::digest::Digest::of(&raw).as_str(),
         pushed["digest"].as_str().unwrap()
     );
     let layout = tempfile::tempdir().unwrap();

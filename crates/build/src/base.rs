@@ -4,12 +4,12 @@
 use std::path::{Path, PathBuf};
 
 use super::filesystem::{KnownFilesystem, ScanError};
-use crate::digest::Digest;
-use crate::image::{Descriptor, ImageConfig, Index, Manifest, Platform, media};
-use crate::layout::{Layout, LayoutError};
-use crate::registry::{Reference, ReferenceError};
-use crate::remote::{RemoteAccess, RemoteError};
-use crate::store::{Store, StoreError};
+use dockless_oci::digest::Digest;
+use dockless_oci::image::{Descriptor, ImageConfig, Index, Manifest, Platform, media};
+use dockless_oci::layout::{Layout, LayoutError};
+use dockless_oci::store::{Store, StoreError};
+use dockless_registry::remote::{RemoteAccess, RemoteError};
+use dockless_registry::{Reference, ReferenceError};
 
 /// A resolved base image: its config and layers (in the store, or in `remote`'s repository).
 #[derive(Debug, Clone)]
@@ -208,7 +208,7 @@ fn from_registry(
     }
     let manifest: Manifest = serde_json::from_slice(&fetched.bytes)
         .map_err(|e| invalid(format!("its manifest is not valid: {e}")))?;
-    if manifest.config.size > crate::layout::MAX_DOCUMENT {
+    if manifest.config.size > dockless_oci::layout::MAX_DOCUMENT {
         return Err(invalid(format!(
             "its config is {} bytes, over the 4 MiB limit",
             manifest.config.size
@@ -295,7 +295,7 @@ pub fn load_filesystem(
     let started = std::time::Instant::now();
     for (digest, _) in layers {
         if let Some(reference) = reference
-            && !crate::build::filesystem::listing_is_cached(store, digest)
+            && !crate::filesystem::listing_is_cached(store, digest)
         {
             remote
                 .fetch_blob(store, reference, digest)

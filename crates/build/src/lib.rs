@@ -10,19 +10,21 @@ pub mod locate;
 pub mod progress;
 pub mod secrets;
 mod stage;
+// The one door for "build this and push it" (`build_and_push`) and layout pushes.
+pub mod publish;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::context::{Context, ContextError};
-use crate::digest::Digest;
-use crate::fs_error::{FsError, IoContext};
-use crate::image::{Compression, Descriptor, Format, Platform};
-use crate::remote::{LayerSource, RemoteAccess};
-use crate::shared_cache::SharedCache;
-use crate::store::{Store, StoreError};
+use dockless_context::{Context, ContextError};
+use dockless_oci::digest::Digest;
+use dockless_oci::fs_error::{FsError, IoContext};
+use dockless_oci::image::{Compression, Descriptor, Format, Platform};
+use dockless_oci::store::{Store, StoreError};
+use dockless_registry::remote::{LayerSource, RemoteAccess};
+use dockless_shared_cache::SharedCache;
 
 pub use locate::locate_dockerfile;
 pub use secrets::{SecretFlagError, SecretFlagProblem, SecretSource, parse_secret_flag};
@@ -44,18 +46,18 @@ pub struct BuildOptions {
     /// Timestamp for layer entries, `created` and history (SOURCE_DATE_EPOCH, else 0).
     pub epoch: u64,
     /// How RUN commands are isolated.
-    pub isolation: crate::run::Isolation,
+    pub isolation: dockless_sandbox::Isolation,
     /// `--network`: the network of RUN steps without `--network` (and of `--network=default`).
-    pub network: crate::run::sandbox::Network,
+    pub network: dockless_sandbox::sandbox::Network,
     /// `--target`: build the stage of this name and stop.
     pub target: Option<String>,
     /// `--secret id=…`: the secrets RUN --mount=type=secret may use, by id.
     pub secrets: BTreeMap<String, SecretSource>,
     /// `--cache-from`: shared caches whose layers this build may reuse (see
-    /// [`crate::shared_cache`]).
-    pub cache_from: Vec<crate::registry::Reference>,
+    /// [`dockless_shared_cache`]).
+    pub cache_from: Vec<dockless_registry::Reference>,
     /// `--cache-to`: where the layers this build made or reused are exported afterwards.
-    pub cache_to: Vec<crate::registry::Reference>,
+    pub cache_to: Vec<dockless_registry::Reference>,
     /// `--no-cache` / `--no-cache-filter`: the steps that run again instead of reusing a cache.
     pub no_cache: NoCache,
     /// `--label`: labels of the image's config, over the Dockerfile's LABELs.
@@ -104,7 +106,7 @@ pub struct BuiltImage {
     pub platform: Platform,
     /// Every layer the build made or reused, under its shared cache key (for `--cache-to`).
     #[serde(skip)]
-    pub cache_entries: Vec<crate::shared_cache::ExportEntry>,
+    pub cache_entries: Vec<dockless_shared_cache::ExportEntry>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -134,7 +136,7 @@ impl BuiltImage {
         &self,
         store: &Store,
         remote: &RemoteAccess,
-    ) -> Result<(), crate::remote::RemoteError> {
+    ) -> Result<(), FetchLayersError> {
         for layer in &self.layers {
             let Some(source) = &layer.source else {
                 continue;
@@ -142,16 +144,14 @@ impl BuiltImage {
             remote.fetch_blob(store, source.repository(), &layer.digest)?;
             // A shared cache's layer must unpack to the diff_id its entry claims.
             if matches!(source, LayerSource::SharedCache { .. }) {
-                crate::layer::archive::check_diff_id(
+                dockless_layer::archive::check_diff_id(
                     &store.blob_path(&layer.digest),
                     &layer.diff_id,
                 )
-                .map_err(|problem| {
-                    crate::remote::RemoteError::WrongSharedLayer {
-                        digest: layer.digest.clone(),
-                        repository: source.repository().to_string(),
-                        problem,
-                    }
+                .map_err(|problem| FetchLayersError::WrongSharedLayer {
+                    digest: layer.digest.clone(),
+                    repository: source.repository().to_string(),
+                    problem,
                 })?;
             }
         }
@@ -162,6 +162,21 @@ impl BuiltImage {
     pub fn total_size(&self) -> u64 {
         self.manifest.size + self.config.size + self.layers.iter().map(|l| l.size).sum::<u64>()
     }
+}
+
+/// Why the layers left in registries could not be brought into the store.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchLayersError {
+    #[error(transparent)]
+    Remote(#[from] dockless_registry::remote::RemoteError),
+    #[error(
+        "layer {digest} from the shared cache {repository} {problem}: the cache is wrong; build without --cache-from (a build with --cache-to then replaces it)"
+    )]
+    WrongSharedLayer {
+        digest: Digest,
+        repository: String,
+        problem: dockless_layer::archive::DiffIdError,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -208,7 +223,7 @@ pub enum BuildError {
 /// the build goes on.
 pub trait LayerObserver: Sync {
     /// A new layer has started to be written; its compressed bytes can be read as they land.
-    fn writing(&self, live: crate::layer::LiveBlob);
+    fn writing(&self, live: dockless_oci::live::LiveBlob);
     /// A layer is in the store, new or from a cache (after `writing`, for a new one).
     fn written(&self, layer: &BuiltLayer);
 }
@@ -268,7 +283,7 @@ pub fn build_with(
 /// The context, the Dockerfile's path and the parsed Dockerfile.
 fn load_dockerfile(
     options: &BuildOptions,
-) -> Result<(Context, PathBuf, crate::dockerfile::Dockerfile), BuildError> {
+) -> Result<(Context, PathBuf, dockless_dockerfile::Dockerfile), BuildError> {
     let context = Context::open(&options.context)?;
     let dockerfile_path = locate_dockerfile(
         context.root(),
@@ -283,7 +298,7 @@ fn load_dockerfile(
             e.utf8_error().valid_up_to()
         ),
     })?;
-    let dockerfile = crate::dockerfile::parse(&text).map_err(|e| BuildError::Parse {
+    let dockerfile = dockless_dockerfile::parse(&text).map_err(|e| BuildError::Parse {
         file: dockerfile_path.clone(),
         line: e.line,
         message: e.message.clone(),

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::run::OutputSink;
+use dockless_sandbox::OutputSink;
 
 /// One thing that happened to a step (`step` is its number, from 1, in the order steps start).
 #[derive(Debug, Clone, Copy)]

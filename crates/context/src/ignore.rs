@@ -19,7 +19,7 @@ mod matcher;
 use clean::go_clean;
 use matcher::CompiledPattern;
 
-use crate::context::pattern::path_match;
+use crate::pattern::path_match;
 
 /// A `.dockerignore` file that could not be read as Docker would read it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -8,7 +8,7 @@ pub mod source;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::fs_error::{FsError, IoContext};
+use dockless_oci::fs_error::{FsError, IoContext};
 use ignore::{IgnoreError, IgnoreRules};
 
 /// An opened build context: its canonical root and its ignore rules.

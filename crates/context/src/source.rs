@@ -14,7 +14,7 @@ use std::path::{Component, Path, PathBuf};
 use super::Context;
 use super::item_meta::ItemMeta;
 use super::pattern::{self, PatternError};
-use crate::fs_error::{FsError, IoContext};
+use dockless_oci::fs_error::{FsError, IoContext};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -222,9 +222,11 @@ impl Context {
             }
         }
         let subtrees =
-            crate::parallel::map_in_order(&parts, crate::parallel::cores(), |part| match part {
-                Part::Dir(child) => Some(self.walk_dir_child(&dir.abs, child)),
-                Part::File(_) => None,
+            dockless_oci::parallel::map_in_order(&parts, dockless_oci::parallel::cores(), |part| {
+                match part {
+                    Part::Dir(child) => Some(self.walk_dir_child(&dir.abs, child)),
+                    Part::File(_) => None,
+                }
             })
             .ok_or_else(|| {
                 SourceError::from(FsError {

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use super::Healthcheck;
 use super::args::{JsonArgs, json_array};
-use super::duration::parse_go_duration;
 use super::flags::{FlagKind, Flags, check_flags};
+use dockless_oci::duration::parse_go_duration;
 
 const FLAGS: &[(&str, FlagKind)] = &[
     ("interval", FlagKind::Value),

@@ -5,7 +5,7 @@
 //! expands, with the variables in scope at that instruction. Both are pure: no I/O.
 //!
 //! ```
-//! use dockless::dockerfile::{parse, Command};
+//! use dockless_dockerfile::{parse, Command};
 //!
 //! let dockerfile = parse("FROM alpine\nENV DIR=/app\nWORKDIR $DIR/src\n").unwrap();
 //! let workdir = &dockerfile.instructions[2];
@@ -18,7 +18,6 @@ mod args;
 mod ast;
 mod copy;
 mod directives;
-mod duration;
 mod error;
 mod expand;
 mod flags;
@@ -35,7 +34,6 @@ pub use ast::{
     Add, ArgDecl, Command, CommandLine, Copy, Dockerfile, From, Healthcheck, Instruction, KeyValue,
     Run,
 };
-pub(crate) use duration::parse_go_duration;
 pub use error::{ExpandError, ParseError};
 pub use heredoc::{Heredoc, parse_word as heredoc_word};
 pub use lex::{expand_word, expand_words};

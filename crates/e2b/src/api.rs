@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::credentials::{CredentialKind, E2bCredential};
 use super::refusal::{self, Flow};
 pub use super::schema::*;
-use crate::http::{HttpPolicy, RetryDecision, TIMEOUT_ADVICE};
+use dockless_registry::http::{HttpPolicy, RetryDecision, TIMEOUT_ADVICE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -312,7 +312,7 @@ impl ApiClient {
 
     fn scrubbed(&self, error: &reqwest::Error) -> String {
         refusal::scrub(
-            &crate::registry::with_causes(error.to_string(), error),
+            &dockless_registry::with_causes(error.to_string(), error),
             &self.credential,
         )
     }

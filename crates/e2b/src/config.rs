@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::fs_error::FsError;
+use dockless_oci::fs_error::FsError;
 
 pub const FILE_NAME: &str = "e2b.toml";
 

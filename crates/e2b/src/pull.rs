@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::api::PullCredentials;
-use crate::registry::{Credential, ResolvedCredential};
+use dockless_registry::{Credential, ResolvedCredential};
 
 /// Which kind to hand over; `Auto` picks it from the image's registry host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

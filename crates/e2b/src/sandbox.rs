@@ -11,8 +11,8 @@
 //! it sets them, so an instruction inherited from the base image counts as "not set", as in
 //! the SDK.
 
-use crate::dockerfile::{Command, Dockerfile};
-use crate::image::config::ContainerConfig;
+use dockless_dockerfile::{Command, Dockerfile};
+use dockless_oci::image::config::ContainerConfig;
 
 use super::api::Step;
 
@@ -156,7 +156,7 @@ mod tests {
 
     #[test]
     fn the_stage_decides_what_counts() {
-        let dockerfile = crate::dockerfile::parse(
+        let dockerfile = dockless_dockerfile::parse(
             "FROM a AS build\nUSER x\nCMD [\"y\"]\nFROM b\nWORKDIR /w\nRUN true\n",
         )
         .unwrap();

@@ -139,7 +139,7 @@ mod tests {
         write_template_id(fresh.path(), "t1", Some("web"), Some("e2b.Dockerfile")).unwrap();
         let text = std::fs::read_to_string(fresh.path().join(FILE_NAME)).unwrap();
         assert!(text.starts_with("# This is a config for E2B"), "{text}");
-        let parsed: crate::e2b::config::TemplateConfig = toml::from_str(&text).unwrap();
+        let parsed: crate::config::TemplateConfig = toml::from_str(&text).unwrap();
         assert_eq!(parsed.template_id.as_deref(), Some("t1"));
         assert_eq!(parsed.template_name.as_deref(), Some("web"));
     }

@@ -21,8 +21,8 @@ use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use crate::digest::Digest;
-use crate::layer::Entry;
+use crate::Entry;
+use dockless_oci::digest::Digest;
 use tar_reader::{CopyError, TarError, TarHeader, TarReader};
 use tree::{Metadata, NodeKind, Tree, TreeError};
 
@@ -161,7 +161,7 @@ fn uncompressed_digest(path: &Path) -> io::Result<Digest> {
     let compression = Compression::detect(magic.get(..magic_len).unwrap_or_default());
     file.seek(SeekFrom::Start(0))?;
     let reader = decompressor(BufReader::new(file), compression)?;
-    Ok(crate::digest::digest_reader(reader)?.0)
+    Ok(dockless_oci::digest::digest_reader(reader)?.0)
 }
 
 /// `Some(compression)` when the file is a tar archive (possibly compressed) that `ADD` must

@@ -14,8 +14,8 @@ use sha2::{Digest as _, Sha256};
 
 use super::entry::{Entry, EntryKind};
 use super::writer::{LayerError, LayerSettings, OnLive, WrittenLayer, write_layer};
-use crate::context::item_meta::ItemMeta;
-use crate::store::Store;
+use dockless_context::item_meta::ItemMeta;
+use dockless_oci::store::Store;
 
 /// Bumped whenever the bytes a given input produces change (tar layout, compressor settings).
 const VERSION: &str = "dockless-layer-cache-v3-binary-key";
@@ -129,7 +129,7 @@ impl Write for Hashed<'_> {
 }
 
 /// Where this cache's records live in the store.
-const AREA: &str = crate::areas::LAYER_CACHE;
+const AREA: &str = dockless_oci::areas::LAYER_CACHE;
 
 /// A cached layer for `key` whose blob is still in the store.
 pub fn lookup(store: &Store, key: &str) -> Option<WrittenLayer> {
@@ -153,7 +153,7 @@ pub fn lookup_in(store: &Store, area: &str, key: &str) -> Option<WrittenLayer> {
     let layer: WrittenLayer = serde_json::from_slice(&bytes).ok()?;
     let hit = store.has_blob(&layer.digest);
     if hit {
-        crate::areas::mark_used(&record);
+        dockless_oci::areas::mark_used(&record);
     }
     hit.then_some(layer)
 }
@@ -197,7 +197,7 @@ pub fn write_layer_cached(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::Compression;
+    use dockless_oci::image::Compression;
 
     fn file_entry(source: PathBuf, size: u64) -> Entry {
         Entry {

@@ -3,11 +3,10 @@
 pub mod archive;
 pub mod cache;
 pub mod entry;
-pub mod live;
 pub mod pgzip;
 pub mod writer;
 
 pub use cache::write_layer_cached;
 pub use entry::{Entry, EntryKind};
-pub use live::{LiveBlob, LiveProgress};
+
 pub use writer::{LayerError, LayerSettings, OnLive, WrittenLayer, diff_id, write_layer};

@@ -7,11 +7,11 @@ use std::io::{self, BufWriter, Write};
 use tar::{EntryType, Header};
 
 use super::entry::{Entry, EntryKind};
-use super::live::LiveBlob;
-use crate::digest::{Digest, HashingWriter};
-use crate::fs_error::{FsError, IoContext};
-use crate::image::Compression;
-use crate::store::{Store, StoreError};
+use dockless_oci::digest::{Digest, HashingWriter};
+use dockless_oci::fs_error::{FsError, IoContext};
+use dockless_oci::image::Compression;
+use dockless_oci::live::LiveBlob;
+use dockless_oci::store::{Store, StoreError};
 
 /// A layer as stored: both digests and the compressed size.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -63,14 +63,14 @@ pub fn write_layer(
     let temp_path = temp.path().to_owned();
     let reader = temp.reopen().with_path("open", &temp_path)?;
     // Dropped on any early return, which tells a live reader the bytes are no layer.
-    let (publishing, finisher, live) = super::live::publish(temp, reader);
+    let (publishing, finisher, live) = dockless_oci::live::publish(temp, reader);
     if let Some(on_live) = on_live {
         on_live(live);
     }
     let compressed = HashingWriter::new(BufWriter::with_capacity(256 * 1024, publishing));
     let (compressed, diff_id) = match settings.compression {
         Compression::Gzip { level } => {
-            let threads = crate::parallel::cores();
+            let threads = dockless_oci::parallel::cores();
             let encoder = super::pgzip::ParallelGzWriter::new(compressed, level, threads)
                 .with_path("compress", &temp_path)?;
             let (encoder, diff_id) = write_tar(encoder, entries, settings.epoch)?;
@@ -100,7 +100,7 @@ pub fn write_layer(
 
 /// The diff_id `entries` would have as a layer: the tar stream hashed, nothing compressed or
 /// stored. A key that travels between machines, since it depends only on the entries' bytes
-/// and metadata (see `crate::shared_cache`).
+/// and metadata (see `dockless_shared_cache`).
 pub fn diff_id(entries: &[Entry], epoch: u64) -> Result<Digest, LayerError> {
     Ok(write_tar(io::sink(), entries, epoch)?.1)
 }
@@ -237,7 +237,7 @@ struct CountingReader<R> {
 impl<R: io::Read> io::Read for CountingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         // An interrupted build stops within one read, not after the whole file.
-        crate::cancel::check_io()?;
+        dockless_oci::cancel::check_io()?;
         let n = self.inner.read(buf)?;
         self.count += n as u64;
         Ok(n)

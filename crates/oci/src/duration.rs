@@ -1,8 +1,9 @@
-//! Go's `time.ParseDuration`, which HEALTHCHECK flags use: `30s`, `1m30s`, `1.5h`, `500ms`.
+//! Go's `time.ParseDuration`, which HEALTHCHECK flags (and so image configs) and
+//! `prune --filter until=` take: `30s`, `1m30s`, `1.5h`, `500ms`.
 
 /// A parsed duration: sign and magnitude in nanoseconds (at most `i64::MAX`, as in Go).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct GoDuration {
+pub struct GoDuration {
     pub negative: bool,
     pub nanos: u64,
 }
@@ -22,7 +23,7 @@ const UNITS: [(&str, u64); 8] = [
 const LIMIT: u64 = 1 << 63;
 
 /// Parses `text` the way Go does; the error says what is wrong with it.
-pub(crate) fn parse_go_duration(text: &str) -> Result<GoDuration, String> {
+pub fn parse_go_duration(text: &str) -> Result<GoDuration, String> {
     let invalid = || format!("invalid duration {text:?}: expected e.g. 30s, 1m30s or 500ms");
     let (negative, mut rest) = match text.strip_prefix('-') {
         Some(rest) => (true, rest),

@@ -1,8 +1,8 @@
 //! A blob's bytes, readable while it is still being written.
 //!
 //! A push need not wait for a new layer to be finished before uploading it: the writer
-//! ([`crate::layer`]) publishes how many compressed bytes have reached the store's temporary
-//! file, and a reader (the uploader in [`crate::registry`]) reads the file up to that point
+//! ([`dockless_layer`]) publishes how many compressed bytes have reached the store's temporary
+//! file, and a reader (the uploader in [`dockless_registry`]) reads the file up to that point
 //! through its own file handle, which stays valid when the file is renamed into the store. The
 //! digest is known only at the end, and is published with it. This module sits beside both so
 //! that neither the registry nor the layer writer depends on the other.
@@ -60,7 +60,7 @@ impl LiveBlob {
 }
 
 /// The writing end: passes bytes to the file and publishes how many have landed there.
-pub(crate) struct Publishing<W: Write> {
+pub struct Publishing<W: Write> {
     inner: W,
     written: u64,
     sender: watch::Sender<LiveProgress>,
@@ -68,7 +68,7 @@ pub(crate) struct Publishing<W: Write> {
 
 /// Wraps `inner`, whose bytes `reader` (a second handle on the same file) can read. The
 /// [`Finisher`] announces the end; dropped without [`Finisher::done`], it announces a failure.
-pub(crate) fn publish<W: Write>(inner: W, reader: File) -> (Publishing<W>, Finisher, LiveBlob) {
+pub fn publish<W: Write>(inner: W, reader: File) -> (Publishing<W>, Finisher, LiveBlob) {
     let (sender, progress) = watch::channel(LiveProgress::Writing(0));
     let live = LiveBlob {
         file: Arc::new(reader),
@@ -87,7 +87,7 @@ pub(crate) fn publish<W: Write>(inner: W, reader: File) -> (Publishing<W>, Finis
 }
 
 impl<W: Write> Publishing<W> {
-    pub(crate) fn into_inner(self) -> W {
+    pub fn into_inner(self) -> W {
         self.inner
     }
 }
@@ -107,13 +107,13 @@ impl<W: Write> Write for Publishing<W> {
 }
 
 /// Announces the end of a layer: done with its digest, or (when dropped first) failed.
-pub(crate) struct Finisher {
+pub struct Finisher {
     sender: watch::Sender<LiveProgress>,
     ended: bool,
 }
 
 impl Finisher {
-    pub(crate) fn done(mut self, size: u64, digest: Digest) {
+    pub fn done(mut self, size: u64, digest: Digest) {
         self.ended = true;
         self.sender
             .send_replace(LiveProgress::Done { size, digest });

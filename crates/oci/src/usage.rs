@@ -310,7 +310,7 @@ pub fn parse_filter(text: &str) -> Result<Duration, UsageError> {
             "--filter {text}: only until=DURATION is supported (the store has no build records with ids, parents or types)"
         )));
     }
-    let parsed = crate::dockerfile::parse_go_duration(value.trim())
+    let parsed = crate::duration::parse_go_duration(value.trim())
         .map_err(|e| UsageError::Value(format!("--filter {text}: {e}")))?;
     if parsed.negative {
         return Err(UsageError::Value(format!(

@@ -13,8 +13,8 @@ use super::client::{RegistryClient, RegistryRequest, Scope};
 use super::endpoint::resolve_location;
 use super::error::{RegistryError, Result};
 use super::transport::{ReplayableBody, SentBytesFn, counted, next_chunk};
-use crate::digest::{Digest, HashingWriter};
 use crate::http::retry::is_retryable_status;
+use dockless_oci::digest::{Digest, HashingWriter};
 
 const OCTET_STREAM: &str = "application/octet-stream";
 const CHUNK_MIN_LENGTH: &str = "oci-chunk-min-length";

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use super::credentials::{CredentialError, CredentialSource};
 use super::reference::ReferenceError;
-use crate::digest::Digest;
+use dockless_oci::digest::Digest;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -269,7 +269,7 @@ mod tests {
             repository: "app".into(),
             advice: credential_advice(
                 "127.0.0.1:5000",
-                &crate::registry::credentials::CredentialSource::Explicit,
+                &crate::credentials::CredentialSource::Explicit,
             ),
         };
         let text = err.to_string();

@@ -12,8 +12,8 @@ use super::blobs::octet_stream;
 use super::client::RegistryClient;
 use super::error::Result;
 use super::transport::{ReplayableBody, SentBytesFn};
-use crate::digest::Digest;
-use crate::live::{LiveBlob, LiveProgress};
+use dockless_oci::digest::Digest;
+use dockless_oci::live::{LiveBlob, LiveProgress};
 
 /// How a streamed upload ended.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,6 +8,9 @@
 //!   [`RegistryClient::get_blob_to_file`] to read an image back.
 
 mod blobs;
+// One HTTP policy (timeouts, retries with backoff and Retry-After, proxies) for every request.
+pub mod http;
+// Registry access for the builder and the pusher: a client per registry, blocking calls.
 mod challenge;
 mod client;
 mod credentials;
@@ -17,6 +20,7 @@ mod growing;
 mod manifests;
 mod push;
 mod reference;
+pub mod remote;
 mod token;
 mod transport;
 

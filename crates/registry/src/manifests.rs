@@ -8,8 +8,8 @@ use reqwest::{Method, StatusCode};
 use super::client::{RegistryClient, RegistryRequest, Scope};
 use super::error::{RegistryError, Result};
 use super::transport::{ReplayableBody, next_chunk};
-use crate::digest::Digest;
-use crate::image::media::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
+use dockless_oci::digest::Digest;
+use dockless_oci::image::media::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
 
 /// Every manifest media type read back, in the order `Accept` lists them.
 const MANIFEST_TYPES: [&str; 4] = [

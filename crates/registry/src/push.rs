@@ -15,7 +15,7 @@ use super::error::{RegistryError, Result};
 use super::manifests::manifest_references;
 use super::reference::Reference;
 use super::transport::SentBytesFn;
-use crate::digest::Digest;
+use dockless_oci::digest::Digest;
 
 /// Where the bytes of one blob come from.
 #[derive(Clone, Debug)]

@@ -4,11 +4,11 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::digest::Digest;
-use crate::registry::{
+use crate::{
     CredentialEnv, Reference, RegistryClient, RegistryError, RegistrySettings, ResolvedCredential,
 };
-use crate::store::{Store, StoreError};
+use dockless_oci::digest::Digest;
+use dockless_oci::store::{Store, StoreError};
 
 /// Where a layer's blob is when the local store does not hold it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,14 +46,6 @@ pub enum RemoteError {
     Registry(Box<RegistryError>),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error(
-        "layer {digest} from the shared cache {repository} {problem}: the cache is wrong; build without --cache-from (a build with --cache-to then replaces it)"
-    )]
-    WrongSharedLayer {
-        digest: Digest,
-        repository: String,
-        problem: crate::layer::archive::DiffIdError,
-    },
 }
 
 // Registry errors carry a lot of context; boxed, they keep every Result small.

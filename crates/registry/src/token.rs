@@ -308,7 +308,7 @@ fn scrub(text: &str, credential: &ResolvedCredential) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::credentials::CredentialSource;
+    use crate::credentials::CredentialSource;
 
     #[test]
     fn error_details_are_short_and_scrubbed() {

@@ -25,7 +25,7 @@ use tokio_util::io::ReaderStream;
 
 use super::endpoint::{resolve_location, same_origin};
 use super::error::RegistryError;
-use crate::digest::Digest;
+use dockless_oci::digest::Digest;
 
 const MAX_REDIRECTS: usize = 10;
 const READ_BUFFER: usize = 256 * 1024;
@@ -211,7 +211,7 @@ impl ReplayableBody {
     /// A layer's compressed bytes while they are still being written: each try reads the file
     /// from the start, waiting for the writer, and ends when the writer is done. `progress`
     /// hears the bytes sent so far.
-    pub fn growing(live: crate::live::LiveBlob, progress: Option<SentBytesFn>) -> Self {
+    pub fn growing(live: dockless_oci::live::LiveBlob, progress: Option<SentBytesFn>) -> Self {
         Self {
             make: Arc::new(move |liveness: Arc<Liveness>| {
                 let (live, progress) = (live.clone(), progress.clone());
@@ -228,11 +228,11 @@ impl ReplayableBody {
 
 /// Reads `live` from the start as the writer publishes bytes; fails if the writer gives up.
 fn growing_body(
-    live: crate::live::LiveBlob,
+    live: dockless_oci::live::LiveBlob,
     liveness: Arc<Liveness>,
     progress: Option<SentBytesFn>,
 ) -> reqwest::Body {
-    use crate::live::LiveProgress;
+    use dockless_oci::live::LiveProgress;
     let watch = live.watch();
     let stream = futures_util::stream::unfold(
         (live, watch, 0u64, false),

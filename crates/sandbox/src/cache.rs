@@ -3,9 +3,9 @@
 
 use sha2::{Digest as _, Sha256};
 
-use crate::digest::Digest;
-use crate::layer::{LayerSettings, WrittenLayer};
-use crate::store::Store;
+use dockless_layer::{LayerSettings, WrittenLayer};
+use dockless_oci::digest::Digest;
+use dockless_oci::store::Store;
 
 /// Bumped whenever the layer a given RUN produces may change for the same inputs.
 const VERSION: &str = "dockless-run-cache-v2";
@@ -22,7 +22,7 @@ pub struct RunKey<'a> {
     pub platform: &'a str,
     pub settings: LayerSettings,
     /// RUN --network (or the build's --network).
-    pub network: crate::run::sandbox::Network,
+    pub network: crate::sandbox::Network,
     /// What each RUN --mount gives the command, as far as it decides the result: the mount
     /// and, for a bind mount, a digest of what it binds (never a secret's value).
     pub mounts: &'a [String],
@@ -37,7 +37,7 @@ impl RunKey<'_> {
             self.settings.epoch, self.platform, self.user, self.workdir
         );
         // Only `none` adds a line: keys of RUNs with the host's network stay what they were.
-        if self.network == crate::run::sandbox::Network::None {
+        if self.network == crate::sandbox::Network::None {
             text.push_str("network:none\n");
         }
         for parent in self.parents {
@@ -60,22 +60,22 @@ impl RunKey<'_> {
 }
 
 /// Where RUN layers are recorded in the store, apart from COPY/ADD layers.
-const AREA: &str = crate::areas::RUN_CACHE;
+const AREA: &str = dockless_oci::areas::RUN_CACHE;
 
 /// The layer an identical RUN made before, if its blob is still in the store.
 pub fn lookup(store: &Store, key: &str) -> Option<WrittenLayer> {
-    crate::layer::cache::lookup_in(store, AREA, key)
+    dockless_layer::cache::lookup_in(store, AREA, key)
 }
 
 /// Records the layer a RUN made; failing to is harmless (the next build runs it again).
 pub fn record(store: &Store, key: &str, layer: &WrittenLayer) {
-    crate::layer::cache::record_in(store, AREA, key, layer)
+    dockless_layer::cache::record_in(store, AREA, key, layer)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::Compression;
+    use dockless_oci::image::Compression;
 
     #[test]
     fn every_input_changes_the_key() {
@@ -93,7 +93,7 @@ mod tests {
                 compression: Compression::Gzip { level: 1 },
                 epoch: 0,
             },
-            network: crate::run::sandbox::Network::Host,
+            network: crate::sandbox::Network::Host,
             mounts: &[],
         };
         let base = key.hash();
@@ -123,7 +123,7 @@ mod tests {
                 ..key.clone()
             },
             RunKey {
-                network: crate::run::sandbox::Network::None,
+                network: crate::sandbox::Network::None,
                 ..key.clone()
             },
         ] {

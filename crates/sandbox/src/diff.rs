@@ -15,7 +15,7 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::layer::{Entry, EntryKind};
+use dockless_layer::{Entry, EntryKind};
 
 /// What the walk records of one path.
 #[derive(Debug, Clone, PartialEq, Eq)]

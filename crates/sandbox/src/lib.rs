@@ -31,7 +31,7 @@ pub enum RunError {
     #[error("USER {user}: {message}")]
     User { user: String, message: String },
     #[error(transparent)]
-    Layer(#[from] crate::layer::LayerError),
+    Layer(#[from] dockless_layer::LayerError),
     #[error("could not read the file system after the command: {0}")]
     Diff(#[source] std::io::Error),
     #[error(

@@ -95,7 +95,7 @@ pub fn harvest(root: &Path, file: &Path, kept_aside: OwnerList) -> io::Result<()
 }
 
 /// Run by root before the command of a sandbox whose IDs are the host's `range` (see
-/// [`crate::run::sandbox::Mapping::Shifted`]): every owner below `range.count` becomes the host
+/// [`crate::sandbox::Mapping::Shifted`]): every owner below `range.count` becomes the host
 /// ID the sandbox sees as that owner. A file already owned inside the range would come back
 /// with a wrong owner, so it stops the build instead.
 pub fn shift_into(root: &Path, range: IdRange) -> io::Result<()> {

@@ -13,9 +13,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
-use crate::digest::Digest;
-use crate::image::media;
-use crate::store::Store;
+use dockless_oci::digest::Digest;
+use dockless_oci::image::media;
+use dockless_oci::store::Store;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RootfsError {
@@ -57,14 +57,14 @@ impl Rootfs {
             dir: parent.clone(),
             source,
         };
-        crate::cancel::check_io().map_err(create)?;
+        dockless_oci::cancel::check_io().map_err(create)?;
         let dir = tempfile::Builder::new()
             .prefix("rootfs-")
             .tempdir_in(&parent)
             .map_err(create)?
             .keep();
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).map_err(create)?;
-        crate::cleanup::register(&dir);
+        dockless_oci::cleanup::register(&dir);
         Ok(Rootfs {
             dir,
             owners: HashMap::new(),
@@ -111,7 +111,7 @@ impl Rootfs {
         // filled and filling it does not move its time.
         let mut dir_modes: Vec<(PathBuf, u32, u64)> = Vec::new();
         for entry in archive.entries().map_err(|e| unpack("(archive)", e))? {
-            crate::cancel::check_io().map_err(|e| unpack("(archive)", e))?;
+            dockless_oci::cancel::check_io().map_err(|e| unpack("(archive)", e))?;
             let mut entry = entry.map_err(|e| unpack("(archive)", e))?;
             let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
             self.apply_entry(&mut entry, &raw, &mut dir_modes)
@@ -134,7 +134,7 @@ impl Rootfs {
         raw: &str,
         dir_modes: &mut Vec<(PathBuf, u32, u64)>,
     ) -> io::Result<()> {
-        let Some(rel) = crate::context::source::clean_relative(raw).filter(|p| !p.is_empty())
+        let Some(rel) = dockless_context::source::clean_relative(raw).filter(|p| !p.is_empty())
         else {
             return Ok(());
         };
@@ -226,7 +226,7 @@ impl Rootfs {
     ) -> io::Result<()> {
         let link = entry.link_name_bytes().unwrap_or_default().into_owned();
         let link = String::from_utf8_lossy(&link).into_owned();
-        let source = crate::context::source::clean_relative(&link)
+        let source = dockless_context::source::clean_relative(&link)
             .ok_or_else(|| io::Error::other(format!("hard link to `{link}` climbs out")))?;
         fs::hard_link(resolve(&self.dir, &source, false)?, target)?;
         if let Some(owner) = self.owners.get(&source).copied() {
@@ -320,10 +320,10 @@ pub mod cached {
         let mut working = Rootfs::new(store)?;
         let entry = store
             .root()
-            .join(crate::areas::TREES)
+            .join(dockless_oci::areas::TREES)
             .join(key(layers, working.privileged));
         if entry.join("owners.json").is_file() {
-            crate::areas::mark_used(&entry);
+            dockless_oci::areas::mark_used(&entry);
         } else {
             unpack_into_cache(store, layers, &entry)?;
         }
@@ -362,7 +362,7 @@ pub mod cached {
             .tempdir_in(store.session_dir())
             .map_err(create)?;
         // Destructors do not run on Ctrl-C: the signal handler removes what is registered.
-        crate::cleanup::register(staging.path());
+        dockless_oci::cleanup::register(staging.path());
         let mut owners: Vec<(String, u64, u64)> = tree
             .owners
             .iter()
@@ -375,14 +375,14 @@ pub mod cached {
         )
         .map_err(create)?;
         fs::rename(&tree.dir, staging.path().join("tree")).map_err(create)?;
-        crate::cleanup::unregister(&tree.dir);
+        dockless_oci::cleanup::unregister(&tree.dir);
         tree.dir = staging.path().join("tree");
         let staging = staging.keep();
         if fs::rename(&staging, entry).is_err() {
             // Another build cached the same chain meanwhile: theirs is as good.
             let _ = remove_tree(&staging);
         }
-        crate::cleanup::unregister(&staging);
+        dockless_oci::cleanup::unregister(&staging);
         // `tree` now names a path that moved; dropping it removes nothing.
         Ok(())
     }
@@ -395,7 +395,7 @@ pub mod cached {
         let mut pending = vec![(from.to_path_buf(), to.to_path_buf())];
         while let Some((source_dir, target_dir)) = pending.pop() {
             for entry in fs::read_dir(&source_dir)? {
-                crate::cancel::check_io()?;
+                dockless_oci::cancel::check_io()?;
                 let entry = entry?;
                 let source = entry.path();
                 let target = target_dir.join(entry.file_name());
@@ -452,7 +452,7 @@ pub mod cached {
 impl Drop for Rootfs {
     fn drop(&mut self) {
         let _ = remove_tree(&self.dir);
-        crate::cleanup::unregister(&self.dir);
+        dockless_oci::cleanup::unregister(&self.dir);
     }
 }
 
@@ -540,7 +540,7 @@ pub fn resolve(root: &Path, rel: &str, create: bool) -> io::Result<PathBuf> {
     Ok(path)
 }
 
-pub use crate::cleanup::remove_tree;
+pub use dockless_oci::cleanup::remove_tree;
 
 #[cfg(test)]
 mod tests;

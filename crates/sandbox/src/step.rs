@@ -10,11 +10,11 @@ use super::diff::{self, Owners, Snapshot};
 use super::mounts::MountPlan;
 use super::rootfs::Rootfs;
 use super::sandbox::{self, InlineScript, Isolation, Spec, SubIds};
-use crate::digest::Digest;
-use crate::image::config::DEFAULT_PATH;
-use crate::image::users::UserDatabase;
-use crate::layer::{LayerSettings, OnLive, WrittenLayer};
-use crate::store::Store;
+use dockless_layer::{LayerSettings, OnLive, WrittenLayer};
+use dockless_oci::digest::Digest;
+use dockless_oci::image::config::DEFAULT_PATH;
+use dockless_oci::image::users::UserDatabase;
+use dockless_oci::store::Store;
 
 /// Everything that decides one RUN step, as the stage has it at that instruction.
 #[derive(Debug, Clone)]
@@ -198,7 +198,7 @@ impl RunStep<'_> {
             }
         };
         let entries = diff::diff(rootfs.path(), &before, &after, owners);
-        let written = crate::layer::write_layer(store, &entries, self.settings, on_live)
+        let written = dockless_layer::write_layer(store, &entries, self.settings, on_live)
             .map_err(RunError::Layer)?;
         rootfs.owners = owners_after;
         // The tree already holds this layer.

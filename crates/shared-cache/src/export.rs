@@ -8,11 +8,11 @@ use std::collections::HashSet;
 use bytes::Bytes;
 
 use super::{ExportEntry, format};
-use crate::digest::Digest;
-use crate::image::media;
-use crate::registry::{BlobSource, PushBlob, PushRequest, Reference, RegistryError, push_image};
-use crate::remote::{RemoteAccess, RemoteError};
-use crate::store::{Store, StoreError};
+use dockless_oci::digest::Digest;
+use dockless_oci::image::media;
+use dockless_oci::store::{Store, StoreError};
+use dockless_registry::remote::{RemoteAccess, RemoteError};
+use dockless_registry::{BlobSource, PushBlob, PushRequest, Reference, RegistryError, push_image};
 
 /// What an export did.
 #[derive(Debug, Clone, PartialEq, Eq)]

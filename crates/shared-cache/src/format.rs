@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::{CacheEntry, EntryKind};
-use crate::digest::Digest;
-use crate::image::media;
-use crate::layer::WrittenLayer;
+use dockless_layer::WrittenLayer;
+use dockless_oci::digest::Digest;
+use dockless_oci::image::media;
 
 /// The manifest's `artifactType`: what tells a cache apart from an image.
 pub const ARTIFACT_TYPE: &str = "application/vnd.dockless.cache.v1+json";
@@ -153,12 +153,13 @@ fn text(value: &Value, what: &'static str) -> Result<String, LayerProblem> {
 /// The digest at `value`, which the layer must have.
 fn digest(value: &Value, what: &'static str) -> Result<Digest, LayerProblem> {
     let text = text(value, what)?;
-    text.parse()
-        .map_err(|e: crate::digest::DigestError| LayerProblem::Invalid {
+    text.parse().map_err(
+        |e: dockless_oci::digest::DigestError| LayerProblem::Invalid {
             what,
             value: text,
             detail: e.to_string(),
-        })
+        },
+    )
 }
 
 fn invalid(what: &'static str, value: &str, detail: &str) -> LayerProblem {

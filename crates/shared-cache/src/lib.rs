@@ -7,7 +7,7 @@
 //!   layer's diff_id (its tar, hashed and not compressed: every path, mode, owner, link target
 //!   and byte, with the build's SOURCE_DATE_EPOCH) and the compression that makes the blob.
 //!   File modification times and inode numbers of the context never enter it.
-//! - a RUN: the RUN cache key (`crate::run::cache::RunKey`): the diff_ids of every layer below
+//! - a RUN: the RUN cache key (the sandbox crate's `RunKey`): the diff_ids of every layer below
 //!   (the base by its layers' digests), the command, its environment and build arguments,
 //!   user, working directory, platform, network, mounts and the compression.
 //!
@@ -27,11 +27,11 @@ use std::sync::Mutex;
 
 use sha2::{Digest as _, Sha256};
 
-use crate::digest::Digest;
-use crate::layer::{LayerSettings, WrittenLayer};
-use crate::registry::Reference;
-use crate::remote::{LayerSource, RemoteAccess};
-use crate::store::Store;
+use dockless_layer::{LayerSettings, WrittenLayer};
+use dockless_oci::digest::Digest;
+use dockless_oci::store::Store;
+use dockless_registry::Reference;
+use dockless_registry::remote::{LayerSource, RemoteAccess};
 
 pub use export::{ExportError, ExportReport, export};
 
@@ -279,15 +279,15 @@ impl<'a> SharedCache<'a> {
 #[derive(Debug, thiserror::Error)]
 enum ReadError {
     #[error(transparent)]
-    Remote(#[from] crate::remote::RemoteError),
+    Remote(#[from] dockless_registry::remote::RemoteError),
     #[error(transparent)]
-    Registry(Box<crate::registry::RegistryError>),
+    Registry(Box<dockless_registry::RegistryError>),
     #[error(transparent)]
     Format(#[from] format::FormatError),
 }
 
-impl From<crate::registry::RegistryError> for ReadError {
-    fn from(e: crate::registry::RegistryError) -> Self {
+impl From<dockless_registry::RegistryError> for ReadError {
+    fn from(e: dockless_registry::RegistryError) -> Self {
         ReadError::Registry(Box::new(e))
     }
 }
@@ -307,7 +307,7 @@ fn read_entries(remote: &RemoteAccess, reference: &Reference) -> Result<format::
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::Compression;
+    use dockless_oci::image::Compression;
 
     #[test]
     fn files_keys_follow_the_diff_id_and_the_compression_only() {

@@ -7,12 +7,12 @@ use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 
 use super::{CopyError, join};
-use crate::build::filesystem::KnownFilesystem;
-use crate::context::item_meta::ItemMeta;
-use crate::context::source::{Matched, Walked};
-use crate::fs_error::{FsError, IoContext};
-use crate::layer::cache::{SourceStamp, Stamps};
-use crate::layer::{Entry, EntryKind};
+use crate::filesystem::KnownFilesystem;
+use dockless_context::item_meta::ItemMeta;
+use dockless_context::source::{Matched, Walked};
+use dockless_layer::cache::{SourceStamp, Stamps};
+use dockless_layer::{Entry, EntryKind};
+use dockless_oci::fs_error::{FsError, IoContext};
 
 /// Files each reader thread reads per batch of a walk.
 const READ_PER_THREAD: usize = 8192;
@@ -107,13 +107,13 @@ impl EntrySet {
         walked: &[Walked],
     ) -> Result<(), CopyError> {
         self.entries.reserve(walked.len());
-        let threads = crate::parallel::cores();
+        let threads = dockless_oci::parallel::cores();
         // A batch at a time: what is read waits for its entry, so only a batch's worth of it
         // is held at once, however many files the walk found.
         for batch in walked.chunks(threads * READ_PER_THREAD) {
             let per_thread = batch.len().div_ceil(threads).max(256);
             let chunks: Vec<&[Walked]> = batch.chunks(per_thread).collect();
-            let found = crate::parallel::map_in_order(&chunks, threads, |chunk| {
+            let found = dockless_oci::parallel::map_in_order(&chunks, threads, |chunk| {
                 chunk
                     .iter()
                     .map(|w| FromDisk::read(&w.abs(dir), &w.meta))

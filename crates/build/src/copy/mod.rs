@@ -12,16 +12,16 @@ pub use url::Downloads;
 use url::{fetch_url, is_url, staging_dir, url_file_name};
 
 use super::filesystem::{KnownFilesystem, TooManyLinks};
-use crate::context::Context;
-use crate::context::item_meta::ItemMeta;
-use crate::context::pattern::has_glob_meta;
-use crate::context::source::{SourceError, Walked};
-use crate::digest::Digest;
-use crate::fs_error::{FsError, IoContext};
-use crate::layer::archive::{self, ArchiveError};
-use crate::layer::cache::Stamps;
-use crate::layer::{Entry, EntryKind};
-use crate::store::{Store, StoreError};
+use dockless_context::Context;
+use dockless_context::item_meta::ItemMeta;
+use dockless_context::pattern::has_glob_meta;
+use dockless_context::source::{SourceError, Walked};
+use dockless_layer::archive::{self, ArchiveError};
+use dockless_layer::cache::Stamps;
+use dockless_layer::{Entry, EntryKind};
+use dockless_oci::digest::Digest;
+use dockless_oci::fs_error::{FsError, IoContext};
+use dockless_oci::store::{Store, StoreError};
 
 /// One COPY or ADD, with every word already expanded.
 #[derive(Debug, Clone)]
@@ -37,7 +37,7 @@ pub struct CopyRequest<'a> {
     /// ADD --checksum for a URL source.
     pub checksum: Option<Digest>,
     /// `--exclude`: paths inside a source directory (relative to it) that are left out.
-    pub exclude: Option<&'a crate::context::ignore::IgnoreRules>,
+    pub exclude: Option<&'a dockless_context::ignore::IgnoreRules>,
     /// `--parents`: each source keeps its path below the context root (or a `/./` pivot).
     pub parents: bool,
 }
@@ -168,7 +168,7 @@ pub fn plan_copy(
 fn resolve_sources<'r>(
     context: &Context,
     request: &CopyRequest<'r>,
-) -> Result<(Vec<crate::context::source::Matched>, Vec<&'r str>), CopyError> {
+) -> Result<(Vec<dockless_context::source::Matched>, Vec<&'r str>), CopyError> {
     let mut local = Vec::new();
     let mut urls = Vec::new();
     for source in request.sources {
@@ -195,7 +195,7 @@ fn add_archive(
     store: &Store,
     request: &CopyRequest<'_>,
     dest: &str,
-    matched: &crate::context::source::Matched,
+    matched: &dockless_context::source::Matched,
 ) -> Result<bool, CopyError> {
     if !(request.add && matched.meta.is_file()) {
         return Ok(false);
@@ -243,7 +243,7 @@ fn add_download(
 /// excluded itself).
 fn walk_without_excluded(
     context: &Context,
-    matched: &crate::context::source::Matched,
+    matched: &dockless_context::source::Matched,
     request: &CopyRequest<'_>,
 ) -> Result<Vec<Walked>, CopyError> {
     let mut walked = context.walk(matched)?;
@@ -260,7 +260,7 @@ fn add_with_parents(
     context: &Context,
     request: &CopyRequest<'_>,
     dest: &str,
-    matched: &crate::context::source::Matched,
+    matched: &dockless_context::source::Matched,
 ) -> Result<(), CopyError> {
     let pivot = request
         .sources

@@ -8,10 +8,10 @@ use std::path::Path;
 use tempfile::TempDir;
 
 use super::CopyError;
-use crate::digest::{Digest, HashingWriter};
-use crate::fs_error::IoContext;
-use crate::http::{HttpPolicy, RetryDecision, TIMEOUT_ADVICE};
-use crate::store::Store;
+use dockless_oci::digest::{Digest, HashingWriter};
+use dockless_oci::fs_error::IoContext;
+use dockless_oci::store::Store;
+use dockless_registry::http::{HttpPolicy, RetryDecision, TIMEOUT_ADVICE};
 
 /// The staging directory for fetched and extracted files, created on first use.
 pub(super) fn staging_dir(
@@ -130,7 +130,7 @@ impl TryFailure {
                 policy.idle_timeout
             ),
             TryFailure::Http { error, .. } => {
-                crate::registry::with_causes(error.to_string(), error)
+                dockless_registry::with_causes(error.to_string(), error)
             }
             TryFailure::Write(error) => format!("cannot write the download: {error}"),
         }

@@ -17,11 +17,11 @@ use std::ops::Bound;
 
 use serde::{Deserialize, Serialize};
 
-use crate::digest::Digest;
-use crate::fs_error::FsError;
-use crate::image::users::UserDatabase;
-use crate::layer::{Entry, EntryKind};
-use crate::store::Store;
+use dockless_layer::{Entry, EntryKind};
+use dockless_oci::digest::Digest;
+use dockless_oci::fs_error::FsError;
+use dockless_oci::image::users::UserDatabase;
+use dockless_oci::store::Store;
 
 pub use summary::{
     adopt as adopt_listing, cached_bytes as listing_bytes, is_cached as listing_is_cached,

@@ -10,14 +10,14 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::{Node, NodeKind, ScanError};
-use crate::digest::Digest;
-use crate::fs_error::IoContext;
-use crate::image::media;
-use crate::store::Store;
+use dockless_oci::digest::Digest;
+use dockless_oci::fs_error::IoContext;
+use dockless_oci::image::media;
+use dockless_oci::store::Store;
 
 /// Where summaries live in the store. The name carries the format: a summary written by an
 /// older dockless (directories only, no owners) is never read as one of these.
-const CACHE_DIR: &str = crate::areas::LISTINGS;
+const CACHE_DIR: &str = dockless_oci::areas::LISTINGS;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(super) struct LayerSummary {
@@ -82,7 +82,7 @@ pub(super) fn summarise_cached(
     if let Ok(bytes) = fs::read(&cache_file)
         && let Ok(summary) = serde_json::from_slice(&bytes)
     {
-        crate::areas::mark_used(&cache_file);
+        dockless_oci::areas::mark_used(&cache_file);
         return Ok(summary);
     }
     let started = std::time::Instant::now();
@@ -182,7 +182,7 @@ pub(super) fn read_summary(reader: impl Read) -> io::Result<LayerSummary> {
 
 /// `./a/b/` → `a/b`; `None` for the root itself or names that climb out.
 fn normalise(name: &str) -> Option<String> {
-    crate::context::source::clean_relative(name).filter(|p| !p.is_empty())
+    dockless_context::source::clean_relative(name).filter(|p| !p.is_empty())
 }
 
 #[cfg(test)]

@@ -1,12 +1,12 @@
 //! Uploads during the build: a new layer streams to the registry as it is compressed, a layer
 //! from the layer cache goes up as soon as the build reaches it.
 
-use crate::build::{BuiltLayer, LayerObserver};
-use crate::live::{LiveBlob, LiveProgress};
-use crate::registry::{
+use crate::{BuiltLayer, LayerObserver};
+use dockless_oci::live::{LiveBlob, LiveProgress};
+use dockless_oci::store::Store;
+use dockless_registry::{
     BlobOutcome, GrowingOutcome, PushBlob, PushProgress, PushProgressFn, Reference, RegistryClient,
 };
-use crate::store::Store;
 
 use super::PublishError;
 use super::{file_blob, mount_candidates};
@@ -80,7 +80,7 @@ impl EarlyUploads {
                     let _permit = permit;
                     match job {
                         Early::Blob(blob) => {
-                            crate::registry::push_blob(&client, &repository, blob, &[], progress)
+                            dockless_registry::push_blob(&client, &repository, blob, &[], progress)
                                 .await
                                 .map(Some)
                         }
@@ -118,7 +118,7 @@ impl EarlyUploads {
 
     /// Runs `build` with the observer. While layers stream, the build runs at a lower
     /// priority, so that compressing the next layers never starves the uploads of the ones
-    /// written (see [`crate::parallel::run_yielding`]).
+    /// written (see [`dockless_oci::parallel::run_yielding`]).
     pub fn build_beside<R: Send>(
         &self,
         store: &Store,
@@ -127,7 +127,7 @@ impl EarlyUploads {
     ) -> R {
         let observer = self.observer(store, target);
         if self.stream_layers {
-            crate::parallel::run_yielding(|| build(&observer))
+            dockless_oci::parallel::run_yielding(|| build(&observer))
         } else {
             build(&observer)
         }
@@ -153,7 +153,7 @@ async fn stream_layer(
 ) -> Option<(u64, BlobOutcome)> {
     let sent = progress.clone().map(|progress| {
         std::sync::Arc::new(move |sent| progress(PushProgress::Streaming { stream, sent }))
-            as crate::registry::SentBytesFn
+            as dockless_registry::SentBytesFn
     });
     let ended = match client.upload_growing(repository, live, sent).await {
         Ok(GrowingOutcome::Uploaded { digest, size }) => {

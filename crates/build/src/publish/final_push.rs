@@ -3,13 +3,13 @@
 
 use bytes::Bytes;
 
-use crate::build::BuiltImage;
-use crate::registry::{
+use crate::BuiltImage;
+use dockless_oci::store::Store;
+use dockless_registry::remote::{LayerSource, RemoteAccess};
+use dockless_registry::{
     BlobSource, PushBlob, PushProgressFn, PushReport, PushRequest, Reference, RegistryClient,
     push_image,
 };
-use crate::remote::{LayerSource, RemoteAccess};
-use crate::store::Store;
 
 use super::PublishError;
 use super::early::EarlyReport;

@@ -2,9 +2,9 @@
 
 use bytes::Bytes;
 
-use crate::image::{Index, Manifest, media};
-use crate::layout::Layout;
-use crate::registry::{
+use dockless_oci::image::{Index, Manifest, media};
+use dockless_oci::layout::Layout;
+use dockless_registry::{
     BlobSource, PushBlob, PushProgressFn, PushReport, PushRequest, Reference, RegistryClient,
     RegistryError, push_image,
 };

@@ -15,15 +15,15 @@ mod layout;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::build::{self, BuildError, BuildOptions, BuiltImage};
-use crate::digest::Digest;
-use crate::layout::{Layout, LayoutError};
-use crate::registry::{
+use crate::{BuildError, BuildOptions, BuiltImage};
+use dockless_oci::digest::Digest;
+use dockless_oci::layout::{Layout, LayoutError};
+use dockless_oci::store::{Store, StoreError};
+use dockless_registry::remote::{RemoteAccess, RemoteError};
+use dockless_registry::{
     BlobSource, PushBlob, PushProgressFn, PushReport, Reference, RegistryClient, RegistryError,
 };
-use crate::remote::{RemoteAccess, RemoteError};
-use crate::shared_cache::{self, ExportError, ExportReport};
-use crate::store::{Store, StoreError};
+use dockless_shared_cache::{self, ExportError, ExportReport};
 
 pub use early::EarlyReport;
 
@@ -148,13 +148,14 @@ pub fn export_cache(
     let mut listings: Vec<(Digest, Vec<u8>)> = Vec::new();
     for digest in layers.chain(cached) {
         if !listings.iter().any(|(d, _)| d == digest)
-            && let Some(bytes) = build::filesystem::listing_bytes(store, digest)
+            && let Some(bytes) = crate::filesystem::listing_bytes(store, digest)
         {
             listings.push((digest.clone(), bytes));
         }
     }
     for target in targets {
-        let result = shared_cache::export(store, remote, &image.cache_entries, &listings, target);
+        let result =
+            dockless_shared_cache::export(store, remote, &image.cache_entries, &listings, target);
         match &result {
             Ok(report) => tracing::info!(cache = %target, ?report, "shared cache exported"),
             Err(error) => tracing::debug!(cache = %target, %error, "shared cache export failed"),
@@ -200,7 +201,7 @@ impl<'a> Destination<'a> {
         );
         let (store, remote) = (self.store, self.remote);
         let built = early.build_beside(store, self.target, |observer| {
-            build::build_with(options, store, remote, Some(observer))
+            crate::build_with(options, store, remote, Some(observer))
         });
         let early = self.remote.block_on(early.finish());
         // A failed build says why first; a failed upload only matters for a built image (whose

@@ -4,17 +4,17 @@
 use std::os::unix::fs::PermissionsExt;
 
 use super::{Builder, Stage, Unsupported, find_stage};
-use crate::build::base;
-use crate::build::copy::{self, CopyRequest};
-use crate::build::{BuildError, BuiltLayer};
-use crate::context::Context;
-use crate::context::ignore::IgnoreRules;
-use crate::digest::Digest;
-use crate::dockerfile::{Add, Copy, Heredoc, Instruction};
-use crate::layer::{Entry, EntryKind};
-use crate::remote::LayerSource;
-use crate::run::RunError;
-use crate::run::rootfs::Rootfs;
+use crate::base;
+use crate::copy::{self, CopyRequest};
+use crate::{BuildError, BuiltLayer};
+use dockless_context::Context;
+use dockless_context::ignore::IgnoreRules;
+use dockless_dockerfile::{Add, Copy, Heredoc, Instruction};
+use dockless_layer::{Entry, EntryKind};
+use dockless_oci::digest::Digest;
+use dockless_registry::remote::LayerSource;
+use dockless_sandbox::RunError;
+use dockless_sandbox::rootfs::Rootfs;
 
 /// What one COPY or ADD asks for, whatever its source.
 struct Transfer<'a> {
@@ -290,13 +290,11 @@ impl Builder<'_> {
     /// Whether the tree of the layer `digest` is known without its blob: its listing is cached
     /// here, or a shared cache has one (which is then cached here).
     fn listing_known(&self, digest: &Digest) -> bool {
-        crate::build::filesystem::listing_is_cached(self.store, digest)
+        crate::filesystem::listing_is_cached(self.store, digest)
             || self
                 .shared
                 .listing(self.store, digest)
-                .is_some_and(|bytes| {
-                    crate::build::filesystem::adopt_listing(self.store, digest, &bytes)
-                })
+                .is_some_and(|bytes| crate::filesystem::adopt_listing(self.store, digest, &bytes))
     }
 
     /// `USER[:GROUP]` (of `--chown=`, or the stage's USER, as `what` says in a message):

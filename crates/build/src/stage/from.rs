@@ -4,14 +4,14 @@
 use std::collections::BTreeMap;
 
 use super::{Builder, Stage, Unsupported, find_stage, lookup};
-use crate::build::base::{self, Base};
-use crate::build::filesystem::KnownFilesystem;
-use crate::build::{BuildError, BuiltLayer};
-use crate::dockerfile::{Command, Instruction};
-use crate::image::config::DEFAULT_PATH;
-use crate::image::{Descriptor, ImageConfig, Platform};
-use crate::registry::Reference;
-use crate::remote::LayerSource;
+use crate::base::{self, Base};
+use crate::filesystem::KnownFilesystem;
+use crate::{BuildError, BuiltLayer};
+use dockless_dockerfile::{Command, Instruction};
+use dockless_oci::image::config::DEFAULT_PATH;
+use dockless_oci::image::{Descriptor, ImageConfig, Platform};
+use dockless_registry::Reference;
+use dockless_registry::remote::LayerSource;
 
 impl Builder<'_> {
     /// Starts the stage a FROM line describes.

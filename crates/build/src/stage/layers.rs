@@ -3,13 +3,12 @@
 //! image in the store.
 
 use super::{Builder, Stage};
-use crate::build::{BuildError, BuiltImage, BuiltLayer};
-use crate::dockerfile::Instruction;
-use crate::image::{Descriptor, History, Manifest, Platform};
-use crate::layer::cache::{self, Stamps};
-use crate::layer::{Entry, EntryKind, LayerError, OnLive, WrittenLayer, write_layer};
-use crate::remote::LayerSource;
-use crate::shared_cache;
+use crate::{BuildError, BuiltImage, BuiltLayer};
+use dockless_dockerfile::Instruction;
+use dockless_layer::cache::{self, Stamps};
+use dockless_layer::{Entry, EntryKind, LayerError, OnLive, WrittenLayer, write_layer};
+use dockless_oci::image::{Descriptor, History, Manifest, Platform};
+use dockless_registry::remote::LayerSource;
 
 /// A pending layer's index and what writing it gave.
 type Written = (usize, Result<WrittenLayer, LayerError>);
@@ -112,12 +111,13 @@ impl Builder<'_> {
 
     /// Takes the pending layers a cache has, then writes the others, biggest first.
     fn write_pending(&self, pending: &[PendingLayer]) -> Result<Vec<BuiltLayer>, BuildError> {
-        let cores = crate::parallel::cores();
+        let cores = dockless_oci::parallel::cores();
         let all: Vec<usize> = (0..pending.len()).collect();
         // Hashing a layer for the shared cache reads its files once, uncompressed: cheap next
         // to compressing, and done for every layer at once.
-        let found = crate::parallel::map_in_order(&all, cores, |&i| self.cached(&pending[i]))
-            .ok_or_else(|| self.writer_stopped())?;
+        let found =
+            dockless_oci::parallel::map_in_order(&all, cores, |&i| self.cached(&pending[i]))
+                .ok_or_else(|| self.writer_stopped())?;
         let mut results: Vec<Option<Result<Found, LayerError>>> = Vec::new();
         let mut missing = Vec::new();
         for (i, found) in found.into_iter().enumerate() {
@@ -155,7 +155,7 @@ impl Builder<'_> {
                     })?;
                 tracing::info!(line = layer.line, digest = %found.layer.digest, size = found.layer.size, entries = layer.entries.len(), shared = found.source.is_some(), "layer");
                 let built = self.found_layer(&found);
-                self.exporting(shared_cache::EntryKind::Files, &built, None);
+                self.exporting(dockless_shared_cache::EntryKind::Files, &built, None);
                 Ok(built)
             })
             .collect()
@@ -196,8 +196,8 @@ impl Builder<'_> {
         if self.shared.is_empty() {
             return Ok(Cached::Missing { local_key });
         }
-        let diff_id = crate::layer::diff_id(&layer.entries, self.settings.epoch)?;
-        let key = shared_cache::files_key(&diff_id, self.settings);
+        let diff_id = dockless_layer::diff_id(&layer.entries, self.settings.epoch)?;
+        let key = dockless_shared_cache::files_key(&diff_id, self.settings);
         let hit = self.shared.find(&key).filter(|hit| {
             let true_to_its_key = hit.layer.diff_id == diff_id;
             if !true_to_its_key {
@@ -224,7 +224,7 @@ impl Builder<'_> {
         pending: &[PendingLayer],
         mut missing: Vec<(usize, Option<String>)>,
     ) -> Result<Vec<Written>, BuildError> {
-        let cores = crate::parallel::cores();
+        let cores = dockless_oci::parallel::cores();
         missing.sort_by_key(|(i, _)| std::cmp::Reverse(pending[*i].bytes()));
         let fills_every_core =
             |(i, _): &(usize, Option<String>)| pending[*i].bytes() >= cores as u64 * BYTES_PER_CORE;
@@ -232,7 +232,7 @@ impl Builder<'_> {
         let write =
             |(i, key): &(usize, Option<String>)| (*i, self.write_one(&pending[*i], key.as_deref()));
         let mut results: Vec<Written> = big.iter().map(write).collect();
-        let concurrent = crate::parallel::map_in_order(&small, cores, write)
+        let concurrent = dockless_oci::parallel::map_in_order(&small, cores, write)
             .ok_or_else(|| self.writer_stopped())?;
         results.extend(concurrent);
         Ok(results)
@@ -259,16 +259,16 @@ impl Builder<'_> {
     /// Remembers a layer of the build under its shared cache key, for `--cache-to`.
     pub(super) fn exporting(
         &self,
-        kind: shared_cache::EntryKind,
+        kind: dockless_shared_cache::EntryKind,
         layer: &BuiltLayer,
         run_key: Option<String>,
     ) {
         let key = match (kind, run_key) {
-            (shared_cache::EntryKind::Run, Some(key)) => key,
-            _ => shared_cache::files_key(&layer.diff_id, self.settings),
+            (dockless_shared_cache::EntryKind::Run, Some(key)) => key,
+            _ => dockless_shared_cache::files_key(&layer.diff_id, self.settings),
         };
-        let entry = shared_cache::ExportEntry {
-            entry: shared_cache::CacheEntry {
+        let entry = dockless_shared_cache::ExportEntry {
+            entry: dockless_shared_cache::CacheEntry {
                 key,
                 kind,
                 layer: WrittenLayer {

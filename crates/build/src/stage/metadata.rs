@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Value, json};
 
 use super::{Builder, Stage, Unsupported};
-use crate::build::BuildError;
-use crate::dockerfile::{Command, CommandLine, Healthcheck, Instruction};
+use crate::BuildError;
+use dockless_dockerfile::{Command, CommandLine, Healthcheck, Instruction};
 
 impl Builder<'_> {
     /// Applies a config-only instruction to the stage.
@@ -89,7 +89,7 @@ impl Builder<'_> {
     fn declare_args(
         &self,
         stage: &mut Stage,
-        decls: Vec<crate::dockerfile::ArgDecl>,
+        decls: Vec<dockless_dockerfile::ArgDecl>,
         global_args: &BTreeMap<String, Option<String>>,
         used_args: &mut BTreeSet<String>,
     ) {

@@ -18,16 +18,16 @@ use layers::PendingLayer;
 
 use super::filesystem::KnownFilesystem;
 use super::{BuildError, BuildOptions, BuiltImage, BuiltLayer};
-use crate::context::Context;
-use crate::dockerfile::{Command, Dockerfile, Instruction};
-use crate::image::ImageConfig;
-use crate::image::config::rfc3339;
-use crate::layer::LayerSettings;
-use crate::registry::Reference;
-use crate::remote::RemoteAccess;
-use crate::run::rootfs::Rootfs;
-use crate::shared_cache::{ExportEntry, SharedCache};
-use crate::store::Store;
+use dockless_context::Context;
+use dockless_dockerfile::{Command, Dockerfile, Instruction};
+use dockless_layer::LayerSettings;
+use dockless_oci::image::ImageConfig;
+use dockless_oci::image::config::rfc3339;
+use dockless_oci::store::Store;
+use dockless_registry::Reference;
+use dockless_registry::remote::RemoteAccess;
+use dockless_sandbox::rootfs::Rootfs;
+use dockless_shared_cache::{ExportEntry, SharedCache};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -54,7 +54,7 @@ pub(super) struct Builder<'a> {
     /// How each step is named in the progress, by its instruction's line.
     step_names: std::collections::HashMap<usize, String>,
     /// The step under way (a RUN's output and whether a cache gave it belong to it).
-    current: std::sync::Mutex<Option<crate::build::progress::Step>>,
+    current: std::sync::Mutex<Option<crate::progress::Step>>,
 }
 
 /// The state of the stage being built.
@@ -216,7 +216,7 @@ impl<'a> Builder<'a> {
 
     /// An ONBUILD trigger of the base, as an instruction of the FROM line that runs it.
     fn trigger(&self, from: &Instruction, trigger: &str) -> Result<Instruction, BuildError> {
-        crate::dockerfile::parse_trigger(trigger, from.line).map_err(|why| {
+        dockless_dockerfile::parse_trigger(trigger, from.line).map_err(|why| {
             self.at(
                 from,
                 Unsupported(format!(
@@ -448,7 +448,7 @@ mod tests {
 
     #[test]
     fn only_the_stages_the_target_uses_are_built() {
-        let parse = |text: &str| crate::dockerfile::parse(text).unwrap().instructions;
+        let parse = |text: &str| dockless_dockerfile::parse(text).unwrap().instructions;
         let dockerfile = parse(
             "FROM scratch AS a\nFROM scratch AS b\nCOPY --from=a /x /x\n\
              FROM scratch AS unused\nFROM b AS c\nCOPY --from=0 /y /y\n",

@@ -12,13 +12,13 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest as _, Sha256};
 
 use super::{Builder, Stage, Unsupported, lookup};
-use crate::build::{BuildError, SecretSource};
-use crate::context::Context;
-use crate::context::item_meta::ItemMeta;
-use crate::dockerfile::Instruction;
-use crate::run::mounts::{self, MountKind, MountPlan, RunMount, Sharing};
-use crate::run::rootfs::Rootfs;
-use crate::run::sandbox::{MountSource, SandboxMount};
+use crate::{BuildError, SecretSource};
+use dockless_context::Context;
+use dockless_context::item_meta::ItemMeta;
+use dockless_dockerfile::Instruction;
+use dockless_sandbox::mounts::{self, MountKind, MountPlan, RunMount, Sharing};
+use dockless_sandbox::rootfs::Rootfs;
+use dockless_sandbox::sandbox::{MountSource, SandboxMount};
 
 /// The mounts of one RUN, ready for the sandbox, and what must live as long as the command.
 #[derive(Debug, Default)]
@@ -48,7 +48,7 @@ impl Builder<'_> {
                 .or_else(|| lookup(&stage.args, name))
         };
         let expand = |value: &str| {
-            crate::dockerfile::expand_word(value, self.escape, &vars).map_err(|e| e.to_string())
+            dockless_dockerfile::expand_word(value, self.escape, &vars).map_err(|e| e.to_string())
         };
         flags
             .iter()
@@ -186,12 +186,13 @@ impl Builder<'_> {
             return Ok(dest);
         };
         let rootfs = self.tree_of(from, done, instruction)?;
-        let path = crate::run::rootfs::resolve(rootfs.path(), source, false).map_err(|e| {
-            self.at(
-                instruction,
-                Unsupported(format!("--mount from={from} source={source}: {e}")),
-            )
-        })?;
+        let path =
+            dockless_sandbox::rootfs::resolve(rootfs.path(), source, false).map_err(|e| {
+                self.at(
+                    instruction,
+                    Unsupported(format!("--mount from={from} source={source}: {e}")),
+                )
+            })?;
         if fs::symlink_metadata(&path).is_err() {
             return Err(self.at(
                 instruction,
@@ -213,7 +214,7 @@ impl Builder<'_> {
         (mode, uid, gid): (u32, u32, u32),
         ready: &mut ReadyMounts,
     ) -> std::io::Result<PathBuf> {
-        let caches = self.store.root().join(crate::areas::CACHE_MOUNTS);
+        let caches = self.store.root().join(dockless_oci::areas::CACHE_MOUNTS);
         fs::create_dir_all(&caches)?;
         let name = hex::encode(Sha256::digest(id.as_bytes()));
         let dir = caches.join(&name);
@@ -247,7 +248,7 @@ impl Builder<'_> {
                 let _ = fs::remove_dir(&made);
             }
         }
-        crate::areas::mark_used(&dir);
+        dockless_oci::areas::mark_used(&dir);
         Ok(dir)
     }
 
@@ -388,7 +389,7 @@ fn snapshot(context: &Context, source: &str, dest: Option<&Path>) -> Result<Stri
 #[derive(Debug, thiserror::Error)]
 enum BindError {
     #[error(transparent)]
-    Source(#[from] crate::context::source::SourceError),
+    Source(#[from] dockless_context::source::SourceError),
     #[error("--mount source={0} must name one file or directory of the context")]
     NotOne(String),
     #[error("could not copy context files for --mount: {0}")]

@@ -1,19 +1,19 @@
 //! RUN in a stage: what the stage gives the step (command, environment, user, directory, the
-//! layers below) and the file system it runs over; the step itself is [`crate::run::step`].
+//! layers below) and the file system it runs over; the step itself is [`dockless_sandbox::step`].
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use super::{Builder, Stage, Unsupported};
-use crate::build::{BuildError, BuiltLayer};
-use crate::digest::Digest;
-use crate::dockerfile::{CommandLine, Heredoc, Instruction};
-use crate::registry::Reference;
-use crate::remote::LayerSource;
-use crate::run::rootfs::Rootfs;
-use crate::run::sandbox::Network;
-use crate::run::{InlineScript, RunError, RunStep, SharedRunLayers, StepError};
-use crate::shared_cache::{EntryKind, SharedCache, SharedHit};
+use crate::{BuildError, BuiltLayer};
+use dockless_dockerfile::{CommandLine, Heredoc, Instruction};
+use dockless_oci::digest::Digest;
+use dockless_registry::Reference;
+use dockless_registry::remote::LayerSource;
+use dockless_sandbox::rootfs::Rootfs;
+use dockless_sandbox::sandbox::Network;
+use dockless_sandbox::{InlineScript, RunError, RunStep, SharedRunLayers, StepError};
+use dockless_shared_cache::{EntryKind, SharedCache, SharedHit};
 
 impl Builder<'_> {
     /// RUN: reuse the layer of an identical earlier RUN, or run the command in the sandbox and
@@ -22,7 +22,7 @@ impl Builder<'_> {
         &self,
         stage: &mut Stage,
         instruction: &Instruction,
-        run: crate::dockerfile::Run,
+        run: dockless_dockerfile::Run,
         done: &[Stage],
     ) -> Result<(), BuildError> {
         let network = self.run_network(instruction, &run.flags)?;
@@ -117,7 +117,7 @@ impl Builder<'_> {
         &self,
         stage: &mut Stage,
         instruction: &Instruction,
-        layer: &crate::layer::WrittenLayer,
+        layer: &dockless_layer::WrittenLayer,
         source: Option<LayerSource>,
         key: String,
     ) -> Result<(), BuildError> {
@@ -132,7 +132,7 @@ impl Builder<'_> {
         stage.layers.push(built.clone());
         stage.config.history.push(self.history(instruction, false));
         let elsewhere = !self.store.has_blob(&built.digest)
-            && !crate::build::filesystem::listing_is_cached(self.store, &built.digest);
+            && !crate::filesystem::listing_is_cached(self.store, &built.digest);
         if stage.filesystem.complete && elsewhere {
             // A shared cache's layer is downloaded only if a later instruction needs the tree.
             stage.unlisted.push(built);
@@ -166,7 +166,7 @@ impl Builder<'_> {
                 Vec::new(),
             ));
         }
-        let single = crate::dockerfile::heredoc_word(text.trim())
+        let single = dockless_dockerfile::heredoc_word(text.trim())
             .ok()
             .flatten()
             .and_then(|word| {
@@ -214,7 +214,8 @@ impl Builder<'_> {
         stage: &'s mut Stage,
         instruction: &Instruction,
     ) -> Result<&'s mut Rootfs, BuildError> {
-        let run_err = |e: crate::run::rootfs::RootfsError| self.at(instruction, RunError::from(e));
+        let run_err =
+            |e: dockless_sandbox::rootfs::RootfsError| self.at(instruction, RunError::from(e));
         if stage.rootfs.is_none() {
             // The base image's tree comes from the store's cache (unpacked once per base); the
             // layers made since are applied to the copy below.
@@ -229,7 +230,7 @@ impl Builder<'_> {
             let rootfs = if chain.is_empty() {
                 Rootfs::new(self.store)
             } else {
-                crate::run::rootfs::cached::working_tree(self.store, &chain)
+                dockless_sandbox::rootfs::cached::working_tree(self.store, &chain)
             };
             stage.rootfs = Some(rootfs.map_err(run_err)?);
         }
@@ -301,8 +302,11 @@ impl Builder<'_> {
         if self.shared.is_verified(&layer.digest, &layer.diff_id) {
             return Ok(());
         }
-        crate::layer::archive::check_diff_id(&self.store.blob_path(&layer.digest), &layer.diff_id)
-            .map_err(|problem| wrong(format!("it {problem}")))?;
+        dockless_layer::archive::check_diff_id(
+            &self.store.blob_path(&layer.digest),
+            &layer.diff_id,
+        )
+        .map_err(|problem| wrong(format!("it {problem}")))?;
         self.shared.verified(&layer.digest, &layer.diff_id);
         Ok(())
     }
@@ -315,7 +319,7 @@ struct SharedRun<'s> {
 }
 
 impl SharedRunLayers for SharedRun<'_> {
-    fn find(&self, key: &str) -> Option<crate::layer::WrittenLayer> {
+    fn find(&self, key: &str) -> Option<dockless_layer::WrittenLayer> {
         let hit = self.cache.find(key)?;
         let layer = hit.layer.clone();
         *self.hit.borrow_mut() = Some(hit);

@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 
 use super::Builder;
-use crate::build::BuildError;
-use crate::build::progress::Step;
-use crate::dockerfile::{Command, Instruction};
+use crate::BuildError;
+use crate::progress::Step;
+use dockless_dockerfile::{Command, Instruction};
 
 /// The instructions BuildKit shows as steps (the others only change the config).
 fn is_step(command: &Command) -> bool {
@@ -101,7 +101,7 @@ mod tests {
     use super::*;
 
     fn names(text: &str) -> Vec<String> {
-        let instructions = crate::dockerfile::parse(text).unwrap().instructions;
+        let instructions = dockless_dockerfile::parse(text).unwrap().instructions;
         let names = step_names(&instructions);
         let mut lines: Vec<_> = names.into_iter().collect();
         lines.sort();

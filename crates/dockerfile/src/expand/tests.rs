@@ -1,7 +1,7 @@
 use std::collections::HashMap;
 
 use super::*;
-use crate::dockerfile::{CommandLine, Healthcheck, Run, parse};
+use crate::{CommandLine, Healthcheck, Run, parse};
 
 fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
     pairs

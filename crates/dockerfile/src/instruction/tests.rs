@@ -1,5 +1,5 @@
 use super::*;
-use crate::dockerfile::Healthcheck;
+use crate::Healthcheck;
 
 fn parsed(line: &str) -> Command {
     match parse_command(line, '\\') {

@@ -1,16 +1,15 @@
 //! The gateway flow (legacy, self-hosted E2B): build, ask E2B for a build, push into E2B's
 //! registry gateway at `<gateway>/e2b/custom-envs/<templateID>:<buildID>`, start, follow.
 
-use crate::build;
-use crate::publish::{Destination, PublishError, Staged};
-use crate::registry::{
+use dockless_build::publish::{Destination, PublishError, Staged};
+use dockless_registry::{
     Reference, RegistryClient, RegistryError, RegistrySettings, ResolvedCredential,
 };
 
 use super::{FlowError, FlowEvents, FlowInputs, FlowOutcome, check_platform, follow_to_the_end};
-use crate::e2b::api::{ApiClient, CreateTemplateLegacy};
-use crate::e2b::endpoints::Endpoints;
-use crate::e2b::refusal::{self, Flow};
+use crate::api::{ApiClient, CreateTemplateLegacy};
+use crate::endpoints::Endpoints;
+use crate::refusal::{self, Flow};
 
 /// Build, then request, push through E2B's gateway, start the build and follow it. The
 /// template ID E2B gives is written back to `e2b.toml` even when a later step fails.
@@ -21,7 +20,7 @@ pub fn gateway_flow(
     registry_settings: &RegistrySettings,
     events: &dyn FlowEvents,
 ) -> Result<FlowOutcome, FlowError> {
-    let image = build::build(inputs.options, inputs.store, inputs.remote)?;
+    let image = dockless_build::build(inputs.options, inputs.store, inputs.remote)?;
     check_platform(&image)?;
     events.built(&image);
     let (_, dockerfile_text) = inputs.dockerfile()?;
@@ -59,8 +58,8 @@ fn push_and_follow(
     inputs: &FlowInputs<'_>,
     registry_settings: &RegistrySettings,
     events: &dyn FlowEvents,
-    image: build::BuiltImage,
-    created: crate::e2b::api::CreatedBuild,
+    image: dockless_build::BuiltImage,
+    created: crate::api::CreatedBuild,
 ) -> Result<FlowOutcome, FlowError> {
     let reference_text = endpoints.gateway_image(&created.template_id, &created.build_id);
     let reference = Reference::parse(&reference_text).map_err(|source| FlowError::Reference {

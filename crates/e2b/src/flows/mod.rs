@@ -15,14 +15,14 @@ mod registry;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::build::{BuildError, BuildOptions, BuiltImage, locate::LocateError};
-use crate::digest::Digest;
-use crate::fs_error::{FsError, IoContext};
-use crate::image::{ImageConfig, Platform};
-use crate::publish::{PublishError, PublishEvents};
-use crate::registry::{ReferenceError, RegistryError};
-use crate::remote::{RemoteAccess, RemoteError};
-use crate::store::{Store, StoreError};
+use dockless_build::publish::{PublishError, PublishEvents};
+use dockless_build::{BuildError, BuildOptions, BuiltImage, locate::LocateError};
+use dockless_oci::digest::Digest;
+use dockless_oci::fs_error::{FsError, IoContext};
+use dockless_oci::image::{ImageConfig, Platform};
+use dockless_oci::store::{Store, StoreError};
+use dockless_registry::remote::{RemoteAccess, RemoteError};
+use dockless_registry::{ReferenceError, RegistryError};
 
 use super::api::{ApiClient, ApiError, BuildState, CreateTemplateV3, CreatedBuild, LogEntry};
 use super::pull::PullError;
@@ -61,7 +61,7 @@ pub enum FlowError {
     #[error("{}: {source}", path.display())]
     Dockerfile {
         path: PathBuf,
-        source: crate::dockerfile::ParseError,
+        source: dockless_dockerfile::ParseError,
     },
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -162,7 +162,7 @@ impl FlowInputs<'_> {
 
     /// The Dockerfile the build reads, and its text.
     fn dockerfile(&self) -> Result<(PathBuf, String), FlowError> {
-        let path = crate::build::locate_dockerfile(
+        let path = dockless_build::locate_dockerfile(
             &self.options.context,
             self.options.dockerfile.as_deref(),
             self.options.context_dockerfile.as_deref(),
@@ -174,7 +174,7 @@ impl FlowInputs<'_> {
     /// The image's user, directory and command, as E2B's SDK reads them from the Dockerfile.
     fn sandbox_start(&self, image: &BuiltImage) -> Result<SandboxStart, FlowError> {
         let (path, text) = self.dockerfile()?;
-        let dockerfile = crate::dockerfile::parse(&text)
+        let dockerfile = dockless_dockerfile::parse(&text)
             .map_err(|source| FlowError::Dockerfile { path, source })?;
         let config: ImageConfig =
             serde_json::from_slice(&self.store.read_blob(&image.config.digest)?)

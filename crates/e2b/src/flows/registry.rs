@@ -2,10 +2,10 @@
 //! user's registry, push, then `POST /v2/templates/{id}/builds/{bid}` with `fromImage` (and
 //! the pull credentials only when the user asks to share them), and follow the build.
 
-use crate::e2b::api::{ApiClient, BuildState, StartBuildV2};
-use crate::e2b::pull::{self, PullEnv, PullKind};
-use crate::publish::{Destination, PublishError};
-use crate::registry::Reference;
+use crate::api::{ApiClient, BuildState, StartBuildV2};
+use crate::pull::{self, PullEnv, PullKind};
+use dockless_build::publish::{Destination, PublishError};
+use dockless_registry::Reference;
 
 use super::{
     FlowError, FlowEvents, FlowInputs, FlowOutcome, check_platform, follow_to_the_end,

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use tar::{EntryType, Header};
 
 use super::*;
-use crate::layer::EntryKind;
+use crate::EntryKind;
 
 /// A temporary directory holding the archive under test and the staging directory.
 struct Fixture {

@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
-use crate::layer::{Entry, EntryKind};
+use crate::{Entry, EntryKind};
 
 /// Linux gives up after following this many symlinks in one lookup (`ELOOP`).
 const MAX_SYMLINKS: u32 = 40;

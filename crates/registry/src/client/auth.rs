@@ -8,12 +8,12 @@ use reqwest::{Method, Response, StatusCode};
 use secrecy::SecretString;
 
 use super::{RegistryClient, Scope};
+use crate::challenge::{AuthScheme, Challenge, parse_challenges, preferred_challenge};
+use crate::credentials::{Credential, basic_header};
+use crate::error::{RegistryError, Result};
 use crate::http::retry::RetryDecision;
-use crate::registry::challenge::{AuthScheme, Challenge, parse_challenges, preferred_challenge};
-use crate::registry::credentials::{Credential, basic_header};
-use crate::registry::error::{RegistryError, Result};
-use crate::registry::token::{Token, TokenRequest, fetch_token};
-use crate::registry::transport::{Outgoing, SendFailure, send_following_redirects};
+use crate::token::{Token, TokenRequest, fetch_token};
+use crate::transport::{Outgoing, SendFailure, send_following_redirects};
 
 #[derive(Default)]
 pub(super) struct AuthState {

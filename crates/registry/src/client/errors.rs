@@ -6,10 +6,10 @@ use std::time::Duration;
 use reqwest::Response;
 
 use super::RegistryClient;
-use crate::registry::error::{
+use crate::error::{
     RegistryError, credential_advice, registry_error_code, registry_error_detail, with_causes,
 };
-use crate::registry::transport::{BodyReadError, SendFailure, next_chunk, redact_query};
+use crate::transport::{BodyReadError, SendFailure, next_chunk, redact_query};
 
 impl RegistryClient {
     /// Reads an unsuccessful response into the error that explains it.

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::helper::run_helper;
 use super::{Credential, CredentialEnv, CredentialError, CredentialSource, ResolvedCredential};
-use crate::registry::reference::normalize_registry;
+use crate::reference::normalize_registry;
 
 #[derive(Deserialize, Default)]
 pub(super) struct AuthFile {

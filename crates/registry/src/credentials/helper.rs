@@ -11,7 +11,7 @@ use super::{
     Credential, CredentialEnv, CredentialError, CredentialSource, ResolvedCredential,
     SECRETS_NOT_FOR_HELPERS,
 };
-use crate::registry::reference::{DOCKER_HUB, DOCKER_HUB_CONFIG_KEY};
+use crate::reference::{DOCKER_HUB, DOCKER_HUB_CONFIG_KEY};
 
 enum HelperWait {
     TimedOut,

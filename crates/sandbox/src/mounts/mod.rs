@@ -48,7 +48,7 @@ pub enum MountKind {
 /// The mounts of a RUN that has to run, made ready for the sandbox.
 #[derive(Debug, Clone, Default)]
 pub struct MountPlan {
-    pub mounts: Vec<crate::run::sandbox::SandboxMount>,
+    pub mounts: Vec<crate::sandbox::SandboxMount>,
     /// Secrets the command gets as environment variables: the name, and the private file
     /// holding the value.
     pub secret_env: Vec<(String, std::path::PathBuf)>,

@@ -21,7 +21,7 @@ pub enum Mapping {
     Shifted(IdRange),
 }
 
-pub use crate::run::owners::IdRange;
+pub use crate::owners::IdRange;
 
 /// How many IDs root's sandbox maps: every 16-bit ID an image uses (nobody is 65534).
 const ROOT_RANGE_COUNT: u32 = 65536;
@@ -154,8 +154,11 @@ pub fn map_subordinate(child: libc::pid_t, spec: &Spec, subids: SubIds) -> Resul
         ),
     ] {
         let mut command = Command::new(tool);
-        for name in crate::registry::SECRETS_NOT_FOR_HELPERS {
-            command.env_remove(name);
+        // A setuid tool needs only PATH to be found; nothing else of this process's
+        // environment (credentials among it) goes to it.
+        command.env_clear();
+        if let Some(path) = std::env::var_os("PATH") {
+            command.env("PATH", path);
         }
         let out = command
             .args([child.to_string(), "0".into(), id.to_string(), "1".into()])

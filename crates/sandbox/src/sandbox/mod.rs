@@ -182,10 +182,10 @@ pub fn run(spec: Spec) -> Result<i32, SandboxError> {
 }
 
 /// [`run`], the command's output (standard output and error) going to `output` line by line
-/// when given (see [`crate::run::output`]).
+/// when given (see [`crate::output`]).
 pub fn run_with_output(
     mut spec: Spec,
-    output: Option<crate::run::OutputSink>,
+    output: Option<crate::OutputSink>,
 ) -> Result<i32, SandboxError> {
     // Beside the tree (in the process's part of the store, swept if the process dies).
     let beside = spec

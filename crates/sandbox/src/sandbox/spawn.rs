@@ -13,11 +13,11 @@ use super::{SANDBOX_ARG, SandboxError, Spec, lifeline};
 /// Starts the helper with `json`, the specification, on its standard input: never in its
 /// command line, which any local user reads with `ps`. The command's output (the helper's
 /// standard output and error) always comes back through a pipe this process reads (see
-/// [`crate::run::output`]), so the command never holds the invoker's terminal, whose input
+/// [`crate::output`]), so the command never holds the invoker's terminal, whose input
 /// queue `TIOCSTI` fills: raw to this process's standard error, or line by line to `output`.
 pub(super) fn run_helper(
     json: &[u8],
-    output: Option<crate::run::OutputSink>,
+    output: Option<crate::OutputSink>,
 ) -> Result<ExitStatus, SandboxError> {
     // This very binary, even if its file was replaced or removed since it started.
     let program = PathBuf::from("/proc/self/exe");
@@ -25,19 +25,19 @@ pub(super) fn run_helper(
         program: program.clone(),
         source,
     };
-    let output = crate::run::output::CommandOutput::new(output).map_err(spawn_error)?;
+    let output = crate::output::CommandOutput::new(output).map_err(spawn_error)?;
     let mut helper = Command::new(&program);
-    // Secrets dockless holds for itself stay out of the sandbox, even out of its helper.
-    for name in crate::registry::SECRETS_NOT_FOR_HELPERS {
-        helper.env_remove(name);
-    }
+    // The helper needs nothing from this process's environment (its spec comes on standard
+    // input, the command's environment is the image's), so it gets none: no credential this
+    // process holds (E2B's key, a registry password in a variable) can reach the sandbox.
     helper
+        .env_clear()
         .arg(SANDBOX_ARG)
         .stdin(Stdio::piped())
         .stdout(output.stdout().map_err(spawn_error)?)
         .stderr(output.stderr().map_err(spawn_error)?);
     lifeline::dies_with_this_process(&mut helper);
-    let spawned = crate::cancel::spawn_helper(&mut helper);
+    let spawned = dockless_oci::cancel::spawn_helper(&mut helper);
     // The command keeps the write ends: dropped here, the reader ends when the sandbox does.
     drop(helper);
     let mut child = match spawned {

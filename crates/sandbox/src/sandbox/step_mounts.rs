@@ -309,7 +309,7 @@ pub(super) fn mount_points(
     points: &mut MountPoints,
 ) -> io::Result<()> {
     for m in mounts.iter_mut() {
-        let resolved = crate::run::rootfs::resolve(root, &m.target, false)?;
+        let resolved = crate::rootfs::resolve(root, &m.target, false)?;
         let relative = resolved
             .strip_prefix(root)
             .map_err(io::Error::other)?
