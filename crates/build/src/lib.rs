@@ -2,6 +2,8 @@
 //!
 //! `build` reads the Dockerfile, resolves the base, then applies each instruction to the image
 //! config, writing a layer for each COPY/ADD (and for a WORKDIR that creates a directory).
+//!
+//! May use: oci, dockerfile, context, layer, registry, sandbox, shared-cache.
 
 pub mod base;
 pub mod copy;

@@ -1,4 +1,6 @@
 //! The build context: walking it, `.dockerignore`, and keeping every read inside it.
+//!
+//! May use: oci.
 
 pub mod ignore;
 pub mod item_meta;

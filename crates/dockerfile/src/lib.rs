@@ -13,6 +13,8 @@
 //! let expanded = workdir.command.expand(dockerfile.escape, &vars).unwrap();
 //! assert_eq!(expanded, Command::Workdir("/app/src".to_string()));
 //! ```
+//!
+//! May use: oci.
 
 mod args;
 mod ast;

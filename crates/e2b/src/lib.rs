@@ -3,6 +3,8 @@
 //! [`credentials::resolve`] picks the credential, [`endpoints::Endpoints`] says where E2B is,
 //! [`api::ApiClient`] speaks to it with one credential header, [`flows`] pushes and builds,
 //! [`status`] follows the build, [`writeback`] records the template ID in `e2b.toml`.
+//!
+//! May use: oci, dockerfile, registry, build.
 
 pub mod api;
 pub mod config;

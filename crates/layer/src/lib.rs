@@ -1,4 +1,6 @@
 //! Deterministic layer tars, compression, and both digests in one pass.
+//!
+//! May use: oci, context.
 
 pub mod archive;
 pub mod cache;

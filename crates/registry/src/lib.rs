@@ -6,6 +6,8 @@
 //!   [`RegistryClient::new`];
 //! - [`push_image`] to push blobs and a manifest; [`RegistryClient::get_manifest`] and
 //!   [`RegistryClient::get_blob_to_file`] to read an image back.
+//!
+//! May use: oci.
 
 mod blobs;
 // One HTTP policy (timeouts, retries with backoff and Retry-After, proxies) for every request.

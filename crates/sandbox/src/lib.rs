@@ -7,6 +7,8 @@
 //! [`owners`] carries the owners the host cannot set across the sandbox boundary. [`cache`] keys
 //! the resulting layer by the layers below and the command, so an unchanged RUN is not run again.
 //! [`output`] takes the command's output to stderr, or line by line to whoever shows progress.
+//!
+//! May use: oci, context, layer.
 
 pub mod cache;
 pub mod diff;

@@ -18,6 +18,8 @@
 //! is a warning and a normal build. What cannot be checked without downloading a layer is that
 //! a RUN entry's layer is what the command would have made: anyone who can push to the cache
 //! repository can change future builds, as with BuildKit's registry cache.
+//!
+//! May use: oci, layer, registry.
 
 mod export;
 pub mod format;
