@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use dockless::build;
+use dockless::http::HttpPolicy;
 use dockless::layout;
 use dockless::registry::{PushReport, Reference};
 use dockless::store::Store;
@@ -100,7 +101,7 @@ fn layout_names(tags: &[String]) -> Vec<String> {
     names
 }
 
-pub fn run(args: &BuildArgs, quiet: bool) -> anyhow::Result<ExitCode> {
+pub fn run(args: &BuildArgs, quiet: bool, http: HttpPolicy) -> anyhow::Result<ExitCode> {
     let buildx = &args.image.inputs.buildx;
     buildx.refused.check().map_err(usage)?;
     let destinations = Destinations::of(args).map_err(usage)?;
@@ -117,7 +118,7 @@ pub fn run(args: &BuildArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     };
     let remote = remote_access(
         &runtime,
-        settings::push_settings(&args.registry, &args.upload),
+        settings::push_settings(&args.registry, &args.upload, http),
         explicit,
     );
     let reporter = output.reporter();
