@@ -146,8 +146,8 @@ impl ApiClient {
         parse(&answer, "request build")
     }
 
-    /// `POST /templates/{templateID}/builds/{buildID}`, tried up to three times (E2B's load
-    /// balancer drops long-lived connections, as its CLI learnt).
+    /// `POST /templates/{templateID}/builds/{buildID}`, tried again as the HTTP policy allows
+    /// (E2B's load balancer drops long-lived connections, as its CLI learnt).
     pub async fn start_build_legacy(
         &self,
         template_id: &str,
