@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use dockless_oci::layout;
 use dockless_oci::store::Store;
+use dockless_registry::http::HttpPolicy;
 use dockless_registry::{PushReport, Reference};
 use serde_json::json;
 
@@ -99,7 +100,7 @@ fn layout_names(tags: &[String]) -> Vec<String> {
     names
 }
 
-pub fn run(args: &BuildArgs, quiet: bool) -> anyhow::Result<ExitCode> {
+pub fn run(args: &BuildArgs, quiet: bool, http: HttpPolicy) -> anyhow::Result<ExitCode> {
     let buildx = &args.image.inputs.buildx;
     buildx.refused.check().map_err(usage)?;
     let destinations = Destinations::of(args).map_err(usage)?;
@@ -116,7 +117,7 @@ pub fn run(args: &BuildArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     };
     let remote = remote_access(
         &runtime,
-        settings::push_settings(&args.registry, &args.upload),
+        settings::push_settings(&args.registry, &args.upload, http),
         explicit,
     );
     let reporter = output.reporter();

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use dockless_build::publish::{self, PublishError, Staged};
 use dockless_build::{BuildOptions, BuiltImage};
 use dockless_oci::store::Store;
+use dockless_registry::http::HttpPolicy;
 use dockless_registry::remote::RemoteAccess;
 use dockless_registry::{PushReport, Reference};
 use serde_json::json;
@@ -19,7 +20,7 @@ use super::{
     FlagError, remote_access, results, runtime, settings, settings_error, target_reference, usage,
 };
 
-pub fn run(args: &PushArgs, quiet: bool) -> anyhow::Result<ExitCode> {
+pub fn run(args: &PushArgs, quiet: bool, http: HttpPolicy) -> anyhow::Result<ExitCode> {
     let buildx = &args.image.inputs.buildx;
     buildx.refused.check().map_err(usage)?;
     let targets = args
@@ -47,7 +48,7 @@ pub fn run(args: &PushArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let explicit = settings::explicit_credential(&args.registry.upload, &targets[0])?;
     let remote = remote_access(
         &runtime,
-        settings::registry_settings(&args.registry),
+        settings::registry_settings(&args.registry, http),
         explicit,
     );
     let reporter = output.reporter();

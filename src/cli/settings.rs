@@ -68,43 +68,38 @@ impl SettingsError {
     }
 }
 
-/// Registry settings of a command that pushes.
-pub fn registry_settings(args: &RegistryArgs) -> RegistrySettings {
-    push_settings(&args.access, &args.upload)
+/// Registry settings of a command that pushes; its requests follow `http`.
+pub fn registry_settings(args: &RegistryArgs, http: HttpPolicy) -> RegistrySettings {
+    push_settings(&args.access, &args.upload, http)
 }
 
-/// Registry settings from the flags of reaching and of pushing.
-pub fn push_settings(access: &RegistryAccessArgs, upload: &UploadArgs) -> RegistrySettings {
+/// Registry settings from the flags of reaching and of pushing; requests follow `http`.
+pub fn push_settings(
+    access: &RegistryAccessArgs,
+    upload: &UploadArgs,
+    http: HttpPolicy,
+) -> RegistrySettings {
     RegistrySettings {
         chunk_size: upload.chunk_size,
         max_concurrent_uploads: usize::from(upload.jobs),
-        ..access_settings(access)
+        ..access_settings(access, http)
     }
 }
 
-/// Registry settings of a command that only reads from registries (`build`).
-pub fn access_settings(args: &RegistryAccessArgs) -> RegistrySettings {
+/// Registry settings of a command that only reads from registries; requests follow `http`.
+pub fn access_settings(args: &RegistryAccessArgs, http: HttpPolicy) -> RegistrySettings {
     RegistrySettings {
         insecure_hosts: args.insecure_registries.clone(),
-        http: http_policy(),
+        http,
         ..RegistrySettings::default()
     }
 }
 
-/// The HTTP policy of this run, set once from `--http-timeout`/`--http-connect-timeout` (global
-/// flags) and the environment before the command runs.
-static HTTP_POLICY: std::sync::OnceLock<HttpPolicy> = std::sync::OnceLock::new();
-
-/// Sets this run's HTTP policy from the global flags and the environment.
-pub fn init_http_policy(args: &HttpArgs) -> Result<(), dockless_registry::http::LimitError> {
-    let policy = HttpPolicy::from_flags_and_env(args.http_timeout, args.http_connect_timeout)?;
-    let _ = HTTP_POLICY.set(policy);
-    Ok(())
-}
-
-/// This run's HTTP policy (the defaults before [`init_http_policy`]).
-pub fn http_policy() -> HttpPolicy {
-    HTTP_POLICY.get().copied().unwrap_or_default()
+/// This run's HTTP policy: `--http-timeout`/`--http-connect-timeout` (global flags), else the
+/// environment's limits, else the defaults. Made once, before the command runs, and handed to
+/// every client the command builds.
+pub fn http_policy(args: &HttpArgs) -> Result<HttpPolicy, dockless_registry::http::LimitError> {
+    HttpPolicy::from_flags_and_env(args.http_timeout, args.http_connect_timeout)
 }
 
 /// `--username` with the password read from standard input here, once, straight into a

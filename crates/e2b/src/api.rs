@@ -32,6 +32,19 @@ pub enum ApiError {
     },
     #[error("E2B API {operation}: unexpected answer: {detail}")]
     BadAnswer { operation: String, detail: String },
+    /// The status and headers came, then the body stopped: a failed request, never an empty
+    /// or partial answer read as a whole one.
+    #[error(
+        "E2B API {operation} ({url}): the answer (HTTP {status}) broke off after {received}: {detail}"
+    )]
+    BrokenAnswer {
+        operation: String,
+        url: String,
+        status: u16,
+        /// How much of the body came, e.g. `12 of 4096 bytes`.
+        received: String,
+        detail: String,
+    },
 }
 
 pub struct ApiClient {
@@ -133,8 +146,8 @@ impl ApiClient {
         parse(&answer, "request build")
     }
 
-    /// `POST /templates/{templateID}/builds/{buildID}`, tried up to three times (E2B's load
-    /// balancer drops long-lived connections, as its CLI learnt).
+    /// `POST /templates/{templateID}/builds/{buildID}`, tried again as the HTTP policy allows
+    /// (E2B's load balancer drops long-lived connections, as its CLI learnt).
     pub async fn start_build_legacy(
         &self,
         template_id: &str,
@@ -235,59 +248,39 @@ impl ApiClient {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut request = self.http.request(method.clone(), url.clone());
-            request = match self.credential.kind {
-                CredentialKind::ApiKey => {
-                    let mut value = HeaderValue::from_str(self.credential.secret().expose_secret())
-                        .map_err(|_| self.bad_secret(operation))?;
-                    value.set_sensitive(true);
-                    request.header("X-API-Key", value)
-                }
-                CredentialKind::AccessToken => {
-                    let mut value = HeaderValue::from_str(&format!(
-                        "Bearer {}",
-                        self.credential.secret().expose_secret()
-                    ))
-                    .map_err(|_| self.bad_secret(operation))?;
-                    value.set_sensitive(true);
-                    request.header(AUTHORIZATION, value)
-                }
-            };
-            if let Some(body) = &body {
-                request = request
-                    .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .body(body.to_string());
-            } else if method == Method::POST {
-                request = request.header(reqwest::header::CONTENT_LENGTH, 0);
-            }
+            let request = self.request(&method, &url, body.as_ref(), operation)?;
             tracing::debug!(%method, path = url.path(), attempt, "E2B API request");
             let retry = attempt - 1;
             let last = attempt >= attempts;
             let (decision, reason) = match self.exchange(request).await {
-                Ok((status, bytes)) => {
+                Ok(answer) => {
+                    let status = answer.status;
                     tracing::debug!(
                         status = status.as_u16(),
                         path = url.path(),
                         "E2B API answer"
                     );
                     if status.is_success() {
-                        return Ok(bytes.body);
+                        return Ok(answer.body);
                     }
                     let decision = self
                         .policy
                         .retry
-                        .after_status(retry, status, &bytes.headers);
+                        .after_status(retry, status, &answer.headers);
                     if last || decision == RetryDecision::GiveUp {
-                        return Err(self.refused(operation, status, &bytes.body, flow));
+                        return Err(self.refused(operation, status, &answer.body, flow));
                     }
                     (decision, format!("HTTP {status}"))
                 }
-                Err(error) => {
-                    let decision = self.policy.retry.after_transport_error(retry, &error);
+                Err(failure) => {
+                    let decision = self
+                        .policy
+                        .retry
+                        .after_transport_error(retry, failure.error());
                     if last || decision == RetryDecision::GiveUp {
-                        return Err(self.transport_error(operation, &url, &error, attempt));
+                        return Err(self.failed_try(operation, &url, &failure, attempt));
                     }
-                    (decision, self.scrubbed(&error))
+                    (decision, self.reason(&failure))
                 }
             };
             tracing::warn!(operation, attempt, %reason, "E2B API request failed; trying again");
@@ -297,17 +290,62 @@ impl ApiClient {
         }
     }
 
-    /// Sends once and reads the whole answer (a body that breaks off is a failed try, not an
-    /// empty answer).
-    async fn exchange(
+    /// One try's request: `body` as JSON, and exactly one credential header.
+    fn request(
         &self,
-        request: reqwest::RequestBuilder,
-    ) -> Result<(StatusCode, Answer), reqwest::Error> {
-        let response = request.send().await?;
+        method: &Method,
+        url: &Url,
+        body: Option<&Value>,
+        operation: &str,
+    ) -> Result<reqwest::RequestBuilder, ApiError> {
+        let request = self.http.request(method.clone(), url.clone());
+        let secret = self.credential.secret().expose_secret();
+        let (name, value) = match self.credential.kind {
+            CredentialKind::ApiKey => (X_API_KEY, HeaderValue::from_str(secret)),
+            CredentialKind::AccessToken => (
+                AUTHORIZATION,
+                HeaderValue::from_str(&format!("Bearer {secret}")),
+            ),
+        };
+        let mut value = value.map_err(|_| self.bad_secret(operation))?;
+        value.set_sensitive(true);
+        let request = request.header(name, value);
+        Ok(match body {
+            Some(body) => request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.to_string()),
+            None if method == Method::POST => request.header(reqwest::header::CONTENT_LENGTH, 0),
+            None => request,
+        })
+    }
+
+    /// Sends once and reads the whole answer. A body that breaks off is a failed try that
+    /// says how much came, not a shorter answer.
+    async fn exchange(&self, request: reqwest::RequestBuilder) -> Result<Answer, TryFailure> {
+        let mut response = request.send().await.map_err(TryFailure::Unanswered)?;
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response.bytes().await?.to_vec();
-        Ok((status, Answer { headers, body }))
+        let expected = response.content_length();
+        let mut body = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                Ok(None) => break,
+                Err(error) => {
+                    return Err(TryFailure::BrokenBody {
+                        status,
+                        received: body.len(),
+                        expected,
+                        error,
+                    });
+                }
+            }
+        }
+        Ok(Answer {
+            status,
+            headers,
+            body,
+        })
     }
 
     fn scrubbed(&self, error: &reqwest::Error) -> String {
@@ -317,27 +355,64 @@ impl ApiClient {
         )
     }
 
-    fn transport_error(
-        &self,
-        operation: &str,
-        url: &Url,
-        error: &reqwest::Error,
-        tries: u32,
-    ) -> ApiError {
-        let detail = if error.is_timeout() {
-            let limit = if error.is_connect() {
-                format!("no connection within {:?}", self.policy.connect_timeout)
-            } else {
-                format!("no answer within {:?}", self.policy.idle_timeout)
-            };
-            format!("{limit} ({tries} tries); {TIMEOUT_ADVICE}")
-        } else {
-            self.scrubbed(error)
-        };
-        ApiError::Transport {
-            operation: operation.to_owned(),
-            url: redact_query(url),
-            detail,
+    /// Why a try failed, for the line saying it is tried again.
+    fn reason(&self, failure: &TryFailure) -> String {
+        match failure {
+            TryFailure::Unanswered(error) => self.scrubbed(error),
+            TryFailure::BrokenBody {
+                status,
+                received,
+                expected,
+                error,
+            } => format!(
+                "the answer (HTTP {status}) broke off after {}: {}",
+                amount(*received, *expected),
+                self.scrubbed(error)
+            ),
+        }
+    }
+
+    /// The error of a failed last try.
+    fn failed_try(&self, operation: &str, url: &Url, failure: &TryFailure, tries: u32) -> ApiError {
+        let operation = operation.to_owned();
+        let url = redact_query(url);
+        match failure {
+            TryFailure::Unanswered(error) => {
+                let detail = if error.is_timeout() {
+                    let limit = if error.is_connect() {
+                        format!("no connection within {:?}", self.policy.connect_timeout)
+                    } else {
+                        format!("no answer within {:?}", self.policy.idle_timeout)
+                    };
+                    format!("{limit} ({tries} tries); {TIMEOUT_ADVICE}")
+                } else {
+                    self.scrubbed(error)
+                };
+                ApiError::Transport {
+                    operation,
+                    url,
+                    detail,
+                }
+            }
+            TryFailure::BrokenBody {
+                status,
+                received,
+                expected,
+                error,
+            } => ApiError::BrokenAnswer {
+                operation,
+                url,
+                status: status.as_u16(),
+                received: amount(*received, *expected),
+                detail: if error.is_timeout() {
+                    format!(
+                        "no byte for {:?} ({tries} tries); {TIMEOUT_ADVICE}",
+                        self.policy.idle_timeout
+                    )
+                } else {
+                    format!("{} ({tries} tries)", self.scrubbed(error))
+                },
+            },
         }
     }
 
@@ -382,10 +457,45 @@ impl ApiClient {
     }
 }
 
-/// An answer's headers (for `Retry-After`) and body.
+/// The header E2B reads an API key from.
+const X_API_KEY: reqwest::header::HeaderName =
+    reqwest::header::HeaderName::from_static("x-api-key");
+
+/// A whole answer: status, headers (for `Retry-After`) and body.
 struct Answer {
+    status: StatusCode,
     headers: reqwest::header::HeaderMap,
     body: Vec<u8>,
+}
+
+/// Why one try got no whole answer.
+enum TryFailure {
+    /// Not connected, not sent, or no status line came.
+    Unanswered(reqwest::Error),
+    /// The status and headers came; the body stopped after `received` bytes.
+    BrokenBody {
+        status: StatusCode,
+        received: usize,
+        /// The body's `Content-Length`, when the answer gave one.
+        expected: Option<u64>,
+        error: reqwest::Error,
+    },
+}
+
+impl TryFailure {
+    fn error(&self) -> &reqwest::Error {
+        match self {
+            TryFailure::Unanswered(error) | TryFailure::BrokenBody { error, .. } => error,
+        }
+    }
+}
+
+/// `12 of 4096 bytes`, or `12 bytes` when the length was not announced.
+fn amount(received: usize, expected: Option<u64>) -> String {
+    match expected {
+        Some(expected) => format!("{received} of {expected} bytes"),
+        None => format!("{received} bytes"),
+    }
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(bytes: &[u8], operation: &str) -> Result<T, ApiError> {

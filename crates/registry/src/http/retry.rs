@@ -193,6 +193,69 @@ mod tests {
         assert!(retry_after(&headers).is_none());
     }
 
+    fn with_retry_after(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, HeaderValue::from_str(value).unwrap());
+        headers
+    }
+
+    /// The server's wait replaces the backoff, even when shorter (0: now) or padded.
+    #[test]
+    fn retry_after_in_seconds_replaces_the_backoff() {
+        for (value, seconds) in [("0", 0), (" 7 ", 7), ("30", 30)] {
+            assert_eq!(
+                policy().after_status(1, StatusCode::SERVICE_UNAVAILABLE, &with_retry_after(value)),
+                RetryDecision::RetryAfter(Duration::from_secs(seconds)),
+                "{value:?}"
+            );
+        }
+        // One second past the bound fails the request rather than stall it.
+        assert_eq!(
+            policy().after_status(0, StatusCode::TOO_MANY_REQUESTS, &with_retry_after("31")),
+            RetryDecision::GiveUp
+        );
+    }
+
+    #[test]
+    fn retry_after_as_a_date_too_far_ahead_gives_up() {
+        let later = std::time::SystemTime::now() + Duration::from_secs(600);
+        let headers = with_retry_after(&httpdate::fmt_http_date(later));
+        assert_eq!(
+            policy().after_status(0, StatusCode::TOO_MANY_REQUESTS, &headers),
+            RetryDecision::GiveUp
+        );
+    }
+
+    /// `Retry-After` neither makes a refusal worth another try nor adds tries.
+    #[test]
+    fn retry_after_does_not_override_the_status_or_the_limit() {
+        let headers = with_retry_after("1");
+        for code in [400, 401, 404, 501] {
+            assert_eq!(
+                policy().after_status(0, StatusCode::from_u16(code).unwrap(), &headers),
+                RetryDecision::GiveUp,
+                "{code}"
+            );
+        }
+        assert_eq!(
+            policy().after_status(3, StatusCode::TOO_MANY_REQUESTS, &headers),
+            RetryDecision::GiveUp
+        );
+    }
+
+    /// Clients rate-limited together must not come back together: the waits for one retry
+    /// spread over the lower and upper half of the allowed range. (Chance of a false failure:
+    /// 0.8^500 per bound.)
+    #[test]
+    fn jitter_spreads_the_waits_over_the_range() {
+        let p = policy();
+        let full = Duration::from_millis(400); // retry 2: 100 ms × 2².
+        let waits: Vec<Duration> = (0..500).map(|_| p.backoff(2)).collect();
+        assert!(waits.iter().all(|w| *w >= full / 2 && *w <= full));
+        assert!(waits.iter().any(|w| *w < full.mul_f64(0.6)), "{waits:?}");
+        assert!(waits.iter().any(|w| *w > full.mul_f64(0.9)), "{waits:?}");
+    }
+
     #[test]
     fn timeouts_are_retried_fewer_times() {
         assert!(matches!(
