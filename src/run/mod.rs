@@ -17,6 +17,7 @@ pub mod rootfs;
 pub mod sandbox;
 pub mod step;
 
+pub use cache::KeyedMount;
 pub use output::OutputSink;
 pub use sandbox::{InlineScript, Isolation, IsolationError, NetworkError, SANDBOX_ARG};
 pub use step::{RunStep, SharedRunLayers, StepError, StepLayer};

@@ -39,7 +39,7 @@ pub struct RunStep<'a> {
     /// RUN --network, or the build's --network.
     pub network: sandbox::Network,
     /// What the mounts contribute to the RUN cache key.
-    pub mount_key: &'a [String],
+    pub mount_key: &'a [super::KeyedMount<'a>],
     pub settings: LayerSettings,
     /// Layers made on other machines (a shared cache), asked after the local RUN cache.
     pub shared: Option<&'a dyn SharedRunLayers>,

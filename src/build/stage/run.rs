@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use super::{Builder, Stage, Unsupported};
 use crate::build::{BuildError, BuiltLayer};
 use crate::digest::Digest;
-use crate::dockerfile::{CommandLine, Heredoc, Instruction};
+use crate::dockerfile::{CommandLine, Heredoc, Instruction, RunFlags, RunNetwork, Security};
 use crate::registry::Reference;
 use crate::remote::LayerSource;
 use crate::run::rootfs::Rootfs;
@@ -95,21 +95,26 @@ impl Builder<'_> {
         self.add_run_layer(stage, instruction, &made.layer, source, made.key)
     }
 
-    /// The network of a RUN (`--network`, else the build's), refusing flags it does not know.
+    /// The network of a RUN (`--network`, else the build's), refusing `--security=insecure`.
     fn run_network(
         &self,
         instruction: &Instruction,
-        flags: &[(String, String)],
+        flags: &RunFlags,
     ) -> Result<Network, BuildError> {
-        for (flag, value) in flags {
-            if !matches!(flag.as_str(), "network" | "mount") {
-                return Err(self.at(
-                    instruction,
-                    Unsupported(format!("RUN --{flag}={value} is not supported; remove it")),
-                ));
-            }
+        if flags.security == Security::Insecure {
+            return Err(self.at(
+                instruction,
+                Unsupported(
+                    "RUN --security=insecure is not supported: dockless grants no extra privileges; remove it".to_owned(),
+                ),
+            ));
         }
-        Network::for_run(flags, self.options.network).map_err(|e| self.at(instruction, e))
+        let asked = match flags.network {
+            RunNetwork::Default => None,
+            RunNetwork::None => Some(Network::None),
+            RunNetwork::Host => Some(Network::Host),
+        };
+        Network::for_run(asked, self.options.network).map_err(|e| self.at(instruction, e))
     }
 
     /// A RUN's layer joins the stage, which learns what the command made.
