@@ -311,26 +311,28 @@ impl MountFlag {
 }
 
 impl Field {
+    /// One field of the record: `key=value`, or a bare `ro`, `rw` or `required`. A key is
+    /// never expanded, so an unknown one is refused now; so is a variable in `from`.
     fn parse(field: &str) -> Result<Field, MountProblem> {
         let (name, value) = match field.split_once('=') {
             Some((name, value)) => (name.to_ascii_lowercase(), Some(value.to_owned())),
             None => (field.to_ascii_lowercase(), None),
         };
-        let key = Key::of(&name);
-        match (key, &value) {
-            (None, Some(_)) => Err(MountProblem::UnknownKey {
-                key: name,
-                field: field.to_owned(),
-            }),
-            (Some(Key::ReadOnly | Key::ReadWrite | Key::Required), None) => Ok(Field {
-                key: key.unwrap_or(Key::ReadOnly),
-                name,
-                value,
-            }),
-            (_, None) => Err(MountProblem::NotKeyValue(name)),
-            (Some(Key::From), Some(from)) if from.contains('$') => Err(MountProblem::VariableFrom),
-            (Some(key), Some(_)) => Ok(Field { key, name, value }),
-        }
+        let key = match (Key::of(&name), &value) {
+            (Some(key @ (Key::ReadOnly | Key::ReadWrite | Key::Required)), None) => key,
+            (_, None) => return Err(MountProblem::NotKeyValue(name)),
+            (Some(Key::From), Some(from)) if from.contains('$') => {
+                return Err(MountProblem::VariableFrom);
+            }
+            (Some(key), Some(_)) => key,
+            (None, Some(_)) => {
+                return Err(MountProblem::UnknownKey {
+                    key: name,
+                    field: field.to_owned(),
+                });
+            }
+        };
+        Ok(Field { key, name, value })
     }
 }
 
