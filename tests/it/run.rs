@@ -688,6 +688,51 @@ fn run_mounts_follow_dockers_reference_and_leave_nothing_behind() {
 }
 
 #[test]
+fn a_bad_run_flag_names_its_line_when_read_or_when_expanded() {
+    // Without variables a mistake is known when the Dockerfile is read: nothing is built, not
+    // even when the stage is one the target does not need.
+    let ws = workspace(
+        "FROM {base} AS unused\nRUN --mount=type=cache,target=/c,sharing=sometimes true\n\
+         FROM {base}\nRUN [\"/bin/busybox\", \"true\"]\n",
+    );
+    let err = build_err(&ws, As::Root, &[]);
+    assert!(
+        err.contains("Dockerfile:2") && err.contains("unsupported sharing value \"sometimes\""),
+        "{err}"
+    );
+    assert!(!err.contains("RUN ["), "nothing ran: {err}");
+    let ws = workspace("FROM {base}\nRUN --network=bridge [\"/bin/busybox\", \"true\"]\n");
+    let err = build_err(&ws, As::Root, &[]);
+    assert!(
+        err.contains("Dockerfile:2") && err.contains("invalid network mode \"bridge\""),
+        "{err}"
+    );
+
+    // A value with a variable is checked when its RUN is built, with the stage's variables.
+    let ws = workspace(
+        "FROM {base}\nARG SHARING=sometimes\n\
+         RUN --mount=type=cache,target=/c,sharing=$SHARING [\"/bin/busybox\", \"true\"]\n",
+    );
+    let err = build_err(&ws, As::Root, &[]);
+    assert!(
+        err.contains("Dockerfile:3") && err.contains("unsupported sharing value \"sometimes\""),
+        "{err}"
+    );
+    let (json, _) = build(&ws, As::Root, &["--build-arg", "SHARING=locked"]);
+    assert!(json["digest"].is_string(), "{json}");
+
+    // What is valid for BuildKit but dockless cannot serve is refused only where it is built.
+    let ssh = "FROM {base} AS keys\nRUN --mount=type=ssh [\"/bin/busybox\", \"true\"]\n\
+               FROM {base}\nRUN [\"/bin/busybox\", \"true\"]\n";
+    build(&workspace(ssh), As::Root, &[]);
+    let err = build_err(&workspace(ssh), As::Root, &["--target", "keys"]);
+    assert!(
+        err.contains("Dockerfile:2") && err.contains("type=ssh is not supported"),
+        "{err}"
+    );
+}
+
+#[test]
 fn shell_sets_the_shell_of_the_shell_form() {
     // No /bin/sh in the base: the shell form works only through SHELL.
     let ws = workspace(

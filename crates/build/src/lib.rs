@@ -14,6 +14,8 @@ pub mod secrets;
 mod stage;
 // The one door for "build this and push it" (`build_and_push`) and layout pushes.
 pub mod publish;
+// One RUN step: the RUN cache, else the sandbox over the stage's tree, and its layer.
+mod run_step;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use super::heredoc::Heredoc;
+use super::run_flags::RunFlags;
 
 /// A parsed Dockerfile.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,8 +139,8 @@ pub struct Add {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Run {
     pub command: CommandLine,
-    /// `--mount`, `--network` and `--security`, in the order given, name without dashes.
-    pub flags: Vec<(String, String)>,
+    /// `--mount`, `--network` and `--security`, typed.
+    pub flags: RunFlags,
     /// The heredocs the shell form opens, with their bodies.
     pub heredocs: Vec<Heredoc>,
 }

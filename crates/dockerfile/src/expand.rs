@@ -4,7 +4,8 @@
 //! destination and `--chown`/`--chmod`/`--from`/`--checksum`; WORKDIR; USER; EXPOSE (which
 //! may split into several ports); VOLUME; STOPSIGNAL; FROM image, stage name and
 //! `--platform`. RUN, CMD, ENTRYPOINT, SHELL, HEALTHCHECK, ONBUILD and MAINTAINER are left as
-//! written: the shell (or nothing) interprets them at run time.
+//! written: the shell (or nothing) interprets them at run time. RUN's `--mount` values are
+//! expanded by [`RunFlags::mounts`](super::RunFlags::mounts), which also needs the WORKDIR.
 
 use super::heredoc::Heredoc;
 use super::lex::{expand_heredoc, expand_word, expand_words};

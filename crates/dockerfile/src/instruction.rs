@@ -6,7 +6,7 @@ use super::copy::{parse_add, parse_copy};
 use super::flags::{FlagKind, check_flags};
 use super::healthcheck::parse_healthcheck;
 use super::split::{is_separator, split_line};
-use super::{ArgDecl, Command, CommandLine, From, KeyValue, Run};
+use super::{ArgDecl, Command, CommandLine, From, KeyValue, Run, RunFlags};
 
 const INSTRUCTIONS: &str = "ADD, ARG, CMD, COPY, ENTRYPOINT, ENV, EXPOSE, FROM, HEALTHCHECK, \
                             LABEL, MAINTAINER, ONBUILD, RUN, SHELL, STOPSIGNAL, USER, VOLUME, WORKDIR";
@@ -28,7 +28,7 @@ pub(crate) fn parse_command(line: &str, escape: char) -> Result<Command, String>
     let keyword = keyword.as_str();
     match split.keyword.as_str() {
         "from" => parse_from(args, flags),
-        "run" => parse_run(args, flags),
+        "run" => parse_run(args, flags, escape),
         "cmd" => {
             no_flags(keyword, flags)?;
             command_line(keyword, args).map(Command::Cmd)
@@ -125,8 +125,8 @@ fn stage_name(name: &str) -> Result<String, String> {
     }
 }
 
-fn parse_run(args: &str, flags: &[String]) -> Result<Command, String> {
-    let flags = check_flags("RUN", flags, RUN_FLAGS)?;
+fn parse_run(args: &str, flags: &[String], escape: char) -> Result<Command, String> {
+    let flags = RunFlags::parse(&check_flags("RUN", flags, RUN_FLAGS)?, escape)?;
     let command = command_line("RUN", args)?;
     match &command {
         CommandLine::Exec(arguments) if arguments.is_empty() => {
@@ -136,7 +136,7 @@ fn parse_run(args: &str, flags: &[String]) -> Result<Command, String> {
     }
     Ok(Command::Run(Run {
         command,
-        flags: flags.given,
+        flags,
         heredocs: Vec::new(),
     }))
 }

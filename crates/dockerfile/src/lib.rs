@@ -28,7 +28,9 @@ mod heredoc;
 mod instruction;
 mod lex;
 mod lines;
+mod mount;
 mod pattern;
+mod run_flags;
 mod split;
 
 // Go's durations, also what `dockless prune --filter until=` takes.
@@ -39,6 +41,8 @@ pub use ast::{
 pub use error::{ExpandError, ParseError};
 pub use heredoc::{Heredoc, parse_word as heredoc_word};
 pub use lex::{expand_word, expand_words};
+pub use mount::{MountError, MountFlag, MountKind, MountProblem, RunMount, Sharing};
+pub use run_flags::{RunFlags, RunNetwork, Security};
 
 /// Parses a Dockerfile. Errors carry the line where the faulty instruction starts.
 pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {

@@ -46,7 +46,7 @@ fn a_typical_dockerfile() {
         dockerfile.instructions[2].command,
         Command::Run(Run {
             command: CommandLine::Shell("apt-get update     && apt-get install -y curl".into()),
-            flags: vec![],
+            flags: RunFlags::default(),
             heredocs: vec![],
         })
     );

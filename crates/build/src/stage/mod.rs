@@ -377,7 +377,12 @@ fn needed_stages(instructions: &[Instruction], target: Option<&str>) -> Vec<bool
             }
             Command::Run(run) => {
                 if let Some(refs) = references.last_mut() {
-                    refs.extend(mount_sources(&run.flags));
+                    refs.extend(
+                        run.flags
+                            .mounts
+                            .iter()
+                            .filter_map(|m| m.from().map(str::to_owned)),
+                    );
                 }
             }
             _ => {}
@@ -416,18 +421,6 @@ fn needed_stages(instructions: &[Instruction], target: Option<&str>) -> Vec<bool
         }
     }
     needed
-}
-
-/// The stages or images `RUN --mount=…,from=X` names.
-fn mount_sources(flags: &[(String, String)]) -> Vec<String> {
-    flags
-        .iter()
-        .filter(|(flag, _)| flag == "mount")
-        .flat_map(|(_, spec)| spec.split(','))
-        .filter_map(|field| field.split_once('='))
-        .filter(|(key, _)| key.eq_ignore_ascii_case("from"))
-        .map(|(_, value)| value.to_owned())
-        .collect()
 }
 
 /// A finished stage by name (case-insensitive, as BuildKit) or by index.

@@ -12,11 +12,12 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest as _, Sha256};
 
 use super::{Builder, Stage, Unsupported, lookup};
+use crate::run_step::KeyedMount;
 use crate::{BuildError, SecretSource};
 use dockless_context::Context;
 use dockless_context::item_meta::ItemMeta;
-use dockless_dockerfile::Instruction;
-use dockless_sandbox::mounts::{self, MountKind, MountPlan, RunMount, Sharing};
+use dockless_dockerfile::{Instruction, MountKind, RunFlags, RunMount, Sharing};
+use dockless_sandbox::mounts::MountPlan;
 use dockless_sandbox::rootfs::Rootfs;
 use dockless_sandbox::sandbox::{MountSource, SandboxMount};
 
@@ -33,45 +34,42 @@ pub(super) struct ReadyMounts {
 }
 
 impl Builder<'_> {
-    /// The `--mount` flags of a RUN, parsed with their values expanded.
+    /// The `--mount` flags of a RUN with their values expanded, refusing what dockless
+    /// cannot serve.
     pub(super) fn run_mounts(
         &self,
         stage: &Stage,
         instruction: &Instruction,
-        flags: &[(String, String)],
+        flags: &RunFlags,
     ) -> Result<Vec<RunMount>, BuildError> {
-        let workdir = stage.workdir();
         let env = &stage.config.config;
         let vars = |name: &str| {
             env.env_value(name)
                 .map(str::to_owned)
                 .or_else(|| lookup(&stage.args, name))
         };
-        let expand = |value: &str| {
-            dockless_dockerfile::expand_word(value, self.escape, &vars).map_err(|e| e.to_string())
-        };
-        flags
-            .iter()
-            .filter(|(flag, _)| flag == "mount")
-            .map(|(_, spec)| {
-                mounts::parse(spec, &workdir, &expand).map_err(|e| self.at(instruction, e))
-            })
-            .collect()
+        let mounts = flags
+            .mounts(self.escape, &vars, &stage.workdir())
+            .map_err(|e| self.at(instruction, e))?;
+        if let Some(refused) = mounts.iter().find_map(|mount| not_served(&mount.kind)) {
+            return Err(self.at(instruction, Unsupported(refused.to_owned())));
+        }
+        Ok(mounts)
     }
 
-    /// What the mounts put into the RUN cache key: each mount as written and, for a bind
-    /// mount, a digest of what it binds. A secret's value never goes in (as in BuildKit, a
-    /// changed secret does not run the command again).
-    pub(super) fn mount_key(
+    /// What the mounts put into the RUN cache key: each mount and, for a bind mount, a
+    /// digest of what it binds. A secret's value never goes in (as in BuildKit, a changed
+    /// secret does not run the command again).
+    pub(super) fn mount_key<'m>(
         &self,
-        mounts: &[RunMount],
+        mounts: &'m [RunMount],
         done: &[Stage],
         instruction: &Instruction,
-    ) -> Result<Vec<String>, BuildError> {
+    ) -> Result<Vec<KeyedMount<'m>>, BuildError> {
         mounts
             .iter()
-            .map(|m| {
-                let bound = match &m.kind {
+            .map(|mount| {
+                let bound = match &mount.kind {
                     MountKind::Bind {
                         from: None, source, ..
                     } => {
@@ -89,7 +87,7 @@ impl Builder<'_> {
                     }
                     _ => String::new(),
                 };
-                Ok(format!("{m:?}|{bound}"))
+                Ok(KeyedMount { mount, bound })
             })
             .collect()
     }
@@ -125,6 +123,8 @@ impl Builder<'_> {
                     mode,
                     uid,
                     gid,
+                    from: None,
+                    source: None,
                 } => {
                     let path = self
                         .cache_dir(id, *sharing, (*mode, *uid, *gid), &mut ready)
@@ -136,6 +136,10 @@ impl Builder<'_> {
                     }
                 }
                 MountKind::Tmpfs { size } => MountSource::Tmpfs { size: *size },
+                kind @ (MountKind::Cache { .. } | MountKind::Ssh { .. }) => {
+                    let refused = not_served(kind).unwrap_or("this mount is not supported");
+                    return Err(self.at(instruction, Unsupported(refused.to_owned())));
+                }
                 MountKind::Secret {
                     id,
                     env,
@@ -322,6 +326,19 @@ impl Builder<'_> {
         }
         ready._dirs.push(dir);
         Ok(Some(path))
+    }
+}
+
+/// Why dockless cannot give a RUN this mount (BuildKit can), if it cannot.
+fn not_served(kind: &MountKind) -> Option<&'static str> {
+    match kind {
+        MountKind::Ssh { .. } => Some(
+            "--mount=type=ssh is not supported: dockless has no SSH agent forwarding; use a secret (--mount=type=secret) for keys the build needs",
+        ),
+        MountKind::Cache { from, source, .. } if from.is_some() || source.is_some() => Some(
+            "--mount=type=cache with from= or source= is not supported yet; use an empty cache (drop from and source)",
+        ),
+        _ => None,
     }
 }
 

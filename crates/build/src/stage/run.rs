@@ -1,18 +1,19 @@
 //! RUN in a stage: what the stage gives the step (command, environment, user, directory, the
-//! layers below) and the file system it runs over; the step itself is [`dockless_sandbox::step`].
+//! layers below) and the file system it runs over; the step itself is [`crate::run_step`].
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use super::{Builder, Stage, Unsupported};
+use crate::run_step::{RunStep, SharedRunLayers, StepError};
 use crate::{BuildError, BuiltLayer};
-use dockless_dockerfile::{CommandLine, Heredoc, Instruction};
+use dockless_dockerfile::{CommandLine, Heredoc, Instruction, RunFlags, RunNetwork, Security};
 use dockless_oci::digest::Digest;
 use dockless_registry::Reference;
 use dockless_registry::remote::LayerSource;
 use dockless_sandbox::rootfs::Rootfs;
 use dockless_sandbox::sandbox::Network;
-use dockless_sandbox::{InlineScript, RunError, RunStep, SharedRunLayers, StepError};
+use dockless_sandbox::{InlineScript, RunError};
 use dockless_shared_cache::{EntryKind, SharedCache, SharedHit};
 
 impl Builder<'_> {
@@ -95,21 +96,26 @@ impl Builder<'_> {
         self.add_run_layer(stage, instruction, &made.layer, source, made.key)
     }
 
-    /// The network of a RUN (`--network`, else the build's), refusing flags it does not know.
+    /// The network of a RUN (`--network`, else the build's), refusing `--security=insecure`.
     fn run_network(
         &self,
         instruction: &Instruction,
-        flags: &[(String, String)],
+        flags: &RunFlags,
     ) -> Result<Network, BuildError> {
-        for (flag, value) in flags {
-            if !matches!(flag.as_str(), "network" | "mount") {
-                return Err(self.at(
-                    instruction,
-                    Unsupported(format!("RUN --{flag}={value} is not supported; remove it")),
-                ));
-            }
+        if flags.security == Security::Insecure {
+            return Err(self.at(
+                instruction,
+                Unsupported(
+                    "RUN --security=insecure is not supported: dockless grants no extra privileges; remove it".to_owned(),
+                ),
+            ));
         }
-        Network::for_run(flags, self.options.network).map_err(|e| self.at(instruction, e))
+        let asked = match flags.network {
+            RunNetwork::Default => None,
+            RunNetwork::None => Some(Network::None),
+            RunNetwork::Host => Some(Network::Host),
+        };
+        Network::for_run(asked, self.options.network).map_err(|e| self.at(instruction, e))
     }
 
     /// A RUN's layer joins the stage, which learns what the command made.

@@ -1,7 +1,7 @@
 use std::collections::HashMap;
 
 use super::*;
-use crate::{CommandLine, Healthcheck, Run, parse};
+use crate::{Healthcheck, Run, parse};
 
 fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
     pairs
@@ -288,14 +288,21 @@ fn commands_run_by_a_shell_are_not_expanded() {
         let command = &dockerfile.instructions[1].command;
         assert_eq!(&expand_line(line, &scope).unwrap(), command, "{line}");
     }
-    assert_eq!(
-        expand_line("RUN --mount=type=cache,target=$X echo", &scope).unwrap(),
-        Command::Run(Run {
-            command: CommandLine::Shell("echo".into()),
-            flags: vec![("mount".into(), "type=cache,target=$X".into())],
-            heredocs: vec![],
-        })
-    );
+    // RUN's mount values wait for the WORKDIR too: `RunFlags::mounts` expands them.
+    let line = "RUN --mount=type=cache,target=$X echo";
+    let written = parse(&format!("FROM scratch\n{line}"))
+        .unwrap()
+        .instructions[1]
+        .command
+        .clone();
+    assert_eq!(expand_line(line, &scope).unwrap(), written);
+    let Command::Run(Run { flags, .. }) = written else {
+        panic!("{written:?}")
+    };
+    let mounts = flags
+        .mounts('\\', &|name| scope.get(name).cloned(), "/")
+        .unwrap();
+    assert_eq!(mounts[0].target, format!("/{}", scope["X"]));
     assert_eq!(
         expand_line("HEALTHCHECK NONE", &scope).unwrap(),
         Command::Healthcheck(Healthcheck::None)

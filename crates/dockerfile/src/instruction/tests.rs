@@ -1,5 +1,5 @@
 use super::*;
-use crate::Healthcheck;
+use crate::{Healthcheck, RunNetwork, Security};
 
 fn parsed(line: &str) -> Command {
     match parse_command(line, '\\') {
@@ -88,7 +88,7 @@ fn run_shell_and_exec_forms() {
         parsed("RUN apt-get update && echo \"$HOME\""),
         Command::Run(Run {
             command: CommandLine::Shell("apt-get update && echo \"$HOME\"".into()),
-            flags: vec![],
+            flags: RunFlags::default(),
             heredocs: vec![],
         })
     );
@@ -96,7 +96,7 @@ fn run_shell_and_exec_forms() {
         parsed(r#"RUN ["echo", "$HOME"]"#),
         Command::Run(Run {
             command: CommandLine::Exec(strings(&["echo", "$HOME"])),
-            flags: vec![],
+            flags: RunFlags::default(),
             heredocs: vec![],
         })
     );
@@ -108,7 +108,7 @@ fn run_malformed_json_is_shell_form() {
         parsed("RUN [echo, hi]"),
         Command::Run(Run {
             command: CommandLine::Shell("[echo, hi]".into()),
-            flags: vec![],
+            flags: RunFlags::default(),
             heredocs: vec![],
         })
     );
@@ -116,26 +116,35 @@ fn run_malformed_json_is_shell_form() {
 }
 
 #[test]
-fn run_flags_are_kept_in_order() {
+fn run_flags_are_typed_when_parsed() {
     let Command::Run(run) = parsed(
         "RUN --mount=type=cache,target=/root/.cache --network=none --mount=type=secret,id=x make",
     ) else {
         panic!("expected RUN");
     };
-    assert_eq!(
-        run.flags,
-        vec![
-            (
-                "mount".to_string(),
-                "type=cache,target=/root/.cache".to_string()
-            ),
-            ("network".to_string(), "none".to_string()),
-            ("mount".to_string(), "type=secret,id=x".to_string()),
-        ]
-    );
+    assert_eq!(run.flags.network, RunNetwork::None);
+    assert_eq!(run.flags.security, Security::Sandbox);
+    let vars = |_: &str| None;
+    let mounts = run.flags.mounts('\\', &vars, "/").unwrap();
+    let targets: Vec<&str> = mounts.iter().map(|m| m.target.as_str()).collect();
+    assert_eq!(targets, ["/root/.cache", "/run/secrets/x"]);
     assert_eq!(run.command, CommandLine::Shell("make".into()));
+    let Command::Run(run) = parsed("RUN --network=host --security=insecure true") else {
+        panic!("expected RUN");
+    };
+    assert_eq!(
+        (run.flags.network, run.flags.security),
+        (RunNetwork::Host, Security::Insecure)
+    );
     assert!(error("RUN --network=a --network=b x").contains("more than once"));
     assert!(error("RUN --mount x").contains("needs a value"));
+    assert!(error("RUN --network=bridge x").contains("invalid network mode \"bridge\""));
+    assert!(error("RUN --network=$NET x").contains("invalid network mode"));
+    assert!(error("RUN --security=privileged x").contains("security \"privileged\" is not valid"));
+    assert_eq!(
+        error("RUN --mount=type=bind,target=/x,mode=0700 x"),
+        "--mount=type=bind,target=/x,mode=0700: mode not allowed for \"bind\" type mounts"
+    );
 }
 
 #[test]
@@ -151,7 +160,7 @@ fn run_exec_form_keeps_heredoc_like_words_as_arguments() {
         parsed(r#"RUN ["cat", "<<EOF"]"#),
         Command::Run(Run {
             command: CommandLine::Exec(strings(&["cat", "<<EOF"])),
-            flags: vec![],
+            flags: RunFlags::default(),
             heredocs: vec![],
         })
     );

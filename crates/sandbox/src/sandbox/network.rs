@@ -22,11 +22,9 @@ pub enum NetworkError {
     #[error("--network {0}: expected host, default or none")]
     Unknown(String),
     #[error(
-        "RUN --network={0} in a build with --network none; remove the flag, or build without --network none"
+        "RUN --network=host in a build with --network none; remove the flag, or build without --network none"
     )]
-    HostInIsolatedBuild(String),
-    #[error("RUN --network={0} is not supported; use --network=default, none or host")]
-    UnsupportedRun(String),
+    HostInIsolatedBuild,
 }
 
 impl std::str::FromStr for Network {
@@ -41,23 +39,14 @@ impl std::str::FromStr for Network {
 }
 
 impl Network {
-    /// The network of one RUN, from its flags and the build's network (`--network`): RUN's
-    /// `default` is the build's; a build without network allows no RUN `host`. Flags other
-    /// than `--network` are not for this function: they are left to the caller.
-    pub fn for_run(flags: &[(String, String)], build: Network) -> Result<Network, NetworkError> {
-        let mut network = build;
-        for (_, value) in flags.iter().filter(|(flag, _)| flag == "network") {
-            network = match (value.as_str(), build) {
-                ("default", _) => build,
-                ("none", _) => Network::None,
-                ("host", Network::Host) => Network::Host,
-                ("host", Network::None) => {
-                    return Err(NetworkError::HostInIsolatedBuild(value.clone()));
-                }
-                _ => return Err(NetworkError::UnsupportedRun(value.clone())),
-            };
+    /// The network of one RUN: the one it asks for (`RUN --network`), else the build's
+    /// (`--network`); a build without network allows no RUN `host`.
+    pub fn for_run(asked: Option<Network>, build: Network) -> Result<Network, NetworkError> {
+        match (asked, build) {
+            (None, _) => Ok(build),
+            (Some(Network::Host), Network::None) => Err(NetworkError::HostInIsolatedBuild),
+            (Some(asked), _) => Ok(asked),
         }
-        Ok(network)
     }
 }
 
@@ -102,33 +91,21 @@ pub(super) fn loopback_up() -> Result<(), String> {
 mod tests {
     use super::*;
 
-    fn flags(value: &str) -> Vec<(String, String)> {
-        vec![("network".to_owned(), value.to_owned())]
-    }
-
     #[test]
     fn run_network_reads_like_buildkit() {
-        assert_eq!(Network::for_run(&[], Network::Host), Ok(Network::Host));
-        assert_eq!(Network::for_run(&[], Network::None), Ok(Network::None));
+        assert_eq!(Network::for_run(None, Network::Host), Ok(Network::Host));
+        assert_eq!(Network::for_run(None, Network::None), Ok(Network::None));
         assert_eq!(
-            Network::for_run(&flags("default"), Network::None),
+            Network::for_run(Some(Network::None), Network::Host),
             Ok(Network::None)
         );
         assert_eq!(
-            Network::for_run(&flags("none"), Network::Host),
-            Ok(Network::None)
-        );
-        assert_eq!(
-            Network::for_run(&flags("host"), Network::Host),
+            Network::for_run(Some(Network::Host), Network::Host),
             Ok(Network::Host)
         );
-        let err = Network::for_run(&flags("host"), Network::None)
+        let err = Network::for_run(Some(Network::Host), Network::None)
             .unwrap_err()
             .to_string();
         assert!(err.contains("--network none"), "{err}");
-        let err = Network::for_run(&flags("bridge"), Network::Host)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("default, none or host"), "{err}");
     }
 }

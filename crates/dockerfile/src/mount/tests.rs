@@ -1,7 +1,17 @@
 use super::*;
 
+fn vars(name: &str) -> Option<String> {
+    (name == "V").then(|| "expanded".to_owned())
+}
+
+/// Parsed as the Dockerfile is, then expanded as its RUN is, in WORKDIR /work.
 fn mount(spec: &str) -> Result<RunMount, MountError> {
-    parse(spec, "/work", &|v| Ok(v.replace("$V", "expanded")))
+    MountFlag::parse(spec, '\\', 0)?.expand('\\', &vars, "/work", 0)
+}
+
+/// Only what parsing the Dockerfile says.
+fn parsed(spec: &str) -> Result<MountFlag, MountError> {
+    MountFlag::parse(spec, '\\', 0)
 }
 
 #[test]
@@ -41,7 +51,9 @@ fn cache_defaults_its_id_to_the_target() {
             read_only: false,
             mode: 0o755,
             uid: 0,
-            gid: 0
+            gid: 0,
+            from: None,
+            source: None,
         }
     );
     let locked =
@@ -94,7 +106,6 @@ fn values_are_expanded_and_bad_mounts_refused_as_buildkit_does() {
         "/c/expanded"
     );
     for (spec, message) in [
-        ("type=ssh", "not supported"),
         ("type=nosuch,target=/x", "unsupported mount type"),
         ("type=bind,target=/x,mode=0700", "mode not allowed"),
         (
@@ -131,4 +142,66 @@ fn csv_fields_keep_quoted_commas() {
     assert!(csv_fields("\"open").is_err());
     assert_eq!(clean("/a/./b/../c//"), "/a/c");
     assert_eq!(clean("/../x"), "/x");
+}
+
+#[test]
+fn literal_mounts_are_checked_when_parsed_and_variables_when_expanded() {
+    // No variable: every mistake is known before anything is built.
+    for (spec, message) in [
+        ("type=cache,target=/x,ro=maybe", "invalid value for ro"),
+        ("type=bind,target=/", "invalid mount target"),
+        ("type=bind,target=/x,nosuch=1", "unexpected key 'nosuch'"),
+        ("type=bind,target=/x,from=$STAGE", "does not take variables"),
+        ("type=tmpfs", "needs a target"),
+    ] {
+        let error = parsed(spec).unwrap_err().to_string();
+        assert!(error.contains(message), "{spec}: {error}");
+    }
+    // A key is never a variable, so an unknown one is refused even beside variables.
+    assert!(parsed("target=$V,nosuch=1").is_err());
+    // A value with a variable waits for the RUN's variables...
+    assert!(parsed("type=cache,target=/x,ro=$V").is_ok());
+    assert_eq!(
+        mount("type=cache,target=/x,ro=$V").unwrap_err().to_string(),
+        "--mount=type=cache,target=/x,ro=$V: invalid value for ro: expanded"
+    );
+    // ...and so does the type, with the keys it allows.
+    assert!(parsed("type=$V,target=/x,size=1m").is_ok());
+    assert!(mount("type=$V,target=/x").is_err());
+    // A relative target is placed in WORKDIR: only the RUN can say whether it is the root.
+    assert!(parsed("type=bind,target=..").is_ok());
+    let flag = parsed("type=bind,target=..").unwrap();
+    let in_workdir = |workdir| flag.expand('\\', &vars, workdir, 0);
+    assert_eq!(in_workdir("/work/sub").unwrap().target, "/work");
+    assert!(
+        in_workdir("/work")
+            .unwrap_err()
+            .to_string()
+            .contains("invalid mount target")
+    );
+}
+
+#[test]
+fn what_dockless_cannot_serve_still_parses_for_the_builder_to_refuse() {
+    let ssh = mount("type=ssh").unwrap();
+    assert_eq!(ssh.target, "/run/buildkit/ssh_agent.0");
+    assert_eq!(
+        ssh.kind,
+        MountKind::Ssh {
+            id: "default".into(),
+            required: false,
+            mode: 0o600,
+            uid: 0,
+            gid: 0
+        }
+    );
+    let seeded = mount("type=cache,target=/c,from=tools,source=/seed").unwrap();
+    assert!(matches!(
+        seeded.kind,
+        MountKind::Cache { from: Some(ref f), source: Some(ref s), .. } if f == "tools" && s == "/seed"
+    ));
+    assert_eq!(
+        parsed("type=bind,from=tools,target=/t").unwrap().from(),
+        Some("tools")
+    );
 }

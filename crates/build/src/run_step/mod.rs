@@ -2,19 +2,23 @@
 //! over the same layers gives its layer from the RUN cache; otherwise the command runs in the
 //! sandbox over the stage's file system and the layer is what it changed.
 
+mod cache;
+
 use std::collections::HashMap;
 
-use super::RunError;
-use super::cache::{self as run_cache, RunKey};
-use super::diff::{self, Owners, Snapshot};
-use super::mounts::MountPlan;
-use super::rootfs::Rootfs;
-use super::sandbox::{self, InlineScript, Isolation, Spec, SubIds};
+use cache::{self as run_cache, RunKey};
 use dockless_layer::{LayerSettings, OnLive, WrittenLayer};
 use dockless_oci::digest::Digest;
 use dockless_oci::image::config::DEFAULT_PATH;
 use dockless_oci::image::users::UserDatabase;
 use dockless_oci::store::Store;
+use dockless_sandbox::RunError;
+use dockless_sandbox::diff::{self, Owners, Snapshot};
+use dockless_sandbox::mounts::MountPlan;
+use dockless_sandbox::rootfs::Rootfs;
+use dockless_sandbox::sandbox::{self, InlineScript, Isolation, Spec, SubIds};
+
+pub use cache::KeyedMount;
 
 /// Everything that decides one RUN step, as the stage has it at that instruction.
 #[derive(Debug, Clone)]
@@ -39,7 +43,7 @@ pub struct RunStep<'a> {
     /// RUN --network, or the build's --network.
     pub network: sandbox::Network,
     /// What the mounts contribute to the RUN cache key.
-    pub mount_key: &'a [String],
+    pub mount_key: &'a [KeyedMount<'a>],
     pub settings: LayerSettings,
     /// Layers made on other machines (a shared cache), asked after the local RUN cache.
     pub shared: Option<&'a dyn SharedRunLayers>,
@@ -47,7 +51,7 @@ pub struct RunStep<'a> {
     /// replaces the cached one).
     pub reuse: bool,
     /// Where the command's output goes line by line; `None`: straight to stderr.
-    pub output: Option<super::OutputSink>,
+    pub output: Option<dockless_sandbox::OutputSink>,
 }
 
 /// Layers made elsewhere that a RUN step may reuse instead of running: by RUN cache key.
@@ -247,12 +251,12 @@ impl OwnersHandover {
             .map(|(path, (uid, gid))| (path.clone(), *uid, *gid))
             .collect();
         list.sort();
-        super::owners::write(file.path(), &list).map_err(RunError::Diff)?;
+        dockless_sandbox::owners::write(file.path(), &list).map_err(RunError::Diff)?;
         Ok(Some(OwnersHandover { file }))
     }
 
     fn read_back(&self) -> Result<HashMap<String, (u64, u64)>, RunError> {
-        Ok(super::owners::read(self.file.path())
+        Ok(dockless_sandbox::owners::read(self.file.path())
             .map_err(RunError::Diff)?
             .into_iter()
             .map(|(path, uid, gid)| (path, (uid, gid)))
@@ -281,7 +285,7 @@ fn owners_left_in_place(
 /// users), read with links resolved inside the tree.
 fn users_of(rootfs: &Rootfs) -> UserDatabase {
     let read = |name: &str| {
-        super::rootfs::resolve(rootfs.path(), name, false)
+        dockless_sandbox::rootfs::resolve(rootfs.path(), name, false)
             .and_then(std::fs::read_to_string)
             .ok()
     };
