@@ -334,7 +334,12 @@ fn stopped_during_run(signal: i32, code: i32, whole_group: bool) {
 }
 
 fn stopped_during_run_as(signal: i32, code: i32, whole_group: bool, nobody: bool) {
-    if !needs_root("RUN as root, and as nobody through setpriv") {
+    let why = if nobody {
+        "RUN as nobody through setpriv"
+    } else {
+        "RUN as root"
+    };
+    if !needs_root(why) {
         return;
     }
     let token = token();
