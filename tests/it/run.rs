@@ -750,7 +750,7 @@ fn shell_sets_the_shell_of_the_shell_form() {
 #[test]
 fn a_failing_command_stops_the_build_with_its_exit_code_and_line() {
     for who in [As::Root, As::Nobody, As::Stranger] {
-        if who != As::Root && !is_root() {
+        if who != As::Root && !needs_root("to run as nobody and as a stranger through setpriv") {
             continue;
         }
         let ws = workspace(
@@ -767,7 +767,7 @@ fn a_failing_command_stops_the_build_with_its_exit_code_and_line() {
 
 #[test]
 fn isolation_root_without_root_names_the_alternatives() {
-    if !is_root() {
+    if !needs_root("to run the build as nobody through setpriv") {
         return;
     }
     let ws = workspace("FROM {base}\nRUN [\"/bin/busybox\", \"true\"]\n");
@@ -877,7 +877,7 @@ fn multi_stage_copies_from_stages_and_images_and_target_stops_early() {
 
 #[test]
 fn without_user_namespaces_the_error_names_isolation_and_the_alternatives() {
-    if !is_root() {
+    if !needs_root("to limit user namespaces from inside one made with unshare -Ur") {
         return;
     }
     let ws = workspace("FROM {base}\nRUN [\"/bin/busybox\", \"true\"]\n");
