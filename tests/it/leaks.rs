@@ -174,8 +174,20 @@ fn run_dockerfile(base: &str) -> String {
     )
 }
 
-/// Watches, while a run lasts, for this workspace's RUN sandbox helpers (dockless children
-/// whose environment names its cache) and keeps what each was given: argv and environment.
+/// The parent of process `pid`, from `/proc/PID/stat` (the field after the command's name,
+/// which may itself hold spaces and parentheses).
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Watches, while a run lasts, for this workspace's RUN sandbox helpers (children of the
+/// dockless process whose environment names its cache) and keeps what each was given: argv and environment.
 struct SandboxWatcher {
     stop: Arc<AtomicBool>,
     thread: std::thread::JoinHandle<BTreeMap<u32, Vec<u8>>>,
@@ -201,7 +213,13 @@ impl SandboxWatcher {
                     let helper = cmdline
                         .split(|b| *b == 0)
                         .any(|arg| arg == dockless_sandbox::SANDBOX_ARG.as_bytes());
-                    if helper && environ.split(|b| *b == 0).any(|var| var == ours) {
+                    // The helper gets an empty environment: it is ours when its parent,
+                    // the dockless process, names this workspace's cache.
+                    let names_ours = |environ: &[u8]| environ.split(|b| *b == 0).any(|v| v == ours);
+                    let parent_environ = parent_of(pid)
+                        .and_then(|parent| fs::read(format!("/proc/{parent}/environ")).ok())
+                        .unwrap_or_default();
+                    if helper && (names_ours(&environ) || names_ours(&parent_environ)) {
                         seen.insert(pid, [cmdline, environ].concat());
                     }
                 }
