@@ -174,18 +174,6 @@ fn run_dockerfile(base: &str) -> String {
     )
 }
 
-/// The parent of process `pid`, from `/proc/PID/stat` (the field after the command's name,
-/// which may itself hold spaces and parentheses).
-fn parent_of(pid: u32) -> Option<u32> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
 /// Watches, while a run lasts, for this workspace's RUN sandbox helpers (children of the
 /// dockless process whose environment names its cache) and keeps what each was given: argv and environment.
 struct SandboxWatcher {
@@ -216,7 +204,7 @@ impl SandboxWatcher {
                     // The helper gets an empty environment: it is ours when its parent,
                     // the dockless process, names this workspace's cache.
                     let names_ours = |environ: &[u8]| environ.split(|b| *b == 0).any(|v| v == ours);
-                    let parent_environ = parent_of(pid)
+                    let parent_environ = crate::support::binary::parent_of(pid)
                         .and_then(|parent| fs::read(format!("/proc/{parent}/environ")).ok())
                         .unwrap_or_default();
                     if helper && (names_ours(&environ) || names_ours(&parent_environ)) {
