@@ -11,8 +11,8 @@ fn main() -> ExitCode {
     // The RUN sandbox helper: it must act before any thread starts (a multi-threaded process
     // cannot enter a user namespace), so before flags, logging and the signal handler.
     let mut args = std::env::args_os().skip(1);
-    if args.next().as_deref() == Some(std::ffi::OsStr::new(dockless::run::SANDBOX_ARG)) {
-        let code = dockless::run::sandbox::helper_main();
+    if args.next().as_deref() == Some(std::ffi::OsStr::new(dockless_sandbox::SANDBOX_ARG)) {
+        let code = dockless_sandbox::sandbox::helper_main();
         return ExitCode::from(u8::try_from(code).unwrap_or(1));
     }
     // SIGINT/SIGTERM/SIGHUP stop the build cleanly (see cli::interrupt).
@@ -22,7 +22,7 @@ fn main() -> ExitCode {
     let outcome = cli::run(command);
     // Interrupted: the failure the stop caused is not the news.
     cli::interrupt::exit_if_interrupted();
-    dockless::cleanup::remove_all();
+    dockless_oci::cleanup::remove_all();
     match outcome {
         Ok(code) => code,
         Err(error) => cli::failure(&error),

@@ -4,7 +4,7 @@
 
 use std::fs;
 
-use dockless::layer::archive::{detect_archive, unpack};
+use dockless_layer::archive::{detect_archive, unpack};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|bytes: &[u8]| {

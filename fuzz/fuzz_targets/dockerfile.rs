@@ -1,7 +1,7 @@
 //! Any text: parse it, then expand every instruction with a few variables set, as a build does.
 #![no_main]
 
-use dockless::dockerfile::parse;
+use dockless_dockerfile::parse;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|text: &str| {

@@ -1,7 +1,7 @@
 //! A .dockerignore (before the first NUL) and paths to match against it (the lines after).
 #![no_main]
 
-use dockless::context::ignore::IgnoreRules;
+use dockless_context::ignore::IgnoreRules;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|text: &str| {

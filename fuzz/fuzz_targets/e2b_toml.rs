@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use dockless::e2b::config::TemplateConfig;
+use dockless_e2b::config::TemplateConfig;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|text: &str| {

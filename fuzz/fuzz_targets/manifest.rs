@@ -1,8 +1,8 @@
 //! Manifest and index bytes as a registry or layout might hold them.
 #![no_main]
 
-use dockless::image::{Index, Manifest, Platform};
-use dockless::registry::{manifest_references, media_type_of};
+use dockless_oci::image::{Index, Manifest, Platform};
+use dockless_registry::{manifest_references, media_type_of};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|bytes: &[u8]| {

@@ -1,7 +1,7 @@
 //! Image references: whatever parses must print as a reference that parses back to the same.
 #![no_main]
 
-use dockless::registry::Reference;
+use dockless_registry::Reference;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|text: &str| {

@@ -1,7 +1,7 @@
 //! A WWW-Authenticate header value, as a hostile registry might send it.
 #![no_main]
 
-use dockless::registry::{parse_challenges, preferred_challenge};
+use dockless_registry::{parse_challenges, preferred_challenge};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|header: &str| {

@@ -438,10 +438,10 @@ pub enum CompressionArg {
 pub struct HttpArgs {
     /// Fail a request when no byte moves for this long (no answer, an upload or download
     /// stalled), after one retry; e.g. 20s, 2m [default: 20s, or $DOCKLESS_HTTP_TIMEOUT].
-    #[arg(long, global = true, value_name = "DURATION", value_parser = dockless::http::parse_duration)]
+    #[arg(long, global = true, value_name = "DURATION", value_parser = dockless_registry::http::parse_duration)]
     pub http_timeout: Option<std::time::Duration>,
     /// Fail a connection attempt that takes longer than this [default: 15s, or
     /// $DOCKLESS_HTTP_CONNECT_TIMEOUT].
-    #[arg(long, global = true, value_name = "DURATION", value_parser = dockless::http::parse_duration)]
+    #[arg(long, global = true, value_name = "DURATION", value_parser = dockless_registry::http::parse_duration)]
     pub http_connect_timeout: Option<std::time::Duration>,
 }

@@ -4,8 +4,8 @@ use std::io::{Read, Write};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use dockless::e2b::credentials::{self, CredentialKind, E2bCredential};
-use dockless::e2b::env::E2bEnv;
+use dockless_e2b::credentials::{self, CredentialKind, E2bCredential};
+use dockless_e2b::env::E2bEnv;
 use secrecy::SecretString;
 use serde_json::json;
 

@@ -5,10 +5,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use dockless::build;
-use dockless::layout;
-use dockless::registry::{PushReport, Reference};
-use dockless::store::Store;
+use dockless_oci::layout;
+use dockless_oci::store::Store;
+use dockless_registry::http::HttpPolicy;
+use dockless_registry::{PushReport, Reference};
 use serde_json::json;
 
 use super::args::BuildArgs;
@@ -100,7 +100,7 @@ fn layout_names(tags: &[String]) -> Vec<String> {
     names
 }
 
-pub fn run(args: &BuildArgs, quiet: bool) -> anyhow::Result<ExitCode> {
+pub fn run(args: &BuildArgs, quiet: bool, http: HttpPolicy) -> anyhow::Result<ExitCode> {
     let buildx = &args.image.inputs.buildx;
     buildx.refused.check().map_err(usage)?;
     let destinations = Destinations::of(args).map_err(usage)?;
@@ -117,13 +117,19 @@ pub fn run(args: &BuildArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     };
     let remote = remote_access(
         &runtime,
-        settings::push_settings(&args.registry, &args.upload),
+        settings::push_settings(&args.registry, &args.upload, http),
         explicit,
     );
     let reporter = output.reporter();
     let (image, pushes) = if destinations.push.is_empty() {
-        let image = build::build(&options, &store, &remote)?;
-        dockless::publish::export_cache(&store, &remote, &image, &options.cache_to, &reporter);
+        let image = dockless_build::build(&options, &store, &remote)?;
+        dockless_build::publish::export_cache(
+            &store,
+            &remote,
+            &image,
+            &options.cache_to,
+            &reporter,
+        );
         (image, Vec::new())
     } else {
         let pushed =
@@ -161,7 +167,7 @@ fn print(
     output: &Output,
     args: &BuildArgs,
     destinations: &Destinations,
-    image: &build::BuiltImage,
+    image: &dockless_build::BuiltImage,
     pushes: &[(Reference, PushReport)],
     cache_exports: Vec<serde_json::Value>,
 ) -> std::io::Result<()> {

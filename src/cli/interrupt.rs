@@ -1,4 +1,4 @@
-//! Signals. The first SIGINT, SIGTERM or SIGHUP stops the build ([`dockless::cancel`]): its
+//! Signals. The first SIGINT, SIGTERM or SIGHUP stops the build ([`dockless_oci::cancel`]): its
 //! RUN commands are killed, it unwinds and drops its temporary files, and the command says
 //! "interrupted" once and exits 128 + the signal (130, 143, 129), as a shell expects. A build
 //! still busy after [`GRACE`] (a transfer that does not look at the request) is ended then,
@@ -74,7 +74,7 @@ pub fn watch() {
 /// The first signal stops the build (and, after the grace period, the process); a second one
 /// ends the process at once.
 fn act(signal: libc::c_int) {
-    if dockless::cancel::request(signal) {
+    if dockless_oci::cancel::request(signal) {
         std::thread::spawn(move || {
             std::thread::sleep(GRACE);
             finish(signal)
@@ -88,14 +88,14 @@ fn act(signal: libc::c_int) {
 
 /// After the command: if a signal stopped it, clean up, say so and exit.
 pub fn exit_if_interrupted() {
-    if let Some(signal) = dockless::cancel::requested() {
+    if let Some(signal) = dockless_oci::cancel::requested() {
         finish(signal);
     }
 }
 
 fn finish(signal: libc::c_int) -> ! {
     let _only_one = EXITING.lock().unwrap_or_else(|e| e.into_inner());
-    dockless::cleanup::remove_all();
+    dockless_oci::cleanup::remove_all();
     say();
     std::process::exit(128 + signal)
 }

@@ -29,34 +29,36 @@ mod templates;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use dockless::registry::{CredentialEnv, Reference, RegistrySettings};
-use dockless::remote::RemoteAccess;
+use dockless_registry::http::HttpPolicy;
+use dockless_registry::remote::RemoteAccess;
+use dockless_registry::{CredentialEnv, Reference, RegistrySettings};
 
 use args::{AuthCommand, Cli, Command, TemplateCommand};
 
 /// Runs a parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let quiet = cli.quiet;
-    settings::init_http_policy(&cli.http).map_err(usage)?;
+    let http = settings::http_policy(&cli.http).map_err(usage)?;
     let limit = store::limit_for(&cli.command)?;
-    let outcome = run_command(cli.command, quiet);
+    let outcome = run_command(cli.command, quiet, http);
     if let Some(limit) = limit
-        && dockless::cancel::requested().is_none()
+        && dockless_oci::cancel::requested().is_none()
     {
         store::keep_within(limit, quiet);
     }
     outcome
 }
 
-fn run_command(command: Command, quiet: bool) -> anyhow::Result<ExitCode> {
+/// Runs `command`; every HTTP request it makes follows `http`.
+fn run_command(command: Command, quiet: bool, http: HttpPolicy) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Build(args) => build::run(&args, quiet),
-        Command::Push(args) => push::run(&args, quiet),
+        Command::Build(args) => build::run(&args, quiet, http),
+        Command::Push(args) => push::run(&args, quiet, http),
         Command::Auth(AuthCommand::Status(args)) => auth::status(&args),
-        Command::Template(TemplateCommand::Build(args)) => template::build(&args, quiet),
-        Command::Template(TemplateCommand::Status(args)) => templates::status(&args, quiet),
-        Command::Template(TemplateCommand::List(args)) => templates::list(&args),
-        Command::Template(TemplateCommand::Delete(args)) => templates::delete(&args),
+        Command::Template(TemplateCommand::Build(args)) => template::build(&args, quiet, http),
+        Command::Template(TemplateCommand::Status(args)) => templates::status(&args, quiet, http),
+        Command::Template(TemplateCommand::List(args)) => templates::list(&args, http),
+        Command::Template(TemplateCommand::Delete(args)) => templates::delete(&args, http),
         Command::Du(args) => store::du(&args),
         Command::Prune(args) => store::prune(&args, quiet),
     }
@@ -134,7 +136,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn remote_access(
     runtime: &tokio::runtime::Runtime,
     settings: RegistrySettings,
-    explicit: Option<(String, dockless::registry::ResolvedCredential)>,
+    explicit: Option<(String, dockless_registry::ResolvedCredential)>,
 ) -> RemoteAccess {
     let credentials = CredentialEnv {
         helper_timeout: Some(settings.http.idle_timeout),

@@ -6,14 +6,14 @@
 use std::io::Write;
 use std::path::Path;
 
-use dockless::build::BuiltImage;
-use dockless::digest::Digest;
-use dockless::e2b::api::LogEntry;
-use dockless::e2b::flows::FlowEvents;
-use dockless::e2b::status::format_entry;
-use dockless::publish::PublishEvents;
-use dockless::registry::{PushProgressFn, Reference};
-use dockless::shared_cache::{ExportError, ExportReport};
+use dockless_build::BuiltImage;
+use dockless_build::publish::PublishEvents;
+use dockless_e2b::api::LogEntry;
+use dockless_e2b::flows::FlowEvents;
+use dockless_e2b::status::format_entry;
+use dockless_oci::digest::Digest;
+use dockless_registry::{PushProgressFn, Reference};
+use dockless_shared_cache::{ExportError, ExportReport};
 use serde_json::json;
 
 use super::progress::{PushProgressView, human_size};
@@ -233,8 +233,8 @@ pub fn image_json(image: &BuiltImage) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dockless::digest::Digest;
-    use dockless::image::Descriptor;
+    use dockless_oci::digest::Digest;
+    use dockless_oci::image::Descriptor;
 
     fn image(layers: usize) -> BuiltImage {
         let digest = Digest::of(b"x");
@@ -250,7 +250,7 @@ mod tests {
             manifest: descriptor(),
             config: descriptor(),
             layers: (0..layers)
-                .map(|_| dockless::build::BuiltLayer {
+                .map(|_| dockless_build::BuiltLayer {
                     digest: digest.clone(),
                     diff_id: digest.clone(),
                     size: 5,

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::sync::{Arc, Mutex};
 
-use dockless::digest::Digest;
-use dockless::registry::{BlobOutcome, PushProgress, PushProgressFn};
+use dockless_oci::digest::Digest;
+use dockless_registry::{BlobOutcome, PushProgress, PushProgressFn};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 pub struct PushProgressView {

@@ -5,11 +5,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use dockless::build::{BuildOptions, BuiltImage};
-use dockless::publish::{self, PublishError, Staged};
-use dockless::registry::{PushReport, Reference};
-use dockless::remote::RemoteAccess;
-use dockless::store::Store;
+use dockless_build::publish::{self, PublishError, Staged};
+use dockless_build::{BuildOptions, BuiltImage};
+use dockless_oci::store::Store;
+use dockless_registry::http::HttpPolicy;
+use dockless_registry::remote::RemoteAccess;
+use dockless_registry::{PushReport, Reference};
 use serde_json::json;
 
 use super::args::{ImageArgs, PushArgs};
@@ -19,7 +20,7 @@ use super::{
     FlagError, remote_access, results, runtime, settings, settings_error, target_reference, usage,
 };
 
-pub fn run(args: &PushArgs, quiet: bool) -> anyhow::Result<ExitCode> {
+pub fn run(args: &PushArgs, quiet: bool, http: HttpPolicy) -> anyhow::Result<ExitCode> {
     let buildx = &args.image.inputs.buildx;
     buildx.refused.check().map_err(usage)?;
     let targets = args
@@ -47,7 +48,7 @@ pub fn run(args: &PushArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let explicit = settings::explicit_credential(&args.registry.upload, &targets[0])?;
     let remote = remote_access(
         &runtime,
-        settings::registry_settings(&args.registry),
+        settings::registry_settings(&args.registry, http),
         explicit,
     );
     let reporter = output.reporter();
@@ -154,7 +155,7 @@ fn layout_source(source: &str) -> anyhow::Result<(PathBuf, Option<String>)> {
             "--from {source}: expected oci:DIR[:TAG] (an OCI image layout)"
         )))
     })?;
-    let (dir, tag) = dockless::build::base::split_layout_reference(location);
+    let (dir, tag) = dockless_build::base::split_layout_reference(location);
     Ok((dir, tag.map(str::to_owned)))
 }
 

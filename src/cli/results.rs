@@ -7,8 +7,8 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context as _;
-use dockless::build::BuiltImage;
-use dockless::store::Store;
+use dockless_build::BuiltImage;
+use dockless_oci::store::Store;
 use serde_json::json;
 
 use super::buildx::BuildxArgs;
@@ -88,7 +88,13 @@ pub fn write_layout_tar(
             )
         })?;
     let layout = staging.path().join("layout");
-    dockless::layout::write_layout_named(store, &layout, &image.manifest, &image.blobs(), names)?;
+    dockless_oci::layout::write_layout_named(
+        store,
+        &layout,
+        &image.manifest,
+        &image.blobs(),
+        names,
+    )?;
     let archive = tempfile::NamedTempFile::new_in(parent)
         .with_context(|| format!("could not write {}", dest.display()))?;
     let mut builder = tar::Builder::new(std::io::BufWriter::new(archive));

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use std::io::Read;
 
-use dockless::http::HttpPolicy;
-use dockless::registry::{Reference, RegistrySettings, ResolvedCredential};
+use dockless_registry::http::HttpPolicy;
+use dockless_registry::{Reference, RegistrySettings, ResolvedCredential};
 use secrecy::SecretString;
 
 use super::args::{
@@ -13,20 +13,20 @@ use super::args::{
     RegistryAccessArgs, RegistryArgs, UploadArgs,
 };
 use super::buildx::{BuildxArgs, key_values};
-use dockless::build::{BuildOptions, NoCache};
-use dockless::e2b::config::{ConfigError, TemplateConfig};
-use dockless::image::{Compression, Format, Platform};
-use dockless::run::Isolation;
-use dockless::run::sandbox::Network;
+use dockless_build::{BuildOptions, NoCache};
+use dockless_e2b::config::{ConfigError, TemplateConfig};
+use dockless_oci::image::{Compression, Format, Platform};
+use dockless_sandbox::Isolation;
+use dockless_sandbox::sandbox::Network;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
     #[error("--build-arg {0}: expected KEY=VALUE (or KEY to take the value from the environment)")]
     BuildArg(String),
     #[error(transparent)]
-    Secret(#[from] dockless::build::SecretFlagError),
+    Secret(#[from] dockless_build::SecretFlagError),
     #[error(transparent)]
-    Platform(#[from] dockless::image::platform::PlatformError),
+    Platform(#[from] dockless_oci::image::platform::PlatformError),
     #[error(
         "--platform {0}: unknown operating system or architecture; expected os/arch[/variant] such as linux/amd64 or linux/arm64/v8"
     )]
@@ -68,43 +68,38 @@ impl SettingsError {
     }
 }
 
-/// Registry settings of a command that pushes.
-pub fn registry_settings(args: &RegistryArgs) -> RegistrySettings {
-    push_settings(&args.access, &args.upload)
+/// Registry settings of a command that pushes; its requests follow `http`.
+pub fn registry_settings(args: &RegistryArgs, http: HttpPolicy) -> RegistrySettings {
+    push_settings(&args.access, &args.upload, http)
 }
 
-/// Registry settings from the flags of reaching and of pushing.
-pub fn push_settings(access: &RegistryAccessArgs, upload: &UploadArgs) -> RegistrySettings {
+/// Registry settings from the flags of reaching and of pushing; requests follow `http`.
+pub fn push_settings(
+    access: &RegistryAccessArgs,
+    upload: &UploadArgs,
+    http: HttpPolicy,
+) -> RegistrySettings {
     RegistrySettings {
         chunk_size: upload.chunk_size,
         max_concurrent_uploads: usize::from(upload.jobs),
-        ..access_settings(access)
+        ..access_settings(access, http)
     }
 }
 
-/// Registry settings of a command that only reads from registries (`build`).
-pub fn access_settings(args: &RegistryAccessArgs) -> RegistrySettings {
+/// Registry settings of a command that only reads from registries; requests follow `http`.
+pub fn access_settings(args: &RegistryAccessArgs, http: HttpPolicy) -> RegistrySettings {
     RegistrySettings {
         insecure_hosts: args.insecure_registries.clone(),
-        http: http_policy(),
+        http,
         ..RegistrySettings::default()
     }
 }
 
-/// The HTTP policy of this run, set once from `--http-timeout`/`--http-connect-timeout` (global
-/// flags) and the environment before the command runs.
-static HTTP_POLICY: std::sync::OnceLock<HttpPolicy> = std::sync::OnceLock::new();
-
-/// Sets this run's HTTP policy from the global flags and the environment.
-pub fn init_http_policy(args: &HttpArgs) -> Result<(), dockless::http::LimitError> {
-    let policy = HttpPolicy::from_flags_and_env(args.http_timeout, args.http_connect_timeout)?;
-    let _ = HTTP_POLICY.set(policy);
-    Ok(())
-}
-
-/// This run's HTTP policy (the defaults before [`init_http_policy`]).
-pub fn http_policy() -> HttpPolicy {
-    HTTP_POLICY.get().copied().unwrap_or_default()
+/// This run's HTTP policy: `--http-timeout`/`--http-connect-timeout` (global flags), else the
+/// environment's limits, else the defaults. Made once, before the command runs, and handed to
+/// every client the command builds.
+pub fn http_policy(args: &HttpArgs) -> Result<HttpPolicy, dockless_registry::http::LimitError> {
+    HttpPolicy::from_flags_and_env(args.http_timeout, args.http_connect_timeout)
 }
 
 /// `--username` with the password read from standard input here, once, straight into a
@@ -252,7 +247,7 @@ fn base_options(
         secrets: inputs
             .secrets
             .iter()
-            .map(|spec| dockless::build::parse_secret_flag(spec).map_err(SettingsError::from))
+            .map(|spec| dockless_build::parse_secret_flag(spec).map_err(SettingsError::from))
             .collect::<Result<_, _>>()?,
         cache_from: cache_references("--cache-from", &inputs.cache_from)?,
         cache_to: cache_references("--cache-to", &inputs.cache_to)?,

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};
 
-use dockless::build::progress::{BuildEvent, BuildProgress, Progress};
+use dockless_build::progress::{BuildEvent, BuildProgress, Progress};
 use serde_json::json;
 
 use super::FlagError;

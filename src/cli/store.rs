@@ -4,8 +4,8 @@
 use std::process::ExitCode;
 use std::time::SystemTime;
 
-use dockless::store::Store;
-use dockless::usage::{self, PruneOptions, human_size};
+use dockless_oci::store::Store;
+use dockless_oci::usage::{self, PruneOptions, human_size};
 use serde_json::json;
 
 use super::args::{Command, DuArgs, PruneArgs, TemplateCommand};
@@ -29,9 +29,9 @@ pub fn du(args: &DuArgs) -> anyhow::Result<ExitCode> {
     );
     for area in &areas {
         let removed_by = match area.pruned_by {
-            dockless::areas::PrunedBy::Always => "prune (dead processes' files)",
-            dockless::areas::PrunedBy::Default => "prune",
-            dockless::areas::PrunedBy::All => "prune --all",
+            dockless_oci::areas::PrunedBy::Always => "prune (dead processes' files)",
+            dockless_oci::areas::PrunedBy::Default => "prune",
+            dockless_oci::areas::PrunedBy::All => "prune --all",
         };
         println!(
             "{:<16}{:>8}{:>10}  {:<18}{removed_by}",

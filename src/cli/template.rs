@@ -4,15 +4,16 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use dockless::e2b::api::ApiClient;
-use dockless::e2b::config::TemplateConfig;
-use dockless::e2b::endpoints::Endpoints;
-use dockless::e2b::env::E2bEnv;
-use dockless::e2b::flows::{self, FlowInputs, FlowOutcome, RegistryStart};
-use dockless::e2b::pull::PullKind;
-use dockless::e2b::rules;
-use dockless::e2b::template::{TemplateFlags, TemplateSettings};
-use dockless::store::Store;
+use dockless_e2b::api::ApiClient;
+use dockless_e2b::config::TemplateConfig;
+use dockless_e2b::endpoints::Endpoints;
+use dockless_e2b::env::E2bEnv;
+use dockless_e2b::flows::{self, FlowInputs, FlowOutcome, RegistryStart};
+use dockless_e2b::pull::PullKind;
+use dockless_e2b::rules;
+use dockless_e2b::template::{TemplateFlags, TemplateSettings};
+use dockless_oci::store::Store;
+use dockless_registry::http::HttpPolicy;
 use serde_json::json;
 
 use super::args::{RegistryAuthArg, TemplateBuildArgs};
@@ -24,7 +25,7 @@ use super::{FlagError, remote_access, runtime, settings, settings_error, target_
 /// How often the build status is asked for (E2B's CLI asks about twice a second).
 pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
 
-pub fn build(args: &TemplateBuildArgs, quiet: bool) -> anyhow::Result<ExitCode> {
+pub fn build(args: &TemplateBuildArgs, quiet: bool, http: HttpPolicy) -> anyhow::Result<ExitCode> {
     let buildx = &args.inputs.buildx;
     buildx.refused.check().map_err(usage)?;
     if let Some(flag) = [
@@ -68,7 +69,7 @@ pub fn build(args: &TemplateBuildArgs, quiet: bool) -> anyhow::Result<ExitCode> 
         );
     }
     let credential = resolve_credential(&args.credential, args.registry.upload.password_stdin)?;
-    let api = ApiClient::new(endpoints.api.clone(), credential, settings::http_policy())?;
+    let api = ApiClient::new(endpoints.api.clone(), credential, http)?;
     let mut options =
         settings::template_options(&args.context, args.dockerfile.as_deref(), &args.inputs)
             .map_err(settings_error)?;
@@ -79,7 +80,7 @@ pub fn build(args: &TemplateBuildArgs, quiet: bool) -> anyhow::Result<ExitCode> 
         Some(target) => settings::explicit_credential(&args.registry.upload, target)?,
         None => None,
     };
-    let registry_settings = settings::registry_settings(&args.registry);
+    let registry_settings = settings::registry_settings(&args.registry, http);
     let remote = remote_access(&runtime, registry_settings.clone(), explicit);
     let inputs = FlowInputs {
         settings: &template,

@@ -4,11 +4,12 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use dockless::e2b::api::{ApiClient, BuildState, LogEntry};
-use dockless::e2b::config::TemplateConfig;
-use dockless::e2b::endpoints::Endpoints;
-use dockless::e2b::env::E2bEnv;
-use dockless::e2b::status::{self, format_entry};
+use dockless_e2b::api::{ApiClient, BuildState, LogEntry};
+use dockless_e2b::config::TemplateConfig;
+use dockless_e2b::endpoints::Endpoints;
+use dockless_e2b::env::E2bEnv;
+use dockless_e2b::status::{self, format_entry};
+use dockless_registry::http::HttpPolicy;
 
 use super::args::{
     E2bCredentialArgs, LogLevelArg, TemplateDeleteArgs, TemplateListArgs, TemplateStatusArgs,
@@ -17,25 +18,25 @@ use super::auth::resolve_credential;
 use super::runtime;
 use super::template::POLL_INTERVAL;
 
-/// The API client the template commands other than `build` use.
-fn api_client(args: &E2bCredentialArgs) -> anyhow::Result<ApiClient> {
+/// The API client the template commands other than `build` use; its requests follow `http`.
+fn api_client(args: &E2bCredentialArgs, http: HttpPolicy) -> anyhow::Result<ApiClient> {
     let endpoints = Endpoints::from_env(&E2bEnv::from_process())?;
     let credential = resolve_credential(args, false)?;
-    Ok(ApiClient::new(
-        endpoints.api,
-        credential,
-        super::settings::http_policy(),
-    )?)
+    Ok(ApiClient::new(endpoints.api, credential, http)?)
 }
 
-pub fn status(args: &TemplateStatusArgs, quiet: bool) -> anyhow::Result<ExitCode> {
+pub fn status(
+    args: &TemplateStatusArgs,
+    quiet: bool,
+    http: HttpPolicy,
+) -> anyhow::Result<ExitCode> {
     let template_id = match &args.template {
         Some(id) => id.clone(),
         None => TemplateConfig::load(std::path::Path::new("."))?
             .and_then(|c| c.template_id)
             .context("which template? pass --template ID, or run in a directory whose e2b.toml has template_id")?,
     };
-    let api = api_client(&args.credential)?;
+    let api = api_client(&args.credential, http)?;
     let level = match args.level {
         LogLevelArg::Debug => "debug",
         LogLevelArg::Info => "info",
@@ -81,8 +82,8 @@ pub fn status(args: &TemplateStatusArgs, quiet: bool) -> anyhow::Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn list(args: &TemplateListArgs) -> anyhow::Result<ExitCode> {
-    let api = api_client(&args.credential)?;
+pub fn list(args: &TemplateListArgs, http: HttpPolicy) -> anyhow::Result<ExitCode> {
+    let api = api_client(&args.credential, http)?;
     let templates = runtime()?.block_on(api.list_templates())?;
     let mut stdout = std::io::stdout().lock();
     if args.json {
@@ -111,7 +112,7 @@ pub fn list(args: &TemplateListArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn delete(args: &TemplateDeleteArgs) -> anyhow::Result<ExitCode> {
+pub fn delete(args: &TemplateDeleteArgs, http: HttpPolicy) -> anyhow::Result<ExitCode> {
     use std::io::IsTerminal;
     if !args.yes {
         if !std::io::stdin().is_terminal() {
@@ -131,7 +132,7 @@ pub fn delete(args: &TemplateDeleteArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     }
-    let api = api_client(&args.credential)?;
+    let api = api_client(&args.credential, http)?;
     runtime()?.block_on(api.delete_template(&args.template))?;
     println!("Deleted template {}", args.template);
     Ok(ExitCode::SUCCESS)

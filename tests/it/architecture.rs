@@ -1,81 +1,227 @@
-//! The shape of the crate, checked: which module files import which, no circles between
-//! files, no forbidden arrows between the pipeline's folders, and the size limits.
-//!
-//! Imports are read from the text of `src/**/*.rs` (comments, strings and test modules left
-//! out): `use` trees and `crate::…`, `super::…`, `self::…`, `dockless::…` paths anywhere,
-//! and paths through a module's own child modules. An arrow from a file to one of its
-//! ancestors (a child using its parent's items) is allowed and left out of the circles.
+//! The shape of the code, checked. The crate graph is the architecture: the compiler refuses an
+//! import across crates that Cargo.toml does not declare, so what is checked here is the graph
+//! itself (read from `cargo metadata`), that every crate's `lib.rs` and the README's list of
+//! crates say the same as the graph, and the size limits.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
-/// One module file: its module path (`build::stage::run`; `` for a crate root) and its
-/// code without comments, strings and test modules.
-struct ModuleFile {
-    path: String,
-    crate_name: &'static str,
-    code: String,
-}
-
-/// The library's arrows a folder may never draw: (from, to).
-const FORBIDDEN: &[(&str, &str)] = &[
-    ("dockerfile", "registry"),
-    ("dockerfile", "e2b"),
-    ("context", "registry"),
-    ("context", "e2b"),
-    ("layer", "registry"),
-    ("layer", "e2b"),
-    ("registry", "dockerfile"),
-    ("registry", "context"),
-    ("registry", "e2b"),
-    ("registry", "cli"),
-    ("registry", "layer"),
-    ("build", "publish"),
-    ("build", "e2b"),
+/// Which workspace crates each crate may use (without the `dockless-` prefix). Arrows go from
+/// the binary down to `oci`, never back up; a new arrow is a design decision made here first.
+const MAY_USE: &[(&str, &[&str])] = &[
+    ("oci", &[]),
+    ("dockerfile", &["oci"]),
+    ("context", &["oci"]),
+    ("layer", &["oci", "context"]),
+    ("registry", &["oci"]),
+    ("sandbox", &["oci", "context", "layer"]),
+    ("shared-cache", &["oci", "layer", "registry"]),
+    (
+        "build",
+        &[
+            "oci",
+            "dockerfile",
+            "context",
+            "layer",
+            "registry",
+            "sandbox",
+            "shared-cache",
+        ],
+    ),
+    ("e2b", &["oci", "dockerfile", "registry", "build"]),
 ];
 
 const MAX_FILE_LINES: usize = 600;
 const MAX_FUNCTION_LINES: usize = 80;
-/// Folders whose functions are held to [`MAX_FUNCTION_LINES`].
-const SHORT_FUNCTIONS_IN: &[&str] = &["build", "run", "publish"];
-/// Files and functions over the limits when this check was written, each with the size it
-/// may not exceed: being worked on elsewhere (run/, COPY) or still to split. The check fails
+/// Crate folders whose functions are held to [`MAX_FUNCTION_LINES`]: the builder (with
+/// publish) and the RUN sandbox, where long functions used to hide.
+const SHORT_FUNCTIONS_IN: &[&str] = &["crates/build/src/", "crates/sandbox/src/"];
+/// Files and functions over the limits, each with the size it may not exceed. The check fails
 /// when one grows, and when one is back within the limit (then its line goes).
 const KNOWN_TOO_BIG: &[(&str, usize)] = &[];
 
-/// Circles between files known when this check was written: they may go, none may come.
-const KNOWN_CIRCLES: &[&str] = &[];
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
 
-#[test]
-fn the_crate_has_no_circles_and_no_forbidden_arrows() {
-    let files = read_crate(Path::new(env!("CARGO_MANIFEST_DIR")));
+/// Each workspace library crate (short name) and the workspace crates it depends on, from
+/// `cargo metadata` (normal dependencies; dev-dependencies are the tests' business).
+fn crate_graph() -> BTreeMap<String, BTreeSet<String>> {
+    let output = Command::new(env!("CARGO"))
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .current_dir(root())
+        .output()
+        .expect("cargo runs");
     assert!(
-        files.iter().any(|f| f.path == "build::stage"),
-        "the checker found the crate's modules"
+        output.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&output.stderr)
     );
-    let mut problems: Vec<String> = check(&files)
-        .into_iter()
-        .filter(|p| !KNOWN_CIRCLES.iter().any(|known| p.ends_with(known)))
-        .collect();
-    let found = check(&files);
-    for known in KNOWN_CIRCLES {
-        if !found.iter().any(|p| p.ends_with(known)) {
-            problems.push(format!("{known} is gone: take it off KNOWN_CIRCLES"));
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let mut graph = BTreeMap::new();
+    for package in metadata["packages"].as_array().unwrap() {
+        let name = package["name"].as_str().unwrap();
+        let Some(short) = name.strip_prefix("dockless-") else {
+            continue;
+        };
+        let uses = package["dependencies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["kind"].is_null())
+            .filter_map(|d| d["name"].as_str()?.strip_prefix("dockless-"))
+            .map(str::to_owned)
+            .collect();
+        graph.insert(short.to_owned(), uses);
+    }
+    graph
+}
+
+/// The arrows `graph` draws that [`MAY_USE`] does not allow, and crates it does not know.
+fn wrong_arrows(graph: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
+    let allowed: BTreeMap<&str, &[&str]> = MAY_USE.iter().copied().collect();
+    let mut problems = Vec::new();
+    for (name, uses) in graph {
+        let Some(may) = allowed.get(name.as_str()) else {
+            problems.push(format!(
+                "dockless-{name} is not in MAY_USE: decide where it sits"
+            ));
+            continue;
+        };
+        for used in uses {
+            if !may.contains(&used.as_str()) {
+                problems.push(format!("dockless-{name} may not use dockless-{used}"));
+            }
         }
     }
+    problems
+}
+
+#[test]
+fn the_crate_graph_draws_only_allowed_arrows() {
+    let graph = crate_graph();
     assert!(
-        problems.is_empty(),
-        "the module structure breaks its rules:\n{}",
-        problems.join("\n")
+        graph.len() >= 9 && graph.contains_key("sandbox"),
+        "cargo metadata lists the workspace's crates: {graph:?}"
+    );
+    let problems = wrong_arrows(&graph);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    // MAY_USE itself has no circle: each crate may use only crates listed before it.
+    for (at, (name, may)) in MAY_USE.iter().enumerate() {
+        for used in *may {
+            assert!(
+                MAY_USE[..at].iter().any(|(earlier, _)| earlier == used),
+                "MAY_USE: {name} uses {used}, which is not listed before it"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_arrow_check_finds_a_planted_arrow() {
+    let mut graph = crate_graph();
+    graph
+        .get_mut("layer")
+        .unwrap()
+        .insert("registry".to_owned());
+    graph.insert("stray".to_owned(), BTreeSet::new());
+    assert_eq!(
+        wrong_arrows(&graph),
+        [
+            "dockless-layer may not use dockless-registry",
+            "dockless-stray is not in MAY_USE: decide where it sits"
+        ]
+    );
+}
+
+/// The crates a `May use:` line (in a crate's `lib.rs`) or a README line names.
+fn named_crates(text: &str) -> BTreeSet<String> {
+    let text = text.trim().trim_end_matches('.');
+    if text == "nothing" || text.starts_with("no other") {
+        return BTreeSet::new();
+    }
+    text.split(',')
+        .map(|s| s.trim().trim_matches('`').to_owned())
+        .collect()
+}
+
+/// The README list item that starts with `start`, its wrapped lines joined.
+fn readme_item(readme: &str, start: &str) -> Option<String> {
+    let mut lines = readme.lines().skip_while(|l| !l.starts_with(start));
+    let first = lines.next()?;
+    let rest = lines.take_while(|l| l.starts_with("  ")).map(str::trim);
+    Some(
+        std::iter::once(first)
+            .chain(rest)
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
+}
+
+/// Every crate's `lib.rs` opens with what it is for, then `May use:` with its dependencies,
+/// and the README's list of crates has one line per crate saying the same.
+#[test]
+fn each_crate_says_what_it_is_for_and_what_it_uses() {
+    let graph = crate_graph();
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let mut problems = Vec::new();
+    for (name, uses) in &graph {
+        let lib = root().join("crates").join(name).join("src/lib.rs");
+        let text = std::fs::read_to_string(&lib).unwrap();
+        if !text.starts_with("//! ") {
+            problems.push(format!(
+                "{}: open with a `//!` line saying what the crate is for",
+                lib.display()
+            ));
+        }
+        match text.lines().find_map(|l| l.strip_prefix("//! May use: ")) {
+            Some(listed) if named_crates(listed) == *uses => {}
+            Some(listed) => problems.push(format!(
+                "{}: `May use: {listed}` but Cargo.toml has {uses:?}",
+                lib.display()
+            )),
+            None => problems.push(format!("{}: no `//! May use: …` line", lib.display())),
+        }
+        let line_start = format!("- **dockless-{name}** (`crates/{name}`): ");
+        match readme_item(&readme, &line_start) {
+            Some(line) => {
+                let listed = line.rsplit_once(" Uses ").map(|(_, u)| named_crates(u));
+                if listed.as_ref() != Some(uses) {
+                    problems.push(format!(
+                        "README.md: the line of dockless-{name} should end `Uses {}.`",
+                        if uses.is_empty() {
+                            "nothing".to_owned()
+                        } else {
+                            uses.iter().cloned().collect::<Vec<_>>().join(", ")
+                        }
+                    ));
+                }
+            }
+            None => problems.push(format!("README.md: no line starting {line_start:?}")),
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert_eq!(
+        named_crates("oci, `layer`."),
+        BTreeSet::from(["oci".to_owned(), "layer".to_owned()])
     );
 }
 
 #[test]
 fn files_and_functions_stay_small() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = root();
     // (what, lines, limit)
     let mut sizes: Vec<(String, usize, usize)> = Vec::new();
-    for file in rust_files(&root.join("src")) {
+    let mut files = rust_files(&root.join("src"));
+    files.extend(rust_files(&root.join("crates")));
+    for file in files {
         let relative = file
             .strip_prefix(root)
             .unwrap()
@@ -92,12 +238,7 @@ fn files_and_functions_stay_small() {
             MAX_FILE_LINES
         };
         sizes.push((relative.clone(), text.lines().count(), limit));
-        let folder = relative
-            .trim_start_matches("src/")
-            .split('/')
-            .next()
-            .unwrap();
-        if SHORT_FUNCTIONS_IN.contains(&folder) {
+        if SHORT_FUNCTIONS_IN.iter().any(|f| relative.starts_with(f)) {
             for (name, _, length) in long_functions(&strip(&text)) {
                 sizes.push((format!("{relative}: fn {name}"), length, MAX_FUNCTION_LINES));
             }
@@ -133,80 +274,6 @@ fn files_and_functions_stay_small() {
 }
 
 #[test]
-fn the_checker_finds_a_planted_circle_and_forbidden_arrow() {
-    let fake = |path: &str, code: &str| ModuleFile {
-        path: path.into(),
-        crate_name: "lib",
-        code: strip(code),
-    };
-    let clean = vec![
-        fake("", "pub mod a; pub mod b; pub mod layer; pub mod registry;"),
-        fake("a", "mod x; mod y; pub use x::Thing;"),
-        fake("a::x", "use super::y::Other; pub struct Thing;"),
-        fake("a::y", "use super::Thing as _; pub struct Other;"),
-        fake(
-            "b",
-            "use crate::a::Thing; // crate::registry::Nope\nfn f() { let _ = \"crate::layer::x\"; }",
-        ),
-        fake("layer", "pub struct L;"),
-        fake("registry", "use crate::a::x::Thing;"),
-    ];
-    assert_eq!(
-        check(&clean),
-        Vec::<String>::new(),
-        "parent arrows, comments and strings are fine"
-    );
-
-    let mut circle = clean;
-    circle[3] = fake("a::y", "use crate::a::x::Thing; pub struct Other;");
-    let problems = check(&circle);
-    assert!(
-        problems
-            .iter()
-            .any(|p| p.contains("circle") && p.contains("a::x") && p.contains("a::y")),
-        "{problems:?}"
-    );
-
-    let mut cousins = circle;
-    cousins[3] = fake("a::y", "pub struct Other;");
-    cousins[5] = fake("layer", "pub fn f() { crate::registry::g(); }");
-    cousins[6] = fake("registry", "pub fn g() {} fn h() { crate::b::f(); }");
-    cousins[4] = fake("b", "pub fn f() { crate::layer::f(); }");
-    let problems = check(&cousins);
-    assert!(
-        problems
-            .iter()
-            .any(|p| p.contains("layer -> registry") && p.contains("forbidden")),
-        "{problems:?}"
-    );
-    assert!(
-        problems
-            .iter()
-            .any(|p| p.contains("circle") && p.contains("registry") && p.contains("b")),
-        "{problems:?}"
-    );
-
-    let mut test_code = vec![
-        fake("", "pub mod a; pub mod b;"),
-        fake(
-            "a",
-            "pub fn f() {}\n#[cfg(test)]\nmod tests {\n use crate::b::g;\n}\n",
-        ),
-        fake("b", "pub fn g() { crate::a::f(); }"),
-    ];
-    assert_eq!(
-        check(&test_code),
-        Vec::<String>::new(),
-        "test modules are left out"
-    );
-    test_code[1] = fake("a", "pub fn f() { super::b::g(); }");
-    assert!(
-        !check(&test_code).is_empty(),
-        "super:: from a crate root's child reaches a sibling"
-    );
-}
-
-#[test]
 fn the_length_check_counts_a_function_from_its_fn_to_its_closing_brace() {
     let long_body = "    let x = 1;\n".repeat(MAX_FUNCTION_LINES);
     let code = format!(
@@ -214,279 +281,6 @@ fn the_length_check_counts_a_function_from_its_fn_to_its_closing_brace() {
     );
     let found = long_functions(&strip(&code));
     assert_eq!(found, vec![("long".to_owned(), 3, MAX_FUNCTION_LINES + 2)]);
-}
-
-/// Every rule the files break, one line each.
-fn check(files: &[ModuleFile]) -> Vec<String> {
-    let modules: BTreeSet<(&str, &str)> = files
-        .iter()
-        .map(|f| (f.crate_name, f.path.as_str()))
-        .collect();
-    let mut arrows: BTreeMap<(&str, &str), BTreeSet<String>> = BTreeMap::new();
-    let mut problems = Vec::new();
-    for file in files {
-        let targets = arrows
-            .entry((file.crate_name, file.path.as_str()))
-            .or_default();
-        for path in referenced_paths(file) {
-            let (crate_name, segments) = path;
-            let Some(target) = longest_module(&modules, crate_name, &segments) else {
-                continue;
-            };
-            if crate_name != file.crate_name {
-                continue; // the binary's arrows into the library: any is fine
-            }
-            let from_top = file.path.split("::").next().unwrap_or_default();
-            let to_top = target.split("::").next().unwrap_or_default();
-            if file.crate_name == "lib"
-                && (to_top == "cli" || FORBIDDEN.contains(&(from_top, to_top)))
-            {
-                problems.push(format!(
-                    "forbidden arrow {from_top} -> {to_top}: {} uses {}",
-                    shown(&file.path),
-                    segments.join("::")
-                ));
-            }
-            let is_ancestor = target.is_empty() || file.path.starts_with(&format!("{target}::"));
-            if target != file.path && !is_ancestor {
-                targets.insert(target);
-            }
-        }
-    }
-    for circle in circles(&arrows) {
-        problems.push(format!("circle between files: {}", circle.join(" -> ")));
-    }
-    problems
-}
-
-fn shown(path: &str) -> &str {
-    if path.is_empty() {
-        "the crate root"
-    } else {
-        path
-    }
-}
-
-/// The longest prefix of `segments` that names a module file of `crate_name`.
-fn longest_module(
-    modules: &BTreeSet<(&str, &str)>,
-    crate_name: &str,
-    segments: &[String],
-) -> Option<String> {
-    (0..=segments.len()).rev().find_map(|n| {
-        let path = segments[..n].join("::");
-        modules
-            .contains(&(crate_name, path.as_str()))
-            .then_some(path)
-    })
-}
-
-/// The strongly connected groups of more than one file (Tarjan), each as a closed walk.
-fn circles(arrows: &BTreeMap<(&str, &str), BTreeSet<String>>) -> Vec<Vec<String>> {
-    let graph: BTreeMap<String, Vec<String>> = arrows
-        .iter()
-        .map(|((krate, from), to)| {
-            let name = |m: &str| format!("{krate}:{}", shown(m));
-            (name(from), to.iter().map(|t| name(t)).collect())
-        })
-        .collect();
-    let mut found = Vec::new();
-    for start in graph.keys() {
-        // A shortest walk back to `start`, reported once from its smallest file.
-        let mut previous: BTreeMap<&String, &String> = BTreeMap::new();
-        let mut queue = std::collections::VecDeque::from([start]);
-        let mut back = None;
-        while let Some(at) = queue.pop_front() {
-            for next in graph.get(at).into_iter().flatten() {
-                if next == start {
-                    back = Some(at);
-                    break;
-                }
-                if next > start && !previous.contains_key(next) {
-                    previous.insert(next, at);
-                    queue.push_back(next);
-                }
-            }
-            if back.is_some() {
-                break;
-            }
-        }
-        if let Some(mut at) = back {
-            let mut walk = vec![at.clone()];
-            while at != start {
-                at = previous[at];
-                walk.push(at.clone());
-            }
-            walk.reverse();
-            walk.push(start.clone());
-            found.push(walk);
-        }
-    }
-    found
-}
-
-/// The paths a file names, as (crate, segments from that crate's root).
-fn referenced_paths(file: &ModuleFile) -> Vec<(&'static str, Vec<String>)> {
-    let here: Vec<String> = file
-        .path
-        .split("::")
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect();
-    let children = child_modules(&file.code);
-    let mut paths = Vec::new();
-    for raw in path_expressions(&file.code) {
-        let mut segments = raw.into_iter();
-        let Some(first) = segments.next() else {
-            continue;
-        };
-        let rest: Vec<String> = segments.collect();
-        let (krate, mut base) = match first.as_str() {
-            "crate" => (file.crate_name, Vec::new()),
-            "dockless" if file.crate_name == "bin" => ("lib", Vec::new()),
-            "self" => (file.crate_name, here.clone()),
-            "super" => {
-                let mut base = here.clone();
-                base.pop();
-                (file.crate_name, base)
-            }
-            child if children.contains(child) => {
-                let mut base = here.clone();
-                base.push(child.to_owned());
-                (file.crate_name, base)
-            }
-            _ => continue,
-        };
-        let mut rest = rest.into_iter().peekable();
-        while rest.peek().is_some_and(|s| s == "super") {
-            rest.next();
-            base.pop();
-        }
-        base.extend(rest);
-        paths.push((krate, base));
-    }
-    paths
-}
-
-/// `mod name;` and `mod name {` declarations.
-fn child_modules(code: &str) -> BTreeSet<String> {
-    let words: Vec<&str> = code
-        .split(|c: char| !(c.is_alphanumeric() || c == '_'))
-        .filter(|w| !w.is_empty())
-        .collect();
-    words
-        .windows(2)
-        .filter(|w| w[0] == "mod")
-        .map(|w| w[1].to_owned())
-        .collect()
-}
-
-/// Every `a::b::c` path, with `use` trees (`a::{b, c::d}`) expanded.
-fn path_expressions(code: &str) -> Vec<Vec<String>> {
-    let tokens = tokens(code);
-    let mut paths = Vec::new();
-    let mut i = 0;
-    while i < tokens.len() {
-        if tokens[i] == "use" {
-            let end = tokens[i..]
-                .iter()
-                .position(|t| t == ";")
-                .map_or(tokens.len(), |p| i + p);
-            expand_use(&tokens[i + 1..end], Vec::new(), &mut paths);
-            i = end;
-            continue;
-        }
-        let starts_path = is_ident(&tokens[i])
-            && tokens.get(i + 1).is_some_and(|t| t == "::")
-            && (i == 0 || tokens[i - 1] != "::");
-        if starts_path {
-            let mut path = vec![tokens[i].clone()];
-            let mut j = i + 1;
-            while tokens.get(j).is_some_and(|t| t == "::")
-                && tokens.get(j + 1).is_some_and(|t| is_ident(t))
-            {
-                path.push(tokens[j + 1].clone());
-                j += 2;
-            }
-            paths.push(path);
-            i = j;
-            continue;
-        }
-        i += 1;
-    }
-    paths
-}
-
-fn expand_use(tokens: &[String], prefix: Vec<String>, out: &mut Vec<Vec<String>>) {
-    let mut path = prefix.clone();
-    let mut i = 0;
-    while i < tokens.len() {
-        let token = &tokens[i];
-        if token == "{" {
-            // Split the group's items at top-level commas.
-            let mut depth = 0;
-            let mut start = i + 1;
-            for j in i..tokens.len() {
-                match tokens[j].as_str() {
-                    "{" => depth += 1,
-                    "}" => {
-                        depth -= 1;
-                        if depth == 0 {
-                            expand_use(&tokens[start..j], path.clone(), out);
-                            return;
-                        }
-                    }
-                    "," if depth == 1 => {
-                        expand_use(&tokens[start..j], path.clone(), out);
-                        start = j + 1;
-                    }
-                    _ => {}
-                }
-            }
-            return;
-        } else if token == "as" || token == "*" {
-            break;
-        } else if is_ident(token) {
-            path.push(token.clone());
-        }
-        i += 1;
-    }
-    if path.len() > prefix.len() || !prefix.is_empty() {
-        out.push(path);
-    }
-}
-
-fn is_ident(token: &str) -> bool {
-    token
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_alphabetic() || c == '_')
-}
-
-/// Identifiers, `::` and single punctuation characters.
-fn tokens(code: &str) -> Vec<String> {
-    let chars: Vec<char> = code.chars().collect();
-    let mut tokens = Vec::new();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        if c.is_alphanumeric() || c == '_' {
-            let start = i;
-            while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
-                i += 1;
-            }
-            tokens.push(chars[start..i].iter().collect());
-        } else if c == ':' && chars.get(i + 1) == Some(&':') {
-            tokens.push("::".into());
-            i += 2;
-        } else {
-            if !c.is_whitespace() {
-                tokens.push(c.to_string());
-            }
-            i += 1;
-        }
-    }
-    tokens
 }
 
 /// The code with comments, string and character literals blanked (newlines kept, so line
@@ -672,56 +466,6 @@ fn long_functions(code: &str) -> Vec<(String, usize, usize)> {
     }
     found
 }
-
-/// The crate's module files, found from `src/lib.rs` and `src/main.rs` through their `mod`
-/// declarations.
-fn read_crate(root: &Path) -> Vec<ModuleFile> {
-    let mut files = Vec::new();
-    for (crate_name, root_file) in [("lib", "src/lib.rs"), ("bin", "src/main.rs")] {
-        let mut pending = vec![(String::new(), root.join(root_file))];
-        while let Some((path, file)) = pending.pop() {
-            let code = strip(&std::fs::read_to_string(&file).unwrap());
-            // Children of `a.rs` or `a/mod.rs` live in `a/`; of a crate root, beside it.
-            let dir = match file.file_name().and_then(|n| n.to_str()) {
-                Some("mod.rs" | "lib.rs" | "main.rs") => file.parent().unwrap().to_owned(),
-                _ => file.with_extension(""),
-            };
-            for child in declared_files(&code) {
-                let child_file = [
-                    dir.join(format!("{child}.rs")),
-                    dir.join(&child).join("mod.rs"),
-                ]
-                .into_iter()
-                .find(|p| p.is_file());
-                if let Some(child_file) = child_file {
-                    let child_path = if path.is_empty() {
-                        child
-                    } else {
-                        format!("{path}::{child}")
-                    };
-                    pending.push((child_path, child_file));
-                }
-            }
-            files.push(ModuleFile {
-                path,
-                crate_name,
-                code,
-            });
-        }
-    }
-    files
-}
-
-/// `mod name;` declarations (modules in their own files).
-fn declared_files(code: &str) -> Vec<String> {
-    let tokens = tokens(code);
-    tokens
-        .windows(3)
-        .filter(|w| w[0] == "mod" && is_ident(&w[1]) && w[2] == ";")
-        .map(|w| w[1].clone())
-        .collect()
-}
-
 fn rust_files(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
@@ -734,33 +478,4 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
     }
     files.sort();
     files
-}
-
-/// `lib.rs` is the map of the library: every `pub mod` line has a one-line note above it.
-#[test]
-fn every_library_module_has_its_line_on_the_map() {
-    let lib = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lib.rs"))
-        .expect("src/lib.rs is readable");
-    let unexplained = unexplained_modules(&lib);
-    assert!(
-        unexplained.is_empty(),
-        "src/lib.rs: give each of these a one-line `// ` note above it: {unexplained:?}"
-    );
-    assert_eq!(
-        unexplained_modules("// A note.\npub mod a;\npub mod b;\n"),
-        ["pub mod b;"],
-        "the check must find a module without its note"
-    );
-}
-
-fn unexplained_modules(lib: &str) -> Vec<&str> {
-    let mut previous = "";
-    let mut unexplained = Vec::new();
-    for line in lib.lines() {
-        if line.starts_with("pub mod ") && !previous.starts_with("// ") {
-            unexplained.push(line);
-        }
-        previous = line;
-    }
-    unexplained
 }

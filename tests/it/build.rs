@@ -779,7 +779,7 @@ fn add_url_downloads_and_checks_the_checksum() {
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
-    dockless::digest::Digest::of(bytes).hex().to_owned()
+    dockless_oci::digest::Digest::of(bytes).hex().to_owned()
 }
 
 #[test]
@@ -840,11 +840,13 @@ fn the_layer_cache_reuses_unchanged_layers_and_never_serves_stale_ones() {
     assert_eq!(ws.build_ok(&[])["digest"], first["digest"]);
 }
 
+/// The build is frozen (SIGSTOP) once its layer is being written, given SIGINT, and let go:
+/// the signal always lands mid-write, never after a build that was quicker than the test.
 #[test]
 fn interrupting_a_build_leaves_no_temporary_files() {
+    use crate::cancel::{Running, tmp_entries};
     let ws = Workspace::new();
     ws.write("Dockerfile", "FROM scratch\nCOPY big.bin /big.bin\n");
-    // Large enough that the build is still compressing when the signal arrives.
     let mut data = Vec::with_capacity(96 << 20);
     let mut x: u64 = 0x9e3779b97f4a7c15;
     while data.len() < 96 << 20 {
@@ -854,21 +856,25 @@ fn interrupting_a_build_leaves_no_temporary_files() {
         data.extend_from_slice(&x.to_le_bytes());
     }
     ws.write("big.bin", &data);
-    let mut child = ws
-        .dockless()
-        .args(["build", "ctx", "--output", "out"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    // SAFETY: sending a signal to our own child process.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
-    let status = child.wait().unwrap();
-    if status.success() {
-        // The machine was fast enough to finish first: nothing to check about interruption.
-        return;
-    }
-    assert_eq!(status.code(), Some(130));
+    let mut command = ws.dockless();
+    command.args(["build", "ctx", "--output", "out"]);
+    let mut build = Running::start(command);
+    let cache = ws.cache();
+    build.wait_until("a layer being written", |_| {
+        tmp_entries(&cache)
+            .iter()
+            .any(|p| fs::metadata(p).is_ok_and(|m| m.is_file() && m.len() > 1 << 20))
+    });
+    build.signal(libc::SIGSTOP);
+    assert!(
+        build.child.try_wait().unwrap().is_none(),
+        "the build ended before it was frozen mid-write: {}",
+        build.stderr()
+    );
+    build.signal(libc::SIGINT);
+    build.signal(libc::SIGCONT);
+    let (status, stderr) = build.finish(std::time::Duration::from_secs(30));
+    assert_eq!(status.code(), Some(130), "interrupted mid-write: {stderr}");
     let tmp = ws.cache().join("tmp");
     let leftovers: Vec<_> = fs::read_dir(&tmp)
         .map(|d| d.flatten().map(|e| e.path()).collect())

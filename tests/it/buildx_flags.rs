@@ -4,7 +4,7 @@
 
 use std::process::Output;
 
-use dockless::digest::Digest;
+use dockless_oci::digest::Digest;
 use serde_json::Value;
 
 use crate::support::binary::{Workspace, assert_success, busybox_base, skopeo_inspect, tool};

@@ -708,7 +708,7 @@ async fn misbehaving_registry() -> TestServer {
     let config =
         br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#
             .to_vec();
-    let config_digest = format!("sha256:{}", dockless::digest::Digest::of(&config).hex());
+    let config_digest = format!("sha256:{}", dockless_oci::digest::Digest::of(&config).hex());
     let manifest = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",

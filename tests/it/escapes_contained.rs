@@ -235,7 +235,7 @@ fn openpty() -> (OwnedFd, OwnedFd) {
 }
 
 /// Until `done`: how many arguments each process running as the sandbox helper of this build
-/// (`mark` in its environment: other builds may run on the machine) has.
+/// (`mark` in its parent's environment: other builds may run on the machine) has.
 fn helper_argument_counts(done: &AtomicBool, mark: &[u8]) -> Vec<usize> {
     let mut counts = Vec::new();
     while !done.load(Ordering::SeqCst) {
@@ -247,8 +247,19 @@ fn helper_argument_counts(done: &AtomicBool, mark: &[u8]) -> Vec<usize> {
                 .split(|b| *b == 0)
                 .filter(|a| !a.is_empty())
                 .collect();
-            let ours = fs::read(entry.path().join("environ"))
-                .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == mark));
+            // The helper starts with an empty environment: it is this build's when its parent,
+            // the dockless process, holds the mark.
+            let holds_mark = |pid: &str| {
+                fs::read(format!("/proc/{pid}/environ"))
+                    .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == mark))
+            };
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let parent = name
+                .parse()
+                .ok()
+                .and_then(crate::support::binary::parent_of)
+                .map(|p| p.to_string());
+            let ours = holds_mark(&name) || parent.as_deref().is_some_and(holds_mark);
             if ours && args.get(1) == Some(&&b"__dockless-sandbox"[..]) {
                 counts.push(args.len());
             }

@@ -151,23 +151,31 @@ fn a_credential_helper_that_never_exits_is_killed_and_named() {
     );
 }
 
-/// `template list` against an API address that accepts and never answers.
+/// `template list` against an API address that accepts and never answers, the limit set by
+/// the environment, then by the global flag (which reaches the E2B client as it does the
+/// registry client: in the policy the command builds it with).
 #[test]
 fn an_e2b_api_that_never_answers_fails_within_the_limit() {
     let api = ScriptedServer::silent();
     let ws = Workspace::new();
-    let mut list = ws.dockless();
-    list.args(["template", "list", "--json"])
-        .env("E2B_API_URL", format!("http://{}", api.host()))
-        .env("E2B_API_KEY", crate::e2b::API_KEY)
-        .env("DOCKLESS_HTTP_TIMEOUT", LIMIT);
-    let (output, took) = run_at_most(list, GUARD);
-    let text = one_error(&output, took);
-    assert!(
-        text.contains("E2B API") && text.contains("no answer within 1s"),
-        "{text}"
-    );
-    assert!(!text.contains(crate::e2b::API_KEY), "{text}");
+    for by_flag in [false, true] {
+        let mut list = ws.dockless();
+        list.args(["template", "list", "--json"])
+            .env("E2B_API_URL", format!("http://{}", api.host()))
+            .env("E2B_API_KEY", crate::e2b::API_KEY);
+        if by_flag {
+            list.args(["--http-timeout", LIMIT]);
+        } else {
+            list.env("DOCKLESS_HTTP_TIMEOUT", LIMIT);
+        }
+        let (output, took) = run_at_most(list, GUARD);
+        let text = one_error(&output, took);
+        assert!(
+            text.contains("E2B API") && text.contains("no answer within 1s"),
+            "by flag: {by_flag}: {text}"
+        );
+        assert!(!text.contains(crate::e2b::API_KEY), "{text}");
+    }
 }
 
 /// E2B's API asks for 2 s with `Retry-After` on a 503, then answers: the client waits

@@ -2,14 +2,19 @@
 //! every command run at the highest verbosity with `RUST_LOG=trace`, then every byte of output,
 //! every file written and everything a child process was given is searched for them.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Command, Output};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use base64::Engine;
 
-use crate::support::binary::{Workspace, busybox_base, files_under, run_with_stdin};
+use crate::support::binary::{
+    Workspace, busybox_base, files_under, needs_root, run_with_stdin, umoci_unpack,
+};
 use crate::support::registry::{PASSWORD, RegistryAuth, TestRegistry, USER};
 
 /// Each secret is unique to one source, so a hit also says where it came from.
@@ -149,6 +154,76 @@ fn assert_clean(what: &str, bytes: &[u8]) {
     }
 }
 
+/// Printed and recorded by the RUN: the sign that it ran (the Dockerfile holds
+/// `$MARKER-$((6*7))`, so a logged step header cannot be taken for it).
+const RUN_MARKER: &str = "leakcheck-run-step-42";
+
+/// A RUN that records (in /seen, and on its output) everything its command can see, then
+/// sleeps a second so that [`SandboxWatcher`] sees its sandbox helper.
+fn run_dockerfile(base: &str) -> String {
+    format!(
+        "FROM {base}\n\
+         RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n\
+         ENV MARKER=leakcheck-run-step\n\
+         RUN mkdir /seen && echo \"$MARKER-$((6*7))\" > /seen/env && env >> /seen/env \
+         && for p in /proc/[0-9]*; do echo \"== $p\"; cat $p/cmdline $p/environ; echo; done > /seen/processes \
+         && cat /proc/self/mountinfo > /seen/mounts \
+         && find / -path /proc -prune -o -path /sys -prune -o -path /dev -prune -o -path /seen -prune \
+            -o -type f ! -name busybox -exec cat {{}} + > /seen/files 2>&1; \
+         cat /seen/env /seen/processes /seen/mounts; sleep 1\n"
+    )
+}
+
+/// Watches, while a run lasts, for this workspace's RUN sandbox helpers (children of the
+/// dockless process whose environment names its cache) and keeps what each was given: argv and environment.
+struct SandboxWatcher {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<BTreeMap<u32, Vec<u8>>>,
+}
+
+impl SandboxWatcher {
+    fn start(cache: PathBuf) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let ours = format!("DOCKLESS_CACHE_DIR={}", cache.display()).into_bytes();
+        let thread = std::thread::spawn(move || {
+            let mut seen = BTreeMap::new();
+            while !stopped.load(Ordering::SeqCst) {
+                for pid in fs::read_dir("/proc")
+                    .unwrap()
+                    .flatten()
+                    .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+                {
+                    let read = |what: &str| fs::read(format!("/proc/{pid}/{what}"));
+                    let (Ok(cmdline), Ok(environ)) = (read("cmdline"), read("environ")) else {
+                        continue;
+                    };
+                    let helper = cmdline
+                        .split(|b| *b == 0)
+                        .any(|arg| arg == dockless_sandbox::SANDBOX_ARG.as_bytes());
+                    // The helper gets an empty environment: it is ours when its parent,
+                    // the dockless process, names this workspace's cache.
+                    let names_ours = |environ: &[u8]| environ.split(|b| *b == 0).any(|v| v == ours);
+                    let parent_environ = crate::support::binary::parent_of(pid)
+                        .and_then(|parent| fs::read(format!("/proc/{parent}/environ")).ok())
+                        .unwrap_or_default();
+                    if helper && (names_ours(&environ) || names_ours(&parent_environ)) {
+                        seen.insert(pid, [cmdline, environ].concat());
+                    }
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            seen
+        });
+        SandboxWatcher { stop, thread }
+    }
+
+    fn stop(self) -> BTreeMap<u32, Vec<u8>> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.join().unwrap()
+    }
+}
+
 /// What a run is called, its arguments, extra environment, stdin, and whether it succeeds.
 type Run<'a> = (
     &'a str,
@@ -160,19 +235,23 @@ type Run<'a> = (
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_reaches_any_output_file_or_child() {
+    if !needs_root("a RUN step as root") {
+        return;
+    }
     let registry = TestRegistry::start(RegistryAuth::Basic).await;
     let host = registry.host.clone();
     let setup = setup(&host);
     let auth_file = setup.ws.path().join("auth.json");
     let target = format!("{host}/leaks/app:1");
     let helped = "helped.localhost:1/leaks/app:1".to_owned();
-    // A RUN step writes down everything its command can see of its environment into the image.
+    // A RUN step writes down everything its command can see into the image (and prints it,
+    // so it is in the logs too): its environment, the argv and environment of every process
+    // it can see, its mounts, and every file it can read outside /proc, /sys and /dev. It is
+    // built while pushing, with the registry's credentials loaded and E2B's in the environment;
+    // meanwhile the sandbox helper's argv and environment are read from /proc.
     let base = busybox_base(&setup.ws.path().join("base"));
-    setup.ws.write(
-        "run/Dockerfile",
-        format!("FROM {base}\nRUN env > /seen.txt; cat /proc/self/environ >> /seen.txt; cat /proc/1/environ >> /seen.txt\n"),
-    );
-
+    setup.ws.write("run/Dockerfile", run_dockerfile(&base));
+    let run_target = format!("{host}/leaks/run:1");
     let runs: Vec<Run> = vec![
         (
             "build",
@@ -218,6 +297,21 @@ async fn no_secret_reaches_any_output_file_or_child() {
             false,
         ),
         (
+            "push of a RUN, docker config",
+            vec!["push", "ctx/run", "--to", &run_target, "--json"],
+            vec![],
+            "",
+            true,
+        ),
+        // The same RUN from the cache, into a layout that is unpacked below.
+        (
+            "build of a RUN",
+            vec!["build", "ctx/run", "--output", "run-out", "--tag", "t"],
+            vec![],
+            "",
+            true,
+        ),
+        (
             "push --from the layout",
             vec!["push", "--from", "oci:out:latest", "--to", &target],
             vec![],
@@ -226,8 +320,10 @@ async fn no_secret_reaches_any_output_file_or_child() {
         ),
     ];
     for (what, args, env, stdin, should_succeed) in runs {
+        let watcher = SandboxWatcher::start(setup.ws.cache());
         // The registry is its own process: blocking this test's thread holds nothing up.
         let out = run(&setup, &args, &env, stdin);
+        let helpers = watcher.stop();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.success(), should_succeed, "{what}: {stderr}");
         assert!(
@@ -236,6 +332,35 @@ async fn no_secret_reaches_any_output_file_or_child() {
         );
         assert_clean(&format!("{what}: stdout"), &out.stdout);
         assert_clean(&format!("{what}: stderr"), &out.stderr);
+        if what == "push of a RUN, docker config" {
+            assert!(
+                stderr.contains(RUN_MARKER),
+                "{what}: the RUN ran in this push (its output is logged): {stderr}"
+            );
+            assert!(
+                !helpers.is_empty(),
+                "{what}: the RUN's sandbox helper was seen while the RUN slept"
+            );
+        }
+        for (pid, view) in helpers {
+            assert_clean(&format!("{what}: the sandbox helper {pid}"), &view);
+        }
+    }
+
+    // What the RUN saw is in the image: it ran, saw its environment, and none of it is secret.
+    let (_unpacked, rootfs) = umoci_unpack(&setup.ws.path().join("run-out"), "t");
+    let seen = fs::read_to_string(rootfs.join("seen/env")).expect("the RUN wrote /seen/env");
+    assert!(
+        seen.starts_with(RUN_MARKER) && seen.contains("PATH=/usr/local/sbin"),
+        "the RUN's environment was recorded: {seen}"
+    );
+    let seen_files = files_under(&rootfs.join("seen"));
+    assert_eq!(seen_files.len(), 4, "{seen_files:?}");
+    for path in seen_files {
+        assert_clean(
+            &format!("the RUN's view: {}", path.display()),
+            &fs::read(&path).unwrap(),
+        );
     }
 
     // The helper ran (for its own registry only) and was given neither secrets nor E2B keys.

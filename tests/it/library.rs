@@ -5,15 +5,15 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use dockless::build::{BuildOptions, BuiltImage};
-use dockless::digest::Digest;
-use dockless::image::media::{Compression, Format};
-use dockless::publish::{PublishEvents, build_and_push};
-use dockless::registry::{BlobOutcome, CredentialEnv, PushProgress, PushProgressFn, Reference};
-use dockless::remote::RemoteAccess;
-use dockless::run::Isolation;
-use dockless::run::sandbox::Network;
-use dockless::store::Store;
+use dockless_build::publish::{PublishEvents, build_and_push};
+use dockless_build::{BuildOptions, BuiltImage};
+use dockless_oci::digest::Digest;
+use dockless_oci::image::media::{Compression, Format};
+use dockless_oci::store::Store;
+use dockless_registry::remote::RemoteAccess;
+use dockless_registry::{BlobOutcome, CredentialEnv, PushProgress, PushProgressFn, Reference};
+use dockless_sandbox::Isolation;
+use dockless_sandbox::sandbox::Network;
 
 use crate::support::fast_settings;
 use crate::support::registry::{RegistryAuth, TestRegistry};

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use base64::Engine;
-use dockless::registry::{
+use dockless_registry::{
     Credential, CredentialEnv, CredentialSource, Reference, RegistryClient, RegistryError,
     ResolvedCredential, push_image,
 };
@@ -140,10 +140,10 @@ async fn identity_tokens_use_oauth_and_fall_back_to_get() {
     {
         let state = tokens.state.lock().unwrap();
         assert!(
-            state
-                .requests
-                .iter()
-                .all(|r| r.method == "POST" && r.grant_type.as_deref() == Some("refresh_token")),
+            !state.requests.is_empty()
+                && state.requests.iter().all(|r| {
+                    r.method == "POST" && r.grant_type.as_deref() == Some("refresh_token")
+                }),
             "{:?}",
             state.requests
         );

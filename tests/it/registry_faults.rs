@@ -4,9 +4,7 @@
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use dockless::registry::{
-    Reference, RegistryClient, RegistryError, ResolvedCredential, push_image,
-};
+use dockless_registry::{Reference, RegistryClient, RegistryError, ResolvedCredential, push_image};
 
 use crate::support::fast_settings;
 use crate::support::image::TestImage;

@@ -688,6 +688,51 @@ fn run_mounts_follow_dockers_reference_and_leave_nothing_behind() {
 }
 
 #[test]
+fn a_bad_run_flag_names_its_line_when_read_or_when_expanded() {
+    // Without variables a mistake is known when the Dockerfile is read: nothing is built, not
+    // even when the stage is one the target does not need.
+    let ws = workspace(
+        "FROM {base} AS unused\nRUN --mount=type=cache,target=/c,sharing=sometimes true\n\
+         FROM {base}\nRUN [\"/bin/busybox\", \"true\"]\n",
+    );
+    let err = build_err(&ws, As::Root, &[]);
+    assert!(
+        err.contains("Dockerfile:2") && err.contains("unsupported sharing value \"sometimes\""),
+        "{err}"
+    );
+    assert!(!err.contains("RUN ["), "nothing ran: {err}");
+    let ws = workspace("FROM {base}\nRUN --network=bridge [\"/bin/busybox\", \"true\"]\n");
+    let err = build_err(&ws, As::Root, &[]);
+    assert!(
+        err.contains("Dockerfile:2") && err.contains("invalid network mode \"bridge\""),
+        "{err}"
+    );
+
+    // A value with a variable is checked when its RUN is built, with the stage's variables.
+    let ws = workspace(
+        "FROM {base}\nARG SHARING=sometimes\n\
+         RUN --mount=type=cache,target=/c,sharing=$SHARING [\"/bin/busybox\", \"true\"]\n",
+    );
+    let err = build_err(&ws, As::Root, &[]);
+    assert!(
+        err.contains("Dockerfile:3") && err.contains("unsupported sharing value \"sometimes\""),
+        "{err}"
+    );
+    let (json, _) = build(&ws, As::Root, &["--build-arg", "SHARING=locked"]);
+    assert!(json["digest"].is_string(), "{json}");
+
+    // What is valid for BuildKit but dockless cannot serve is refused only where it is built.
+    let ssh = "FROM {base} AS keys\nRUN --mount=type=ssh [\"/bin/busybox\", \"true\"]\n\
+               FROM {base}\nRUN [\"/bin/busybox\", \"true\"]\n";
+    build(&workspace(ssh), As::Root, &[]);
+    let err = build_err(&workspace(ssh), As::Root, &["--target", "keys"]);
+    assert!(
+        err.contains("Dockerfile:2") && err.contains("type=ssh is not supported"),
+        "{err}"
+    );
+}
+
+#[test]
 fn shell_sets_the_shell_of_the_shell_form() {
     // No /bin/sh in the base: the shell form works only through SHELL.
     let ws = workspace(
@@ -705,7 +750,7 @@ fn shell_sets_the_shell_of_the_shell_form() {
 #[test]
 fn a_failing_command_stops_the_build_with_its_exit_code_and_line() {
     for who in [As::Root, As::Nobody, As::Stranger] {
-        if who != As::Root && !is_root() {
+        if who != As::Root && !needs_root("to run as nobody and as a stranger through setpriv") {
             continue;
         }
         let ws = workspace(
@@ -722,7 +767,7 @@ fn a_failing_command_stops_the_build_with_its_exit_code_and_line() {
 
 #[test]
 fn isolation_root_without_root_names_the_alternatives() {
-    if !is_root() {
+    if !needs_root("to run the build as nobody through setpriv") {
         return;
     }
     let ws = workspace("FROM {base}\nRUN [\"/bin/busybox\", \"true\"]\n");
@@ -832,7 +877,7 @@ fn multi_stage_copies_from_stages_and_images_and_target_stops_early() {
 
 #[test]
 fn without_user_namespaces_the_error_names_isolation_and_the_alternatives() {
-    if !is_root() {
+    if !needs_root("to limit user namespaces from inside one made with unshare -Ur") {
         return;
     }
     let ws = workspace("FROM {base}\nRUN [\"/bin/busybox\", \"true\"]\n");
@@ -1174,6 +1219,6 @@ async fn run_over_a_registry_base_and_push_a_target_stage() {
     );
     assert_eq!(
         pushed["digest"].as_str().unwrap(),
-        dockless::digest::Digest::of(&raw).as_str()
+        dockless_oci::digest::Digest::of(&raw).as_str()
     );
 }

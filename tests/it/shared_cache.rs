@@ -6,7 +6,7 @@ use std::process::Output;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use dockless::registry::{Reference, RegistryClient, ResolvedCredential};
+use dockless_registry::{Reference, RegistryClient, ResolvedCredential};
 use serde_json::Value;
 
 use crate::support::binary::{Workspace, busybox_base, run_with_stdin};
@@ -172,9 +172,9 @@ async fn two_machines_share_one_cache_through_a_token_auth_registry() {
     let manifest: Value = serde_json::from_slice(&raw).unwrap();
     assert_eq!(
         manifest["artifactType"],
-        dockless::shared_cache::format::ARTIFACT_TYPE
+        dockless_shared_cache::format::ARTIFACT_TYPE
     );
-    let kind = dockless::shared_cache::format::KIND;
+    let kind = dockless_shared_cache::format::KIND;
     let (listings, layers): (Vec<&Value>, Vec<&Value>) = manifest["layers"]
         .as_array()
         .unwrap()
@@ -186,7 +186,7 @@ async fn two_machines_share_one_cache_through_a_token_auth_registry() {
     let listed: Vec<&str> = listings
         .iter()
         .map(|l| {
-            l["annotations"][dockless::shared_cache::format::LISTING_OF]
+            l["annotations"][dockless_shared_cache::format::LISTING_OF]
                 .as_str()
                 .unwrap()
         })
@@ -204,7 +204,7 @@ async fn two_machines_share_one_cache_through_a_token_auth_registry() {
     for layer in layers {
         let annotations = &layer["annotations"];
         assert_eq!(
-            annotations[dockless::shared_cache::format::KEY]
+            annotations[dockless_shared_cache::format::KEY]
                 .as_str()
                 .unwrap()
                 .len(),
@@ -230,7 +230,7 @@ async fn tamper(host: &str, reference: &str, change: impl FnOnce(&mut Value)) {
             reference.repository(),
             reference.manifest_reference(),
             Bytes::from(serde_json::to_vec(&manifest).unwrap()),
-            dockless::image::media::OCI_MANIFEST,
+            dockless_oci::image::media::OCI_MANIFEST,
         )
         .await
         .unwrap();
@@ -275,8 +275,8 @@ async fn a_poisoned_or_missing_cache_is_ignored_and_the_image_is_right() {
     let own = own_layers(&a_json);
     tamper(&host, &cache, |manifest| {
         let run = layer_with_digest(manifest, &own[2]);
-        run["annotations"][dockless::shared_cache::format::DIFF_ID] =
-            Value::from(dockless::digest::Digest::of(b"a lie").to_string());
+        run["annotations"][dockless_shared_cache::format::DIFF_ID] =
+            Value::from(dockless_oci::digest::Digest::of(b"a lie").to_string());
         let copy = layer_with_digest(manifest, &own[3]);
         copy["size"] = Value::from(copy["size"].as_u64().unwrap() + 1);
     })

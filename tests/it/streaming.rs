@@ -94,11 +94,10 @@ async fn a_cold_push_streams_each_new_layer_once_while_it_is_written() {
         "three layers and the config: {pushed}"
     );
     // What the registry holds is what was built, as an independent client reads it.
-    let raw = skopeo::inspect_raw(&format!("{}/stream/app:1", registry.host), None)
-        .await
-        .unwrap();
     assert_eq!(
-        dockless::digest::Digest::of(&raw).as_str(),
+        skopeo::digest(&format!("{}/stream/app:1", registry.host), None)
+            .await
+            .unwrap(),
         pushed["digest"].as_str().unwrap()
     );
     let layout = tempfile::tempdir().unwrap();
@@ -186,16 +185,50 @@ async fn chunked_uploads_turn_streaming_off() {
     ]);
     let out = run_async(cmd, "").await;
     assert_success(&out);
+    let pushed: Value = serde_json::from_slice(&out.stdout).unwrap();
     let seen = proxy.seen();
     let unsized_patches: Vec<_> = seen
         .iter()
         .filter(|s| s.method == "PATCH" && s.content_length.is_none())
         .collect();
     assert!(unsized_patches.is_empty(), "{unsized_patches:#?}");
-    assert!(
-        seen.iter()
-            .filter(|s| s.method == "PATCH")
-            .all(|s| s.body_len.unwrap_or(0) <= 1_048_576),
-        "every chunk within --chunk-size"
-    );
+    // Each layer went up in PATCHes of at most --chunk-size, sized, which (with what its
+    // closing PUT carried) add up to the layer: the upload session ties them together.
+    for layer in pushed["image"]["layers"]
+        .as_array()
+        .expect("layers in --json")
+    {
+        let digest = layer["digest"].as_str().unwrap();
+        let size = layer["size"].as_u64().unwrap() as usize;
+        let puts = closing_puts(&seen, digest);
+        assert_eq!(puts.len(), 1, "{digest} is closed exactly once: {seen:#?}");
+        let session = upload_session(puts[0]);
+        let patches: Vec<&Seen> = seen
+            .iter()
+            .filter(|s| s.method == "PATCH" && upload_session(s) == session)
+            .collect();
+        assert_eq!(
+            patches.len(),
+            size.div_ceil(1_048_576),
+            "{digest} ({size} bytes) went up in chunks of 1 MiB: {seen:#?}"
+        );
+        for patch in &patches {
+            assert!(patch.body_len.unwrap_or(0) <= 1_048_576, "{patch:?}");
+            assert_eq!(patch.content_length, patch.body_len.map(|n| n as u64));
+        }
+        let sent: usize = patches.iter().map(|p| p.body_len.unwrap_or(0)).sum();
+        assert_eq!(
+            sent + puts[0].body_len.unwrap_or(0),
+            size,
+            "{digest}: the chunks carry the layer"
+        );
+    }
+}
+
+/// An upload's path without its query (`_state` changes from one request to the next).
+fn upload_session(seen: &Seen) -> &str {
+    seen.path_and_query
+        .split('?')
+        .next()
+        .unwrap_or(&seen.path_and_query)
 }

@@ -6,7 +6,7 @@
 //! where; anything E2B would not tolerate (two credentials at once, a mount, a second PATCH
 //! chunk) is also written down as a violation.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,7 +18,7 @@ use hyper::{Request, Response};
 use serde_json::{Value, json};
 use sha2::Digest as _;
 
-use crate::support::http::{Handler, HandlerResult, TestServer, response};
+use crate::support::http::{BreakBodyAfter, Handler, HandlerResult, TestServer, response};
 
 #[path = "double_rules.rs"]
 pub mod rules;
@@ -84,6 +84,17 @@ pub struct State {
     cloud: bool,
     /// The team's concurrent build limit (`BuildConcurrency`), when a test sets one.
     build_concurrency: Option<usize>,
+    /// What the API's next requests meet, one fault each, in order.
+    api_faults: VecDeque<ApiFault>,
+}
+
+/// A fault of E2B's API (behind its load balancer) for the next request.
+#[derive(Debug, Clone)]
+pub enum ApiFault {
+    /// Busy: `status` (429, 503) with `Retry-After: retry_after`; the request is not handled.
+    Busy { status: u16, retry_after: String },
+    /// The request is handled, and its answer breaks off after `keep` bytes of the body.
+    BrokenBody { keep: usize },
 }
 
 impl State {
@@ -143,7 +154,7 @@ impl E2bDouble {
         let (s, h, b) = (state.clone(), http.clone(), backing.clone());
         let api_handler: Handler = Arc::new(move |request| {
             let (s, h, b) = (s.clone(), h.clone(), b.clone());
-            Box::pin(async move { api(request, s, h, b).await })
+            Box::pin(async move { api_or_fault(request, s, h, b).await })
         });
         let (s, h, b) = (state.clone(), http.clone(), backing.clone());
         let gateway_handler: Handler = Arc::new(move |request| {
@@ -195,6 +206,11 @@ impl E2bDouble {
         self.state.lock().unwrap().cloud = true;
     }
 
+    /// The API's next request meets `fault` (after those already queued).
+    pub fn queue_api_fault(&self, fault: ApiFault) {
+        self.state.lock().unwrap().api_faults.push_back(fault);
+    }
+
     /// The team may have at most `limit` builds of other templates in progress (429 beyond).
     pub fn limit_concurrent_builds(&self, limit: usize) {
         self.state.lock().unwrap().build_concurrency = Some(limit);
@@ -244,6 +260,48 @@ fn json_response(status: u16, value: Value) -> HandlerResult {
 
 fn api_error(status: u16, message: &str) -> HandlerResult {
     json_response(status, json!({"code": status, "message": message}))
+}
+
+/// The API's answer, or the next queued fault instead of it or in it.
+async fn api_or_fault(
+    request: Request<Incoming>,
+    state: Arc<Mutex<State>>,
+    http: reqwest::Client,
+    backing: String,
+) -> HandlerResult {
+    let fault = state.lock().unwrap().api_faults.pop_front();
+    match fault {
+        None => api(request, state, http, backing).await,
+        Some(ApiFault::Busy {
+            status,
+            retry_after,
+        }) => {
+            let header = |name: &str| {
+                let value = request.headers().get(name)?.to_str().ok()?;
+                Some(value.to_owned())
+            };
+            let seen = Seen {
+                server: "api",
+                method: request.method().to_string(),
+                path: request.uri().path().to_owned(),
+                api_key: header("x-api-key"),
+                authorization: header("authorization"),
+                body: Value::Null,
+            };
+            state.lock().unwrap().seen.push(seen);
+            let mut answer = api_error(status, "the service is busy; try again later")?;
+            answer.headers_mut().insert(
+                "retry-after",
+                retry_after.parse().map_err(|_| "Retry-After")?,
+            );
+            Ok(answer)
+        }
+        Some(ApiFault::BrokenBody { keep }) => {
+            let mut answer = api(request, state, http, backing).await?;
+            answer.extensions_mut().insert(BreakBodyAfter(keep));
+            Ok(answer)
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq)]

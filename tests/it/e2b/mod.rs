@@ -7,6 +7,7 @@ mod double_api;
 mod flows;
 mod gateway;
 mod refusals;
+mod retries;
 mod secrets;
 mod today;
 

@@ -131,7 +131,7 @@ fn make(cache: &Path) {
 /// Moves `file` into `blobs` under its digest; returns the digest and size.
 fn blob_from_file(file: &Path, blobs: &Path) -> (String, u64) {
     let (digest, size) =
-        dockless::digest::digest_reader(std::io::BufReader::new(fs::File::open(file).unwrap()))
+        dockless_oci::digest::digest_reader(std::io::BufReader::new(fs::File::open(file).unwrap()))
             .unwrap();
     fs::rename(file, blobs.join(digest.hex())).unwrap();
     (digest.to_string(), size)

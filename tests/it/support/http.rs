@@ -1,14 +1,17 @@
 //! A tiny in-process HTTP server (hyper) for test doubles: token server, fault proxy.
-//! Bound to 127.0.0.1:0; stops when dropped.
+//! Bound to 127.0.0.1:0; stops when dropped. An answer marked [`BreakBodyAfter`] breaks off
+//! mid-body, for clients that must report a body they could not read.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
+use http_body_util::{BodyExt, Either, Full};
+use hyper::body::{Body, Frame, Incoming};
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
@@ -63,7 +66,10 @@ impl TestServer {
                 };
                 let handler = handler.clone();
                 tokio::spawn(async move {
-                    let service = service_fn(move |request: Request<Incoming>| handler(request));
+                    let service = service_fn(move |request: Request<Incoming>| {
+                        let answer = handler(request);
+                        async move { Ok::<_, ServerError>(breaking_off(answer.await?).await) }
+                    });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
@@ -81,6 +87,59 @@ impl TestServer {
 impl Drop for TestServer {
     fn drop(&mut self) {
         self.accept_loop.abort();
+    }
+}
+
+/// Marks an answer whose body breaks off after this many bytes: its `Content-Length`
+/// promises the whole body, the first bytes go out, then the connection drops.
+#[derive(Debug, Clone, Copy)]
+pub struct BreakBodyAfter(pub usize);
+
+/// `answer` as it goes out: whole, or broken off as its [`BreakBodyAfter`] mark says.
+async fn breaking_off(answer: Response<Full<Bytes>>) -> Response<Either<Full<Bytes>, BrokenBody>> {
+    let Some(BreakBodyAfter(keep)) = answer.extensions().get().copied() else {
+        return answer.map(Either::Left);
+    };
+    let (mut parts, body) = answer.into_parts();
+    let whole = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(never) => match never {},
+    };
+    parts
+        .headers
+        .insert(hyper::header::CONTENT_LENGTH, whole.len().into());
+    let body = BrokenBody {
+        first: Some(whole.slice(..keep.min(whole.len()))),
+        // The break comes a moment after the first bytes, so they are flushed to the client
+        // before the connection drops.
+        pause: Box::pin(tokio::time::sleep(Duration::from_millis(50))),
+    };
+    Response::from_parts(parts, Either::Right(body))
+}
+
+/// The first bytes of a body, a pause, then an error (hyper drops the connection).
+pub struct BrokenBody {
+    first: Option<Bytes>,
+    pause: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Body for BrokenBody {
+    type Data = Bytes;
+    type Error = ServerError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, ServerError>>> {
+        if let Some(first) = self.first.take() {
+            return Poll::Ready(Some(Ok(Frame::data(first))));
+        }
+        match self.pause.as_mut().poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(()) => Poll::Ready(Some(Err(ServerError(
+                "the body breaks off here, as the test asked".into(),
+            )))),
+        }
     }
 }
 

@@ -4,9 +4,9 @@
 use std::io::Write;
 
 use bytes::Bytes;
-use dockless::digest::Digest;
-use dockless::image::media::OCI_MANIFEST;
-use dockless::registry::{BlobSource, PushBlob, PushRequest};
+use dockless_oci::digest::Digest;
+use dockless_oci::image::media::OCI_MANIFEST;
+use dockless_registry::{BlobSource, PushBlob, PushRequest};
 use tempfile::TempDir;
 
 pub struct TestImage {

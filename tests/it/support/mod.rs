@@ -13,8 +13,8 @@ pub mod token_server;
 
 use std::time::Duration;
 
-use dockless::http::HttpPolicy;
-use dockless::registry::{RegistrySettings, RetryPolicy};
+use dockless_registry::http::HttpPolicy;
+use dockless_registry::{RegistrySettings, RetryPolicy};
 
 /// Settings with short waits so retry tests stay quick.
 pub fn fast_settings() -> RegistrySettings {

@@ -53,3 +53,20 @@ pub async fn copy_to_oci(
         .map_err(|e| e.to_string())?
         .map(|_| ())
 }
+
+/// The manifest's digest as skopeo computes it (`skopeo inspect`'s `Digest`) from the bytes
+/// the registry serves: a digest obtained without dockless's own hashing.
+pub async fn digest(image: &str, creds: Option<(&str, &str)>) -> Result<String, String> {
+    let mut args = vec![
+        "inspect".into(),
+        "--tls-verify=false".into(),
+        "--format".into(),
+        "{{.Digest}}".into(),
+    ];
+    args.extend(creds_args("--creds", creds));
+    args.push(format!("docker://{image}"));
+    let out = tokio::task::spawn_blocking(move || run(args))
+        .await
+        .map_err(|e| e.to_string())??;
+    Ok(String::from_utf8_lossy(&out).trim().to_owned())
+}

@@ -1,0 +1,311 @@
+//! The builder: a parsed Dockerfile and a context become an image in the store.
+//!
+//! `build` reads the Dockerfile, resolves the base, then applies each instruction to the image
+//! config, writing a layer for each COPY/ADD (and for a WORKDIR that creates a directory).
+//!
+//! May use: oci, dockerfile, context, layer, registry, sandbox, shared-cache.
+
+pub mod base;
+pub mod copy;
+pub mod filesystem;
+pub mod locate;
+pub mod progress;
+pub mod secrets;
+mod stage;
+// The one door for "build this and push it" (`build_and_push`) and layout pushes.
+pub mod publish;
+// One RUN step: the RUN cache, else the sandbox over the stage's tree, and its layer.
+mod run_step;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use dockless_context::{Context, ContextError};
+use dockless_oci::digest::Digest;
+use dockless_oci::fs_error::{FsError, IoContext};
+use dockless_oci::image::{Compression, Descriptor, Format, Platform};
+use dockless_oci::store::{Store, StoreError};
+use dockless_registry::remote::{LayerSource, RemoteAccess};
+use dockless_shared_cache::SharedCache;
+
+pub use locate::locate_dockerfile;
+pub use secrets::{SecretFlagError, SecretFlagProblem, SecretSource, parse_secret_flag};
+
+/// Everything a build needs to know, already validated.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    pub context: PathBuf,
+    /// The Dockerfile the user named (`-f`); `None` finds it (see [`locate_dockerfile`]).
+    pub dockerfile: Option<PathBuf>,
+    /// A Dockerfile name relative to the context that the context's settings give
+    /// (`e2b.toml`'s `dockerfile`): used without `dockerfile`, and held inside the context.
+    pub context_dockerfile: Option<String>,
+    pub build_args: BTreeMap<String, String>,
+    /// The platform asked for; `None` takes the base image's (linux/amd64 for scratch).
+    pub platform: Option<Platform>,
+    pub format: Format,
+    pub compression: Compression,
+    /// Timestamp for layer entries, `created` and history (SOURCE_DATE_EPOCH, else 0).
+    pub epoch: u64,
+    /// How RUN commands are isolated.
+    pub isolation: dockless_sandbox::Isolation,
+    /// `--network`: the network of RUN steps without `--network` (and of `--network=default`).
+    pub network: dockless_sandbox::sandbox::Network,
+    /// `--target`: build the stage of this name and stop.
+    pub target: Option<String>,
+    /// `--secret id=…`: the secrets RUN --mount=type=secret may use, by id.
+    pub secrets: BTreeMap<String, SecretSource>,
+    /// `--cache-from`: shared caches whose layers this build may reuse (see
+    /// [`dockless_shared_cache`]).
+    pub cache_from: Vec<dockless_registry::Reference>,
+    /// `--cache-to`: where the layers this build made or reused are exported afterwards.
+    pub cache_to: Vec<dockless_registry::Reference>,
+    /// `--no-cache` / `--no-cache-filter`: the steps that run again instead of reusing a cache.
+    pub no_cache: NoCache,
+    /// `--label`: labels of the image's config, over the Dockerfile's LABELs.
+    pub labels: BTreeMap<String, String>,
+    /// `--annotation`: annotations of the image's manifest.
+    pub annotations: BTreeMap<String, String>,
+    /// Who hears of each step as it starts and ends (plain progress).
+    pub progress: progress::Progress,
+    /// `--build-context NAME=…`: the image a FROM or `--from=` naming NAME uses instead (a
+    /// registry reference, or `oci:DIR[:TAG]`), over a stage or image of that name.
+    pub named_contexts: BTreeMap<String, String>,
+}
+
+/// Which steps ignore the caches (the RUN cache, the layer cache, `--cache-from`) and run again;
+/// what they make replaces what the caches held.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum NoCache {
+    /// Every step reuses what a cache has.
+    #[default]
+    Off,
+    /// `--no-cache`: no step does.
+    All,
+    /// `--no-cache-filter`: the steps of these stages (by name, lower case) do not.
+    Stages(Vec<String>),
+}
+
+impl NoCache {
+    /// Whether the steps of the stage named `stage` may reuse a cache.
+    pub fn reuses(&self, stage: Option<&str>) -> bool {
+        match self {
+            NoCache::Off => true,
+            NoCache::All => false,
+            NoCache::Stages(names) => {
+                stage.is_none_or(|stage| !names.iter().any(|n| n.eq_ignore_ascii_case(stage)))
+            }
+        }
+    }
+}
+
+/// A built image: its manifest in the store and what it is made of.
+#[derive(Debug, Clone, Serialize)]
+pub struct BuiltImage {
+    pub manifest: Descriptor,
+    pub config: Descriptor,
+    pub layers: Vec<BuiltLayer>,
+    pub platform: Platform,
+    /// Every layer the build made or reused, under its shared cache key (for `--cache-to`).
+    #[serde(skip)]
+    pub cache_entries: Vec<dockless_shared_cache::ExportEntry>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BuiltLayer {
+    pub digest: Digest,
+    pub diff_id: Digest,
+    pub size: u64,
+    pub media_type: String,
+    /// True for layers carried over from the base image.
+    pub from_base: bool,
+    /// Where the blob is when the store does not hold it (a registry base, a shared cache).
+    #[serde(skip)]
+    pub source: Option<LayerSource>,
+}
+
+impl BuiltImage {
+    /// Every blob the manifest names (config first), for export and push.
+    pub fn blobs(&self) -> Vec<Digest> {
+        std::iter::once(self.config.digest.clone())
+            .chain(self.layers.iter().map(|l| l.digest.clone()))
+            .collect()
+    }
+
+    /// Brings the layers that stayed in a registry (a base's, a shared cache's) into the store
+    /// (verified), to write a complete layout.
+    pub fn fetch_remote_layers(
+        &self,
+        store: &Store,
+        remote: &RemoteAccess,
+    ) -> Result<(), FetchLayersError> {
+        for layer in &self.layers {
+            let Some(source) = &layer.source else {
+                continue;
+            };
+            remote.fetch_blob(store, source.repository(), &layer.digest)?;
+            // A shared cache's layer must unpack to the diff_id its entry claims.
+            if matches!(source, LayerSource::SharedCache { .. }) {
+                dockless_layer::archive::check_diff_id(
+                    &store.blob_path(&layer.digest),
+                    &layer.diff_id,
+                )
+                .map_err(|problem| FetchLayersError::WrongSharedLayer {
+                    digest: layer.digest.clone(),
+                    repository: source.repository().to_string(),
+                    problem,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Size of the manifest, config and layers together.
+    pub fn total_size(&self) -> u64 {
+        self.manifest.size + self.config.size + self.layers.iter().map(|l| l.size).sum::<u64>()
+    }
+}
+
+/// Why the layers left in registries could not be brought into the store.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchLayersError {
+    #[error(transparent)]
+    Remote(#[from] dockless_registry::remote::RemoteError),
+    #[error(
+        "layer {digest} from the shared cache {repository} {problem}: the cache is wrong; build without --cache-from (a build with --cache-to then replaces it)"
+    )]
+    WrongSharedLayer {
+        digest: Digest,
+        repository: String,
+        problem: dockless_layer::archive::DiffIdError,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Context(#[from] ContextError),
+    #[error(transparent)]
+    Locate(#[from] locate::LocateError),
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{}:{line}: {message}", file.display())]
+    Parse {
+        file: PathBuf,
+        line: usize,
+        message: String,
+    },
+    /// An instruction failed; the message names the Dockerfile, the line and the cause.
+    #[error("{}:{line}: {source}", file.display())]
+    Instruction {
+        file: PathBuf,
+        line: usize,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("{}: {message}", file.display())]
+    Dockerfile { file: PathBuf, message: String },
+    /// A `--cache-from` layer was found wrong once the build had gone past it: the build starts
+    /// again without that entry (this escapes only if entries keep proving wrong).
+    #[error(
+        "{}:{line}: the --cache-from layer {digest} is not what its entry says ({why}); build again, or without --cache-from",
+        file.display()
+    )]
+    SharedCacheEntry {
+        file: PathBuf,
+        line: usize,
+        digest: Digest,
+        why: String,
+    },
+}
+
+/// Hears, from the writer threads, about the layers a build writes: a push uploads them while
+/// the build goes on.
+pub trait LayerObserver: Sync {
+    /// A new layer has started to be written; its compressed bytes can be read as they land.
+    fn writing(&self, live: dockless_oci::live::LiveBlob);
+    /// A layer is in the store, new or from a cache (after `writing`, for a new one).
+    fn written(&self, layer: &BuiltLayer);
+}
+
+/// How many times a build starts again after finding a wrong shared cache entry.
+const MAX_SHARED_CACHE_PASSES: usize = 8;
+
+/// Builds the image described by `options` into `store`.
+pub fn build(
+    options: &BuildOptions,
+    store: &Store,
+    remote: &RemoteAccess,
+) -> Result<BuiltImage, BuildError> {
+    build_with(options, store, remote, None)
+}
+
+/// [`build`], telling `observer` about each layer as it is written.
+pub fn build_with(
+    options: &BuildOptions,
+    store: &Store,
+    remote: &RemoteAccess,
+    observer: Option<&dyn LayerObserver>,
+) -> Result<BuiltImage, BuildError> {
+    let step = options
+        .progress
+        .start("[internal] load build definition from Dockerfile");
+    let loaded = load_dockerfile(options);
+    step.end(loaded.is_ok());
+    let (context, dockerfile_path, dockerfile) = loaded?;
+    let shared = if options.cache_from.is_empty() || options.no_cache == NoCache::All {
+        SharedCache::none()
+    } else {
+        SharedCache::load(remote, &options.cache_from)
+    };
+    // Each wrong shared cache entry found costs one more pass (it is not used again); the
+    // passes before it reused what they could, so little is redone.
+    let mut passes = 0;
+    loop {
+        let builder = stage::Builder::new(
+            options,
+            store,
+            &context,
+            &dockerfile_path,
+            remote,
+            observer,
+            &shared,
+        );
+        match builder.run(&dockerfile) {
+            Err(BuildError::SharedCacheEntry { .. }) if passes < MAX_SHARED_CACHE_PASSES => {
+                passes += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// The context, the Dockerfile's path and the parsed Dockerfile.
+fn load_dockerfile(
+    options: &BuildOptions,
+) -> Result<(Context, PathBuf, dockless_dockerfile::Dockerfile), BuildError> {
+    let context = Context::open(&options.context)?;
+    let dockerfile_path = locate_dockerfile(
+        context.root(),
+        options.dockerfile.as_deref(),
+        options.context_dockerfile.as_deref(),
+    )?;
+    let bytes = std::fs::read(&dockerfile_path).with_path("read", &dockerfile_path)?;
+    let text = String::from_utf8(bytes).map_err(|e| BuildError::Dockerfile {
+        file: dockerfile_path.clone(),
+        message: format!(
+            "is not UTF-8 text (invalid byte at offset {}); save it as UTF-8",
+            e.utf8_error().valid_up_to()
+        ),
+    })?;
+    let dockerfile = dockless_dockerfile::parse(&text).map_err(|e| BuildError::Parse {
+        file: dockerfile_path.clone(),
+        line: e.line,
+        message: e.message.clone(),
+    })?;
+    Ok((context, dockerfile_path, dockerfile))
+}

@@ -1,0 +1,167 @@
+//! FROM: a stage starts from scratch, an image (a local layout or a registry) or an earlier
+//! stage; and the automatic platform ARGs that FROM lines may use.
+
+use std::collections::BTreeMap;
+
+use super::{Builder, Stage, Unsupported, find_stage, lookup};
+use crate::base::{self, Base};
+use crate::filesystem::KnownFilesystem;
+use crate::{BuildError, BuiltLayer};
+use dockless_dockerfile::{Command, Instruction};
+use dockless_oci::image::config::DEFAULT_PATH;
+use dockless_oci::image::{Descriptor, ImageConfig, Platform};
+use dockless_registry::Reference;
+use dockless_registry::remote::LayerSource;
+
+impl Builder<'_> {
+    /// Starts the stage a FROM line describes.
+    pub(super) fn from(
+        &self,
+        instruction: &Instruction,
+        global_args: &BTreeMap<String, Option<String>>,
+        done: &[Stage],
+    ) -> Result<Stage, BuildError> {
+        let Command::From(from) = self.expand(instruction, &|name| lookup(global_args, name))?
+        else {
+            unreachable!("expanding FROM gives FROM")
+        };
+        let name = from.stage_name.as_deref().map(str::to_lowercase);
+        let named = self.named_context(&from.image);
+        if let Some(previous) = find_stage(done, &from.image).filter(|_| named.is_none()) {
+            // `FROM <stage>`: carry on from where that stage ended, with its ARG values.
+            return Ok(Stage {
+                config: previous.config.clone(),
+                layers: previous.layers.clone(),
+                filesystem: previous.filesystem.clone(),
+                args: previous.args.clone(),
+                shell: previous.shell.clone(),
+                cmd_set_here: false,
+                remote_base: previous.remote_base.clone(),
+                pending: Vec::new(),
+                name,
+                rootfs: None,
+                unlisted: previous.unlisted.clone(),
+            });
+        }
+        let platform = match &from.platform {
+            Some(p) => Some(p.parse::<Platform>().map_err(|e| self.at(instruction, e))?),
+            None => self.options.platform.clone(),
+        };
+        let Base {
+            mut config,
+            layers,
+            filesystem,
+            remote,
+        } = base::resolve(
+            named.unwrap_or(&from.image),
+            self.context.root(),
+            platform.as_ref(),
+            self.store,
+            self.remote,
+        )
+        .map_err(|e| self.at(instruction, e))?;
+        if config.config.env_value("PATH").is_none() {
+            let (key, value) = DEFAULT_PATH.split_once('=').unwrap_or(("PATH", ""));
+            config.config.set_env(key, value);
+        }
+        let layers = self.base_layers(instruction, layers, &config, remote.as_ref())?;
+        if let (Some(reference), Some(step)) = (&remote, self.current_step()) {
+            let bytes: u64 = layers.iter().map(|l| l.size).sum();
+            step.note(&format!(
+                "resolved {reference}: {} layers, {:.1} MiB (fetched when a step needs them)",
+                layers.len(),
+                bytes as f64 / (1024.0 * 1024.0)
+            ));
+        }
+        Ok(Stage {
+            config,
+            layers,
+            filesystem,
+            args: BTreeMap::new(),
+            shell: vec!["/bin/sh".into(), "-c".into()],
+            cmd_set_here: false,
+            remote_base: remote,
+            pending: Vec::new(),
+            name,
+            rootfs: None,
+            unlisted: Vec::new(),
+        })
+    }
+
+    /// The base image's layers as the new image carries them (media types in its format).
+    fn base_layers(
+        &self,
+        instruction: &Instruction,
+        layers: Vec<Descriptor>,
+        config: &ImageConfig,
+        remote: Option<&Reference>,
+    ) -> Result<Vec<BuiltLayer>, BuildError> {
+        layers
+            .into_iter()
+            .zip(config.rootfs.diff_ids.clone())
+            .map(|(descriptor, diff_id)| {
+                let media_type = self
+                    .options
+                    .format
+                    .translate_layer(&descriptor.media_type)
+                    .ok_or_else(|| {
+                        self.at(
+                            instruction,
+                            Unsupported(format!(
+                                "base layer {} has media type {}, which cannot be carried into an image",
+                                descriptor.digest, descriptor.media_type
+                            )),
+                        )
+                    })?;
+                Ok(BuiltLayer {
+                    digest: descriptor.digest,
+                    diff_id,
+                    size: descriptor.size,
+                    media_type: media_type.into(),
+                    from_base: true,
+                    source: remote.cloned().map(LayerSource::Base),
+                })
+            })
+            .collect()
+    }
+
+    /// The ARGs BuildKit provides to every build (TARGETPLATFORM and friends).
+    pub(super) fn automatic_args(&self) -> BTreeMap<String, Option<String>> {
+        let target = self
+            .options
+            .platform
+            .clone()
+            .unwrap_or_else(Platform::linux_amd64);
+        let build = Platform::linux_amd64();
+        let mut args = BTreeMap::new();
+        for (prefix, p) in [("TARGET", &target), ("BUILD", &build)] {
+            args.insert(format!("{prefix}PLATFORM"), Some(p.to_string()));
+            args.insert(format!("{prefix}OS"), Some(p.os.clone()));
+            args.insert(format!("{prefix}ARCH"), Some(p.architecture.clone()));
+            args.insert(
+                format!("{prefix}VARIANT"),
+                Some(p.variant.clone().unwrap_or_default()),
+            );
+        }
+        args
+    }
+}
+
+impl Stage {
+    /// Stands for a stage that is not built (nothing refers to it), keeping stage indexes right.
+    pub(super) fn skipped(name: Option<&str>) -> Stage {
+        Stage {
+            config: ImageConfig::scratch("linux", "amd64", None),
+            layers: Vec::new(),
+            filesystem: KnownFilesystem::scratch(),
+            args: BTreeMap::new(),
+            shell: Vec::new(),
+            cmd_set_here: false,
+            remote_base: None,
+            pending: Vec::new(),
+            name: name.map(str::to_lowercase),
+            rootfs: None,
+            unlisted: Vec::new(),
+        }
+    }
+}

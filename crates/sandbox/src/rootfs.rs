@@ -1,0 +1,546 @@
+//! A working copy of an image's file system, made by applying its layers in order: whiteouts
+//! delete, opaque markers empty a directory, and modes, owners and links are kept.
+//!
+//! As root every owner is set for real. Without root the files belong to the invoking user
+//! (who is root inside the sandbox's user namespace); the owners that could not be set are kept
+//! in [`Rootfs::owners`], a metadata overlay the diff reads, so a RUN layer never loses them.
+
+use std::collections::{HashMap, VecDeque};
+use std::ffi::CString;
+use std::fs::{self, File};
+use std::io::{self, BufReader, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+
+use dockless_oci::digest::Digest;
+use dockless_oci::image::media;
+use dockless_oci::store::Store;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RootfsError {
+    #[error("could not create a working file system in {}: {source}", dir.display())]
+    Create {
+        dir: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("layer {digest} has media type {media_type}, which dockless cannot unpack")]
+    MediaType { digest: Digest, media_type: String },
+    #[error("could not unpack layer {digest} (entry `{entry}`): {source}")]
+    Unpack {
+        digest: Digest,
+        entry: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The materialised file system of a layer chain, removed when dropped.
+#[derive(Debug)]
+pub struct Rootfs {
+    dir: PathBuf,
+    /// Owners recorded but not applied (unprivileged), by path relative to the root.
+    pub owners: HashMap<String, (u64, u64)>,
+    /// Whether owners are set on disk (running as root).
+    pub privileged: bool,
+    /// How many layers of the chain have been applied.
+    pub applied: usize,
+}
+
+impl Rootfs {
+    /// An empty file system in this process's temporary directory in the store (same file
+    /// system as the blobs; swept if the process dies).
+    pub fn new(store: &Store) -> Result<Self, RootfsError> {
+        let parent = store.session_dir().to_owned();
+        let create = |source| RootfsError::Create {
+            dir: parent.clone(),
+            source,
+        };
+        dockless_oci::cancel::check_io().map_err(create)?;
+        let dir = tempfile::Builder::new()
+            .prefix("rootfs-")
+            .tempdir_in(&parent)
+            .map_err(create)?
+            .keep();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).map_err(create)?;
+        dockless_oci::cleanup::register(&dir);
+        Ok(Rootfs {
+            dir,
+            owners: HashMap::new(),
+            privileged: unsafe { libc::geteuid() } == 0,
+            applied: 0,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Applies one layer blob from the store on top of what is there.
+    pub fn apply(
+        &mut self,
+        store: &Store,
+        digest: &Digest,
+        media_type: &str,
+    ) -> Result<(), RootfsError> {
+        let unpack = |entry: &str, source| RootfsError::Unpack {
+            digest: digest.clone(),
+            entry: entry.to_owned(),
+            source,
+        };
+        let path = store.blob_path(digest);
+        let file = BufReader::new(File::open(&path).map_err(|e| unpack("(blob)", e))?);
+        let reader: Box<dyn Read> = match media_type {
+            media::OCI_LAYER_GZIP | media::DOCKER_LAYER_GZIP => {
+                Box::new(flate2::read::MultiGzDecoder::new(file))
+            }
+            media::OCI_LAYER_ZSTD | media::DOCKER_LAYER_ZSTD => {
+                Box::new(zstd::Decoder::with_buffer(file).map_err(|e| unpack("(blob)", e))?)
+            }
+            media::OCI_LAYER_TAR | media::DOCKER_LAYER_TAR => Box::new(file),
+            other => {
+                return Err(RootfsError::MediaType {
+                    digest: digest.clone(),
+                    media_type: other.into(),
+                });
+            }
+        };
+        let mut archive = tar::Archive::new(reader);
+        // Directory modes and times are set last, so that a read-only directory can still be
+        // filled and filling it does not move its time.
+        let mut dir_modes: Vec<(PathBuf, u32, u64)> = Vec::new();
+        for entry in archive.entries().map_err(|e| unpack("(archive)", e))? {
+            dockless_oci::cancel::check_io().map_err(|e| unpack("(archive)", e))?;
+            let mut entry = entry.map_err(|e| unpack("(archive)", e))?;
+            let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            self.apply_entry(&mut entry, &raw, &mut dir_modes)
+                .map_err(|e| unpack(&raw, e))?;
+        }
+        for (path, mode, mtime) in dir_modes.iter().rev() {
+            fs::set_permissions(path, fs::Permissions::from_mode(*mode))
+                .and_then(|()| set_mtime(path, *mtime))
+                .map_err(|e| unpack(&path.display().to_string(), e))?;
+        }
+        self.applied += 1;
+        Ok(())
+    }
+
+    /// Applies one entry of a layer: a whiteout deletes, anything else replaces what the path
+    /// held (a directory stays a directory, its mode set at the end by [`Self::apply`]).
+    fn apply_entry<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<R>,
+        raw: &str,
+        dir_modes: &mut Vec<(PathBuf, u32, u64)>,
+    ) -> io::Result<()> {
+        let Some(rel) = dockless_context::source::clean_relative(raw).filter(|p| !p.is_empty())
+        else {
+            return Ok(());
+        };
+        let (dir, name) = match rel.rsplit_once('/') {
+            Some((d, n)) => (d.to_owned(), n.to_owned()),
+            None => (String::new(), rel.clone()),
+        };
+        let parent = resolve(&self.dir, &dir, true)?;
+        if self.apply_whiteout(&parent, &dir, &name)? {
+            return Ok(());
+        }
+        let target = parent.join(&name);
+        let header = entry.header().clone();
+        let kind = header.entry_type();
+        let mode = header.mode()? & 0o7777;
+        let existing = fs::symlink_metadata(&target).ok();
+        let keep_dir = kind.is_dir() && existing.as_ref().is_some_and(|m| m.is_dir());
+        if existing.is_some() && !keep_dir {
+            remove_tree(&target)?;
+        }
+        match kind {
+            tar::EntryType::Directory => {
+                if !keep_dir {
+                    fs::create_dir(&target)?;
+                }
+                fs::set_permissions(&target, fs::Permissions::from_mode(0o700))?;
+                dir_modes.push((target.clone(), mode, header.mtime().unwrap_or(0)));
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                let mut file = File::create(&target)?;
+                io::copy(entry, &mut file)?;
+            }
+            tar::EntryType::Symlink => {
+                let link = entry.link_name_bytes().unwrap_or_default().into_owned();
+                symlink(std::ffi::OsStr::from_bytes(&link), &target)?;
+            }
+            // A hard link shares its target's owner and mode: nothing more to set.
+            tar::EntryType::Link => return self.hard_link(entry, rel, &target),
+            tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
+                if !make_device(&header, &target, &rel)? {
+                    return Ok(());
+                }
+            }
+            // PAX and GNU long-name records are folded into the entries by the tar reader.
+            _ => return Ok(()),
+        }
+        self.set_metadata(&rel, &target, &header, mode)
+    }
+
+    /// Applies `name` in `dir` (whose path on disk is `parent`) when it is a whiteout: an
+    /// opaque marker empties the directory, `.wh.<name>` deletes `<name>`. Returns whether it
+    /// was one.
+    fn apply_whiteout(&mut self, parent: &Path, dir: &str, name: &str) -> io::Result<bool> {
+        if name == ".wh..wh..opq" {
+            for child in fs::read_dir(parent)? {
+                let child = child?;
+                remove_tree(&child.path())?;
+            }
+            let prefix = format!("{dir}/");
+            self.owners.retain(|p, _| !p.starts_with(&prefix));
+            return Ok(true);
+        }
+        let Some(deleted) = name.strip_prefix(".wh.") else {
+            return Ok(false);
+        };
+        // `.wh..` and `.wh...` would delete the directory itself or its parent (in the store,
+        // other builds' trees); a name is one path element, never empty.
+        if deleted.is_empty() || deleted == "." || deleted == ".." || deleted.contains('/') {
+            return Err(io::Error::other(format!(
+                "`{name}` is a whiteout of `{deleted}`, which names no file: the layer is malformed \
+                 (rebuild or replace the image that holds it)"
+            )));
+        }
+        remove_tree(&parent.join(deleted))?;
+        let gone = join(dir, deleted);
+        let prefix = format!("{gone}/");
+        self.owners
+            .retain(|p, _| p != &gone && !p.starts_with(&prefix));
+        Ok(true)
+    }
+
+    /// Makes `target` (at `rel`) a hard link to the entry's link name, which must stay inside
+    /// the tree; it shares the owner kept aside for its target.
+    fn hard_link<R: Read>(
+        &mut self,
+        entry: &tar::Entry<R>,
+        rel: String,
+        target: &Path,
+    ) -> io::Result<()> {
+        let link = entry.link_name_bytes().unwrap_or_default().into_owned();
+        let link = String::from_utf8_lossy(&link).into_owned();
+        let source = dockless_context::source::clean_relative(&link)
+            .ok_or_else(|| io::Error::other(format!("hard link to `{link}` climbs out")))?;
+        fs::hard_link(resolve(&self.dir, &source, false)?, target)?;
+        if let Some(owner) = self.owners.get(&source).copied() {
+            self.owners.insert(rel, owner);
+        }
+        Ok(())
+    }
+
+    /// The owner, mode and modification time the layer gives a new entry (a directory's mode
+    /// and time wait for the end of the layer).
+    fn set_metadata(
+        &mut self,
+        rel: &str,
+        target: &Path,
+        header: &tar::Header,
+        mode: u32,
+    ) -> io::Result<()> {
+        let kind = header.entry_type();
+        self.set_owner(rel, target, header.uid()?, header.gid()?)?;
+        if !kind.is_symlink() && !kind.is_dir() {
+            // After the owner: chown clears setuid and setgid bits.
+            fs::set_permissions(target, fs::Permissions::from_mode(mode))?;
+        }
+        if !kind.is_dir() {
+            // Times as the layer has them: a tool that compares them (Python's bytecode cache,
+            // make) must see the image's files as the image made them.
+            set_mtime(target, header.mtime().unwrap_or(0))?;
+        }
+        Ok(())
+    }
+
+    fn set_owner(&mut self, rel: &str, target: &Path, uid: u64, gid: u64) -> io::Result<()> {
+        if self.privileged {
+            std::os::unix::fs::lchown(target, Some(uid as u32), Some(gid as u32))?;
+            self.owners.remove(rel);
+        } else if (uid, gid) != (0, 0) {
+            // Root in the sandbox is the invoking user, who owns every file; other owners
+            // cannot be set without a wider ID mapping, so they are kept aside.
+            self.owners.insert(rel.to_owned(), (uid, gid));
+        } else {
+            self.owners.remove(rel);
+        }
+        Ok(())
+    }
+}
+
+/// Makes the FIFO a layer entry describes at `target`; `false` for a character or block device,
+/// which is never made on the host: a base image's /dev/sda with mode 0666 would be a way to a
+/// host disk for anyone who reaches the tree (the sandbox mounts its own /dev, and a layer
+/// keeps its device entries, which the diff never reads back).
+fn make_device(header: &tar::Header, target: &Path, rel: &str) -> io::Result<bool> {
+    if header.entry_type() != tar::EntryType::Fifo {
+        tracing::debug!(path = %rel, "device node not made on the host");
+        return Ok(false);
+    }
+    let kind_bits = libc::S_IFIFO;
+    let major = header.device_major()?.unwrap_or(0);
+    let minor = header.device_minor()?.unwrap_or(0);
+    let c = CString::new(target.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    // SAFETY: a valid C string and plain integer arguments.
+    let rc = unsafe { libc::mknod(c.as_ptr(), kind_bits | 0o600, libc::makedev(major, minor)) };
+    if rc != 0 {
+        tracing::debug!(path = %rel, "device node skipped: {}", io::Error::last_os_error());
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+/// The materialised trees kept in the store, one per layer chain: a chain is unpacked once,
+/// and every build that needs it copies it (the copy is what a RUN may change).
+pub mod cached {
+    use super::*;
+    use sha2::{Digest as _, Sha256};
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+    /// Bumped when the way trees are unpacked changes.
+    /// v2: no device nodes on the host side.
+    const VERSION: &str = "dockless-rootfs-v2";
+
+    fn key(layers: &[(Digest, String)], privileged: bool) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update(format!("{VERSION}\n{privileged}\n"));
+        for (digest, media_type) in layers {
+            hasher.update(format!("{digest} {media_type}\n"));
+        }
+        hex::encode(hasher.finalize())
+    }
+
+    /// A working tree holding `layers` (blobs already in the store).
+    pub fn working_tree(store: &Store, layers: &[(Digest, String)]) -> Result<Rootfs, RootfsError> {
+        let mut working = Rootfs::new(store)?;
+        let entry = store
+            .root()
+            .join(dockless_oci::areas::TREES)
+            .join(key(layers, working.privileged));
+        if entry.join("owners.json").is_file() {
+            dockless_oci::areas::mark_used(&entry);
+        } else {
+            unpack_into_cache(store, layers, &entry)?;
+        }
+        let create = |source| RootfsError::Create {
+            dir: entry.clone(),
+            source,
+        };
+        let owners: Vec<(String, u64, u64)> =
+            serde_json::from_slice(&fs::read(entry.join("owners.json")).map_err(create)?)
+                .map_err(|e| create(io::Error::other(e)))?;
+        copy_tree(&entry.join("tree"), &working.dir, working.privileged).map_err(create)?;
+        working.owners = owners.into_iter().map(|(p, u, g)| (p, (u, g))).collect();
+        working.applied = layers.len();
+        Ok(working)
+    }
+
+    fn unpack_into_cache(
+        store: &Store,
+        layers: &[(Digest, String)],
+        entry: &Path,
+    ) -> Result<(), RootfsError> {
+        let mut tree = Rootfs::new(store)?;
+        for (digest, media_type) in layers {
+            tree.apply(store, digest, media_type)?;
+        }
+        let create = |source| RootfsError::Create {
+            dir: entry.to_owned(),
+            source,
+        };
+        let parent = entry.parent().unwrap_or(entry);
+        fs::create_dir_all(parent).map_err(create)?;
+        // Made aside (in the session, swept if this process dies) and renamed into place: a
+        // cached tree is always whole.
+        let staging = tempfile::Builder::new()
+            .prefix("unpacking-")
+            .tempdir_in(store.session_dir())
+            .map_err(create)?;
+        // Destructors do not run on Ctrl-C: the signal handler removes what is registered.
+        dockless_oci::cleanup::register(staging.path());
+        let mut owners: Vec<(String, u64, u64)> = tree
+            .owners
+            .iter()
+            .map(|(p, (u, g))| (p.clone(), *u, *g))
+            .collect();
+        owners.sort();
+        fs::write(
+            staging.path().join("owners.json"),
+            serde_json::to_vec(&owners).map_err(|e| create(io::Error::other(e)))?,
+        )
+        .map_err(create)?;
+        fs::rename(&tree.dir, staging.path().join("tree")).map_err(create)?;
+        dockless_oci::cleanup::unregister(&tree.dir);
+        tree.dir = staging.path().join("tree");
+        let staging = staging.keep();
+        if fs::rename(&staging, entry).is_err() {
+            // Another build cached the same chain meanwhile: theirs is as good.
+            let _ = remove_tree(&staging);
+        }
+        dockless_oci::cleanup::unregister(&staging);
+        // `tree` now names a path that moved; dropping it removes nothing.
+        Ok(())
+    }
+
+    /// Copies a tree with its modes, owners (as root), times, symlinks, hard links and FIFOs
+    /// (device nodes are never made on the host).
+    pub fn copy_tree(from: &Path, to: &Path, privileged: bool) -> io::Result<()> {
+        let mut links: HashMap<(u64, u64), PathBuf> = HashMap::new();
+        let mut dirs: Vec<(PathBuf, fs::Metadata)> = Vec::new();
+        let mut pending = vec![(from.to_path_buf(), to.to_path_buf())];
+        while let Some((source_dir, target_dir)) = pending.pop() {
+            for entry in fs::read_dir(&source_dir)? {
+                dockless_oci::cancel::check_io()?;
+                let entry = entry?;
+                let source = entry.path();
+                let target = target_dir.join(entry.file_name());
+                let meta = fs::symlink_metadata(&source)?;
+                let kind = meta.file_type();
+                if kind.is_dir() {
+                    fs::create_dir(&target)?;
+                    fs::set_permissions(&target, fs::Permissions::from_mode(0o700))?;
+                    pending.push((source, target.clone()));
+                    dirs.push((target, meta));
+                    continue;
+                }
+                if kind.is_file() && meta.nlink() > 1 {
+                    if let Some(first) = links.get(&(meta.dev(), meta.ino())) {
+                        fs::hard_link(first, &target)?;
+                        continue;
+                    }
+                    links.insert((meta.dev(), meta.ino()), target.clone());
+                }
+                if kind.is_file() {
+                    fs::copy(&source, &target)?;
+                } else if kind.is_symlink() {
+                    symlink(fs::read_link(&source)?, &target)?;
+                } else if kind.is_fifo() {
+                    let c =
+                        CString::new(target.as_os_str().as_bytes()).map_err(io::Error::other)?;
+                    // SAFETY: a valid C string and plain integers.
+                    if unsafe { libc::mknod(c.as_ptr(), meta.mode(), meta.rdev()) } != 0 {
+                        continue;
+                    }
+                } else {
+                    continue;
+                }
+                finish(&target, &meta, privileged)?;
+            }
+        }
+        for (dir, meta) in dirs.iter().rev() {
+            finish(dir, meta, privileged)?;
+        }
+        Ok(())
+    }
+
+    fn finish(target: &Path, meta: &fs::Metadata, privileged: bool) -> io::Result<()> {
+        if privileged {
+            std::os::unix::fs::lchown(target, Some(meta.uid()), Some(meta.gid()))?;
+        }
+        if !meta.file_type().is_symlink() {
+            fs::set_permissions(target, fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+        }
+        set_mtime(target, meta.mtime().max(0) as u64)
+    }
+}
+
+impl Drop for Rootfs {
+    fn drop(&mut self) {
+        let _ = remove_tree(&self.dir);
+        dockless_oci::cleanup::unregister(&self.dir);
+    }
+}
+
+/// Sets the access and modification times of `path` (not following a symlink).
+fn set_mtime(path: &Path, mtime: u64) -> io::Result<()> {
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    let time = libc::timespec {
+        tv_sec: mtime as libc::time_t,
+        tv_nsec: 0,
+    };
+    let times = [time, time];
+    // SAFETY: a valid C string and a two-element array, as utimensat expects.
+    let rc = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn join(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+/// `rel` inside `root`, following symlinks as if `root` were `/` (so that no layer entry and no
+/// hard link can reach outside it). With `create`, missing directories are made.
+pub fn resolve(root: &Path, rel: &str, create: bool) -> io::Result<PathBuf> {
+    let mut pending: VecDeque<String> = rel
+        .split('/')
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let mut current: Vec<String> = Vec::new();
+    let mut hops = 0;
+    while let Some(part) = pending.pop_front() {
+        match part.as_str() {
+            "." => continue,
+            ".." => {
+                current.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let mut candidate = root.to_path_buf();
+        candidate.extend(&current);
+        candidate.push(&part);
+        match fs::symlink_metadata(&candidate) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                hops += 1;
+                if hops > 40 {
+                    return Err(io::Error::other(format!("too many symlinks in `{rel}`")));
+                }
+                let target = fs::read_link(&candidate)?;
+                let target = target.to_string_lossy();
+                if target.starts_with('/') {
+                    current.clear();
+                }
+                for piece in target.split('/').filter(|p| !p.is_empty()).rev() {
+                    pending.push_front(piece.to_owned());
+                }
+            }
+            Ok(_) => current.push(part),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if create {
+                    fs::create_dir(&candidate)?;
+                }
+                current.push(part);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let mut path = root.to_path_buf();
+    path.extend(&current);
+    Ok(path)
+}
+
+pub use dockless_oci::cleanup::remove_tree;
+
+#[cfg(test)]
+mod tests;
