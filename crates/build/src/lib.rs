@@ -6,11 +6,11 @@
 //! May use: oci, dockerfile, context, layer, registry, sandbox, shared-cache.
 
 pub mod base;
-pub mod copy;
-pub mod filesystem;
+mod copy;
+mod filesystem;
 pub mod locate;
 pub mod progress;
-pub mod secrets;
+mod secrets;
 mod stage;
 // The one door for "build this and push it" (`build_and_push`) and layout pushes.
 pub mod publish;

@@ -4,9 +4,6 @@ use secrecy::ExposeSecret;
 
 use super::credentials::{CredentialKind, CredentialOrigin, E2bCredential};
 
-/// The text E2B answers with once it has switched access tokens off for a user.
-pub const ACCESS_TOKEN_DEPRECATED: &str = "E2B_ACCESS_TOKEN is deprecated and no longer accepted";
-
 /// Which family of endpoint refused: the kinds of credential they accept differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
@@ -91,9 +88,10 @@ mod tests {
     fn each_refusal_says_what_to_do() {
         let token = credential(CredentialKind::AccessToken);
         let key = credential(CredentialKind::ApiKey);
-        let deprecated =
-            format!("{ACCESS_TOKEN_DEPRECATED}. Use an API key (E2B_API_KEY) instead.");
-        assert!(advice(401, &deprecated, &token, Flow::Gateway).contains("--image"));
+        // The text E2B answers with once it has switched access tokens off for a user.
+        let deprecated = "E2B_ACCESS_TOKEN is deprecated and no longer accepted. \
+                          Use an API key (E2B_API_KEY) instead.";
+        assert!(advice(401, deprecated, &token, Flow::Gateway).contains("--image"));
         assert!(advice(401, "Invalid", &key, Flow::Gateway).contains("--image REGISTRY/REPO:TAG"));
         assert!(advice(401, "Invalid", &token, Flow::Registry).contains("needs an API key"));
         assert!(advice(401, "Invalid", &key, Flow::Registry).contains("ending in 1234"));

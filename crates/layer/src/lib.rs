@@ -4,9 +4,9 @@
 
 pub mod archive;
 pub mod cache;
-pub mod entry;
-pub mod pgzip;
-pub mod writer;
+mod entry;
+mod pgzip;
+mod writer;
 
 pub use cache::write_layer_cached;
 pub use entry::{Entry, EntryKind};

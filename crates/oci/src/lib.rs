@@ -25,7 +25,7 @@ pub mod live;
 // Work spread over a few threads in order, and work run at a lower priority.
 pub mod parallel;
 // The store's sessions: locks held for a process's life, its temporary directory, the sweep.
-pub mod session;
+mod session;
 // The local content-addressed store every blob lands in once, named by its digest.
 pub mod store;
 // What the store holds (`du`) and making it smaller (`prune`, the size limit), least recently used first.

@@ -13,7 +13,7 @@
 
 pub mod diff;
 pub mod mounts;
-pub mod output;
+mod output;
 pub mod owners;
 pub mod rootfs;
 pub mod sandbox;
