@@ -14,7 +14,7 @@ use dockless_e2b::rules;
 use dockless_e2b::template::{TemplateFlags, TemplateSettings};
 use dockless_oci::store::Store;
 use dockless_registry::http::HttpPolicy;
-use serde_json::json;
+use super::json::TemplateBuildResult;
 
 use super::args::{RegistryAuthArg, TemplateBuildArgs};
 use super::auth::resolve_credential;
@@ -140,15 +140,7 @@ fn gateway_is_gone(args: &TemplateBuildArgs, endpoints: &Endpoints) -> String {
 
 fn print_outcome(output: &Output, outcome: &FlowOutcome) -> std::io::Result<()> {
     output.result(
-        || {
-            json!({
-                "templateID": outcome.template_id,
-                "buildID": outcome.build_id,
-                "image": outcome.image,
-                "digest": outcome.digest,
-                "status": outcome.status,
-            })
-        },
+        || TemplateBuildResult::of(outcome),
         |out| {
             writeln!(
                 out,
