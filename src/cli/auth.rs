@@ -3,12 +3,12 @@
 use std::io::{Read, Write};
 use std::process::ExitCode;
 
+use super::args::{AuthStatusArgs, CredentialKindArg, E2bCredentialArgs};
+use super::json::AuthStatusResult;
 use anyhow::Context as _;
 use dockless_e2b::credentials::{self, CredentialKind, E2bCredential};
 use dockless_e2b::env::E2bEnv;
 use secrecy::SecretString;
-use super::json::AuthStatusResult;
-use super::args::{AuthStatusArgs, CredentialKindArg, E2bCredentialArgs};
 
 pub fn status(args: &AuthStatusArgs) -> anyhow::Result<ExitCode> {
     let credential = resolve_credential(&args.credential, false)?;

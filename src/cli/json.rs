@@ -7,9 +7,9 @@
 use std::path::Path;
 
 use dockless_build::BuiltImage;
+use dockless_e2b::api::BuildState;
 use dockless_e2b::credentials::{CredentialKind, E2bCredential};
 use dockless_e2b::flows::FlowOutcome;
-use dockless_e2b::api::BuildState;
 use dockless_oci::digest::Digest;
 use dockless_oci::usage::AreaUsage;
 use dockless_registry::{PushReport, Reference};
@@ -375,14 +375,28 @@ mod tests {
         keys(&value, &mut all);
         for key in &all {
             assert!(
-                !key.contains('_') && !key.contains('-') && key.starts_with(|c: char| c.is_ascii_lowercase()),
+                !key.contains('_')
+                    && !key.contains('-')
+                    && key.starts_with(|c: char| c.is_ascii_lowercase()),
                 "{key} is not camelCase in {value}"
             );
         }
-        for expected in ["diffId", "fromBase", "uploadedBlobs", "mountedBlobs", "cacheExports"] {
-            assert!(all.iter().any(|k| k == expected), "no {expected} in {value}");
+        for expected in [
+            "diffId",
+            "fromBase",
+            "uploadedBlobs",
+            "mountedBlobs",
+            "cacheExports",
+        ] {
+            assert!(
+                all.iter().any(|k| k == expected),
+                "no {expected} in {value}"
+            );
         }
-        assert_eq!(value["layers"][0]["diffId"], Digest::of(b"diff").to_string());
+        assert_eq!(
+            value["layers"][0]["diffId"],
+            Digest::of(b"diff").to_string()
+        );
     }
 
     #[test]

@@ -6,6 +6,8 @@
 use std::io::Write;
 use std::path::Path;
 
+use super::json::CacheExportResult;
+use super::progress::{PushProgressView, human_size};
 use dockless_build::BuiltImage;
 use dockless_build::publish::PublishEvents;
 use dockless_e2b::api::LogEntry;
@@ -14,8 +16,6 @@ use dockless_e2b::status::format_entry;
 use dockless_oci::digest::Digest;
 use dockless_registry::{PushProgressFn, Reference};
 use dockless_shared_cache::{ExportError, ExportReport};
-use super::json::CacheExportResult;
-use super::progress::{PushProgressView, human_size};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {

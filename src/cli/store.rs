@@ -4,10 +4,10 @@
 use std::process::ExitCode;
 use std::time::SystemTime;
 
+use super::args::{Command, DuArgs, PruneArgs, TemplateCommand};
+use super::json::DuResult;
 use dockless_oci::store::Store;
 use dockless_oci::usage::{self, PruneOptions, human_size};
-use super::json::DuResult;
-use super::args::{Command, DuArgs, PruneArgs, TemplateCommand};
 
 /// The variable that bounds the store after each build.
 const LIMIT_VAR: &str = "DOCKLESS_STORE_LIMIT";

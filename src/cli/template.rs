@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use super::json::TemplateBuildResult;
 use dockless_e2b::api::ApiClient;
 use dockless_e2b::config::TemplateConfig;
 use dockless_e2b::endpoints::Endpoints;
@@ -14,7 +15,6 @@ use dockless_e2b::rules;
 use dockless_e2b::template::{TemplateFlags, TemplateSettings};
 use dockless_oci::store::Store;
 use dockless_registry::http::HttpPolicy;
-use super::json::TemplateBuildResult;
 
 use super::args::{RegistryAuthArg, TemplateBuildArgs};
 use super::auth::resolve_credential;

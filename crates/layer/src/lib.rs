@@ -6,6 +6,8 @@ pub mod archive;
 pub mod cache;
 pub mod entry;
 pub mod pgzip;
+pub mod read;
+pub mod tar_reader;
 pub mod writer;
 
 pub use cache::write_layer_cached;

@@ -12,7 +12,6 @@
 mod summary;
 
 use std::collections::BTreeMap;
-use std::io;
 use std::ops::Bound;
 
 use serde::{Deserialize, Serialize};
@@ -71,7 +70,7 @@ pub enum ScanError {
     Unreadable {
         digest: Digest,
         #[source]
-        source: io::Error,
+        source: dockless_layer::tar_reader::TarError,
     },
 }
 
