@@ -146,7 +146,7 @@ impl PublishEvents for Reporter<'_> {
     }
 
     fn pushing(&self, blobs: &[(Digest, u64)]) {
-        self.view.expect(blobs.iter().cloned());
+        self.view.announce(blobs.iter().cloned());
     }
 
     fn cache_exported(&self, to: &Reference, result: Result<&ExportReport, &ExportError>) {

@@ -25,7 +25,7 @@ use crate::Entry;
 use crate::read::{CompressionFormat, decompress};
 use crate::tar_reader::{TarCopyError, TarError, TarHeader, TarReader};
 use dockless_oci::digest::Digest;
-use tree::{Metadata, NodeKind, Tree, TreeError};
+use tree::{Metadata, Tree, TreeError, TreeNodeKind};
 
 /// An archive that `ADD` cannot extract. Every variant names the archive file.
 #[derive(Debug, thiserror::Error)]
@@ -264,7 +264,7 @@ impl Unpacker<'_> {
             b'0' => {
                 let (source, size) = self.stage(&entry)?;
                 self.tree
-                    .put_node(&path, NodeKind::File { source, size }, metadata);
+                    .put_node(&path, TreeNodeKind::File { source, size }, metadata);
             }
             b'1' => self.add_hardlink(header, &path, &entry, metadata)?,
             b'2' => {
@@ -275,7 +275,7 @@ impl Unpacker<'_> {
                     mode: 0o777,
                     ..metadata
                 };
-                let kind = NodeKind::Symlink {
+                let kind = TreeNodeKind::Symlink {
                     target: target.to_owned(),
                 };
                 self.tree.put_node(&path, kind, metadata);
@@ -289,13 +289,13 @@ impl Unpacker<'_> {
                     _ => return Err(bad_entry("its device numbers are out of range")),
                 };
                 let kind = if header.type_flag == b'3' {
-                    NodeKind::CharDevice { major, minor }
+                    TreeNodeKind::CharDevice { major, minor }
                 } else {
-                    NodeKind::BlockDevice { major, minor }
+                    TreeNodeKind::BlockDevice { major, minor }
                 };
                 self.tree.put_node(&path, kind, metadata);
             }
-            b'6' => self.tree.put_node(&path, NodeKind::Fifo, metadata),
+            b'6' => self.tree.put_node(&path, TreeNodeKind::Fifo, metadata),
             other => {
                 return Err(bad_entry(&format!(
                     "its entry type {:?} is not one Docker extracts",

@@ -10,7 +10,6 @@ pub mod read;
 pub mod tar_reader;
 pub mod writer;
 
-pub use cache::write_layer_cached;
 pub use entry::{Entry, EntryKind};
 
 pub use writer::{LayerError, LayerSettings, OnLive, WrittenLayer, diff_id, write_layer};

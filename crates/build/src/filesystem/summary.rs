@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Node, NodeKind, ScanError};
+use super::{ImageNode, ImageNodeKind, ScanError};
 use dockless_layer::read::{self, OpenLayerError};
 use dockless_layer::tar_reader::{TarCopyError, TarError, TarReader};
 use dockless_oci::digest::Digest;
@@ -23,7 +23,7 @@ const CACHE_DIR: &str = dockless_oci::areas::LISTINGS;
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(super) struct LayerSummary {
     /// Every path the layer writes, in archive order (a later entry replaces an earlier one).
-    pub entries: Vec<(String, Node)>,
+    pub entries: Vec<(String, ImageNode)>,
     /// Paths deleted by `.wh.<name>` entries.
     pub removed: Vec<String>,
     /// Directories made opaque by `.wh..wh..opq`.
@@ -145,13 +145,13 @@ pub(super) fn read_summary<R: Read>(tar: &mut TarReader<R>) -> Result<LayerSumma
             continue;
         }
         let node_kind = match header.type_flag {
-            b'5' => NodeKind::Dir,
-            b'2' => NodeKind::Symlink(String::from_utf8_lossy(&header.link_name).into_owned()),
+            b'5' => ImageNodeKind::Dir,
+            b'2' => ImageNodeKind::Symlink(String::from_utf8_lossy(&header.link_name).into_owned()),
             // Regular, hard link, contiguous, GNU sparse: a regular file in the image.
-            b'0' | b'1' | b'7' | b'S' => NodeKind::File,
-            _ => NodeKind::Other,
+            b'0' | b'1' | b'7' | b'S' => ImageNodeKind::File,
+            _ => ImageNodeKind::Other,
         };
-        let node = Node {
+        let node = ImageNode {
             kind: node_kind,
             mode: u32::try_from(header.mode & 0o7777).unwrap_or(0o644),
             uid: u64::try_from(header.uid).unwrap_or(0),
@@ -224,9 +224,12 @@ mod tests {
         let s = read_summary(&mut TarReader::new(&bytes[..])).unwrap();
         let paths: Vec<&str> = s.entries.iter().map(|(p, _)| p.as_str()).collect();
         assert_eq!(paths, ["etc", "etc/passwd", "lib"]);
-        assert_eq!(s.entries[0].1.kind, NodeKind::Dir);
+        assert_eq!(s.entries[0].1.kind, ImageNodeKind::Dir);
         assert_eq!((s.entries[0].1.mode, s.entries[0].1.uid), (0o755, 7));
-        assert_eq!(s.entries[2].1.kind, NodeKind::Symlink("usr/lib".into()));
+        assert_eq!(
+            s.entries[2].1.kind,
+            ImageNodeKind::Symlink("usr/lib".into())
+        );
         assert_eq!(s.removed, ["tmp/old"]);
         assert_eq!(s.opaque, ["var"]);
         assert!(s.passwd.unwrap().starts_with("user:"));
@@ -258,7 +261,7 @@ mod tests {
         [format!("{length} ").into_bytes(), body].concat()
     }
 
-    fn paths_of(blocks: &[Vec<u8>]) -> Vec<(String, NodeKind)> {
+    fn paths_of(blocks: &[Vec<u8>]) -> Vec<(String, ImageNodeKind)> {
         let mut bytes = blocks.concat();
         bytes.resize(bytes.len() + 1024, 0);
         read_summary(&mut TarReader::new(&bytes[..]))
@@ -283,7 +286,7 @@ mod tests {
             ),
             raw_entry("real", tar::EntryType::Regular, 2, b"hi"),
         ]);
-        assert_eq!(paths, [("real".to_owned(), NodeKind::File)]);
+        assert_eq!(paths, [("real".to_owned(), ImageNodeKind::File)]);
     }
 
     #[test]
@@ -297,7 +300,7 @@ mod tests {
         ]);
         let names: Vec<&str> = paths.iter().map(|(p, _)| p.as_str()).collect();
         assert_eq!(names, ["target", "link", "after"]);
-        assert_eq!(paths[1].1, NodeKind::File);
+        assert_eq!(paths[1].1, ImageNodeKind::File);
     }
 
     #[test]
@@ -312,7 +315,7 @@ mod tests {
             ),
             raw_entry("holes", tar::EntryType::GNUSparse, 0, b""),
         ]);
-        assert_eq!(paths, [("holes".to_owned(), NodeKind::File)]);
+        assert_eq!(paths, [("holes".to_owned(), ImageNodeKind::File)]);
     }
 
     #[test]
@@ -332,7 +335,7 @@ mod tests {
         let paths = paths_of(&[entry, raw_entry("after", tar::EntryType::Regular, 0, b"")]);
         let names: Vec<&str> = paths.iter().map(|(p, _)| p.as_str()).collect();
         assert_eq!(names, ["sparse", "after"]);
-        assert_eq!(paths[0].1, NodeKind::File);
+        assert_eq!(paths[0].1, ImageNodeKind::File);
     }
 
     #[test]
