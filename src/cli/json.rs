@@ -3,6 +3,9 @@
 //! one place, and printed as one object on stdout. E2B's own names (`templateID`, `buildID`)
 //! are kept as E2B's API spells them. Blob counts never overlap: a blob is uploaded, mounted
 //! from another repository, or skipped (the registry had it), and each is counted once.
+//! `prune --json` prints [`dockless_oci::usage::Pruned`] and `template list --json` E2B's
+//! `TemplateSummary` list, both serialised in the same key style. (`--metadata-file` is not a
+//! result on stdout: it keeps buildx's keys, `containerimage.digest` and so on.)
 
 use std::path::Path;
 
