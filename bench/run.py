@@ -101,7 +101,7 @@ def evaluate(results, facts_by_round):
         "cold_vs_skopeo_umoci": ratios["cold_vs_skopeo_umoci"] <= TARGETS["cold_vs_skopeo_umoci"],
         "cold_vs_pigz_floor": ratios["cold_vs_pigz_floor"] <= TARGETS["cold_vs_pigz_floor"],
         "cold_vs_skopeo_copy": ratios["cold_vs_skopeo_copy"] <= TARGETS["cold_vs_skopeo_copy"],
-        "noop_seconds": results["dockless_noop"] <= TARGETS["noop_seconds"] and last["noop"]["uploaded_blobs"] == 0,
+        "noop_seconds": results["dockless_noop"] <= TARGETS["noop_seconds"] and last["noop"]["uploadedBlobs"] == 0,
         "one_file_seconds": results["dockless_one_file"] <= TARGETS["one_file_seconds"],
         "rss_mb": last["rss"] <= TARGETS["rss_mb"],
         "machine_b_vs_budget": ratios["machine_b_vs_budget"] <= TARGETS["machine_b_vs_budget"],
@@ -114,8 +114,8 @@ def print_table(results, ratios, facts, workload_line):
     b = facts["machine_b"]
     rows = [
         ("dockless cold build+push", results["dockless_cold"], ""),
-        ("dockless no-op build+push", results["dockless_noop"], f"{facts['noop']['uploaded_blobs']} blobs uploaded"),
-        ("dockless one file changed", results["dockless_one_file"], f"{facts['one']['uploaded_blobs']} blobs uploaded"),
+        ("dockless no-op build+push", results["dockless_noop"], f"{facts['noop']['uploadedBlobs']} blobs uploaded"),
+        ("dockless one file changed", results["dockless_one_file"], f"{facts['one']['uploadedBlobs']} blobs uploaded"),
         ("skopeo copy (same image)", results["skopeo_copy"], f"dockless cold = {ratios['cold_vs_skopeo_copy']:.2f}x"),
         ("skopeo + umoci", results["skopeo_umoci"], f"dockless cold = {ratios['cold_vs_skopeo_umoci']:.2f}x"),
     ]
@@ -167,9 +167,9 @@ def main_run(work, args, env):
         "samples": {k: [round(v, 3) for v in values] for k, values in samples.items()},
         "ratios": {k: round(v, 3) for k, v in ratios.items()},
         "dockless": {
-            "cold_uploaded_blobs": last["cold"]["uploaded_blobs"],
-            "noop_uploaded_blobs": last["noop"]["uploaded_blobs"],
-            "one_file_uploaded_blobs": last["one"]["uploaded_blobs"],
+            "cold_uploaded_blobs": last["cold"]["uploadedBlobs"],
+            "noop_uploaded_blobs": last["noop"]["uploadedBlobs"],
+            "one_file_uploaded_blobs": last["one"]["uploadedBlobs"],
             "big_push_peak_rss_mb": round(last["rss"], 1),
             "machine_b_by_round": [facts["machine_b"] for facts in facts_by_round],
         },

@@ -56,7 +56,7 @@ def cold_and_noop(work, ctx, quick, env):
             noop_s, noop_rss, noop = measured(command, env)
     finally:
         shutil.rmtree(cache, ignore_errors=True)
-    if json.loads(noop)["uploaded_blobs"] != 0:
+    if json.loads(noop)["uploadedBlobs"] != 0:
         raise SystemExit(f"bench: the no-op push of {ctx.name} uploaded blobs")
     return {"cold_s": cold_s, "cold_rss_mb": cold_rss, "noop_s": noop_s, "noop_rss_mb": noop_rss}
 
@@ -91,8 +91,8 @@ def big_layer_round(work, quick, env):
     with Registry(work / "registry-big") as registry:
         dockless_s, rss, out = measured([DOCKLESS, "push", big, "--to", f"{registry.address}/bench/big:1", "--json"], env)
     pushed = json.loads(out)
-    if pushed["uploaded_bytes"] < layer["size"]:
-        raise SystemExit(f"bench: dockless uploaded {pushed['uploaded_bytes']} bytes, less than the layer's {layer['size']}")
+    if pushed["uploadedBytes"] < layer["size"]:
+        raise SystemExit(f"bench: dockless uploaded {pushed['uploadedBytes']} bytes, less than the layer's {layer['size']}")
     with Registry(work / "registry-big") as registry:
         curl_s = curl_monolithic_upload(registry.address, "bench/big", blob, layer["digest"])
     return {"size_mb": size_mb, "blob_mb": layer["size"] / 1e6, "dockless_s": dockless_s, "dockless_rss_mb": rss, "curl_s": curl_s}

@@ -59,7 +59,7 @@ def measure(work, ctx, env, registry):
             shutil.rmtree(leftover, ignore_errors=True)
     took["machine_b_budget"] = took["machine_a_noop"] + BUDGET_HASH_FACTOR * took["hash_floor"]
     facts = {
-        "machine_b_uploaded_blobs": b["uploaded_blobs"],
+        "machine_b_uploaded_blobs": b["uploadedBlobs"],
         "machine_b_same_digest": b["digest"] == a["digest"],
     }
     return took, facts

@@ -3,28 +3,19 @@
 use std::io::{Read, Write};
 use std::process::ExitCode;
 
+use super::args::{AuthStatusArgs, CredentialKindArg, E2bCredentialArgs};
+use super::json::AuthStatusResult;
 use anyhow::Context as _;
 use dockless_e2b::credentials::{self, CredentialKind, E2bCredential};
 use dockless_e2b::env::E2bEnv;
 use secrecy::SecretString;
-use serde_json::json;
-
-use super::args::{AuthStatusArgs, CredentialKindArg, E2bCredentialArgs};
 
 pub fn status(args: &AuthStatusArgs) -> anyhow::Result<ExitCode> {
     let credential = resolve_credential(&args.credential, false)?;
     let mut stdout = std::io::stdout().lock();
     if args.json {
-        let value = json!({
-            "kind": match credential.kind {
-                CredentialKind::ApiKey => "api-key",
-                CredentialKind::AccessToken => "access-token",
-            },
-            "source": credential.origin.to_string(),
-            "lastFour": credential.last_four(),
-            "flows": credential.kind.flows(),
-        });
-        writeln!(stdout, "{value}")?;
+        let result = AuthStatusResult::of(&credential);
+        writeln!(stdout, "{}", serde_json::to_string(&result)?)?;
     } else {
         writeln!(stdout, "E2B credential: {}", credential.kind)?;
         writeln!(stdout, "  source: {}", credential.origin)?;

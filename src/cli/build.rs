@@ -9,11 +9,11 @@ use dockless_oci::layout;
 use dockless_oci::store::Store;
 use dockless_registry::http::HttpPolicy;
 use dockless_registry::{PushReport, Reference};
-use serde_json::json;
 
 use super::args::BuildArgs;
 use super::buildx::{OutputTarget, parse_output};
-use super::output::{Output, describe, image_json};
+use super::json::{BuildResult, CacheExportResult, ImageResult, PushResult};
+use super::output::{Output, describe};
 use super::steps::ProgressMode;
 use super::{FlagError, push, remote_access, results, runtime, settings, settings_error, usage};
 
@@ -169,22 +169,17 @@ fn print(
     destinations: &Destinations,
     image: &dockless_build::BuiltImage,
     pushes: &[(Reference, PushReport)],
-    cache_exports: Vec<serde_json::Value>,
+    cache_exports: Vec<CacheExportResult>,
 ) -> std::io::Result<()> {
     let layout = destinations.layout.as_ref().map(|(dest, _)| dest);
     output.result(
-        || {
-            let mut value = image_json(image);
-            value["output"] = json!(layout.map(|p| p.display().to_string()));
-            value["tag"] = json!(destinations.layout_names[0]);
-            value["tags"] = json!(args.tags);
-            if !pushes.is_empty() {
-                value["push"] = push::pushes_json(pushes);
-            }
-            if !cache_exports.is_empty() {
-                value["cache_exports"] = json!(cache_exports);
-            }
-            value
+        || BuildResult {
+            image: ImageResult::of(image),
+            output: layout.map(|p| p.display().to_string()),
+            tag: destinations.layout_names[0].clone(),
+            tags: args.tags.clone(),
+            push: (!pushes.is_empty()).then(|| PushResult::of(pushes)),
+            cache_exports,
         },
         |out| {
             if output.quiet() {

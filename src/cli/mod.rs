@@ -4,6 +4,7 @@
 //! - [`args`]: the command tree (clap); [`settings`]: flags and environment → library options;
 //!   [`buildx`]: `docker buildx build`'s flags, carried out or refused each with why;
 //! - [`output`]: the one printer (quiet / JSON / words) and the events it shows, with
+//!   [`json`] (the types `--json` prints, one key style),
 //!   [`progress`] (upload bars), [`steps`] (a build's steps: plain, rawjson, quiet) and
 //!   [`logging`] (diagnostics); [`results`]: `--iidfile`, `--metadata-file`, layout archives;
 //!   [`interrupt`]: what a signal does;
@@ -15,6 +16,7 @@ mod auth;
 mod build;
 mod buildx;
 pub mod interrupt;
+mod json;
 pub mod logging;
 mod output;
 mod progress;

@@ -6,6 +6,8 @@
 use std::io::Write;
 use std::path::Path;
 
+use super::json::CacheExportResult;
+use super::progress::{PushProgressView, human_size};
 use dockless_build::BuiltImage;
 use dockless_build::publish::PublishEvents;
 use dockless_e2b::api::LogEntry;
@@ -14,9 +16,6 @@ use dockless_e2b::status::format_entry;
 use dockless_oci::digest::Digest;
 use dockless_registry::{PushProgressFn, Reference};
 use dockless_shared_cache::{ExportError, ExportReport};
-use serde_json::json;
-
-use super::progress::{PushProgressView, human_size};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -77,15 +76,16 @@ impl Output {
         }
     }
 
-    /// The result: `value` with --json, else the lines `words` writes.
-    pub fn result(
+    /// The result: `value` as one JSON object with --json, else the lines `words` writes.
+    pub fn result<T: serde::Serialize>(
         &self,
-        value: impl FnOnce() -> serde_json::Value,
+        value: impl FnOnce() -> T,
         words: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
     ) -> std::io::Result<()> {
         let mut stdout = std::io::stdout().lock();
         if self.json() {
-            writeln!(stdout, "{}", value())
+            let text = serde_json::to_string(&value()).map_err(std::io::Error::other)?;
+            writeln!(stdout, "{text}")
         } else {
             words(&mut stdout)
         }
@@ -118,7 +118,7 @@ pub struct Reporter<'a> {
     output: &'a Output,
     view: PushProgressView,
     /// What each `--cache-to` export did, for `--json`.
-    exports: std::sync::Mutex<Vec<serde_json::Value>>,
+    exports: std::sync::Mutex<Vec<CacheExportResult>>,
 }
 
 impl Reporter<'_> {
@@ -128,7 +128,7 @@ impl Reporter<'_> {
     }
 
     /// The `--cache-to` exports so far, as `--json` reports them.
-    pub fn cache_exports(&self) -> Vec<serde_json::Value> {
+    pub fn cache_exports(&self) -> Vec<CacheExportResult> {
         self.exports
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -146,20 +146,11 @@ impl PublishEvents for Reporter<'_> {
     }
 
     fn pushing(&self, blobs: &[(Digest, u64)]) {
-        self.view.expect(blobs.iter().cloned());
+        self.view.announce(blobs.iter().cloned());
     }
 
     fn cache_exported(&self, to: &Reference, result: Result<&ExportReport, &ExportError>) {
-        let value = match result {
-            Ok(report) => json!({
-                "reference": to.to_string(),
-                "entries": report.entries,
-                "uploaded_blobs": report.uploaded_blobs,
-                "mounted_blobs": report.mounted_blobs,
-                "skipped_blobs": report.skipped_blobs,
-            }),
-            Err(error) => json!({"reference": to.to_string(), "error": error.to_string()}),
-        };
+        let value = CacheExportResult::of(to, result);
         self.exports
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -209,25 +200,6 @@ pub fn describe(image: &BuiltImage) -> String {
         if count == 1 { "layer" } else { "layers" },
         human_size(image.total_size())
     )
-}
-
-/// A built image as `--json` shows it.
-pub fn image_json(image: &BuiltImage) -> serde_json::Value {
-    json!({
-        "digest": image.manifest.digest,
-        "mediaType": image.manifest.media_type,
-        "size": image.total_size(),
-        "manifestSize": image.manifest.size,
-        "config": {"digest": image.config.digest, "size": image.config.size},
-        "platform": image.platform.to_string(),
-        "layers": image.layers.iter().map(|l| json!({
-            "digest": l.digest,
-            "diffId": l.diff_id,
-            "size": l.size,
-            "mediaType": l.media_type,
-            "fromBase": l.from_base,
-        })).collect::<Vec<_>>(),
-    })
 }
 
 #[cfg(test)]

@@ -67,9 +67,9 @@ impl PushProgressView {
     }
 
     /// Announces the blobs about to be pushed (digest, size), for the bars.
-    pub fn expect(&self, blobs: impl Iterator<Item = (Digest, u64)>) {
+    pub fn announce(&self, blobs: impl Iterator<Item = (Digest, u64)>) {
         match &self.mode {
-            Mode::Bars(bars) => bars.expect(blobs),
+            Mode::Bars(bars) => bars.announce(blobs),
             Mode::Lines { sizes, .. } => sizes
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -142,7 +142,7 @@ impl Bars {
         }
     }
 
-    fn expect(&self, blobs: impl Iterator<Item = (Digest, u64)>) {
+    fn announce(&self, blobs: impl Iterator<Item = (Digest, u64)>) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         for (digest, size) in blobs {
             let outcome = state.ended_early.remove(&digest);
@@ -343,7 +343,7 @@ mod tests {
             outcome: BlobOutcome::Uploaded,
         });
         // After the build, the final pass: the same blob is announced and found present.
-        bars.expect([(digest.clone(), 1000), (d("bbbb"), 50)].into_iter());
+        bars.announce([(digest.clone(), 1000), (d("bbbb"), 50)].into_iter());
         bars.update(PushProgress::Done {
             digest: digest.clone(),
             outcome: BlobOutcome::Skipped,
@@ -374,7 +374,7 @@ mod tests {
         });
         assert_eq!((bars.total.position(), bars.total.length()), (0, Some(0)));
         // The final pass uploads it from the store, from the start.
-        bars.expect([(d("cccc"), 900)].into_iter());
+        bars.announce([(d("cccc"), 900)].into_iter());
         for sent in [300, 900] {
             bars.update(PushProgress::Sent {
                 digest: d("cccc"),
@@ -400,7 +400,7 @@ mod tests {
             digest: d("eeee"),
             outcome: BlobOutcome::Mounted,
         });
-        bars.expect([(d("eeee"), 70)].into_iter());
+        bars.announce([(d("eeee"), 70)].into_iter());
         bars.update(PushProgress::Done {
             digest: d("eeee"),
             outcome: BlobOutcome::Skipped,
@@ -417,7 +417,7 @@ mod tests {
             sent: 10,
             total: 20,
         });
-        bars.expect([(d("dddd"), 20)].into_iter());
+        bars.announce([(d("dddd"), 20)].into_iter());
         bars.update(PushProgress::Done {
             digest: d("dddd"),
             outcome: BlobOutcome::Uploaded,

@@ -11,10 +11,10 @@ use dockless_oci::store::Store;
 use dockless_registry::http::HttpPolicy;
 use dockless_registry::remote::RemoteAccess;
 use dockless_registry::{PushReport, Reference};
-use serde_json::json;
 
 use super::args::{ImageArgs, PushArgs};
-use super::output::{Output, Reporter, image_json};
+use super::json::{self, CacheExportResult, ImageResult, PushResult};
+use super::output::{Output, Reporter};
 use super::steps::ProgressMode;
 use super::{
     FlagError, remote_access, results, runtime, settings, settings_error, target_reference, usage,
@@ -159,46 +159,13 @@ fn layout_source(source: &str) -> anyhow::Result<(PathBuf, Option<String>)> {
     Ok((dir, tag.map(str::to_owned)))
 }
 
-/// `registry/repository@digest` of a pushed target.
-fn pinned(target: &Reference, report: &PushReport) -> String {
-    format!(
-        "{}/{}@{}",
-        target.registry(),
-        target.repository(),
-        report.manifest_digest
-    )
-}
-
-/// The pushes as `--json` shows them: the first target's, counts over every target, and each
-/// target under `references`.
-pub fn pushes_json(reports: &[(Reference, PushReport)]) -> serde_json::Value {
-    let (target, report) = &reports[0];
-    let sum = |count: fn(&PushReport) -> u64| reports.iter().map(|(_, r)| count(r)).sum::<u64>();
-    json!({
-        "reference": target.to_string(),
-        "pinned": pinned(target, report),
-        "digest": report.manifest_digest,
-        "uploaded_blobs": sum(|r| r.uploaded_blobs as u64),
-        "skipped_blobs": sum(|r| (r.skipped_blobs + r.mounted_blobs) as u64),
-        "mounted_blobs": sum(|r| r.mounted_blobs as u64),
-        "uploaded_bytes": sum(|r| r.uploaded_bytes),
-        "references": reports.iter().map(|(target, report)| json!({
-            "reference": target.to_string(),
-            "pinned": pinned(target, report),
-            "uploaded_blobs": report.uploaded_blobs,
-            "mounted_blobs": report.mounted_blobs,
-            "skipped_blobs": report.skipped_blobs,
-        })).collect::<Vec<_>>(),
-    })
-}
-
 /// The pinned reference of every target, a line each.
 pub fn pushes_words(
     out: &mut dyn std::io::Write,
     reports: &[(Reference, PushReport)],
 ) -> std::io::Result<()> {
     for (target, report) in reports {
-        writeln!(out, "{}", pinned(target, report))?;
+        writeln!(out, "{}", json::pinned(target, report))?;
     }
     Ok(())
 }
@@ -207,19 +174,14 @@ fn print(
     output: &Output,
     reports: &[(Reference, PushReport)],
     image: Option<&BuiltImage>,
-    cache_exports: Vec<serde_json::Value>,
+    cache_exports: Vec<CacheExportResult>,
 ) -> std::io::Result<()> {
     output.result(
-        || {
-            let mut value = pushes_json(reports);
-            if let Some(image) = image {
-                value["size"] = json!(image.total_size());
-                value["image"] = image_json(image);
-            }
-            if !cache_exports.is_empty() {
-                value["cache_exports"] = json!(cache_exports);
-            }
-            value
+        || PushResult {
+            size: image.map(BuiltImage::total_size),
+            image: image.map(ImageResult::of),
+            cache_exports,
+            ..PushResult::of(reports)
         },
         |out| pushes_words(out, reports),
     )

@@ -4,11 +4,10 @@
 use std::process::ExitCode;
 use std::time::SystemTime;
 
+use super::args::{Command, DuArgs, PruneArgs, TemplateCommand};
+use super::json::DuResult;
 use dockless_oci::store::Store;
 use dockless_oci::usage::{self, PruneOptions, human_size};
-use serde_json::json;
-
-use super::args::{Command, DuArgs, PruneArgs, TemplateCommand};
 
 /// The variable that bounds the store after each build.
 const LIMIT_VAR: &str = "DOCKLESS_STORE_LIMIT";
@@ -19,8 +18,12 @@ pub fn du(args: &DuArgs) -> anyhow::Result<ExitCode> {
     let areas = usage::du(&root)?;
     let total: u64 = areas.iter().map(|a| a.bytes).sum();
     if args.json {
-        let text = json!({ "root": root, "areas": areas, "totalBytes": total });
-        println!("{text}");
+        let result = DuResult {
+            root: &root,
+            areas: &areas,
+            total_bytes: total,
+        };
+        println!("{}", serde_json::to_string(&result)?);
         return Ok(ExitCode::SUCCESS);
     }
     println!(

@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use super::json::TemplateBuildResult;
 use dockless_e2b::api::ApiClient;
 use dockless_e2b::config::TemplateConfig;
 use dockless_e2b::endpoints::Endpoints;
@@ -14,7 +15,6 @@ use dockless_e2b::rules;
 use dockless_e2b::template::{TemplateFlags, TemplateSettings};
 use dockless_oci::store::Store;
 use dockless_registry::http::HttpPolicy;
-use serde_json::json;
 
 use super::args::{RegistryAuthArg, TemplateBuildArgs};
 use super::auth::resolve_credential;
@@ -140,15 +140,7 @@ fn gateway_is_gone(args: &TemplateBuildArgs, endpoints: &Endpoints) -> String {
 
 fn print_outcome(output: &Output, outcome: &FlowOutcome) -> std::io::Result<()> {
     output.result(
-        || {
-            json!({
-                "templateID": outcome.template_id,
-                "buildID": outcome.build_id,
-                "image": outcome.image,
-                "digest": outcome.digest,
-                "status": outcome.status,
-            })
-        },
+        || TemplateBuildResult::of(outcome),
         |out| {
             writeln!(
                 out,

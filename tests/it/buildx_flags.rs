@@ -93,12 +93,12 @@ async fn build_push_to_several_tags_uploads_once_and_metadata_matches_the_regist
     let json = json_of(&out);
     let push = &json["push"];
     assert_eq!(
-        push["uploaded_blobs"], 2,
+        push["uploadedBlobs"], 2,
         "config and layer uploaded once over three tags: {push}"
     );
     assert_eq!(push["references"].as_array().unwrap().len(), 3, "{push}");
     assert_eq!(
-        push["references"][2]["mounted_blobs"], 2,
+        push["references"][2]["mountedBlobs"], 2,
         "another repository of the registry gets the blobs mounted: {push}"
     );
     let metadata: Value =
@@ -134,7 +134,7 @@ async fn push_takes_several_tags_and_output_type_registry_pushes() {
         &ws,
         &["push", "ctx", "-t", &a, "--to", &b, "--json"],
     ));
-    assert_eq!(json["uploaded_blobs"], 2, "{json}");
+    assert_eq!(json["uploadedBlobs"], 2, "{json}");
     let (first, ..) = registry_manifest(&a).await;
     let (second, ..) = registry_manifest(&b).await;
     assert_eq!(
@@ -148,7 +148,7 @@ async fn push_takes_several_tags_and_output_type_registry_pushes() {
         &ws,
         &["build", "ctx", "--output", &output, "--json"],
     ));
-    assert_eq!(json["push"]["uploaded_blobs"], 0, "already there: {json}");
+    assert_eq!(json["push"]["uploadedBlobs"], 0, "already there: {json}");
     assert_eq!(registry_manifest(&c).await.0, first);
 }
 
@@ -489,9 +489,9 @@ async fn cache_flags_take_buildx_registry_form() {
         &ws,
         &["build", "ctx", "--cache-to", &cache, "--json"],
     ));
-    assert_eq!(json["cache_exports"][0]["error"], Value::Null, "{json}");
+    assert_eq!(json["cacheExports"][0]["error"], Value::Null, "{json}");
     assert!(
-        json["cache_exports"][0]["entries"].as_u64().unwrap() >= 1,
+        json["cacheExports"][0]["entries"].as_u64().unwrap() >= 1,
         "{json}"
     );
     // Another machine (an empty store) reuses the layer from it.

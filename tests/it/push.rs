@@ -51,24 +51,30 @@ async fn push_to_a_registry_without_auth_then_again_then_elsewhere() {
     example_context(&ws);
     let target = format!("{}/team/app:v1", registry.host);
     let first = push_json(&ws, &["ctx", "--to", &target], None);
-    assert_eq!(first["uploaded_blobs"], 2, "config and one layer: {first}");
+    assert_eq!(first["uploadedBlobs"], 2, "config and one layer: {first}");
     check_with_skopeo(&target, None, &first["digest"]).await;
 
     let again = push_json(&ws, &["ctx", "--to", &target], None);
     assert_eq!(again["digest"], first["digest"]);
     assert_eq!(
-        again["uploaded_blobs"], 0,
+        again["uploadedBlobs"], 0,
         "a second identical push uploads nothing: {again}"
     );
-    assert_eq!(again["uploaded_bytes"], 0);
+    assert_eq!(again["uploadedBytes"], 0);
+    assert_eq!(again["skippedBlobs"], 2, "the registry had both: {again}");
+    assert_eq!(again["mountedBlobs"], 0, "{again}");
 
     let other = format!("{}/other/app:v1", registry.host);
     let elsewhere = push_json(&ws, &["ctx", "--to", &other], None);
     assert_eq!(
-        elsewhere["uploaded_blobs"], 0,
+        elsewhere["uploadedBlobs"], 0,
         "every blob is mounted or skipped: {elsewhere}"
     );
-    assert_eq!(elsewhere["mounted_blobs"], 2, "{elsewhere}");
+    assert_eq!(elsewhere["mountedBlobs"], 2, "{elsewhere}");
+    assert_eq!(
+        elsewhere["skippedBlobs"], 0,
+        "a mounted blob is counted as mounted only: {elsewhere}"
+    );
     check_with_skopeo(&other, None, &first["digest"]).await;
 }
 
@@ -151,7 +157,7 @@ async fn a_base_on_another_registry_is_copied_byte_for_byte() {
     let base_layout = busybox_base(ws.path());
     let base_ref = format!("{}/library/busybox:1", source.host);
     let base = push_json(&ws, &["--from", &base_layout, "--to", &base_ref], None);
-    assert_eq!(base["uploaded_blobs"], 3, "{base}");
+    assert_eq!(base["uploadedBlobs"], 3, "{base}");
 
     ws.write(
         "Dockerfile",

@@ -116,10 +116,10 @@ async fn two_machines_share_one_cache_through_a_token_auth_registry() {
         );
         // The export sends no layer twice: the five are mounted from the image just pushed
         // (what goes up is the empty config and the listings).
-        let export = &a_json["cache_exports"][0];
+        let export = &a_json["cacheExports"][0];
         assert_eq!(export["reference"], cache.as_str(), "{a_json}");
         assert_eq!(export["entries"], 5, "{a_json}");
-        assert_eq!(export["mounted_blobs"], 5, "{a_json}");
+        assert_eq!(export["mountedBlobs"], 5, "{a_json}");
 
         // Machine B: an empty store and a fresh copy of the context (other mtimes).
         let b_args = args(&target, &base_arg, "--cache-from", &cache);
@@ -134,7 +134,7 @@ async fn two_machines_share_one_cache_through_a_token_auth_registry() {
             !ran(&b_err, "ran-first") && !ran(&b_err, "ran-second"),
             "B runs no RUN command: {b_err}"
         );
-        assert_eq!(b_json["uploaded_blobs"], 0, "B uploads nothing: {b_json}");
+        assert_eq!(b_json["uploadedBlobs"], 0, "B uploads nothing: {b_json}");
         // B compresses and downloads no layer, its own or the base's: the COPY after the
         // cached RUN knows the tree from the listings A exported.
         let layers: Vec<&str> = b_json["image"]["layers"]

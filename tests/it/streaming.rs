@@ -90,7 +90,7 @@ async fn a_cold_push_streams_each_new_layer_once_while_it_is_written() {
         );
     }
     assert_eq!(
-        pushed["uploaded_blobs"], 4,
+        pushed["uploadedBlobs"], 4,
         "three layers and the config: {pushed}"
     );
     // What the registry holds is what was built, as an independent client reads it.

@@ -10,9 +10,9 @@
 //! Where Docker relies on the chroot to neutralise a name or hard-link target that climbs out with
 //! `..`, this module refuses the archive instead (moby's `breakoutError` outside a chroot).
 //! Sparse files and contiguous-file entries are refused (Docker refuses both, except that it
-//! expands PAX-format sparse files).
+//! expands PAX-format sparse files). The archive is read with the same decompressors and tar
+//! parser as image layers ([`crate::read`], [`crate::tar_reader`]).
 
-mod tar_reader;
 mod tree;
 
 use std::cell::RefCell;
@@ -22,45 +22,10 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use crate::Entry;
+use crate::read::{CompressionFormat, decompress};
+use crate::tar_reader::{TarCopyError, TarError, TarHeader, TarReader};
 use dockless_oci::digest::Digest;
-use tar_reader::{CopyError, TarError, TarHeader, TarReader};
-use tree::{Metadata, NodeKind, Tree, TreeError};
-
-/// How an archive's bytes are compressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    None,
-    Gzip,
-    Bzip2,
-    Xz,
-    Zstd,
-}
-
-impl Compression {
-    /// moby's `compression.Detect`, in its order, on the first bytes of a file.
-    fn detect(magic: &[u8]) -> Compression {
-        const ZSTD_SKIPPABLE_FRAME: u32 = 0x184D_2A50;
-        const ZSTD_SKIPPABLE_MASK: u32 = 0xFFFF_FFF0;
-        let zstd_skippable = magic.len() >= 8
-            && magic
-                .get(..4)
-                .and_then(|b| <[u8; 4]>::try_from(b).ok())
-                .is_some_and(|b| {
-                    u32::from_le_bytes(b) & ZSTD_SKIPPABLE_MASK == ZSTD_SKIPPABLE_FRAME
-                });
-        if magic.starts_with(&[0x42, 0x5A, 0x68]) {
-            Compression::Bzip2
-        } else if magic.starts_with(&[0x1F, 0x8B, 0x08]) {
-            Compression::Gzip
-        } else if magic.starts_with(&[0xFD, 0x37, 0x7A, 0x58, 0x5A, 0x00]) {
-            Compression::Xz
-        } else if magic.starts_with(&[0x28, 0xB5, 0x2F, 0xFD]) || zstd_skippable {
-            Compression::Zstd
-        } else {
-            Compression::None
-        }
-    }
-}
+use tree::{Metadata, Tree, TreeError, TreeNodeKind};
 
 /// An archive that `ADD` cannot extract. Every variant names the archive file.
 #[derive(Debug, thiserror::Error)]
@@ -158,9 +123,9 @@ fn uncompressed_digest(path: &Path) -> io::Result<Digest> {
     let mut file = File::open(path)?;
     let mut magic = [0u8; 10];
     let magic_len = read_up_to(&mut file, &mut magic)?;
-    let compression = Compression::detect(magic.get(..magic_len).unwrap_or_default());
+    let compression = CompressionFormat::detect(magic.get(..magic_len).unwrap_or_default());
     file.seek(SeekFrom::Start(0))?;
-    let reader = decompressor(BufReader::new(file), compression)?;
+    let reader = decompress(BufReader::new(file), compression)?;
     Ok(dockless_oci::digest::digest_reader(reader)?.0)
 }
 
@@ -169,7 +134,7 @@ fn uncompressed_digest(path: &Path) -> io::Result<Digest> {
 /// compressed stream that is not tar, an empty archive). Errors only when the file cannot be read.
 /// A symlink is not followed (it is not a regular file): like Docker, resolve the source inside
 /// the context first and pass the resolved path.
-pub fn detect_archive(path: &Path) -> Result<Option<Compression>, ArchiveError> {
+pub fn detect_archive(path: &Path) -> Result<Option<CompressionFormat>, ArchiveError> {
     let open_error = |source| ArchiveError::Open {
         archive: path.to_owned(),
         source,
@@ -185,7 +150,7 @@ pub fn detect_archive(path: &Path) -> Result<Option<Compression>, ArchiveError> 
     let mut file = File::open(path).map_err(open_error)?;
     let mut magic = [0u8; 10];
     let magic_len = read_up_to(&mut file, &mut magic).map_err(read_error)?;
-    let compression = Compression::detect(magic.get(..magic_len).unwrap_or_default());
+    let compression = CompressionFormat::detect(magic.get(..magic_len).unwrap_or_default());
     file.seek(SeekFrom::Start(0)).map_err(read_error)?;
 
     // Decoder errors mean "not an archive"; errors reading the file itself are real errors.
@@ -194,7 +159,7 @@ pub fn detect_archive(path: &Path) -> Result<Option<Compression>, ArchiveError> 
         inner: BufReader::new(file),
         failure: Rc::clone(&file_failure),
     };
-    let first_header = decompressor(source, compression).and_then(|stream| {
+    let first_header = decompress(source, compression).and_then(|stream| {
         TarReader::new(stream)
             .next_header()
             .map_err(|error| io::Error::other(format!("{error:?}")))
@@ -213,7 +178,7 @@ pub fn detect_archive(path: &Path) -> Result<Option<Compression>, ArchiveError> 
 /// contents of entries later replaced stay there unreferenced).
 pub fn unpack(
     path: &Path,
-    compression: Compression,
+    compression: CompressionFormat,
     staging: &Path,
 ) -> Result<Vec<Entry>, ArchiveError> {
     let file = File::open(path).map_err(|source| ArchiveError::Open {
@@ -221,7 +186,7 @@ pub fn unpack(
         source,
     })?;
     let stream =
-        decompressor(BufReader::new(file), compression).map_err(|source| ArchiveError::Read {
+        decompress(BufReader::new(file), compression).map_err(|source| ArchiveError::Read {
             archive: path.to_owned(),
             source,
         })?;
@@ -299,7 +264,7 @@ impl Unpacker<'_> {
             b'0' => {
                 let (source, size) = self.stage(&entry)?;
                 self.tree
-                    .put_node(&path, NodeKind::File { source, size }, metadata);
+                    .put_node(&path, TreeNodeKind::File { source, size }, metadata);
             }
             b'1' => self.add_hardlink(header, &path, &entry, metadata)?,
             b'2' => {
@@ -310,7 +275,7 @@ impl Unpacker<'_> {
                     mode: 0o777,
                     ..metadata
                 };
-                let kind = NodeKind::Symlink {
+                let kind = TreeNodeKind::Symlink {
                     target: target.to_owned(),
                 };
                 self.tree.put_node(&path, kind, metadata);
@@ -324,13 +289,13 @@ impl Unpacker<'_> {
                     _ => return Err(bad_entry("its device numbers are out of range")),
                 };
                 let kind = if header.type_flag == b'3' {
-                    NodeKind::CharDevice { major, minor }
+                    TreeNodeKind::CharDevice { major, minor }
                 } else {
-                    NodeKind::BlockDevice { major, minor }
+                    TreeNodeKind::BlockDevice { major, minor }
                 };
                 self.tree.put_node(&path, kind, metadata);
             }
-            b'6' => self.tree.put_node(&path, NodeKind::Fifo, metadata),
+            b'6' => self.tree.put_node(&path, TreeNodeKind::Fifo, metadata),
             other => {
                 return Err(bad_entry(&format!(
                     "its entry type {:?} is not one Docker extracts",
@@ -428,8 +393,8 @@ impl Unpacker<'_> {
             let flushed = writer.flush();
             match copied {
                 Ok(size) => flushed.map(|()| size).map_err(staging_error)?,
-                Err(CopyError::Write(source)) => return Err(staging_error(source)),
-                Err(CopyError::Archive(error)) => {
+                Err(TarCopyError::Write(source)) => return Err(staging_error(source)),
+                Err(TarCopyError::Archive(error)) => {
                     return Err(self.tar_error(error, &format!("entry `{entry}`")));
                 }
             }
@@ -483,21 +448,6 @@ fn normalize(name: &str) -> Normalized {
     } else {
         Normalized::Inside(components)
     }
-}
-
-/// The decompressed byte stream; multi-member gzip, bzip2 and xz streams are read to the end, as
-/// Go's readers (and the `xz` tool Docker runs) do.
-fn decompressor<R: Read + 'static>(
-    source: R,
-    compression: Compression,
-) -> io::Result<Box<dyn Read>> {
-    Ok(match compression {
-        Compression::None => Box::new(source),
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(source)),
-        Compression::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(source)),
-        Compression::Xz => Box::new(xz2::read::XzDecoder::new_multi_decoder(source)),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(source)?),
-    })
 }
 
 /// Reads until `buf` is full or the file ends.

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use sha2::{Digest as _, Sha256};
 
 use super::entry::{Entry, EntryKind};
-use super::writer::{LayerError, LayerSettings, OnLive, WrittenLayer, write_layer};
+use super::writer::{LayerSettings, WrittenLayer};
 use dockless_context::item_meta::ItemMeta;
 use dockless_oci::store::Store;
 
@@ -172,26 +172,6 @@ pub fn record_in(store: &Store, area: &str, key: &str, layer: &WrittenLayer) {
     {
         let _ = temp.persist(target);
     }
-}
-
-/// Writes `entries` as one layer, unless the layer cache has it already.
-pub fn write_layer_cached(
-    store: &Store,
-    entries: &[Entry],
-    settings: LayerSettings,
-    stamps: &Stamps,
-    on_live: Option<OnLive<'_>>,
-) -> Result<WrittenLayer, LayerError> {
-    let key = key(entries, settings, stamps);
-    if let Some(layer) = key.as_deref().and_then(|k| lookup(store, k)) {
-        tracing::debug!(digest = %layer.digest, "layer cache hit");
-        return Ok(layer);
-    }
-    let layer = write_layer(store, entries, settings, on_live)?;
-    if let Some(key) = key {
-        record(store, &key, &layer);
-    }
-    Ok(layer)
 }
 
 #[cfg(test)]

@@ -6,9 +6,10 @@ pub mod archive;
 pub mod cache;
 mod entry;
 mod pgzip;
+pub mod read;
+pub mod tar_reader;
 mod writer;
 
-pub use cache::write_layer_cached;
 pub use entry::{Entry, EntryKind};
 
 pub use writer::{LayerError, LayerSettings, OnLive, WrittenLayer, diff_id, write_layer};

@@ -11,6 +11,7 @@ use dockless_oci::digest::{Digest, HashingWriter};
 use dockless_oci::fs_error::{FsError, IoContext};
 use dockless_oci::image::Compression;
 use dockless_oci::live::LiveBlob;
+use dockless_oci::parallel::compression_threads;
 use dockless_oci::store::{Store, StoreError};
 
 /// A layer as stored: both digests and the compressed size.
@@ -70,13 +71,19 @@ pub fn write_layer(
     let compressed = HashingWriter::new(BufWriter::with_capacity(256 * 1024, publishing));
     let (compressed, diff_id) = match settings.compression {
         Compression::Gzip { level } => {
-            let threads = dockless_oci::parallel::cores();
-            let encoder = super::pgzip::ParallelGzWriter::new(compressed, level, threads)
+            // As many compressors as the layer has blocks, from the process's one budget:
+            // layers written side by side share the cores instead of each taking them all.
+            let threads = compression_threads().take(blocks_in(entries));
+            #[cfg(test)]
+            let _counted = tests::Compressing::start(threads.count());
+            let encoder = super::pgzip::ParallelGzWriter::new(compressed, level, threads.count())
                 .with_path("compress", &temp_path)?;
             let (encoder, diff_id) = write_tar(encoder, entries, settings.epoch)?;
             (encoder.finish().with_path("compress", &temp_path)?, diff_id)
         }
         Compression::Zstd { level } => {
+            // The writer's own thread compresses: one from the budget.
+            let _thread = compression_threads().take(1);
             let encoder =
                 zstd::Encoder::new(compressed, level).with_path("compress", &temp_path)?;
             let (encoder, diff_id) = write_tar(encoder, entries, settings.epoch)?;
@@ -96,6 +103,20 @@ pub fn write_layer(
         diff_id,
         size,
     })
+}
+
+/// How many blocks of parallel gzip the layer's file data fills (at least one).
+fn blocks_in(entries: &[Entry]) -> usize {
+    let bytes: u64 = entries
+        .iter()
+        .map(|entry| match &entry.kind {
+            EntryKind::File { size, .. } => *size,
+            _ => 0,
+        })
+        .sum();
+    usize::try_from(bytes.div_ceil(super::pgzip::BLOCK as u64))
+        .unwrap_or(usize::MAX)
+        .max(1)
 }
 
 /// The diff_id `entries` would have as a layer: the tar stream hashed, nothing compressed or
@@ -299,4 +320,78 @@ fn set_link_name(
 fn set_owner_names(header: &mut Header) -> io::Result<()> {
     header.set_username("")?;
     header.set_groupname("")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    static COMPRESSING: AtomicUsize = AtomicUsize::new(0);
+    static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+    /// Counts the gzip threads of the layers being written in this process, and the peak.
+    pub(super) struct Compressing(usize);
+
+    impl Compressing {
+        pub(super) fn start(threads: usize) -> Self {
+            let now = COMPRESSING.fetch_add(threads, Ordering::SeqCst) + threads;
+            PEAK.fetch_max(now, Ordering::SeqCst);
+            Compressing(threads)
+        }
+    }
+
+    impl Drop for Compressing {
+        fn drop(&mut self) {
+            COMPRESSING.fetch_sub(self.0, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn layers_written_side_by_side_share_one_budget_of_compression_threads() {
+        let cores = dockless_oci::parallel::cores();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("store")).unwrap();
+        // Three blocks each, so that every writer alone would use three threads or more.
+        let mut noise = vec![0u8; 3 * super::super::pgzip::BLOCK];
+        let mut state = 1u32;
+        for byte in &mut noise {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            *byte = (state >> 24) as u8;
+        }
+        let writers: Vec<usize> = (0..cores * 2 + 2).collect();
+        let digests = dockless_oci::parallel::map_in_order(&writers, writers.len(), |i| {
+            let source = dir.path().join(format!("file-{i}"));
+            std::fs::write(&source, &noise).unwrap();
+            let entries = [Entry {
+                path: "noise".into(),
+                kind: EntryKind::File {
+                    source,
+                    size: noise.len() as u64,
+                },
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+                xattrs: Vec::new(),
+            }];
+            let settings = LayerSettings {
+                compression: Compression::Gzip { level: 1 },
+                epoch: 0,
+            };
+            write_layer(&store, &entries, settings, None)
+                .unwrap()
+                .digest
+        })
+        .unwrap();
+        assert!(
+            digests.windows(2).all(|d| d[0] == d[1]),
+            "same bytes, same layer"
+        );
+        let peak = PEAK.load(Ordering::SeqCst);
+        assert!(
+            peak <= cores,
+            "{peak} gzip threads at once on {cores} cores"
+        );
+        assert!(blocks_in(&[]) == 1);
+    }
 }

@@ -1,8 +1,10 @@
 //! Work spread over a few threads with results kept in order: the one pattern the builder
 //! uses to keep every core busy (walking directories, reading file details, writing layers);
-//! and work run at a lower priority, so that it does not starve what drains it.
+//! one budget of compression threads shared by every layer written at once; and work run at a
+//! lower priority, so that it does not starve what drains it.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, OnceLock};
 
 /// How many threads to use: one per core.
 pub fn cores() -> usize {
@@ -43,6 +45,66 @@ where
     })?;
     done.sort_by_key(|(i, _)| *i);
     Some(done.into_iter().map(|(_, result)| result).collect())
+}
+
+/// A number of threads shared by work that runs side by side: each piece takes what it can use
+/// and gives it back when done, so that together they never run more than the budget holds.
+/// (Layers written at once each compress with a pool of threads: without one budget, `cores`
+/// writers each starting `cores` compressors would run `cores²` threads.)
+pub struct ThreadBudget {
+    free: Mutex<usize>,
+    returned: Condvar,
+}
+
+/// Threads taken from a [`ThreadBudget`], given back when dropped.
+#[must_use = "the threads go back to the budget when this is dropped"]
+pub struct Threads<'a> {
+    budget: &'a ThreadBudget,
+    count: usize,
+}
+
+impl ThreadBudget {
+    pub fn new(total: usize) -> Self {
+        ThreadBudget {
+            free: Mutex::new(total.max(1)),
+            returned: Condvar::new(),
+        }
+    }
+
+    /// Up to `wanted` threads (at least one): waits while none is free, then takes as many of
+    /// those free as wanted. Who holds threads never waits for more, so waiting always ends.
+    pub fn take(&self, wanted: usize) -> Threads<'_> {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        while *free == 0 {
+            free = self.returned.wait(free).unwrap_or_else(|e| e.into_inner());
+        }
+        let count = wanted.clamp(1, *free);
+        *free -= count;
+        Threads {
+            budget: self,
+            count,
+        }
+    }
+}
+
+impl Threads<'_> {
+    pub fn count(&self) -> usize {
+        self.count
+    }
+}
+
+impl Drop for Threads<'_> {
+    fn drop(&mut self) {
+        let mut free = self.budget.free.lock().unwrap_or_else(|e| e.into_inner());
+        *free += self.count;
+        self.budget.returned.notify_all();
+    }
+}
+
+/// The process's compression threads: one per core, shared by every layer being written.
+pub fn compression_threads() -> &'static ThreadBudget {
+    static BUDGET: OnceLock<ThreadBudget> = OnceLock::new();
+    BUDGET.get_or_init(|| ThreadBudget::new(cores()))
 }
 
 /// How much a yielding thread lowers its scheduling priority (added to its nice value).
@@ -121,6 +183,25 @@ mod tests {
             assert_eq!(squares, items.iter().map(|n| n * n).collect::<Vec<_>>());
         }
         assert_eq!(map_in_order(&[] as &[u8], 4, |b| *b), Some(Vec::new()));
+    }
+
+    #[test]
+    fn a_thread_budget_is_never_overdrawn_and_everyone_gets_a_thread() {
+        let budget = ThreadBudget::new(4);
+        let (taken, peak) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let takers: Vec<usize> = (0..16).collect();
+        let counts = map_in_order(&takers, 16, |i| {
+            let threads = budget.take(1 + i % 5);
+            let now = taken.fetch_add(threads.count(), Ordering::SeqCst) + threads.count();
+            peak.fetch_max(now, Ordering::SeqCst);
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            taken.fetch_sub(threads.count(), Ordering::SeqCst);
+            threads.count()
+        })
+        .unwrap();
+        assert!(peak.load(Ordering::SeqCst) <= 4, "{peak:?}");
+        assert!(counts.iter().all(|&c| (1..=4).contains(&c)), "{counts:?}");
+        assert_eq!(budget.take(10).count(), 4, "all given back");
     }
 
     #[test]

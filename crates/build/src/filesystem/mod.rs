@@ -12,7 +12,6 @@
 mod summary;
 
 use std::collections::BTreeMap;
-use std::io;
 use std::ops::Bound;
 
 use serde::{Deserialize, Serialize};
@@ -33,14 +32,14 @@ pub struct KnownFilesystem {
     /// True when every path below is known (a scratch base, or base layers that were read).
     pub complete: bool,
     /// Every path, `/`-separated without a leading `/`; the root (`""`) is implied.
-    pub nodes: BTreeMap<String, Node>,
+    pub nodes: BTreeMap<String, ImageNode>,
     pub users: UserDatabase,
 }
 
 /// One path of the image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Node {
-    pub kind: NodeKind,
+pub struct ImageNode {
+    pub kind: ImageNodeKind,
     /// Permission bits with setuid, setgid and sticky.
     pub mode: u32,
     pub uid: u64,
@@ -48,7 +47,7 @@ pub struct Node {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum NodeKind {
+pub enum ImageNodeKind {
     Dir,
     /// A regular file (or a hard link to one).
     File,
@@ -71,7 +70,7 @@ pub enum ScanError {
     Unreadable {
         digest: Digest,
         #[source]
-        source: io::Error,
+        source: dockless_layer::tar_reader::TarError,
     },
 }
 
@@ -138,7 +137,7 @@ impl KnownFilesystem {
     pub fn record(&mut self, entries: &[Entry]) {
         for entry in entries {
             let kind = match &entry.kind {
-                EntryKind::Directory => NodeKind::Dir,
+                EntryKind::Directory => ImageNodeKind::Dir,
                 EntryKind::File { source, size } => {
                     if (entry.path == "etc/passwd" || entry.path == "etc/group") && *size < 1 << 20
                     {
@@ -149,13 +148,13 @@ impl KnownFilesystem {
                             self.users.group = text;
                         }
                     }
-                    NodeKind::File
+                    ImageNodeKind::File
                 }
-                EntryKind::Hardlink { .. } => NodeKind::File,
-                EntryKind::Symlink { target } => NodeKind::Symlink(target.clone()),
-                _ => NodeKind::Other,
+                EntryKind::Hardlink { .. } => ImageNodeKind::File,
+                EntryKind::Symlink { target } => ImageNodeKind::Symlink(target.clone()),
+                _ => ImageNodeKind::Other,
             };
-            let node = Node {
+            let node = ImageNode {
                 kind,
                 mode: entry.mode,
                 uid: entry.uid,
@@ -167,8 +166,8 @@ impl KnownFilesystem {
 
     /// Writes one path as an unpacker would: a non-directory replaces a directory with all it
     /// held, and missing parents appear as root's 0755 directories.
-    fn put(&mut self, path: String, node: Node) {
-        if node.kind != NodeKind::Dir && self.is_dir(&path) {
+    fn put(&mut self, path: String, node: ImageNode) {
+        if node.kind != ImageNodeKind::Dir && self.is_dir(&path) {
             self.remove_below(&path);
         }
         let mut parent = path.as_str();
@@ -176,7 +175,7 @@ impl KnownFilesystem {
             if self.nodes.contains_key(up) {
                 break;
             }
-            self.nodes.insert(up.to_owned(), Node::implied_dir());
+            self.nodes.insert(up.to_owned(), ImageNode::implied_dir());
             parent = up;
         }
         self.nodes.insert(path, node);
@@ -207,10 +206,10 @@ impl KnownFilesystem {
             || self
                 .nodes
                 .get(path)
-                .is_some_and(|n| n.kind == NodeKind::Dir)
+                .is_some_and(|n| n.kind == ImageNodeKind::Dir)
     }
 
-    pub fn get(&self, path: &str) -> Option<&Node> {
+    pub fn get(&self, path: &str) -> Option<&ImageNode> {
         self.nodes.get(path)
     }
 
@@ -232,8 +231,8 @@ impl KnownFilesystem {
                 _ => done.push(part),
             }
             let current = done.join("/");
-            let Some(Node {
-                kind: NodeKind::Symlink(target),
+            let Some(ImageNode {
+                kind: ImageNodeKind::Symlink(target),
                 ..
             }) = self.nodes.get(&current)
             else {
@@ -265,23 +264,23 @@ impl KnownFilesystem {
     }
 }
 
-impl NodeKind {
+impl ImageNodeKind {
     /// What the path is, for messages.
     pub fn describe(&self) -> &'static str {
         match self {
-            NodeKind::Dir => "directory",
-            NodeKind::File => "file",
-            NodeKind::Symlink(_) => "symlink",
-            NodeKind::Other => "device or FIFO",
+            ImageNodeKind::Dir => "directory",
+            ImageNodeKind::File => "file",
+            ImageNodeKind::Symlink(_) => "symlink",
+            ImageNodeKind::Other => "device or FIFO",
         }
     }
 }
 
-impl Node {
+impl ImageNode {
     /// A directory an unpacker makes for a path whose parent the layer does not hold.
     fn implied_dir() -> Self {
-        Node {
-            kind: NodeKind::Dir,
+        ImageNode {
+            kind: ImageNodeKind::Dir,
             mode: 0o755,
             uid: 0,
             gid: 0,
@@ -293,8 +292,8 @@ impl Node {
 mod tests {
     use super::*;
 
-    fn node(kind: NodeKind) -> Node {
-        Node {
+    fn node(kind: ImageNodeKind) -> ImageNode {
+        ImageNode {
             kind,
             mode: 0o755,
             uid: 0,
@@ -302,7 +301,7 @@ mod tests {
         }
     }
 
-    fn tree(paths: &[(&str, NodeKind)]) -> KnownFilesystem {
+    fn tree(paths: &[(&str, ImageNodeKind)]) -> KnownFilesystem {
         let mut known = KnownFilesystem::scratch();
         for (path, kind) in paths {
             known.put((*path).into(), node(kind.clone()));
@@ -313,12 +312,12 @@ mod tests {
     #[test]
     fn symlinks_on_the_way_are_followed_inside_the_root() {
         let known = tree(&[
-            ("private/tmp", NodeKind::Dir),
-            ("tmp", NodeKind::Symlink("/private/tmp".into())),
-            ("rel", NodeKind::Symlink("private/./tmp/".into())),
-            ("up", NodeKind::Symlink("../../../private".into())),
-            ("loop", NodeKind::Symlink("loop".into())),
-            ("dangling", NodeKind::Symlink("/nowhere/x".into())),
+            ("private/tmp", ImageNodeKind::Dir),
+            ("tmp", ImageNodeKind::Symlink("/private/tmp".into())),
+            ("rel", ImageNodeKind::Symlink("private/./tmp/".into())),
+            ("up", ImageNodeKind::Symlink("../../../private".into())),
+            ("loop", ImageNodeKind::Symlink("loop".into())),
+            ("dangling", ImageNodeKind::Symlink("/nowhere/x".into())),
         ]);
         assert_eq!(known.resolve("tmp").unwrap(), "private/tmp");
         assert_eq!(known.resolve("tmp/a/b").unwrap(), "private/tmp/a/b");
@@ -335,9 +334,12 @@ mod tests {
 
     #[test]
     fn a_file_replaces_a_directory_with_its_contents_and_parents_are_implied() {
-        let mut known = tree(&[("a/b/c", NodeKind::File), ("a/b-c", NodeKind::File)]);
+        let mut known = tree(&[
+            ("a/b/c", ImageNodeKind::File),
+            ("a/b-c", ImageNodeKind::File),
+        ]);
         assert!(known.is_dir("a") && known.is_dir("a/b"));
-        known.put("a/b".into(), node(NodeKind::File));
+        known.put("a/b".into(), node(ImageNodeKind::File));
         assert!(known.get("a/b/c").is_none() && known.get("a/b-c").is_some());
         known.remove_tree("a");
         assert!(known.nodes.is_empty());

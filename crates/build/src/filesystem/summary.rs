@@ -3,16 +3,17 @@
 //! the layer's tar headers and cached in the store by the layer's digest, so a base is read
 //! once per machine and a no-op build reads only the cached summaries.
 
-use std::fs::{self, File};
-use std::io::{self, BufReader, Read};
+use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Node, NodeKind, ScanError};
+use super::{ImageNode, ImageNodeKind, ScanError};
+use dockless_layer::read::{self, OpenLayerError};
+use dockless_layer::tar_reader::{TarCopyError, TarError, TarReader};
 use dockless_oci::digest::Digest;
-use dockless_oci::fs_error::IoContext;
-use dockless_oci::image::media;
+use dockless_oci::fs_error::FsError;
 use dockless_oci::store::Store;
 
 /// Where summaries live in the store. The name carries the format: a summary written by an
@@ -22,7 +23,7 @@ const CACHE_DIR: &str = dockless_oci::areas::LISTINGS;
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(super) struct LayerSummary {
     /// Every path the layer writes, in archive order (a later entry replaces an earlier one).
-    pub entries: Vec<(String, Node)>,
+    pub entries: Vec<(String, ImageNode)>,
     /// Paths deleted by `.wh.<name>` entries.
     pub removed: Vec<String>,
     /// Directories made opaque by `.wh..wh..opq`.
@@ -97,38 +98,34 @@ pub(super) fn summarise_cached(
 }
 
 fn summarise(path: &Path, digest: &Digest, media_type: &str) -> Result<LayerSummary, ScanError> {
-    let file = BufReader::new(File::open(path).with_path("open", path)?);
-    let reader: Box<dyn Read> = match media_type {
-        media::OCI_LAYER_GZIP | media::DOCKER_LAYER_GZIP => {
-            Box::new(flate2::read::MultiGzDecoder::new(file))
-        }
-        media::OCI_LAYER_ZSTD | media::DOCKER_LAYER_ZSTD => Box::new(
-            zstd::Decoder::with_buffer(file).map_err(|source| ScanError::Unreadable {
-                digest: digest.clone(),
-                source,
-            })?,
-        ),
-        media::OCI_LAYER_TAR | media::DOCKER_LAYER_TAR => Box::new(file),
-        other => {
-            return Err(ScanError::UnknownMediaType {
-                digest: digest.clone(),
-                media_type: other.into(),
-            });
-        }
-    };
-    read_summary(reader).map_err(|source| ScanError::Unreadable {
+    let mut tar = read::open_layer(path, media_type).map_err(|error| match error {
+        OpenLayerError::UnknownMediaType { media_type } => ScanError::UnknownMediaType {
+            digest: digest.clone(),
+            media_type,
+        },
+        OpenLayerError::Open { path, source } => ScanError::Fs(FsError {
+            action: "open",
+            path,
+            source,
+        }),
+    })?;
+    read_summary(&mut tar).map_err(|source| ScanError::Unreadable {
         digest: digest.clone(),
         source,
     })
 }
 
-pub(super) fn read_summary(reader: impl Read) -> io::Result<LayerSummary> {
-    let mut archive = tar::Archive::new(reader);
+/// The user databases are read when they are at most this big (a real one is a few KiB).
+const MAX_USER_DATABASE: i64 = 1 << 20;
+
+pub(super) fn read_summary<R: Read>(tar: &mut TarReader<R>) -> Result<LayerSummary, TarError> {
     let mut summary = LayerSummary::default();
-    for entry in archive.entries()? {
-        let mut entry = entry?;
-        let raw = entry.path_bytes().into_owned();
-        let Some(path) = normalise(&String::from_utf8_lossy(&raw)) else {
+    while let Some(header) = tar.next_header()? {
+        // A PAX global header describes the archive, not a path of the image.
+        if header.type_flag == b'g' {
+            continue;
+        }
+        let Some(path) = normalise(&String::from_utf8_lossy(&header.name)) else {
             continue;
         };
         let (dir, name) = match path.rsplit_once('/') {
@@ -147,28 +144,29 @@ pub(super) fn read_summary(reader: impl Read) -> io::Result<LayerSummary> {
             });
             continue;
         }
-        let header = entry.header();
-        let kind = header.entry_type();
-        let node_kind = if kind.is_dir() {
-            NodeKind::Dir
-        } else if kind.is_symlink() {
-            let target = entry.link_name_bytes().unwrap_or_default();
-            NodeKind::Symlink(String::from_utf8_lossy(&target).into_owned())
-        } else if kind.is_file() || kind.is_hard_link() || kind == tar::EntryType::Continuous {
-            NodeKind::File
-        } else {
-            NodeKind::Other
+        let node_kind = match header.type_flag {
+            b'5' => ImageNodeKind::Dir,
+            b'2' => ImageNodeKind::Symlink(String::from_utf8_lossy(&header.link_name).into_owned()),
+            // Regular, hard link, contiguous, GNU sparse: a regular file in the image.
+            b'0' | b'1' | b'7' | b'S' => ImageNodeKind::File,
+            _ => ImageNodeKind::Other,
         };
-        let node = Node {
+        let node = ImageNode {
             kind: node_kind,
-            mode: header.mode().unwrap_or(0o644) & 0o7777,
-            uid: header.uid().unwrap_or(0),
-            gid: header.gid().unwrap_or(0),
+            mode: u32::try_from(header.mode & 0o7777).unwrap_or(0o644),
+            uid: u64::try_from(header.uid).unwrap_or(0),
+            gid: u64::try_from(header.gid).unwrap_or(0),
         };
-        if kind.is_file() && (path == "etc/passwd" || path == "etc/group") && entry.size() < 1 << 20
+        if header.type_flag == b'0'
+            && (path == "etc/passwd" || path == "etc/group")
+            && header.size < MAX_USER_DATABASE
         {
-            let mut text = String::new();
-            entry.read_to_string(&mut text)?;
+            let mut bytes = Vec::new();
+            tar.copy_data(&mut bytes).map_err(|error| match error {
+                TarCopyError::Archive(error) => error,
+                TarCopyError::Write(error) => TarError::Io(error),
+            })?;
+            let text = String::from_utf8_lossy(&bytes).into_owned();
             if path == "etc/passwd" {
                 summary.passwd = Some(text);
             } else {
@@ -223,14 +221,145 @@ mod tests {
             ("var/.wh..wh..opq", tar::EntryType::Regular, b""),
             ("lib", tar::EntryType::Symlink, b"usr/lib"),
         ]);
-        let s = read_summary(&bytes[..]).unwrap();
+        let s = read_summary(&mut TarReader::new(&bytes[..])).unwrap();
         let paths: Vec<&str> = s.entries.iter().map(|(p, _)| p.as_str()).collect();
         assert_eq!(paths, ["etc", "etc/passwd", "lib"]);
-        assert_eq!(s.entries[0].1.kind, NodeKind::Dir);
+        assert_eq!(s.entries[0].1.kind, ImageNodeKind::Dir);
         assert_eq!((s.entries[0].1.mode, s.entries[0].1.uid), (0o755, 7));
-        assert_eq!(s.entries[2].1.kind, NodeKind::Symlink("usr/lib".into()));
+        assert_eq!(
+            s.entries[2].1.kind,
+            ImageNodeKind::Symlink("usr/lib".into())
+        );
         assert_eq!(s.removed, ["tmp/old"]);
         assert_eq!(s.opaque, ["var"]);
         assert!(s.passwd.unwrap().starts_with("user:"));
+    }
+
+    /// One header block (its size field says `size`) followed by `data`, padded to a block.
+    fn raw_entry(name: &str, kind: tar::EntryType, size: u64, data: &[u8]) -> Vec<u8> {
+        let mut header = tar::Header::new_ustar();
+        header.set_path(name).unwrap();
+        header.set_entry_type(kind);
+        header.set_size(size);
+        header.set_mode(0o644);
+        if kind == tar::EntryType::Link {
+            header.set_link_name("target").unwrap();
+        }
+        header.set_cksum();
+        let mut bytes = header.as_bytes().to_vec();
+        bytes.extend_from_slice(data);
+        bytes.resize(bytes.len().div_ceil(512) * 512, 0);
+        bytes
+    }
+
+    fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
+        let body = [key.as_bytes(), b"=", value, b"\n"].concat();
+        let mut length = body.len() + 2;
+        while format!("{length} ").len() + body.len() != length {
+            length += 1;
+        }
+        [format!("{length} ").into_bytes(), body].concat()
+    }
+
+    fn paths_of(blocks: &[Vec<u8>]) -> Vec<(String, ImageNodeKind)> {
+        let mut bytes = blocks.concat();
+        bytes.resize(bytes.len() + 1024, 0);
+        read_summary(&mut TarReader::new(&bytes[..]))
+            .unwrap()
+            .entries
+            .into_iter()
+            .map(|(path, node)| (path, node.kind))
+            .collect()
+    }
+
+    #[test]
+    fn a_newline_in_a_pax_value_does_not_make_a_record_of_its_own() {
+        // Go (and so `docker pull`) reads one xattr record; a reader that splits PAX data on
+        // newlines finds a `path` record inside its value and renames the entry.
+        let records = pax_record("SCHILY.xattr.user.note", b"x\n14 path=/evil\n");
+        let paths = paths_of(&[
+            raw_entry(
+                "PaxHeaders/real",
+                tar::EntryType::XHeader,
+                records.len() as u64,
+                &records,
+            ),
+            raw_entry("real", tar::EntryType::Regular, 2, b"hi"),
+        ]);
+        assert_eq!(paths, [("real".to_owned(), ImageNodeKind::File)]);
+    }
+
+    #[test]
+    fn a_hard_link_with_a_size_field_carries_no_data() {
+        // Go reads no data after a link header, whatever its size field says; skipping 600 bytes
+        // would swallow the next header.
+        let paths = paths_of(&[
+            raw_entry("target", tar::EntryType::Regular, 0, b""),
+            raw_entry("link", tar::EntryType::Link, 600, b""),
+            raw_entry("after", tar::EntryType::Regular, 0, b""),
+        ]);
+        let names: Vec<&str> = paths.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(names, ["target", "link", "after"]);
+        assert_eq!(paths[1].1, ImageNodeKind::File);
+    }
+
+    #[test]
+    fn a_pax_global_header_is_not_a_path_and_a_sparse_file_is_a_file() {
+        let global = pax_record("comment", b"made by git archive");
+        let paths = paths_of(&[
+            raw_entry(
+                "pax_global_header",
+                tar::EntryType::XGlobalHeader,
+                global.len() as u64,
+                &global,
+            ),
+            raw_entry("holes", tar::EntryType::GNUSparse, 0, b""),
+        ]);
+        assert_eq!(paths, [("holes".to_owned(), ImageNodeKind::File)]);
+    }
+
+    #[test]
+    fn an_old_gnu_sparse_file_with_an_extended_map_is_read_past() {
+        // GNU tar writes a sparse file with more than 4 holes as a header, then blocks of its
+        // sparse map (not counted in the size field), then the data.
+        let mut header = tar::Header::new_gnu();
+        header.set_path("sparse").unwrap();
+        header.set_entry_type(tar::EntryType::GNUSparse);
+        header.set_size(512);
+        header.set_mode(0o644);
+        header.as_gnu_mut().unwrap().isextended[0] = 1;
+        header.set_cksum();
+        let mut extension = [0u8; 512];
+        extension[0] = b'1'; // an offset, so the block is not all zeros
+        let entry = [header.as_bytes().as_slice(), &extension, &[7u8; 512]].concat();
+        let paths = paths_of(&[entry, raw_entry("after", tar::EntryType::Regular, 0, b"")]);
+        let names: Vec<&str> = paths.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(names, ["sparse", "after"]);
+        assert_eq!(paths[0].1, ImageNodeKind::File);
+    }
+
+    #[test]
+    fn long_names_from_pax_and_gnu_headers_are_used() {
+        let long = format!("dir/{}", "n".repeat(150));
+        let records = pax_record("path", long.as_bytes());
+        let gnu_long = format!("gnu/{}\0", "g".repeat(150));
+        let paths = paths_of(&[
+            raw_entry(
+                "PaxHeaders/x",
+                tar::EntryType::XHeader,
+                records.len() as u64,
+                &records,
+            ),
+            raw_entry("short", tar::EntryType::Regular, 0, b""),
+            raw_entry(
+                "././@LongLink",
+                tar::EntryType::GNULongName,
+                gnu_long.len() as u64,
+                gnu_long.as_bytes(),
+            ),
+            raw_entry("cut", tar::EntryType::Regular, 0, b""),
+        ]);
+        let names: Vec<&str> = paths.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(names, [long.as_str(), gnu_long.trim_end_matches('\0')]);
     }
 }

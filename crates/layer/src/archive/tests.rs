@@ -163,24 +163,24 @@ fn finish(builder: tar::Builder<Vec<u8>>) -> Vec<u8> {
         .unwrap_or_else(|e| panic!("finish: {e}"))
 }
 
-fn compress(bytes: &[u8], compression: Compression) -> Vec<u8> {
+fn compress(bytes: &[u8], compression: CompressionFormat) -> Vec<u8> {
     let result = match compression {
-        Compression::None => Ok(bytes.to_vec()),
-        Compression::Gzip => {
+        CompressionFormat::None => Ok(bytes.to_vec()),
+        CompressionFormat::Gzip => {
             let mut encoder =
                 flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
             encoder.write_all(bytes).and_then(|()| encoder.finish())
         }
-        Compression::Bzip2 => {
+        CompressionFormat::Bzip2 => {
             let mut encoder =
                 bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::default());
             encoder.write_all(bytes).and_then(|()| encoder.finish())
         }
-        Compression::Xz => {
+        CompressionFormat::Xz => {
             let mut encoder = xz2::write::XzEncoder::new(Vec::new(), 6);
             encoder.write_all(bytes).and_then(|()| encoder.finish())
         }
-        Compression::Zstd => zstd::stream::encode_all(bytes, 3),
+        CompressionFormat::Zstd => zstd::stream::encode_all(bytes, 3),
     };
     result.unwrap_or_else(|e| panic!("compress: {e}"))
 }
@@ -245,11 +245,11 @@ fn unpacks_normalised_sorted_entries_with_metadata() {
 fn every_compression_is_detected_and_unpacked() {
     let plain = sample_archive();
     for compression in [
-        Compression::None,
-        Compression::Gzip,
-        Compression::Bzip2,
-        Compression::Xz,
-        Compression::Zstd,
+        CompressionFormat::None,
+        CompressionFormat::Gzip,
+        CompressionFormat::Bzip2,
+        CompressionFormat::Xz,
+        CompressionFormat::Zstd,
     ] {
         let fixture = Fixture::new();
         let path = fixture.write("archive", &compress(&plain, compression));
@@ -269,8 +269,8 @@ fn concatenated_gzip_members_are_read_through() {
     // A tar split across two gzip members, as `cat a.gz b.gz` makes.
     let plain = sample_archive();
     let (first, second) = plain.split_at(1024);
-    let mut bytes = compress(first, Compression::Gzip);
-    bytes.extend(compress(second, Compression::Gzip));
+    let mut bytes = compress(first, CompressionFormat::Gzip);
+    bytes.extend(compress(second, CompressionFormat::Gzip));
     assert_eq!(entries(&bytes).len(), 5);
 }
 
@@ -643,7 +643,7 @@ fn non_archives_are_copied_as_files() {
     let text = fixture.write("notes.txt", &b"just some text\n".repeat(100));
     let gzipped_text = fixture.write(
         "notes.txt.gz",
-        &compress(&b"just some text\n".repeat(100), Compression::Gzip),
+        &compress(&b"just some text\n".repeat(100), CompressionFormat::Gzip),
     );
     let empty = fixture.write("empty", b"");
     let empty_tar = fixture.write("empty.tar", &finish(builder()));
@@ -686,12 +686,12 @@ fn garbage_unpacked_anyway_is_an_error_not_a_panic() {
     let mut garbage = vec![0x5a; 2048];
     garbage[100] = 0;
     let path = fixture.write("garbage", &garbage);
-    let error = unpack(&path, Compression::None, &fixture.staging()).err();
+    let error = unpack(&path, CompressionFormat::None, &fixture.staging()).err();
     assert!(
         matches!(error, Some(ArchiveError::Malformed { .. })),
         "{error:?}"
     );
-    let error = unpack(&path, Compression::Gzip, &fixture.staging()).err();
+    let error = unpack(&path, CompressionFormat::Gzip, &fixture.staging()).err();
     assert!(
         matches!(error, Some(ArchiveError::Read { .. })),
         "{error:?}"
@@ -710,9 +710,9 @@ fn truncated_archives_are_errors() {
     let path = fixture.write("cut-data", &whole[..1024 + 512 + 1000]);
     assert_eq!(
         detect_archive(&path).ok().flatten(),
-        Some(Compression::None)
+        Some(CompressionFormat::None)
     );
-    let error = unpack(&path, Compression::None, &fixture.staging()).err();
+    let error = unpack(&path, CompressionFormat::None, &fixture.staging()).err();
     match &error {
         Some(ArchiveError::Truncated { archive, entry }) => {
             assert_eq!(archive, &path);
@@ -723,7 +723,7 @@ fn truncated_archives_are_errors() {
 
     // Cut inside a header.
     let path = fixture.write("cut-header", &whole[..1024 + 100]);
-    let error = unpack(&path, Compression::None, &fixture.staging()).err();
+    let error = unpack(&path, CompressionFormat::None, &fixture.staging()).err();
     assert!(
         matches!(error, Some(ArchiveError::Truncated { .. })),
         "{error:?}"
@@ -731,10 +731,10 @@ fn truncated_archives_are_errors() {
 
     // Cut inside a compressed stream.
     for compression in [
-        Compression::Gzip,
-        Compression::Bzip2,
-        Compression::Xz,
-        Compression::Zstd,
+        CompressionFormat::Gzip,
+        CompressionFormat::Bzip2,
+        CompressionFormat::Xz,
+        CompressionFormat::Zstd,
     ] {
         let compressed = compress(&whole, compression);
         let path = fixture.write("cut-compressed", &compressed[..compressed.len() / 2]);
@@ -771,7 +771,7 @@ fn staging_failures_name_the_staging_directory() {
     let fixture = Fixture::new();
     let path = fixture.write("archive", &sample_archive());
     let missing = fixture.dir.path().join("no-such-dir");
-    let error = unpack(&path, Compression::None, &missing).err();
+    let error = unpack(&path, CompressionFormat::None, &missing).err();
     match error {
         Some(ArchiveError::Staging { staging, .. }) => assert_eq!(staging, missing),
         other => panic!("unexpected {other:?}"),
@@ -781,12 +781,12 @@ fn staging_failures_name_the_staging_directory() {
 #[test]
 fn zstd_skippable_frames_are_detected() {
     let mut bytes = vec![0x50, 0x2a, 0x4d, 0x18, 4, 0, 0, 0, 1, 2, 3, 4];
-    bytes.extend(compress(&sample_archive(), Compression::Zstd));
+    bytes.extend(compress(&sample_archive(), CompressionFormat::Zstd));
     let fixture = Fixture::new();
     let path = fixture.write("skippable", &bytes);
     assert_eq!(
         detect_archive(&path).unwrap_or_else(|e| panic!("{e}")),
-        Some(Compression::Zstd)
+        Some(CompressionFormat::Zstd)
     );
-    assert_eq!(Compression::detect(b"x"), Compression::None);
+    assert_eq!(CompressionFormat::detect(b"x"), CompressionFormat::None);
 }

@@ -21,7 +21,7 @@ const IMPLIED_DIRECTORY_MODE: u32 = 0o755;
 
 /// What exists at a path: everything but the name (several names may share it through hard links).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum NodeKind {
+pub(super) enum TreeNodeKind {
     Directory,
     File { source: PathBuf, size: u64 },
     Symlink { target: String },
@@ -40,8 +40,8 @@ pub(super) struct Metadata {
 }
 
 #[derive(Debug, Clone)]
-struct Node {
-    kind: NodeKind,
+struct TreeNode {
+    kind: TreeNodeKind,
     metadata: Metadata,
 }
 
@@ -59,7 +59,7 @@ pub(super) enum TreeError {
 
 #[derive(Debug, Default)]
 pub(super) struct Tree {
-    nodes: Vec<Node>,
+    nodes: Vec<TreeNode>,
     /// Canonical path (no symlinks in it) to node. Sorted, which gives the output order.
     paths: BTreeMap<String, usize>,
 }
@@ -81,7 +81,7 @@ impl Tree {
     /// added to); anything else at the path is replaced.
     pub(super) fn put_directory(&mut self, path: &str, metadata: Metadata) {
         if let Some(node) = self.node_mut(path)
-            && node.kind == NodeKind::Directory
+            && node.kind == TreeNodeKind::Directory
         {
             node.metadata.mode = metadata.mode;
             node.metadata.uid = metadata.uid;
@@ -89,13 +89,13 @@ impl Tree {
             node.metadata.xattrs.extend(metadata.xattrs);
             return;
         }
-        self.put_node(path, NodeKind::Directory, metadata);
+        self.put_node(path, TreeNodeKind::Directory, metadata);
     }
 
     /// Any other entry: whatever was at the path (a whole directory tree included) is removed.
-    pub(super) fn put_node(&mut self, path: &str, kind: NodeKind, metadata: Metadata) {
+    pub(super) fn put_node(&mut self, path: &str, kind: TreeNodeKind, metadata: Metadata) {
         self.remove_all(path);
-        self.nodes.push(Node { kind, metadata });
+        self.nodes.push(TreeNode { kind, metadata });
         self.paths.insert(path.to_owned(), self.nodes.len() - 1);
     }
 
@@ -123,8 +123,8 @@ impl Tree {
             return Err(TreeError::Missing(target_path));
         };
         match node.kind {
-            NodeKind::Directory => return Err(TreeError::LinkToDirectory(target_path)),
-            NodeKind::Symlink { .. } => {}
+            TreeNodeKind::Directory => return Err(TreeError::LinkToDirectory(target_path)),
+            TreeNodeKind::Symlink { .. } => {}
             _ => node.metadata.mode = metadata.mode,
         }
         node.metadata.uid = metadata.uid;
@@ -169,7 +169,7 @@ impl Tree {
         entries
     }
 
-    fn node_mut(&mut self, path: &str) -> Option<&mut Node> {
+    fn node_mut(&mut self, path: &str) -> Option<&mut TreeNode> {
         let id = *self.paths.get(path)?;
         self.nodes.get_mut(id)
     }
@@ -219,12 +219,12 @@ impl Tree {
                 .map(|node| node.kind.clone());
             match kind {
                 None if create => {
-                    self.put_node(&candidate, NodeKind::Directory, implied_metadata());
+                    self.put_node(&candidate, TreeNodeKind::Directory, implied_metadata());
                     current = candidate;
                 }
                 None => return Err(TreeError::Missing(candidate)),
-                Some(NodeKind::Directory) => current = candidate,
-                Some(NodeKind::Symlink { target }) => {
+                Some(TreeNodeKind::Directory) => current = candidate,
+                Some(TreeNodeKind::Symlink { target }) => {
                     *followed += 1;
                     if *followed > MAX_SYMLINKS {
                         return Err(TreeError::SymlinkLoop(candidate));
@@ -251,14 +251,14 @@ fn implied_metadata() -> Metadata {
     }
 }
 
-fn entry_kind(kind: &NodeKind) -> EntryKind {
+fn entry_kind(kind: &TreeNodeKind) -> EntryKind {
     match kind.clone() {
-        NodeKind::Directory => EntryKind::Directory,
-        NodeKind::File { source, size } => EntryKind::File { source, size },
-        NodeKind::Symlink { target } => EntryKind::Symlink { target },
-        NodeKind::CharDevice { major, minor } => EntryKind::CharDevice { major, minor },
-        NodeKind::BlockDevice { major, minor } => EntryKind::BlockDevice { major, minor },
-        NodeKind::Fifo => EntryKind::Fifo,
+        TreeNodeKind::Directory => EntryKind::Directory,
+        TreeNodeKind::File { source, size } => EntryKind::File { source, size },
+        TreeNodeKind::Symlink { target } => EntryKind::Symlink { target },
+        TreeNodeKind::CharDevice { major, minor } => EntryKind::CharDevice { major, minor },
+        TreeNodeKind::BlockDevice { major, minor } => EntryKind::BlockDevice { major, minor },
+        TreeNodeKind::Fifo => EntryKind::Fifo,
     }
 }
 
@@ -302,14 +302,14 @@ mod tests {
         let mut tree = Tree::default();
         tree.put_node(
             "escape",
-            NodeKind::Symlink {
+            TreeNodeKind::Symlink {
                 target: "../../../etc".to_owned(),
             },
             meta(0o777),
         );
         tree.put_node(
             "abs",
-            NodeKind::Symlink {
+            TreeNodeKind::Symlink {
                 target: "/etc".to_owned(),
             },
             meta(0o777),
@@ -327,21 +327,21 @@ mod tests {
         let mut tree = Tree::default();
         tree.put_node(
             "dangling",
-            NodeKind::Symlink {
+            TreeNodeKind::Symlink {
                 target: "nowhere".to_owned(),
             },
             meta(0o777),
         );
         tree.put_node(
             "loop",
-            NodeKind::Symlink {
+            TreeNodeKind::Symlink {
                 target: "loop".to_owned(),
             },
             meta(0o777),
         );
         tree.put_node(
             "file",
-            NodeKind::File {
+            TreeNodeKind::File {
                 source: PathBuf::from("/dev/null"),
                 size: 0,
             },
@@ -365,8 +365,8 @@ mod tests {
     fn replacing_a_directory_removes_its_subtree() {
         let mut tree = Tree::default();
         assert_eq!(tree.place(&components("d/sub/f")), Ok("d/sub/f".to_owned()));
-        tree.put_node("d/sub/f", NodeKind::Fifo, meta(0o600));
-        tree.put_node("d-sibling", NodeKind::Fifo, meta(0o600));
+        tree.put_node("d/sub/f", TreeNodeKind::Fifo, meta(0o600));
+        tree.put_node("d-sibling", TreeNodeKind::Fifo, meta(0o600));
         tree.put_directory("d", meta(0o700));
         assert_eq!(
             paths(tree).len(),
@@ -376,9 +376,9 @@ mod tests {
 
         let mut tree = Tree::default();
         let _ = tree.place(&components("d/sub/f"));
-        tree.put_node("d/sub/f", NodeKind::Fifo, meta(0o600));
-        tree.put_node("d-sibling", NodeKind::Fifo, meta(0o600));
-        tree.put_node("d", NodeKind::Fifo, meta(0o600));
+        tree.put_node("d/sub/f", TreeNodeKind::Fifo, meta(0o600));
+        tree.put_node("d-sibling", TreeNodeKind::Fifo, meta(0o600));
+        tree.put_node("d", TreeNodeKind::Fifo, meta(0o600));
         let names: Vec<String> = paths(tree).into_iter().map(|(p, _)| p).collect();
         assert_eq!(names, ["d", "d-sibling"]);
     }
@@ -386,7 +386,7 @@ mod tests {
     #[test]
     fn hardlink_groups_lead_with_the_first_name() {
         let mut tree = Tree::default();
-        let file = NodeKind::File {
+        let file = TreeNodeKind::File {
             source: PathBuf::from("/staged"),
             size: 3,
         };
@@ -424,7 +424,7 @@ mod tests {
             tree.put_hardlink("l", &components("missing"), meta(0o644)),
             Err(TreeError::Missing("missing".to_owned()))
         );
-        tree.put_node("self", NodeKind::Fifo, meta(0o644));
+        tree.put_node("self", TreeNodeKind::Fifo, meta(0o644));
         assert_eq!(
             tree.put_hardlink("self", &components("self"), meta(0o644)),
             Err(TreeError::Missing("self".to_owned())),

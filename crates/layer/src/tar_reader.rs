@@ -1,9 +1,13 @@
-//! A tar stream reader that decides what is a header, what is data and where the archive ends the
-//! way Go's `archive/tar` does, since Docker's `ADD` is built on it.
+//! The one tar parser: image layers and `ADD` archives alike are read with it. It decides what is a
+//! header, what is data and where the archive ends the way Go's `archive/tar` does, since Docker's
+//! `ADD`, `docker pull` and containerd are built on it.
 //!
-//! Why not the `tar` crate's iterator: it splits PAX records on newlines (a binary xattr value such
-//! as `security.capability` may contain `\n`), and it skips the size field's worth of data after
-//! link, device, directory and FIFO headers where Go reads none. Field decoding follows Go: octal or
+//! Why not the `tar` crate's iterator (0.4.46): it splits PAX records on newlines before honouring
+//! their length, so a binary xattr value such as `security.capability` that contains `\n` fails
+//! to parse, and a value holding `\n14 path=/evil\n` is read as a `path` record of its own,
+//! renaming the entry where Go sees only the xattr (composefs/tar-rs#452, #428). It also skips the
+//! size field's worth of data after link, device, directory and FIFO headers where Go reads none,
+//! losing its place in the stream. Field decoding follows Go: octal or
 //! base-256 numbers, checksums accepted signed or unsigned, the USTAR/STAR prefix joined to the name,
 //! GNU long names and PAX records applied to the next header, PAX and GNU long headers capped at
 //! 1 MiB. The reader never consumes more than the headers announce: it stops at the end-of-archive
@@ -20,49 +24,48 @@ const PAX_XATTR_PREFIX: &[u8] = b"SCHILY.xattr.";
 type PaxRecords = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// Why reading the tar stream failed.
-#[derive(Debug)]
-pub(super) enum TarError {
+#[derive(Debug, thiserror::Error)]
+pub enum TarError {
     /// Reading (or decompressing) the underlying stream failed.
-    Io(io::Error),
+    #[error(transparent)]
+    Io(#[from] io::Error),
     /// The stream ended inside a header or inside an entry's data.
+    #[error("the archive ends in the middle of an entry")]
     Truncated,
     /// The bytes are not a tar archive Go would accept.
+    #[error("{0}")]
     Malformed(String),
-}
-
-impl From<io::Error> for TarError {
-    fn from(error: io::Error) -> Self {
-        TarError::Io(error)
-    }
 }
 
 /// Failure while copying an entry's data: reading the archive, or writing the copy.
 #[derive(Debug)]
-pub(super) enum CopyError {
+pub enum TarCopyError {
     Archive(TarError),
     Write(io::Error),
 }
 
 /// One entry's header, after PAX records and GNU long names were applied.
 #[derive(Debug, Clone, Default)]
-pub(super) struct TarHeader {
-    pub(super) name: Vec<u8>,
-    pub(super) link_name: Vec<u8>,
+pub struct TarHeader {
+    pub name: Vec<u8>,
+    pub link_name: Vec<u8>,
     /// The type flag; the legacy `\0` is already turned into `0` or `5` as Go does.
-    pub(super) type_flag: u8,
-    pub(super) mode: i64,
-    pub(super) uid: i64,
-    pub(super) gid: i64,
-    pub(super) size: i64,
-    pub(super) dev_major: i64,
-    pub(super) dev_minor: i64,
+    pub type_flag: u8,
+    pub mode: i64,
+    pub uid: i64,
+    pub gid: i64,
+    pub size: i64,
+    /// Modification time, whole seconds since the epoch (a PAX `mtime` overrides the header's).
+    pub mtime: i64,
+    pub dev_major: i64,
+    pub dev_minor: i64,
     /// `SCHILY.xattr.*` PAX records: name (without the prefix) and raw value.
-    pub(super) xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
     /// The entry is a GNU sparse file (old `S` type or PAX `GNU.sparse.*` records).
-    pub(super) sparse: bool,
+    pub sparse: bool,
 }
 
-pub(super) struct TarReader<R> {
+pub struct TarReader<R> {
     inner: R,
     /// Unread data bytes of the current entry.
     remaining: u64,
@@ -71,7 +74,7 @@ pub(super) struct TarReader<R> {
 }
 
 impl<R: Read> TarReader<R> {
-    pub(super) fn new(inner: R) -> Self {
+    pub fn new(inner: R) -> Self {
         TarReader {
             inner,
             remaining: 0,
@@ -81,7 +84,7 @@ impl<R: Read> TarReader<R> {
 
     /// The next entry's header (Go's `Reader.Next`), or `None` at the end of the archive. PAX
     /// global headers are returned as entries of type `g`, as Go returns them.
-    pub(super) fn next_header(&mut self) -> Result<Option<TarHeader>, TarError> {
+    pub fn next_header(&mut self) -> Result<Option<TarHeader>, TarError> {
         let mut pax_records: Option<PaxRecords> = None;
         let mut long_name: Vec<u8> = Vec::new();
         let mut long_link: Vec<u8> = Vec::new();
@@ -122,6 +125,7 @@ impl<R: Read> TarReader<R> {
                     }
                     if header.type_flag == b'S' {
                         header.sparse = true;
+                        self.skip_old_gnu_sparse_extensions(&block)?;
                     }
                     // PAX records may have changed the size.
                     self.start_data(&header)?;
@@ -132,7 +136,7 @@ impl<R: Read> TarReader<R> {
     }
 
     /// Copies the current entry's data to `out`, exactly as many bytes as its header announces.
-    pub(super) fn copy_data(&mut self, out: &mut impl Write) -> Result<u64, CopyError> {
+    pub fn copy_data(&mut self, out: &mut impl Write) -> Result<u64, TarCopyError> {
         let mut buffer = vec![0u8; 64 * 1024];
         let mut copied = 0u64;
         while self.remaining > 0 {
@@ -140,13 +144,13 @@ impl<R: Read> TarReader<R> {
                 usize::try_from(self.remaining.min(buffer.len() as u64)).unwrap_or(buffer.len());
             let chunk = buffer.get_mut(..want).unwrap_or_default();
             let read = match self.inner.read(chunk) {
-                Ok(0) => return Err(CopyError::Archive(TarError::Truncated)),
+                Ok(0) => return Err(TarCopyError::Archive(TarError::Truncated)),
                 Ok(read) => read,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-                Err(error) => return Err(CopyError::Archive(TarError::Io(error))),
+                Err(error) => return Err(TarCopyError::Archive(TarError::Io(error))),
             };
             out.write_all(chunk.get(..read).unwrap_or_default())
-                .map_err(CopyError::Write)?;
+                .map_err(TarCopyError::Write)?;
             self.remaining -= read as u64;
             copied += read as u64;
         }
@@ -202,6 +206,25 @@ impl<R: Read> TarReader<R> {
         }
     }
 
+    /// An old GNU sparse header whose `isextended` flag is set is followed by more blocks of its
+    /// sparse map (each flagging whether another follows) before its data, as Go's
+    /// `readOldGNUSparseMap` reads them. The map is not kept: dockless lists sparse files, and
+    /// refuses them in `ADD`.
+    fn skip_old_gnu_sparse_extensions(&mut self, block: &[u8; 512]) -> Result<(), TarError> {
+        const IS_EXTENDED: usize = 482;
+        const EXTENSION_IS_EXTENDED: usize = 504;
+        let is_gnu = block.get(257..265) == Some(b"ustar  \0".as_slice());
+        let mut extended = is_gnu && block[IS_EXTENDED] != 0;
+        while extended {
+            let mut extension = [0u8; 512];
+            if read_full(&mut self.inner, &mut extension)? < 512 {
+                return Err(TarError::Truncated);
+            }
+            extended = extension[EXTENSION_IS_EXTENDED] != 0;
+        }
+        Ok(())
+    }
+
     /// Reads the whole data of a PAX or GNU long-name header.
     fn read_special(&mut self) -> Result<Vec<u8>, TarError> {
         if self.remaining > MAX_SPECIAL_FILE_SIZE {
@@ -213,8 +236,8 @@ impl<R: Read> TarReader<R> {
         let mut data = Vec::new();
         match self.copy_data(&mut data) {
             Ok(_) => Ok(data),
-            Err(CopyError::Archive(error)) => Err(error),
-            Err(CopyError::Write(error)) => Err(TarError::Io(error)),
+            Err(TarCopyError::Archive(error)) => Err(error),
+            Err(TarCopyError::Write(error)) => Err(TarError::Io(error)),
         }
     }
 }
@@ -263,9 +286,9 @@ fn parse_block(block: &[u8; 512]) -> Result<TarHeader, TarError> {
         mode: numbers.numeric(field(100, 108)),
         uid: numbers.numeric(field(108, 116)),
         gid: numbers.numeric(field(116, 124)),
+        mtime: numbers.numeric(field(136, 148)),
         ..TarHeader::default()
     };
-    let _modification_time = numbers.numeric(field(136, 148));
     if is_ustar || is_gnu {
         header.dev_major = numbers.numeric(field(329, 337));
         header.dev_minor = numbers.numeric(field(337, 345));
@@ -429,7 +452,10 @@ fn merge_pax(header: &mut TarHeader, records: &[(Vec<u8>, Vec<u8>)]) -> Result<(
             b"uid" => header.uid = pax_integer(key, value)?,
             b"gid" => header.gid = pax_integer(key, value)?,
             b"size" => header.size = pax_integer(key, value)?,
-            b"mtime" | b"atime" | b"ctime" => check_pax_time(key, value)?,
+            b"mtime" => header.mtime = pax_seconds(key, value)?,
+            b"atime" | b"ctime" => {
+                pax_seconds(key, value)?;
+            }
             _ => {
                 if let Some(name) = key.strip_prefix(PAX_XATTR_PREFIX) {
                     header.xattrs.retain(|(existing, _)| existing != name);
@@ -455,8 +481,8 @@ fn pax_integer(key: &[u8], value: &[u8]) -> Result<i64, TarError> {
         })
 }
 
-/// A PAX time is decimal seconds with an optional fraction of digits.
-fn check_pax_time(key: &[u8], value: &[u8]) -> Result<(), TarError> {
+/// A PAX time is decimal seconds with an optional fraction of digits: its whole seconds.
+fn pax_seconds(key: &[u8], value: &[u8]) -> Result<i64, TarError> {
     let (seconds, fraction) = match value.iter().position(|&b| b == b'.') {
         Some(dot) => (
             value.get(..dot).unwrap_or_default(),
@@ -464,16 +490,15 @@ fn check_pax_time(key: &[u8], value: &[u8]) -> Result<(), TarError> {
         ),
         None => (value, &[][..]),
     };
-    let seconds_ok = std::str::from_utf8(seconds)
+    let whole = std::str::from_utf8(seconds)
         .ok()
-        .is_some_and(|text| text.parse::<i64>().is_ok());
-    if seconds_ok && fraction.iter().all(u8::is_ascii_digit) {
-        Ok(())
-    } else {
-        Err(TarError::Malformed(format!(
+        .and_then(|text| text.parse::<i64>().ok());
+    match whole {
+        Some(whole) if fraction.iter().all(u8::is_ascii_digit) => Ok(whole),
+        _ => Err(TarError::Malformed(format!(
             "PAX record {} is not a valid time",
             String::from_utf8_lossy(key)
-        )))
+        ))),
     }
 }
 
@@ -514,6 +539,21 @@ mod tests {
             );
         }
         assert!(parse_pax(b"10 path=a\n").is_ok());
+    }
+
+    #[test]
+    fn the_modification_time_comes_from_the_header_or_a_pax_record() {
+        let mut header = tar::Header::new_ustar();
+        header.set_path("f").unwrap();
+        header.set_size(0);
+        header.set_mtime(1234);
+        header.set_cksum();
+        let block: [u8; 512] = header.as_bytes().to_owned();
+        let mut parsed = parse_block(&block).unwrap();
+        assert_eq!(parsed.mtime, 1234);
+        merge_pax(&mut parsed, &parse_pax(b"22 mtime=1700000000.5\n").unwrap()).unwrap();
+        assert_eq!(parsed.mtime, 1_700_000_000);
+        assert!(merge_pax(&mut parsed, &parse_pax(b"12 mtime=1x\n").unwrap()).is_err());
     }
 
     #[test]
