@@ -32,6 +32,9 @@ use dockless_shared_cache::SharedCache;
 
 pub use locate::locate_dockerfile;
 pub use secrets::{SecretFlagError, SecretFlagProblem, SecretSource, parse_secret_flag};
+pub use stage::error::{
+    BindError, ChmodError, Invalid, PortError, SecretError, StepError, Unsupported,
+};
 
 /// Everything a build needs to know, already validated.
 #[derive(Debug, Clone)]
@@ -200,27 +203,31 @@ pub enum BuildError {
         message: String,
     },
     /// An instruction failed; the message names the Dockerfile, the line and the cause.
+    /// `source` says what failed, as a caller can match it (a RUN's exit code:
+    /// `StepError::Run(RunError::Failed { code, .. })`).
     #[error("{}:{line}: {source}", file.display())]
     Instruction {
         file: PathBuf,
         line: usize,
         #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        source: StepError,
     },
     #[error("{}: {message}", file.display())]
     Dockerfile { file: PathBuf, message: String },
+}
+
+impl BuildError {
     /// A `--cache-from` layer was found wrong once the build had gone past it: the build starts
-    /// again without that entry (this escapes only if entries keep proving wrong).
-    #[error(
-        "{}:{line}: the --cache-from layer {digest} is not what its entry says ({why}); build again, or without --cache-from",
-        file.display()
-    )]
-    SharedCacheEntry {
-        file: PathBuf,
-        line: usize,
-        digest: Digest,
-        why: String,
-    },
+    /// again without that entry.
+    fn is_wrong_shared_entry(&self) -> bool {
+        matches!(
+            self,
+            BuildError::Instruction {
+                source: StepError::SharedCacheEntry { .. },
+                ..
+            }
+        )
+    }
 }
 
 /// Hears, from the writer threads, about the layers a build writes: a push uploads them while
@@ -266,7 +273,7 @@ pub fn build_with(
     // passes before it reused what they could, so little is redone.
     let mut passes = 0;
     loop {
-        let builder = stage::Builder::new(
+        let executor = stage::Executor::new(
             options,
             store,
             &context,
@@ -275,8 +282,8 @@ pub fn build_with(
             observer,
             &shared,
         );
-        match builder.run(&dockerfile) {
-            Err(BuildError::SharedCacheEntry { .. }) if passes < MAX_SHARED_CACHE_PASSES => {
+        match executor.run(&dockerfile) {
+            Err(e) if e.is_wrong_shared_entry() && passes < MAX_SHARED_CACHE_PASSES => {
                 passes += 1;
             }
             result => return result,

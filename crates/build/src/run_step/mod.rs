@@ -54,9 +54,10 @@ pub struct RunStep<'a> {
     pub output: Option<dockless_sandbox::OutputSink>,
 }
 
-/// Layers made elsewhere that a RUN step may reuse instead of running: by RUN cache key.
+/// Layers made elsewhere that a RUN step may reuse instead of running: by RUN cache key, with
+/// where the layer's blob is.
 pub trait SharedRunLayers {
-    fn find(&self, key: &str) -> Option<WrittenLayer>;
+    fn find(&self, key: &str) -> Option<dockless_shared_cache::SharedHit>;
 }
 
 impl std::fmt::Debug for dyn SharedRunLayers + '_ {
@@ -78,6 +79,8 @@ pub enum StepError<E> {
 pub struct StepLayer {
     pub layer: WrittenLayer,
     pub cached: bool,
+    /// Where the blob is when a shared cache gave the layer (the store does not hold it yet).
+    pub source: Option<dockless_registry::remote::LayerSource>,
     pub key: String,
 }
 
@@ -109,13 +112,16 @@ impl RunStep<'_> {
     ) -> Result<StepLayer, StepError<E>> {
         let key = self.key();
         let cached = || {
+            let shared = || self.shared.and_then(|shared| shared.find(&key));
             run_cache::lookup(store, &key)
-                .or_else(|| self.shared.and_then(|shared| shared.find(&key)))
+                .map(|layer| (layer, None))
+                .or_else(|| shared().map(|hit| (hit.layer, Some(hit.source))))
         };
-        if let Some(layer) = self.reuse.then(cached).flatten() {
+        if let Some((layer, source)) = self.reuse.then(cached).flatten() {
             return Ok(StepLayer {
                 layer,
                 cached: true,
+                source,
                 key,
             });
         }
@@ -127,6 +133,7 @@ impl RunStep<'_> {
         Ok(StepLayer {
             layer,
             cached: false,
+            source: None,
             key,
         })
     }

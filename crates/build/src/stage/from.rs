@@ -3,24 +3,48 @@
 
 use std::collections::BTreeMap;
 
-use super::{Builder, Stage, Unsupported, find_stage, lookup};
+use super::dispatch::Failure;
+use super::{Executor, Invalid, Stage, StepError, Unsupported, find_stage, lookup};
+use crate::BuiltLayer;
 use crate::base::{self, Base};
 use crate::filesystem::KnownFilesystem;
-use crate::{BuildError, BuiltLayer};
 use dockless_dockerfile::{Command, Instruction};
 use dockless_oci::image::config::DEFAULT_PATH;
 use dockless_oci::image::{Descriptor, ImageConfig, Platform};
 use dockless_registry::Reference;
 use dockless_registry::remote::LayerSource;
 
-impl Builder<'_> {
-    /// Starts the stage a FROM line describes.
+impl Executor<'_> {
+    /// Starts the stage a FROM line describes; with it, the base's ONBUILD triggers, as
+    /// instructions of the FROM line (they run now and are not passed on).
     pub(super) fn from(
         &self,
         instruction: &Instruction,
         global_args: &BTreeMap<String, Option<String>>,
         done: &[Stage],
-    ) -> Result<Stage, BuildError> {
+    ) -> Result<(Stage, Vec<Instruction>), Failure> {
+        let mut stage = self.start_stage(instruction, global_args, done)?;
+        let triggers = stage.config.config.on_build.take().unwrap_or_default();
+        let triggers = triggers
+            .iter()
+            .map(|trigger| {
+                dockless_dockerfile::parse_trigger(trigger, instruction.line).map_err(|why| {
+                    Invalid(format!(
+                        "the base's ONBUILD trigger `{trigger}` cannot run: {why}; build from an image without it"
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok((stage, triggers))
+    }
+
+    /// The stage a FROM line starts: from an earlier stage, else from its base image.
+    fn start_stage(
+        &self,
+        instruction: &Instruction,
+        global_args: &BTreeMap<String, Option<String>>,
+        done: &[Stage],
+    ) -> Result<Stage, StepError> {
         let Command::From(from) = self.expand(instruction, &|name| lookup(global_args, name))?
         else {
             unreachable!("expanding FROM gives FROM")
@@ -44,7 +68,7 @@ impl Builder<'_> {
             });
         }
         let platform = match &from.platform {
-            Some(p) => Some(p.parse::<Platform>().map_err(|e| self.at(instruction, e))?),
+            Some(p) => Some(p.parse::<Platform>()?),
             None => self.options.platform.clone(),
         };
         let Base {
@@ -58,13 +82,12 @@ impl Builder<'_> {
             platform.as_ref(),
             self.store,
             self.remote,
-        )
-        .map_err(|e| self.at(instruction, e))?;
+        )?;
         if config.config.env_value("PATH").is_none() {
             let (key, value) = DEFAULT_PATH.split_once('=').unwrap_or(("PATH", ""));
             config.config.set_env(key, value);
         }
-        let layers = self.base_layers(instruction, layers, &config, remote.as_ref())?;
+        let layers = self.base_layers(layers, &config, remote.as_ref())?;
         if let (Some(reference), Some(step)) = (&remote, self.current_step()) {
             let bytes: u64 = layers.iter().map(|l| l.size).sum();
             step.note(&format!(
@@ -91,11 +114,10 @@ impl Builder<'_> {
     /// The base image's layers as the new image carries them (media types in its format).
     fn base_layers(
         &self,
-        instruction: &Instruction,
         layers: Vec<Descriptor>,
         config: &ImageConfig,
         remote: Option<&Reference>,
-    ) -> Result<Vec<BuiltLayer>, BuildError> {
+    ) -> Result<Vec<BuiltLayer>, Unsupported> {
         layers
             .into_iter()
             .zip(config.rootfs.diff_ids.clone())
@@ -105,13 +127,10 @@ impl Builder<'_> {
                     .format
                     .translate_layer(&descriptor.media_type)
                     .ok_or_else(|| {
-                        self.at(
-                            instruction,
-                            Unsupported(format!(
-                                "base layer {} has media type {}, which cannot be carried into an image",
-                                descriptor.digest, descriptor.media_type
-                            )),
-                        )
+                        Unsupported(format!(
+                            "base layer {} has media type {}, which cannot be carried into an image",
+                            descriptor.digest, descriptor.media_type
+                        ))
                     })?;
                 Ok(BuiltLayer {
                     digest: descriptor.digest,

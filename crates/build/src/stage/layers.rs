@@ -2,7 +2,8 @@
 //! first, in parallel) when something needs them on disk, and the finished stage becomes an
 //! image in the store.
 
-use super::{Builder, Stage};
+use super::dispatch::StageExecutor;
+use super::{Executor, Stage, StepError};
 use crate::{BuildError, BuiltImage, BuiltLayer};
 use dockless_dockerfile::Instruction;
 use dockless_layer::cache::{self, Stamps};
@@ -55,27 +56,29 @@ impl PendingLayer {
     }
 }
 
-impl Builder<'_> {
-    /// Plans a layer of `entries` for `instruction`, written with the stage's others later.
+impl StageExecutor<'_, '_> {
+    /// Plans a layer of `entries` for the instruction on `line`, written with the stage's
+    /// others later.
     pub(super) fn add_layer(
-        &self,
-        stage: &mut Stage,
-        instruction: &Instruction,
+        &mut self,
+        line: usize,
         entries: Vec<Entry>,
         staging: Vec<tempfile::TempDir>,
         stamps: Stamps,
     ) {
+        let stage = &mut self.stage;
         stage.filesystem.record(&entries);
-        stage.config.history.push(self.history(instruction, false));
         stage.pending.push(PendingLayer {
-            line: instruction.line,
+            line,
             entries,
             stamps,
-            reuse: self.options.no_cache.reuses(stage.name.as_deref()),
+            reuse: self.build.options.no_cache.reuses(stage.name.as_deref()),
             _staging: staging,
         });
     }
+}
 
+impl Executor<'_> {
     /// The history record of an instruction.
     pub(super) fn history(&self, instruction: &Instruction, empty_layer: bool) -> History {
         History {
@@ -151,7 +154,7 @@ impl Builder<'_> {
                     .map_err(|source| BuildError::Instruction {
                         file: self.dockerfile.to_owned(),
                         line: layer.line,
-                        source: source.into(),
+                        source: StepError::Layer(source),
                     })?;
                 tracing::info!(line = layer.line, digest = %found.layer.digest, size = found.layer.size, entries = layer.entries.len(), shared = found.source.is_some(), "layer");
                 let built = self.found_layer(&found);

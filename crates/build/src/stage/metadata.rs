@@ -2,27 +2,20 @@
 //! LABEL, MAINTAINER, USER, CMD, ENTRYPOINT, SHELL, EXPOSE, VOLUME, STOPSIGNAL, HEALTHCHECK,
 //! ONBUILD. Each leaves an empty-layer history record.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use super::{Builder, Stage, Unsupported};
-use crate::BuildError;
-use dockless_dockerfile::{Command, CommandLine, Healthcheck, Instruction};
+use super::dispatch::StageExecutor;
+use super::{Invalid, StepError};
+use dockless_dockerfile::{Command, CommandLine, Healthcheck};
 
-impl Builder<'_> {
-    /// Applies a config-only instruction to the stage.
-    pub(super) fn apply_metadata(
-        &self,
-        stage: &mut Stage,
-        instruction: &Instruction,
-        command: Command,
-        global_args: &BTreeMap<String, Option<String>>,
-        used_args: &mut BTreeSet<String>,
-    ) -> Result<(), BuildError> {
+impl StageExecutor<'_, '_> {
+    /// Applies a config-only instruction (other than ARG) to the stage.
+    pub(super) fn apply_metadata(&mut self, command: Command) -> Result<(), StepError> {
+        let stage = &mut self.stage;
         let config = &mut stage.config.config;
         match command {
-            Command::Arg(decls) => self.declare_args(stage, decls, global_args, used_args),
             Command::Env(pairs) => {
                 for pair in pairs {
                     config.set_env(&pair.key, &pair.value);
@@ -37,11 +30,11 @@ impl Builder<'_> {
             Command::Maintainer(name) => stage.config.author = Some(name),
             Command::User(user) => config.user = Some(user),
             Command::Cmd(line) => {
-                config.cmd = Some(self.command_line(line, &stage.shell));
+                config.cmd = Some(command_line(line, &stage.shell));
                 stage.cmd_set_here = true;
             }
             Command::Entrypoint(line) => {
-                config.entrypoint = Some(self.command_line(line, &stage.shell));
+                config.entrypoint = Some(command_line(line, &stage.shell));
                 if !stage.cmd_set_here {
                     config.cmd = None;
                 }
@@ -53,7 +46,7 @@ impl Builder<'_> {
             Command::Expose(ports) => {
                 let exposed = config.exposed_ports.get_or_insert_with(BTreeMap::new);
                 for port in ports {
-                    for p in expand_port(&port).map_err(|e| self.at(instruction, e))? {
+                    for p in expand_port(&port)? {
                         exposed.insert(p, json!({}));
                     }
                 }
@@ -62,10 +55,7 @@ impl Builder<'_> {
                 let map = config.volumes.get_or_insert_with(BTreeMap::new);
                 for v in volumes {
                     if v.is_empty() {
-                        return Err(self.at(
-                            instruction,
-                            Unsupported("VOLUME needs a non-empty path".into()),
-                        ));
+                        return Err(Invalid("VOLUME needs a non-empty path".into()).into());
                     }
                     map.insert(v, json!({}));
                 }
@@ -74,50 +64,47 @@ impl Builder<'_> {
             Command::Healthcheck(check) => config.healthcheck = Some(healthcheck_json(check)),
             Command::Onbuild(trigger) => config.on_build.get_or_insert_with(Vec::new).push(trigger),
             Command::From(_)
+            | Command::Arg(_)
             | Command::Run(_)
             | Command::Copy(_)
             | Command::Add(_)
             | Command::Workdir(_) => {
-                unreachable!("instructions that may write a layer are applied elsewhere")
+                unreachable!(
+                    "ARG and the instructions that may write a layer are applied elsewhere"
+                )
             }
         }
-        stage.config.history.push(self.history(instruction, true));
         Ok(())
     }
 
     /// ARG: each name takes the build argument given, else its default, else the global ARG's.
-    fn declare_args(
-        &self,
-        stage: &mut Stage,
-        decls: Vec<dockless_dockerfile::ArgDecl>,
-        global_args: &BTreeMap<String, Option<String>>,
-        used_args: &mut BTreeSet<String>,
-    ) {
+    pub(super) fn declare_args(&mut self, decls: Vec<dockless_dockerfile::ArgDecl>) {
         for decl in decls {
-            used_args.insert(decl.name.clone());
+            self.used_args.insert(decl.name.clone());
             let value = self
+                .build
                 .options
                 .build_args
                 .get(&decl.name)
                 .cloned()
                 .or(decl.default)
-                .or_else(|| global_args.get(&decl.name).cloned().flatten());
-            stage.args.insert(decl.name, value);
+                .or_else(|| self.global_args.get(&decl.name).cloned().flatten());
+            self.stage.args.insert(decl.name, value);
         }
     }
+}
 
-    /// The exec form as given; the shell form wrapped in the current SHELL (as Docker does).
-    pub(super) fn command_line(&self, line: CommandLine, shell: &[String]) -> Vec<String> {
-        match line {
-            CommandLine::Exec(args) => args,
-            CommandLine::Shell(text) => shell.iter().cloned().chain([text]).collect(),
-        }
+/// The exec form as given; the shell form wrapped in the current SHELL (as Docker does).
+pub(super) fn command_line(line: CommandLine, shell: &[String]) -> Vec<String> {
+    match line {
+        CommandLine::Exec(args) => args,
+        CommandLine::Shell(text) => shell.iter().cloned().chain([text]).collect(),
     }
 }
 
 /// An EXPOSE value Docker would refuse.
 #[derive(Debug, thiserror::Error)]
-enum PortError {
+pub enum PortError {
     #[error("EXPOSE {0}: protocol must be tcp, udp or sctp")]
     Protocol(String),
     #[error("EXPOSE {0}: expected PORT[-PORT][/PROTOCOL] with ports from 1 to 65535")]

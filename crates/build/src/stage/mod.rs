@@ -1,8 +1,13 @@
-//! Applying instructions, in order, to one build stage: this file drives the stages and hands
-//! each instruction to its family: [`from`] (FROM), [`files`] (COPY, ADD, WORKDIR), [`run`]
-//! (RUN), [`metadata`] (everything that changes only the config); [`layers`] writes what they
-//! plan and turns the last stage into an image.
+//! Applying instructions, in order, to the stages of a build. The build-wide [`Executor`] holds
+//! what every stage shares (the store, the registries, the settings, the caches) and walks the
+//! stages; a [`dispatch::StageExecutor`] carries one stage through its instructions, handing
+//! each to its family: [`from`] (FROM), [`files`] (COPY, ADD, WORKDIR), [`run`] (RUN),
+//! [`metadata`] (everything that changes only the config); [`layers`] writes what they plan and
+//! turns the last stage into an image. Handlers return a [`StepError`] without a location:
+//! [`Executor::dispatch`] is the one place that puts the Dockerfile's path and line on it.
 
+mod dispatch;
+pub mod error;
 mod files;
 mod from;
 mod layers;
@@ -14,12 +19,14 @@ mod steps;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use dispatch::{Failure, StageExecutor};
+pub use error::{Invalid, StepError, Unsupported};
 use layers::PendingLayer;
 
 use super::filesystem::KnownFilesystem;
 use super::{BuildError, BuildOptions, BuiltImage, BuiltLayer};
 use dockless_context::Context;
-use dockless_dockerfile::{Command, Dockerfile, Instruction};
+use dockless_dockerfile::{Command, Dockerfile, ExpandError, Instruction};
 use dockless_layer::LayerSettings;
 use dockless_oci::image::ImageConfig;
 use dockless_oci::image::config::rfc3339;
@@ -29,14 +36,8 @@ use dockless_registry::remote::RemoteAccess;
 use dockless_sandbox::rootfs::Rootfs;
 use dockless_shared_cache::{ExportEntry, SharedCache};
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// A message for an instruction that cannot be carried out, as an error value.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct Unsupported(String);
-
-pub(super) struct Builder<'a> {
+/// What the whole build shares: the store, the registries, the settings and the caches.
+pub(super) struct Executor<'a> {
     options: &'a BuildOptions,
     store: &'a Store,
     context: &'a Context,
@@ -90,25 +91,17 @@ impl Stage {
             .clone()
             .unwrap_or_else(|| "/".into())
     }
+
+    /// Layers written and planned: an instruction that leaves it as it was made no layer.
+    fn layer_count(&self) -> usize {
+        self.layers.len() + self.pending.len()
+    }
 }
 
-/// Where the walk through the Dockerfile is.
-struct Walk {
-    /// Build arguments some ARG declared (the others are reported unused).
-    used_args: BTreeSet<String>,
-    /// ARGs before the first FROM, with their values.
-    global_args: BTreeMap<String, Option<String>>,
-    /// The stage being built.
-    stage: Option<Stage>,
-    /// Stages already built, for `FROM <stage>` and `COPY --from=<stage>`.
-    done: Vec<Stage>,
-    /// How many FROM lines have been met.
-    stages_seen: usize,
-    /// In a stage the target does not need: its instructions are passed over.
-    skipping: bool,
-}
+/// One stage of the Dockerfile: its FROM and the instructions after it.
+type StageLines<'d> = (&'d Instruction, &'d [Instruction]);
 
-impl<'a> Builder<'a> {
+impl<'a> Executor<'a> {
     pub(super) fn new(
         options: &'a BuildOptions,
         store: &'a Store,
@@ -118,7 +111,7 @@ impl<'a> Builder<'a> {
         observer: Option<&'a dyn super::LayerObserver>,
         shared: &'a SharedCache<'a>,
     ) -> Self {
-        Builder {
+        Executor {
             options,
             store,
             context,
@@ -138,14 +131,6 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn at(&self, instruction: &Instruction, source: impl Into<BoxError>) -> BuildError {
-        BuildError::Instruction {
-            file: self.dockerfile.to_owned(),
-            line: instruction.line,
-            source: source.into(),
-        }
-    }
-
     /// Builds every stage the target needs, in order, and returns the target as an image.
     pub(super) fn run(mut self, dockerfile: &Dockerfile) -> Result<BuiltImage, BuildError> {
         self.escape = dockerfile.escape;
@@ -161,69 +146,83 @@ impl<'a> Builder<'a> {
             self.check_target(dockerfile, target)?;
         }
         let needed = needed_stages(&dockerfile.instructions, target.as_deref());
-        let mut walk = Walk {
-            used_args: BTreeSet::new(),
-            global_args: self.automatic_args(),
-            stage: None,
-            done: Vec::new(),
-            stages_seen: 0,
-            skipping: false,
-        };
-        for instruction in &dockerfile.instructions {
-            if let Command::From(raw) = &instruction.command {
-                let index = walk.stages_seen;
-                walk.stages_seen += 1;
-                if let Some(mut current) = walk.stage.take() {
-                    if target.is_some() && current.name == target {
-                        walk.stage = Some(current);
-                        break;
-                    }
-                    self.flush(&mut current)?;
-                    // The file system of a finished stage is not needed again as is.
-                    current.rootfs = None;
-                    walk.done.push(current);
-                }
-                walk.skipping = needed.get(index) == Some(&false);
-                if walk.skipping {
-                    tracing::info!(
-                        line = instruction.line,
-                        "stage {index} skipped: the target stage does not use it"
-                    );
-                    walk.done.push(Stage::skipped(raw.stage_name.as_deref()));
-                } else {
-                    let mut stage = self.as_step(instruction, || {
-                        self.from(instruction, &walk.global_args, &walk.done)
-                    })?;
-                    // The base's ONBUILD triggers run now and are not passed on.
-                    let triggers = stage.config.config.on_build.take().unwrap_or_default();
-                    walk.stage = Some(stage);
-                    for trigger in &triggers {
-                        self.step(&mut walk, &self.trigger(instruction, trigger)?)?;
-                    }
-                }
+        let (globals, stages) = split_stages(&dockerfile.instructions);
+        let mut used_args = BTreeSet::new();
+        let mut global_args = self.automatic_args();
+        for instruction in globals {
+            self.dispatch(instruction, || {
+                self.global_arg(instruction, &mut global_args, &mut used_args)
+            })?;
+        }
+        let count = stages.len();
+        let mut done: Vec<Stage> = Vec::new();
+        for (index, lines) in stages.into_iter().enumerate() {
+            if needed.get(index) == Some(&false) {
+                done.push(self.skip(index, lines, &mut used_args));
                 continue;
             }
-            self.step(&mut walk, instruction)?;
+            let mut stage = self.build_stage(lines, &done, &global_args, &mut used_args)?;
+            if index + 1 == count || (target.is_some() && stage.name == target) {
+                self.warn_unused_args(&used_args);
+                return self.finish(stage);
+            }
+            self.flush(&mut stage)?;
+            // The file system of a finished stage is not needed again as is.
+            stage.rootfs = None;
+            done.push(stage);
         }
-        let stage = walk.stage.ok_or_else(|| BuildError::Dockerfile {
+        Err(BuildError::Dockerfile {
             file: self.dockerfile.to_owned(),
             message: "has no FROM instruction; start it with FROM scratch or FROM oci:DIR[:TAG]"
                 .into(),
-        })?;
-        self.warn_unused_args(&walk.used_args);
-        self.finish(stage)
+        })
     }
 
-    /// An ONBUILD trigger of the base, as an instruction of the FROM line that runs it.
-    fn trigger(&self, from: &Instruction, trigger: &str) -> Result<Instruction, BuildError> {
-        dockless_dockerfile::parse_trigger(trigger, from.line).map_err(|why| {
-            self.at(
-                from,
-                Unsupported(format!(
-                    "the base's ONBUILD trigger `{trigger}` cannot run: {why}; build from an image without it"
-                )),
-            )
-        })
+    /// Builds one stage: its FROM, the base's ONBUILD triggers, then its instructions.
+    fn build_stage(
+        &self,
+        (from, body): StageLines<'_>,
+        done: &[Stage],
+        global_args: &BTreeMap<String, Option<String>>,
+        used_args: &mut BTreeSet<String>,
+    ) -> Result<Stage, BuildError> {
+        let (stage, triggers) = self.dispatch(from, || self.from(from, global_args, done))?;
+        let mut executor = StageExecutor {
+            build: self,
+            stage,
+            done,
+            global_args,
+            used_args,
+        };
+        // The base's triggers run first, as instructions of the FROM line, and are not passed on.
+        for instruction in triggers.iter().chain(body) {
+            executor.dispatch(instruction)?;
+        }
+        Ok(executor.stage)
+    }
+
+    /// A stage the target does not use: passed over, though the build arguments its ARGs
+    /// declare count as used.
+    fn skip(
+        &self,
+        index: usize,
+        (from, body): StageLines<'_>,
+        used_args: &mut BTreeSet<String>,
+    ) -> Stage {
+        tracing::info!(
+            line = from.line,
+            "stage {index} skipped: the target stage does not use it"
+        );
+        for instruction in body {
+            if let Command::Arg(decls) = &instruction.command {
+                used_args.extend(decls.iter().map(|d| d.name.clone()));
+            }
+        }
+        let name = match &from.command {
+            Command::From(raw) => raw.stage_name.as_deref(),
+            _ => None,
+        };
+        Stage::skipped(name)
     }
 
     /// An unknown `--target` is known before anything is built.
@@ -252,66 +251,33 @@ impl<'a> Builder<'a> {
         })
     }
 
-    /// One instruction other than FROM: a global ARG before the first stage, passed over in a
-    /// skipped stage, else expanded and handed to its family.
-    fn step(&self, walk: &mut Walk, instruction: &Instruction) -> Result<(), BuildError> {
-        if walk.skipping {
-            if let Command::Arg(decls) = &instruction.command {
-                walk.used_args.extend(decls.iter().map(|d| d.name.clone()));
-            }
-            return Ok(());
+    /// An instruction before the first FROM: only ARG may be there (global, for FROM lines).
+    fn global_arg(
+        &self,
+        instruction: &Instruction,
+        global_args: &mut BTreeMap<String, Option<String>>,
+        used_args: &mut BTreeSet<String>,
+    ) -> Result<(), Failure> {
+        if !matches!(instruction.command, Command::Arg(_)) {
+            return Err(Invalid(
+                "a Dockerfile must start with FROM (only ARG may come before it)".into(),
+            )
+            .into());
         }
-        let Some(current) = walk.stage.as_mut() else {
-            // Before the first FROM only ARG (global, for FROM lines) may appear.
-            if !matches!(instruction.command, Command::Arg(_)) {
-                return Err(self.at(
-                    instruction,
-                    Unsupported(
-                        "a Dockerfile must start with FROM (only ARG may come before it)".into(),
-                    ),
-                ));
+        let expanded = self.expand(instruction, &|name| lookup(global_args, name))?;
+        if let Command::Arg(decls) = expanded {
+            for decl in decls {
+                let value = self
+                    .options
+                    .build_args
+                    .get(&decl.name)
+                    .cloned()
+                    .or(decl.default);
+                used_args.insert(decl.name.clone());
+                global_args.insert(decl.name, value);
             }
-            let global_args = &walk.global_args;
-            if let Command::Arg(decls) =
-                self.expand(instruction, &|name| lookup(global_args, name))?
-            {
-                for decl in decls {
-                    let value = self
-                        .options
-                        .build_args
-                        .get(&decl.name)
-                        .cloned()
-                        .or(decl.default);
-                    walk.used_args.insert(decl.name.clone());
-                    walk.global_args.insert(decl.name, value);
-                }
-            }
-            return Ok(());
-        };
-        let expanded = {
-            let env = &current.config.config;
-            let args = &current.args;
-            self.expand(instruction, &|name| {
-                env.env_value(name)
-                    .map(str::to_owned)
-                    .or_else(|| lookup(args, name))
-            })?
-        };
-        let (done, global_args) = (&walk.done, &walk.global_args);
-        self.as_step(instruction, || match expanded {
-            Command::From(_) => unreachable!("FROM starts a new stage before this"),
-            Command::Run(run) => self.run_step(current, instruction, run, done),
-            Command::Copy(c) => self.copy_step(current, instruction, &c, done),
-            Command::Add(a) => self.add_step(current, instruction, &a),
-            Command::Workdir(dir) => self.workdir_step(current, instruction, &dir),
-            other => self.apply_metadata(
-                current,
-                instruction,
-                other,
-                global_args,
-                &mut walk.used_args,
-            ),
-        })
+        }
+        Ok(())
     }
 
     fn warn_unused_args(&self, used_args: &BTreeSet<String>) {
@@ -331,16 +297,34 @@ impl<'a> Builder<'a> {
         }
     }
 
+    /// The instruction with its variables expanded from `vars`.
     fn expand(
         &self,
         instruction: &Instruction,
         vars: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Command, BuildError> {
-        instruction
-            .command
-            .expand(self.escape, vars)
-            .map_err(|e| self.at(instruction, e))
+    ) -> Result<Command, ExpandError> {
+        instruction.command.expand(self.escape, vars)
     }
+}
+
+/// The instructions before the first FROM, and each stage's FROM with the instructions after it.
+fn split_stages(instructions: &[Instruction]) -> (&[Instruction], Vec<StageLines<'_>>) {
+    let starts: Vec<usize> = instructions
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| matches!(i.command, Command::From(_)))
+        .map(|(index, _)| index)
+        .collect();
+    let stages = starts
+        .iter()
+        .enumerate()
+        .map(|(k, &start)| {
+            let end = starts.get(k + 1).copied().unwrap_or(instructions.len());
+            (&instructions[start], &instructions[start + 1..end])
+        })
+        .collect();
+    let first = starts.first().copied().unwrap_or(instructions.len());
+    (&instructions[..first], stages)
 }
 
 /// Build arguments every build may be given without an ARG (Docker does not warn of them).

@@ -11,12 +11,13 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
 
-use super::{Builder, Stage, Unsupported, lookup};
+use super::error::SecretError;
+use super::{Executor, Invalid, Stage, StepError, Unsupported, lookup};
+use crate::SecretSource;
 use crate::run_step::KeyedMount;
-use crate::{BuildError, SecretSource};
 use dockless_context::Context;
 use dockless_context::item_meta::ItemMeta;
-use dockless_dockerfile::{Instruction, MountKind, RunFlags, RunMount, Sharing};
+use dockless_dockerfile::{MountKind, RunFlags, RunMount, Sharing};
 use dockless_sandbox::mounts::MountPlan;
 use dockless_sandbox::rootfs::Rootfs;
 use dockless_sandbox::sandbox::{MountSource, SandboxMount};
@@ -33,26 +34,23 @@ pub(super) struct ReadyMounts {
     _locks: Vec<fs::File>,
 }
 
-impl Builder<'_> {
+impl Executor<'_> {
     /// The `--mount` flags of a RUN with their values expanded, refusing what dockless
     /// cannot serve.
     pub(super) fn run_mounts(
         &self,
         stage: &Stage,
-        instruction: &Instruction,
         flags: &RunFlags,
-    ) -> Result<Vec<RunMount>, BuildError> {
+    ) -> Result<Vec<RunMount>, StepError> {
         let env = &stage.config.config;
         let vars = |name: &str| {
             env.env_value(name)
                 .map(str::to_owned)
                 .or_else(|| lookup(&stage.args, name))
         };
-        let mounts = flags
-            .mounts(self.escape, &vars, &stage.workdir())
-            .map_err(|e| self.at(instruction, e))?;
+        let mounts = flags.mounts(self.escape, &vars, &stage.workdir())?;
         if let Some(refused) = mounts.iter().find_map(|mount| not_served(&mount.kind)) {
-            return Err(self.at(instruction, Unsupported(refused.to_owned())));
+            return Err(Unsupported(refused.to_owned()).into());
         }
         Ok(mounts)
     }
@@ -64,21 +62,18 @@ impl Builder<'_> {
         &self,
         mounts: &'m [RunMount],
         done: &[Stage],
-        instruction: &Instruction,
-    ) -> Result<Vec<KeyedMount<'m>>, BuildError> {
+    ) -> Result<Vec<KeyedMount<'m>>, StepError> {
         mounts
             .iter()
             .map(|mount| {
                 let bound = match &mount.kind {
                     MountKind::Bind {
                         from: None, source, ..
-                    } => {
-                        snapshot(self.context, source, None).map_err(|e| self.at(instruction, e))?
-                    }
+                    } => snapshot(self.context, source, None)?,
                     MountKind::Bind {
                         from: Some(from), ..
                     } => {
-                        let layers = self.stage_or_image_layers(from, done, instruction)?;
+                        let layers = self.stage_or_image_layers(from, done)?;
                         layers
                             .iter()
                             .map(|l| l.diff_id.to_string())
@@ -97,8 +92,7 @@ impl Builder<'_> {
         &self,
         mounts: &[RunMount],
         done: &[Stage],
-        instruction: &Instruction,
-    ) -> Result<ReadyMounts, BuildError> {
+    ) -> Result<ReadyMounts, StepError> {
         let mut ready = ReadyMounts::default();
         for m in mounts {
             let target = m.target.trim_start_matches('/').to_owned();
@@ -108,8 +102,7 @@ impl Builder<'_> {
                     source,
                     read_only,
                 } => {
-                    let path =
-                        self.bind_source(from.as_deref(), source, done, instruction, &mut ready)?;
+                    let path = self.bind_source(from.as_deref(), source, done, &mut ready)?;
                     MountSource::Directory {
                         path,
                         read_only: *read_only,
@@ -126,9 +119,7 @@ impl Builder<'_> {
                     from: None,
                     source: None,
                 } => {
-                    let path = self
-                        .cache_dir(id, *sharing, (*mode, *uid, *gid), &mut ready)
-                        .map_err(|e| self.at(instruction, e))?;
+                    let path = self.cache_dir(id, *sharing, (*mode, *uid, *gid), &mut ready)?;
                     MountSource::Directory {
                         path,
                         read_only: *read_only,
@@ -138,7 +129,7 @@ impl Builder<'_> {
                 MountKind::Tmpfs { size } => MountSource::Tmpfs { size: *size },
                 kind @ (MountKind::Cache { .. } | MountKind::Ssh { .. }) => {
                     let refused = not_served(kind).unwrap_or("this mount is not supported");
-                    return Err(self.at(instruction, Unsupported(refused.to_owned())));
+                    return Err(Unsupported(refused.to_owned()).into());
                 }
                 MountKind::Secret {
                     id,
@@ -149,8 +140,7 @@ impl Builder<'_> {
                     uid,
                     gid,
                 } => {
-                    let Some(path) = self.secret_file(id, *required, &mut ready, instruction)?
-                    else {
+                    let Some(path) = self.secret_file(id, *required, &mut ready)? else {
                         continue;
                     };
                     if let Some(name) = env {
@@ -179,31 +169,23 @@ impl Builder<'_> {
         from: Option<&str>,
         source: &str,
         done: &[Stage],
-        instruction: &Instruction,
         ready: &mut ReadyMounts,
-    ) -> Result<PathBuf, BuildError> {
+    ) -> Result<PathBuf, StepError> {
         let Some(from) = from else {
-            let copy = self.store.temp_dir().map_err(|e| self.at(instruction, e))?;
+            let copy = self.store.temp_dir()?;
             let dest = copy.path().join("bound");
-            snapshot(self.context, source, Some(&dest)).map_err(|e| self.at(instruction, e))?;
+            snapshot(self.context, source, Some(&dest))?;
             ready._dirs.push(copy);
             return Ok(dest);
         };
-        let rootfs = self.tree_of(from, done, instruction)?;
-        let path =
-            dockless_sandbox::rootfs::resolve(rootfs.path(), source, false).map_err(|e| {
-                self.at(
-                    instruction,
-                    Unsupported(format!("--mount from={from} source={source}: {e}")),
-                )
-            })?;
+        let rootfs = self.tree_of(from, done)?;
+        let path = dockless_sandbox::rootfs::resolve(rootfs.path(), source, false)
+            .map_err(|e| Invalid(format!("--mount from={from} source={source}: {e}")))?;
         if fs::symlink_metadata(&path).is_err() {
-            return Err(self.at(
-                instruction,
-                Unsupported(format!(
-                    "--mount from={from}: {source} does not exist there"
-                )),
-            ));
+            return Err(Invalid(format!(
+                "--mount from={from}: {source} does not exist there"
+            ))
+            .into());
         }
         ready._trees.push(rootfs);
         Ok(path)
@@ -263,21 +245,16 @@ impl Builder<'_> {
         id: &str,
         required: bool,
         ready: &mut ReadyMounts,
-        instruction: &Instruction,
-    ) -> Result<Option<PathBuf>, BuildError> {
+    ) -> Result<Option<PathBuf>, StepError> {
         let value = match self.options.secrets.get(id) {
             Some(SecretSource::File(path)) => {
                 let mut bytes = Vec::new();
                 fs::File::open(path)
                     .and_then(|mut f| f.read_to_end(&mut bytes))
-                    .map_err(|e| {
-                        self.at(
-                            instruction,
-                            Unsupported(format!(
-                                "--secret id={id}: cannot read {}: {e}",
-                                path.display()
-                            )),
-                        )
+                    .map_err(|source| SecretError::Unreadable {
+                        id: id.to_owned(),
+                        path: path.clone(),
+                        source,
                     })?;
                 secrecy::SecretBox::new(bytes.into_boxed_slice())
             }
@@ -286,22 +263,16 @@ impl Builder<'_> {
                     secrecy::SecretBox::new(value.into_encoded_bytes().into_boxed_slice())
                 }
                 None if required => {
-                    return Err(self.at(instruction, Unsupported(format!(
-                        "--secret id={id},env={var}: the environment has no {var}; set it, or drop `required` from the mount"
-                    ))));
+                    let (id, var) = (id.to_owned(), var.clone());
+                    return Err(SecretError::NoVariable { id, var }.into());
                 }
                 None => return Ok(None),
             },
             None if required => {
-                return Err(self.at(instruction, Unsupported(format!(
-                    "the secret `{id}` is required by this RUN but the build was given none: pass --secret id={id},src=FILE or --secret id={id},env=VAR"
-                ))));
+                return Err(SecretError::NotGiven { id: id.to_owned() }.into());
             }
             None => {
-                tracing::info!(
-                    line = instruction.line,
-                    "secret `{id}` not given: the RUN runs without it"
-                );
+                tracing::info!("secret `{id}` not given: the RUN runs without it");
                 return Ok(None);
             }
         };
@@ -309,8 +280,7 @@ impl Builder<'_> {
         // interrupted, and swept by the next command if this process is killed outright.
         let dir = tempfile::Builder::new()
             .prefix("secret-")
-            .tempdir_in(self.store.session_dir())
-            .map_err(|e| self.at(instruction, e))?;
+            .tempdir_in(self.store.session_dir())?;
         let path = dir.path().join("secret");
         {
             use secrecy::ExposeSecret;
@@ -319,10 +289,8 @@ impl Builder<'_> {
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
-                .open(&path)
-                .map_err(|e| self.at(instruction, e))?;
-            std::io::Write::write_all(&mut file, value.expose_secret())
-                .map_err(|e| self.at(instruction, e))?;
+                .open(&path)?;
+            std::io::Write::write_all(&mut file, value.expose_secret())?;
         }
         ready._dirs.push(dir);
         Ok(Some(path))
@@ -404,7 +372,7 @@ fn snapshot(context: &Context, source: &str, dest: Option<&Path>) -> Result<Stri
 
 /// Why context files could not be bound.
 #[derive(Debug, thiserror::Error)]
-enum BindError {
+pub enum BindError {
     #[error(transparent)]
     Source(#[from] dockless_context::source::SourceError),
     #[error("--mount source={0} must name one file or directory of the context")]

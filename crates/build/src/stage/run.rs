@@ -1,12 +1,13 @@
 //! RUN in a stage: what the stage gives the step (command, environment, user, directory, the
 //! layers below) and the file system it runs over; the step itself is [`crate::run_step`].
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 
-use super::{Builder, Stage, Unsupported};
-use crate::run_step::{RunStep, SharedRunLayers, StepError};
-use crate::{BuildError, BuiltLayer};
+use super::dispatch::{Failure, StageExecutor};
+use super::metadata::command_line;
+use super::{Executor, Stage, StepError, Unsupported};
+use crate::BuiltLayer;
+use crate::run_step::{self, RunStep, SharedRunLayers};
 use dockless_dockerfile::{CommandLine, Heredoc, Instruction, RunFlags, RunNetwork, Security};
 use dockless_oci::digest::Digest;
 use dockless_registry::Reference;
@@ -16,30 +17,26 @@ use dockless_sandbox::sandbox::Network;
 use dockless_sandbox::{InlineScript, RunError};
 use dockless_shared_cache::{EntryKind, SharedCache, SharedHit};
 
-impl Builder<'_> {
+impl StageExecutor<'_, '_> {
     /// RUN: reuse the layer of an identical earlier RUN, or run the command in the sandbox and
     /// make a layer of what it changed.
-    pub(super) fn run_step(
-        &self,
-        stage: &mut Stage,
+    pub(super) fn run(
+        &mut self,
         instruction: &Instruction,
         run: dockless_dockerfile::Run,
-        done: &[Stage],
-    ) -> Result<(), BuildError> {
-        let network = self.run_network(instruction, &run.flags)?;
-        let mounts = self.run_mounts(stage, instruction, &run.flags)?;
-        let mount_key = self.mount_key(&mounts, done, instruction)?;
-        let (argv, scripts) = self.run_command_line(run.command, run.heredocs, &stage.shell)?;
-        self.flush(stage)?;
+    ) -> Result<(), Failure> {
+        let (build, done) = (self.build, self.done);
+        let network = build.run_network(&run.flags)?;
+        let mounts = build.run_mounts(&self.stage, &run.flags)?;
+        let mount_key = build.mount_key(&mounts, done)?;
+        let (argv, scripts) = run_command_line(run.command, run.heredocs, &self.stage.shell);
+        build.flush(&mut self.stage)?;
+        let stage = &mut self.stage;
         let env = run_env(stage);
         let user = stage.config.config.user.clone().unwrap_or_default();
         let workdir = stage.workdir();
         let parents: Vec<Digest> = stage.layers.iter().map(|l| l.diff_id.clone()).collect();
         let platform = format!("{}/{}", stage.config.os, stage.config.architecture);
-        let shared = SharedRun {
-            cache: self.shared,
-            hit: RefCell::new(None),
-        };
         let step = RunStep {
             text: &instruction.text,
             argv: &argv,
@@ -49,40 +46,39 @@ impl Builder<'_> {
             workdir: &workdir,
             platform: &platform,
             parents: &parents,
-            isolation: self.options.isolation,
+            isolation: build.options.isolation,
             network,
             mount_key: &mount_key,
-            settings: self.settings,
-            shared: (!self.shared.is_empty()).then_some(&shared as &dyn SharedRunLayers),
-            reuse: self.options.no_cache.reuses(stage.name.as_deref()),
-            output: self.current_step().and_then(|step| step.output()),
+            settings: build.settings,
+            shared: (!build.shared.is_empty()).then_some(build.shared as &dyn SharedRunLayers),
+            reuse: build.options.no_cache.reuses(stage.name.as_deref()),
+            output: build.current_step().and_then(|step| step.output()),
         };
         // What the mounts need while the command runs (copies, trees, locks, the secrets'
         // private files) lives until the step is over.
         let mut kept = None;
-        let made = self
+        let made = build
             .with_live(|on_live| {
                 step.layer(
-                    self.store,
+                    build.store,
                     || {
-                        let mut ready = self.ready_mounts(&mounts, done, instruction)?;
+                        let mut ready = build.ready_mounts(&mounts, done)?;
                         let plan = std::mem::take(&mut ready.plan);
                         kept = Some(ready);
-                        Ok((self.catch_up(stage, instruction)?, plan))
+                        Ok((build.catch_up(stage)?, plan))
                     },
                     on_live,
                 )
             })
             .map_err(|e| match e {
-                StepError::Rootfs(e) => e,
-                StepError::Run(e) => self.at(instruction, e),
+                run_step::StepError::Rootfs(e) => e,
+                run_step::StepError::Run(e) => StepError::Run(e),
             })?;
-        let source = shared.hit.take().map(|hit| hit.source);
         if made.cached {
-            if let Some(step) = self.current_step() {
+            if let Some(step) = build.current_step() {
                 step.mark_cached();
             }
-            let from = if source.is_some() {
+            let from = if made.source.is_some() {
                 " (from the shared cache)"
             } else {
                 ""
@@ -93,141 +89,65 @@ impl Builder<'_> {
                 instruction.text
             );
         }
-        self.add_run_layer(stage, instruction, &made.layer, source, made.key)
-    }
-
-    /// The network of a RUN (`--network`, else the build's), refusing `--security=insecure`.
-    fn run_network(
-        &self,
-        instruction: &Instruction,
-        flags: &RunFlags,
-    ) -> Result<Network, BuildError> {
-        if flags.security == Security::Insecure {
-            return Err(self.at(
-                instruction,
-                Unsupported(
-                    "RUN --security=insecure is not supported: dockless grants no extra privileges; remove it".to_owned(),
-                ),
-            ));
-        }
-        let asked = match flags.network {
-            RunNetwork::Default => None,
-            RunNetwork::None => Some(Network::None),
-            RunNetwork::Host => Some(Network::Host),
-        };
-        Network::for_run(asked, self.options.network).map_err(|e| self.at(instruction, e))
+        self.add_run_layer(&made.layer, made.source, made.key)
     }
 
     /// A RUN's layer joins the stage, which learns what the command made.
     fn add_run_layer(
-        &self,
-        stage: &mut Stage,
-        instruction: &Instruction,
+        &mut self,
         layer: &dockless_layer::WrittenLayer,
         source: Option<LayerSource>,
         key: String,
-    ) -> Result<(), BuildError> {
+    ) -> Result<(), Failure> {
+        let (build, stage) = (self.build, &mut self.stage);
         let built = BuiltLayer {
             source,
-            ..self.built_layer(layer)
+            ..build.built_layer(layer)
         };
-        self.exporting(EntryKind::Run, &built, Some(key));
-        if let Some(observer) = self.observer {
+        build.exporting(EntryKind::Run, &built, Some(key));
+        if let Some(observer) = build.observer {
             observer.written(&built);
         }
         stage.layers.push(built.clone());
-        stage.config.history.push(self.history(instruction, false));
-        let elsewhere = !self.store.has_blob(&built.digest)
-            && !crate::filesystem::listing_is_cached(self.store, &built.digest);
+        let elsewhere = !build.store.has_blob(&built.digest)
+            && !crate::filesystem::listing_is_cached(build.store, &built.digest);
         if stage.filesystem.complete && elsewhere {
             // A shared cache's layer is downloaded only if a later instruction needs the tree.
             stage.unlisted.push(built);
         } else if stage.filesystem.complete {
             // Later COPY, WORKDIR and --chown need to know what the command made.
             let layer = [(layer.digest.clone(), built.media_type.clone())];
-            stage
-                .filesystem
-                .apply_layers(self.store, &layer)
-                .map_err(|e| self.at(instruction, e))?;
+            stage.filesystem.apply_layers(build.store, &layer)?;
         }
         Ok(())
     }
+}
 
-    /// The command a RUN runs, with its heredocs as BuildKit gives them: a RUN that is one
-    /// heredoc runs its body with the shell, or, when the body starts with `#!`, runs it as a
-    /// script in `/dev/pipes` (which no layer holds); otherwise the bodies follow the command
-    /// line for the shell to read.
-    fn run_command_line(
-        &self,
-        command: CommandLine,
-        heredocs: Vec<Heredoc>,
-        shell: &[String],
-    ) -> Result<(Vec<String>, Vec<InlineScript>), BuildError> {
-        let CommandLine::Shell(text) = command else {
-            return Ok((self.command_line(command, shell), Vec::new()));
-        };
-        if heredocs.is_empty() {
-            return Ok((
-                self.command_line(CommandLine::Shell(text), shell),
-                Vec::new(),
-            ));
+impl Executor<'_> {
+    /// The network of a RUN (`--network`, else the build's), refusing `--security=insecure`.
+    fn run_network(&self, flags: &RunFlags) -> Result<Network, StepError> {
+        if flags.security == Security::Insecure {
+            return Err(Unsupported(
+                "RUN --security=insecure is not supported: dockless grants no extra privileges; remove it".to_owned(),
+            )
+            .into());
         }
-        let single = dockless_dockerfile::heredoc_word(text.trim())
-            .ok()
-            .flatten()
-            .and_then(|word| {
-                heredocs
-                    .iter()
-                    .find(|h| h.name == word.name)
-                    .map(|h| (word, h))
-            });
-        let (script, scripts) = match single {
-            Some((word, heredoc)) => {
-                let body = Heredoc {
-                    chomp: word.chomp,
-                    ..heredoc.clone()
-                }
-                .content();
-                if body.starts_with("#!") {
-                    let script = InlineScript {
-                        name: heredoc.name.clone(),
-                        content: body,
-                    };
-                    (script.path(), vec![script])
-                } else {
-                    (body, Vec::new())
-                }
-            }
-            None => {
-                let mut script = text;
-                for heredoc in &heredocs {
-                    script.push('\n');
-                    script.push_str(&heredoc.body);
-                    script.push_str(&heredoc.name);
-                }
-                (script, Vec::new())
-            }
+        let asked = match flags.network {
+            RunNetwork::Default => None,
+            RunNetwork::None => Some(Network::None),
+            RunNetwork::Host => Some(Network::Host),
         };
-        Ok((
-            self.command_line(CommandLine::Shell(script), shell),
-            scripts,
-        ))
+        Ok(Network::for_run(asked, self.options.network)?)
     }
 
     /// Makes the stage's file system hold every layer written so far, and hands it out.
-    fn catch_up<'s>(
-        &self,
-        stage: &'s mut Stage,
-        instruction: &Instruction,
-    ) -> Result<&'s mut Rootfs, BuildError> {
-        let run_err =
-            |e: dockless_sandbox::rootfs::RootfsError| self.at(instruction, RunError::from(e));
+    fn catch_up<'s>(&self, stage: &'s mut Stage) -> Result<&'s mut Rootfs, StepError> {
         if stage.rootfs.is_none() {
             // The base image's tree comes from the store's cache (unpacked once per base); the
             // layers made since are applied to the copy below.
             let base: Vec<&BuiltLayer> = stage.layers.iter().take_while(|l| l.from_base).collect();
             for layer in &base {
-                self.ensure_blob(layer, instruction)?;
+                self.ensure_blob(layer)?;
             }
             let chain: Vec<(Digest, String)> = base
                 .iter()
@@ -238,51 +158,39 @@ impl Builder<'_> {
             } else {
                 dockless_sandbox::rootfs::cached::working_tree(self.store, &chain)
             };
-            stage.rootfs = Some(rootfs.map_err(run_err)?);
+            stage.rootfs = Some(rootfs.map_err(RunError::from)?);
         }
         let Some(rootfs) = stage.rootfs.as_mut() else {
             unreachable!("made just above")
         };
         for layer in stage.layers.iter().skip(rootfs.applied) {
-            self.ensure_blob(layer, instruction)?;
+            self.ensure_blob(layer)?;
             rootfs
                 .apply(self.store, &layer.digest, &layer.media_type)
-                .map_err(run_err)?;
+                .map_err(RunError::from)?;
         }
         Ok(rootfs)
     }
 
     /// A layer still in a registry (its source: a base's, a shared cache's) is fetched into the
     /// store; one from a shared cache must also unpack to the diff_id its entry claims.
-    pub(super) fn ensure_blob(
-        &self,
-        layer: &BuiltLayer,
-        instruction: &Instruction,
-    ) -> Result<(), BuildError> {
+    pub(super) fn ensure_blob(&self, layer: &BuiltLayer) -> Result<(), StepError> {
         // Checked even when the blob is in the store: an earlier build may have fetched it
         // for an entry that lied about it.
         if let Some(LayerSource::SharedCache { repository, key }) = &layer.source {
-            return self.fetch_shared(layer, repository, key, instruction);
+            return self.fetch_shared(layer, repository, key);
         }
         if self.store.has_blob(&layer.digest) {
             return Ok(());
         }
         let Some(reference) = layer.source.as_ref().map(LayerSource::repository) else {
-            return Err(self.at(
-                instruction,
-                Unsupported(format!(
-                    "layer {} is missing from the store; build again",
-                    layer.digest
-                )),
-            ));
+            return Err(StepError::MissingLayer(layer.digest.clone()));
         };
-        self.remote
-            .fetch_blob(self.store, reference, &layer.digest)
-            .map_err(|e| self.at(instruction, e))
+        Ok(self
+            .remote
+            .fetch_blob(self.store, reference, &layer.digest)?)
     }
-}
 
-impl Builder<'_> {
     /// Downloads a layer a shared cache gave unless the store has it (its digest checked on
     /// the way) and checks it unpacks to the diff_id the entry claims. A layer that cannot be
     /// had, or lied, makes the build start again without that entry.
@@ -291,13 +199,10 @@ impl Builder<'_> {
         layer: &BuiltLayer,
         repository: &Reference,
         key: &str,
-        instruction: &Instruction,
-    ) -> Result<(), BuildError> {
+    ) -> Result<(), StepError> {
         let wrong = |why: String| {
             self.shared.reject(key, &why);
-            BuildError::SharedCacheEntry {
-                file: self.dockerfile.to_owned(),
-                line: instruction.line,
+            StepError::SharedCacheEntry {
                 digest: layer.digest.clone(),
                 why,
             }
@@ -318,19 +223,65 @@ impl Builder<'_> {
     }
 }
 
-/// The shared cache as a RUN step asks it, remembering the hit (and where its blob is).
-struct SharedRun<'s> {
-    cache: &'s SharedCache<'s>,
-    hit: RefCell<Option<SharedHit>>,
+/// A RUN asks the `--cache-from` caches for a layer by its RUN cache key.
+impl SharedRunLayers for SharedCache<'_> {
+    fn find(&self, key: &str) -> Option<SharedHit> {
+        SharedCache::find(self, key)
+    }
 }
 
-impl SharedRunLayers for SharedRun<'_> {
-    fn find(&self, key: &str) -> Option<dockless_layer::WrittenLayer> {
-        let hit = self.cache.find(key)?;
-        let layer = hit.layer.clone();
-        *self.hit.borrow_mut() = Some(hit);
-        Some(layer)
+/// The command a RUN runs, with its heredocs as BuildKit gives them: a RUN that is one
+/// heredoc runs its body with the shell, or, when the body starts with `#!`, runs it as a
+/// script in `/dev/pipes` (which no layer holds); otherwise the bodies follow the command
+/// line for the shell to read.
+fn run_command_line(
+    command: CommandLine,
+    heredocs: Vec<Heredoc>,
+    shell: &[String],
+) -> (Vec<String>, Vec<InlineScript>) {
+    let CommandLine::Shell(text) = command else {
+        return (command_line(command, shell), Vec::new());
+    };
+    if heredocs.is_empty() {
+        return (command_line(CommandLine::Shell(text), shell), Vec::new());
     }
+    let single = dockless_dockerfile::heredoc_word(text.trim())
+        .ok()
+        .flatten()
+        .and_then(|word| {
+            heredocs
+                .iter()
+                .find(|h| h.name == word.name)
+                .map(|h| (word, h))
+        });
+    let (script, scripts) = match single {
+        Some((word, heredoc)) => {
+            let body = Heredoc {
+                chomp: word.chomp,
+                ..heredoc.clone()
+            }
+            .content();
+            if body.starts_with("#!") {
+                let script = InlineScript {
+                    name: heredoc.name.clone(),
+                    content: body,
+                };
+                (script.path(), vec![script])
+            } else {
+                (body, Vec::new())
+            }
+        }
+        None => {
+            let mut script = text;
+            for heredoc in &heredocs {
+                script.push('\n');
+                script.push_str(&heredoc.body);
+                script.push_str(&heredoc.name);
+            }
+            (script, Vec::new())
+        }
+    };
+    (command_line(CommandLine::Shell(script), shell), scripts)
 }
 
 /// The environment a RUN is given by the Dockerfile: the image's ENV, and the stage's ARGs

@@ -4,8 +4,7 @@
 
 use std::collections::HashMap;
 
-use super::Builder;
-use crate::BuildError;
+use super::Executor;
 use crate::progress::Step;
 use dockless_dockerfile::{Command, Instruction};
 
@@ -56,14 +55,14 @@ pub(super) fn step_names(instructions: &[Instruction]) -> HashMap<usize, String>
     names
 }
 
-impl Builder<'_> {
+impl Executor<'_> {
     /// Runs `apply` as the step of `instruction` (when it is one): started before, ended after
     /// (done, cached or failed).
-    pub(super) fn as_step<T>(
+    pub(super) fn as_step<T, E>(
         &self,
         instruction: &Instruction,
-        apply: impl FnOnce() -> Result<T, BuildError>,
-    ) -> Result<T, BuildError> {
+        apply: impl FnOnce() -> Result<T, E>,
+    ) -> Result<T, E> {
         let Some(name) = self.step_names.get(&instruction.line) else {
             return apply();
         };
