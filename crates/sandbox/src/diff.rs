@@ -70,8 +70,9 @@ impl Node {
 
     /// Drops overlayfs's own attributes (opaque markers, origins), which no layer carries.
     pub(crate) fn without_overlay_xattrs(mut self) -> Node {
-        self.xattrs
-            .retain(|(name, _)| !name.starts_with("trusted.overlay.") && !name.starts_with("user.overlay."));
+        self.xattrs.retain(|(name, _)| {
+            !name.starts_with("trusted.overlay.") && !name.starts_with("user.overlay.")
+        });
         self
     }
 
@@ -338,7 +339,13 @@ pub(crate) fn links_after_their_targets(root: &Path, entries: &mut [Entry]) {
 /// Whether the file at `path` (the same one, not a replacement) changed from `old` to `node`,
 /// whose owner in the image is now `owner_now`: its mode, owner or extended attributes, and
 /// for anything but a directory its size, link target or modification time.
-pub(crate) fn changed(path: &str, old: &Node, node: &Node, owners: Owners<'_>, owner_now: (u64, u64)) -> bool {
+pub(crate) fn changed(
+    path: &str,
+    old: &Node,
+    node: &Node,
+    owners: Owners<'_>,
+    owner_now: (u64, u64),
+) -> bool {
     let owner_before = owner(path, old, owners, true);
     if (old.mode, owner_before, &old.xattrs) != (node.mode, owner_now, &node.xattrs) {
         return true;

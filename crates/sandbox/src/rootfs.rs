@@ -113,7 +113,10 @@ impl Rootfs {
             _ => crate::overlay::discard(&snapshot),
         }
         self.overlay = Some(stack);
-        applied.map_err(|e| RootfsError::Create { dir: merged, source: e })?
+        applied.map_err(|e| RootfsError::Create {
+            dir: merged,
+            source: e,
+        })?
     }
 
     fn apply_here(

@@ -72,7 +72,6 @@ impl RunStep<'_> {
             }
         }
     }
-
 }
 
 /// What the thread that sees the overlay needs of a [`RunStep`].

@@ -126,7 +126,10 @@ pub fn choose(store: &Store, userns: bool) -> Snapshots {
     match overlay_refused(store, userns) {
         None => {
             let idmap = userns.then(root_range).flatten();
-            tracing::info!(idmapped = idmap.is_some(), "RUN steps use overlay snapshots");
+            tracing::info!(
+                idmapped = idmap.is_some(),
+                "RUN steps use overlay snapshots"
+            );
             Snapshots::Overlay { idmap }
         }
         Some(why) => {
@@ -168,7 +171,9 @@ fn overlay_refused(store: &Store, userns: bool) -> Option<String> {
     if let Some((_, why)) = probed.iter().find(|(key, _)| *key == idmap) {
         return why.clone();
     }
-    let why = probe(store, idmap).err().map(|e| format!("the overlay mount failed: {e}"));
+    let why = probe(store, idmap)
+        .err()
+        .map(|e| format!("the overlay mount failed: {e}"));
     probed.push((idmap, why.clone()));
     why
 }
