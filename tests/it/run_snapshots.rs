@@ -91,7 +91,10 @@ fn overlay_snapshots_and_the_copy_give_the_same_layers() {
         "copied up unchanged (/etc/hostname, /etc/issue, /etc/passwd) is left out"
     );
     assert_eq!(changes["opt/app/keep/solo"].uid, 1234);
-    assert_eq!(layer(&overlay_ws, &overlay, 1)["opt/app/keep/hard"].kind, 'h');
+    assert_eq!(
+        layer(&overlay_ws, &overlay, 1)["opt/app/keep/hard"].kind,
+        'h'
+    );
     assert_eq!(
         (changes["opt/owned.txt"].uid, changes["opt/owned.txt"].gid),
         (7, 8)

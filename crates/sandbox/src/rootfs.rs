@@ -90,36 +90,13 @@ impl Rootfs {
         digest: &Digest,
         media_type: &str,
     ) -> Result<(), RootfsError> {
-        let Some(mut stack) = self.overlay.take() else {
-            return self.apply_here(store, digest, media_type);
-        };
-        let create = |source| RootfsError::Create {
-            dir: self.dir.clone(),
-            source,
-        };
-        let snapshot = match stack.new_snapshot(store) {
-            Ok(snapshot) => snapshot,
-            Err(e) => {
-                self.overlay = Some(stack);
-                return Err(create(e));
-            }
-        };
-        let merged = self.dir.clone();
-        let applied = stack.mounted(&snapshot, &merged, false, || {
-            self.apply_here(store, digest, media_type)
-        });
-        match applied {
-            Ok(Ok(())) => stack.push(snapshot),
-            _ => crate::overlay::discard(&snapshot),
+        match self.overlay.take() {
+            Some(stack) => crate::overlay::apply_layer(self, stack, store, digest, media_type),
+            None => self.apply_here(store, digest, media_type),
         }
-        self.overlay = Some(stack);
-        applied.map_err(|e| RootfsError::Create {
-            dir: merged,
-            source: e,
-        })?
     }
 
-    fn apply_here(
+    pub(crate) fn apply_here(
         &mut self,
         store: &Store,
         digest: &Digest,

@@ -18,9 +18,11 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use dockless_oci::digest::Digest;
 use dockless_oci::store::Store;
 
 use crate::owners::IdRange;
+use crate::rootfs::{Rootfs, RootfsError};
 
 /// The environment variable that forces a way: `copy` or `overlay` (the default, `auto`,
 /// takes overlay where it works).
@@ -103,6 +105,41 @@ impl Drop for Stack {
             dockless_oci::cleanup::unregister(dir);
         }
     }
+}
+
+/// Applies a layer blob over `stack` (taken out of `rootfs`, and put back): through a mount,
+/// into an upper directory of its own, which becomes the topmost lower (with whiteouts and
+/// opaque directories as overlayfs makes them).
+pub(crate) fn apply_layer(
+    rootfs: &mut Rootfs,
+    mut stack: Stack,
+    store: &Store,
+    digest: &Digest,
+    media_type: &str,
+) -> Result<(), RootfsError> {
+    let merged = rootfs.path().to_owned();
+    let snapshot = match stack.new_snapshot(store) {
+        Ok(snapshot) => snapshot,
+        Err(source) => {
+            rootfs.overlay = Some(stack);
+            return Err(RootfsError::Create {
+                dir: merged,
+                source,
+            });
+        }
+    };
+    let applied = stack.mounted(&snapshot, &merged, false, || {
+        rootfs.apply_here(store, digest, media_type)
+    });
+    match applied {
+        Ok(Ok(())) => stack.push(snapshot),
+        _ => discard(&snapshot),
+    }
+    rootfs.overlay = Some(stack);
+    applied.map_err(|source| RootfsError::Create {
+        dir: merged,
+        source,
+    })?
 }
 
 /// Removes a snapshot that never joined a stack (its command failed).
