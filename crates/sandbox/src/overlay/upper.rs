@@ -88,7 +88,8 @@ impl Walk<'_> {
     /// The entry of `node` at `path` when it differs from `old`, the lowers' version.
     fn entry(&mut self, path: &str, node: &Node, old: Option<&Node>, opaque: bool) {
         let replaced = old.is_some_and(|o| o.kind() != node.kind());
-        let owner = (u64::from(node_uid(node)), u64::from(node_gid(node)));
+        let (uid, gid) = node.owner();
+        let owner = (u64::from(uid), u64::from(gid));
         let include = match old {
             None => true,
             Some(_) if replaced || opaque => true,
@@ -117,14 +118,6 @@ impl Walk<'_> {
                 .push((format!("{path}/\0"), marker(format!("{path}/.wh..wh..opq"))));
         }
     }
-}
-
-fn node_uid(node: &Node) -> u32 {
-    node.owner().0
-}
-
-fn node_gid(node: &Node) -> u32 {
-    node.owner().1
 }
 
 /// Whether the directory at `path` is marked opaque by overlayfs.
