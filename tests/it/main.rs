@@ -19,6 +19,7 @@ mod registry_auth;
 mod registry_faults;
 mod registry_push;
 mod run;
+mod run_snapshots;
 mod shared_cache;
 mod store_usage;
 mod streaming;

@@ -137,17 +137,21 @@ fn build_err(ws: &Workspace, who: As, extra: &[&str]) -> String {
 
 /// What a layer tar says of one path.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct TarEntry {
-    kind: char,
-    mode: u32,
-    uid: u64,
-    gid: u64,
-    link: String,
-    data: Vec<u8>,
+pub(crate) struct TarEntry {
+    pub(crate) kind: char,
+    pub(crate) mode: u32,
+    pub(crate) uid: u64,
+    pub(crate) gid: u64,
+    pub(crate) link: String,
+    pub(crate) data: Vec<u8>,
 }
 
 /// The entries of the layer at `index` of the image in `out:t`, by path.
-fn layer(ws: &Workspace, json: &serde_json::Value, index: usize) -> BTreeMap<String, TarEntry> {
+pub(crate) fn layer(
+    ws: &Workspace,
+    json: &serde_json::Value,
+    index: usize,
+) -> BTreeMap<String, TarEntry> {
     let digest = json["layers"][index]["digest"].as_str().unwrap();
     let path = ws
         .out()

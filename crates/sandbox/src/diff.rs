@@ -36,7 +36,63 @@ pub struct Node {
 }
 
 impl Node {
-    fn is_dir(&self) -> bool {
+    /// What `path` is now, not following a symlink.
+    pub(crate) fn read(path: &Path) -> io::Result<Node> {
+        let meta = fs::symlink_metadata(path)?;
+        Ok(Node {
+            kind: meta.mode() & libc::S_IFMT,
+            mode: meta.mode() & 0o7777,
+            uid: meta.uid(),
+            gid: meta.gid(),
+            size: meta.size(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+            nlink: meta.nlink(),
+            rdev: meta.rdev(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            link: if meta.file_type().is_symlink() {
+                Some(fs::read_link(path)?)
+            } else {
+                None
+            },
+            xattrs: if meta.file_type().is_symlink() {
+                Vec::new()
+            } else {
+                read_xattrs(path)
+            },
+        })
+    }
+
+    /// An overlay whiteout: a character device 0/0.
+    pub(crate) fn is_whiteout(&self) -> bool {
+        self.kind == libc::S_IFCHR && self.rdev == 0
+    }
+
+    /// Drops overlayfs's own attributes (opaque markers, origins), which no layer carries.
+    pub(crate) fn without_overlay_xattrs(mut self) -> Node {
+        self.xattrs.retain(|(name, _)| {
+            !name.starts_with("trusted.overlay.") && !name.starts_with("user.overlay.")
+        });
+        self
+    }
+
+    pub(crate) fn kind(&self) -> u32 {
+        self.kind
+    }
+
+    pub(crate) fn mode_bits(&self) -> u32 {
+        self.mode
+    }
+
+    pub(crate) fn owner(&self) -> (u32, u32) {
+        (self.uid, self.gid)
+    }
+
+    pub(crate) fn xattr_list(&self) -> &[(String, Vec<u8>)] {
+        &self.xattrs
+    }
+
+    pub(crate) fn is_dir(&self) -> bool {
         self.kind == libc::S_IFDIR
     }
 
@@ -74,29 +130,7 @@ fn walk(root: &Path, rel: &str, nodes: &mut BTreeMap<String, Node>) -> io::Resul
         } else {
             format!("{rel}/{name}")
         };
-        let meta = fs::symlink_metadata(child.path())?;
-        let node = Node {
-            kind: meta.mode() & libc::S_IFMT,
-            mode: meta.mode() & 0o7777,
-            uid: meta.uid(),
-            gid: meta.gid(),
-            size: meta.size(),
-            dev: meta.dev(),
-            ino: meta.ino(),
-            nlink: meta.nlink(),
-            rdev: meta.rdev(),
-            mtime: (meta.mtime(), meta.mtime_nsec()),
-            link: if meta.file_type().is_symlink() {
-                Some(fs::read_link(child.path())?)
-            } else {
-                None
-            },
-            xattrs: if meta.file_type().is_symlink() {
-                Vec::new()
-            } else {
-                read_xattrs(&child.path())
-            },
-        };
+        let node = Node::read(&child.path())?;
         let is_dir = node.is_dir();
         nodes.insert(path.clone(), node);
         if is_dir {
@@ -242,7 +276,7 @@ fn whiteouts(before: &Snapshot, after: &Snapshot) -> Vec<(String, Entry)> {
 /// What `node` at `path` is in a layer; `None` for a socket, which a layer cannot hold. The
 /// second path of a file with several links becomes a hard link to the first (`first_link`
 /// remembers them by device and inode).
-fn entry_kind(
+pub(crate) fn entry_kind(
     root: &Path,
     path: &str,
     node: &Node,
@@ -289,7 +323,7 @@ fn entry_kind(
 
 /// A hard link must follow its target in the layer; sorting by path keeps the first path
 /// first, but a link whose target sorts after it is stored as a file of its own.
-fn links_after_their_targets(root: &Path, entries: &mut [Entry]) {
+pub(crate) fn links_after_their_targets(root: &Path, entries: &mut [Entry]) {
     for entry in entries {
         if let EntryKind::Hardlink { target } = &entry.kind
             && target > &entry.path
@@ -305,7 +339,13 @@ fn links_after_their_targets(root: &Path, entries: &mut [Entry]) {
 /// Whether the file at `path` (the same one, not a replacement) changed from `old` to `node`,
 /// whose owner in the image is now `owner_now`: its mode, owner or extended attributes, and
 /// for anything but a directory its size, link target or modification time.
-fn changed(path: &str, old: &Node, node: &Node, owners: Owners<'_>, owner_now: (u64, u64)) -> bool {
+pub(crate) fn changed(
+    path: &str,
+    old: &Node,
+    node: &Node,
+    owners: Owners<'_>,
+    owner_now: (u64, u64),
+) -> bool {
     let owner_before = owner(path, old, owners, true);
     if (old.mode, owner_before, &old.xattrs) != (node.mode, owner_now, &node.xattrs) {
         return true;
@@ -314,7 +354,7 @@ fn changed(path: &str, old: &Node, node: &Node, owners: Owners<'_>, owner_now: (
 }
 
 /// The owner in the image of `node` at `path`, before the command or after it.
-fn owner(path: &str, node: &Node, owners: Owners<'_>, before_run: bool) -> (u64, u64) {
+pub(crate) fn owner(path: &str, node: &Node, owners: Owners<'_>, before_run: bool) -> (u64, u64) {
     match owners {
         Owners::AsOnDisk => (u64::from(node.uid), u64::from(node.gid)),
         Owners::Mapped {
@@ -340,7 +380,7 @@ fn owner(path: &str, node: &Node, owners: Owners<'_>, before_run: bool) -> (u64,
     }
 }
 
-fn marker(path: String) -> Entry {
+pub(crate) fn marker(path: String) -> Entry {
     Entry {
         path,
         kind: EntryKind::File {

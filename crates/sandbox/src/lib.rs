@@ -6,7 +6,8 @@
 //! keeps up to date), [`diff::Snapshot`] records it, [`sandbox`] runs the command with that tree
 //! as its root, contained, and [`diff`] turns what changed into layer entries. Without root,
 //! [`owners`] carries the owners the host cannot set across the sandbox boundary. [`mounts`]
-//! readies a RUN's cache, secret and bind mounts. [`output`] takes the command's output to
+//! readies a RUN's cache, secret and bind mounts. As root, [`overlay`] replaces the copy and
+//! the walks: the layers are overlay lowers and a RUN's layer is its upper directory. [`output`] takes the command's output to
 //! stderr, or line by line to whoever shows progress.
 //!
 //! May use: oci, context, layer.
@@ -14,6 +15,7 @@
 pub mod diff;
 pub mod mounts;
 mod output;
+pub mod overlay;
 pub mod owners;
 pub mod rootfs;
 pub mod sandbox;

@@ -46,6 +46,9 @@ pub struct Rootfs {
     pub privileged: bool,
     /// How many layers of the chain have been applied.
     pub applied: usize,
+    /// With overlay snapshots: the layers below, mounted at [`Self::path`] only while a step
+    /// runs (the directory is empty otherwise).
+    pub overlay: Option<crate::overlay::Stack>,
 }
 
 impl Rootfs {
@@ -70,6 +73,7 @@ impl Rootfs {
             owners: HashMap::new(),
             privileged: unsafe { libc::geteuid() } == 0,
             applied: 0,
+            overlay: None,
         })
     }
 
@@ -77,8 +81,22 @@ impl Rootfs {
         &self.dir
     }
 
-    /// Applies one layer blob from the store on top of what is there.
+    /// Applies one layer blob from the store on top of what is there. Over overlay snapshots
+    /// the layer is applied through a mount into an upper directory of its own, which becomes
+    /// the topmost lower (whiteouts and opaque directories as overlayfs makes them).
     pub fn apply(
+        &mut self,
+        store: &Store,
+        digest: &Digest,
+        media_type: &str,
+    ) -> Result<(), RootfsError> {
+        match self.overlay.take() {
+            Some(stack) => crate::overlay::apply_layer(self, stack, store, digest, media_type),
+            None => self.apply_here(store, digest, media_type),
+        }
+    }
+
+    pub(crate) fn apply_here(
         &mut self,
         store: &Store,
         digest: &Digest,
@@ -385,6 +403,28 @@ pub mod cached {
         dockless_oci::cleanup::unregister(&staging);
         // `tree` now names a path that moved; dropping it removes nothing.
         Ok(())
+    }
+
+    /// The stage's file system over overlay snapshots: the chain's tree, unpacked once in the
+    /// store (as [`working_tree`] has it), is the lowest lower, never copied or written.
+    pub fn overlay_tree(
+        store: &Store,
+        layers: &[(Digest, String)],
+        idmap: Option<crate::owners::IdRange>,
+    ) -> Result<Rootfs, RootfsError> {
+        let mut working = Rootfs::new(store)?;
+        let entry = store
+            .root()
+            .join(dockless_oci::areas::TREES)
+            .join(key(layers, working.privileged));
+        if entry.join("owners.json").is_file() {
+            dockless_oci::areas::mark_used(&entry);
+        } else {
+            unpack_into_cache(store, layers, &entry)?;
+        }
+        working.overlay = Some(crate::overlay::Stack::new(entry.join("tree"), idmap));
+        working.applied = layers.len();
+        Ok(working)
     }
 
     /// Copies a tree with its modes, owners (as root), times, symlinks, hard links and FIFOs

@@ -3,6 +3,7 @@
 //! sandbox over the stage's file system and the layer is what it changed.
 
 mod cache;
+mod overlay;
 
 use std::collections::HashMap;
 
@@ -146,6 +147,9 @@ impl RunStep<'_> {
         mounts: MountPlan,
         on_live: Option<OnLive<'_>>,
     ) -> Result<WrittenLayer, RunError> {
+        if rootfs.overlay.is_some() {
+            return self.execute_over_overlay(store, rootfs, mounts, on_live);
+        }
         let userns = sandbox::choose(self.isolation)?;
         let users = users_of(rootfs);
         let (uid, gid) = if self.user.is_empty() {
@@ -184,6 +188,7 @@ impl RunStep<'_> {
                 mounts: mounts.mounts,
                 secret_env: mounts.secret_env,
                 status: Default::default(),
+                idmapped: false,
             },
             self.output.clone(),
         )?;
@@ -222,20 +227,29 @@ impl RunStep<'_> {
     /// runtime adds when the Dockerfile does not set it (runc's `HOME` from /etc/passwd,
     /// BuildKit's `HOSTNAME`, the default `PATH`). Nothing of the invoking process's.
     fn complete_env(&self, users: &UserDatabase) -> Vec<(String, String)> {
-        let mut env = self.env.to_vec();
-        let has = |env: &[(String, String)], name: &str| env.iter().any(|(k, _)| k == name);
-        if !has(&env, "PATH") {
-            let (key, value) = DEFAULT_PATH.split_once('=').unwrap_or(("PATH", ""));
-            env.push((key.to_owned(), value.to_owned()));
-        }
-        if !has(&env, "HOSTNAME") {
-            env.push(("HOSTNAME".to_owned(), sandbox::HOSTNAME.to_owned()));
-        }
-        if !has(&env, "HOME") {
-            env.push(("HOME".to_owned(), users.home(self.user)));
-        }
-        env
+        complete_env(self.env, self.user, users)
     }
+}
+
+/// [`RunStep::complete_env`] of `env` for `user`.
+fn complete_env(
+    env: &[(String, String)],
+    user: &str,
+    users: &UserDatabase,
+) -> Vec<(String, String)> {
+    let mut env = env.to_vec();
+    let has = |env: &[(String, String)], name: &str| env.iter().any(|(k, _)| k == name);
+    if !has(&env, "PATH") {
+        let (key, value) = DEFAULT_PATH.split_once('=').unwrap_or(("PATH", ""));
+        env.push((key.to_owned(), value.to_owned()));
+    }
+    if !has(&env, "HOSTNAME") {
+        env.push(("HOSTNAME".to_owned(), sandbox::HOSTNAME.to_owned()));
+    }
+    if !has(&env, "HOME") {
+        env.push(("HOME".to_owned(), users.home(user)));
+    }
+    env
 }
 
 /// With subordinate IDs the sandbox gives the files their recorded owners before the command
@@ -290,7 +304,7 @@ fn owners_left_in_place(
 
 /// The user and group databases of the tree as it is now (earlier RUN steps may have added
 /// users), read with links resolved inside the tree.
-fn users_of(rootfs: &Rootfs) -> UserDatabase {
+pub(crate) fn users_of(rootfs: &Rootfs) -> UserDatabase {
     let read = |name: &str| {
         dockless_sandbox::rootfs::resolve(rootfs.path(), name, false)
             .and_then(std::fs::read_to_string)

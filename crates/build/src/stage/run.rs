@@ -12,7 +12,8 @@ use dockless_dockerfile::{CommandLine, Heredoc, Instruction, RunFlags, RunNetwor
 use dockless_oci::digest::Digest;
 use dockless_registry::Reference;
 use dockless_registry::remote::LayerSource;
-use dockless_sandbox::rootfs::Rootfs;
+use dockless_sandbox::overlay::{self, Snapshots};
+use dockless_sandbox::rootfs::{Rootfs, cached};
 use dockless_sandbox::sandbox::Network;
 use dockless_sandbox::{InlineScript, RunError};
 use dockless_shared_cache::{EntryKind, SharedCache, SharedHit};
@@ -153,10 +154,13 @@ impl Executor<'_> {
                 .iter()
                 .map(|l| (l.digest.clone(), l.media_type.clone()))
                 .collect();
+            let userns = dockless_sandbox::sandbox::choose(self.options.isolation).unwrap_or(true);
             let rootfs = if chain.is_empty() {
                 Rootfs::new(self.store)
+            } else if let Snapshots::Overlay { idmap } = overlay::choose(self.store, userns) {
+                cached::overlay_tree(self.store, &chain, idmap)
             } else {
-                dockless_sandbox::rootfs::cached::working_tree(self.store, &chain)
+                cached::working_tree(self.store, &chain)
             };
             stage.rootfs = Some(rootfs.map_err(RunError::from)?);
         }

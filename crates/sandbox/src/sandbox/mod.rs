@@ -136,6 +136,10 @@ pub struct Spec {
     pub secret_env: Vec<(String, PathBuf)>,
     /// Where the helper writes why the sandbox could not be set up.
     pub status: PathBuf,
+    /// The tree is an overlay of idmapped layers: it already shows the image's owners in the
+    /// sandbox's range, and is not shifted.
+    #[serde(default)]
+    pub idmapped: bool,
 }
 
 /// A script written inline in the Dockerfile (a RUN heredoc starting with `#!`): BuildKit
@@ -269,7 +273,9 @@ pub fn helper_main() -> i32 {
             // The tree, and the caches the command mounts, hold the image's owners: shifted
             // into the sandbox's range for the command and back after it. A failure leaves
             // them half shifted, but the build stops and drops the tree.
-            let shifted: Vec<&Path> = std::iter::once(spec.rootfs.as_path())
+            let shifted: Vec<&Path> = (!spec.idmapped)
+                .then_some(spec.rootfs.as_path())
+                .into_iter()
                 .chain(spec.mounts.iter().filter_map(|m| match &m.source {
                     MountSource::Directory {
                         path,

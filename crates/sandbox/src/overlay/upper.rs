@@ -1,0 +1,155 @@
+//! The layer of a RUN made from its overlay upper directory alone: what the command made or
+//! changed is there, nothing else is, so the unchanged tree is never walked.
+//!
+//! The same rules as [`crate::diff`] (Docker's `archive.Changes`): a path the lowers lack is
+//! added; a path copied up is kept only when its mode, owner, extended attributes (overlayfs's
+//! own left out) or, for anything but a directory, its size, link target or modification time
+//! differ from the lower one, so a file copied up unchanged (its access time touched, a
+//! `chown` to the same owner) is left out, as BuildKit's overlay differ leaves it out (its
+//! `sameDirent` compares the same fields). A whiteout (a 0/0 character device) becomes
+//! `.wh.<name>`; an opaque directory (`trusted.overlay.opaque` or, with `userxattr`,
+//! `user.overlay.opaque`) becomes the directory, `.wh..wh..opq` and its whole content.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use dockless_layer::Entry;
+
+use crate::diff::{Node, Owners, changed, entry_kind, links_after_their_targets, marker};
+
+/// The entries of the layer in `upper` over `lowers` (topmost first), sorted as a layer needs
+/// them. Owners are as on disk (the upper is written through the sandbox's ID mapping).
+pub fn diff(upper: &Path, lowers: &[PathBuf]) -> io::Result<Vec<Entry>> {
+    let mut walk = Walk {
+        upper,
+        lowers,
+        keyed: Vec::new(),
+        first_link: HashMap::new(),
+    };
+    walk.dir("", false)?;
+    let mut keyed = walk.keyed;
+    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut entries: Vec<Entry> = keyed.into_iter().map(|(_, e)| e).collect();
+    links_after_their_targets(upper, &mut entries);
+    Ok(entries)
+}
+
+struct Walk<'a> {
+    upper: &'a Path,
+    lowers: &'a [PathBuf],
+    keyed: Vec<(String, Entry)>,
+    first_link: HashMap<(u64, u64), String>,
+}
+
+impl Walk<'_> {
+    /// The entries of directory `rel` of the upper; `hidden`: the lowers are hidden below it
+    /// (an opaque directory), so everything in it is new.
+    fn dir(&mut self, rel: &str, hidden: bool) -> io::Result<()> {
+        let dir = self.upper.join(rel);
+        let mut names: Vec<String> = fs::read_dir(&dir)?
+            .map(|child| child.map(|c| c.file_name().to_string_lossy().into_owned()))
+            .collect::<io::Result<_>>()?;
+        names.sort();
+        for name in names {
+            dockless_oci::cancel::check_io()?;
+            let path = if rel.is_empty() {
+                name.clone()
+            } else {
+                format!("{rel}/{name}")
+            };
+            let node = Node::read(&self.upper.join(&path))?;
+            let old = if hidden {
+                None
+            } else {
+                lookup(self.lowers, &path)?
+            };
+            if node.is_whiteout() {
+                if old.is_some() {
+                    let whiteout = match path.rsplit_once('/') {
+                        Some((parent, name)) => format!("{parent}/.wh.{name}"),
+                        None => format!(".wh.{name}"),
+                    };
+                    self.keyed.push((whiteout.clone(), marker(whiteout)));
+                }
+                continue;
+            }
+            let opaque = node.is_dir() && is_opaque(&self.upper.join(&path));
+            let node = node.without_overlay_xattrs();
+            self.entry(&path, &node, old.as_ref(), opaque);
+            if node.is_dir() {
+                self.dir(&path, hidden || opaque)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The entry of `node` at `path` when it differs from `old`, the lowers' version.
+    fn entry(&mut self, path: &str, node: &Node, old: Option<&Node>, opaque: bool) {
+        let replaced = old.is_some_and(|o| o.kind() != node.kind());
+        let (uid, gid) = node.owner();
+        let owner = (u64::from(uid), u64::from(gid));
+        let include = match old {
+            None => true,
+            Some(_) if replaced || opaque => true,
+            Some(o) => changed(path, o, node, Owners::AsOnDisk, owner),
+        };
+        if !include {
+            return;
+        }
+        let Some(kind) = entry_kind(self.upper, path, node, &mut self.first_link) else {
+            return;
+        };
+        self.keyed.push((
+            path.to_owned(),
+            Entry {
+                path: path.to_owned(),
+                kind,
+                mode: node.mode_bits(),
+                uid: owner.0,
+                gid: owner.1,
+                xattrs: node.xattr_list().to_vec(),
+            },
+        ));
+        if opaque && old.is_some_and(Node::is_dir) {
+            // `\0` sorts the marker right after its directory, before any of its content.
+            self.keyed
+                .push((format!("{path}/\0"), marker(format!("{path}/.wh..wh..opq"))));
+        }
+    }
+}
+
+/// Whether the directory at `path` is marked opaque by overlayfs.
+fn is_opaque(path: &Path) -> bool {
+    ["trusted.overlay.opaque", "user.overlay.opaque"]
+        .iter()
+        .any(|name| matches!(xattr::get(path, name), Ok(Some(v)) if v == b"y"))
+}
+
+/// What the lowers (topmost first) show at `rel`, as overlayfs would merge them: the first
+/// layer that has the path gives it (`None` if that is a whiteout); a layer where a directory
+/// above it is opaque, or is not a directory, hides every layer below.
+pub(crate) fn lookup(lowers: &[PathBuf], rel: &str) -> io::Result<Option<Node>> {
+    for lower in lowers {
+        match Node::read(&lower.join(rel)) {
+            Ok(node) if node.is_whiteout() => return Ok(None),
+            Ok(node) => return Ok(Some(node.without_overlay_xattrs())),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {}
+            Err(e) => return Err(e),
+        }
+        let mut ancestor = rel;
+        while let Some((parent, _)) = ancestor.rsplit_once('/') {
+            ancestor = parent;
+            match fs::symlink_metadata(lower.join(ancestor)) {
+                Ok(meta) if !meta.is_dir() => return Ok(None),
+                Ok(_) if is_opaque(&lower.join(ancestor)) => return Ok(None),
+                _ => {}
+            }
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests;

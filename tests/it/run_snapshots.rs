@@ -1,0 +1,112 @@
+//! RUN over overlay snapshots and over a copy of the tree give the same image: the same
+//! Dockerfile, built with `DOCKLESS_RUN_SNAPSHOTS=copy` and with the default (overlay, as
+//! root), has the same layers, and `-v` says which way each build took. The Dockerfile makes
+//! every kind of change an upper directory holds: new files, users and hard links; a file
+//! copied up unchanged (only its access time, an owner set to the one it had); whiteouts; a
+//! directory deleted and made again (opaque); an owner from a COPY between RUNs kept.
+//!
+//! Not here, because the two ways differ, as Docker's builder and a copy differ: a later RUN
+//! that changes one path of a hard link made in an earlier layer. Overlayfs copies up only the
+//! path the command touched (so the other path keeps the old file, as under BuildKit's and
+//! Docker's overlay snapshotters), where the copy changes both.
+
+use crate::run::{As, dockless_with_env, layer};
+use crate::support::binary::{Workspace, assert_success, needs_root};
+use crate::support::debian::debian_base;
+
+const DOCKERFILE: &str = r#"FROM oci:{base}:bookworm
+RUN useradd -m -u 1234 alice && mkdir -p /opt/app/keep /opt/app/gone/deep \
+ && echo a > /opt/app/keep/f && echo b > /opt/app/gone/deep/g && echo s > /opt/app/keep/solo \
+ && ln /opt/app/keep/f /opt/app/keep/hard && ln -s f /opt/app/keep/link
+COPY --chown=7:8 owned.txt /opt/owned.txt
+RUN touch -a /etc/hostname && chown root:root /etc/issue && cat /etc/passwd > /dev/null \
+ && rm -rf /opt/app/gone /usr/share/doc && mkdir /usr/share/doc && echo x > /usr/share/doc/new \
+ && echo more >> /opt/owned.txt && chmod 700 /opt/app/keep && chown alice /opt/app/keep/solo
+RUN rm /opt/owned.txt /etc/issue.net && mkfifo /opt/fifo && su alice -c 'echo hi > ~/hi'
+"#;
+
+fn build_with(mode: &str) -> (Workspace, serde_json::Value, String) {
+    let ws = Workspace::new();
+    ws.write(
+        "Dockerfile",
+        DOCKERFILE.replace("{base}", debian_base().to_str().unwrap()),
+    );
+    ws.write("owned.txt", "mine\n");
+    let out = dockless_with_env(
+        &ws,
+        As::Root,
+        &[
+            "-v", "build", "ctx", "--output", "out", "--tag", "t", "--json",
+        ],
+        &[("DOCKLESS_RUN_SNAPSHOTS", mode)],
+    );
+    assert_success(&out);
+    let json = serde_json::from_slice(&out.stdout).unwrap();
+    (ws, json, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn digests(json: &serde_json::Value) -> Vec<String> {
+    json["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn overlay_snapshots_and_the_copy_give_the_same_layers() {
+    if !needs_root("overlay mounts and the Debian base") {
+        return;
+    }
+    let (overlay_ws, overlay, said) = build_with("auto");
+    assert!(
+        said.contains("RUN steps use overlay snapshots"),
+        "as root, overlay is taken: {said}"
+    );
+    let (_copy_ws, copy, said) = build_with("copy");
+    assert!(
+        said.contains("RUN steps use a copy of the tree: DOCKLESS_RUN_SNAPSHOTS=copy"),
+        "{said}"
+    );
+    assert_eq!(
+        digests(&overlay),
+        digests(&copy),
+        "the same layers either way"
+    );
+
+    let changes = layer(&overlay_ws, &overlay, 3);
+    let paths: Vec<&str> = changes.keys().map(String::as_str).collect();
+    assert_eq!(
+        paths,
+        [
+            "opt/app/.wh.gone",
+            "opt/app/keep",
+            "opt/app/keep/solo",
+            "opt/owned.txt",
+            "usr/share/doc",
+            "usr/share/doc/.wh..wh..opq",
+            "usr/share/doc/new",
+        ],
+        "copied up unchanged (/etc/hostname, /etc/issue, /etc/passwd) is left out"
+    );
+    assert_eq!(changes["opt/app/keep/solo"].uid, 1234);
+    assert_eq!(
+        layer(&overlay_ws, &overlay, 1)["opt/app/keep/hard"].kind,
+        'h'
+    );
+    assert_eq!(
+        (changes["opt/owned.txt"].uid, changes["opt/owned.txt"].gid),
+        (7, 8)
+    );
+    let last = layer(&overlay_ws, &overlay, 4);
+    for path in [
+        "etc/.wh.issue.net",
+        "opt/.wh.owned.txt",
+        "opt/fifo",
+        "home/alice/hi",
+    ] {
+        assert!(last.contains_key(path), "{path} in {:?}", last.keys());
+    }
+    assert_eq!(last["home/alice/hi"].uid, 1234);
+}
