@@ -67,23 +67,8 @@ def measured(args, env=None):
 
 
 def ensure_tools():
-    wanted = {
-        "docker-registry": "docker-registry",
-        "skopeo": "skopeo",
-        "umoci": "umoci",
-        "buildah": "buildah",
-        "pigz": "pigz",
-        "debootstrap": "debootstrap",
-        "curl": "curl",
-    }
-    missing = [pkg for cmd, pkg in wanted.items() if shutil.which(cmd) is None]
-    if not Path("/usr/bin/time").exists():
-        missing.append("time")
-    if missing:
-        log(f"installing {' '.join(missing)}")
-        sudo = [] if os.geteuid() == 0 else ["sudo"]
-        run(sudo + ["apt-get", "update", "-qq"])
-        run(sudo + ["apt-get", "install", "-y", "-qq", *missing], env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    """Installs the peers and tools the bench needs when missing (scripts/bench-setup.sh)."""
+    run(["bash", ROOT / "scripts" / "bench-setup.sh"], capture=False)
 
 
 def free_port():
