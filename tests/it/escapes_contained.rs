@@ -13,7 +13,10 @@
 //!   names no host cgroup.
 //! - Host paths after the command: a RUN that replaces `/etc` (where dockless made the
 //!   /etc/hosts and /etc/resolv.conf stubs) and the parent of a `--mount` target with links to
-//!   a host directory does not make dockless delete, or create, files there.
+//!   a host directory does not make dockless delete, or create, files there. (Over overlay
+//!   snapshots `/etc` is a lower directory holding the stubs' mount points: renaming it fails,
+//!   as under Docker's overlay2, and only the `--mount` half can be tried; the rootless mode
+//!   runs over a copy, where both halves are.)
 //! - The helper's command line (what `ps` shows every local user) holds no specification.
 //! - A `.dockerignore` that is a symlink out of the context is refused, and no line of the
 //!   file it points to is printed.
@@ -40,10 +43,10 @@ RUN (ls /proc/self/fd; cat /proc/self/fd/8; ls /proc/self/fd/7/../../..; \
 RUN (cut -d' ' -f6,7 /proc/$$/stat; readlink /proc/$$/fd/1; readlink /proc/$$/fd/2; \
      (exec 3</dev/tty && echo OPENED /dev/tty)) > /results/terminal 2>&1; sleep 1; true
 RUN cat /proc/sysvipc/shm > /results/ipc 2>&1; cat /proc/self/cgroup > /results/cgroup; true
-RUN mv /etc /etc.moved && ln -s {host}/victim /etc
+RUN mv /etc /etc.moved && ln -s {host}/victim /etc || true
 RUN --mount=type=tmpfs,target=/m/t sh -c 'mv /m /m.moved && ln -s {host}/victim /m'
 RUN true
-RUN rm -f /etc /m && mv /etc.moved /etc
+RUN rm -f /m; if [ -L /etc ]; then rm -f /etc && mv /etc.moved /etc; fi
 "#;
 
 /// The files of the host directory the attempts point `/etc` and `/m` at.

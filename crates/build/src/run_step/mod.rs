@@ -152,14 +152,7 @@ impl RunStep<'_> {
         }
         let userns = sandbox::choose(self.isolation)?;
         let users = users_of(rootfs);
-        let (uid, gid) = if self.user.is_empty() {
-            (0, 0)
-        } else {
-            users.exec_user(self.user).map_err(|e| RunError::User {
-                user: self.user.to_owned(),
-                message: e.to_string(),
-            })?
-        };
+        let (uid, gid) = exec_ids(self.user, &users)?;
         let env = self.complete_env(&users);
         let before = Snapshot::take(rootfs.path()).map_err(RunError::Diff)?;
         // SAFETY: getuid and getgid cannot fail.
@@ -177,8 +170,8 @@ impl RunStep<'_> {
                 scripts: self.scripts.to_vec(),
                 env,
                 workdir: self.workdir.to_owned(),
-                uid: uid as u32,
-                gid: gid as u32,
+                uid,
+                gid,
                 userns,
                 host_uid,
                 host_gid,
@@ -300,6 +293,19 @@ fn owners_left_in_place(
         })
         .map(|(path, owner)| (path.clone(), *owner))
         .collect()
+}
+
+/// The IDs the command runs as: the step's `USER` looked up in the tree's user database
+/// (root when none is set).
+fn exec_ids(user: &str, users: &UserDatabase) -> Result<(u32, u32), RunError> {
+    if user.is_empty() {
+        return Ok((0, 0));
+    }
+    let (uid, gid) = users.exec_user(user).map_err(|e| RunError::User {
+        user: user.to_owned(),
+        message: e.to_string(),
+    })?;
+    Ok((uid as u32, gid as u32))
 }
 
 /// The user and group databases of the tree as it is now (earlier RUN steps may have added

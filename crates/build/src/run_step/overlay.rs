@@ -9,7 +9,7 @@ use dockless_sandbox::overlay;
 use dockless_sandbox::rootfs::{Rootfs, RootfsError};
 use dockless_sandbox::sandbox::{self, InlineScript, Spec};
 
-use super::{RunStep, complete_env, users_of};
+use super::{RunStep, complete_env, exec_ids, users_of};
 
 impl RunStep<'_> {
     /// Runs the command over `rootfs`'s overlay stack and writes the layer of its upper
@@ -96,14 +96,7 @@ impl InOverlay<'_> {
         mounts: MountPlan,
     ) -> Result<(), RunError> {
         let users = users_of(rootfs);
-        let (uid, gid) = if self.user.is_empty() {
-            (0, 0)
-        } else {
-            users.exec_user(self.user).map_err(|e| RunError::User {
-                user: self.user.to_owned(),
-                message: e.to_string(),
-            })?
-        };
+        let (uid, gid) = exec_ids(self.user, &users)?;
         let env = complete_env(self.env, self.user, &users);
         // SAFETY: getuid and getgid cannot fail.
         let (host_uid, host_gid) = unsafe { (libc::getuid(), libc::getgid()) };
@@ -114,8 +107,8 @@ impl InOverlay<'_> {
                 scripts: self.scripts.to_vec(),
                 env,
                 workdir: self.workdir.to_owned(),
-                uid: uid as u32,
-                gid: gid as u32,
+                uid,
+                gid,
                 userns,
                 host_uid,
                 host_gid,
