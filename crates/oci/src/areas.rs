@@ -13,7 +13,8 @@ use std::path::Path;
 
 /// Blobs by digest: layers, configs and manifests (the store is an OCI image layout).
 pub const BLOBS: &str = "blobs/sha256";
-/// Base images' file systems, unpacked once per layer chain and copied for each RUN.
+/// Base images' file systems, unpacked once per layer chain: the lowest overlay lower of a
+/// stage's RUN steps, or copied for each build where overlay is not used.
 pub const TREES: &str = "rootfs";
 /// RUN steps' layers by the step's key.
 pub const RUN_CACHE: &str = "run-cache";
