@@ -110,3 +110,42 @@ fn overlay_snapshots_and_the_copy_give_the_same_layers() {
     }
     assert_eq!(last["home/alice/hi"].uid, 1234);
 }
+
+/// A store named by a relative path (`DOCKLESS_CACHE_DIR=store`, as a CI job may set it): a
+/// layer applied over the overlay stack after a RUN (the WORKDIR and COPY before the second
+/// RUN) is read from the store by the thread that mounted the overlay, which changes its
+/// working directory to do so. It once failed there with "could not unpack layer … No such
+/// file or directory".
+#[test]
+fn a_store_given_as_a_relative_path_serves_layers_between_runs() {
+    if !needs_root("overlay mounts and the Debian base") {
+        return;
+    }
+    let ws = Workspace::new();
+    ws.write(
+        "Dockerfile",
+        format!(
+            "FROM oci:{}:bookworm\nRUN useradd -m user\nWORKDIR /home/user/app\n\
+             COPY --chown=user:user owned.txt ./\nRUN cat /home/user/app/owned.txt > /copied\n",
+            debian_base().to_str().unwrap()
+        ),
+    );
+    ws.write("owned.txt", "mine\n");
+    let out = dockless_with_env(
+        &ws,
+        As::Root,
+        &[
+            "-v", "build", "ctx", "--output", "out", "--tag", "t", "--json",
+        ],
+        &[("DOCKLESS_CACHE_DIR", "store")],
+    );
+    assert_success(&out);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("RUN steps use overlay snapshots"), "{said}");
+    assert!(
+        ws.path().join("store/blobs/sha256").is_dir(),
+        "the store is where it was named"
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(layer(&ws, &json, 4).contains_key("copied"));
+}

@@ -46,10 +46,12 @@ impl Session {
         }
         let tmp = root.join(TMP);
         fs::create_dir_all(&tmp)?;
+        spread_subdirectories(&tmp);
         sweep(&tmp);
         let (lock_path, lock) = own_lock(&tmp)?;
         let dir = tmp.join(session_name(&lock_path));
         fs::create_dir(&dir)?;
+        spread_subdirectories(&dir);
         crate::cleanup::register(&dir);
         crate::cleanup::register(&lock_path);
         Ok(Session {
@@ -205,6 +207,33 @@ fn session_name(lock_path: &Path) -> String {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     name.trim_end_matches(LOCK_SUFFIX).to_owned()
+}
+
+/// Marks `dir` as the top of a directory hierarchy (`chattr +T`), where the file system has
+/// the notion (ext4), so that its subdirectories, and the files made in them, are placed
+/// across the disk's block groups instead of beside `dir`. Without it every RUN's upper
+/// directory lands among the inodes the previous builds' snapshots freed, and ext4 without a
+/// journal steps over each recently freed inode one by one when it makes a file: writing
+/// 3,000 files took 2.4 s there instead of 0.2 s. Elsewhere (another file system, no right to
+/// set the flag) nothing changes, so errors are ignored.
+fn spread_subdirectories(dir: &Path) {
+    /// `FS_TOPDIR_FL` of linux/fs.h.
+    const TOPDIR: libc::c_int = 0x0002_0000;
+    let Ok(file) = File::open(dir) else {
+        return;
+    };
+    let mut flags: libc::c_int = 0;
+    // SAFETY: FS_IOC_GETFLAGS and FS_IOC_SETFLAGS read and write one int through the pointer,
+    // which outlives the calls; the descriptor is open.
+    unsafe {
+        if libc::ioctl(file.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut flags) != 0
+            || flags & TOPDIR != 0
+        {
+            return;
+        }
+        flags |= TOPDIR;
+        libc::ioctl(file.as_raw_fd(), libc::FS_IOC_SETFLAGS, &flags);
+    }
 }
 
 fn open_lock(path: &Path) -> io::Result<File> {

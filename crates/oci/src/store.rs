@@ -55,7 +55,10 @@ impl Store {
     }
 
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        // Absolute, so that a path into the store means the same from a thread that changed
+        // its working directory (the overlay's mount thread does) or from a child process.
         let root = root.into();
+        let root = std::path::absolute(&root).with_path("resolve the cache directory", &root)?;
         let blobs = root.join(crate::areas::BLOBS);
         fs::create_dir_all(&blobs).with_path("create the cache directory", &blobs)?;
         private(&root)?;

@@ -73,6 +73,9 @@ fn mount_overlay(plan: &Plan<'_>) -> io::Result<()> {
         lowerdir.push(i.to_string());
     }
     attach(plan.snapshot, &plan.names.join("s"), userns.as_ref())?;
+    // Short relative names keep the options under a page; the directory is given back after,
+    // since the caller's work on this thread may use relative paths.
+    let cwd = std::env::current_dir()?;
     std::env::set_current_dir(plan.names)?;
     let options = format!(
         "lowerdir={},upperdir=s/upper,workdir=s/work,redirect_dir=off,metacopy=off,index=off",
@@ -90,7 +93,7 @@ fn mount_overlay(plan: &Plan<'_>) -> io::Result<()> {
             options.as_ptr().cast(),
         )
     });
-    std::env::set_current_dir("/")?;
+    std::env::set_current_dir(cwd)?;
     mounted
 }
 
