@@ -8,13 +8,14 @@
 use std::collections::{HashMap, VecDeque};
 use std::ffi::CString;
 use std::fs::{self, File};
-use std::io::{self, BufReader, Read};
+use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
+use dockless_layer::read::{OpenLayerError, open_layer};
+use dockless_layer::tar_reader::{TarCopyError, TarError, TarHeader, TarReader};
 use dockless_oci::digest::Digest;
-use dockless_oci::image::media;
 use dockless_oci::store::Store;
 
 #[derive(Debug, thiserror::Error)]
@@ -107,32 +108,30 @@ impl Rootfs {
             entry: entry.to_owned(),
             source,
         };
-        let path = store.blob_path(digest);
-        let file = BufReader::new(File::open(&path).map_err(|e| unpack("(blob)", e))?);
-        let reader: Box<dyn Read> = match media_type {
-            media::OCI_LAYER_GZIP | media::DOCKER_LAYER_GZIP => {
-                Box::new(flate2::read::MultiGzDecoder::new(file))
-            }
-            media::OCI_LAYER_ZSTD | media::DOCKER_LAYER_ZSTD => {
-                Box::new(zstd::Decoder::with_buffer(file).map_err(|e| unpack("(blob)", e))?)
-            }
-            media::OCI_LAYER_TAR | media::DOCKER_LAYER_TAR => Box::new(file),
-            other => {
+        // The same reader as every other reading of a layer (its listing, ADD's archives):
+        // Go's rules for PAX records and GNU headers, so the tree is what the listing says.
+        let mut archive = match open_layer(&store.blob_path(digest), media_type) {
+            Ok(archive) => archive,
+            Err(OpenLayerError::UnknownMediaType { media_type }) => {
                 return Err(RootfsError::MediaType {
                     digest: digest.clone(),
-                    media_type: other.into(),
+                    media_type,
                 });
             }
+            Err(OpenLayerError::Open { source, .. }) => return Err(unpack("(blob)", source)),
         };
-        let mut archive = tar::Archive::new(reader);
         // Directory modes and times are set last, so that a read-only directory can still be
         // filled and filling it does not move its time.
         let mut dir_modes: Vec<(PathBuf, u32, u64)> = Vec::new();
-        for entry in archive.entries().map_err(|e| unpack("(archive)", e))? {
+        loop {
             dockless_oci::cancel::check_io().map_err(|e| unpack("(archive)", e))?;
-            let mut entry = entry.map_err(|e| unpack("(archive)", e))?;
-            let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-            self.apply_entry(&mut entry, &raw, &mut dir_modes)
+            let header = match archive.next_header() {
+                Ok(Some(header)) => header,
+                Ok(None) => break,
+                Err(e) => return Err(unpack("(archive)", tar_io(e))),
+            };
+            let raw = String::from_utf8_lossy(&header.name).into_owned();
+            self.apply_entry(&mut archive, &header, &raw, &mut dir_modes)
                 .map_err(|e| unpack(&raw, e))?;
         }
         for (path, mode, mtime) in dir_modes.iter().rev() {
@@ -148,14 +147,25 @@ impl Rootfs {
     /// held (a directory stays a directory, its mode set at the end by [`Self::apply`]).
     fn apply_entry<R: Read>(
         &mut self,
-        entry: &mut tar::Entry<R>,
+        archive: &mut TarReader<R>,
+        header: &TarHeader,
         raw: &str,
         dir_modes: &mut Vec<(PathBuf, u32, u64)>,
     ) -> io::Result<()> {
+        if header.type_flag == b'g' {
+            // A PAX global header describes the archive, not a file.
+            return Ok(());
+        }
         let Some(rel) = dockless_context::source::clean_relative(raw).filter(|p| !p.is_empty())
         else {
             return Ok(());
         };
+        if header.sparse {
+            return Err(io::Error::other(
+                "a GNU sparse file, which dockless does not unpack (Docker's and BuildKit's \
+                 layers never hold one; rebuild the image without sparse files)",
+            ));
+        }
         let (dir, name) = match rel.rsplit_once('/') {
             Some((d, n)) => (d.to_owned(), n.to_owned()),
             None => (String::new(), rel.clone()),
@@ -165,41 +175,40 @@ impl Rootfs {
             return Ok(());
         }
         let target = parent.join(&name);
-        let header = entry.header().clone();
-        let kind = header.entry_type();
-        let mode = header.mode()? & 0o7777;
+        let mode = (header.mode & 0o7777) as u32;
         let existing = fs::symlink_metadata(&target).ok();
-        let keep_dir = kind.is_dir() && existing.as_ref().is_some_and(|m| m.is_dir());
+        let is_dir = header.type_flag == b'5';
+        let keep_dir = is_dir && existing.as_ref().is_some_and(|m| m.is_dir());
         if existing.is_some() && !keep_dir {
             remove_tree(&target)?;
         }
-        match kind {
-            tar::EntryType::Directory => {
+        match header.type_flag {
+            b'5' => {
                 if !keep_dir {
                     fs::create_dir(&target)?;
                 }
                 fs::set_permissions(&target, fs::Permissions::from_mode(0o700))?;
-                dir_modes.push((target.clone(), mode, header.mtime().unwrap_or(0)));
+                dir_modes.push((target.clone(), mode, unsigned(header.mtime)));
             }
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
+            b'0' | b'7' => {
                 let mut file = File::create(&target)?;
-                io::copy(entry, &mut file)?;
+                archive.copy_data(&mut file).map_err(|e| match e {
+                    TarCopyError::Archive(e) => tar_io(e),
+                    TarCopyError::Write(e) => e,
+                })?;
             }
-            tar::EntryType::Symlink => {
-                let link = entry.link_name_bytes().unwrap_or_default().into_owned();
-                symlink(std::ffi::OsStr::from_bytes(&link), &target)?;
-            }
+            b'2' => symlink(std::ffi::OsStr::from_bytes(&header.link_name), &target)?,
             // A hard link shares its target's owner and mode: nothing more to set.
-            tar::EntryType::Link => return self.hard_link(entry, rel, &target),
-            tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
-                if !make_device(&header, &target, &rel)? {
+            b'1' => return self.hard_link(header, rel, &target),
+            b'3' | b'4' | b'6' => {
+                if !make_device(header, &target, &rel)? {
                     return Ok(());
                 }
             }
-            // PAX and GNU long-name records are folded into the entries by the tar reader.
+            // Any other type (Go hands them on) makes nothing on disk.
             _ => return Ok(()),
         }
-        self.set_metadata(&rel, &target, &header, mode)
+        self.set_metadata(&rel, &target, header, mode)
     }
 
     /// Applies `name` in `dir` (whose path on disk is `parent`) when it is a whiteout: an
@@ -236,14 +245,9 @@ impl Rootfs {
 
     /// Makes `target` (at `rel`) a hard link to the entry's link name, which must stay inside
     /// the tree; it shares the owner kept aside for its target.
-    fn hard_link<R: Read>(
-        &mut self,
-        entry: &tar::Entry<R>,
-        rel: String,
-        target: &Path,
-    ) -> io::Result<()> {
-        let link = entry.link_name_bytes().unwrap_or_default().into_owned();
-        let link = String::from_utf8_lossy(&link).into_owned();
+    fn hard_link(&mut self, header: &TarHeader, rel: String, target: &Path) -> io::Result<()> {
+        let link = &header.link_name;
+        let link = String::from_utf8_lossy(link).into_owned();
         let source = dockless_context::source::clean_relative(&link)
             .ok_or_else(|| io::Error::other(format!("hard link to `{link}` climbs out")))?;
         fs::hard_link(resolve(&self.dir, &source, false)?, target)?;
@@ -259,19 +263,22 @@ impl Rootfs {
         &mut self,
         rel: &str,
         target: &Path,
-        header: &tar::Header,
+        header: &TarHeader,
         mode: u32,
     ) -> io::Result<()> {
-        let kind = header.entry_type();
-        self.set_owner(rel, target, header.uid()?, header.gid()?)?;
-        if !kind.is_symlink() && !kind.is_dir() {
+        let id = |value: i64, what: &str| {
+            u64::try_from(value).map_err(|_| io::Error::other(format!("negative {what} {value}")))
+        };
+        self.set_owner(rel, target, id(header.uid, "uid")?, id(header.gid, "gid")?)?;
+        let (is_symlink, is_dir) = (header.type_flag == b'2', header.type_flag == b'5');
+        if !is_symlink && !is_dir {
             // After the owner: chown clears setuid and setgid bits.
             fs::set_permissions(target, fs::Permissions::from_mode(mode))?;
         }
-        if !kind.is_dir() {
+        if !is_dir {
             // Times as the layer has them: a tool that compares them (Python's bytecode cache,
             // make) must see the image's files as the image made them.
-            set_mtime(target, header.mtime().unwrap_or(0))?;
+            set_mtime(target, unsigned(header.mtime))?;
         }
         Ok(())
     }
@@ -291,18 +298,31 @@ impl Rootfs {
     }
 }
 
+/// A time or size the archive gave as a signed number, negative ones as 0.
+fn unsigned(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+/// A reading error of the archive as the I/O error [`RootfsError::Unpack`] carries.
+fn tar_io(error: TarError) -> io::Error {
+    match error {
+        TarError::Io(e) => e,
+        other => io::Error::other(other),
+    }
+}
+
 /// Makes the FIFO a layer entry describes at `target`; `false` for a character or block device,
 /// which is never made on the host: a base image's /dev/sda with mode 0666 would be a way to a
 /// host disk for anyone who reaches the tree (the sandbox mounts its own /dev, and a layer
 /// keeps its device entries, which the diff never reads back).
-fn make_device(header: &tar::Header, target: &Path, rel: &str) -> io::Result<bool> {
-    if header.entry_type() != tar::EntryType::Fifo {
+fn make_device(header: &TarHeader, target: &Path, rel: &str) -> io::Result<bool> {
+    if header.type_flag != b'6' {
         tracing::debug!(path = %rel, "device node not made on the host");
         return Ok(false);
     }
     let kind_bits = libc::S_IFIFO;
-    let major = header.device_major()?.unwrap_or(0);
-    let minor = header.device_minor()?.unwrap_or(0);
+    let major = u32::try_from(header.dev_major).unwrap_or(0);
+    let minor = u32::try_from(header.dev_minor).unwrap_or(0);
     let c = CString::new(target.as_os_str().as_bytes()).map_err(io::Error::other)?;
     // SAFETY: a valid C string and plain integer arguments.
     let rc = unsafe { libc::mknod(c.as_ptr(), kind_bits | 0o600, libc::makedev(major, minor)) };

@@ -1,6 +1,7 @@
 //! Applying layers, copying trees and removing them.
 
 use super::*;
+use dockless_oci::image::media;
 
 #[test]
 fn resolve_keeps_symlinks_inside_the_root() {
@@ -90,4 +91,65 @@ fn remove_tree_removes_read_only_directories() {
     fs::set_permissions(tree.join("a"), fs::Permissions::from_mode(0o500)).unwrap();
     remove_tree(&tree).unwrap();
     assert!(!tree.exists());
+}
+
+/// One header block of `kind` named `name` with `size` in its size field, then `data`.
+fn raw_entry(name: &str, kind: tar::EntryType, size: u64, data: &[u8]) -> Vec<u8> {
+    let mut header = tar::Header::new_ustar();
+    header.set_path(name).unwrap();
+    header.set_entry_type(kind);
+    header.set_size(size);
+    header.set_mode(0o644);
+    if kind == tar::EntryType::Link {
+        header.set_link_name("target").unwrap();
+    }
+    header.set_cksum();
+    let mut bytes = header.as_bytes().to_vec();
+    bytes.extend_from_slice(data);
+    bytes.resize(bytes.len().div_ceil(512) * 512, 0);
+    bytes
+}
+
+fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
+    let body = [key.as_bytes(), b"=", value, b"\n"].concat();
+    let mut length = body.len() + 2;
+    while format!("{length} ").len() + body.len() != length {
+        length += 1;
+    }
+    [format!("{length} ").into_bytes(), body].concat()
+}
+
+/// The tree a RUN sees is the one the layer's listing (and `docker pull`, Go's reader) gives:
+/// a newline inside a PAX value makes no `path` record of its own, and a hard link's size
+/// field carries no data, so the entry after it is not swallowed.
+#[test]
+fn layers_are_applied_as_gos_reader_reads_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("store")).unwrap();
+    let records = pax_record("SCHILY.xattr.user.note", b"x\n14 path=/evil\n");
+    let mut layer = [
+        raw_entry(
+            "PaxHeaders/real",
+            tar::EntryType::XHeader,
+            records.len() as u64,
+            &records,
+        ),
+        raw_entry("real", tar::EntryType::Regular, 2, b"hi"),
+        raw_entry("target", tar::EntryType::Regular, 0, b""),
+        raw_entry("link", tar::EntryType::Link, 600, b""),
+        raw_entry("after", tar::EntryType::Regular, 3, b"end"),
+    ]
+    .concat();
+    layer.resize(layer.len() + 1024, 0);
+    let digest = store.put_bytes(&layer).unwrap();
+    let mut rootfs = Rootfs::new(&store).unwrap();
+    rootfs.apply(&store, &digest, media::OCI_LAYER_TAR).unwrap();
+    let root = rootfs.path();
+    assert_eq!(fs::read_to_string(root.join("real")).unwrap(), "hi");
+    assert!(
+        !root.join("evil").exists(),
+        "the xattr's value renamed the entry"
+    );
+    assert!(fs::symlink_metadata(root.join("link")).is_ok());
+    assert_eq!(fs::read_to_string(root.join("after")).unwrap(), "end");
 }
