@@ -285,7 +285,7 @@ fn check_platform(
 /// repository when `remote` is set). Each layer's listing is read from the store's cache, or
 /// once from the layer itself, fetched into the store if it is not there yet: a base is read
 /// once per machine, and a build whose listings are cached touches no layer.
-pub fn load_filesystem(
+pub(crate) fn load_filesystem(
     store: &Store,
     remote: &RemoteAccess,
     reference: Option<&Reference>,

@@ -58,11 +58,6 @@ impl Progress {
         }
     }
 
-    /// Whether anyone listens (without a listener, RUN output goes straight to stderr).
-    pub fn is_listening(&self) -> bool {
-        self.listener.is_some()
-    }
-
     /// Starts step `name`: it gets the next number.
     pub fn start(&self, name: &str) -> Step {
         let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
@@ -119,7 +114,7 @@ impl Step {
     }
 
     /// A cache gave the result: the step ends as `CACHED`.
-    pub fn mark_cached(&self) {
+    pub(crate) fn mark_cached(&self) {
         self.0.cached.store(true, Ordering::Relaxed);
     }
 

@@ -27,7 +27,7 @@ const RUNE_ERROR: u32 = 0xFFFD;
 struct Malformed;
 
 /// Reports whether `name` matches the shell pattern `pattern` as a whole (not a substring).
-pub fn path_match(pattern: &str, name: &str) -> Result<bool, PatternError> {
+pub(crate) fn path_match(pattern: &str, name: &str) -> Result<bool, PatternError> {
     match_bytes(pattern.as_bytes(), name.as_bytes()).map_err(|Malformed| PatternError::BadPattern {
         pattern: pattern.to_owned(),
     })

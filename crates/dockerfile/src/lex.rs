@@ -69,7 +69,7 @@ pub fn expand_words(
 
 /// Expands the variables of a heredoc body that COPY or ADD writes (an unquoted heredoc
 /// name), as BuildKit does: quotes are ordinary characters, escapes still escape.
-pub fn expand_heredoc(
+pub(crate) fn expand_heredoc(
     body: &str,
     vars: &dyn Fn(&str) -> Option<String>,
 ) -> Result<String, ExpandError> {

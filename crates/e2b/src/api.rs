@@ -85,7 +85,7 @@ impl ApiClient {
         &self.credential
     }
 
-    pub async fn create_template_v3(
+    pub(crate) async fn create_template_v3(
         &self,
         request: &CreateTemplateV3,
     ) -> Result<CreatedBuild, ApiError> {
@@ -103,7 +103,7 @@ impl ApiClient {
         parse(&answer, "create template")
     }
 
-    pub async fn start_build_v2(
+    pub(crate) async fn start_build_v2(
         &self,
         template_id: &str,
         build_id: &str,
@@ -123,7 +123,7 @@ impl ApiClient {
     }
 
     /// `POST /templates` (new) or `POST /templates/{templateID}` (rebuild).
-    pub async fn create_template_legacy(
+    pub(crate) async fn create_template_legacy(
         &self,
         template_id: Option<&str>,
         request: &CreateTemplateLegacy,
@@ -148,7 +148,7 @@ impl ApiClient {
 
     /// `POST /templates/{templateID}/builds/{buildID}`, tried again as the HTTP policy allows
     /// (E2B's load balancer drops long-lived connections, as its CLI learnt).
-    pub async fn start_build_legacy(
+    pub(crate) async fn start_build_legacy(
         &self,
         template_id: &str,
         build_id: &str,
@@ -207,7 +207,7 @@ impl ApiClient {
     }
 
     /// Build status with log entries at `level` or above only (`debug`, `info`, `warn`, `error`).
-    pub async fn build_status_at(
+    pub(crate) async fn build_status_at(
         &self,
         template_id: &str,
         build_id: &str,

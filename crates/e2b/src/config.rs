@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use dockless_oci::fs_error::FsError;
 
-pub const FILE_NAME: &str = "e2b.toml";
+pub(crate) const FILE_NAME: &str = "e2b.toml";
 
 /// The keys of `e2b.toml`. Legacy `id` and `name` mean `template_id` and `template_name`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]

@@ -22,7 +22,7 @@ pub enum CredentialKind {
 
 impl CredentialKind {
     /// The Basic username E2B's registry gateway expects with this kind.
-    pub fn gateway_username(self) -> &'static str {
+    pub(crate) fn gateway_username(self) -> &'static str {
         match self {
             CredentialKind::ApiKey => "_e2b_api_key",
             CredentialKind::AccessToken => "_e2b_access_token",

@@ -4,7 +4,7 @@ use url::Url;
 
 use super::env::E2bEnv;
 
-pub const DEFAULT_DOMAIN: &str = "e2b.app";
+pub(crate) const DEFAULT_DOMAIN: &str = "e2b.app";
 
 /// The E2B addresses a run uses.
 #[derive(Debug, Clone)]
@@ -82,7 +82,7 @@ impl Endpoints {
 
     /// Where the gateway flow pushes a build: `<gateway>/e2b/custom-envs/<templateID>:<buildID>`,
     /// or `E2B_IMAGE_URI_MASK` with its placeholders filled in, as E2B's CLI did.
-    pub fn gateway_image(&self, template_id: &str, build_id: &str) -> String {
+    pub(crate) fn gateway_image(&self, template_id: &str, build_id: &str) -> String {
         match &self.image_uri_mask {
             Some(mask) => mask
                 .replace("{templateID}", template_id)

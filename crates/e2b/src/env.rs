@@ -44,7 +44,7 @@ impl E2bEnv {
     }
 
     /// `~/.e2b/config.json`.
-    pub fn config_file(&self) -> Option<PathBuf> {
+    pub(crate) fn config_file(&self) -> Option<PathBuf> {
         self.home
             .as_ref()
             .map(|home| home.join(".e2b").join("config.json"))

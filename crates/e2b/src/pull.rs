@@ -29,7 +29,7 @@ pub enum PullKind {
 
 /// The standard AWS and Google variables, as read once. Debug shows no secret.
 #[derive(Clone, Default)]
-pub struct PullEnv {
+pub(crate) struct PullEnv {
     pub aws_access_key_id: Option<String>,
     pub aws_secret_access_key: Option<SecretString>,
     pub aws_region: Option<String>,
@@ -88,7 +88,7 @@ pub enum PullError {
 }
 
 /// The kind a registry host calls for: ECR → aws, Artifact Registry and GCR → gcp.
-pub fn kind_for_host(host: &str) -> PullKind {
+pub(crate) fn kind_for_host(host: &str) -> PullKind {
     let host = host
         .split(':')
         .next()
@@ -111,7 +111,7 @@ fn ecr_region(host: &str) -> Option<&str> {
 }
 
 /// The `fromImageRegistry` to send for `kind` (Auto resolved by `host`).
-pub fn pull_credentials(
+pub(crate) fn pull_credentials(
     kind: PullKind,
     host: &str,
     env: &PullEnv,

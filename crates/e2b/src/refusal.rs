@@ -6,7 +6,7 @@ use super::credentials::{CredentialKind, CredentialOrigin, E2bCredential};
 
 /// Which family of endpoint refused: the kinds of credential they accept differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flow {
+pub(crate) enum Flow {
     /// `/v3/templates`, `/v2/templates/…/builds/…`: API keys.
     Registry,
     /// `/templates`, `/templates/…/builds/…` and the gateway: access tokens.

@@ -7,11 +7,11 @@
 //! 1 or even; memory at least 128 MiB, even). A team's own maximums are E2B's to check.
 
 /// What E2B accepts as a template name, said the way a user can act on.
-pub const NAME_RULE: &str = "E2B takes a name of lowercase letters, digits, '-' and '_', \
+pub(crate) const NAME_RULE: &str = "E2B takes a name of lowercase letters, digits, '-' and '_', \
      optionally with your team's slug and '/' before it and ':TAG' after it (TAG may also hold '.'), \
      at most 128 characters, e.g. my-sandbox or my-sandbox:v2";
-pub const CPU_RULE: &str = "E2B takes 1 CPU or an even number of CPUs, at most 32";
-pub const MEMORY_RULE: &str = "E2B takes an even number of MiB, at least 128";
+pub(crate) const CPU_RULE: &str = "E2B takes 1 CPU or an even number of CPUs, at most 32";
+pub(crate) const MEMORY_RULE: &str = "E2B takes an even number of MiB, at least 128";
 
 const MAX_NAME_CHARS: usize = 128;
 const MAX_CPU: u32 = 32;
@@ -32,7 +32,7 @@ fn tag(text: &str) -> bool {
 }
 
 /// `[namespace/]alias[:tag]`, each part trimmed and lower-cased first, as E2B does.
-pub fn name_is_valid(name: &str) -> bool {
+pub(crate) fn name_is_valid(name: &str) -> bool {
     if name.chars().count() > MAX_NAME_CHARS {
         return false;
     }
@@ -58,19 +58,12 @@ pub fn tag_is_valid(value: &str) -> bool {
     tag(&value.trim().to_lowercase())
 }
 
-pub fn cpu_is_valid(cpu: u32) -> bool {
+pub(crate) fn cpu_is_valid(cpu: u32) -> bool {
     (cpu == 1 || cpu.is_multiple_of(2)) && (1..=MAX_CPU).contains(&cpu)
 }
 
-pub fn memory_is_valid(memory_mb: u32) -> bool {
+pub(crate) fn memory_is_valid(memory_mb: u32) -> bool {
     memory_mb >= MIN_MEMORY_MB && memory_mb.is_multiple_of(2)
-}
-
-/// The alias part of a name as E2B stores it (`team/web:v1` → `web`).
-pub fn alias_of(name: &str) -> String {
-    let identifier = name.trim().split(':').next().unwrap_or_default();
-    let alias = identifier.rsplit('/').next().unwrap_or_default();
-    alias.trim().to_lowercase()
 }
 
 #[cfg(test)]
@@ -106,7 +99,6 @@ mod tests {
             assert!(!name_is_valid(bad), "{bad}");
         }
         assert!(name_is_valid(&"a".repeat(128)));
-        assert_eq!(alias_of("acme/Web:v1"), "web");
         assert!(tag_is_valid("v1.2") && !tag_is_valid("v/1"));
     }
 

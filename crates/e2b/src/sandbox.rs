@@ -16,14 +16,14 @@ use dockless_oci::image::config::ContainerConfig;
 
 use super::api::Step;
 
-pub const DEFAULT_USER: &str = "user";
-pub const DEFAULT_WORKDIR: &str = "/home/user";
+pub(crate) const DEFAULT_USER: &str = "user";
+pub(crate) const DEFAULT_WORKDIR: &str = "/home/user";
 /// `waitForTimeout(20_000)` in the SDK.
-pub const READY_AFTER_START: &str = "sleep 20";
+pub(crate) const READY_AFTER_START: &str = "sleep 20";
 
 /// Which of USER, WORKDIR and CMD/ENTRYPOINT the Dockerfile's final stage sets itself.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct StageSets {
+pub(crate) struct StageSets {
     pub user: bool,
     pub workdir: bool,
     pub command: bool,
@@ -52,7 +52,7 @@ impl StageSets {
 
 /// The sandbox's user, directory and (if the image says) start command.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SandboxStart {
+pub(crate) struct SandboxStart {
     pub user: String,
     pub workdir: String,
     /// The image's CMD/ENTRYPOINT as one shell command line, when the Dockerfile sets one.

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 /// `POST /v3/templates`.
 #[derive(Debug, Clone, Serialize)]
-pub struct CreateTemplateV3 {
+pub(crate) struct CreateTemplateV3 {
     pub name: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
@@ -19,7 +19,7 @@ pub struct CreateTemplateV3 {
 
 /// `POST /templates` and `POST /templates/{templateID}` (legacy).
 #[derive(Debug, Clone, Serialize)]
-pub struct CreateTemplateLegacy {
+pub(crate) struct CreateTemplateLegacy {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alias: Option<String>,
     pub dockerfile: String,
@@ -37,20 +37,16 @@ pub struct CreateTemplateLegacy {
 
 /// A template and the build E2B opened for it.
 #[derive(Debug, Clone, Deserialize)]
-pub struct CreatedBuild {
+pub(crate) struct CreatedBuild {
     #[serde(rename = "templateID")]
     pub template_id: String,
     #[serde(rename = "buildID")]
     pub build_id: String,
-    #[serde(default)]
-    pub names: Vec<String>,
-    #[serde(default)]
-    pub tags: Vec<String>,
 }
 
 /// Pull credentials handed to E2B for the user's registry: the three kinds of
 /// `fromImageRegistry`. No Debug: they hold secrets.
-pub enum PullCredentials {
+pub(crate) enum PullCredentials {
     /// `{type: "registry", username, password}`.
     Registry {
         username: String,
@@ -128,7 +124,7 @@ impl Step {
 
 /// `POST /v2/templates/{templateID}/builds/{buildID}`.
 #[derive(Default)]
-pub struct StartBuildV2 {
+pub(crate) struct StartBuildV2 {
     pub from_image: String,
     pub registry: Option<PullCredentials>,
     pub steps: Vec<Step>,

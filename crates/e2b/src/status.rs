@@ -33,7 +33,7 @@ pub fn format_entry(entry: &LogEntry) -> String {
 
 /// Polls until the build is `ready` (Ok) or `error` (Err with E2B's reason), calling `on_log`
 /// for every entry exactly once, in order.
-pub async fn follow_build(
+pub(crate) async fn follow_build(
     api: &ApiClient,
     template_id: &str,
     build_id: &str,

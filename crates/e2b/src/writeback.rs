@@ -28,7 +28,7 @@ pub enum WritebackError {
 
 /// Records `template_id` (and, on a new file, the template name and Dockerfile) in the
 /// context's `e2b.toml`. Returns true when the file changed.
-pub fn write_template_id(
+pub(crate) fn write_template_id(
     context: &Path,
     template_id: &str,
     template_name: Option<&str>,

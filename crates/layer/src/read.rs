@@ -25,7 +25,7 @@ pub enum CompressionFormat {
 
 impl CompressionFormat {
     /// moby's `compression.Detect`, in its order, on the first bytes of a file.
-    pub fn detect(magic: &[u8]) -> CompressionFormat {
+    pub(crate) fn detect(magic: &[u8]) -> CompressionFormat {
         const ZSTD_SKIPPABLE_FRAME: u32 = 0x184D_2A50;
         const ZSTD_SKIPPABLE_MASK: u32 = 0xFFFF_FFF0;
         let zstd_skippable = magic.len() >= 8
@@ -50,7 +50,7 @@ impl CompressionFormat {
 
     /// The compression a layer's media type names; `None` for a media type that is not a layer
     /// dockless reads.
-    pub fn of_layer(media_type: &str) -> Option<CompressionFormat> {
+    pub(crate) fn of_layer(media_type: &str) -> Option<CompressionFormat> {
         match media_type {
             media::OCI_LAYER_GZIP | media::DOCKER_LAYER_GZIP => Some(CompressionFormat::Gzip),
             media::OCI_LAYER_ZSTD | media::DOCKER_LAYER_ZSTD => Some(CompressionFormat::Zstd),
@@ -62,7 +62,7 @@ impl CompressionFormat {
 
 /// The decompressed byte stream; multi-member gzip, bzip2 and xz streams are read to the end, as
 /// Go's readers (and the `xz` tool Docker runs) do.
-pub fn decompress<R: Read + 'static>(
+pub(crate) fn decompress<R: Read + 'static>(
     source: R,
     format: CompressionFormat,
 ) -> io::Result<Box<dyn Read>> {

@@ -12,7 +12,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 /// Blobs by digest: layers, configs and manifests (the store is an OCI image layout).
-pub const BLOBS: &str = "blobs/sha256";
+pub(crate) const BLOBS: &str = "blobs/sha256";
 /// Base images' file systems, unpacked once per layer chain: the lowest overlay lower of a
 /// stage's RUN steps, or copied for each build where overlay is not used.
 pub const TREES: &str = "rootfs";
@@ -25,9 +25,9 @@ pub const CACHE_MOUNTS: &str = "cache-mounts";
 /// What each layer holds, read once from its blob.
 pub const LISTINGS: &str = "layer-listings";
 /// Where each blob was pushed, for cross-repository mounts.
-pub const LOCATIONS: &str = "locations";
+pub(crate) const LOCATIONS: &str = "locations";
 /// Processes' temporary files (see [`crate::session`]).
-pub const TMP: &str = crate::session::TMP;
+pub(crate) const TMP: &str = crate::session::TMP;
 
 /// What an area holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -81,7 +81,7 @@ pub struct Area {
 }
 
 /// Every area of the store.
-pub const AREAS: [Area; 8] = [
+pub(crate) const AREAS: [Area; 8] = [
     area(Kind::Blobs, BLOBS, PrunedBy::All),
     area(Kind::UnpackedTrees, TREES, PrunedBy::Default),
     area(Kind::RunCache, RUN_CACHE, PrunedBy::All),

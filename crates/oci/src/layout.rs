@@ -11,7 +11,7 @@ use crate::image::{Descriptor, Index};
 use crate::store::{self, Store, StoreError};
 
 /// The annotation that names an image in a layout's `index.json`.
-pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+pub(crate) const REF_NAME: &str = "org.opencontainers.image.ref.name";
 /// JSON documents larger than this are refused (registries cap manifests at 4 MiB too).
 pub const MAX_DOCUMENT: u64 = 4 * 1024 * 1024;
 
@@ -134,21 +134,10 @@ impl Layout {
     }
 }
 
-/// Writes an OCI image layout at `output` holding one image, tagged `tag`, whose blobs are all in
-/// `store`. Written to a temporary directory beside `output` and renamed into place, so a failure
+/// Writes an OCI image layout at `output` holding one image, whose blobs are all in `store`,
+/// with the image under each of `names` (one index entry per name, all the same manifest).
+/// Written to a temporary directory beside `output` and renamed into place, so a failure
 /// leaves nothing half-written; an existing layout at `output` is replaced.
-pub fn write_layout(
-    store: &Store,
-    output: &Path,
-    manifest: &Descriptor,
-    blobs: &[Digest],
-    tag: &str,
-) -> Result<(), LayoutError> {
-    write_layout_named(store, output, manifest, blobs, &[tag.to_owned()])
-}
-
-/// [`write_layout`] with the image under each of `names` (one index entry per name, all the
-/// same manifest).
 pub fn write_layout_named(
     store: &Store,
     output: &Path,
@@ -182,7 +171,7 @@ pub fn write_layout_named(
     result
 }
 
-/// Fills the staging directory and swaps it into place (see [`write_layout`]).
+/// Fills the staging directory and swaps it into place (see [`write_layout_named`]).
 fn stage_and_swap(
     store: &Store,
     output: &Path,

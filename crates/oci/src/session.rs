@@ -19,9 +19,9 @@ use std::path::{Path, PathBuf};
 use crate::cleanup::remove_tree;
 
 /// The store-wide lock file, under the store's root.
-pub const STORE_LOCK: &str = "lock";
+pub(crate) const STORE_LOCK: &str = "lock";
 /// The temporary area, under the store's root.
-pub const TMP: &str = "tmp";
+pub(crate) const TMP: &str = "tmp";
 const LOCK_SUFFIX: &str = ".lock";
 
 /// This process's part of the store's temporary area.
@@ -30,7 +30,8 @@ pub struct Session {
     dir: PathBuf,
     lock_path: PathBuf,
     _lock: File,
-    store_lock: File,
+    /// Held for its shared lock on the store, released by the kernel when the process ends.
+    _store_lock: File,
 }
 
 impl Session {
@@ -58,19 +59,13 @@ impl Session {
             dir,
             lock_path,
             _lock: lock,
-            store_lock,
+            _store_lock: store_lock,
         })
     }
 
     /// Where this process's temporary files go.
     pub fn dir(&self) -> &Path {
         &self.dir
-    }
-
-    /// Lets go of the shared store lock (before taking it exclusively to keep the store under
-    /// its limit); this process must not start using the store's caches again afterwards.
-    pub fn leave_store(&self) {
-        flock(&self.store_lock, libc::LOCK_UN);
     }
 }
 
@@ -85,13 +80,13 @@ impl Drop for Session {
 
 /// The store's lock taken exclusively: no build runs on the store while it is held.
 #[derive(Debug)]
-pub struct Exclusive {
+pub(crate) struct Exclusive {
     _lock: File,
 }
 
 /// Takes the store at `root` exclusively; `wait`: until the running builds end, else `None`
 /// when one runs.
-pub fn exclusive(root: &Path, wait: bool) -> io::Result<Option<Exclusive>> {
+pub(crate) fn exclusive(root: &Path, wait: bool) -> io::Result<Option<Exclusive>> {
     let file = open_lock(&root.join(STORE_LOCK))?;
     if flock(&file, libc::LOCK_EX | libc::LOCK_NB) {
         return Ok(Some(Exclusive { _lock: file }));
@@ -108,7 +103,7 @@ pub fn exclusive(root: &Path, wait: bool) -> io::Result<Option<Exclusive>> {
 
 /// What [`sweep`] removed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Swept {
+pub(crate) struct Swept {
     pub entries: u64,
 }
 
@@ -149,7 +144,7 @@ pub fn sweep(tmp: &Path) -> Swept {
 }
 
 /// How many processes use the store at `root` now.
-pub fn live_sessions(root: &Path) -> usize {
+pub(crate) fn live_sessions(root: &Path) -> usize {
     let Ok(entries) = fs::read_dir(root.join(TMP)) else {
         return 0;
     };
@@ -293,7 +288,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let session = Session::open(root.path()).unwrap();
         assert!(exclusive(root.path(), false).unwrap().is_none());
-        session.leave_store();
+        drop(session);
         assert!(exclusive(root.path(), false).unwrap().is_some());
     }
 }

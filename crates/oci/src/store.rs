@@ -40,8 +40,8 @@ pub struct Store {
     session: Arc<Session>,
 }
 
-pub const OCI_LAYOUT_FILE: &str = "oci-layout";
-pub const OCI_LAYOUT_CONTENT: &str = "{\"imageLayoutVersion\":\"1.0.0\"}";
+pub(crate) const OCI_LAYOUT_FILE: &str = "oci-layout";
+pub(crate) const OCI_LAYOUT_CONTENT: &str = "{\"imageLayoutVersion\":\"1.0.0\"}";
 
 impl Store {
     /// Where the store lives unless told: `DOCKLESS_CACHE_DIR`, else the platform cache directory.
@@ -230,7 +230,7 @@ impl Store {
 }
 
 /// Places `source` at `target`: a hard link when both are on one file system, else a copy.
-pub fn link_or_copy(source: &Path, target: &Path) -> Result<(), FsError> {
+pub(crate) fn link_or_copy(source: &Path, target: &Path) -> Result<(), FsError> {
     if fs::hard_link(source, target).is_ok() {
         return Ok(());
     }

@@ -141,7 +141,7 @@ impl RegistryClient {
     }
 
     /// Asks the registry to link `digest` from `from` into `repository` without an upload.
-    pub async fn mount_blob(
+    pub(crate) async fn mount_blob(
         &self,
         repository: &str,
         digest: &Digest,
@@ -195,7 +195,7 @@ impl RegistryClient {
     }
 
     /// Opens an upload session: `POST /v2/<repo>/blobs/uploads/` with `Content-Length: 0`.
-    pub async fn start_upload(&self, repository: &str) -> Result<UploadSession> {
+    pub(crate) async fn start_upload(&self, repository: &str) -> Result<UploadSession> {
         let url = self.api_url(&format!("{repository}/blobs/uploads/"))?;
         let operation = "start blob upload".to_string();
         let response = self
@@ -245,7 +245,7 @@ impl RegistryClient {
 
     /// Uploads a blob, restarting the whole session when one fails midway. `session` is a
     /// session already opened (by a 202 mount answer) to use first.
-    pub async fn upload_blob(
+    pub(crate) async fn upload_blob(
         &self,
         repository: &str,
         digest: &Digest,
@@ -418,7 +418,7 @@ impl RegistryClient {
 
     /// `GET /v2/<repo>/blobs/<digest>`, following redirects (without our credentials when they
     /// leave the registry). The caller reads the body.
-    pub async fn open_blob(&self, repository: &str, digest: &Digest) -> Result<Response> {
+    pub(crate) async fn open_blob(&self, repository: &str, digest: &Digest) -> Result<Response> {
         let operation = format!("GET blob {digest}");
         let response = self
             .send(RegistryRequest {

@@ -42,7 +42,7 @@ pub fn uses_plain_http(api_host: &str, insecure_hosts: &[String]) -> bool {
 }
 
 /// `https://HOST/` or, when allowed, `http://HOST/`.
-pub fn base_url(api_host: &str, insecure_hosts: &[String]) -> Result<Url, url::ParseError> {
+pub(crate) fn base_url(api_host: &str, insecure_hosts: &[String]) -> Result<Url, url::ParseError> {
     let scheme = if uses_plain_http(api_host, insecure_hosts) {
         "http"
     } else {
@@ -63,7 +63,7 @@ pub fn resolve_location(base: &Url, location: &str) -> Option<Url> {
 }
 
 /// Same scheme, host and port: the only URLs that may receive the registry's credentials.
-pub fn same_origin(a: &Url, b: &Url) -> bool {
+pub(crate) fn same_origin(a: &Url, b: &Url) -> bool {
     a.scheme() == b.scheme()
         && a.host_str().map(str::to_ascii_lowercase) == b.host_str().map(str::to_ascii_lowercase)
         && a.port_or_known_default() == b.port_or_known_default()

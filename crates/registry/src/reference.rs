@@ -7,11 +7,11 @@
 use std::fmt;
 
 /// The registry Docker Hub images live on, as users write it.
-pub const DOCKER_HUB: &str = "docker.io";
+pub(crate) const DOCKER_HUB: &str = "docker.io";
 /// The host that actually serves Docker Hub's distribution API.
-pub const DOCKER_HUB_API_HOST: &str = "registry-1.docker.io";
+pub(crate) const DOCKER_HUB_API_HOST: &str = "registry-1.docker.io";
 /// The key Docker uses for Docker Hub in `config.json` and credential helpers.
-pub const DOCKER_HUB_CONFIG_KEY: &str = "https://index.docker.io/v1/";
+pub(crate) const DOCKER_HUB_CONFIG_KEY: &str = "https://index.docker.io/v1/";
 
 const DEFAULT_TAG: &str = "latest";
 const MAX_REPOSITORY_LENGTH: usize = 255;
@@ -152,11 +152,6 @@ impl Reference {
         &self.registry
     }
 
-    /// The host:port that serves the API (`registry-1.docker.io` for Docker Hub).
-    pub fn api_host(&self) -> &str {
-        api_host(&self.registry)
-    }
-
     pub fn repository(&self) -> &str {
         &self.repository
     }
@@ -178,8 +173,9 @@ impl Reference {
             .unwrap_or(DEFAULT_TAG)
     }
 
+    #[cfg(test)]
     /// The same repository with another tag and no digest.
-    pub fn with_tag(&self, tag: &str) -> Result<Self, ReferenceError> {
+    pub(crate) fn with_tag(&self, tag: &str) -> Result<Self, ReferenceError> {
         Self::from_parts(&self.registry, &self.repository, Some(tag), None)
     }
 
@@ -215,7 +211,7 @@ impl std::str::FromStr for Reference {
 }
 
 /// Maps a registry name to the host that serves its API.
-pub fn api_host(registry: &str) -> &str {
+pub(crate) fn api_host(registry: &str) -> &str {
     if registry == DOCKER_HUB {
         DOCKER_HUB_API_HOST
     } else {
@@ -224,7 +220,7 @@ pub fn api_host(registry: &str) -> &str {
 }
 
 /// Normalises the many spellings of Docker Hub to `docker.io`.
-pub fn normalize_registry(registry: &str) -> String {
+pub(crate) fn normalize_registry(registry: &str) -> String {
     match registry {
         "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => {
             DOCKER_HUB.to_string()
@@ -363,7 +359,7 @@ fn validate_tag(tag: &str) -> Result<(), ReferenceProblem> {
 }
 
 /// Checks `algorithm:hex` with the lengths of the algorithms registries use.
-pub fn validate_digest(digest: &str) -> Result<(), ReferenceProblem> {
+pub(crate) fn validate_digest(digest: &str) -> Result<(), ReferenceProblem> {
     let Some((algorithm, hex)) = digest.split_once(':') else {
         return Err(ReferenceProblem::NoDigestAlgorithm {
             digest: digest.to_owned(),
@@ -416,7 +412,7 @@ mod tests {
         assert_eq!(r.registry(), "docker.io");
         assert_eq!(r.repository(), "library/alpine");
         assert_eq!(r.tag(), Some("latest"));
-        assert_eq!(r.api_host(), "registry-1.docker.io");
+        assert_eq!(api_host(r.registry()), "registry-1.docker.io");
         assert_eq!(r.to_string(), "docker.io/library/alpine:latest");
     }
 

@@ -31,13 +31,13 @@ pub struct Token {
 }
 
 impl Token {
-    pub fn is_fresh(&self) -> bool {
+    pub(crate) fn is_fresh(&self) -> bool {
         Instant::now() < self.expires_at
     }
 }
 
 /// What a token request needs to know.
-pub struct TokenRequest<'a> {
+pub(crate) struct TokenRequest<'a> {
     pub registry: &'a str,
     pub realm: &'a str,
     pub service: Option<&'a str>,
@@ -58,7 +58,7 @@ struct TokenAnswer {
 }
 
 /// Fetches a token for `scopes`.
-pub async fn fetch_token(
+pub(crate) async fn fetch_token(
     http: &reqwest::Client,
     request: &TokenRequest<'_>,
 ) -> Result<Token, RegistryError> {

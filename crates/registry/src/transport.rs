@@ -40,7 +40,7 @@ type BodyFuture = Pin<Box<dyn Future<Output = Result<reqwest::Body, RegistryErro
 /// would fail any upload that takes longer than it; these are measured from the last byte
 /// sent instead.
 #[derive(Debug, Clone, Copy)]
-pub struct Timeouts {
+pub(crate) struct Timeouts {
     /// No body bytes taken, or no answer to a request without a blob body, for this long: the
     /// try has stalled.
     pub stall: Duration,
@@ -72,7 +72,7 @@ impl Timeouts {
 const SMALL_BODY: u64 = 1024 * 1024;
 
 /// When the body of one try last moved, and whether it is all sent.
-pub struct Liveness {
+pub(crate) struct Liveness {
     start: Instant,
     last_progress_ms: AtomicU64,
     finished: AtomicBool,
@@ -142,7 +142,7 @@ impl Liveness {
 
 /// A request body that can be produced again for every try.
 #[derive(Clone)]
-pub struct ReplayableBody {
+pub(crate) struct ReplayableBody {
     make: Arc<dyn Fn(Arc<Liveness>) -> BodyFuture + Send + Sync>,
     /// Sent as `Content-Length`; `None` for a body whose end is not known yet (a layer still
     /// being compressed), which goes out chunked.
@@ -168,7 +168,7 @@ impl ReplayableBody {
     }
 
     /// `length` bytes of `path` from `offset`, streamed. `progress` hears `offset + sent`.
-    pub fn file_range(
+    pub(crate) fn file_range(
         path: PathBuf,
         digest: Digest,
         offset: u64,
@@ -197,7 +197,7 @@ impl ReplayableBody {
     }
 
     /// A body made by an async function each try (e.g. a GET from another registry).
-    pub fn from_fn<F, Fut>(length: u64, make: F) -> Self
+    pub(crate) fn from_fn<F, Fut>(length: u64, make: F) -> Self
     where
         F: Fn(Arc<Liveness>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<reqwest::Body, RegistryError>> + Send + 'static,
@@ -319,7 +319,7 @@ where
 }
 
 /// A request ready to send, possibly several times.
-pub struct Outgoing<'a> {
+pub(crate) struct Outgoing<'a> {
     pub method: Method,
     pub url: Url,
     pub headers: HeaderMap,
@@ -330,7 +330,7 @@ pub struct Outgoing<'a> {
 }
 
 /// Why one exchange failed before a response came back.
-pub enum SendFailure {
+pub(crate) enum SendFailure {
     Http(reqwest::Error),
     Body(RegistryError),
     BadLocation(String),
@@ -340,7 +340,7 @@ pub enum SendFailure {
 }
 
 /// Sends once, following redirects by hand; returns the first non-redirect response.
-pub async fn send_following_redirects(
+pub(crate) async fn send_following_redirects(
     http: &reqwest::Client,
     request: Outgoing<'_>,
 ) -> Result<Response, SendFailure> {
@@ -432,7 +432,7 @@ pub fn redact_query(url: &Url) -> String {
 
 /// Why the next piece of an answer's body did not come.
 #[derive(Debug, thiserror::Error)]
-pub enum BodyReadError {
+pub(crate) enum BodyReadError {
     #[error("{0}")]
     Failed(reqwest::Error),
     #[error("the answer stalled for {0:?}")]
@@ -440,7 +440,7 @@ pub enum BodyReadError {
 }
 
 /// The next chunk of a response body, failing when none arrives within `stall`.
-pub async fn next_chunk(
+pub(crate) async fn next_chunk(
     response: &mut Response,
     stall: Duration,
 ) -> Result<Option<Bytes>, BodyReadError> {

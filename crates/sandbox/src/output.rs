@@ -38,7 +38,7 @@ impl std::fmt::Debug for OutputSink {
 const DRAIN_WAIT: Duration = Duration::from_secs(5);
 
 /// The command's standard output and error, and the reader of the pipe behind them.
-pub struct CommandOutput {
+pub(crate) struct CommandOutput {
     writer: io::PipeWriter,
     done: mpsc::Receiver<()>,
 }

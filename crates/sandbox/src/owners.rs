@@ -23,7 +23,7 @@ pub struct IdRange {
 }
 
 /// `[path, uid, gid]` for every file not owned by root, paths relative to the tree.
-pub type OwnerList = Vec<(String, u64, u64)>;
+pub(crate) type OwnerList = Vec<(String, u64, u64)>;
 
 pub fn write(file: &Path, owners: &OwnerList) -> io::Result<()> {
     fs::write(file, serde_json::to_vec(owners).map_err(io::Error::other)?)
@@ -56,7 +56,7 @@ pub fn apply(root: &Path, file: &Path) -> io::Result<OwnerList> {
 
 /// Records in `file` every owner in `root` that is not root, and makes those files root's.
 /// The owners [`apply`] could not give stay recorded for the files still there and root's.
-pub fn harvest(root: &Path, file: &Path, kept_aside: OwnerList) -> io::Result<()> {
+pub(crate) fn harvest(root: &Path, file: &Path, kept_aside: OwnerList) -> io::Result<()> {
     let mut owners = OwnerList::new();
     for (path, uid, gid) in kept_aside {
         let (dir, name) = path.rsplit_once('/').unwrap_or(("", &path));
@@ -98,7 +98,7 @@ pub fn harvest(root: &Path, file: &Path, kept_aside: OwnerList) -> io::Result<()
 /// [`crate::sandbox::Mapping::Shifted`]): every owner below `range.count` becomes the host
 /// ID the sandbox sees as that owner. A file already owned inside the range would come back
 /// with a wrong owner, so it stops the build instead.
-pub fn shift_into(root: &Path, range: IdRange) -> io::Result<()> {
+pub(crate) fn shift_into(root: &Path, range: IdRange) -> io::Result<()> {
     let inside = |id: u32, start: u32| id >= start && id - start < range.count;
     walk_owners(root, &mut |path, uid, gid| {
         if inside(uid, range.uid_start) || inside(gid, range.gid_start) {
@@ -116,7 +116,7 @@ pub fn shift_into(root: &Path, range: IdRange) -> io::Result<()> {
 }
 
 /// After the command: the owners in the range become the sandbox's IDs again.
-pub fn shift_back(root: &Path, range: IdRange) -> io::Result<()> {
+pub(crate) fn shift_back(root: &Path, range: IdRange) -> io::Result<()> {
     let back = |id: u32, start: u32| {
         if id >= start && id - start < range.count {
             id - start

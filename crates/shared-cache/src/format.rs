@@ -16,8 +16,8 @@ use dockless_oci::image::media;
 /// The manifest's `artifactType`: what tells a cache apart from an image.
 pub const ARTIFACT_TYPE: &str = "application/vnd.dockless.cache.v1+json";
 /// OCI's empty descriptor: the config of an artifact that needs none.
-pub const EMPTY_CONFIG_TYPE: &str = "application/vnd.oci.empty.v1+json";
-pub const EMPTY_CONFIG: &[u8] = b"{}";
+pub(crate) const EMPTY_CONFIG_TYPE: &str = "application/vnd.oci.empty.v1+json";
+pub(crate) const EMPTY_CONFIG: &[u8] = b"{}";
 /// Annotations of each layer.
 pub const KEY: &str = "dev.dockless.cache.key";
 pub const KIND: &str = "dev.dockless.cache.kind";
@@ -26,7 +26,7 @@ pub const DIFF_ID: &str = "dev.dockless.cache.diff-id";
 pub const LISTING_OF: &str = "dev.dockless.cache.listing-of";
 /// The media type of a layer listing: every path a layer writes, with type, mode, owner and
 /// link target, so that another machine knows the tree without downloading the layer.
-pub const LISTING_TYPE: &str = "application/vnd.dockless.layer-listing.v1+json";
+pub(crate) const LISTING_TYPE: &str = "application/vnd.dockless.layer-listing.v1+json";
 
 /// A layer's listing, stored as its own blob.
 #[derive(Debug, Clone, PartialEq, Eq)]

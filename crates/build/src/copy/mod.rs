@@ -25,7 +25,7 @@ use dockless_oci::store::{Store, StoreError};
 
 /// One COPY or ADD, with every word already expanded.
 #[derive(Debug, Clone)]
-pub struct CopyRequest<'a> {
+pub(crate) struct CopyRequest<'a> {
     pub sources: &'a [String],
     pub dest: &'a str,
     /// The working directory that a relative `dest` is relative to (absolute).
@@ -45,7 +45,7 @@ pub struct CopyRequest<'a> {
 /// The entries of a COPY layer, and the staging directory that holds fetched or extracted
 /// files until the layer is written.
 #[derive(Debug)]
-pub struct CopyPlan {
+pub(crate) struct CopyPlan {
     pub entries: Vec<Entry>,
     pub staging: Option<TempDir>,
     /// Identities of the context files, taken during the walk, for the layer cache: one per
@@ -82,7 +82,7 @@ pub enum CopyError {
 }
 
 /// Turns a COPY/ADD into entries for one layer.
-pub fn plan_copy(
+pub(crate) fn plan_copy(
     context: &Context,
     known: &KnownFilesystem,
     store: &Store,
@@ -298,7 +298,7 @@ fn add_with_parents(
 
 /// The destination as an absolute image path without the leading `/`, cleaned; `..` stops at
 /// the root like it does in a container.
-pub fn absolute_dest(workdir: &str, dest: &str) -> String {
+pub(crate) fn absolute_dest(workdir: &str, dest: &str) -> String {
     let full = if dest.starts_with('/') {
         dest.to_owned()
     } else {

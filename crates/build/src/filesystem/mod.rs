@@ -90,14 +90,14 @@ impl KnownFilesystem {
     }
 
     /// Reads the layers (blobs in `store`, or their cached listings), oldest first.
-    pub fn scan(store: &Store, layers: &[(Digest, String)]) -> Result<Self, ScanError> {
+    pub(crate) fn scan(store: &Store, layers: &[(Digest, String)]) -> Result<Self, ScanError> {
         let mut known = KnownFilesystem::scratch();
         known.apply_layers(store, layers)?;
         Ok(known)
     }
 
     /// Applies more layers (blobs in `store`, or their cached listings) on top, oldest first.
-    pub fn apply_layers(
+    pub(crate) fn apply_layers(
         &mut self,
         store: &Store,
         layers: &[(Digest, String)],
@@ -252,7 +252,7 @@ impl KnownFilesystem {
     }
 
     /// The directories to create so that `path` (already resolved) is one, outermost first.
-    pub fn missing_dirs(&self, path: &str) -> Vec<String> {
+    pub(crate) fn missing_dirs(&self, path: &str) -> Vec<String> {
         let mut missing = Vec::new();
         let mut current = path;
         while !current.is_empty() && !self.nodes.contains_key(current) {

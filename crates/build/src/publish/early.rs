@@ -16,7 +16,7 @@ use super::{file_blob, mount_candidates};
 /// sent (HEAD, mount, upload) as soon as the build reaches it. The manifest push afterwards
 /// finds these blobs present and skips them, and uploads from the store whatever a stream
 /// failed to deliver.
-pub struct EarlyUploads {
+pub(crate) struct EarlyUploads {
     sender: tokio::sync::mpsc::UnboundedSender<Early>,
     task: tokio::task::JoinHandle<Result<EarlyReport, PublishError>>,
     /// Streams of layers being written, to recognise their layers when they are done.
@@ -119,7 +119,7 @@ impl EarlyUploads {
     /// Runs `build` with the observer. While layers stream, the build runs at a lower
     /// priority, so that compressing the next layers never starves the uploads of the ones
     /// written (see [`dockless_oci::parallel::run_yielding`]).
-    pub fn build_beside<R: Send>(
+    pub(crate) fn build_beside<R: Send>(
         &self,
         store: &Store,
         target: &Reference,
@@ -182,7 +182,7 @@ async fn stream_layer(
 }
 
 /// [`EarlyUploads`] as the build sees it.
-pub struct EarlyObserver<'a> {
+pub(crate) struct EarlyObserver<'a> {
     early: &'a EarlyUploads,
     store: &'a Store,
     target: &'a Reference,

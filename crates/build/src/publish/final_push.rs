@@ -17,7 +17,7 @@ use super::{file_blob, mount_candidates};
 
 /// The push request for a built image: blobs from the store, base layers that stayed in their
 /// registry streamed (or mounted) from there.
-pub fn request_for_image(
+pub(crate) fn request_for_image(
     store: &Store,
     image: &BuiltImage,
     remote: &RemoteAccess,
@@ -53,7 +53,7 @@ pub fn request_for_image(
 /// Builds and pushes a built image: blobs the registry has are skipped, blobs pushed before to
 /// another repository of the same registry (or in the base's repository there) are mounted,
 /// the rest uploaded; afterwards every blob's new location is remembered.
-pub async fn push_built_image(
+pub(crate) async fn push_built_image(
     store: &Store,
     image: &BuiltImage,
     mut request: PushRequest,

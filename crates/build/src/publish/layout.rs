@@ -12,7 +12,7 @@ use dockless_registry::{
 use super::PublishError;
 
 /// Pushes what an OCI layout holds under `tag` (a manifest, or an index and its manifests).
-pub async fn push_layout(
+pub(crate) async fn push_layout(
     client: &RegistryClient,
     layout: &Layout,
     tag: Option<&str>,

@@ -23,7 +23,7 @@ pub use cache::KeyedMount;
 
 /// Everything that decides one RUN step, as the stage has it at that instruction.
 #[derive(Debug, Clone)]
-pub struct RunStep<'a> {
+pub(crate) struct RunStep<'a> {
     /// The instruction as written, for messages.
     pub text: &'a str,
     /// The command, the shell form already wrapped in the stage's SHELL.
@@ -57,7 +57,7 @@ pub struct RunStep<'a> {
 
 /// Layers made elsewhere that a RUN step may reuse instead of running: by RUN cache key, with
 /// where the layer's blob is.
-pub trait SharedRunLayers {
+pub(crate) trait SharedRunLayers {
     fn find(&self, key: &str) -> Option<dockless_shared_cache::SharedHit>;
 }
 
@@ -77,7 +77,7 @@ pub enum StepError<E> {
 
 /// The layer of a RUN step, whether a RUN cache gave it, and the key it is cached under.
 #[derive(Debug, Clone)]
-pub struct StepLayer {
+pub(crate) struct StepLayer {
     pub layer: WrittenLayer,
     pub cached: bool,
     /// Where the blob is when a shared cache gave the layer (the store does not hold it yet).

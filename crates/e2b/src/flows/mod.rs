@@ -238,7 +238,7 @@ pub async fn template_name(
 
 /// The registry flow's first step, before anything is built or pushed (as E2B's SDK orders
 /// it): ask E2B for a build, so a refusal (quota, name, key) costs a request, not an upload.
-pub async fn request_registry_build(
+pub(crate) async fn request_registry_build(
     api: &ApiClient,
     settings: &TemplateSettings,
     tags: &[String],
@@ -258,7 +258,7 @@ pub async fn request_registry_build(
 
 /// The start and ready commands: e2b.toml or flags first, else the image's CMD/ENTRYPOINT with
 /// the SDK's 20 s ready wait. The flag says whether the image's command was taken.
-pub fn start_commands(
+pub(crate) fn start_commands(
     settings: &TemplateSettings,
     sandbox: &SandboxStart,
 ) -> (Option<String>, Option<String>, bool) {

@@ -34,7 +34,7 @@ use std::thread::JoinHandle;
 use flate2::{Compress, Compression, Crc, FlushCompress, Status};
 
 /// Uncompressed bytes per block.
-pub const BLOCK: usize = 1 << 20;
+pub(crate) const BLOCK: usize = 1 << 20;
 
 /// Bytes per analysis window: the unit that is either deflated or stored. Windows start at fixed
 /// offsets from the block start, so the choice never depends on how the input was written.
@@ -94,7 +94,7 @@ struct CompressedBlock {
 type Spare = std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>;
 
 /// A `Write` that gzips what it is given with a pool of threads, writing to `inner` in order.
-pub struct ParallelGzWriter<W: Write> {
+pub(crate) struct ParallelGzWriter<W: Write> {
     inner: W,
     level: u32,
     buffer: Vec<u8>,

@@ -8,7 +8,7 @@ use reqwest::header::HeaderMap;
 use reqwest::{Method, Response, StatusCode, Url};
 
 use super::credentials::{CredentialEnv, CredentialSource, ResolvedCredential, resolve_credential};
-use super::endpoint::{base_url, uses_plain_http};
+use super::endpoint::base_url;
 use super::error::{RegistryError, Result, credential_advice};
 use super::reference::{Reference, api_host};
 use super::transport::{Outgoing, ReplayableBody, SendFailure, Timeouts, send_following_redirects};
@@ -68,7 +68,7 @@ impl Scope {
     }
 
     /// Push to `repository` and read `from`, as a cross-repository mount needs.
-    pub fn push_and_mount(repository: &str, from: &str) -> Self {
+    pub(crate) fn push_and_mount(repository: &str, from: &str) -> Self {
         let mut scope = Self::push(repository);
         scope.scopes.push(format!("repository:{from}:pull"));
         scope
@@ -170,7 +170,8 @@ impl RegistryClient {
         &self.registry
     }
 
-    pub fn base_url(&self) -> &Url {
+    #[cfg(test)]
+    pub(crate) fn base_url(&self) -> &Url {
         &self.base
     }
 
@@ -294,9 +295,10 @@ impl RegistryClient {
         }
     }
 
+    #[cfg(test)]
     /// True when this client reaches the registry over plain HTTP.
-    pub fn is_plain_http(&self) -> bool {
-        uses_plain_http(api_host(&self.registry), &self.settings.insecure_hosts)
+    pub(crate) fn is_plain_http(&self) -> bool {
+        super::endpoint::uses_plain_http(api_host(&self.registry), &self.settings.insecure_hosts)
     }
 }
 

@@ -21,9 +21,9 @@ use std::time::Duration;
 pub use retry::{RetryDecision, RetryPolicy};
 
 /// Sets [`HttpPolicy::idle_timeout`] (the `--http-timeout` flag wins over it).
-pub const TIMEOUT_ENV: &str = "DOCKLESS_HTTP_TIMEOUT";
+pub(crate) const TIMEOUT_ENV: &str = "DOCKLESS_HTTP_TIMEOUT";
 /// Sets [`HttpPolicy::connect_timeout`] (the `--http-connect-timeout` flag wins over it).
-pub const CONNECT_TIMEOUT_ENV: &str = "DOCKLESS_HTTP_CONNECT_TIMEOUT";
+pub(crate) const CONNECT_TIMEOUT_ENV: &str = "DOCKLESS_HTTP_CONNECT_TIMEOUT";
 /// What a timeout message tells the user to change.
 pub const TIMEOUT_ADVICE: &str = "raise the limit with --http-timeout or DOCKLESS_HTTP_TIMEOUT";
 
@@ -87,10 +87,11 @@ impl HttpPolicy {
         self
     }
 
+    #[cfg(test)]
     /// The longest one request can wait on a peer that accepts and never answers (or never
     /// accepts) before it fails: every try allowed after a timeout, each waiting out the
     /// longer of the two limits, plus the backoff in between.
-    pub fn longest_silence(&self) -> Duration {
+    pub(crate) fn longest_silence(&self) -> Duration {
         let tries = self.retry.timeout_retries.min(self.retry.max_retries) + 1;
         let waits = self.retry.max_delay * (tries - 1);
         self.connect_timeout.max(self.idle_timeout) * tries + waits
@@ -98,7 +99,7 @@ impl HttpPolicy {
 
     /// A client builder with this policy's connect timeout, TCP keep-alive and dockless's
     /// user agent; proxies from the environment. The caller adds what its requests need.
-    pub fn client_builder(&self) -> reqwest::ClientBuilder {
+    pub(crate) fn client_builder(&self) -> reqwest::ClientBuilder {
         reqwest::Client::builder()
             .connect_timeout(self.connect_timeout)
             .tcp_keepalive(Duration::from_secs(30))
@@ -114,7 +115,7 @@ impl HttpPolicy {
 }
 
 /// `dockless/VERSION`, as every request says.
-pub fn user_agent() -> String {
+pub(crate) fn user_agent() -> String {
     format!("dockless/{}", env!("CARGO_PKG_VERSION"))
 }
 

@@ -46,7 +46,7 @@ pub enum RetryDecision {
 }
 
 /// Statuses worth another try: the request may succeed unchanged.
-pub fn is_retryable_status(status: StatusCode) -> bool {
+pub(crate) fn is_retryable_status(status: StatusCode) -> bool {
     match status.as_u16() {
         408 | 429 => true,
         501 | 505 => false,
@@ -56,7 +56,7 @@ pub fn is_retryable_status(status: StatusCode) -> bool {
 }
 
 /// Transport failures worth another try: anything but a request we could not even build.
-pub fn is_retryable_transport(error: &reqwest::Error) -> bool {
+pub(crate) fn is_retryable_transport(error: &reqwest::Error) -> bool {
     !error.is_builder()
 }
 
@@ -105,7 +105,7 @@ impl RetryPolicy {
     }
 
     /// Decides after a try that stalled or got no answer in time.
-    pub fn after_timeout(&self, retry: u32) -> RetryDecision {
+    pub(crate) fn after_timeout(&self, retry: u32) -> RetryDecision {
         if retry >= self.max_retries.min(self.timeout_retries) {
             return RetryDecision::GiveUp;
         }

@@ -26,7 +26,7 @@ use crate::rootfs::{Rootfs, RootfsError};
 
 /// The environment variable that forces a way: `copy` or `overlay` (the default, `auto`,
 /// takes overlay where it works).
-pub const MODE_VAR: &str = "DOCKLESS_RUN_SNAPSHOTS";
+pub(crate) const MODE_VAR: &str = "DOCKLESS_RUN_SNAPSHOTS";
 
 /// The layers of a stage as overlay lower directories.
 #[derive(Debug)]

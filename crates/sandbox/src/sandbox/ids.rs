@@ -138,7 +138,11 @@ pub fn subordinate_ids(uid: u32, gid: u32) -> Option<SubIds> {
 }
 
 /// Maps the invoking user to root and its subordinate range to 1… in `child`'s namespace.
-pub fn map_subordinate(child: libc::pid_t, spec: &Spec, subids: SubIds) -> Result<(), String> {
+pub(crate) fn map_subordinate(
+    child: libc::pid_t,
+    spec: &Spec,
+    subids: SubIds,
+) -> Result<(), String> {
     for (tool, id, start, count) in [
         (
             "newuidmap",
@@ -177,7 +181,7 @@ pub fn map_subordinate(child: libc::pid_t, spec: &Spec, subids: SubIds) -> Resul
 }
 
 /// Root writes `child`'s mappings itself: sandbox IDs 0… are the range's host IDs.
-pub fn write_maps(child: libc::pid_t, range: IdRange) -> Result<(), String> {
+pub(crate) fn write_maps(child: libc::pid_t, range: IdRange) -> Result<(), String> {
     for (file, start) in [("uid_map", range.uid_start), ("gid_map", range.gid_start)] {
         let path = format!("/proc/{child}/{file}");
         fs::write(&path, format!("0 {start} {}\n", range.count))
@@ -187,7 +191,7 @@ pub fn write_maps(child: libc::pid_t, range: IdRange) -> Result<(), String> {
 }
 
 /// Maps the invoking user to root in this process's new user namespace.
-pub fn map_single(spec: &Spec) -> std::io::Result<()> {
+pub(crate) fn map_single(spec: &Spec) -> std::io::Result<()> {
     fs::write("/proc/self/setgroups", "deny")?;
     fs::write("/proc/self/uid_map", format!("0 {} 1\n", spec.host_uid))?;
     fs::write("/proc/self/gid_map", format!("0 {} 1\n", spec.host_gid))
