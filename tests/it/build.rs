@@ -394,6 +394,63 @@ fn add_extracts_local_archives_of_every_compression() {
     );
 }
 
+/// `ADD --unpack` as BuildKit's convert_copy.go reads it: a context archive is unpacked unless
+/// `--unpack=false`; a download is not, unless `--unpack=true`. A git repository is refused by
+/// name (dockless does not clone), where it once was fetched as a plain download.
+#[test]
+fn add_unpack_decides_for_context_archives_and_downloads_and_git_is_refused() {
+    let ws = Workspace::new();
+    ws.write("payload/inner/file.txt", "inside");
+    let ctx = ws.context();
+    let payload = ctx.join("payload");
+    tool(
+        "tar",
+        &[
+            "-C",
+            payload.to_str().unwrap(),
+            "-czf",
+            ctx.join("a.tar.gz").to_str().unwrap(),
+            ".",
+        ],
+    );
+    let archive: &'static [u8] =
+        Box::leak(fs::read(ctx.join("a.tar.gz")).unwrap().into_boxed_slice());
+    let url = serve(archive, 2);
+    ws.write(
+        "Dockerfile",
+        format!(
+            "FROM scratch\nADD --unpack=false a.tar.gz /kept/\nADD a.tar.gz /opened/\n\
+             ADD {url}/dl/a.tar.gz /downloaded/\nADD --unpack=true {url}/dl/a.tar.gz /unpacked/\n"
+        ),
+    );
+    ws.build_ok(&[]);
+    let (_k, root) = umoci_unpack(&ws.out(), "t");
+    assert_eq!(fs::read(root.join("kept/a.tar.gz")).unwrap(), archive);
+    assert_eq!(
+        fs::read_to_string(root.join("opened/inner/file.txt")).unwrap(),
+        "inside"
+    );
+    assert_eq!(fs::read(root.join("downloaded/a.tar.gz")).unwrap(), archive);
+    assert_eq!(
+        fs::read_to_string(root.join("unpacked/inner/file.txt")).unwrap(),
+        "inside"
+    );
+    assert!(!root.join("unpacked/a.tar.gz").exists());
+
+    for git in [
+        "https://github.com/moby/buildkit.git#v0.12.0",
+        "git@github.com:moby/buildkit.git",
+    ] {
+        let ws = Workspace::new();
+        ws.write("Dockerfile", format!("FROM scratch\nADD {git} /src/\n"));
+        let err = ws.build_err(&[]);
+        assert!(
+            err.contains("Dockerfile:2") && err.contains(git) && err.contains("git repository"),
+            "{err}"
+        );
+    }
+}
+
 #[test]
 fn metadata_instructions_land_in_the_config() {
     let ws = Workspace::new();

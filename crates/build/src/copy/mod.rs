@@ -9,7 +9,7 @@ mod url;
 
 use entries::EntrySet;
 pub use url::Downloads;
-use url::{fetch_url, is_url, staging_dir, url_file_name};
+use url::{fetch_url, is_git_source, is_url, staging_dir, url_file_name};
 
 use super::filesystem::{KnownFilesystem, TooManyLinks};
 use dockless_context::Context;
@@ -34,6 +34,9 @@ pub(crate) struct CopyRequest<'a> {
     pub chmod: Option<u32>,
     /// ADD: extract local archives and fetch URLs.
     pub add: bool,
+    /// ADD `--unpack`: `None` unpacks archives from the context and not downloads, as
+    /// BuildKit's default; `Some` decides for both.
+    pub unpack: Option<bool>,
     /// ADD --checksum for a URL source.
     pub checksum: Option<Digest>,
     /// `--exclude`: paths inside a source directory (relative to it) that are left out.
@@ -79,6 +82,11 @@ pub enum CopyError {
         "the copy needs a directory at /{path}, but the image has a {found} there; choose another destination"
     )]
     NotADirectory { path: String, found: &'static str },
+    #[error(
+        "ADD {reference}: a git repository, which dockless does not clone; clone it into the build \
+         context (or a --build-context) and COPY it"
+    )]
+    GitSource { reference: String },
 }
 
 /// Turns a COPY/ADD into entries for one layer.
@@ -147,6 +155,11 @@ pub(crate) fn plan_copy(
     for url in urls {
         let stage = staging_dir(&mut staging, store)?;
         let fetched = fetch_url(url, &stage, request.checksum.as_ref(), downloads)?;
+        if request.unpack == Some(true)
+            && unpack_into(&mut builder, &mut staging, store, &dest, &fetched)?
+        {
+            continue;
+        }
         let target = if dest_is_dir {
             join(&dest, &url_file_name(url))
         } else {
@@ -172,6 +185,11 @@ fn resolve_sources<'r>(
     let mut local = Vec::new();
     let mut urls = Vec::new();
     for source in request.sources {
+        if request.add && is_git_source(source) {
+            return Err(CopyError::GitSource {
+                reference: source.clone(),
+            });
+        }
         if request.add && is_url(source) {
             urls.push(source.as_str());
             continue;
@@ -197,15 +215,26 @@ fn add_archive(
     dest: &str,
     matched: &dockless_context::source::Matched,
 ) -> Result<bool, CopyError> {
-    if !(request.add && matched.meta.is_file()) {
+    if !(request.add && request.unpack != Some(false) && matched.meta.is_file()) {
         return Ok(false);
     }
-    let Some(compression) = archive::detect_archive(&matched.abs)? else {
+    unpack_into(builder, staging, store, dest, &matched.abs)
+}
+
+/// The entries of the archive at `path` unpacked into `dest`. False when it is no archive.
+fn unpack_into(
+    builder: &mut EntrySet,
+    staging: &mut Option<TempDir>,
+    store: &Store,
+    dest: &str,
+    path: &std::path::Path,
+) -> Result<bool, CopyError> {
+    let Some(compression) = archive::detect_archive(path)? else {
         return Ok(false);
     };
     let stage = staging_dir(staging, store)?;
     let unpack_dir = tempfile::tempdir_in(&stage).with_path("create a directory in", &stage)?;
-    let unpacked = archive::unpack(&matched.abs, compression, unpack_dir.path())?;
+    let unpacked = archive::unpack(path, compression, unpack_dir.path())?;
     // The staged files live until the staging directory is dropped with the plan.
     let _ = unpack_dir.keep();
     builder.ensure_dir(dest);

@@ -28,6 +28,36 @@ pub(super) fn is_url(source: &str) -> bool {
     source.starts_with("http://") || source.starts_with("https://")
 }
 
+/// Whether `source` names a git repository as BuildKit's `ParseGitRef` recognises one: a
+/// `git://` or `ssh://` URL, an scp-like `user@host:path`, the `github.com/…` shorthand, or an
+/// HTTP(S) URL whose path ends in `.git` (before any `#ref:subdir` or query).
+pub(super) fn is_git_source(source: &str) -> bool {
+    if source.starts_with("git://") || source.starts_with("ssh://") {
+        return true;
+    }
+    if source.starts_with("github.com/") {
+        return true;
+    }
+    if let Some(rest) = source
+        .strip_prefix("https://")
+        .or_else(|| source.strip_prefix("http://"))
+    {
+        let path = rest.split(['#', '?']).next().unwrap_or(rest);
+        return path.ends_with(".git");
+    }
+    // scp-like: `user@host:path`, with no `/` before the `@`.
+    match source.split_once('@') {
+        Some((user, rest)) => {
+            !user.is_empty()
+                && !user.contains('/')
+                && rest
+                    .split_once(':')
+                    .is_some_and(|(host, _)| !host.is_empty() && !host.contains('/'))
+        }
+        None => false,
+    }
+}
+
 /// The file name Docker gives a downloaded file: the last segment of the URL's path.
 pub(super) fn url_file_name(url: &str) -> String {
     let path = url.split(['?', '#']).next().unwrap_or(url);
@@ -161,4 +191,37 @@ async fn download_once(
     }
     let (_, digest, _) = writer.finish();
     Ok(digest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// As BuildKit's `dfgitutil.ParseGitRef` sorts them (its git_ref_test.go cases).
+    #[test]
+    fn git_sources_are_told_from_downloads_and_paths() {
+        for git in [
+            "https://github.com/moby/buildkit.git",
+            "https://github.com/moby/buildkit.git#v0.12.0",
+            "https://github.com/moby/buildkit.git#main:docs",
+            "http://example.com/repo.git?ref=main",
+            "git://github.com/user/repo.git",
+            "ssh://git@github.com/user/repo.git",
+            "git@github.com:moby/buildkit.git",
+            "git@github.com:moby/buildkit.git#main",
+            "github.com/moby/buildkit",
+        ] {
+            assert!(is_git_source(git), "{git}");
+        }
+        for other in [
+            "https://github.com/moby/buildkit",
+            "https://example.com/tool.tar.gz",
+            "https://example.com/a.git/file.txt",
+            "app.tar",
+            "dir/user@host:file",
+            "./git@x",
+        ] {
+            assert!(!is_git_source(other), "{other}");
+        }
+    }
 }
