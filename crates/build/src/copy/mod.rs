@@ -117,11 +117,7 @@ pub(crate) fn plan_copy(
     // becomes it, so several files into a path without a trailing slash overwrite each other.
     let files = local.iter().filter(|m| !m.meta.is_dir()).count() + urls.len();
     if files > 1 && !dest_says_dir && !known.is_dir(&dest) && !request.parents {
-        tracing::warn!(
-            "{} files are copied to '{}', which does not end with /: as in Docker, each replaces the one before; end the destination with / to keep them all",
-            files,
-            request.dest
-        );
+        warn_each_replaces(files, request.dest);
     }
     if request.checksum.is_some() && urls.is_empty() {
         return Err(CopyError::ChecksumWithoutUrl);
@@ -153,19 +149,15 @@ pub(crate) fn plan_copy(
         }
     }
     for url in urls {
-        let stage = staging_dir(&mut staging, store)?;
-        let fetched = fetch_url(url, &stage, request.checksum.as_ref(), downloads)?;
-        if request.unpack == Some(true)
-            && unpack_into(&mut builder, &mut staging, store, &dest, &fetched)?
-        {
-            continue;
-        }
-        let target = if dest_is_dir {
-            join(&dest, &url_file_name(url))
-        } else {
-            dest.clone()
-        };
-        add_download(&mut builder, request, target, fetched)?;
+        add_url(
+            &mut builder,
+            &mut staging,
+            store,
+            request,
+            (&dest, dest_is_dir),
+            url,
+            downloads,
+        )?;
     }
 
     let finished = builder.finish(known)?;
@@ -242,6 +234,37 @@ fn unpack_into(
         builder.add_archive_entry(dest, entry);
     }
     Ok(true)
+}
+
+fn warn_each_replaces(files: usize, dest: &str) {
+    tracing::warn!(
+        "{files} files are copied to '{dest}', which does not end with /: as in Docker, each replaces the one before; end the destination with / to keep them all"
+    );
+}
+
+/// ADD of `url` into `dest` (a directory when `dest_is_dir`): downloaded into the staging
+/// directory, then unpacked there with `--unpack=true` when it is an archive, else added as a
+/// file.
+fn add_url(
+    builder: &mut EntrySet,
+    staging: &mut Option<TempDir>,
+    store: &Store,
+    request: &CopyRequest<'_>,
+    (dest, dest_is_dir): (&str, bool),
+    url: &str,
+    downloads: Option<Downloads<'_>>,
+) -> Result<(), CopyError> {
+    let stage = staging_dir(staging, store)?;
+    let fetched = fetch_url(url, &stage, request.checksum.as_ref(), downloads)?;
+    if request.unpack == Some(true) && unpack_into(builder, staging, store, dest, &fetched)? {
+        return Ok(());
+    }
+    let target = if dest_is_dir {
+        join(dest, &url_file_name(url))
+    } else {
+        dest.to_owned()
+    };
+    add_download(builder, request, target, fetched)
 }
 
 /// A downloaded file at `target`: Docker gives it mode 0600 unless `--chmod`.
