@@ -126,15 +126,31 @@ fn registry_start(args: &TemplateBuildArgs) -> RegistryStart {
 
 /// Problem 1 of E2B today: without --image on E2B's cloud, one message and the way out.
 fn gateway_is_gone(args: &TemplateBuildArgs, endpoints: &Endpoints) -> String {
+    let registry_flow = format!(
+        "push to a registry you control and let E2B build from there, with an API key in \
+         E2B_API_KEY: `dockless template build {} --image ghcr.io/OWNER/NAME:TAG` (add \
+         --share-registry-credentials when the image is private)",
+        args.context.display()
+    );
+    if !endpoints.api_is_e2b_cloud() {
+        // E2B_API_URL names a self-hosted API, but the gateway is still E2B's: as in E2B's
+        // CLI, only E2B_DOMAIN and E2B_REGISTRY_URL move it.
+        return format!(
+            "the registry gateway would be {gateway}, E2B's cloud, which no longer runs the \
+             registry gateway (removed in August 2026), while E2B_API_URL names a self-hosted \
+             API ({api}): E2B_API_URL moves only the API. Name your E2B's gateway with \
+             E2B_DOMAIN (the gateway is then docker.<domain>) or E2B_REGISTRY_URL, or pass \
+             --gateway; or {registry_flow}",
+            gateway = endpoints.gateway,
+            api = endpoints.api.host_str().unwrap_or_default(),
+        );
+    }
     format!(
         "E2B's cloud ({}) no longer runs the registry gateway (docker.e2b.app) that `template build` \
-         without --image pushes to: E2B removed it in August 2026. Push to a registry you control \
-         and let E2B build from there, with an API key in E2B_API_KEY: \
-         `dockless template build {} --image ghcr.io/OWNER/NAME:TAG` (add \
-         --share-registry-credentials when the image is private). For a self-hosted E2B, set \
-         E2B_DOMAIN (or E2B_API_URL), or pass --gateway",
+         without --image pushes to: E2B removed it in August 2026. Instead, {registry_flow}. For a \
+         self-hosted E2B, set E2B_DOMAIN (the API is then api.<domain> and the gateway \
+         docker.<domain>) or E2B_REGISTRY_URL (E2B_API_URL moves only the API), or pass --gateway",
         endpoints.api.host_str().unwrap_or("e2b.app"),
-        args.context.display()
     )
 }
 

@@ -31,6 +31,11 @@ pub enum EndpointError {
     BadMask(String),
 }
 
+fn is_cloud_host(host: &str) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    host == DEFAULT_DOMAIN || host.ends_with(&format!(".{DEFAULT_DOMAIN}"))
+}
+
 impl Endpoints {
     pub fn from_env(env: &E2bEnv) -> Result<Self, EndpointError> {
         let domain = env.domain.as_deref().unwrap_or(DEFAULT_DOMAIN);
@@ -72,12 +77,13 @@ impl Endpoints {
     /// where the gateway was removed in 2026-08 and access tokens are being switched off.
     pub fn is_e2b_cloud(&self) -> bool {
         let gateway_host = self.gateway.split(':').next().unwrap_or_default();
-        [self.api.host_str().unwrap_or_default(), gateway_host]
-            .iter()
-            .any(|host| {
-                let host = host.trim_end_matches('.').to_ascii_lowercase();
-                host == DEFAULT_DOMAIN || host.ends_with(&format!(".{DEFAULT_DOMAIN}"))
-            })
+        self.api_is_e2b_cloud() || is_cloud_host(gateway_host)
+    }
+
+    /// True when the API alone is E2B's cloud (`E2B_API_URL` may name a self-hosted one while
+    /// the gateway, which only `E2B_DOMAIN` or `E2B_REGISTRY_URL` move, stays E2B's).
+    pub fn api_is_e2b_cloud(&self) -> bool {
+        is_cloud_host(self.api.host_str().unwrap_or_default())
     }
 
     /// Where the gateway flow pushes a build: `<gateway>/e2b/custom-envs/<templateID>:<buildID>`,

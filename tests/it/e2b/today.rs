@@ -39,7 +39,30 @@ async fn on_e2bs_cloud_the_gateway_flow_stops_before_building() {
             "{message}"
         );
         assert!(message.contains("--gateway"), "{message}");
+        // The API here is a self-hosted one: the message says why that did not move the
+        // gateway, and what does.
+        assert!(
+            message.contains("E2B_API_URL moves only the API")
+                && message.contains("E2B_DOMAIN")
+                && message.contains("E2B_REGISTRY_URL"),
+            "{message}"
+        );
     }
+    // E2B_API_URL alone (no E2B_REGISTRY_URL, no E2B_DOMAIN): the gateway stays E2B's, as in
+    // E2B's CLI, and the message no longer offers E2B_API_URL as the way out.
+    let message = failure(&run(
+        &ws,
+        &double,
+        &["template", "build", "ctx"],
+        &[("E2B_API_KEY", API_KEY), ("E2B_REGISTRY_URL", "")],
+        "",
+    ));
+    assert!(
+        message.contains("docker.e2b.app")
+            && message.contains("E2B_API_URL moves only the API")
+            && !message.contains("(or E2B_API_URL)"),
+        "{message}"
+    );
     assert!(
         double.seen().is_empty(),
         "nothing was sent: {:?}",
