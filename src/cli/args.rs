@@ -98,6 +98,10 @@ pub enum AuthCommand {
 pub struct AuthStatusArgs {
     #[command(flatten)]
     pub credential: E2bCredentialArgs,
+    /// Ask E2B whether it accepts the credential (one `GET /v2/templates`); without it nothing
+    /// is sent and the credential is reported unchecked.
+    #[arg(long)]
+    pub check: bool,
     /// Print one JSON object on stdout.
     #[arg(long)]
     pub json: bool,

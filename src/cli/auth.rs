@@ -6,21 +6,39 @@ use std::process::ExitCode;
 use super::args::{AuthStatusArgs, CredentialKindArg, E2bCredentialArgs};
 use super::json::AuthStatusResult;
 use anyhow::Context as _;
+use dockless_e2b::api::ApiClient;
 use dockless_e2b::credentials::{self, CredentialKind, E2bCredential};
+use dockless_e2b::endpoints::Endpoints;
 use dockless_e2b::env::E2bEnv;
+use dockless_registry::http::HttpPolicy;
 use secrecy::SecretString;
 
-pub fn status(args: &AuthStatusArgs) -> anyhow::Result<ExitCode> {
+use super::runtime;
+
+pub fn status(args: &AuthStatusArgs, http: HttpPolicy) -> anyhow::Result<ExitCode> {
     let credential = resolve_credential(&args.credential, false)?;
+    let summary = AuthStatusResult::of(&credential, args.check);
+    let kind = credential.kind.to_string();
+    if args.check {
+        // A refusal is E2B's own words and what to do; the command then fails.
+        let endpoints = Endpoints::from_env(&E2bEnv::from_process())?;
+        let api = ApiClient::new(endpoints.api, credential, http)?;
+        runtime()?.block_on(api.check_credential())?;
+    }
     let mut stdout = std::io::stdout().lock();
     if args.json {
-        let result = AuthStatusResult::of(&credential);
-        writeln!(stdout, "{}", serde_json::to_string(&result)?)?;
+        writeln!(stdout, "{}", serde_json::to_string(&summary)?)?;
     } else {
-        writeln!(stdout, "E2B credential: {}", credential.kind)?;
-        writeln!(stdout, "  source: {}", credential.origin)?;
-        writeln!(stdout, "  ends in: {}", credential.last_four())?;
-        writeln!(stdout, "  can drive: {}", credential.kind.flows())?;
+        writeln!(stdout, "E2B credential: {kind}")?;
+        writeln!(stdout, "  source: {}", summary.source)?;
+        writeln!(stdout, "  ends in: {}", summary.last_four)?;
+        writeln!(stdout, "  can drive: {}", summary.flows)?;
+        let checked = if args.check {
+            "accepted by E2B (GET /v2/templates answered)"
+        } else {
+            "not checked (--check asks E2B)"
+        };
+        writeln!(stdout, "  {checked}")?;
     }
     Ok(ExitCode::SUCCESS)
 }

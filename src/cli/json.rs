@@ -275,11 +275,15 @@ pub struct AuthStatusResult {
     pub source: String,
     pub last_four: String,
     pub flows: &'static str,
+    /// Whether E2B was asked (`--check`) and accepted it; false when it was not asked.
+    pub checked: bool,
 }
 
 impl AuthStatusResult {
-    pub fn of(credential: &E2bCredential) -> Self {
+    /// `checked`: E2B was asked and accepted the credential (a refusal fails the command).
+    pub fn of(credential: &E2bCredential, checked: bool) -> Self {
         AuthStatusResult {
+            checked,
             kind: match credential.kind {
                 CredentialKind::ApiKey => "api-key",
                 CredentialKind::AccessToken => "access-token",

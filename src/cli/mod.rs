@@ -56,7 +56,7 @@ fn run_command(command: Command, quiet: bool, http: HttpPolicy) -> anyhow::Resul
     match command {
         Command::Build(args) => build::run(&args, quiet, http),
         Command::Push(args) => push::run(&args, quiet, http),
-        Command::Auth(AuthCommand::Status(args)) => auth::status(&args),
+        Command::Auth(AuthCommand::Status(args)) => auth::status(&args, http),
         Command::Template(TemplateCommand::Build(args)) => template::build(&args, quiet, http),
         Command::Template(TemplateCommand::Status(args)) => templates::status(&args, quiet, http),
         Command::Template(TemplateCommand::List(args)) => templates::list(&args, http),

@@ -54,6 +54,11 @@ pub struct ApiClient {
     policy: HttpPolicy,
 }
 
+/// Templates asked for per page of `GET /v2/templates` (E2B's maximum).
+const PAGE_LIMIT: u32 = 100;
+/// Pages read before a listing is called broken (100,000 templates).
+const MAX_PAGES: usize = 1000;
+
 impl ApiClient {
     /// A client for the API at `base`: `policy`'s connect and idle timeouts (the answers are
     /// small JSON documents, so no byte for the idle limit means a stuck request) and retries.
@@ -166,19 +171,60 @@ impl ApiClient {
         .map(drop)
     }
 
-    /// `GET /templates`: the team's templates.
+    /// `GET /v2/templates`: the team's templates, every page (E2B answers at most `limit`, 100,
+    /// at a time and names the next page in `X-Next-Token`). `GET /templates`, which answered
+    /// all at once, is deprecated.
     pub async fn list_templates(&self) -> Result<Vec<TemplateSummary>, ApiError> {
-        let answer = self
-            .send(
+        let mut templates = Vec::new();
+        let mut next: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let (page, token) = self.templates_page(next.as_deref(), PAGE_LIMIT).await?;
+            templates.extend(page);
+            match token {
+                Some(token) if next.as_deref() != Some(token.as_str()) => next = Some(token),
+                _ => return Ok(templates),
+            }
+        }
+        Err(ApiError::BadAnswer {
+            operation: "list templates".to_owned(),
+            detail: format!("E2B still named a next page after {MAX_PAGES} pages"),
+        })
+    }
+
+    /// Whether E2B accepts the credential: one template asked for (`GET /v2/templates`,
+    /// which takes either kind of credential). A refusal is E2B's, with what to do.
+    pub async fn check_credential(&self) -> Result<(), ApiError> {
+        self.templates_page(None, 1).await.map(drop)
+    }
+
+    /// One page of `GET /v2/templates` from `next`, and the token of the page after it.
+    async fn templates_page(
+        &self,
+        next: Option<&str>,
+        limit: u32,
+    ) -> Result<(Vec<TemplateSummary>, Option<String>), ApiError> {
+        let mut path = format!("v2/templates?limit={limit}");
+        if let Some(token) = next {
+            path.push_str("&nextToken=");
+            path.extend(url::form_urlencoded::byte_serialize(token.as_bytes()));
+        }
+        let (body, headers) = self
+            .send_reading_headers(
                 Method::GET,
-                "templates",
+                &path,
                 None,
-                "list templates (GET /templates)",
+                "list templates (GET /v2/templates)",
                 Flow::Either,
                 self.retried(),
             )
             .await?;
-        parse(&answer, "list templates")
+        let token = headers
+            .get("x-next-token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned);
+        Ok((parse(&body, "list templates")?, token))
     }
 
     /// `DELETE /templates/{templateID}` (E2B also takes a name there).
@@ -241,6 +287,21 @@ impl ApiClient {
         flow: Flow,
         attempts: u32,
     ) -> Result<Vec<u8>, ApiError> {
+        self.send_reading_headers(method, path, body, operation, flow, attempts)
+            .await
+            .map(|(body, _)| body)
+    }
+
+    /// [`Self::send`], with the answer's headers.
+    async fn send_reading_headers(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        operation: &str,
+        flow: Flow,
+        attempts: u32,
+    ) -> Result<(Vec<u8>, reqwest::header::HeaderMap), ApiError> {
         let url = self.base.join(path).map_err(|e| ApiError::BadAnswer {
             operation: operation.to_owned(),
             detail: format!("cannot build a URL for {path}: {e}"),
@@ -261,7 +322,7 @@ impl ApiClient {
                         "E2B API answer"
                     );
                     if status.is_success() {
-                        return Ok(answer.body);
+                        return Ok((answer.body, answer.headers));
                     }
                     let decision = self
                         .policy

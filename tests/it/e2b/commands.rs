@@ -105,3 +105,65 @@ async fn status_list_and_delete_manage_templates_from_ci() {
     ));
     assert_eq!(list, serde_json::json!([]));
 }
+
+/// `template list` reads E2B's current list, `GET /v2/templates`, every page of it (the next
+/// page's cursor in `X-Next-Token`), never the deprecated `GET /templates`; `auth status`
+/// says the credential was not checked, and `--check` asks E2B.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn template_list_reads_every_page_of_the_current_list_and_auth_status_can_check() {
+    let backing = TestRegistry::start(RegistryAuth::None).await;
+    let double = E2bDouble::start(&backing.host).await;
+    double.allow_api_key(API_KEY);
+    double.cap_page_size(2);
+    let ids: Vec<String> = ["one", "two", "three", "four", "five"]
+        .iter()
+        .map(|alias| double.add_template(alias))
+        .collect();
+    let ws = template_workspace();
+    let key = [("E2B_API_KEY", API_KEY)];
+    let list = json(&run(
+        &ws,
+        &double,
+        &["template", "list", "--json"],
+        &key,
+        "",
+    ));
+    let mut listed: Vec<String> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["templateID"].as_str().unwrap().to_owned())
+        .collect();
+    listed.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(listed, expected, "every page, each template once");
+    let asked: Vec<String> = double
+        .seen()
+        .iter()
+        .filter(|r| r.server == "api")
+        .map(|r| r.path.clone())
+        .collect();
+    assert_eq!(asked, ["/v2/templates"; 3], "three pages of two");
+
+    let out = run(&ws, &double, &["auth", "status"], &key, "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("not checked"), "{said}");
+    assert_eq!(double.seen().len(), 3, "auth status alone asks E2B nothing");
+    let out = run(&ws, &double, &["auth", "status", "--check"], &key, "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("accepted by E2B"));
+    let wrong = [(
+        "E2B_API_KEY",
+        "e2b_0000000000000000000000000000000000000000",
+    )];
+    let message = failure(&run(
+        &ws,
+        &double,
+        &["auth", "status", "--check"],
+        &wrong,
+        "",
+    ));
+    assert!(message.contains("Invalid API key"), "{message}");
+}

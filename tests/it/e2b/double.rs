@@ -86,6 +86,9 @@ pub struct State {
     build_concurrency: Option<usize>,
     /// What the API's next requests meet, one fault each, in order.
     api_faults: VecDeque<ApiFault>,
+    /// At most this many templates per page of `GET /v2/templates`, whatever `limit` asks
+    /// (as a server may answer fewer), so that a test sees pages without 101 templates.
+    page_size: Option<usize>,
 }
 
 /// A fault of E2B's API (behind its load balancer) for the next request.
@@ -204,6 +207,27 @@ impl E2bDouble {
     /// E2B's cloud: `disable-e2b-access-token-auth` is on, every access token gets a 401.
     pub fn act_as_cloud(&self) {
         self.state.lock().unwrap().cloud = true;
+    }
+
+    /// A template of the team named `alias`, with one build in `waiting` (as a CI job that
+    /// started it elsewhere would leave it). Returns its ID.
+    pub fn add_template(&self, alias: &str) -> String {
+        let mut s = self.state.lock().unwrap();
+        let id = s.template_id();
+        s.templates.insert(
+            id.clone(),
+            Template {
+                aliases: vec![alias.to_owned()],
+                builds: Vec::new(),
+            },
+        );
+        new_build(&mut s, &id, vec!["default".to_owned()], (2, 1024));
+        id
+    }
+
+    /// `GET /v2/templates` answers at most `size` templates per page.
+    pub fn cap_page_size(&self, size: usize) {
+        self.state.lock().unwrap().page_size = Some(size);
     }
 
     /// The API's next request meets `fault` (after those already queued).
@@ -385,6 +409,7 @@ async fn api(
             }
         }
         ("GET", ["templates"]) => json_response(200, list_templates(&s)),
+        ("GET", ["v2", "templates"]) => list_templates_page(&s, &query),
         ("DELETE", ["templates", identifier]) => {
             let Some(template_id) = s.resolve(identifier) else {
                 return api_error(404, &format!("template '{identifier}' not found"));
@@ -640,6 +665,39 @@ fn list_templates(s: &State) -> Value {
         })
         .collect();
     Value::Array(list)
+}
+
+/// `GET /v2/templates?limit=&nextToken=`: a page of the `Template` list (`limit` 1–100,
+/// default 100) and, when more follow, their cursor in `X-Next-Token`.
+fn list_templates_page(s: &State, query: &str) -> HandlerResult {
+    let mut limit = 100usize;
+    let mut start = 0usize;
+    for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        match key.as_ref() {
+            "limit" => match value.parse::<usize>() {
+                Ok(n) if (1..=100).contains(&n) => limit = n,
+                _ => return api_error(400, "limit must be between 1 and 100"),
+            },
+            "nextToken" => match value.strip_prefix("page-").and_then(|n| n.parse().ok()) {
+                Some(n) => start = n,
+                None => return api_error(400, "invalid nextToken"),
+            },
+            _ => {}
+        }
+    }
+    let Value::Array(all) = list_templates(s) else {
+        unreachable!("a list")
+    };
+    let size = s.page_size.map_or(limit, |cap| cap.min(limit));
+    let end = (start + size).min(all.len());
+    let page: Vec<Value> = all.get(start..end).unwrap_or_default().to_vec();
+    let mut answer = json_response(200, Value::Array(page))?;
+    if end < all.len() {
+        answer
+            .headers_mut()
+            .insert("x-next-token", format!("page-{end}").parse().unwrap());
+    }
+    Ok(answer)
 }
 
 fn new_build(s: &mut State, template_id: &str, tags: Vec<String>, resources: (i64, i64)) -> String {

@@ -62,7 +62,10 @@ async fn a_busy_api_is_waited_for_as_retry_after_says_and_then_answers() {
     let took = started.elapsed();
     assert!(templates.is_empty(), "{templates:?}");
     let tries: Vec<_> = double.seen().iter().map(|s| s.path.clone()).collect();
-    assert_eq!(tries, ["/templates"; 3], "a 503 and a 429, then the answer");
+    assert_eq!(
+        tries, ["/v2/templates"; 3],
+        "a 503 and a 429, then the answer"
+    );
     assert!(
         took > Duration::from_secs(2),
         "Retry-After (1 s, then a date 1-2 s ahead) not waited out: {took:?}"

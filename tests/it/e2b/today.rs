@@ -140,7 +140,7 @@ async fn a_template_known_only_by_id_is_rebuilt_under_its_name() {
         .skip(before)
         .map(|s| format!("{} {}", s.method, s.path))
         .collect();
-    assert_eq!(after, ["GET /templates"], "no build was asked for");
+    assert_eq!(after, ["GET /v2/templates"], "no build was asked for");
     assert!(double.violations().is_empty(), "{:?}", double.violations());
 }
 
