@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use super::json::TemplateBuildResult;
-use dockless_e2b::api::ApiClient;
+use dockless_e2b::api::{ApiClient, BuildState};
 use dockless_e2b::config::TemplateConfig;
 use dockless_e2b::endpoints::Endpoints;
 use dockless_e2b::env::E2bEnv;
@@ -158,14 +158,29 @@ fn print_outcome(output: &Output, outcome: &FlowOutcome) -> std::io::Result<()> 
     output.result(
         || TemplateBuildResult::of(outcome),
         |out| {
+            if outcome.status == BuildState::Ready {
+                return writeln!(
+                    out,
+                    "Template {} built (build {}, {}): {}@{}",
+                    outcome.template_id,
+                    outcome.build_id,
+                    outcome.status,
+                    outcome.image,
+                    outcome.digest
+                );
+            }
+            // --no-wait: E2B has the image and is building; nothing is built yet.
             writeln!(
                 out,
-                "Template {} built (build {}, {}): {}@{}",
+                "Template {} build {} started ({}): {}@{}; follow it with \
+                 `dockless template status {} --template {} --follow`",
                 outcome.template_id,
                 outcome.build_id,
                 outcome.status,
                 outcome.image,
-                outcome.digest
+                outcome.digest,
+                outcome.build_id,
+                outcome.template_id
             )
         },
     )

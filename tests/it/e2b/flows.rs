@@ -126,6 +126,10 @@ async fn registry_flow_shares_credentials_only_when_asked_and_reuses_the_templat
     let message = failure(&out);
     assert!(message.contains("failed to pull image"), "{message}");
     assert!(message.contains(&template_id), "{message}");
+    assert!(
+        message.contains("--registry-auth registry") && message.contains("without credentials"),
+        "E2B's pull refusal says how to hand credentials: {message}"
+    );
     let starts: Vec<_> = double
         .seen()
         .into_iter()

@@ -375,6 +375,29 @@ async fn tags_force_no_wait_and_the_id_of_a_failed_first_build() {
         !stderr(&out).contains("Template is ready"),
         "--no-wait does not follow the build"
     );
+    // Said in words: started, not built.
+    let out = run(
+        &ws,
+        &double,
+        &[
+            "template",
+            "build",
+            "ctx",
+            "--image",
+            &image,
+            "--share-registry-credentials",
+            "--no-wait",
+        ],
+        &key,
+        "",
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("started (building)")
+            && said.contains("--follow")
+            && !said.contains(" built "),
+        "{said}"
+    );
     let message = failure(&run(
         &ws,
         &double,

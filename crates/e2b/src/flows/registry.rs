@@ -4,6 +4,7 @@
 
 use crate::api::{ApiClient, BuildState, StartBuildV2};
 use crate::pull::{self, PullEnv, PullKind};
+use crate::status::BuildFailed;
 use dockless_build::publish::{Destination, PublishError};
 use dockless_registry::Reference;
 
@@ -70,6 +71,7 @@ pub fn registry_flow(
         .push(staged)
         .map_err(|e| push_error(target, e))?;
     let digest = pushed.report.manifest_digest;
+    let credentials_handed = pull.is_some();
     remote.block_on(api.start_build_v2(
         &created.template_id,
         &created.build_id,
@@ -91,14 +93,60 @@ pub fn registry_flow(
             status: BuildState::Building,
         });
     }
-    remote.block_on(follow_to_the_end(
-        api,
-        created,
-        target.to_string(),
-        digest,
-        inputs,
-        events,
-    ))
+    remote
+        .block_on(follow_to_the_end(
+            api,
+            created,
+            target.to_string(),
+            digest,
+            inputs,
+            events,
+        ))
+        .map_err(|e| match e {
+            FlowError::Build(failed) if !credentials_handed => {
+                FlowError::Build(with_pull_advice(failed, target))
+            }
+            other => other,
+        })
+}
+
+/// E2B's build failed pulling the image, and no credentials were handed to it: after E2B's
+/// reason, how to hand them.
+fn with_pull_advice(failed: BuildFailed, target: &Reference) -> BuildFailed {
+    match failed {
+        BuildFailed::Failed {
+            template_id,
+            build_id,
+            message,
+            step,
+        } if pull_was_refused(&message) => BuildFailed::Failed {
+            template_id,
+            build_id,
+            message: format!(
+                "{message} (E2B pulled {target} without credentials, since none were asked \
+                 to be shared: for a private image, add --registry-auth registry (or aws, gcp, \
+                 auto) or --share-registry-credentials)"
+            ),
+            step,
+        },
+        other => other,
+    }
+}
+
+/// Whether E2B's reason reads as a registry refusing the pull for want of credentials.
+fn pull_was_refused(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    message.contains("pull")
+        && [
+            "unauthorized",
+            "authentication required",
+            "denied",
+            "401",
+            "403",
+            "forbidden",
+        ]
+        .iter()
+        .any(|word| message.contains(word))
 }
 
 fn push_error(target: &Reference, source: PublishError) -> FlowError {
