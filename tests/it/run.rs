@@ -455,6 +455,33 @@ fn a_stage_built_on_another_keeps_its_arg_values() {
     );
 }
 
+/// An ARG redeclared without a default in a stage built on another keeps the value that stage
+/// gave it (BuildKit's `dispatchArg` sets nothing when there is no value; `docker build` prints
+/// `x` here), in ENV and in RUN, and passes it on to the stages below.
+#[test]
+fn an_arg_redeclared_without_a_default_keeps_the_value_of_the_stage_below() {
+    let ws = workspace(
+        "FROM {base} AS a\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nARG NAME=\"x\"\n\
+         FROM a AS b\nARG NAME\nENV SEEN=\"[$NAME]\"\n\
+         RUN echo \"[$NAME]\" > /run-saw\nFROM b AS c\nARG NAME\nENV AGAIN=\"[$NAME]\"\n",
+    );
+    let (json, _) = build(&ws, As::Root, &[]);
+    let env = config(&ws, &json)["config"]["Env"].clone();
+    let env: Vec<&str> = env
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert!(
+        env.contains(&"SEEN=[x]") && env.contains(&"AGAIN=[x]"),
+        "{env:?}"
+    );
+    let last = json["layers"].as_array().unwrap().len() - 1;
+    let run = layer(&ws, &json, last);
+    assert_eq!(run["run-saw"].data, b"[x]\n", "the RUN's environment");
+}
+
 #[test]
 fn onbuild_triggers_run_right_after_from_and_are_not_passed_on() {
     // From a stage: its ONBUILD lines run in the stage built on it, at its FROM.

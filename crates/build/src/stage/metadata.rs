@@ -77,7 +77,9 @@ impl StageExecutor<'_, '_> {
         Ok(())
     }
 
-    /// ARG: each name takes the build argument given, else its default, else the global ARG's.
+    /// ARG: each name takes the build argument given, else its default, else the global ARG's,
+    /// else keeps the value it already has: BuildKit's `dispatchArg` sets nothing then, so a
+    /// stage built on another keeps what that stage gave the name.
     pub(super) fn declare_args(&mut self, decls: Vec<dockless_dockerfile::ArgDecl>) {
         for decl in decls {
             self.used_args.insert(decl.name.clone());
@@ -88,7 +90,8 @@ impl StageExecutor<'_, '_> {
                 .get(&decl.name)
                 .cloned()
                 .or(decl.default)
-                .or_else(|| self.global_args.get(&decl.name).cloned().flatten());
+                .or_else(|| self.global_args.get(&decl.name).cloned().flatten())
+                .or_else(|| self.stage.args.get(&decl.name).cloned().flatten());
             self.stage.args.insert(decl.name, value);
         }
     }
