@@ -283,8 +283,8 @@ const CHMOD_ON_CREATED_DIRECTORY: &str = "BuildKit's copier gives a directory it
 /// copies four directories to `/5`. buildah 1.28 makes the destination a directory instead.
 const EACH_SOURCE_ON_ITS_OWN: &str = "BuildKit copies each source on its own: a file becomes a destination that is not a directory yet; buildah 1.28 makes a directory";
 
-const ARGS_FROM_A_BASE_STAGE: &str =
-    "BuildKit's dispatchState.init inherits the base stage's buildArgs; buildah 1.28 does not";
+const ARGS_FROM_A_BASE_STAGE: &str = "BuildKit's dispatchState.init inherits the base stage's buildArgs, and its dispatchArg \
+     leaves a redeclared ARG without a value as it was; buildah 1.28 does neither";
 
 corpus! {
     kaniko_copy => Case {
@@ -334,7 +334,13 @@ corpus! {
     };
     kaniko_multistage_args => Case {
         name: "kaniko-multistage-args",
-        pins: &[DockerPin { path: "B.txt", docker: Docker::File("100644 0:0", "dev:: base-dev\n"), why: ARGS_FROM_A_BASE_STAGE }],
+        pins: &[
+            DockerPin { path: "B.txt", docker: Docker::File("100644 0:0", "dev:: base-dev\n"), why: ARGS_FROM_A_BASE_STAGE },
+            // `ARG NAME` redeclared without a default keeps base-dev; what Docker 20.10's
+            // BuildKit printed for this Dockerfile here (`docker build --progress=plain`).
+            DockerPin { path: "C.txt", docker: Docker::File("100644 0:0", "custom:: base-dev\ncustom:: \n"), why: ARGS_FROM_A_BASE_STAGE },
+            DockerPin { path: "D.txt", docker: Docker::File("100644 0:0", "custom:: base-dev\ncustom:: fix\n"), why: ARGS_FROM_A_BASE_STAGE },
+        ],
         ..Case::default()
     };
     kaniko_onbuild => Case {
