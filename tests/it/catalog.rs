@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::support::binary::{Workspace, assert_success, is_root, run_async, run_with_stdin, tool};
+use crate::support::binary::{
+    Workspace, assert_success, needs_root, run_async, run_with_stdin, tool,
+};
 use crate::support::http::{Handler, TestServer, response};
 use crate::support::proxy::{Fault, FaultProxy, Rule};
 use crate::support::registry::{RegistryAuth, TestRegistry, USER};
@@ -660,7 +662,8 @@ fn fifos_and_devices_are_copied_as_entries_never_read() {
         "FROM scratch\nCOPY pipe /x/pipe\nCOPY . /all/\n",
     );
     tool("mkfifo", &[ws.context().join("pipe").to_str().unwrap()]);
-    if is_root() {
+    let root = needs_root("mknod of a device in the context");
+    if root {
         tool(
             "mknod",
             &[ws.context().join("zero").to_str().unwrap(), "c", "1", "5"],
@@ -693,7 +696,7 @@ fn fifos_and_devices_are_copied_as_entries_never_read() {
             .any(|l| l.starts_with('p') && l.ends_with("x/pipe")),
         "{listing}"
     );
-    if is_root() {
+    if root {
         assert!(
             listing
                 .lines()

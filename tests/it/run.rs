@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use crate::support::binary::{
-    Workspace, assert_success, binary_for_anyone, busybox_base, is_root, needs_root, umoci_unpack,
+    Workspace, assert_success, binary_for_anyone, busybox_base, needs_root, umoci_unpack,
 };
 
 /// Who runs dockless.
@@ -300,7 +300,7 @@ fn chown_and_user_need_root_or_fail_clearly_without() {
     let dockerfile = "FROM {base}\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n\
         RUN mkdir /data && chown 5:6 /data && mkdir -m 1777 /tmp && echo app:x:1000:1000::/:/bin/sh >> /etc/passwd\n\
         USER app\nRUN id -u > /tmp/who && touch /tmp/by-app\n";
-    if is_root() {
+    if needs_root("to build as root and, through setpriv, as other users") {
         // As root, and rootless with subordinate IDs: real owners, and USER runs as that user.
         let mut digests = Vec::new();
         for who in [As::Root, As::Nobody] {
