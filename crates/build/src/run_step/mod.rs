@@ -3,11 +3,13 @@
 //! sandbox over the stage's file system and the layer is what it changed.
 
 mod cache;
+mod command;
 mod overlay;
 
 use std::collections::HashMap;
 
 use cache::{self as run_cache, RunKey};
+use command::OwnerMapping;
 use dockless_layer::{LayerSettings, OnLive, WrittenLayer};
 use dockless_oci::digest::Digest;
 use dockless_oci::image::config::DEFAULT_PATH;
@@ -17,7 +19,7 @@ use dockless_sandbox::RunError;
 use dockless_sandbox::diff::{self, Owners, Snapshot};
 use dockless_sandbox::mounts::MountPlan;
 use dockless_sandbox::rootfs::Rootfs;
-use dockless_sandbox::sandbox::{self, InlineScript, Isolation, Spec, SubIds};
+use dockless_sandbox::sandbox::{self, InlineScript, Isolation, SubIds};
 
 pub use cache::KeyedMount;
 
@@ -151,9 +153,8 @@ impl RunStep<'_> {
             return self.execute_over_overlay(store, rootfs, mounts, on_live);
         }
         let userns = sandbox::choose(self.isolation)?;
-        let users = users_of(rootfs);
-        let (uid, gid) = exec_ids(self.user, &users)?;
-        let env = self.complete_env(&users);
+        let command = self.command();
+        let who = command.identity(rootfs)?;
         let before = Snapshot::take(rootfs.path()).map_err(RunError::Diff)?;
         // SAFETY: getuid and getgid cannot fail.
         let (host_uid, host_gid) = unsafe { (libc::getuid(), libc::getgid()) };
@@ -163,34 +164,13 @@ impl RunStep<'_> {
             None
         };
         let handed_over = OwnersHandover::write(rootfs, subids)?;
-        let code = sandbox::run_with_output(
-            Spec {
-                rootfs: rootfs.path().to_owned(),
-                argv: self.argv.to_vec(),
-                scripts: self.scripts.to_vec(),
-                env,
-                workdir: self.workdir.to_owned(),
-                uid,
-                gid,
-                userns,
-                host_uid,
-                host_gid,
-                subids,
-                owners: handed_over.as_ref().map(|h| h.file.path().to_owned()),
-                network: self.network,
-                mounts: mounts.mounts,
-                secret_env: mounts.secret_env,
-                status: Default::default(),
-                idmapped: false,
-            },
-            self.output.clone(),
-        )?;
-        if code != 0 {
-            return Err(RunError::Failed {
-                code,
-                command: self.text.to_owned(),
-            });
-        }
+        let mapping = OwnerMapping {
+            userns,
+            subids,
+            owners: handed_over.as_ref().map(|h| h.file.path().to_owned()),
+            idmapped: false,
+        };
+        command.run(rootfs, who, mapping, mounts)?;
         let after = Snapshot::take(rootfs.path()).map_err(RunError::Diff)?;
         let owners_after = match &handed_over {
             Some(handover) => handover.read_back()?,
@@ -215,16 +195,11 @@ impl RunStep<'_> {
         tracing::info!(entries = entries.len(), digest = %written.digest, "RUN layer: {}", self.text);
         Ok(written)
     }
-
-    /// The command's whole environment: what the Dockerfile gives it, and what a container
-    /// runtime adds when the Dockerfile does not set it (runc's `HOME` from /etc/passwd,
-    /// BuildKit's `HOSTNAME`, the default `PATH`). Nothing of the invoking process's.
-    fn complete_env(&self, users: &UserDatabase) -> Vec<(String, String)> {
-        complete_env(self.env, self.user, users)
-    }
 }
 
-/// [`RunStep::complete_env`] of `env` for `user`.
+/// The command's whole environment: what the Dockerfile gives it (`env`), and what a container
+/// runtime adds when the Dockerfile does not set it (runc's `HOME` from /etc/passwd for
+/// `user`, BuildKit's `HOSTNAME`, the default `PATH`). Nothing of the invoking process's.
 fn complete_env(
     env: &[(String, String)],
     user: &str,
