@@ -6,17 +6,15 @@
 //! again (`/proc/self/exe __dockless-sandbox`), which must then act as the sandbox's helper, as
 //! the `dockless` binary does in `main`.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
 
 use dockless_build::{BuildError, BuildOptions, StepError, Unsupported};
-use dockless_oci::image::media::{Compression, Format};
 use dockless_oci::store::Store;
 use dockless_registry::remote::RemoteAccess;
 use dockless_registry::{CredentialEnv, RegistrySettings};
+use dockless_sandbox::RunError;
 use dockless_sandbox::sandbox::Network;
-use dockless_sandbox::{Isolation, RunError};
 
 fn main() -> ExitCode {
     if std::env::args_os().nth(1).as_deref() == Some(dockless_sandbox::SANDBOX_ARG.as_ref()) {
@@ -113,24 +111,7 @@ fn build(context: &Path, dockerfile: &str) -> Result<dockless_build::BuiltImage,
 
 fn options(context: &Path) -> BuildOptions {
     BuildOptions {
-        context: context.to_owned(),
-        dockerfile: None,
-        context_dockerfile: None,
-        build_args: BTreeMap::new(),
-        platform: None,
-        format: Format::Oci,
-        compression: Compression::default(),
-        epoch: 0,
-        isolation: Isolation::Auto,
         network: Network::None,
-        target: None,
-        secrets: BTreeMap::new(),
-        cache_from: Vec::new(),
-        cache_to: Vec::new(),
-        no_cache: Default::default(),
-        labels: BTreeMap::new(),
-        annotations: BTreeMap::new(),
-        progress: Default::default(),
-        named_contexts: BTreeMap::new(),
+        ..BuildOptions::new(context)
     }
 }

@@ -230,20 +230,13 @@ fn base_options(
         _ => None,
     };
     Ok(BuildOptions {
-        context: context.to_owned(),
         dockerfile: dockerfile.map(ToOwned::to_owned),
         context_dockerfile,
         build_args: build_args(&inputs.build_args)?,
-        platform: None,
-        format: Format::Oci,
-        compression: Compression::Gzip { level: 1 },
         epoch: match inputs.buildx.timestamp {
             Some(seconds) => seconds,
             None => source_date_epoch()?,
         },
-        isolation: Isolation::Auto,
-        network: Network::Host,
-        target: None,
         secrets: inputs
             .secrets
             .iter()
@@ -254,7 +247,6 @@ fn base_options(
         no_cache: no_cache(&inputs.buildx),
         labels: key_value_flags("--label", &inputs.buildx.labels)?,
         annotations: annotations(&inputs.buildx.annotations)?,
-        progress: Default::default(),
         named_contexts: inputs
             .buildx
             .build_contexts
@@ -262,6 +254,7 @@ fn base_options(
             .map(|text| super::buildx::parse_named_context(text))
             .collect::<Result<_, _>>()
             .map_err(|e| SettingsError::Buildx(e.0))?,
+        ..BuildOptions::new(context)
     })
 }
 

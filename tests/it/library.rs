@@ -2,18 +2,14 @@
 //! `publish::build_and_push` against the real registry, then the registry read back with
 //! skopeo. The binary is not involved.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use dockless_build::publish::{PublishEvents, build_and_push};
 use dockless_build::{BuildOptions, BuiltImage};
 use dockless_oci::digest::Digest;
-use dockless_oci::image::media::{Compression, Format};
 use dockless_oci::store::Store;
 use dockless_registry::remote::RemoteAccess;
 use dockless_registry::{BlobOutcome, CredentialEnv, PushProgress, PushProgressFn, Reference};
-use dockless_sandbox::Isolation;
-use dockless_sandbox::sandbox::Network;
 
 use crate::support::fast_settings;
 use crate::support::registry::{RegistryAuth, TestRegistry};
@@ -47,27 +43,7 @@ impl PublishEvents for Recorded {
 }
 
 fn options(context: &std::path::Path) -> BuildOptions {
-    BuildOptions {
-        context: context.to_owned(),
-        dockerfile: None,
-        context_dockerfile: None,
-        build_args: BTreeMap::new(),
-        platform: None,
-        format: Format::Oci,
-        compression: Compression::default(),
-        epoch: 0,
-        isolation: Isolation::Auto,
-        network: Network::Host,
-        target: None,
-        secrets: BTreeMap::new(),
-        cache_from: Vec::new(),
-        cache_to: Vec::new(),
-        no_cache: Default::default(),
-        labels: BTreeMap::new(),
-        annotations: BTreeMap::new(),
-        progress: Default::default(),
-        named_contexts: BTreeMap::new(),
-    }
+    BuildOptions::new(context)
 }
 
 #[test]

@@ -78,6 +78,35 @@ pub struct BuildOptions {
     pub named_contexts: BTreeMap<String, String>,
 }
 
+impl BuildOptions {
+    /// A build of `context` as `docker build CONTEXT` makes it: the Dockerfile found in the
+    /// context, the base's platform, OCI media types with gzip, timestamps at 0, RUN isolated
+    /// as the machine allows on the host's network, no secrets, caches or labels.
+    pub fn new(context: impl Into<PathBuf>) -> Self {
+        BuildOptions {
+            context: context.into(),
+            dockerfile: None,
+            context_dockerfile: None,
+            build_args: BTreeMap::new(),
+            platform: None,
+            format: Format::default(),
+            compression: Compression::default(),
+            epoch: 0,
+            isolation: dockless_sandbox::Isolation::Auto,
+            network: dockless_sandbox::sandbox::Network::default(),
+            target: None,
+            secrets: BTreeMap::new(),
+            cache_from: Vec::new(),
+            cache_to: Vec::new(),
+            no_cache: NoCache::default(),
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+            progress: progress::Progress::default(),
+            named_contexts: BTreeMap::new(),
+        }
+    }
+}
+
 /// Which steps ignore the caches (the RUN cache, the layer cache, `--cache-from`) and run again;
 /// what they make replaces what the caches held.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
