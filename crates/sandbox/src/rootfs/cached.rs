@@ -22,15 +22,7 @@ fn key(layers: &[(Digest, String)], privileged: bool) -> String {
 /// A working tree holding `layers` (blobs already in the store).
 pub fn working_tree(store: &Store, layers: &[(Digest, String)]) -> Result<Rootfs, RootfsError> {
     let mut working = Rootfs::new(store)?;
-    let entry = store
-        .root()
-        .join(dockless_oci::areas::TREES)
-        .join(key(layers, working.privileged));
-    if entry.join("owners.json").is_file() {
-        dockless_oci::areas::mark_used(&entry);
-    } else {
-        unpack_into_cache(store, layers, &entry)?;
-    }
+    let entry = unpacked(store, layers, working.privileged)?;
     let create = |source| RootfsError::Create {
         dir: entry.clone(),
         source,
@@ -42,6 +34,25 @@ pub fn working_tree(store: &Store, layers: &[(Digest, String)]) -> Result<Rootfs
     working.owners = owners.into_iter().map(|(p, u, g)| (p, (u, g))).collect();
     working.applied = layers.len();
     Ok(working)
+}
+
+/// The store's entry holding `layers` unpacked (`tree/` and `owners.json`), unpacked now
+/// unless an earlier build did.
+fn unpacked(
+    store: &Store,
+    layers: &[(Digest, String)],
+    privileged: bool,
+) -> Result<PathBuf, RootfsError> {
+    let entry = store
+        .root()
+        .join(dockless_oci::areas::TREES)
+        .join(key(layers, privileged));
+    if entry.join("owners.json").is_file() {
+        dockless_oci::areas::mark_used(&entry);
+    } else {
+        unpack_into_cache(store, layers, &entry)?;
+    }
+    Ok(entry)
 }
 
 fn unpack_into_cache(
@@ -99,15 +110,7 @@ pub fn overlay_tree(
     idmap: Option<crate::owners::IdRange>,
 ) -> Result<Rootfs, RootfsError> {
     let mut working = Rootfs::new(store)?;
-    let entry = store
-        .root()
-        .join(dockless_oci::areas::TREES)
-        .join(key(layers, working.privileged));
-    if entry.join("owners.json").is_file() {
-        dockless_oci::areas::mark_used(&entry);
-    } else {
-        unpack_into_cache(store, layers, &entry)?;
-    }
+    let entry = unpacked(store, layers, working.privileged)?;
     working.overlay = Some(crate::overlay::Stack::new(entry.join("tree"), idmap));
     working.applied = layers.len();
     Ok(working)
