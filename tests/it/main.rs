@@ -10,6 +10,7 @@ mod e2b;
 mod escapes;
 mod escapes_contained;
 mod escapes_debian;
+mod escapes_store;
 mod help_examples;
 mod hung;
 mod leaks;

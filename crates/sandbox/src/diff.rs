@@ -189,6 +189,9 @@ fn portable_capability(value: Vec<u8>) -> Vec<u8> {
 pub enum Owners<'a> {
     /// Running as root: owners on disk are the image's.
     AsOnDisk,
+    /// Running as root in a user namespace: owners on disk are the image's in the sandbox's
+    /// range (see [`crate::sandbox::store_ids`]).
+    InRange(crate::owners::IdRange),
     /// Unprivileged: the invoking user is root in the image; other owners come from the
     /// overlay the rootfs keeps, as it was before the command and as it is after.
     Mapped {
@@ -357,6 +360,10 @@ pub(crate) fn changed(
 pub(crate) fn owner(path: &str, node: &Node, owners: Owners<'_>, before_run: bool) -> (u64, u64) {
     match owners {
         Owners::AsOnDisk => (u64::from(node.uid), u64::from(node.gid)),
+        Owners::InRange(range) => {
+            let (uid, gid) = range.to_image(node.uid, node.gid);
+            (u64::from(uid), u64::from(gid))
+        }
         Owners::Mapped {
             host_uid,
             host_gid,

@@ -6,8 +6,12 @@
 //! ([`apply`]); after it, it records every owner that is not root and gives the files back to
 //! the invoking user ([`harvest`]), so that the host can read, diff and remove the tree.
 //!
-//! Run by root, the sandbox's IDs are a range of host IDs: [`shift_into`] moves the owners into
-//! that range for the command and [`shift_back`] moves them out again.
+//! Run by root in a user namespace, the sandbox's IDs are a range of host IDs that own nothing
+//! on the host ([`IdRange`]), and the store keeps every tree and cache mount in that range on
+//! disk, from the moment it is unpacked or made: a setuid-root file of an image, or one a RUN
+//! makes, is setuid to an ID that owns nothing on the host, and the sandbox, whose root is the
+//! range's first ID, sees the image's owners without a walk to shift them there and back. A
+//! layer gets the image's IDs again ([`IdRange::to_image`]).
 
 use std::fs;
 use std::io;
@@ -20,6 +24,37 @@ pub struct IdRange {
     pub uid_start: u32,
     pub gid_start: u32,
     pub count: u32,
+}
+
+impl IdRange {
+    /// The host IDs on disk of a file the image gives `uid`:`gid`. An image ID past the range
+    /// stays as it is (the sandbox sees it as its overflow ID, as it would any unmapped ID); one
+    /// that falls inside the range's host IDs would come back as another owner, so it is refused.
+    pub fn to_host(&self, uid: u32, gid: u32) -> io::Result<(u32, u32)> {
+        let inside = |id: u32, start: u32| id >= start && id - start < self.count;
+        if inside(uid, self.uid_start) || inside(gid, self.gid_start) {
+            return Err(io::Error::other(format!(
+                "owner {uid}:{gid} is inside the host IDs the sandbox's user namespace maps \
+                 (uid {}…, gid {}…); give the file another owner, or build with --isolation=root",
+                self.uid_start, self.gid_start
+            )));
+        }
+        let shift = |id: u32, start: u32| if id < self.count { start + id } else { id };
+        Ok((shift(uid, self.uid_start), shift(gid, self.gid_start)))
+    }
+
+    /// The image's IDs of a file owned by `uid`:`gid` on disk: the range's IDs become the
+    /// sandbox's; any other (the host's root, for the mount points dockless makes) stays.
+    pub fn to_image(&self, uid: u32, gid: u32) -> (u32, u32) {
+        let back = |id: u32, start: u32| {
+            if id >= start && id - start < self.count {
+                id - start
+            } else {
+                id
+            }
+        };
+        (back(uid, self.uid_start), back(gid, self.gid_start))
+    }
 }
 
 /// `[path, uid, gid]` for every file not owned by root, paths relative to the tree.
@@ -94,73 +129,6 @@ pub(crate) fn harvest(root: &Path, file: &Path, kept_aside: OwnerList) -> io::Re
     write(file, &owners)
 }
 
-/// Run by root before the command of a sandbox whose IDs are the host's `range` (see
-/// [`crate::sandbox::Mapping::Shifted`]): every owner below `range.count` becomes the host
-/// ID the sandbox sees as that owner. A file already owned inside the range would come back
-/// with a wrong owner, so it stops the build instead.
-pub(crate) fn shift_into(root: &Path, range: IdRange) -> io::Result<()> {
-    let inside = |id: u32, start: u32| id >= start && id - start < range.count;
-    walk_owners(root, &mut |path, uid, gid| {
-        if inside(uid, range.uid_start) || inside(gid, range.gid_start) {
-            return Err(io::Error::other(format!(
-                "{} is owned by {uid}:{gid}, inside the host IDs the sandbox's user namespace maps \
-                 (uid {}…, gid {}…); give it another owner, or build with --isolation=root",
-                path.display(),
-                range.uid_start,
-                range.gid_start
-            )));
-        }
-        let shift = |id: u32, start: u32| if id < range.count { start + id } else { id };
-        Ok((shift(uid, range.uid_start), shift(gid, range.gid_start)))
-    })
-}
-
-/// After the command: the owners in the range become the sandbox's IDs again.
-pub(crate) fn shift_back(root: &Path, range: IdRange) -> io::Result<()> {
-    let back = |id: u32, start: u32| {
-        if id >= start && id - start < range.count {
-            id - start
-        } else {
-            id
-        }
-    };
-    walk_owners(root, &mut |_, uid, gid| {
-        Ok((back(uid, range.uid_start), back(gid, range.gid_start)))
-    })
-}
-
-/// The owner to give a file, from its path and present owner.
-type NewOwner<'a> = dyn FnMut(&Path, u32, u32) -> io::Result<(u32, u32)> + 'a;
-
-/// Gives every file of `root` (itself included) the owner `owner` returns for it.
-fn walk_owners(root: &Path, owner: &mut NewOwner<'_>) -> io::Result<()> {
-    let mut pending = vec![root.to_path_buf()];
-    // A hard-linked file is given its owner once, at its first name.
-    let mut linked = std::collections::HashSet::new();
-    let mut visit = |path: &Path, meta: &fs::Metadata| -> io::Result<()> {
-        if meta.nlink() > 1 && !meta.is_dir() && !linked.insert((meta.dev(), meta.ino())) {
-            return Ok(());
-        }
-        let (uid, gid) = owner(path, meta.uid(), meta.gid())?;
-        if (uid, gid) != (meta.uid(), meta.gid()) {
-            chown_keeping(path, meta, uid, gid)?;
-        }
-        Ok(())
-    };
-    visit(root, &fs::symlink_metadata(root)?)?;
-    while let Some(dir) = pending.pop() {
-        for entry in fs::read_dir(&dir)? {
-            let path = entry?.path();
-            let meta = fs::symlink_metadata(&path)?;
-            visit(&path, &meta)?;
-            if meta.is_dir() {
-                pending.push(path);
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Gives `path` a new owner and keeps what chown clears: the setuid and setgid bits and the
 /// file capabilities (`setcap`'s `security.capability`).
 fn chown_keeping(path: &Path, before: &fs::Metadata, uid: u32, gid: u32) -> io::Result<()> {
@@ -227,49 +195,20 @@ mod tests {
         assert_eq!(meta.mode() & 0o7777, 0o4755, "setuid kept");
     }
     #[test]
-    fn shifted_owners_come_back_as_they_were() {
-        // SAFETY: geteuid cannot fail.
-        if unsafe { libc::geteuid() } != 0 {
-            eprintln!("skipped: chown to other IDs needs root");
-            return;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("root");
-        fs::create_dir_all(root.join("d")).unwrap();
-        fs::write(root.join("d/suid"), "x").unwrap();
-        fs::hard_link(root.join("d/suid"), root.join("link")).unwrap();
-        lchown(root.join("d/suid"), Some(5), Some(6)).unwrap();
-        fs::set_permissions(root.join("d/suid"), fs::Permissions::from_mode(0o4755)).unwrap();
+    fn image_ids_live_in_the_range_on_disk() {
         let range = IdRange {
             uid_start: 300_000,
             gid_start: 400_000,
             count: 65536,
         };
-        shift_into(&root, range).unwrap();
-        let meta = fs::metadata(root.join("link")).unwrap();
-        assert_eq!(
-            (meta.uid(), meta.gid()),
-            (300_005, 400_006),
-            "once per inode"
-        );
-        assert_eq!(meta.mode() & 0o7777, 0o4755, "setuid kept");
-        assert_eq!(fs::metadata(&root).unwrap().uid(), 300_000);
-        // What the command made in the range comes back as the sandbox's IDs.
-        fs::write(root.join("made"), "").unwrap();
-        lchown(root.join("made"), Some(301_000), Some(401_000)).unwrap();
-        shift_back(&root, range).unwrap();
-        let meta = fs::metadata(root.join("d/suid")).unwrap();
-        assert_eq!(
-            (meta.uid(), meta.gid(), meta.mode() & 0o7777),
-            (5, 6, 0o4755)
-        );
-        let made = fs::metadata(root.join("made")).unwrap();
-        assert_eq!((made.uid(), made.gid()), (1000, 1000));
-        assert_eq!(fs::metadata(&root).unwrap().uid(), 0);
-
-        // A file already owned inside the range would come back wrong: refused.
-        lchown(root.join("made"), Some(300_001), None).unwrap();
-        let err = shift_into(&root, range).unwrap_err().to_string();
+        assert_eq!(range.to_host(0, 0).unwrap(), (300_000, 400_000));
+        assert_eq!(range.to_host(5, 6).unwrap(), (300_005, 400_006));
+        assert_eq!(range.to_host(70_000, 0).unwrap(), (70_000, 400_000));
+        assert_eq!(range.to_image(300_005, 400_006), (5, 6));
+        // The host's root (a mount point dockless made) stays root.
+        assert_eq!(range.to_image(0, 0), (0, 0));
+        // An image ID that is already one of the range's host IDs would come back wrong.
+        let err = range.to_host(300_001, 0).unwrap_err().to_string();
         assert!(err.contains("--isolation=root"), "{err}");
     }
 }

@@ -4,11 +4,15 @@
 //! As root every owner is set for real. Without root the files belong to the invoking user
 //! (who is root inside the sandbox's user namespace); the owners that could not be set are kept
 //! in [`Rootfs::owners`], a metadata overlay the diff reads, so a RUN layer never loses them.
+//! As root in a user namespace the owners are set shifted into the sandbox's range
+//! ([`Rootfs::ids`]), so that no file of the tree is setuid to an ID that owns anything on the
+//! host.
 
 use std::collections::{HashMap, VecDeque};
 use std::ffi::CString;
 use std::fs::{self, File};
 use std::io::{self, Read};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
@@ -17,6 +21,8 @@ use dockless_layer::read::{OpenLayerError, open_layer};
 use dockless_layer::tar_reader::{TarCopyError, TarError, TarHeader, TarReader};
 use dockless_oci::digest::Digest;
 use dockless_oci::store::Store;
+
+use crate::owners::IdRange;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RootfsError {
@@ -50,6 +56,9 @@ pub struct Rootfs {
     /// With overlay snapshots: the layers below, mounted at [`Self::path`] only while a step
     /// runs (the directory is empty otherwise).
     pub overlay: Option<crate::overlay::Stack>,
+    /// The host IDs the owners are kept in on disk (see [`crate::sandbox::store_ids`]);
+    /// `None`: the image's own.
+    pub ids: Option<IdRange>,
 }
 
 impl Rootfs {
@@ -75,7 +84,25 @@ impl Rootfs {
             privileged: unsafe { libc::geteuid() } == 0,
             applied: 0,
             overlay: None,
+            ids: None,
         })
+    }
+
+    /// An empty file system whose owners are kept in `ids` on disk (as root; see
+    /// [`crate::sandbox::store_ids`]), its root the sandbox's root's.
+    pub fn in_ids(store: &Store, ids: Option<IdRange>) -> Result<Self, RootfsError> {
+        let mut rootfs = Rootfs::new(store)?;
+        rootfs.ids = ids.filter(|_| rootfs.privileged);
+        if let Some(range) = rootfs.ids {
+            let owned = range.to_host(0, 0).and_then(|(uid, gid)| {
+                std::os::unix::fs::lchown(&rootfs.dir, Some(uid), Some(gid))
+            });
+            owned.map_err(|source| RootfsError::Create {
+                dir: rootfs.dir.clone(),
+                source,
+            })?;
+        }
+        Ok(rootfs)
     }
 
     pub fn path(&self) -> &Path {
@@ -122,7 +149,7 @@ impl Rootfs {
         };
         // Directory modes and times are set last, so that a read-only directory can still be
         // filled and filling it does not move its time.
-        let mut dir_modes: Vec<(PathBuf, u32, u64)> = Vec::new();
+        let mut dir_modes: Vec<(String, u32, u64)> = Vec::new();
         loop {
             dockless_oci::cancel::check_io().map_err(|e| unpack("(archive)", e))?;
             let header = match archive.next_header() {
@@ -134,10 +161,11 @@ impl Rootfs {
             self.apply_entry(&mut archive, &header, &raw, &mut dir_modes)
                 .map_err(|e| unpack(&raw, e))?;
         }
-        for (path, mode, mtime) in dir_modes.iter().rev() {
-            fs::set_permissions(path, fs::Permissions::from_mode(*mode))
-                .and_then(|()| set_mtime(path, *mtime))
-                .map_err(|e| unpack(&path.display().to_string(), e))?;
+        let root = File::open(&self.dir)
+            .map(OwnedFd::from)
+            .map_err(|e| unpack("(root)", e))?;
+        for (rel, mode, mtime) in dir_modes.iter().rev() {
+            set_dir_metadata(&root, rel, *mode, *mtime).map_err(|e| unpack(rel, e))?;
         }
         self.applied += 1;
         Ok(())
@@ -150,7 +178,7 @@ impl Rootfs {
         archive: &mut TarReader<R>,
         header: &TarHeader,
         raw: &str,
-        dir_modes: &mut Vec<(PathBuf, u32, u64)>,
+        dir_modes: &mut Vec<(String, u32, u64)>,
     ) -> io::Result<()> {
         if header.type_flag == b'g' {
             // A PAX global header describes the archive, not a file.
@@ -170,7 +198,9 @@ impl Rootfs {
             Some((d, n)) => (d.to_owned(), n.to_owned()),
             None => (String::new(), rel.clone()),
         };
-        let parent = resolve(&self.dir, &dir, true)?;
+        // Directories the layer does not list are made as the image's root's.
+        let made_owner = self.ids.map(|range| range.to_host(0, 0)).transpose()?;
+        let parent = resolve_making(&self.dir, &dir, true, made_owner)?;
         if self.apply_whiteout(&parent, &dir, &name)? {
             return Ok(());
         }
@@ -188,7 +218,9 @@ impl Rootfs {
                     fs::create_dir(&target)?;
                 }
                 fs::set_permissions(&target, fs::Permissions::from_mode(0o700))?;
-                dir_modes.push((target.clone(), mode, unsigned(header.mtime)));
+                let inside = target.strip_prefix(&self.dir).map_err(io::Error::other)?;
+                let inside = inside.to_string_lossy().into_owned();
+                dir_modes.push((inside, mode, unsigned(header.mtime)));
             }
             b'0' | b'7' => {
                 let mut file = File::create(&target)?;
@@ -285,7 +317,11 @@ impl Rootfs {
 
     fn set_owner(&mut self, rel: &str, target: &Path, uid: u64, gid: u64) -> io::Result<()> {
         if self.privileged {
-            std::os::unix::fs::lchown(target, Some(uid as u32), Some(gid as u32))?;
+            let (uid, gid) = match self.ids {
+                Some(range) => range.to_host(uid as u32, gid as u32)?,
+                None => (uid as u32, gid as u32),
+            };
+            std::os::unix::fs::lchown(target, Some(uid), Some(gid))?;
             self.owners.remove(rel);
         } else if (uid, gid) != (0, 0) {
             // Root in the sandbox is the invoking user, who owns every file; other owners
@@ -342,6 +378,38 @@ impl Drop for Rootfs {
     }
 }
 
+/// Gives the directory `rel` of the tree whose root is `root` its mode and times at the end of a
+/// layer, reached beneath the root without following any symlink: a later entry of the same
+/// layer may have replaced it, or one of its parents, with a link (to a host directory, as an
+/// absolute link means on the host), and then there is nothing of the tree to set.
+fn set_dir_metadata(root: &OwnedFd, rel: &str, mode: u32, mtime: u64) -> io::Result<()> {
+    let dir = match crate::sandbox::in_tree::open_beneath(
+        root,
+        rel,
+        libc::O_PATH | libc::O_DIRECTORY,
+    ) {
+        Ok(dir) => dir,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR | libc::ENOENT)) => {
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    // A descriptor opened with O_PATH cannot be changed through; its /proc link can, and leads
+    // to nothing but that directory.
+    let path = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+    fs::set_permissions(&path, fs::Permissions::from_mode(mode))?;
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    let time = libc::timespec {
+        tv_sec: mtime as libc::time_t,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid C string and a two-element array, as utimensat expects.
+    if unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), [time, time].as_ptr(), 0) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Sets the access and modification times of `path` (not following a symlink).
 fn set_mtime(path: &Path, mtime: u64) -> io::Result<()> {
     let c = CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
@@ -377,6 +445,16 @@ fn join(dir: &str, name: &str) -> String {
 /// `rel` inside `root`, following symlinks as if `root` were `/` (so that no layer entry and no
 /// hard link can reach outside it). With `create`, missing directories are made.
 pub fn resolve(root: &Path, rel: &str, create: bool) -> io::Result<PathBuf> {
+    resolve_making(root, rel, create, None)
+}
+
+/// [`resolve`], the directories it makes given `owner` (host IDs) when one is given.
+fn resolve_making(
+    root: &Path,
+    rel: &str,
+    create: bool,
+    owner: Option<(u32, u32)>,
+) -> io::Result<PathBuf> {
     let mut pending: VecDeque<String> = rel
         .split('/')
         .filter(|p| !p.is_empty())
@@ -415,6 +493,9 @@ pub fn resolve(root: &Path, rel: &str, create: bool) -> io::Result<PathBuf> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 if create {
                     fs::create_dir(&candidate)?;
+                    if let Some((uid, gid)) = owner {
+                        std::os::unix::fs::lchown(&candidate, Some(uid), Some(gid))?;
+                    }
                 }
                 current.push(part);
             }

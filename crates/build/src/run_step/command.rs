@@ -37,8 +37,8 @@ pub(super) struct OwnerMapping {
     pub subids: Option<SubIds>,
     /// The file that hands owners to the sandbox and back (the copy, with `subids`).
     pub owners: Option<PathBuf>,
-    /// The tree is idmapped into the sandbox's range (overlay lowers).
-    pub idmapped: bool,
+    /// The host IDs the tree's and the cache mounts' owners are kept in on disk.
+    pub store_ids: Option<sandbox::IdRange>,
 }
 
 impl<'a> RunStep<'a> {
@@ -94,7 +94,7 @@ impl StepCommand<'_> {
                 mounts: mounts.mounts,
                 secret_env: mounts.secret_env,
                 status: Default::default(),
-                idmapped: mapping.idmapped,
+                store_ids: mapping.store_ids,
             },
             self.output.clone(),
         )?;

@@ -168,7 +168,7 @@ impl RunStep<'_> {
             userns,
             subids,
             owners: handed_over.as_ref().map(|h| h.file.path().to_owned()),
-            idmapped: false,
+            store_ids: rootfs.ids,
         };
         command.run(rootfs, who, mapping, mounts)?;
         let after = Snapshot::take(rootfs.path()).map_err(RunError::Diff)?;
@@ -176,7 +176,9 @@ impl RunStep<'_> {
             Some(handover) => handover.read_back()?,
             None => owners_left_in_place(rootfs, &before, &after),
         };
-        let owners = if rootfs.privileged {
+        let owners = if let Some(range) = rootfs.ids {
+            Owners::InRange(range)
+        } else if rootfs.privileged {
             Owners::AsOnDisk
         } else {
             Owners::Mapped {

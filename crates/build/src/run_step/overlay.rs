@@ -35,12 +35,12 @@ impl RunStep<'_> {
         let snapshot = stack.new_snapshot(store).map_err(fs_error)?;
         let command = self.command();
         let ran = stack
-            .mounted(&snapshot, rootfs.path(), userns, || {
+            .mounted(&snapshot, rootfs.path(), || {
                 let mapping = OwnerMapping {
                     userns,
                     subids: None,
                     owners: None,
-                    idmapped: userns && stack.idmap.is_some(),
+                    store_ids: stack.ids,
                 };
                 command.run(rootfs, command.identity(rootfs)?, mapping, mounts)
             })
@@ -48,7 +48,7 @@ impl RunStep<'_> {
             .and_then(|ran| ran);
         let written = ran.and_then(|()| {
             let upper = snapshot.join("upper");
-            let entries = overlay::upper::diff(&upper, &stack.lowers).map_err(RunError::Diff)?;
+            let entries = overlay::upper::diff(&upper, &stack.lowers, stack.ids).map_err(RunError::Diff)?;
             let written = dockless_layer::write_layer(store, &entries, self.settings, on_live)
                 .map_err(RunError::Layer)?;
             tracing::info!(entries = entries.len(), digest = %written.digest, "RUN layer (overlay): {}", self.text);

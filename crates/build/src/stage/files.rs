@@ -283,7 +283,9 @@ impl Executor<'_> {
     /// The file system of the stage or image `from` names (`COPY --from`, `RUN --mount=…,from=`),
     /// unpacked from its layers.
     pub(super) fn tree_of(&self, from: &str, done: &[Stage]) -> Result<Rootfs, StepError> {
-        let mut rootfs = Rootfs::new(self.store).map_err(RunError::from)?;
+        // In the sandbox's IDs as the stages' trees are: a `--mount=…,from=` shows the files'
+        // owners, and no setuid-root file of that stage or image sits in the store meanwhile.
+        let mut rootfs = Rootfs::in_ids(self.store, self.store_ids()).map_err(RunError::from)?;
         for layer in &self.stage_or_image_layers(from, done)? {
             self.ensure_blob(layer)?;
             rootfs
@@ -291,6 +293,13 @@ impl Executor<'_> {
                 .map_err(RunError::from)?;
         }
         Ok(rootfs)
+    }
+
+    /// The host IDs the store keeps this build's trees and cache mounts in (see
+    /// [`dockless_sandbox::sandbox::store_ids`]).
+    pub(super) fn store_ids(&self) -> Option<dockless_sandbox::sandbox::IdRange> {
+        let userns = dockless_sandbox::sandbox::choose(self.options.isolation).unwrap_or(true);
+        dockless_sandbox::sandbox::store_ids(userns)
     }
 
     /// The layers of the earlier stage `from` names, else of the image it names.

@@ -106,7 +106,6 @@ impl Executor<'_> {
                     MountSource::Directory {
                         path,
                         read_only: *read_only,
-                        image_owners: false,
                     }
                 }
                 MountKind::Cache {
@@ -123,7 +122,6 @@ impl Executor<'_> {
                     MountSource::Directory {
                         path,
                         read_only: *read_only,
-                        image_owners: true,
                     }
                 }
                 MountKind::Tmpfs { size } => MountSource::Tmpfs { size: *size },
@@ -192,7 +190,10 @@ impl Executor<'_> {
     }
 
     /// A cache mount's directory in the store, kept between builds; `locked` waits for other
-    /// builds using it, `private` takes a fresh one while another build holds it.
+    /// builds using it, `private` takes a fresh one while another build holds it. As root in a
+    /// user namespace its owners live in the sandbox's range on disk, as the trees' do (a
+    /// setuid file a RUN leaves there is setuid to an ID that owns nothing on the host), in a
+    /// directory of their own: `--isolation root` keeps the image's IDs in another.
     fn cache_dir(
         &self,
         id: &str,
@@ -202,7 +203,15 @@ impl Executor<'_> {
     ) -> std::io::Result<PathBuf> {
         let caches = self.store.root().join(dockless_oci::areas::CACHE_MOUNTS);
         fs::create_dir_all(&caches)?;
-        let name = hex::encode(Sha256::digest(id.as_bytes()));
+        let ids = self.store_ids();
+        let on_disk = |uid: u32, gid: u32| match ids {
+            Some(range) => range.to_host(uid, gid),
+            None => Ok((uid, gid)),
+        };
+        let mut name = hex::encode(Sha256::digest(id.as_bytes()));
+        if let Some(range) = ids {
+            name = format!("{name}-ids-{}-{}", range.uid_start, range.gid_start);
+        }
         let dir = caches.join(&name);
         if sharing != Sharing::Shared {
             let lock = fs::File::create(caches.join(format!("{name}.lock")))?;
@@ -216,6 +225,10 @@ impl Executor<'_> {
                 let fresh = self.store.temp_dir().map_err(std::io::Error::other)?;
                 let path = fresh.path().to_owned();
                 fs::set_permissions(&path, fs::Permissions::from_mode(mode))?;
+                if ids.is_some() {
+                    let (root_uid, root_gid) = on_disk(0, 0)?;
+                    std::os::unix::fs::chown(&path, Some(root_uid), Some(root_gid))?;
+                }
                 ready._dirs.push(fresh);
                 return Ok(path);
             }
@@ -227,6 +240,7 @@ impl Executor<'_> {
             fs::set_permissions(&made, fs::Permissions::from_mode(mode))?;
             // SAFETY: geteuid cannot fail.
             if unsafe { libc::geteuid() } == 0 {
+                let (uid, gid) = on_disk(uid, gid)?;
                 std::os::unix::fs::chown(&made, Some(uid), Some(gid))?;
             }
             if fs::rename(&made, &dir).is_err() {

@@ -155,12 +155,14 @@ impl Executor<'_> {
                 .map(|l| (l.digest.clone(), l.media_type.clone()))
                 .collect();
             let userns = dockless_sandbox::sandbox::choose(self.options.isolation).unwrap_or(true);
+            // As root in a user namespace, owners live in the sandbox's range on disk.
+            let ids = dockless_sandbox::sandbox::store_ids(userns);
             let rootfs = if chain.is_empty() {
-                Rootfs::new(self.store)
-            } else if let Snapshots::Overlay { idmap } = overlay::choose(self.store, userns) {
-                cached::overlay_tree(self.store, &chain, idmap)
+                Rootfs::in_ids(self.store, ids)
+            } else if overlay::choose(self.store, userns) == Snapshots::Overlay {
+                cached::overlay_tree(self.store, &chain, ids)
             } else {
-                cached::working_tree(self.store, &chain)
+                cached::working_tree(self.store, &chain, ids)
             };
             stage.rootfs = Some(rootfs.map_err(RunError::from)?);
         }

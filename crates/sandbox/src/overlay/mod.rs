@@ -4,8 +4,10 @@
 //! fresh upper directory, and its layer is made from that directory alone ([`upper`]). Nothing
 //! is copied and the unchanged tree is never walked, so a RUN costs what its command costs.
 //!
-//! Run as root only, for now: in the sandbox's user namespace the layers are idmapped mounts
-//! (the files keep the image's owners on disk, with no shift there and back). Without root,
+//! Run as root only, for now: in a user namespace every layer keeps its owners in the sandbox's
+//! range on disk (see [`crate::owners`]), so the sandbox sees the image's owners with no
+//! idmapped mount and no walk, and no file is setuid to an ID that owns something on the
+//! host; the layer's entries get the image's IDs back ([`upper::diff`]). Without root,
 //! where the kernel or the file system refuses the mount, or with
 //! `DOCKLESS_RUN_SNAPSHOTS=copy`, the build uses the copy of [`crate::rootfs::cached`].
 
@@ -33,18 +35,19 @@ pub(crate) const MODE_VAR: &str = "DOCKLESS_RUN_SNAPSHOTS";
 pub struct Stack {
     /// Topmost first.
     pub lowers: Vec<PathBuf>,
-    /// The sandbox's ID range the layers are idmapped to (`None`: no user namespace).
-    pub idmap: Option<IdRange>,
+    /// The host IDs the layers keep their owners in (see [`crate::sandbox::store_ids`];
+    /// `None`: the image's own).
+    pub ids: Option<IdRange>,
     /// Snapshot directories this stack made, removed with it.
     owned: Vec<PathBuf>,
 }
 
 impl Stack {
     /// A stack over `base` (the store's unpacked tree, never written).
-    pub fn new(base: PathBuf, idmap: Option<IdRange>) -> Self {
+    pub fn new(base: PathBuf, ids: Option<IdRange>) -> Self {
         Stack {
             lowers: vec![base],
-            idmap,
+            ids,
             owned: Vec::new(),
         }
     }
@@ -68,13 +71,11 @@ impl Stack {
         Ok(dir)
     }
 
-    /// Runs `f` on a thread that sees the stack at `merged` with `snapshot`'s upper on top,
-    /// idmapped to the sandbox's range when `idmapped`.
+    /// Runs `f` on a thread that sees the stack at `merged` with `snapshot`'s upper on top.
     pub fn mounted<T: Send>(
         &self,
         snapshot: &Path,
         merged: &Path,
-        idmapped: bool,
         f: impl FnOnce() -> T + Send,
     ) -> io::Result<T> {
         let names = tempfile::Builder::new()
@@ -84,7 +85,6 @@ impl Stack {
             lowers: &self.lowers,
             snapshot,
             merged,
-            idmap: self.idmap.filter(|_| idmapped),
             names: names.path(),
         };
         mount::with_overlay(&plan, f)
@@ -128,7 +128,7 @@ pub(crate) fn apply_layer(
             });
         }
     };
-    let applied = stack.mounted(&snapshot, &merged, false, || {
+    let applied = stack.mounted(&snapshot, &merged, || {
         rootfs.apply_here(store, digest, media_type)
     });
     match applied {
@@ -151,8 +151,8 @@ pub fn discard(snapshot: &Path) {
 /// How a stage's RUN steps get their file system.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Snapshots {
-    /// Overlay, idmapped to this range in a user namespace.
-    Overlay { idmap: Option<IdRange> },
+    /// Overlay.
+    Overlay,
     /// A copy of the tree, walked before and after each command.
     Copy,
 }
@@ -162,24 +162,13 @@ pub enum Snapshots {
 pub fn choose(store: &Store, userns: bool) -> Snapshots {
     match overlay_refused(store, userns) {
         None => {
-            let idmap = userns.then(root_range).flatten();
-            tracing::info!(
-                idmapped = idmap.is_some(),
-                "RUN steps use overlay snapshots"
-            );
-            Snapshots::Overlay { idmap }
+            tracing::info!("RUN steps use overlay snapshots");
+            Snapshots::Overlay
         }
         Some(why) => {
             tracing::info!("RUN steps use a copy of the tree: {why}");
             Snapshots::Copy
         }
-    }
-}
-
-fn root_range() -> Option<IdRange> {
-    match crate::sandbox::mapping_for(true, 0, 0, None) {
-        crate::sandbox::Mapping::Shifted(range) => Some(range),
-        _ => None,
     }
 }
 
@@ -195,28 +184,22 @@ fn overlay_refused(store: &Store, userns: bool) -> Option<String> {
     if unsafe { libc::geteuid() } != 0 {
         return Some("not root (overlay in a user namespace is not used yet)".to_owned());
     }
-    let idmap = if userns {
-        match root_range() {
-            Some(range) => Some(range),
-            None => return Some("root here is not the host's root (no ID range to map)".into()),
-        }
-    } else {
-        None
-    };
-    static PROBED: Mutex<Vec<(Option<IdRange>, Option<String>)>> = Mutex::new(Vec::new());
-    let mut probed = PROBED.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((_, why)) = probed.iter().find(|(key, _)| *key == idmap) {
-        return why.clone();
+    if userns && crate::sandbox::store_ids(true).is_none() {
+        return Some("root here is not the host's root (no ID range to map)".into());
     }
-    let why = probe(store, idmap)
-        .err()
-        .map(|e| format!("the overlay mount failed: {e}"));
-    probed.push((idmap, why.clone()));
-    why
+    static PROBED: Mutex<Option<Option<String>>> = Mutex::new(None);
+    let mut probed = PROBED.lock().unwrap_or_else(|e| e.into_inner());
+    probed
+        .get_or_insert_with(|| {
+            probe(store)
+                .err()
+                .map(|e| format!("the overlay mount failed: {e}"))
+        })
+        .clone()
 }
 
 /// Mounts a small stack once, with a file in the lower and one written through the mount.
-fn probe(store: &Store, idmap: Option<IdRange>) -> io::Result<()> {
+fn probe(store: &Store) -> io::Result<()> {
     let dir = tempfile::Builder::new()
         .prefix("probe-")
         .tempdir_in(store.session_dir())?;
@@ -225,9 +208,9 @@ fn probe(store: &Store, idmap: Option<IdRange>) -> io::Result<()> {
     fs::write(base.join("lower"), "")?;
     let merged = dir.path().join("merged");
     fs::create_dir(&merged)?;
-    let stack = Stack::new(base, idmap);
+    let stack = Stack::new(base, None);
     let snapshot = stack.new_snapshot(store)?;
-    let written = stack.mounted(&snapshot, &merged, idmap.is_some(), || {
+    let written = stack.mounted(&snapshot, &merged, || {
         fs::metadata(merged.join("lower"))?;
         fs::write(merged.join("upper"), "")
     });

@@ -3,17 +3,13 @@
 //! needs no cleanup, vanishes when the thread ends, whatever happens, and never shows on the
 //! host. Each layer is first attached under a short name (`0`, `1`, …, `s`) in a directory of
 //! its own, which keeps the option string far below the page it must fit in however many
-//! layers the stack has, and lets each layer be an idmapped mount: the files keep the image's
-//! owners on disk and show them inside the sandbox's user namespace, without a walk to shift
-//! them.
+//! layers the stack has.
 
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-
-use crate::owners::IdRange;
 
 /// What one overlay mount is made of.
 pub(crate) struct Plan<'a> {
@@ -22,8 +18,6 @@ pub(crate) struct Plan<'a> {
     /// Holds `upper/` and `work/`.
     pub snapshot: &'a Path,
     pub merged: &'a Path,
-    /// The sandbox's ID range, for idmapped layers.
-    pub idmap: Option<IdRange>,
     /// An empty directory for the layers' short names.
     pub names: &'a Path,
 }
@@ -66,13 +60,12 @@ fn private_namespace() -> io::Result<()> {
 }
 
 fn mount_overlay(plan: &Plan<'_>) -> io::Result<()> {
-    let userns = plan.idmap.map(idmap_userns).transpose()?;
     let mut lowerdir = Vec::new();
     for (i, lower) in plan.lowers.iter().enumerate() {
-        attach(lower, &plan.names.join(i.to_string()), userns.as_ref())?;
+        attach(lower, &plan.names.join(i.to_string()))?;
         lowerdir.push(i.to_string());
     }
-    attach(plan.snapshot, &plan.names.join("s"), userns.as_ref())?;
+    attach(plan.snapshot, &plan.names.join("s"))?;
     // Short relative names keep the options under a page; the directory is given back after,
     // since the caller's work on this thread may use relative paths.
     let cwd = std::env::current_dir()?;
@@ -97,21 +90,11 @@ fn mount_overlay(plan: &Plan<'_>) -> io::Result<()> {
     mounted
 }
 
-/// `struct mount_attr` of mount_setattr(2).
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
-
-const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 const OPEN_TREE_CLONE: libc::c_uint = 1;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x04;
 
-/// Attaches a copy of the mount of `source` at `target` (made here), idmapped by `userns`.
-fn attach(source: &Path, target: &Path, userns: Option<&OwnedFd>) -> io::Result<()> {
+/// Attaches a copy of the mount of `source` at `target` (made here).
+fn attach(source: &Path, target: &Path) -> io::Result<()> {
     std::fs::create_dir(target)?;
     let source = cstring(source)?;
     // SAFETY: a valid C string; the flags are constants.
@@ -128,25 +111,6 @@ fn attach(source: &Path, target: &Path, userns: Option<&OwnedFd>) -> io::Result<
     }
     // SAFETY: a descriptor just opened, owned by nobody else.
     let tree = unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) };
-    if let Some(userns) = userns {
-        let attr = MountAttr {
-            attr_set: MOUNT_ATTR_IDMAP,
-            attr_clr: 0,
-            propagation: 0,
-            userns_fd: userns.as_raw_fd() as u64,
-        };
-        // SAFETY: our descriptors, an empty C string and a mount_attr of the size passed.
-        check(unsafe {
-            libc::syscall(
-                libc::SYS_mount_setattr,
-                tree.as_raw_fd(),
-                c"".as_ptr(),
-                libc::AT_EMPTY_PATH,
-                &attr as *const MountAttr,
-                std::mem::size_of::<MountAttr>(),
-            ) as libc::c_int
-        })?;
-    }
     let target = cstring(target)?;
     // SAFETY: our descriptor, valid C strings.
     check(unsafe {
@@ -159,57 +123,6 @@ fn attach(source: &Path, target: &Path, userns: Option<&OwnedFd>) -> io::Result<
             MOVE_MOUNT_F_EMPTY_PATH,
         ) as libc::c_int
     })
-}
-
-/// A user namespace mapping the image's IDs 0… to the sandbox's range, for idmapped mounts:
-/// on disk a file keeps the image's owner, and the sandbox sees it as that owner. The host's
-/// root is mapped to the one ID past the range, so that the mount points the sandbox makes
-/// (as the host's root, before it starts) can be made and removed; they never reach a layer.
-fn idmap_userns(range: IdRange) -> io::Result<OwnedFd> {
-    let mut ready = [0; 2];
-    let mut go = [0; 2];
-    // SAFETY: valid arrays for pipe2's two descriptors.
-    unsafe {
-        check(libc::pipe2(ready.as_mut_ptr(), libc::O_CLOEXEC))?;
-        check(libc::pipe2(go.as_mut_ptr(), libc::O_CLOEXEC))?;
-    }
-    // SAFETY: the child makes only system calls (async-signal-safe) before _exit.
-    let child = unsafe { libc::fork() };
-    if child == 0 {
-        // SAFETY: plain system calls on our own descriptors.
-        unsafe {
-            libc::close(go[1]);
-            let byte = [u8::from(libc::unshare(libc::CLONE_NEWUSER) == 0)];
-            libc::write(ready[1], byte.as_ptr().cast(), 1);
-            let mut answer = [0u8; 1];
-            libc::read(go[0], answer.as_mut_ptr().cast(), 1);
-            libc::_exit(0);
-        }
-    }
-    let result = (|| {
-        check(child)?;
-        let mut byte = [0u8; 1];
-        // SAFETY: reading one byte from our own pipe.
-        let n = unsafe { libc::read(ready[0], byte.as_mut_ptr().cast(), 1) };
-        if n != 1 || byte[0] != 1 {
-            return Err(io::Error::other("cannot create a user namespace"));
-        }
-        let line = |start: u32| format!("0 {start} {}\n{} 0 1\n", range.count, range.count);
-        std::fs::write(format!("/proc/{child}/uid_map"), line(range.uid_start))?;
-        std::fs::write(format!("/proc/{child}/gid_map"), line(range.gid_start))?;
-        let file = std::fs::File::open(format!("/proc/{child}/ns/user"))?;
-        Ok(OwnedFd::from(file))
-    })();
-    // SAFETY: closing and waiting on what this function made.
-    unsafe {
-        for fd in [ready[0], ready[1], go[0], go[1]] {
-            libc::close(fd);
-        }
-        if child > 0 {
-            libc::waitpid(child, std::ptr::null_mut(), 0);
-        }
-    }
-    result
 }
 
 fn umount(path: &Path) -> io::Result<()> {

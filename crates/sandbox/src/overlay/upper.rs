@@ -18,13 +18,16 @@ use std::path::{Path, PathBuf};
 use dockless_layer::Entry;
 
 use crate::diff::{Node, Owners, changed, entry_kind, links_after_their_targets, marker};
+use crate::owners::IdRange;
 
 /// The entries of the layer in `upper` over `lowers` (topmost first), sorted as a layer needs
-/// them. Owners are as on disk (the upper is written through the sandbox's ID mapping).
-pub fn diff(upper: &Path, lowers: &[PathBuf]) -> io::Result<Vec<Entry>> {
+/// them. Owners are kept in `ids` on disk (see [`crate::sandbox::store_ids`]): the entries get
+/// the image's.
+pub fn diff(upper: &Path, lowers: &[PathBuf], ids: Option<IdRange>) -> io::Result<Vec<Entry>> {
     let mut walk = Walk {
         upper,
         lowers,
+        ids,
         keyed: Vec::new(),
         first_link: HashMap::new(),
     };
@@ -39,6 +42,7 @@ pub fn diff(upper: &Path, lowers: &[PathBuf]) -> io::Result<Vec<Entry>> {
 struct Walk<'a> {
     upper: &'a Path,
     lowers: &'a [PathBuf],
+    ids: Option<IdRange>,
     keyed: Vec<(String, Entry)>,
     first_link: HashMap<(u64, u64), String>,
 }
@@ -89,11 +93,12 @@ impl Walk<'_> {
     fn entry(&mut self, path: &str, node: &Node, old: Option<&Node>, opaque: bool) {
         let replaced = old.is_some_and(|o| o.kind() != node.kind());
         let (uid, gid) = node.owner();
-        let owner = (u64::from(uid), u64::from(gid));
+        let on_disk = (u64::from(uid), u64::from(gid));
         let include = match old {
             None => true,
             Some(_) if replaced || opaque => true,
-            Some(o) => changed(path, o, node, Owners::AsOnDisk, owner),
+            // Both owners as on disk, in the same IDs.
+            Some(o) => changed(path, o, node, Owners::AsOnDisk, on_disk),
         };
         if !include {
             return;
@@ -101,14 +106,15 @@ impl Walk<'_> {
         let Some(kind) = entry_kind(self.upper, path, node, &mut self.first_link) else {
             return;
         };
+        let image = self.ids.map_or((uid, gid), |range| range.to_image(uid, gid));
         self.keyed.push((
             path.to_owned(),
             Entry {
                 path: path.to_owned(),
                 kind,
                 mode: node.mode_bits(),
-                uid: owner.0,
-                gid: owner.1,
+                uid: u64::from(image.0),
+                gid: u64::from(image.1),
                 xattrs: node.xattr_list().to_vec(),
             },
         ));

@@ -3,26 +3,41 @@
 //! copies it (the copy is what a RUN may change).
 
 use super::*;
+use crate::owners::IdRange;
 use sha2::{Digest as _, Sha256};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
 /// Bumped when the way trees are unpacked changes.
 /// v2: no device nodes on the host side.
-const VERSION: &str = "dockless-rootfs-v2";
+/// v3: as root in a user namespace, owners kept in the sandbox's range (their range in the key).
+const VERSION: &str = "dockless-rootfs-v3";
 
-fn key(layers: &[(Digest, String)], privileged: bool) -> String {
+fn key(layers: &[(Digest, String)], privileged: bool, ids: Option<IdRange>) -> String {
     let mut hasher = Sha256::new();
     hasher.update(format!("{VERSION}\n{privileged}\n"));
+    if let Some(range) = ids {
+        let IdRange {
+            uid_start,
+            gid_start,
+            count,
+        } = range;
+        hasher.update(format!("ids {uid_start} {gid_start} {count}\n"));
+    }
     for (digest, media_type) in layers {
         hasher.update(format!("{digest} {media_type}\n"));
     }
     hex::encode(hasher.finalize())
 }
 
-/// A working tree holding `layers` (blobs already in the store).
-pub fn working_tree(store: &Store, layers: &[(Digest, String)]) -> Result<Rootfs, RootfsError> {
-    let mut working = Rootfs::new(store)?;
-    let entry = unpacked(store, layers, working.privileged)?;
+/// A working tree holding `layers` (blobs already in the store), its owners kept in `ids` on
+/// disk (see [`crate::sandbox::store_ids`]).
+pub fn working_tree(
+    store: &Store,
+    layers: &[(Digest, String)],
+    ids: Option<IdRange>,
+) -> Result<Rootfs, RootfsError> {
+    let mut working = Rootfs::in_ids(store, ids)?;
+    let entry = unpacked(store, layers, working.privileged, working.ids)?;
     let create = |source| RootfsError::Create {
         dir: entry.clone(),
         source,
@@ -42,15 +57,16 @@ fn unpacked(
     store: &Store,
     layers: &[(Digest, String)],
     privileged: bool,
+    ids: Option<IdRange>,
 ) -> Result<PathBuf, RootfsError> {
     let entry = store
         .root()
         .join(dockless_oci::areas::TREES)
-        .join(key(layers, privileged));
+        .join(key(layers, privileged, ids));
     if entry.join("owners.json").is_file() {
         dockless_oci::areas::mark_used(&entry);
     } else {
-        unpack_into_cache(store, layers, &entry)?;
+        unpack_into_cache(store, layers, &entry, ids)?;
     }
     Ok(entry)
 }
@@ -59,8 +75,9 @@ fn unpack_into_cache(
     store: &Store,
     layers: &[(Digest, String)],
     entry: &Path,
+    ids: Option<IdRange>,
 ) -> Result<(), RootfsError> {
-    let mut tree = Rootfs::new(store)?;
+    let mut tree = Rootfs::in_ids(store, ids)?;
     for (digest, media_type) in layers {
         tree.apply(store, digest, media_type)?;
     }
@@ -107,11 +124,11 @@ fn unpack_into_cache(
 pub fn overlay_tree(
     store: &Store,
     layers: &[(Digest, String)],
-    idmap: Option<crate::owners::IdRange>,
+    ids: Option<IdRange>,
 ) -> Result<Rootfs, RootfsError> {
-    let mut working = Rootfs::new(store)?;
-    let entry = unpacked(store, layers, working.privileged)?;
-    working.overlay = Some(crate::overlay::Stack::new(entry.join("tree"), idmap));
+    let mut working = Rootfs::in_ids(store, ids)?;
+    let entry = unpacked(store, layers, working.privileged, working.ids)?;
+    working.overlay = Some(crate::overlay::Stack::new(entry.join("tree"), working.ids));
     working.applied = layers.len();
     Ok(working)
 }

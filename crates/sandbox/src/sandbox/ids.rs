@@ -46,6 +46,20 @@ pub fn mapping_for(userns: bool, host_uid: u32, host_gid: u32, subids: Option<Su
     choose_mapping(userns, range, subids)
 }
 
+/// The IDs the store keeps a build's trees and cache mounts in: run by root with a user
+/// namespace, the sandbox's range (its files then never hold a setuid or setgid bit of an ID
+/// that owns something on the host); `None`, the image's own IDs: rootless (the files are the
+/// invoking user's, in its 0700 store) and `--isolation root` (whose command is the host's
+/// root).
+pub fn store_ids(userns: bool) -> Option<IdRange> {
+    // SAFETY: getuid and getgid cannot fail.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    match mapping_for(userns, uid, gid, None) {
+        Mapping::Shifted(range) => Some(range),
+        _ => None,
+    }
+}
+
 fn choose_mapping(userns: bool, root_range: Option<IdRange>, subids: Option<SubIds>) -> Mapping {
     match (userns, root_range, subids) {
         (false, _, _) => Mapping::Host,

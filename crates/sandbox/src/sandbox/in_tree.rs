@@ -27,10 +27,16 @@ const RESOLVE_BENEATH: u64 = 0x08;
 /// Opens `rel` (relative, `/`-separated) beneath `dir` as a directory to act in, refusing any
 /// symlink or `..` on the way.
 fn open_dir_beneath(dir: &OwnedFd, rel: &str) -> io::Result<OwnedFd> {
+    open_beneath(dir, rel, libc::O_PATH | libc::O_DIRECTORY)
+}
+
+/// Opens `rel` (relative, `/`-separated) beneath `dir` with `flags` (close-on-exec added),
+/// refusing any symlink, its last part included, and any `..` on the way.
+pub(crate) fn open_beneath(dir: &OwnedFd, rel: &str, flags: libc::c_int) -> io::Result<OwnedFd> {
     let path = if rel.is_empty() { "." } else { rel };
     let path = CString::new(path).map_err(io::Error::other)?;
     let how = OpenHow {
-        flags: (libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) as u64,
+        flags: (flags | libc::O_CLOEXEC) as u64,
         mode: 0,
         resolve: RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
     };
@@ -94,14 +100,18 @@ struct Made {
 pub(super) struct MountPoints {
     root: OwnedFd,
     made: Vec<Made>,
+    /// The host IDs to give what is made (the sandbox's root, when the tree is kept in its
+    /// range); `None`: the maker's.
+    owner: Option<(u32, u32)>,
 }
 
 impl MountPoints {
-    pub(super) fn open(root: &Path) -> io::Result<Self> {
+    pub(super) fn open(root: &Path, owner: Option<(u32, u32)>) -> io::Result<Self> {
         let root = File::open(root)?;
         Ok(MountPoints {
             root: root.into(),
             made: Vec::new(),
+            owner,
         })
     }
 
@@ -133,7 +143,7 @@ impl MountPoints {
                     return Ok(false);
                 }
                 let as_file = last && file;
-                make_at(&dir, &name, as_file)?;
+                make_at(&dir, &name, as_file, self.owner)?;
                 let (dev, ino, _) = stat_at(&dir, &name)?
                     .ok_or_else(|| io::Error::other(format!("{here} vanished")))?;
                 self.made.push(Made {
@@ -201,7 +211,12 @@ pub(super) fn current_dir() -> io::Result<OwnedFd> {
     Ok(File::open(".")?.into())
 }
 
-fn make_at(dir: &OwnedFd, name: &CString, file: bool) -> io::Result<()> {
+fn make_at(
+    dir: &OwnedFd,
+    name: &CString,
+    file: bool,
+    owner: Option<(u32, u32)>,
+) -> io::Result<()> {
     // SAFETY: a descriptor we own and a valid C string; O_EXCL and O_NOFOLLOW make nothing
     // through a link that appeared meanwhile.
     let rc = unsafe {
@@ -223,6 +238,21 @@ fn make_at(dir: &OwnedFd, name: &CString, file: bool) -> io::Result<()> {
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }
+    if let Some((uid, gid)) = owner {
+        // SAFETY: a descriptor we own and a valid C string; the entry just made, not followed.
+        let rc = unsafe {
+            libc::fchownat(
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                uid,
+                gid,
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
     Ok(())
 }
 
@@ -239,7 +269,7 @@ mod tests {
         let host = dir.path().join("host");
         fs::create_dir_all(root.join("etc")).unwrap();
         fs::create_dir(&host).unwrap();
-        let mut points = MountPoints::open(&root).unwrap();
+        let mut points = MountPoints::open(&root, None).unwrap();
         assert!(points.make("etc/hosts", true, false).unwrap());
         assert!(points.make("m/t", false, true).unwrap());
         assert!(!points.make("absent/x", true, false).unwrap());
@@ -256,7 +286,7 @@ mod tests {
         assert!(host.join("t").is_dir());
         assert!(fs::symlink_metadata(root.join("m")).unwrap().is_symlink());
         // Made anew through the link: nothing.
-        let mut again = MountPoints::open(&root).unwrap();
+        let mut again = MountPoints::open(&root, None).unwrap();
         assert!(!again.make("etc/resolv.conf", true, false).unwrap());
         assert!(!host.join("resolv.conf").exists());
         assert!(!is_plain_beneath(&again.root, "etc/hosts", false));

@@ -19,7 +19,7 @@
 
 mod caps;
 mod ids;
-mod in_tree;
+pub(crate) mod in_tree;
 mod inherited;
 mod init;
 mod lifeline;
@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use ids::{IdRange, Mapping, mapping_for, subordinate_ids};
+pub use ids::{IdRange, Mapping, mapping_for, store_ids, subordinate_ids};
 pub use network::{Network, NetworkError};
 pub use step_mounts::{MountSource, SandboxMount};
 
@@ -136,10 +136,10 @@ pub struct Spec {
     pub secret_env: Vec<(String, PathBuf)>,
     /// Where the helper writes why the sandbox could not be set up.
     pub status: PathBuf,
-    /// The tree is an overlay of idmapped layers: it already shows the image's owners in the
-    /// sandbox's range, and is not shifted.
+    /// The host IDs the tree's and the cache mounts' owners are kept in on disk (see
+    /// [`store_ids`]): the sandbox's range when run by root in a user namespace.
     #[serde(default)]
-    pub idmapped: bool,
+    pub store_ids: Option<IdRange>,
 }
 
 /// A script written inline in the Dockerfile (a RUN heredoc starting with `#!`): BuildKit
@@ -209,7 +209,9 @@ pub fn run_with_output(
         path: spec.rootfs.clone(),
         source,
     };
-    let mut points = in_tree::MountPoints::open(&spec.rootfs).map_err(prepare_error)?;
+    // The mount points dockless makes are the sandbox's root's, as the tree's root is.
+    let owner = spec.store_ids.map(|range| (range.uid_start, range.gid_start));
+    let mut points = in_tree::MountPoints::open(&spec.rootfs, owner).map_err(prepare_error)?;
     let made = mounts::prepare(&mut points)
         .and_then(|()| step_mounts::mount_points(&spec.rootfs, &mut spec.mounts, &mut points));
     if let Err(source) = made {
@@ -270,39 +272,19 @@ pub fn helper_main() -> i32 {
             })
         }
         Mapping::Shifted(range) => {
-            // The tree, and the caches the command mounts, hold the image's owners: shifted
-            // into the sandbox's range for the command and back after it. A failure leaves
-            // them half shifted, but the build stops and drops the tree.
-            let shifted: Vec<&Path> = (!spec.idmapped)
-                .then_some(spec.rootfs.as_path())
-                .into_iter()
-                .chain(spec.mounts.iter().filter_map(|m| match &m.source {
-                    MountSource::Directory {
-                        path,
-                        image_owners: true,
-                        ..
-                    } => Some(path.as_path()),
-                    _ => None,
-                }))
-                .collect();
-            for path in &shifted {
-                if let Err(e) = super::owners::shift_into(path, range) {
-                    return status.fail(format!(
-                        "cannot give the image's files the IDs of the sandbox: {e}"
-                    ));
-                }
+            // The tree and the caches the command mounts are kept in the sandbox's range on
+            // disk (see [`crate::owners`]); a tree in any other form would show the command
+            // files of no owner it knows, or make it the owner of the host's files.
+            if spec.store_ids != Some(range) {
+                return status.fail(format!(
+                    "the tree's owners are kept as {:?} on disk, but the sandbox maps host IDs \
+                     {range:?}; build again (the store's trees follow the sandbox's IDs)",
+                    spec.store_ids
+                ));
             }
-            let code = in_new_userns(&spec, mapping, &prepared, &mut status, |child| {
+            in_new_userns(&spec, mapping, &prepared, &mut status, |child| {
                 ids::write_maps(child, range)
-            });
-            for path in &shifted {
-                if let Err(e) = super::owners::shift_back(path, range) {
-                    return status.fail(format!(
-                        "cannot give the files back their owners after the command: {e}"
-                    ));
-                }
-            }
-            code
+            })
         }
     }
 }

@@ -31,13 +31,9 @@ pub struct SandboxMount {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MountSource {
-    /// A host directory bound at the target. `image_owners`: its owners are kept as the image
-    /// sees them (a cache), so a sandbox whose IDs are shifted shifts them too.
-    Directory {
-        path: PathBuf,
-        read_only: bool,
-        image_owners: bool,
-    },
+    /// A host directory bound at the target. A cache's owners are kept on disk as the tree's
+    /// are (see [`crate::sandbox::store_ids`]), so the sandbox sees them as the image's.
+    Directory { path: PathBuf, read_only: bool },
     /// An empty in-memory file system.
     Tmpfs { size: Option<u64> },
     /// A secret: the helper reads the file, the command sees its content at the target.

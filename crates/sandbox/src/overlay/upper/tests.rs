@@ -54,7 +54,7 @@ fn the_upper_directory_alone_gives_the_layer() {
         return;
     }
     let lowers = [middle, base];
-    let entries = diff(&upper, &lowers).unwrap();
+    let entries = diff(&upper, &lowers, None).unwrap();
     assert_eq!(
         paths(&entries),
         [
