@@ -31,7 +31,9 @@ fn suid_tar() -> Vec<u8> {
         header.set_uid(0);
         header.set_gid(0);
         header.set_size(3);
-        builder.append_data(&mut header, name, &b"#!\n"[..]).unwrap();
+        builder
+            .append_data(&mut header, name, &b"#!\n"[..])
+            .unwrap();
     }
     builder.into_inner().unwrap()
 }
@@ -50,7 +52,8 @@ fn listed_ids(file: &str) -> Vec<u32> {
 /// group: the ways up a local user who reached the store would have.
 fn identity_giving_files(dir: &Path, invoker: u32) -> Vec<(PathBuf, u32, u32, u32)> {
     let (users, groups) = (listed_ids("/etc/passwd"), listed_ids("/etc/group"));
-    let owns_something = |id: u32, listed: &[u32]| id == 0 || (id != invoker && listed.contains(&id));
+    let owns_something =
+        |id: u32, listed: &[u32]| id == 0 || (id != invoker && listed.contains(&id));
     let mut found = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(dir) = pending.pop() {
@@ -108,9 +111,21 @@ fn no_file_in_the_store_is_setuid_to_a_host_identity_and_runs_still_see_the_bits
             let m = fs::symlink_metadata(rootfs.join(rel)).unwrap();
             (m.mode() & 0o7777, m.uid(), m.gid())
         };
-        assert_eq!(meta("made-suid"), (0o4755, 0, 0), "{mode}: chmod u+s in a layer");
-        assert_eq!(meta("evil/sgid-root"), (0o755, 0, 0), "{mode}: chmod a-s in a layer");
-        assert_eq!(meta("evil/suid-root"), (0o4755, 0, 0), "{mode}: the base's file");
+        assert_eq!(
+            meta("made-suid"),
+            (0o4755, 0, 0),
+            "{mode}: chmod u+s in a layer"
+        );
+        assert_eq!(
+            meta("evil/sgid-root"),
+            (0o755, 0, 0),
+            "{mode}: chmod a-s in a layer"
+        );
+        assert_eq!(
+            meta("evil/suid-root"),
+            (0o4755, 0, 0),
+            "{mode}: the base's file"
+        );
 
         // The cache kept the RUN's setuid file...
         let caches = ws.cache().join("cache-mounts");
@@ -128,5 +143,108 @@ fn no_file_in_the_store_is_setuid_to_a_host_identity_and_runs_still_see_the_bits
             found.is_empty(),
             "{mode}: setuid/setgid files of host identities in the store: {found:#?}"
         );
+    }
+}
+
+/// The digest and path of `bytes` stored as a blob of the layout `layout`.
+fn put_blob(layout: &Path, bytes: &[u8]) -> (String, u64) {
+    use sha2::Digest as _;
+    let hex = hex::encode(sha2::Sha256::digest(bytes));
+    fs::write(layout.join("blobs/sha256").join(&hex), bytes).unwrap();
+    (format!("sha256:{hex}"), bytes.len() as u64)
+}
+
+fn read_blob(layout: &Path, digest: &str) -> serde_json::Value {
+    let path = layout
+        .join("blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"));
+    serde_json::from_slice(&fs::read(path).unwrap()).unwrap()
+}
+
+/// Replaces the topmost layer of the one image in `layout` with the uncompressed `layer`, as a
+/// hostile registry's image could hold it.
+fn replace_top_layer(layout: &Path, layer: &[u8]) {
+    let index_path = layout.join("index.json");
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&fs::read(&index_path).unwrap()).unwrap();
+    let mut manifest = read_blob(layout, index["manifests"][0]["digest"].as_str().unwrap());
+    let mut config = read_blob(layout, manifest["config"]["digest"].as_str().unwrap());
+    let (digest, size) = put_blob(layout, layer);
+    let top = manifest["layers"].as_array().unwrap().len() - 1;
+    manifest["layers"][top] = serde_json::json!({
+        "mediaType": "application/vnd.oci.image.layer.v1.tar",
+        "digest": digest,
+        "size": size,
+    });
+    config["rootfs"]["diff_ids"][top] = serde_json::json!(digest);
+    let (digest, size) = put_blob(layout, &serde_json::to_vec(&config).unwrap());
+    manifest["config"]["digest"] = serde_json::json!(digest);
+    manifest["config"]["size"] = serde_json::json!(size);
+    let (digest, size) = put_blob(layout, &serde_json::to_vec(&manifest).unwrap());
+    index["manifests"][0]["digest"] = serde_json::json!(digest);
+    index["manifests"][0]["size"] = serde_json::json!(size);
+    fs::write(index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+}
+
+/// A layer that lists `a/` and `a/b/` (mode 0777) and then makes `a` a link to `host`.
+fn directory_then_link(host: &Path) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for name in ["a/", "a/b/"] {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Directory);
+        header.set_mode(0o777);
+        header.set_size(0);
+        builder
+            .append_data(&mut header, name, std::io::empty())
+            .unwrap();
+    }
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Symlink);
+    header.set_size(0);
+    builder.append_link(&mut header, "a", host).unwrap();
+    builder.into_inner().unwrap()
+}
+
+#[test]
+fn a_base_layer_that_turns_a_directory_into_a_host_link_changes_nothing_on_the_host() {
+    use std::os::unix::fs::PermissionsExt;
+    if !needs_root("to run as root and, through setpriv, as nobody") {
+        return;
+    }
+    for who in [As::Root, As::Nobody] {
+        let ws = workspace("FROM {base}\nCOPY x /x\n");
+        ws.write("x", "x\n");
+        let host = ws.path().join("host");
+        fs::create_dir_all(host.join("b")).unwrap();
+        let build = |output: &str| {
+            let out = dockless_as(&ws, who)
+                .args(["build", "ctx", "--output", output, "--tag", "t"])
+                .output()
+                .unwrap();
+            assert_success(&out);
+        };
+        build("hostile");
+        let hostile = ws.path().join("hostile");
+        replace_top_layer(&hostile, &directory_then_link(&host));
+        ws.write(
+            "Dockerfile",
+            format!(
+                "FROM oci:{}:t\nRUN [\"/bin/busybox\", \"true\"]\n",
+                hostile.display()
+            ),
+        );
+        for dir in [&host, &host.join("b")] {
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).unwrap();
+        }
+        build("out");
+        for dir in [&host, &host.join("b")] {
+            let mode = fs::metadata(dir).unwrap().permissions().mode() & 0o7777;
+            assert_eq!(
+                mode,
+                0o700,
+                "{who:?}: {} was changed through the link",
+                dir.display()
+            );
+        }
     }
 }

@@ -383,17 +383,19 @@ impl Drop for Rootfs {
 /// layer may have replaced it, or one of its parents, with a link (to a host directory, as an
 /// absolute link means on the host), and then there is nothing of the tree to set.
 fn set_dir_metadata(root: &OwnedFd, rel: &str, mode: u32, mtime: u64) -> io::Result<()> {
-    let dir = match crate::sandbox::in_tree::open_beneath(
-        root,
-        rel,
-        libc::O_PATH | libc::O_DIRECTORY,
-    ) {
-        Ok(dir) => dir,
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR | libc::ENOENT)) => {
-            return Ok(());
-        }
-        Err(e) => return Err(e),
-    };
+    let dir =
+        match crate::sandbox::in_tree::open_beneath(root, rel, libc::O_PATH | libc::O_DIRECTORY) {
+            Ok(dir) => dir,
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ELOOP | libc::ENOTDIR | libc::ENOENT)
+                ) =>
+            {
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
     // A descriptor opened with O_PATH cannot be changed through; its /proc link can, and leads
     // to nothing but that directory.
     let path = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));

@@ -106,7 +106,9 @@ impl Walk<'_> {
         let Some(kind) = entry_kind(self.upper, path, node, &mut self.first_link) else {
             return;
         };
-        let image = self.ids.map_or((uid, gid), |range| range.to_image(uid, gid));
+        let image = self
+            .ids
+            .map_or((uid, gid), |range| range.to_image(uid, gid));
         self.keyed.push((
             path.to_owned(),
             Entry {
@@ -135,23 +137,38 @@ fn is_opaque(path: &Path) -> bool {
 
 /// What the lowers (topmost first) show at `rel`, as overlayfs would merge them: the first
 /// layer that has the path gives it (`None` if that is a whiteout); a layer where a directory
-/// above it is opaque, or is not a directory, hides every layer below.
+/// above it is opaque, or is not a directory, hides every layer below. Each layer's directories
+/// are looked at from the top before anything below them is read, so a link in a layer (to a
+/// host directory, as an absolute link means on the host) is never followed.
 pub(crate) fn lookup(lowers: &[PathBuf], rel: &str) -> io::Result<Option<Node>> {
+    let parents: Vec<&str> = rel
+        .match_indices('/')
+        .map(|(slash, _)| &rel[..slash])
+        .collect();
     for lower in lowers {
-        match Node::read(&lower.join(rel)) {
-            Ok(node) if node.is_whiteout() => return Ok(None),
-            Ok(node) => return Ok(Some(node.without_overlay_xattrs())),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {}
-            Err(e) => return Err(e),
-        }
-        let mut ancestor = rel;
-        while let Some((parent, _)) = ancestor.rsplit_once('/') {
-            ancestor = parent;
-            match fs::symlink_metadata(lower.join(ancestor)) {
+        let mut opaque = false;
+        let mut complete = true;
+        for parent in &parents {
+            match fs::symlink_metadata(lower.join(parent)) {
                 Ok(meta) if !meta.is_dir() => return Ok(None),
-                Ok(_) if is_opaque(&lower.join(ancestor)) => return Ok(None),
-                _ => {}
+                Ok(_) => opaque |= is_opaque(&lower.join(parent)),
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {
+                    complete = false;
+                    break;
+                }
+                Err(e) => return Err(e),
             }
+        }
+        if complete {
+            match Node::read(&lower.join(rel)) {
+                Ok(node) if node.is_whiteout() => return Ok(None),
+                Ok(node) => return Ok(Some(node.without_overlay_xattrs())),
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if opaque {
+            return Ok(None);
         }
     }
     Ok(None)

@@ -153,3 +153,48 @@ fn layers_are_applied_as_gos_reader_reads_them() {
     assert!(fs::symlink_metadata(root.join("link")).is_ok());
     assert_eq!(fs::read_to_string(root.join("after")).unwrap(), "end");
 }
+
+/// A layer that lists directories and then replaces one of them with a link to a host
+/// directory: the modes and times set at the end of the layer go to nothing of the host.
+#[test]
+fn directory_modes_are_never_set_through_a_link() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("store")).unwrap();
+    let host = dir.path().join("host");
+    fs::create_dir_all(host.join("b")).unwrap();
+    for d in [&host, &host.join("b")] {
+        fs::set_permissions(d, fs::Permissions::from_mode(0o700)).unwrap();
+        set_mtime(d, 5).unwrap();
+    }
+    let mut builder = tar::Builder::new(Vec::new());
+    for name in ["a/", "a/b/"] {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Directory);
+        header.set_mode(0o777);
+        header.set_mtime(1_000_000);
+        header.set_size(0);
+        builder
+            .append_data(&mut header, name, std::io::empty())
+            .unwrap();
+    }
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Symlink);
+    header.set_size(0);
+    builder
+        .append_link(&mut header, "a", host.to_str().unwrap())
+        .unwrap();
+    let digest = store.put_bytes(&builder.into_inner().unwrap()).unwrap();
+    let mut rootfs = Rootfs::new(&store).unwrap();
+    rootfs.apply(&store, &digest, media::OCI_LAYER_TAR).unwrap();
+    assert_eq!(fs::read_link(rootfs.path().join("a")).unwrap(), host);
+    for d in [&host, &host.join("b")] {
+        let meta = fs::metadata(d).unwrap();
+        assert_eq!(
+            (meta.mode() & 0o7777, meta.mtime()),
+            (0o700, 5),
+            "{} was changed through the link",
+            d.display()
+        );
+    }
+}

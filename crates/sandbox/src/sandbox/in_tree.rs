@@ -211,12 +211,7 @@ pub(super) fn current_dir() -> io::Result<OwnedFd> {
     Ok(File::open(".")?.into())
 }
 
-fn make_at(
-    dir: &OwnedFd,
-    name: &CString,
-    file: bool,
-    owner: Option<(u32, u32)>,
-) -> io::Result<()> {
+fn make_at(dir: &OwnedFd, name: &CString, file: bool, owner: Option<(u32, u32)>) -> io::Result<()> {
     // SAFETY: a descriptor we own and a valid C string; O_EXCL and O_NOFOLLOW make nothing
     // through a link that appeared meanwhile.
     let rc = unsafe {

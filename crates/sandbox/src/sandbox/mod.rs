@@ -210,7 +210,9 @@ pub fn run_with_output(
         source,
     };
     // The mount points dockless makes are the sandbox's root's, as the tree's root is.
-    let owner = spec.store_ids.map(|range| (range.uid_start, range.gid_start));
+    let owner = spec
+        .store_ids
+        .map(|range| (range.uid_start, range.gid_start));
     let mut points = in_tree::MountPoints::open(&spec.rootfs, owner).map_err(prepare_error)?;
     let made = mounts::prepare(&mut points)
         .and_then(|()| step_mounts::mount_points(&spec.rootfs, &mut spec.mounts, &mut points));

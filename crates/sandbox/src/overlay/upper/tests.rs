@@ -74,3 +74,26 @@ fn the_upper_directory_alone_gives_the_layer() {
     assert!(lookup(&lowers, "doc/old").unwrap().is_some());
     assert!(lookup(&[upper], "doc/missing").unwrap().is_none());
 }
+
+/// A layer that holds a link where the upper has a directory (`etc` -> a host directory) hides
+/// the layers below at that path, and the link is never followed to the host file of the same
+/// name, whose metadata would decide whether the upper's file is a change.
+#[test]
+fn a_link_in_a_lower_is_never_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (host, lower, base) = (
+        dir.path().join("host"),
+        dir.path().join("lower"),
+        dir.path().join("base"),
+    );
+    for d in [&host, &lower, &base] {
+        fs::create_dir(d).unwrap();
+    }
+    fs::write(host.join("passwd"), "host").unwrap();
+    std::os::unix::fs::symlink(&host, lower.join("etc")).unwrap();
+    fs::create_dir(base.join("etc")).unwrap();
+    fs::write(base.join("etc/passwd"), "base").unwrap();
+    let lowers = [lower, base];
+    assert!(lookup(&lowers, "etc/passwd").unwrap().is_none());
+    assert!(lookup(&lowers, "etc").unwrap().is_some_and(|n| !n.is_dir()));
+}
