@@ -13,12 +13,13 @@ use crate::support::binary::{assert_success, needs_root, umoci_unpack};
 /// A base with a setuid-root and a setgid-root file (a layer of its own)...
 const SUID_BASE: &str = "FROM {base}\nADD suid.tar /\n";
 
-/// ...under RUN steps that look at them, make setuid files in a layer and in a cache mount, and
-/// take the bit off one as a hardening step would.
+/// ...under RUN steps that look at them, make a setuid file in a cache mount, take every bit off
+/// with the usual hardening line, and make a setuid file in a layer.
 const SUID_STEPS: &str = r#"FROM oci:{suidbase}:t
 RUN ["/bin/busybox", "sh", "-c", "/bin/busybox test -u /evil/suid-root && /bin/busybox test -g /evil/sgid-root && /bin/busybox stat -c '%a %u %g' /evil/suid-root /evil/sgid-root > /seen"]
 RUN --mount=type=cache,target=/c ["/bin/busybox", "sh", "-c", "/bin/busybox cp /bin/busybox /c/suid && /bin/busybox chmod 6755 /c/suid"]
-RUN ["/bin/busybox", "sh", "-c", "/bin/busybox cp /bin/busybox /made-suid && /bin/busybox chmod 4755 /made-suid && /bin/busybox chmod a-s /evil/sgid-root"]
+RUN ["/bin/busybox", "find", "/", "-xdev", "-perm", "/6000", "-type", "f", "-exec", "/bin/busybox", "chmod", "a-s", "{}", "+"]
+RUN ["/bin/busybox", "sh", "-c", "/bin/busybox cp /bin/busybox /made-suid && /bin/busybox chmod u+s /made-suid"]
 "#;
 
 /// A tar holding `evil/suid-root` (mode 4755) and `evil/sgid-root` (2755), both root's.
@@ -111,21 +112,19 @@ fn no_file_in_the_store_is_setuid_to_a_host_identity_and_runs_still_see_the_bits
             let m = fs::symlink_metadata(rootfs.join(rel)).unwrap();
             (m.mode() & 0o7777, m.uid(), m.gid())
         };
-        assert_eq!(
-            meta("made-suid"),
-            (0o4755, 0, 0),
-            "{mode}: chmod u+s in a layer"
-        );
-        assert_eq!(
-            meta("evil/sgid-root"),
-            (0o755, 0, 0),
-            "{mode}: chmod a-s in a layer"
-        );
-        assert_eq!(
-            meta("evil/suid-root"),
-            (0o4755, 0, 0),
-            "{mode}: the base's file"
-        );
+        assert_eq!(meta("made-suid"), (0o4755, 0, 0), "{mode}: u+s in a layer");
+        assert_eq!(meta("evil/suid-root"), (0o755, 0, 0), "{mode}: hardened");
+        assert_eq!(meta("evil/sgid-root"), (0o755, 0, 0), "{mode}: hardened");
+        // The hardening step's layer holds exactly the files whose bits it took off.
+        let manifest = layout_manifest(&ws.out());
+        let layers = manifest["layers"].as_array().unwrap();
+        let hardening = layers[layers.len() - 2]["digest"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let mut listed = layer_paths(&ws.out(), &hardening);
+        listed.sort();
+        assert_eq!(listed, ["evil/sgid-root", "evil/suid-root"], "{mode}");
 
         // The cache kept the RUN's setuid file...
         let caches = ws.cache().join("cache-mounts");
@@ -144,6 +143,35 @@ fn no_file_in_the_store_is_setuid_to_a_host_identity_and_runs_still_see_the_bits
             "{mode}: setuid/setgid files of host identities in the store: {found:#?}"
         );
     }
+}
+
+/// The manifest of the one image in `layout`.
+fn layout_manifest(layout: &Path) -> serde_json::Value {
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    read_blob(layout, index["manifests"][0]["digest"].as_str().unwrap())
+}
+
+/// The paths a (gzip'd) layer blob of `layout` holds, directories left out.
+fn layer_paths(layout: &Path, digest: &str) -> Vec<String> {
+    let path = layout
+        .join("blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"));
+    let mut archive =
+        tar::Archive::new(flate2::read::GzDecoder::new(fs::File::open(path).unwrap()));
+    archive
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.header().entry_type() != tar::EntryType::Directory)
+        .map(|e| {
+            e.path()
+                .unwrap()
+                .to_string_lossy()
+                .trim_end_matches('/')
+                .to_owned()
+        })
+        .collect()
 }
 
 /// The digest and path of `bytes` stored as a blob of the layout `layout`.
