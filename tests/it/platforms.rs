@@ -62,3 +62,121 @@ fn platform_args_follow_the_target_and_the_host() {
     assert_eq!(config["architecture"], host);
     assert_eq!(config["config"]["Labels"]["arch"], "arm");
 }
+
+/// Debian's arm64 busybox-static, which scripts/setup.sh puts among the shared fixtures
+/// (`apt-get download busybox-static:arm64`, unpacked with dpkg-deb).
+fn arm64_busybox() -> std::path::PathBuf {
+    let path = crate::support::binary::shared_fixtures().join("busybox-arm64/bin/busybox");
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/setup.sh (it fetches Debian's busybox-static:arm64)",
+        path.display()
+    );
+    path
+}
+
+/// The busybox base of fixtures/busybox-base built for linux/arm64 from Debian's arm64 busybox,
+/// as `busybox_base` builds the host's: returns `oci:DIR:latest`.
+fn arm64_busybox_base(dir: &Path) -> String {
+    let context = dir.join("arm64-base-context");
+    crate::support::binary::copy_tree(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/busybox-base"),
+        &context,
+    );
+    std::fs::copy(arm64_busybox(), context.join("busybox")).unwrap();
+    let layout = dir.join("arm64-base");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dockless"))
+        .args([
+            "build",
+            context.to_str().unwrap(),
+            "--platform",
+            "linux/arm64",
+        ])
+        .args(["--output", layout.to_str().unwrap()])
+        .env("DOCKLESS_CACHE_DIR", dir.join("arm64-base-cache"))
+        .output()
+        .unwrap();
+    crate::support::binary::assert_success(&out);
+    format!("oci:{}:latest", layout.display())
+}
+
+/// The machine's qemu-aarch64 handler, which the emulated RUN needs (scripts/setup.sh
+/// installs qemu-user-static and binfmt-support and mounts binfmt_misc).
+fn assert_aarch64_is_emulated() {
+    let arm64: dockless_oci::image::Platform = "linux/arm64".parse().unwrap();
+    if host_arch() == "arm64" {
+        return;
+    }
+    let execution = dockless_sandbox::emulation::execution(&arm64);
+    assert!(
+        matches!(
+            execution,
+            Ok(dockless_sandbox::emulation::Execution::Emulated { .. })
+        ),
+        "{execution:?}: run scripts/setup.sh (qemu-user-static, binfmt-support, binfmt_misc mounted)"
+    );
+}
+
+/// RUN for linux/arm64 on this machine runs under binfmt_misc's qemu-aarch64 (registered with
+/// the fix-binary flag) inside the same sandbox: `uname -m` there says aarch64.
+#[test]
+fn run_for_arm64_runs_under_emulation() {
+    assert_aarch64_is_emulated();
+    let ws = Workspace::new();
+    let base = arm64_busybox_base(ws.path());
+    ws.write(
+        "Dockerfile",
+        "ARG BASE\nFROM $BASE\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n\
+         RUN uname -m > /arch\n",
+    );
+    let json = ws.build_ok(&[
+        "--platform",
+        "linux/arm64",
+        "--build-arg",
+        &format!("BASE={base}"),
+    ]);
+    assert_eq!(json["platform"], "linux/arm64");
+    let inspect = skopeo_inspect(&ws.out(), "t", &[]);
+    assert_eq!(inspect["Architecture"], "arm64");
+    let (_keep, rootfs) = crate::support::binary::umoci_unpack(&ws.out(), "t");
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("arch")).unwrap(),
+        "aarch64\n"
+    );
+}
+
+/// With no emulator registered, the build stops at the first RUN that has to execute, naming
+/// the platform and the Debian package. The test points `DOCKLESS_BINFMT_MISC` (the directory
+/// dockless reads handlers from) at an empty directory rather than unregistering the
+/// machine's handlers, which other tests and programs share; the kernel's own directory
+/// holds handlers for almost every architecture once qemu-user-static is installed, so no
+/// real platform is left without one here.
+#[test]
+fn run_for_a_platform_without_an_emulator_is_refused() {
+    let ws = Workspace::new();
+    let base = arm64_busybox_base(ws.path());
+    let empty = ws.path().join("no-binfmt");
+    std::fs::create_dir_all(&empty).unwrap();
+    ws.write(
+        "Dockerfile",
+        "ARG BASE\nFROM $BASE\nCOPY Dockerfile /\nRUN [\"/bin/busybox\", \"true\"]\n",
+    );
+    let mut cmd = ws.dockless();
+    cmd.env("DOCKLESS_BINFMT_MISC", &empty)
+        .args([
+            "build",
+            "ctx",
+            "--output",
+            "out",
+            "--platform",
+            "linux/arm64",
+        ])
+        .args(["--build-arg", &format!("BASE={base}")]);
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("RUN for linux/arm64: "), "{stderr}");
+    assert!(stderr.contains("qemu-user-static"), "{stderr}");
+    assert!(stderr.contains("Dockerfile:4"), "{stderr}");
+    assert!(!ws.out().exists(), "a refused build leaves no output");
+}

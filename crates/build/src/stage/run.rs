@@ -10,8 +10,10 @@ use crate::BuiltLayer;
 use crate::run_step::{self, RunStep, SharedRunLayers};
 use dockless_dockerfile::{CommandLine, Heredoc, Instruction, RunFlags, RunNetwork, Security};
 use dockless_oci::digest::Digest;
+use dockless_oci::image::Platform;
 use dockless_registry::Reference;
 use dockless_registry::remote::LayerSource;
+use dockless_sandbox::emulation::{self, Execution};
 use dockless_sandbox::overlay::{self, Snapshots};
 use dockless_sandbox::rootfs::{Rootfs, cached};
 use dockless_sandbox::sandbox::Network;
@@ -38,6 +40,11 @@ impl StageExecutor<'_, '_> {
         let workdir = stage.workdir();
         let parents: Vec<Digest> = stage.layers.iter().map(|l| l.diff_id.clone()).collect();
         let platform = format!("{}/{}", stage.config.os, stage.config.architecture);
+        let runs_on = Platform {
+            os: stage.config.os.clone(),
+            architecture: stage.config.architecture.clone(),
+            variant: stage.config.variant.clone(),
+        };
         let step = RunStep {
             text: &instruction.text,
             argv: &argv,
@@ -63,6 +70,13 @@ impl StageExecutor<'_, '_> {
                 step.layer(
                     build.store,
                     || {
+                        // Only a RUN that executes needs the platform's programs to run here
+                        // (natively or emulated); a cached one does not.
+                        if let Execution::Emulated { handler, .. } =
+                            emulation::execution(&runs_on).map_err(|e| StepError::Run(e.into()))?
+                        {
+                            tracing::debug!("RUN for {runs_on} under binfmt_misc's {handler}");
+                        }
                         let mut ready = build.ready_mounts(&mounts, done)?;
                         let plan = std::mem::take(&mut ready.plan);
                         kept = Some(ready);
