@@ -382,7 +382,8 @@ pub struct ImageArgs {
     pub dockerfile: Option<PathBuf>,
     #[command(flatten)]
     pub inputs: BuildInputArgs,
-    /// Platform to build for, os/arch[/variant] (default: the base image's, or linux/amd64).
+    /// Platform to build for, os/arch[/variant] (default: the base image's, or linux/amd64); a
+    /// comma-separated list builds each and makes one index (a manifest list with --format docker).
     #[arg(long)]
     pub platform: Option<String>,
     /// Media types of the image [default: oci].

@@ -4,6 +4,8 @@
 use std::path::Path;
 
 use crate::support::binary::{Workspace, skopeo_inspect};
+use crate::support::registry::{RegistryAuth, TestRegistry};
+use crate::support::skopeo;
 
 fn config_of(layout: &Path, tag: &str) -> serde_json::Value {
     skopeo_inspect(layout, tag, &["--config", "--raw"])
@@ -179,4 +181,170 @@ fn run_for_a_platform_without_an_emulator_is_refused() {
     assert!(stderr.contains("qemu-user-static"), "{stderr}");
     assert!(stderr.contains("Dockerfile:4"), "{stderr}");
     assert!(!ws.out().exists(), "a refused build leaves no output");
+}
+
+/// A busybox base for linux/amd64 and linux/arm64 in one OCI layout with an index, built by a
+/// two-platform build that copies `busybox-$TARGETARCH`: returns `oci:DIR:latest`.
+fn two_platform_busybox_base(ws: &Workspace) -> String {
+    let context = ws.path().join("base-context");
+    crate::support::binary::copy_tree(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/busybox-base/rootfs"),
+        &context.join("rootfs"),
+    );
+    std::fs::copy("/bin/busybox", context.join("busybox-amd64")).unwrap();
+    std::fs::copy(arm64_busybox(), context.join("busybox-arm64")).unwrap();
+    std::fs::write(
+        context.join("Dockerfile"),
+        "FROM scratch\nARG TARGETARCH\nCOPY busybox-${TARGETARCH} /bin/busybox\n\
+         COPY --chmod=755 rootfs/etc/ /etc/\nENV PATH=/bin\n",
+    )
+    .unwrap();
+    let out = ws
+        .dockless()
+        .args([
+            "build",
+            "base-context",
+            "--platform",
+            "linux/amd64,linux/arm64",
+        ])
+        .args(["--output", "base"])
+        .output()
+        .unwrap();
+    crate::support::binary::assert_success(&out);
+    format!("oci:{}:latest", ws.path().join("base").display())
+}
+
+/// The platform of each entry of an index, and the entries' media types.
+fn index_platforms(index: &serde_json::Value) -> Vec<String> {
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let p = &m["platform"];
+            format!(
+                "{}/{}",
+                p["os"].as_str().unwrap(),
+                p["architecture"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+/// `--platform linux/amd64,linux/arm64`: one build per platform, a RUN in each (arm64's under
+/// qemu-aarch64 through binfmt_misc), pushed as one OCI image index to the real registry. skopeo
+/// reads the index and copies each platform's image (`--override-arch`); umoci unpacks it and
+/// its /arch is what `uname -m` said there. The base is itself a two-platform index (a
+/// `COPY busybox-$TARGETARCH` build), from which each platform's FROM picks its own image.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_platforms_push_one_index_with_each_platforms_run() {
+    assert_aarch64_is_emulated();
+    assert_eq!(
+        host_arch(),
+        "amd64",
+        "this test builds arm64 under emulation on amd64"
+    );
+    let registry = TestRegistry::start(RegistryAuth::None).await;
+    let ws = Workspace::new();
+    let base = two_platform_busybox_base(&ws);
+    let base_index = skopeo_inspect(&ws.path().join("base"), "latest", &["--raw"]);
+    assert_eq!(
+        base_index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    assert_eq!(index_platforms(&base_index), ["linux/amd64", "linux/arm64"]);
+
+    ws.write(
+        "Dockerfile",
+        "ARG BASE\nFROM $BASE\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n\
+         RUN uname -m > /arch\n",
+    );
+    let target = format!("{}/multi/app:v1", registry.host);
+    let out = ws
+        .dockless()
+        .args(["push", "ctx", "--to", &target, "--json"])
+        .args(["--platform", "linux/amd64,linux/arm64", "--build-arg"])
+        .arg(format!("BASE={base}"))
+        .output()
+        .unwrap();
+    crate::support::binary::assert_success(&out);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    let raw = skopeo::inspect_raw(&target, None).await.unwrap();
+    assert_eq!(
+        json["digest"].as_str().unwrap(),
+        format!("sha256:{}", sha256_hex(&raw)),
+        "the digest printed is the index the registry serves"
+    );
+    let index: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    assert_eq!(index_platforms(&index), ["linux/amd64", "linux/arm64"]);
+    for (arch, machine) in [("amd64", "x86_64\n"), ("arm64", "aarch64\n")] {
+        let copy = tempfile::tempdir().unwrap();
+        let layout = copy.path().join("layout");
+        crate::support::binary::tool(
+            "skopeo",
+            &[
+                "copy",
+                "--src-tls-verify=false",
+                "--override-arch",
+                arch,
+                &format!("docker://{target}"),
+                &format!("oci:{}:t", layout.display()),
+            ],
+        );
+        let config = config_of(&layout, "t");
+        assert_eq!(config["architecture"], arch);
+        let (_keep, rootfs) = crate::support::binary::umoci_unpack(&layout, "t");
+        assert_eq!(
+            std::fs::read_to_string(rootfs.join("arch")).unwrap(),
+            machine,
+            "{arch}'s RUN ran as {arch}"
+        );
+    }
+
+    // --format docker: the same builds (cached) indexed by a Docker manifest list.
+    let docker = ws
+        .dockless()
+        .args([
+            "build",
+            "ctx",
+            "--output",
+            "docker-out",
+            "--format",
+            "docker",
+        ])
+        .args(["--platform", "linux/amd64,linux/arm64", "--build-arg"])
+        .arg(format!("BASE={base}"))
+        .output()
+        .unwrap();
+    crate::support::binary::assert_success(&docker);
+    // skopeo's oci: transport finds only OCI types by name; the layout is read directly.
+    let out_dir = ws.path().join("docker-out");
+    let top: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("index.json")).unwrap()).unwrap();
+    let entry = &top["manifests"][0];
+    assert_eq!(
+        entry["mediaType"],
+        "application/vnd.docker.distribution.manifest.list.v2+json"
+    );
+    let hex = entry["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:");
+    let list: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("blobs/sha256").join(hex)).unwrap())
+            .unwrap();
+    assert_eq!(
+        list["mediaType"],
+        "application/vnd.docker.distribution.manifest.list.v2+json"
+    );
+    assert_eq!(index_platforms(&list), ["linux/amd64", "linux/arm64"]);
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    dockless_oci::digest::Digest::of(bytes).hex().to_owned()
 }

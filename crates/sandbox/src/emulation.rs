@@ -30,27 +30,32 @@ pub enum Execution {
     },
 }
 
-/// Why a RUN for a platform cannot run here.
+/// Why a RUN for a platform cannot run here (platforms as `os/arch[/variant]`).
 #[derive(Debug, thiserror::Error)]
 pub enum EmulationError {
     #[error(
         "RUN for {platform}: this machine ({host}) cannot run {platform} programs and no binfmt_misc handler for them is registered with the fix-binary flag (F) in {dir}; install Debian's qemu-user-static (with binfmt-support: `apt-get install qemu-user-static binfmt-support`), or build for {host}"
     )]
     NoHandler {
-        platform: Platform,
-        host: Platform,
+        platform: String,
+        host: String,
         dir: PathBuf,
     },
     #[error(
-        "RUN for {platform}: only linux programs run in dockless's sandbox; build for linux/{}",
-        .host.architecture
+        "RUN for {platform}: only linux programs run in dockless's sandbox; build for linux/{host_architecture}"
     )]
-    NotLinux { platform: Platform, host: Platform },
+    NotLinux {
+        platform: String,
+        host_architecture: String,
+    },
     #[error(
-        "RUN for {platform}: dockless does not know which programs are {} ones, so it cannot tell whether an emulator runs them; build for {host}",
-        .platform.architecture
+        "RUN for {platform}: dockless does not know which programs are {architecture} ones, so it cannot tell whether an emulator runs them; build for {host}"
     )]
-    UnknownArchitecture { platform: Platform, host: Platform },
+    UnknownArchitecture {
+        platform: String,
+        architecture: String,
+        host: String,
+    },
 }
 
 /// How the kernel will run `platform`'s programs on this machine, from the handlers in
@@ -71,8 +76,8 @@ pub fn execution_with(
     let (wanted, host) = (platform.normalized(), host.normalized());
     if wanted.os != "linux" {
         return Err(EmulationError::NotLinux {
-            platform: platform.clone(),
-            host,
+            platform: platform.to_string(),
+            host_architecture: host.architecture,
         });
     }
     // An amd64 kernel runs 386 programs itself (IA32 emulation, on in Debian's kernels).
@@ -83,8 +88,9 @@ pub fn execution_with(
     }
     let Some(header) = elf_header(&wanted.architecture) else {
         return Err(EmulationError::UnknownArchitecture {
-            platform: platform.clone(),
-            host,
+            platform: platform.to_string(),
+            architecture: wanted.architecture,
+            host: host.to_string(),
         });
     };
     registered_handlers(dir)
@@ -95,8 +101,8 @@ pub fn execution_with(
             interpreter: handler.interpreter,
         })
         .ok_or_else(|| EmulationError::NoHandler {
-            platform: platform.clone(),
-            host,
+            platform: platform.to_string(),
+            host: host.to_string(),
             dir: dir.to_owned(),
         })
 }

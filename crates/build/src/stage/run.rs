@@ -40,11 +40,7 @@ impl StageExecutor<'_, '_> {
         let workdir = stage.workdir();
         let parents: Vec<Digest> = stage.layers.iter().map(|l| l.diff_id.clone()).collect();
         let platform = format!("{}/{}", stage.config.os, stage.config.architecture);
-        let runs_on = Platform {
-            os: stage.config.os.clone(),
-            architecture: stage.config.architecture.clone(),
-            variant: stage.config.variant.clone(),
-        };
+        let runs_on = stage_platform(&stage.config);
         let step = RunStep {
             text: &instruction.text,
             argv: &argv,
@@ -70,13 +66,7 @@ impl StageExecutor<'_, '_> {
                 step.layer(
                     build.store,
                     || {
-                        // Only a RUN that executes needs the platform's programs to run here
-                        // (natively or emulated); a cached one does not.
-                        if let Execution::Emulated { handler, .. } =
-                            emulation::execution(&runs_on).map_err(|e| StepError::Run(e.into()))?
-                        {
-                            tracing::debug!("RUN for {runs_on} under binfmt_misc's {handler}");
-                        }
+                        runs_here(&runs_on)?;
                         let mut ready = build.ready_mounts(&mounts, done)?;
                         let plan = std::mem::take(&mut ready.plan);
                         kept = Some(ready);
@@ -316,4 +306,23 @@ fn run_env(stage: &Stage) -> Vec<(String, String)> {
         env.insert(key.to_owned(), value.to_owned());
     }
     env.into_iter().collect()
+}
+
+/// The platform a stage's programs are built for, as its config says.
+fn stage_platform(config: &dockless_oci::image::ImageConfig) -> Platform {
+    Platform {
+        os: config.os.clone(),
+        architecture: config.architecture.clone(),
+        variant: config.variant.clone(),
+    }
+}
+
+/// Whether the platform's programs run on this machine (natively, or emulated through
+/// binfmt_misc), asked only by a RUN that executes: a cached one needs neither.
+fn runs_here(platform: &Platform) -> Result<(), StepError> {
+    let execution = emulation::execution(platform).map_err(|e| StepError::Run(e.into()))?;
+    if let Execution::Emulated { handler, .. } = execution {
+        tracing::debug!("RUN for {platform} under binfmt_misc's {handler}");
+    }
+    Ok(())
 }
