@@ -249,6 +249,10 @@ pub struct TemplateBuildArgs {
     /// The Dockerfile (default: e2b.toml's `dockerfile`, else e2b.Dockerfile, else Dockerfile).
     #[arg(short = 'f', long = "file", alias = "dockerfile", value_name = "PATH")]
     pub dockerfile: Option<PathBuf>,
+    /// The platform of the template's image, os/arch[/variant], for a self-hosted E2B whose
+    /// nodes run it (linux/arm64); E2B's cloud runs linux/amd64 only [default: linux/amd64].
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
     #[command(flatten)]
     pub inputs: BuildInputArgs,
     #[command(flatten)]

@@ -200,6 +200,16 @@ fn options_for_platform(
     })
 }
 
+/// `template build --platform`: one platform, parsed and known (a list is refused).
+pub fn one_platform(text: &str) -> Result<Platform, SettingsError> {
+    if text.contains(',') {
+        return Err(SettingsError::Buildx(format!(
+            "--platform {text}: an E2B template is built for one platform"
+        )));
+    }
+    known_platform(text)
+}
+
 /// One `--platform` value, parsed and known.
 fn known_platform(text: &str) -> Result<Platform, SettingsError> {
     let platform = text.trim().parse::<Platform>()?;
@@ -240,18 +250,16 @@ pub fn shared_image_options(
     options_for_platform(context, image, None)
 }
 
-/// Build options for `template build`: E2B runs linux/amd64 OCI images with gzip layers.
+/// Build options for `template build`: E2B runs OCI images with gzip layers, of `platform`
+/// (linux/amd64 unless a self-hosted E2B runs another: see `flows::template_platform`).
 pub fn template_options(
     context: &std::path::Path,
     dockerfile: Option<&std::path::Path>,
     inputs: &BuildInputArgs,
+    platform: Platform,
 ) -> Result<BuildOptions, SettingsError> {
     Ok(BuildOptions {
-        platform: Some(Platform {
-            os: "linux".into(),
-            architecture: "amd64".into(),
-            variant: None,
-        }),
+        platform: Some(platform),
         ..base_options(context, dockerfile, inputs)?
     })
 }
