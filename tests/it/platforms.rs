@@ -348,3 +348,22 @@ async fn two_platforms_push_one_index_with_each_platforms_run() {
 fn sha256_hex(bytes: &[u8]) -> String {
     dockless_oci::digest::Digest::of(bytes).hex().to_owned()
 }
+
+/// A base without one of the platforms asked for is refused naming the platforms it has, and
+/// nothing is written.
+#[test]
+fn a_base_without_a_platform_is_refused_naming_what_it_has() {
+    let ws = Workspace::new();
+    let base = crate::support::binary::busybox_base(ws.path());
+    ws.write("Dockerfile", "ARG BASE\nFROM $BASE\nENV A=1\n");
+    let message = ws.build_err(&[
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "--build-arg",
+        &format!("BASE={base}"),
+    ]);
+    assert!(
+        message.contains("no image for platform linux/arm64; it has: linux/amd64"),
+        "{message}"
+    );
+}

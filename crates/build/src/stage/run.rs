@@ -39,8 +39,9 @@ impl StageExecutor<'_, '_> {
         let user = stage.config.config.user.clone().unwrap_or_default();
         let workdir = stage.workdir();
         let parents: Vec<Digest> = stage.layers.iter().map(|l| l.diff_id.clone()).collect();
-        let platform = format!("{}/{}", stage.config.os, stage.config.architecture);
         let runs_on = stage_platform(&stage.config);
+        // The variant too (arm/v6 and arm/v7 programs differ); none for most platforms.
+        let platform = runs_on.to_string();
         let step = RunStep {
             text: &instruction.text,
             argv: &argv,
