@@ -78,7 +78,11 @@ pub fn build_platforms(
                 platform: Some(platform.clone()),
                 ..options.clone()
             };
-            crate::build_loaded(&options, store, remote, None, &loaded)
+            // The steps that follow are this platform's (BuildKit prefixes each with it).
+            let step = options.progress.start(&format!("[{platform}] build"));
+            let built = crate::build_loaded(&options, store, remote, None, &loaded);
+            step.end(built.is_ok());
+            built
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(index_images(store, options.format.index(), images)?)
