@@ -28,6 +28,12 @@ command -v newuidmap >/dev/null || need_packages+=(uidmap)
 # The escape tests read the file capabilities a RUN sets, as umoci unpacked them, with getcap.
 command -v getcap >/dev/null || need_packages+=(libcap2-bin)
 
+# RUN for another platform: the kernel runs its programs under qemu through binfmt_misc
+# (qemu-user-static registers its handlers with the fix-binary flag via binfmt-support).
+command -v qemu-aarch64-static >/dev/null || need_packages+=(qemu-user-static)
+command -v update-binfmts >/dev/null || need_packages+=(binfmt-support)
+command -v dpkg-deb >/dev/null || need_packages+=(dpkg)
+
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 
@@ -53,4 +59,37 @@ if ! command -v just >/dev/null; then
   else
     cargo install just --locked
   fi
+fi
+
+# binfmt_misc mounted and qemu's handlers registered: a container or a minbase chroot may
+# have neither (binfmt-support's service is not started there).
+binfmt=/proc/sys/fs/binfmt_misc
+# Only the tests of RUN for another platform need them: where the kernel refuses (a container
+# without the privilege), setup goes on and those tests name what is missing.
+if [ ! -e "$binfmt/status" ]; then
+  echo "setup: mounting binfmt_misc at $binfmt" >&2
+  $sudo mount -t binfmt_misc binfmt_misc "$binfmt" ||
+    echo "setup: could not mount binfmt_misc; RUN for another platform will not run here" >&2
+fi
+if [ "$(uname -m)" != aarch64 ] && [ -e "$binfmt/status" ] && [ ! -e "$binfmt/qemu-aarch64" ]; then
+  echo "setup: registering qemu-user-static's binfmt_misc handlers" >&2
+  $sudo update-binfmts --enable ||
+    echo "setup: could not register qemu's binfmt_misc handlers" >&2
+fi
+
+# The multi-platform tests build an arm64 busybox base from Debian's arm64 busybox-static,
+# kept with the tests' shared fixtures (tests/it/support/binary.rs shared_fixtures).
+fixtures="${DOCKLESS_TEST_FIXTURES:-/var/tmp/dockless-tests}"
+if [ ! -x "$fixtures/busybox-arm64/bin/busybox" ]; then
+  echo "setup: fetching Debian's busybox-static:arm64 into $fixtures/busybox-arm64" >&2
+  if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    $sudo dpkg --add-architecture arm64
+  fi
+  $sudo apt-get update -qq
+  download=$(mktemp -d)
+  chmod 777 "$download"  # apt-get download drops to the _apt user
+  (cd "$download" && apt-get download -qq busybox-static:arm64)
+  $sudo mkdir -p "$fixtures"
+  $sudo dpkg-deb -x "$download"/busybox-static_*_arm64.deb "$fixtures/busybox-arm64"
+  rm -rf "$download"
 fi

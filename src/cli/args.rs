@@ -249,6 +249,10 @@ pub struct TemplateBuildArgs {
     /// The Dockerfile (default: e2b.toml's `dockerfile`, else e2b.Dockerfile, else Dockerfile).
     #[arg(short = 'f', long = "file", alias = "dockerfile", value_name = "PATH")]
     pub dockerfile: Option<PathBuf>,
+    /// The platform of the template's image, os/arch[/variant], for a self-hosted E2B whose
+    /// nodes run it (linux/arm64); E2B's cloud runs linux/amd64 only [default: linux/amd64].
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
     #[command(flatten)]
     pub inputs: BuildInputArgs,
     #[command(flatten)]
@@ -382,7 +386,8 @@ pub struct ImageArgs {
     pub dockerfile: Option<PathBuf>,
     #[command(flatten)]
     pub inputs: BuildInputArgs,
-    /// Platform to build for, os/arch[/variant] (default: the base image's, or linux/amd64).
+    /// Platform to build for, os/arch[/variant] (default: the base image's, or linux/amd64); a
+    /// comma-separated list builds each and makes one index (a manifest list with --format docker).
     #[arg(long)]
     pub platform: Option<String>,
     /// Media types of the image [default: oci].

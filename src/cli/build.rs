@@ -18,17 +18,17 @@ use super::steps::ProgressMode;
 use super::{FlagError, push, remote_access, results, runtime, settings, settings_error, usage};
 
 /// Where the built image goes besides the store.
-struct Destinations {
+pub(super) struct Destinations {
     /// An OCI layout: (where, whether as a tar archive).
-    layout: Option<(PathBuf, bool)>,
+    pub(super) layout: Option<(PathBuf, bool)>,
     /// The image's names in the layout.
-    layout_names: Vec<String>,
+    pub(super) layout_names: Vec<String>,
     /// Registries to push to.
-    push: Vec<Reference>,
+    pub(super) push: Vec<Reference>,
 }
 
 impl Destinations {
-    fn of(args: &BuildArgs) -> Result<Self, FlagError> {
+    pub(super) fn of(args: &BuildArgs) -> Result<Self, FlagError> {
         let output = args.output.as_deref().map(parse_output).transpose()?;
         let registry_output = matches!(output, Some(OutputTarget::Registry(_)));
         let (layout, registry_names) = match output {
@@ -101,6 +101,9 @@ fn layout_names(tags: &[String]) -> Vec<String> {
 }
 
 pub fn run(args: &BuildArgs, quiet: bool, http: HttpPolicy) -> anyhow::Result<ExitCode> {
+    if let Some(platforms) = settings::platform_list(&args.image).map_err(settings_error)? {
+        return super::multi::build(args, &platforms, quiet, http);
+    }
     let buildx = &args.image.inputs.buildx;
     buildx.refused.check().map_err(usage)?;
     let destinations = Destinations::of(args).map_err(usage)?;
@@ -140,7 +143,13 @@ pub fn run(args: &BuildArgs, quiet: bool, http: HttpPolicy) -> anyhow::Result<Ex
     if let Some((dest, tar)) = &destinations.layout {
         image.fetch_remote_layers(&store, &remote)?;
         if *tar {
-            results::write_layout_tar(&store, dest, &image, &destinations.layout_names)?;
+            results::write_layout_tar(
+                &store,
+                dest,
+                &image.manifest,
+                &image.blobs(),
+                &destinations.layout_names,
+            )?;
         } else {
             layout::write_layout_named(
                 &store,

@@ -8,7 +8,7 @@
 //!   [`progress`] (upload bars), [`steps`] (a build's steps: plain, rawjson, quiet) and
 //!   [`logging`] (diagnostics); [`results`]: `--iidfile`, `--metadata-file`, layout archives;
 //!   [`interrupt`]: what a signal does;
-//! - one file per command: [`build`], [`push`], [`auth`], [`template`] (`template build`),
+//! - one file per command: [`build`], [`push`] (and [`multi`] for several platforms), [`auth`], [`template`] (`template build`),
 //!   [`templates`] (`template status/list/delete`), [`store`] (`du`, `prune`, the size limit).
 
 pub mod args;
@@ -18,6 +18,7 @@ mod buildx;
 pub mod interrupt;
 mod json;
 pub mod logging;
+mod multi;
 mod output;
 mod progress;
 mod push;

@@ -31,6 +31,8 @@ pub fn run(args: &PushArgs, quiet: bool, http: HttpPolicy) -> anyhow::Result<Exi
     let source = args.from.as_deref().map(layout_source).transpose()?;
     if source.is_some() {
         refuse_build_flags(&args.image).map_err(usage)?;
+    } else if let Some(platforms) = settings::platform_list(&args.image).map_err(settings_error)? {
+        return super::multi::push(args, &platforms, quiet, http);
     }
     let progress = ProgressMode::choose(buildx.progress, quiet).map_err(usage)?;
     let output = Output::new(quiet, args.json).with_progress(progress);

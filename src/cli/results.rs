@@ -8,6 +8,8 @@ use std::path::Path;
 
 use anyhow::Context as _;
 use dockless_build::BuiltImage;
+use dockless_oci::digest::Digest;
+use dockless_oci::image::Descriptor;
 use dockless_oci::store::Store;
 use serde_json::json;
 
@@ -65,12 +67,14 @@ pub fn write_whole(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `--output type=oci,dest=FILE`: the OCI layout of `image` under `names`, as a tar archive
-/// (the layout is written beside it first; the archive's entries have fixed times and owners).
+/// `--output type=oci,dest=FILE`: the OCI layout of an image (`top`: its manifest, or a
+/// multi-platform index, reaching `blobs`) under `names`, as a tar archive (the layout is
+/// written beside it first; the archive's entries have fixed times and owners).
 pub fn write_layout_tar(
     store: &Store,
     dest: &Path,
-    image: &BuiltImage,
+    top: &Descriptor,
+    blobs: &[Digest],
     names: &[String],
 ) -> anyhow::Result<()> {
     let parent = match dest.parent() {
@@ -88,13 +92,7 @@ pub fn write_layout_tar(
             )
         })?;
     let layout = staging.path().join("layout");
-    dockless_oci::layout::write_layout_named(
-        store,
-        &layout,
-        &image.manifest,
-        &image.blobs(),
-        names,
-    )?;
+    dockless_oci::layout::write_layout_named(store, &layout, top, blobs, names)?;
     let archive = tempfile::NamedTempFile::new_in(parent)
         .with_context(|| format!("could not write {}", dest.display()))?;
     let mut builder = tar::Builder::new(std::io::BufWriter::new(archive));

@@ -132,17 +132,19 @@ pub fn image_options(
 ) -> Result<BuildOptions, SettingsError> {
     if let Some(list) = image.platform.as_deref().filter(|p| p.contains(',')) {
         return Err(SettingsError::Buildx(format!(
-            "--platform {list}: multi-platform builds are not supported; build and push each platform on its own (one --platform each)"
+            "--platform {list}: several platforms are built by `dockless build` and `dockless push` only"
         )));
     }
-    let platform = image
-        .platform
-        .as_deref()
-        .map(str::parse::<Platform>)
-        .transpose()?;
-    if let Some(platform) = platform.as_ref().filter(|p| !p.is_known()) {
-        return Err(SettingsError::UnknownPlatform(platform.clone()));
-    }
+    let platform = image.platform.as_deref().map(known_platform).transpose()?;
+    options_for_platform(context, image, platform)
+}
+
+/// [`image_options`] with the platform already read.
+fn options_for_platform(
+    context: &std::path::Path,
+    image: &ImageArgs,
+    platform: Option<Platform>,
+) -> Result<BuildOptions, SettingsError> {
     let compression = match (
         image.compression.unwrap_or(CompressionArg::Gzip),
         image.compression_level,
@@ -198,18 +200,66 @@ pub fn image_options(
     })
 }
 
-/// Build options for `template build`: E2B runs linux/amd64 OCI images with gzip layers.
+/// `template build --platform`: one platform, parsed and known (a list is refused).
+pub fn one_platform(text: &str) -> Result<Platform, SettingsError> {
+    if text.contains(',') {
+        return Err(SettingsError::Buildx(format!(
+            "--platform {text}: an E2B template is built for one platform"
+        )));
+    }
+    known_platform(text)
+}
+
+/// One `--platform` value, parsed and known.
+fn known_platform(text: &str) -> Result<Platform, SettingsError> {
+    let platform = text.trim().parse::<Platform>()?;
+    if !platform.is_known() {
+        return Err(SettingsError::UnknownPlatform(platform));
+    }
+    Ok(platform)
+}
+
+/// `--platform a,b[,…]`: the platforms of a multi-platform build, each once; `None` for one
+/// platform or none (a build without an index).
+pub fn platform_list(image: &ImageArgs) -> Result<Option<Vec<Platform>>, SettingsError> {
+    let Some(list) = image.platform.as_deref().filter(|p| p.contains(',')) else {
+        return Ok(None);
+    };
+    let mut platforms: Vec<Platform> = Vec::new();
+    for text in list.split(',') {
+        let platform = known_platform(text)?;
+        if platforms
+            .iter()
+            .any(|p| p.normalized() == platform.normalized())
+        {
+            return Err(SettingsError::Buildx(format!(
+                "--platform {list}: {platform} is named twice; name each platform once"
+            )));
+        }
+        platforms.push(platform);
+    }
+    Ok(Some(platforms))
+}
+
+/// [`image_options`] for a multi-platform build: everything but the platform, which each of
+/// the builds takes from the list.
+pub fn shared_image_options(
+    context: &std::path::Path,
+    image: &ImageArgs,
+) -> Result<BuildOptions, SettingsError> {
+    options_for_platform(context, image, None)
+}
+
+/// Build options for `template build`: E2B runs OCI images with gzip layers, of `platform`
+/// (linux/amd64 unless a self-hosted E2B runs another: see `flows::template_platform`).
 pub fn template_options(
     context: &std::path::Path,
     dockerfile: Option<&std::path::Path>,
     inputs: &BuildInputArgs,
+    platform: Platform,
 ) -> Result<BuildOptions, SettingsError> {
     Ok(BuildOptions {
-        platform: Some(Platform {
-            os: "linux".into(),
-            architecture: "amd64".into(),
-            variant: None,
-        }),
+        platform: Some(platform),
         ..base_options(context, dockerfile, inputs)?
     })
 }

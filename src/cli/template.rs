@@ -59,6 +59,13 @@ pub fn build(args: &TemplateBuildArgs, quiet: bool, http: HttpPolicy) -> anyhow:
         );
     }
     let endpoints = Endpoints::from_env(&env)?;
+    let asked = args
+        .platform
+        .as_deref()
+        .map(settings::one_platform)
+        .transpose()
+        .map_err(settings_error)?;
+    let platform = flows::template_platform(endpoints.api_is_e2b_cloud(), asked.as_ref())?;
     let target = args.image.as_deref().map(target_reference).transpose()?;
     if target.is_none() && !args.gateway && endpoints.is_e2b_cloud() {
         anyhow::bail!(gateway_is_gone(args, &endpoints));
@@ -70,9 +77,13 @@ pub fn build(args: &TemplateBuildArgs, quiet: bool, http: HttpPolicy) -> anyhow:
     }
     let credential = resolve_credential(&args.credential, args.registry.upload.password_stdin)?;
     let api = ApiClient::new(endpoints.api.clone(), credential, http)?;
-    let mut options =
-        settings::template_options(&args.context, args.dockerfile.as_deref(), &args.inputs)
-            .map_err(settings_error)?;
+    let mut options = settings::template_options(
+        &args.context,
+        args.dockerfile.as_deref(),
+        &args.inputs,
+        platform,
+    )
+    .map_err(settings_error)?;
     options.progress = progress.listener();
     let runtime = runtime()?;
     let store = Store::open(Store::default_root())?;

@@ -15,6 +15,7 @@ mod help_examples;
 mod hung;
 mod leaks;
 mod library;
+mod platforms;
 mod push;
 mod registry_auth;
 mod registry_faults;

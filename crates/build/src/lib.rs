@@ -9,6 +9,7 @@ pub mod base;
 mod copy;
 mod filesystem;
 pub mod locate;
+pub mod multi;
 pub mod progress;
 mod secrets;
 mod stage;
@@ -18,7 +19,7 @@ pub mod publish;
 mod run_step;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -293,11 +294,41 @@ pub fn build_with(
     let loaded = load_dockerfile(options);
     step.end(loaded.is_ok());
     let (context, dockerfile_path, dockerfile) = loaded?;
-    let shared = if options.cache_from.is_empty() || options.no_cache == NoCache::All {
+    let shared = shared_cache(options, remote);
+    let loaded = Loaded {
+        context: &context,
+        path: &dockerfile_path,
+        dockerfile: &dockerfile,
+        shared: &shared,
+    };
+    build_loaded(options, store, remote, observer, &loaded)
+}
+
+/// The `--cache-from` caches a build may reuse layers from.
+fn shared_cache<'r>(options: &BuildOptions, remote: &'r RemoteAccess) -> SharedCache<'r> {
+    if options.cache_from.is_empty() || options.no_cache == NoCache::All {
         SharedCache::none()
     } else {
         SharedCache::load(remote, &options.cache_from)
-    };
+    }
+}
+
+/// What one build reads once, and builds for several platforms share.
+struct Loaded<'l, 'r> {
+    context: &'l Context,
+    path: &'l Path,
+    dockerfile: &'l dockless_dockerfile::Dockerfile,
+    shared: &'l SharedCache<'r>,
+}
+
+/// Builds a loaded Dockerfile for `options` (one platform).
+fn build_loaded(
+    options: &BuildOptions,
+    store: &Store,
+    remote: &RemoteAccess,
+    observer: Option<&dyn LayerObserver>,
+    loaded: &Loaded<'_, '_>,
+) -> Result<BuiltImage, BuildError> {
     // Each wrong shared cache entry found costs one more pass (it is not used again); the
     // passes before it reused what they could, so little is redone.
     let mut passes = 0;
@@ -305,13 +336,13 @@ pub fn build_with(
         let executor = stage::Executor::new(
             options,
             store,
-            &context,
-            &dockerfile_path,
+            loaded.context,
+            loaded.path,
             remote,
             observer,
-            &shared,
+            loaded.shared,
         );
-        match executor.run(&dockerfile) {
+        match executor.run(loaded.dockerfile) {
             Err(e) if e.is_wrong_shared_entry() && passes < MAX_SHARED_CACHE_PASSES => {
                 passes += 1;
             }

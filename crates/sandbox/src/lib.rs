@@ -7,12 +7,14 @@
 //! as its root, contained, and [`diff`] turns what changed into layer entries. Without root,
 //! [`owners`] carries the owners the host cannot set across the sandbox boundary. [`mounts`]
 //! readies a RUN's cache, secret and bind mounts. As root, [`overlay`] replaces the copy and
-//! the walks: the layers are overlay lowers and a RUN's layer is its upper directory. [`output`] takes the command's output to
+//! the walks: the layers are overlay lowers and a RUN's layer is its upper directory. [`emulation`]
+//! tells whether the kernel runs a foreign platform's programs (binfmt_misc) before a RUN. [`output`] takes the command's output to
 //! stderr, or line by line to whoever shows progress.
 //!
 //! May use: oci, context, layer.
 
 pub mod diff;
+pub mod emulation;
 pub mod mounts;
 mod output;
 pub mod overlay;
@@ -30,6 +32,9 @@ pub enum RunError {
     Rootfs(#[from] rootfs::RootfsError),
     #[error(transparent)]
     Sandbox(#[from] sandbox::SandboxError),
+    /// The platform's programs cannot run here (no emulator registered).
+    #[error(transparent)]
+    Emulation(#[from] emulation::EmulationError),
     #[error("USER {user}: {message}")]
     User { user: String, message: String },
     #[error(transparent)]

@@ -183,6 +183,31 @@ async fn local_problems_are_refused_before_anything_is_sent() {
     );
     assert!(!message.contains("e2b_half_written"), "{message}");
 
+    // --platform other than linux/amd64 for E2B's cloud: refused before anything is built or
+    // sent (E2B_API_URL names the cloud's API here; a self-hosted E2B takes it).
+    let message = failure(&run(
+        &ws,
+        &double,
+        &[
+            "template",
+            "build",
+            "ctx",
+            "--image",
+            &image,
+            "--platform",
+            "linux/arm64",
+        ],
+        &[
+            ("E2B_API_KEY", API_KEY),
+            ("E2B_API_URL", "https://api.e2b.app"),
+        ],
+        "",
+    ));
+    assert!(
+        message.contains("--platform linux/arm64: E2B's cloud runs linux/amd64 only"),
+        "{message}"
+    );
+
     // A base image that is not linux/amd64: refused before anything is uploaded.
     let arm_ws = Workspace::new();
     arm_ws.write("Dockerfile", "FROM scratch\nCOPY a.txt /a.txt\n");

@@ -6,10 +6,12 @@
 //! [`Destination::build`] builds while layers already go up ([`early`]: a new layer streams as
 //! it is compressed, a cached one is sent as soon as the build reaches it), then
 //! [`Destination::push`] sends whatever is missing and the manifest ([`final_push`]).
-//! [`push_layout_dir`] pushes an OCI layout from disk instead.
+//! [`push_layout_dir`] pushes an OCI layout from disk instead; [`push_index`] a multi-platform
+//! build ([`crate::multi`]).
 
 mod early;
 mod final_push;
+mod index;
 mod layout;
 
 use std::path::Path;
@@ -26,6 +28,7 @@ use dockless_registry::{
 use dockless_shared_cache::{self, ExportError, ExportReport};
 
 pub use early::EarlyReport;
+pub use index::push_index;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -39,6 +42,9 @@ pub enum PublishError {
     Registry(Box<RegistryError>),
     #[error(transparent)]
     Layout(#[from] LayoutError),
+    /// A multi-platform push could not fetch a base's layers to put them beside the index.
+    #[error(transparent)]
+    Fetch(Box<crate::FetchLayersError>),
     #[error("layer {0} is neither in the local store nor in a base image's registry; build again")]
     MissingLayer(Digest),
     #[error("{dir}: {message}")]

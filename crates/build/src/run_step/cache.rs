@@ -24,7 +24,7 @@ const VERSION: &str = "dockless-run-key/v2";
 /// this order:
 ///
 /// 1. `compression` (`gzip:1`, `zstd:3`: [`Compression::key_text`](dockless_oci::image::Compression::key_text)),
-///    `epoch` (decimal seconds), `platform` (`os/architecture`), `user` (as written; empty for
+///    `epoch` (decimal seconds), `platform` (`os/architecture[/variant]`), `user` (as written; empty for
 ///    root), `workdir`, `network` (`host` or `none`);
 /// 2. `parents`: their count, then one `parent` per diff_id (`sha256:…`), oldest first;
 /// 3. `argv`: the count, then one `arg` each;

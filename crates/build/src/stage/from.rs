@@ -144,26 +144,44 @@ impl Executor<'_> {
             .collect()
     }
 
-    /// The ARGs BuildKit provides to every build (TARGETPLATFORM and friends).
+    /// The ARGs BuildKit provides to every build (TARGETPLATFORM and friends), which
+    /// `--build-arg` may override.
     pub(super) fn automatic_args(&self) -> BTreeMap<String, Option<String>> {
-        let target = self
-            .options
-            .platform
-            .clone()
-            .unwrap_or_else(Platform::linux_amd64);
-        let build = Platform::linux_amd64();
-        let mut args = BTreeMap::new();
-        for (prefix, p) in [("TARGET", &target), ("BUILD", &build)] {
-            args.insert(format!("{prefix}PLATFORM"), Some(p.to_string()));
-            args.insert(format!("{prefix}OS"), Some(p.os.clone()));
-            args.insert(format!("{prefix}ARCH"), Some(p.architecture.clone()));
-            args.insert(
-                format!("{prefix}VARIANT"),
-                Some(p.variant.clone().unwrap_or_default()),
-            );
+        let mut args = platform_args(self.options.platform.as_ref(), &Platform::host());
+        for (name, value) in args.iter_mut() {
+            if let Some(given) = self.options.build_args.get(name) {
+                *value = Some(given.clone());
+            }
         }
         args
     }
+}
+
+/// The platform ARGs as BuildKit defines them (moby/buildkit frontend/dockerfile/dockerfile2llb
+/// `platform.go` `defaultArgs`): BUILD* the machine that builds (`build`, the host), TARGET*
+/// the platform asked for, both normalized as containerd does. Without `--platform` BuildKit's
+/// target is the build platform; dockless builds linux/amd64 unless told (E2B's cloud runs
+/// amd64), so TARGET* say linux/amd64 then, which is what is built.
+pub(super) fn platform_args(
+    target: Option<&Platform>,
+    build: &Platform,
+) -> BTreeMap<String, Option<String>> {
+    let target = target
+        .cloned()
+        .unwrap_or_else(Platform::linux_amd64)
+        .normalized();
+    let build = build.normalized();
+    let mut args = BTreeMap::new();
+    for (prefix, p) in [("TARGET", &target), ("BUILD", &build)] {
+        args.insert(format!("{prefix}PLATFORM"), Some(p.to_string()));
+        args.insert(format!("{prefix}OS"), Some(p.os.clone()));
+        args.insert(format!("{prefix}ARCH"), Some(p.architecture.clone()));
+        args.insert(
+            format!("{prefix}VARIANT"),
+            Some(p.variant.clone().unwrap_or_default()),
+        );
+    }
+    args
 }
 
 impl Stage {
@@ -182,5 +200,57 @@ impl Stage {
             rootfs: None,
             unlisted: Vec::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(target: Option<&str>, build: &str) -> Vec<String> {
+        let target = target.map(|t| t.parse::<Platform>().unwrap());
+        platform_args(target.as_ref(), &build.parse().unwrap())
+            .into_iter()
+            .map(|(k, v)| format!("{k}={}", v.unwrap_or_default()))
+            .collect()
+    }
+
+    /// moby/buildkit frontend/dockerfile/dockerfile2llb/platform.go `defaultArgs`, with the
+    /// target from `--platform` normalized (frontend/dockerui/attr.go `parsePlatforms`) and the
+    /// build platform from the host (frontend/dockerui/config.go).
+    #[test]
+    fn platform_args_follow_the_target_and_the_host() {
+        assert_eq!(
+            args(Some("linux/arm64/v8"), "linux/amd64"),
+            [
+                "BUILDARCH=amd64",
+                "BUILDOS=linux",
+                "BUILDPLATFORM=linux/amd64",
+                "BUILDVARIANT=",
+                "TARGETARCH=arm64",
+                "TARGETOS=linux",
+                "TARGETPLATFORM=linux/arm64",
+                "TARGETVARIANT=",
+            ]
+        );
+        assert_eq!(
+            args(Some("linux/arm"), "linux/arm64"),
+            [
+                "BUILDARCH=arm64",
+                "BUILDOS=linux",
+                "BUILDPLATFORM=linux/arm64",
+                "BUILDVARIANT=",
+                "TARGETARCH=arm",
+                "TARGETOS=linux",
+                "TARGETPLATFORM=linux/arm/v7",
+                "TARGETVARIANT=v7",
+            ]
+        );
+        // An arm host building without --platform: BUILD* is the host, TARGET* what dockless
+        // builds by default.
+        let host = args(None, "linux/arm/v6");
+        assert!(host.contains(&"BUILDPLATFORM=linux/arm/v6".to_owned()));
+        assert!(host.contains(&"BUILDVARIANT=v6".to_owned()));
+        assert!(host.contains(&"TARGETPLATFORM=linux/amd64".to_owned()));
     }
 }

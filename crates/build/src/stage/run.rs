@@ -10,8 +10,10 @@ use crate::BuiltLayer;
 use crate::run_step::{self, RunStep, SharedRunLayers};
 use dockless_dockerfile::{CommandLine, Heredoc, Instruction, RunFlags, RunNetwork, Security};
 use dockless_oci::digest::Digest;
+use dockless_oci::image::Platform;
 use dockless_registry::Reference;
 use dockless_registry::remote::LayerSource;
+use dockless_sandbox::emulation::{self, Execution};
 use dockless_sandbox::overlay::{self, Snapshots};
 use dockless_sandbox::rootfs::{Rootfs, cached};
 use dockless_sandbox::sandbox::Network;
@@ -37,7 +39,9 @@ impl StageExecutor<'_, '_> {
         let user = stage.config.config.user.clone().unwrap_or_default();
         let workdir = stage.workdir();
         let parents: Vec<Digest> = stage.layers.iter().map(|l| l.diff_id.clone()).collect();
-        let platform = format!("{}/{}", stage.config.os, stage.config.architecture);
+        let runs_on = stage_platform(&stage.config);
+        // The variant too (arm/v6 and arm/v7 programs differ); none for most platforms.
+        let platform = runs_on.to_string();
         let step = RunStep {
             text: &instruction.text,
             argv: &argv,
@@ -63,6 +67,7 @@ impl StageExecutor<'_, '_> {
                 step.layer(
                     build.store,
                     || {
+                        runs_here(&runs_on)?;
                         let mut ready = build.ready_mounts(&mounts, done)?;
                         let plan = std::mem::take(&mut ready.plan);
                         kept = Some(ready);
@@ -304,4 +309,23 @@ fn run_env(stage: &Stage) -> Vec<(String, String)> {
         env.insert(key.to_owned(), value.to_owned());
     }
     env.into_iter().collect()
+}
+
+/// The platform a stage's programs are built for, as its config says.
+fn stage_platform(config: &dockless_oci::image::ImageConfig) -> Platform {
+    Platform {
+        os: config.os.clone(),
+        architecture: config.architecture.clone(),
+        variant: config.variant.clone(),
+    }
+}
+
+/// Whether the platform's programs run on this machine (natively, or emulated through
+/// binfmt_misc), asked only by a RUN that executes: a cached one needs neither.
+fn runs_here(platform: &Platform) -> Result<(), StepError> {
+    let execution = emulation::execution(platform).map_err(|e| StepError::Run(e.into()))?;
+    if let Execution::Emulated { handler, .. } = execution {
+        tracing::debug!("RUN for {platform} under binfmt_misc's {handler}");
+    }
+    Ok(())
 }

@@ -21,7 +21,7 @@ pub fn gateway_flow(
     events: &dyn FlowEvents,
 ) -> Result<FlowOutcome, FlowError> {
     let image = dockless_build::build(inputs.options, inputs.store, inputs.remote)?;
-    check_platform(&image)?;
+    check_platform(&image, &inputs.platform())?;
     events.built(&image);
     let (_, dockerfile_text) = inputs.dockerfile()?;
     let settings = inputs.settings;

@@ -83,9 +83,13 @@ pub enum FlowError {
         source: ReferenceError,
     },
     #[error(
-        "the image was built for {found}, but E2B runs linux/amd64 only; use a base image that has a linux/amd64 variant (nothing was uploaded)"
+        "the image was built for {found}, but E2B runs {wanted} here; use a base image that has a {wanted} variant (nothing was uploaded)"
     )]
-    Platform { found: Platform },
+    Platform { found: String, wanted: String },
+    #[error(
+        "--platform {asked}: E2B's cloud runs linux/amd64 only; --platform is for a self-hosted E2B (E2B_DOMAIN or E2B_API_URL naming it) whose nodes run {asked} (nothing was built or sent)"
+    )]
+    CloudPlatform { asked: Platform },
     #[error(
         "the registry flow needs a template name for a new template: set template_name in e2b.toml or pass --name"
     )]
@@ -141,6 +145,14 @@ pub trait FlowEvents: PublishEvents {
 }
 
 impl FlowInputs<'_> {
+    /// The platform E2B runs the template on: the build's (see [`template_platform`]).
+    pub fn platform(&self) -> Platform {
+        self.options
+            .platform
+            .clone()
+            .unwrap_or_else(Platform::linux_amd64)
+    }
+
     /// Records the template ID in e2b.toml as soon as E2B gives it, so that a build failing
     /// later still rebuilds the same template next time.
     fn write_back(&self, template_id: &str, events: &dyn FlowEvents) -> Result<(), FlowError> {
@@ -197,14 +209,37 @@ pub struct FlowOutcome {
     pub status: BuildState,
 }
 
-/// E2B pulls `linux/amd64` only: refuse anything else before a byte is uploaded.
-pub fn check_platform(image: &BuiltImage) -> Result<(), FlowError> {
-    if image.platform.os == "linux" && image.platform.architecture == "amd64" {
+/// The image must be what E2B runs (`wanted`: linux/amd64 on E2B's cloud, `--platform` on a
+/// self-hosted E2B): anything else is refused before a manifest is pushed.
+pub fn check_platform(image: &BuiltImage, wanted: &Platform) -> Result<(), FlowError> {
+    let (have, want) = (image.platform.normalized(), wanted.normalized());
+    if have.os == want.os && have.architecture == want.architecture {
         Ok(())
     } else {
         Err(FlowError::Platform {
-            found: image.platform.clone(),
+            found: image.platform.to_string(),
+            wanted: wanted.to_string(),
         })
+    }
+}
+
+/// The platform to build a template for, decided before anything is built or sent: E2B's
+/// cloud runs linux/amd64 only (its API on `e2b.app`); a self-hosted E2B (`E2B_DOMAIN`,
+/// `E2B_API_URL`) may run arm64 nodes (e2b-dev/infra builds for `TARGET_ARCH`, and its
+/// orchestrator refuses an image of another architecture), so `--platform` says which.
+pub fn template_platform(
+    api_is_e2b_cloud: bool,
+    asked: Option<&Platform>,
+) -> Result<Platform, FlowError> {
+    let amd64 = Platform::linux_amd64();
+    match asked {
+        None => Ok(amd64),
+        Some(asked) if api_is_e2b_cloud && asked.normalized() != amd64 => {
+            Err(FlowError::CloudPlatform {
+                asked: asked.clone(),
+            })
+        }
+        Some(asked) => Ok(asked.clone()),
     }
 }
 
@@ -302,4 +337,52 @@ async fn follow_to_the_end(
         digest,
         status,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(text: &str) -> Platform {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn the_cloud_takes_amd64_and_a_self_hosted_e2b_what_it_is_told() {
+        assert_eq!(template_platform(true, None).unwrap(), p("linux/amd64"));
+        assert_eq!(
+            template_platform(true, Some(&p("linux/amd64"))).unwrap(),
+            p("linux/amd64")
+        );
+        let refused = template_platform(true, Some(&p("linux/arm64"))).unwrap_err();
+        assert!(matches!(refused, FlowError::CloudPlatform { .. }));
+        assert!(
+            refused
+                .to_string()
+                .contains("E2B's cloud runs linux/amd64 only")
+        );
+        assert_eq!(
+            template_platform(false, Some(&p("linux/arm64"))).unwrap(),
+            p("linux/arm64")
+        );
+        assert_eq!(template_platform(false, None).unwrap(), p("linux/amd64"));
+    }
+
+    #[test]
+    fn the_image_must_be_the_platform_e2b_runs() {
+        let image = |platform: &str| BuiltImage {
+            manifest: dockless_oci::image::Descriptor::new("m", Digest::of(b"m"), 1),
+            config: dockless_oci::image::Descriptor::new("c", Digest::of(b"c"), 1),
+            layers: Vec::new(),
+            platform: p(platform),
+            cache_entries: Vec::new(),
+        };
+        assert!(check_platform(&image("linux/arm64/v8"), &p("linux/arm64")).is_ok());
+        let refused = check_platform(&image("linux/amd64"), &p("linux/arm64")).unwrap_err();
+        assert!(
+            refused.to_string().contains("E2B runs linux/arm64 here"),
+            "{refused}"
+        );
+        assert!(check_platform(&image("linux/arm64"), &p("linux/amd64")).is_err());
+    }
 }

@@ -58,7 +58,7 @@ pub fn registry_flow(
         PublishError::Build(build) => FlowError::ImageBuild(build),
         other => push_error(target, other),
     })?;
-    check_platform(&staged.image)?;
+    check_platform(&staged.image, &inputs.platform())?;
     let sandbox = inputs.sandbox_start(&staged.image)?;
     let (start_cmd, ready_cmd, from_image) = start_commands(inputs.settings, &sandbox);
     if from_image {

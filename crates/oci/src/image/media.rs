@@ -59,6 +59,14 @@ impl fmt::Display for Compression {
 }
 
 impl Format {
+    /// The index of several platforms' manifests: an OCI image index, or a Docker manifest list.
+    pub fn index(self) -> &'static str {
+        match self {
+            Format::Oci => OCI_INDEX,
+            Format::Docker => DOCKER_MANIFEST_LIST,
+        }
+    }
+
     pub fn manifest(self) -> &'static str {
         match self {
             Format::Oci => OCI_MANIFEST,
