@@ -5,6 +5,7 @@
 mod cache;
 mod command;
 mod overlay;
+mod users;
 
 use std::collections::HashMap;
 
@@ -20,6 +21,7 @@ use dockless_sandbox::diff::{self, Owners, Snapshot};
 use dockless_sandbox::mounts::MountPlan;
 use dockless_sandbox::rootfs::Rootfs;
 use dockless_sandbox::sandbox::{self, InlineScript, Isolation, SubIds};
+pub(crate) use users::users_of;
 
 pub use cache::KeyedMount;
 
@@ -283,18 +285,4 @@ fn exec_ids(user: &str, users: &UserDatabase) -> Result<(u32, u32), RunError> {
         message: e.to_string(),
     })?;
     Ok((uid as u32, gid as u32))
-}
-
-/// The user and group databases of the tree as it is now (earlier RUN steps may have added
-/// users), read with links resolved inside the tree.
-pub(crate) fn users_of(rootfs: &Rootfs) -> UserDatabase {
-    let read = |name: &str| {
-        dockless_sandbox::rootfs::resolve(rootfs.path(), name, false)
-            .and_then(std::fs::read_to_string)
-            .ok()
-    };
-    UserDatabase {
-        passwd: read("etc/passwd"),
-        group: read("etc/group"),
-    }
 }
