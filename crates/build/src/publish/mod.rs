@@ -42,9 +42,6 @@ pub enum PublishError {
     Registry(Box<RegistryError>),
     #[error(transparent)]
     Layout(#[from] LayoutError),
-    /// A multi-platform push could not fetch a base's layers to put them beside the index.
-    #[error(transparent)]
-    Fetch(Box<crate::FetchLayersError>),
     #[error("layer {0} is neither in the local store nor in a base image's registry; build again")]
     MissingLayer(Digest),
     #[error("{dir}: {message}")]
