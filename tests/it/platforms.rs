@@ -481,3 +481,31 @@ fn a_base_without_a_platform_is_refused_naming_what_it_has() {
         "{message}"
     );
 }
+
+/// A two-platform build walks the context once for both platforms (dockless_context's
+/// `sharing_walks`) and the second platform finds the first's COPY layers in the layer cache:
+/// each platform's image is still exactly what a build for that platform alone makes.
+#[test]
+fn a_two_platform_build_makes_what_each_platform_alone_makes() {
+    let write = |ws: &Workspace| {
+        ws.write(
+            "Dockerfile",
+            "FROM scratch\nARG TARGETARCH\nCOPY app/ /app/\nLABEL arch=$TARGETARCH\n\
+             COPY app/sub /again/\nCOPY --chmod=700 app/a.txt /a-$TARGETARCH\n",
+        );
+        ws.write("app/a.txt", "a\n");
+        ws.write("app/sub/b.txt", "b\n");
+    };
+    let both = Workspace::new();
+    write(&both);
+    let json = both.build_ok(&["--platform", "linux/amd64,linux/arm64"]);
+    for (i, platform) in ["linux/amd64", "linux/arm64"].into_iter().enumerate() {
+        let alone = Workspace::new();
+        write(&alone);
+        let single = alone.build_ok(&["--platform", platform]);
+        let built = &json["platforms"][i];
+        assert_eq!(built["platform"], platform, "{json}");
+        assert_eq!(built["layers"], single["layers"], "{platform}");
+        assert_eq!(built["digest"], single["digest"], "{platform}");
+    }
+}

@@ -64,6 +64,10 @@ pub fn build_platforms(
     let loaded = crate::load_dockerfile(options);
     step.end(loaded.is_ok());
     let (context, path, dockerfile) = loaded?;
+    // Every platform copies the same files: the context is walked once for all of them (and
+    // their COPY layers, the same entries with the same stamps, are written once: the next
+    // platform finds the first's in the layer cache).
+    let context = context.sharing_walks();
     let shared = crate::shared_cache(options, remote);
     let loaded = Loaded {
         context: &context,

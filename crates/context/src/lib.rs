@@ -7,8 +7,10 @@ pub mod item_meta;
 pub mod pattern;
 pub mod source;
 
+use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use dockless_oci::fs_error::{FsError, IoContext};
 use ignore::{IgnoreError, IgnoreRules};
@@ -18,6 +20,9 @@ use ignore::{IgnoreError, IgnoreRules};
 pub struct Context {
     root: PathBuf,
     ignore: IgnoreRules,
+    /// Each directory's walk, by its absolute path, when walks are shared
+    /// ([`Context::sharing_walks`]); `None`: every walk reads the disk.
+    walks: Option<Mutex<HashMap<PathBuf, Vec<source::Walked>>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,7 +83,23 @@ impl Context {
                 .into());
             }
         };
-        Ok(Context { root, ignore })
+        Ok(Context {
+            root,
+            ignore,
+            walks: None,
+        })
+    }
+
+    /// The same context, keeping each directory's walk: a later walk of it (another
+    /// platform's build of the same Dockerfile) reads nothing from the disk, and every build
+    /// that shares the context sees its files as the first walk found them, as BuildKit sends
+    /// a context once for all platforms. Not for a single build, where a directory is seldom
+    /// walked twice and the kept lists would only take memory.
+    pub fn sharing_walks(self) -> Self {
+        Context {
+            walks: Some(Mutex::new(HashMap::new())),
+            ..self
+        }
     }
 
     pub fn root(&self) -> &Path {
