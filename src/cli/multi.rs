@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use dockless_build::BuildOptions;
 use dockless_build::multi::{self, BuiltIndex};
-use dockless_build::publish::{self, PublishError};
+use dockless_build::publish::{self, EarlyReport, PublishError};
 use dockless_oci::digest::Digest;
 use dockless_oci::image::Platform;
 use dockless_oci::layout;
@@ -156,12 +156,28 @@ fn build_and_push(
     targets: &[Reference],
     reporter: &Reporter<'_>,
 ) -> Result<(BuiltIndex, Vec<(Reference, PushReport)>), PublishError> {
-    let built = multi::build_platforms(options, platforms, store, remote)?;
+    // The layers go up to the first target while they are built; the others get them by a
+    // mount or find them there.
+    let (built, early) = match targets.first() {
+        Some(first) => {
+            publish::build_index_beside(options, platforms, store, remote, first, reporter)?
+        }
+        None => (
+            multi::build_platforms(options, platforms, store, remote, None)?,
+            EarlyReport::default(),
+        ),
+    };
     publish::export_caches(store, remote, &built.images, &options.cache_to, reporter);
     let pushes = targets
         .iter()
-        .map(|target| {
-            publish::push_index(store, remote, &built, target, reporter)
+        .enumerate()
+        .map(|(i, target)| {
+            let early = if i == 0 {
+                early
+            } else {
+                EarlyReport::default()
+            };
+            publish::push_index(store, remote, &built, target, reporter, early)
                 .map(|report| (target.clone(), report))
         })
         .collect::<Result<Vec<_>, _>>()?;

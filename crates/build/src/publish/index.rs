@@ -1,27 +1,62 @@
-//! Pushing a multi-platform build: each platform's image by digest, the way a single image
-//! goes up ([`final_push`]: blobs the registry has are skipped, a base's layers on the same
-//! registry mounted, the others streamed from their registry, never downloaded into the
-//! store), then the index under the target's tag.
+//! Pushing a multi-platform build: each platform's layers go up while it is built, as one
+//! image's do ([`early`]), then each platform's image by digest, the way a single image goes
+//! up ([`final_push`]: blobs the registry has are skipped, a base's layers on the same registry
+//! mounted, the others streamed from their registry, never downloaded into the store), then
+//! the index under the target's tag.
 
 use bytes::Bytes;
 
+use dockless_oci::image::Platform;
 use dockless_oci::store::Store;
 use dockless_registry::remote::RemoteAccess;
 use dockless_registry::{PushReport, PushRequest, Reference, RegistryError, push_image};
 
-use super::early::EarlyReport;
+use super::early::{EarlyReport, EarlyUploads};
 use super::{PublishError, PublishEvents, final_push};
-use crate::multi::BuiltIndex;
+use crate::BuildOptions;
+use crate::multi::{self, BuiltIndex};
+
+/// Builds every platform of `platforms` ([`multi::build_platforms`]) while their layers go up
+/// to `target`; returns the index and what went up on the way (for [`push_index`] to the
+/// same target). When the uploads failed, the build's layers still go to `--cache-to` before
+/// the error is returned: the next build need not make them again.
+pub fn build_index_beside(
+    options: &BuildOptions,
+    platforms: &[Platform],
+    store: &Store,
+    remote: &RemoteAccess,
+    target: &Reference,
+    events: &dyn PublishEvents,
+) -> Result<(BuiltIndex, EarlyReport), PublishError> {
+    let early = EarlyUploads::start(
+        remote.runtime(),
+        remote.client(target)?,
+        target,
+        events.progress(),
+    );
+    let built = early.build_beside(store, target, |observer| {
+        multi::build_platforms(options, platforms, store, remote, Some(observer))
+    });
+    let early = remote.block_on(early.finish());
+    // A failed build says why first.
+    let built = built?;
+    let early = early.inspect_err(|_| {
+        super::export_caches(store, remote, &built.images, &options.cache_to, events);
+    })?;
+    Ok((built, early))
+}
 
 /// Pushes `built` to `target`: every platform's image (its blobs, then its manifest by
-/// digest), then the index, tagged as the target says. The report counts the blobs of every
-/// image and names the index.
+/// digest), then the index, tagged as the target says. `early` is what went up to this target
+/// while the images were built ([`build_index_beside`]; the default for another target). The
+/// report counts the blobs of every image and names the index.
 pub fn push_index(
     store: &Store,
     remote: &RemoteAccess,
     built: &BuiltIndex,
     target: &Reference,
     events: &dyn PublishEvents,
+    early: EarlyReport,
 ) -> Result<PushReport, PublishError> {
     let client = remote.client(target)?;
     let mut report = PushReport {
@@ -65,5 +100,5 @@ pub fn push_index(
     };
     let pushed = remote.block_on(push_image(&client, target, &request, events.progress()))?;
     report.manifest_digest = pushed.manifest_digest;
-    Ok(report)
+    Ok(early.count_in(report))
 }

@@ -28,7 +28,7 @@ use dockless_registry::{
 use dockless_shared_cache::{self, ExportError, ExportReport};
 
 pub use early::EarlyReport;
-pub use index::push_index;
+pub use index::{build_index_beside, push_index};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
