@@ -188,7 +188,7 @@ fn resolve_sources<'r>(
         }
         match context.resolve(source) {
             Ok(matched) => local.extend(matched),
-            Err(SourceError::NotFound(_)) if has_glob_meta(source) => {
+            Err(SourceError::NotFound(_) | SourceError::NotInTree(_)) if has_glob_meta(source) => {
                 tracing::info!("COPY source '{source}' matches nothing in the context");
             }
             Err(e) => return Err(e.into()),
@@ -330,7 +330,9 @@ fn add_with_parents(
         } else {
             format!("{ancestor}/{part}")
         };
-        let on_disk = context.root().join(pivot).join(&ancestor);
+        // Found as the source was (links inside the context, or inside the tree), never by
+        // the host's rules: a link on the way must not lead the read out of it.
+        let on_disk = context.locate(&join(pivot, &ancestor))?;
         let meta = fs::symlink_metadata(&on_disk).with_path("read", &on_disk)?;
         if ancestor != kept {
             builder.add_from_disk(&join(dest, &ancestor), &on_disk, &ItemMeta::of(&meta))?;

@@ -115,7 +115,8 @@ impl StageExecutor<'_, '_> {
             })?;
             names.push(heredoc.name.clone());
         }
-        let context = Context::open(staging.path())?;
+        // Read as a tree: a heredoc named `.dockerignore` is a file like the others.
+        let context = Context::tree(staging.path())?;
         let transfer = Transfer {
             sources: &names,
             add: false,
@@ -262,7 +263,9 @@ impl StageExecutor<'_, '_> {
     /// that file system.
     fn copy_from(&mut self, line: usize, from: &str, c: &Copy) -> Result<(), Failure> {
         let rootfs = self.build.tree_of(from, self.done)?;
-        let context = Context::open(rootfs.path())?;
+        // A stage's or an image's file system, not a build context: no `.dockerignore`, and
+        // its links lead where they lead inside it.
+        let context = Context::tree(rootfs.path())?;
         self.transfer(line, &context, Transfer::copy(c), None)?;
         // The layer reads its files from `rootfs`: write it while that still exists.
         Ok(self.build.flush(&mut self.stage)?)
