@@ -59,6 +59,13 @@ fn build(mode: &str) -> (Workspace, serde_json::Value) {
         &[("DOCKLESS_RUN_SNAPSHOTS", mode)],
     );
     assert_success(&out);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        said.matches("COPY --from=one reads the stage's tree as the build holds it")
+            .count(),
+        6,
+        "{mode}: every COPY reads the stage's snapshot, nothing is unpacked again: {said}"
+    );
     let json = serde_json::from_slice(&out.stdout).unwrap();
     (ws, json)
 }

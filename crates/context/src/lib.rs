@@ -103,13 +103,16 @@ impl Context {
     /// read as BuildKit's copy from a state reads it (fsutil's copy with continuity's
     /// `RootPath`), its links resolved inside `dir` as if it were `/`, with no `.dockerignore`
     /// (a file of that name there is a file like any other).
+    ///
+    /// `dir` is taken as it is, not made canonical: it may lie beneath another thread's root
+    /// in `/proc` (an overlay mount only that thread sees), which `realpath` would leave.
     pub fn tree(dir: &Path) -> Result<Self, ContextError> {
-        let root = fs::canonicalize(dir).with_path("open the file system of", dir)?;
-        if !root.is_dir() {
+        let meta = fs::metadata(dir).with_path("open the file system of", dir)?;
+        if !meta.is_dir() || !dir.is_absolute() {
             return Err(ContextError::NotADirectory(dir.to_owned()));
         }
         Ok(Context {
-            root,
+            root: dir.to_owned(),
             ignore: IgnoreRules::empty(),
             links: Links::InsideRoot,
         })

@@ -595,7 +595,7 @@ mod tests {
         std::os::unix::fs::symlink("/d/target/file", root.join("d/filelink")).unwrap();
         std::os::unix::fs::symlink("../../../../d/target", root.join("d/up")).unwrap();
         let tree = Context::tree(root).unwrap();
-        let canonical = fs::canonicalize(root).unwrap();
+        let canonical = root;
         let found = |source: &str| tree.resolve(source).unwrap()[0].abs.clone();
         assert_eq!(found("/secret"), canonical.join("secret"));
         assert_eq!(found("/d/abs/sub"), canonical.join("d/target/sub"));

@@ -15,6 +15,7 @@ use dockless_layer::{Entry, EntryKind};
 use dockless_oci::digest::Digest;
 use dockless_registry::remote::LayerSource;
 use dockless_sandbox::RunError;
+use dockless_sandbox::overlay::view::View;
 use dockless_sandbox::rootfs::Rootfs;
 
 /// What one COPY or ADD asks for, whatever its source.
@@ -262,12 +263,22 @@ impl StageExecutor<'_, '_> {
     /// `COPY --from=<stage name|stage index|image>` (on `line`): the sources are read from
     /// that file system.
     fn copy_from(&mut self, line: usize, from: &str, c: &Copy) -> Result<(), Failure> {
-        let rootfs = self.build.tree_of(from, self.done)?;
+        let tree = match find_stage(self.done, from).and_then(|s| s.rootfs.as_ref()) {
+            // The stage's tree as the build holds it: nothing unpacked again.
+            Some(rootfs) if self.build.named_context(from).is_none() => {
+                tracing::info!("COPY --from={from} reads the stage's tree as the build holds it");
+                Tree::Snapshot(rootfs.view(self.build.store).map_err(RunError::from)?)
+            }
+            _ => {
+                tracing::info!("COPY --from={from} reads a tree unpacked from its layers");
+                Tree::Unpacked(self.build.tree_of(from, self.done)?)
+            }
+        };
         // A stage's or an image's file system, not a build context: no `.dockerignore`, and
         // its links lead where they lead inside it.
-        let context = Context::tree(rootfs.path())?;
+        let context = Context::tree(tree.path())?;
         self.transfer(line, &context, Transfer::copy(c), None)?;
-        // The layer reads its files from `rootfs`: write it while that still exists.
+        // The layer reads its files from the tree: write it while that can still be read.
         Ok(self.build.flush(&mut self.stage)?)
     }
 }
@@ -345,6 +356,23 @@ impl Executor<'_> {
             })
             .collect();
         Ok(layers)
+    }
+}
+
+/// The file system a `COPY --from` reads.
+enum Tree {
+    /// A built stage's, as the build holds it.
+    Snapshot(View),
+    /// An image's (or a stage's that kept no tree), unpacked from its layers.
+    Unpacked(Rootfs),
+}
+
+impl Tree {
+    fn path(&self) -> &std::path::Path {
+        match self {
+            Tree::Snapshot(view) => view.path(),
+            Tree::Unpacked(rootfs) => rootfs.path(),
+        }
     }
 }
 
