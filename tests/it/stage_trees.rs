@@ -48,11 +48,11 @@ fn image_tree(ws: &Workspace, json: &serde_json::Value) -> BTreeMap<String, TarE
     tree
 }
 
-fn build(mode: &str) -> (Workspace, serde_json::Value) {
+fn build(who: As, mode: &str) -> (Workspace, serde_json::Value) {
     let ws = workspace(DOCKERFILE);
     let out = dockless_with_env(
         &ws,
-        As::Root,
+        who,
         &[
             "-v", "build", "ctx", "--output", "out", "--tag", "t", "--json",
         ],
@@ -76,8 +76,11 @@ fn copy_and_mounts_from_a_stage_read_its_tree_as_dockers_builder_does() {
         return;
     }
     let mut layers = Vec::new();
-    for mode in ["auto", "copy"] {
-        let (ws, json) = build(mode);
+    // As root over overlay snapshots and over the copy; without root (the copy, its owners
+    // kept aside) in a user namespace with subordinate IDs.
+    for (who, mode) in [(As::Root, "auto"), (As::Root, "copy"), (As::Nobody, "auto")] {
+        let (ws, json) = build(who, mode);
+        let mode = format!("{who:?} {mode}");
         let tree = image_tree(&ws, &json);
         let file = |path: &str| {
             let entry = tree
@@ -118,4 +121,5 @@ fn copy_and_mounts_from_a_stage_read_its_tree_as_dockers_builder_does() {
         layers[0], layers[1],
         "overlay snapshots and the copy give the same layers"
     );
+    assert_eq!(layers[0], layers[2], "with root or without, the same layers");
 }
