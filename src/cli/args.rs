@@ -249,6 +249,10 @@ pub struct TemplateBuildArgs {
     /// The Dockerfile (default: e2b.toml's `dockerfile`, else e2b.Dockerfile, else Dockerfile).
     #[arg(short = 'f', long = "file", alias = "dockerfile", value_name = "PATH")]
     pub dockerfile: Option<PathBuf>,
+    /// Build the stage of this name (FROM … AS NAME) and stop there: the sandbox's user,
+    /// directory and start command are that stage's.
+    #[arg(long, value_name = "STAGE")]
+    pub target: Option<String>,
     #[command(flatten)]
     pub inputs: BuildInputArgs,
     #[command(flatten)]

@@ -73,6 +73,7 @@ pub fn build(args: &TemplateBuildArgs, quiet: bool, http: HttpPolicy) -> anyhow:
     let mut options =
         settings::template_options(&args.context, args.dockerfile.as_deref(), &args.inputs)
             .map_err(settings_error)?;
+    options.target = args.target.clone();
     options.progress = progress.listener();
     let runtime = runtime()?;
     let store = Store::open(Store::default_root())?;

@@ -121,5 +121,8 @@ fn copy_and_mounts_from_a_stage_read_its_tree_as_dockers_builder_does() {
         layers[0], layers[1],
         "overlay snapshots and the copy give the same layers"
     );
-    assert_eq!(layers[0], layers[2], "with root or without, the same layers");
+    assert_eq!(
+        layers[0], layers[2],
+        "with root or without, the same layers"
+    );
 }

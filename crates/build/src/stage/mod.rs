@@ -165,7 +165,9 @@ impl<'a> Executor<'a> {
             let mut stage = self.build_stage(lines, &done, &global_args, &mut used_args)?;
             if index + 1 == count || (target.is_some() && stage.name == target) {
                 self.warn_unused_args(&used_args);
-                return self.finish(stage);
+                let mut image = self.finish(stage)?;
+                image.stage_sets = super::StageSets::of(lines.1);
+                return Ok(image);
             }
             self.flush(&mut stage)?;
             if copied.get(index) == Some(&true) {
