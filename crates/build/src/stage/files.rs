@@ -263,13 +263,22 @@ impl StageExecutor<'_, '_> {
     /// `COPY --from=<stage name|stage index|image>` (on `line`): the sources are read from
     /// that file system.
     fn copy_from(&mut self, line: usize, from: &str, c: &Copy) -> Result<(), Failure> {
-        let tree = match find_stage(self.done, from).and_then(|s| s.rootfs.as_ref()) {
+        let snapshot = find_stage(self.done, from)
+            .and_then(|stage| stage.rootfs.as_ref())
+            .filter(|_| self.build.named_context(from).is_none());
+        let tree = match snapshot.map(|rootfs| rootfs.view(self.build.store)) {
             // The stage's tree as the build holds it: nothing unpacked again.
-            Some(rootfs) if self.build.named_context(from).is_none() => {
+            Some(Ok(view)) => {
                 tracing::info!("COPY --from={from} reads the stage's tree as the build holds it");
-                Tree::Snapshot(rootfs.view(self.build.store).map_err(RunError::from)?)
+                Tree::Snapshot(view)
             }
-            _ => {
+            Some(Err(e)) => {
+                tracing::warn!(
+                    "COPY --from={from}: the stage's tree cannot be read as the build holds it ({e}); its layers are unpacked instead"
+                );
+                Tree::Unpacked(self.build.tree_of(from, self.done)?)
+            }
+            None => {
                 tracing::info!("COPY --from={from} reads a tree unpacked from its layers");
                 Tree::Unpacked(self.build.tree_of(from, self.done)?)
             }

@@ -49,18 +49,6 @@ pub(crate) fn with_overlay<T: Send>(
     })
 }
 
-/// Mounts the overlay at `plan.merged` in a mount namespace of the calling thread's own, where
-/// it stays until [`unmount`] or the thread's end.
-pub(super) fn mount_privately(plan: &Plan<'_>) -> io::Result<()> {
-    private_namespace()?;
-    mount_overlay(plan)
-}
-
-/// Lets go of what [`mount_privately`] mounted.
-pub(super) fn unmount(path: &Path) {
-    let _ = umount(path);
-}
-
 fn private_namespace() -> io::Result<()> {
     // SAFETY: unshare with a constant flag; only this thread's context changes.
     check(unsafe { libc::unshare(libc::CLONE_NEWNS) })?;
