@@ -146,7 +146,7 @@ impl<'a> Executor<'a> {
             self.check_target(dockerfile, target)?;
         }
         let needed = needed_stages(&dockerfile.instructions, target.as_deref());
-        let copied = copied_stages(&dockerfile.instructions);
+        let copied = copied_stages(&dockerfile.instructions, &needed);
         let (globals, stages) = split_stages(&dockerfile.instructions);
         let mut used_args = BTreeSet::new();
         let mut global_args = self.automatic_args();
@@ -421,9 +421,9 @@ fn needed_stages(instructions: &[Instruction], target: Option<&str>) -> Vec<bool
     needed
 }
 
-/// Which stages a later `COPY --from` names (by name or index; a reference holding a variable
-/// may name any earlier stage).
-fn copied_stages(instructions: &[Instruction]) -> Vec<bool> {
+/// Which stages a later `COPY --from` of a `needed` stage names (by name or index; a reference
+/// holding a variable may name any earlier stage).
+fn copied_stages(instructions: &[Instruction], needed: &[bool]) -> Vec<bool> {
     let mut names: Vec<Option<String>> = Vec::new();
     let mut copied: Vec<bool> = Vec::new();
     for instruction in instructions {
@@ -437,6 +437,9 @@ fn copied_stages(instructions: &[Instruction]) -> Vec<bool> {
                 ..
             }) => {
                 let earlier = names.len().saturating_sub(1);
+                if needed.get(earlier) == Some(&false) {
+                    continue;
+                }
                 if reference.contains('$') {
                     copied[..earlier].fill(true);
                     continue;
@@ -492,7 +495,16 @@ mod tests {
              RUN --mount=type=bind,from=tools,target=/t true\n",
         );
         assert_eq!(needed_stages(&mounted, None), [true, false, true]);
-        assert_eq!(copied_stages(&dockerfile), [true, false, false, false]);
-        assert_eq!(copied_stages(&variable), [true, false]);
+        let all = [true; 4];
+        assert_eq!(
+            copied_stages(&dockerfile, &all),
+            [true, false, false, false]
+        );
+        assert_eq!(
+            copied_stages(&dockerfile, &[true, false, true, false]),
+            [false; 4],
+            "a stage that is not built copies nothing"
+        );
+        assert_eq!(copied_stages(&variable, &all), [true, false]);
     }
 }
