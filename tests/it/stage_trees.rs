@@ -13,7 +13,9 @@
 //! The expected values are what Docker 20.10's BuildKit gave for the same Dockerfile (with a
 //! busybox base): `/s` is `s3cret`; `/parent-abs` is `inner`; `/source-abs` and `/up-file` are
 //! regular files holding `tf`; `/dir-abs` holds `file` and `sub/f`; `/tree/inner` stays a link
-//! to `/d/target/file`; the three mounts read `inner`, `tf` and the listing `file`, `sub`.
+//! to `/d/target/file`; the three mounts read `inner`, `tf` and the listing `file`, `sub`. The
+//! stage's owners are kept (`ls -ln` gave `1234 5678` for a file a RUN owned so; fsutil's copy
+//! keeps them when no `--chown` is given), where a build context's files become root's.
 
 use std::collections::BTreeMap;
 
@@ -25,7 +27,8 @@ RUN ["/bin/busybox", "--install", "-s", "/bin"]
 RUN echo secret.txt > /.dockerignore && echo s3cret > /secret.txt \
  && mkdir -p /d/target/sub && echo inner > /d/target/sub/f && echo tf > /d/target/file \
  && ln -s /d/target /d/abs && ln -s /d/target/file /d/filelink && ln -s ../../../../d/target /d/up \
- && mkdir /d/tree && ln -s /d/target/file /d/tree/inner
+ && mkdir /d/tree && ln -s /d/target/file /d/tree/inner \
+ && mkdir -p /owned/sub && echo o > /owned/sub/o && chown -R 1234:5678 /owned
 FROM {base}
 RUN ["/bin/busybox", "--install", "-s", "/bin"]
 COPY --from=one /secret.txt /s
@@ -34,6 +37,8 @@ COPY --from=one /d/filelink /source-abs
 COPY --from=one /d/abs /dir-abs/
 COPY --from=one /d/up/file /up-file
 COPY --from=one /d/tree /tree/
+COPY --from=one /owned /owned/
+COPY --from=one --chown=7:8 /owned /chowned/
 RUN --mount=from=one,source=/d/abs/sub,target=/m cat /m/f > /mount-parent
 RUN --mount=from=one,source=/d/filelink,target=/mf cat /mf > /mount-source
 RUN --mount=from=one,source=/d/up,target=/mu ls /mu > /mount-up
@@ -63,7 +68,7 @@ fn build(who: As, mode: &str) -> (Workspace, serde_json::Value) {
     assert_eq!(
         said.matches("COPY --from=one reads the stage's tree as the build holds it")
             .count(),
-        6,
+        8,
         "{mode}: every COPY reads the stage's snapshot, nothing is unpacked again: {said}"
     );
     let json = serde_json::from_slice(&out.stdout).unwrap();
@@ -115,6 +120,21 @@ fn copy_and_mounts_from_a_stage_read_its_tree_as_dockers_builder_does() {
         assert_eq!(file("mount-parent"), "inner\n", "{mode}");
         assert_eq!(file("mount-source"), "tf\n", "{mode}");
         assert_eq!(file("mount-up"), "file\nsub\n", "{mode}");
+        let owner = |path: &str| (tree[path].uid, tree[path].gid);
+        assert_eq!(
+            owner("owned/sub/o"),
+            (1234, 5678),
+            "{mode}: the stage's owner is kept"
+        );
+        assert_eq!(owner("owned/sub"), (1234, 5678), "{mode}");
+        assert_eq!(
+            owner("owned"),
+            (0, 0),
+            "{mode}: the destination the copy makes"
+        );
+        assert_eq!(owner("chowned/sub/o"), (7, 8), "{mode}: --chown wins");
+        assert_eq!(owner("chowned"), (7, 8), "{mode}");
+        assert_eq!(owner("dir-abs/file"), (0, 0), "{mode}");
         layers.push(json["layers"].clone());
     }
     assert_eq!(

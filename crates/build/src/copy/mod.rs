@@ -43,6 +43,21 @@ pub(crate) struct CopyRequest<'a> {
     pub exclude: Option<&'a dockless_context::ignore::IgnoreRules>,
     /// `--parents`: each source keeps its path below the context root (or a `/./` pivot).
     pub parents: bool,
+    /// Whose the sources' files are when `owner` (`--chown`) does not say.
+    pub source_owners: SourceOwners<'a>,
+}
+
+/// Whose a COPY's files are without `--chown`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum SourceOwners<'a> {
+    /// Root's: the build context's files (and ADD's), as Docker gives them.
+    Root,
+    /// Their own: the tree of a stage or an image (`COPY --from`) at `root`, its owners on
+    /// disk, or, when it was unpacked without root, `recorded` by path (root's where absent).
+    Tree {
+        root: &'a std::path::Path,
+        recorded: Option<&'a std::collections::HashMap<String, (u64, u64)>>,
+    },
 }
 
 /// The entries of a COPY layer, and the staging directory that holds fetched or extracted
@@ -123,8 +138,7 @@ pub(crate) fn plan_copy(
         return Err(CopyError::ChecksumWithoutUrl);
     }
     let mut dest_is_dir = dest_says_dir || known.is_dir(&dest);
-    let owner = request.owner.unwrap_or((0, 0));
-    let mut builder = EntrySet::new(owner, request.chmod);
+    let mut builder = EntrySet::new(request.owner, request.chmod, request.source_owners);
     let mut staging: Option<TempDir> = None;
 
     for matched in &local {

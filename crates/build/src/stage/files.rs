@@ -7,7 +7,7 @@ use super::dispatch::{Failure, StageExecutor};
 use super::{Executor, Invalid, Stage, StepError, Unsupported, find_stage};
 use crate::BuiltLayer;
 use crate::base;
-use crate::copy::{self, CopyRequest};
+use crate::copy::{self, CopyRequest, SourceOwners};
 use dockless_context::Context;
 use dockless_context::ignore::IgnoreRules;
 use dockless_dockerfile::{Add, Copy, Heredoc};
@@ -30,6 +30,7 @@ struct Transfer<'a> {
     checksum: Option<Digest>,
     exclude: &'a [String],
     parents: bool,
+    source_owners: SourceOwners<'a>,
 }
 
 impl<'a> Transfer<'a> {
@@ -44,6 +45,7 @@ impl<'a> Transfer<'a> {
             checksum: None,
             exclude: &c.exclude,
             parents: c.parents,
+            source_owners: SourceOwners::Root,
         }
     }
 }
@@ -76,6 +78,7 @@ impl StageExecutor<'_, '_> {
             checksum,
             exclude: &a.exclude,
             parents: false,
+            source_owners: SourceOwners::Root,
         };
         if !a.inline.is_empty() {
             return self.inline(line, &a.inline, transfer);
@@ -191,6 +194,7 @@ impl StageExecutor<'_, '_> {
             checksum: transfer.checksum,
             exclude: exclude.as_ref(),
             parents: transfer.parents,
+            source_owners: transfer.source_owners,
         };
         let build = self.build;
         let plan = copy::plan_copy(
@@ -266,13 +270,13 @@ impl StageExecutor<'_, '_> {
         let snapshot = find_stage(self.done, from)
             .and_then(|stage| stage.rootfs.as_ref())
             .filter(|_| self.build.named_context(from).is_none());
-        let tree = match snapshot.map(|rootfs| rootfs.view(self.build.store)) {
+        let tree = match snapshot.map(|rootfs| (rootfs, rootfs.view(self.build.store))) {
             // The stage's tree as the build holds it: nothing unpacked again.
-            Some(Ok(view)) => {
+            Some((rootfs, Ok(view))) => {
                 tracing::info!("COPY --from={from} reads the stage's tree as the build holds it");
-                Tree::Snapshot(view)
+                Tree::Snapshot(view, rootfs)
             }
-            Some(Err(e)) => {
+            Some((_, Err(e))) => {
                 tracing::warn!(
                     "COPY --from={from}: the stage's tree cannot be read as the build holds it ({e}); its layers are unpacked instead"
                 );
@@ -286,7 +290,14 @@ impl StageExecutor<'_, '_> {
         // A stage's or an image's file system, not a build context: no `.dockerignore`, and
         // its links lead where they lead inside it.
         let context = Context::tree(tree.path())?;
-        self.transfer(line, &context, Transfer::copy(c), None)?;
+        let transfer = Transfer {
+            source_owners: SourceOwners::Tree {
+                root: tree.path(),
+                recorded: tree.recorded(),
+            },
+            ..Transfer::copy(c)
+        };
+        self.transfer(line, &context, transfer, None)?;
         // The layer reads its files from the tree: write it while that can still be read.
         Ok(self.build.flush(&mut self.stage)?)
     }
@@ -369,19 +380,29 @@ impl Executor<'_> {
 }
 
 /// The file system a `COPY --from` reads.
-enum Tree {
+enum Tree<'s> {
     /// A built stage's, as the build holds it.
-    Snapshot(View),
+    Snapshot(View, &'s Rootfs),
     /// An image's (or a stage's that kept no tree), unpacked from its layers.
     Unpacked(Rootfs),
 }
 
-impl Tree {
+impl Tree<'_> {
     fn path(&self) -> &std::path::Path {
         match self {
-            Tree::Snapshot(view) => view.path(),
+            Tree::Snapshot(view, _) => view.path(),
             Tree::Unpacked(rootfs) => rootfs.path(),
         }
+    }
+
+    /// The owners the tree keeps aside (unpacked without root, its files are the invoking
+    /// user's on disk).
+    fn recorded(&self) -> Option<&std::collections::HashMap<String, (u64, u64)>> {
+        let rootfs = match self {
+            Tree::Snapshot(_, rootfs) => rootfs,
+            Tree::Unpacked(rootfs) => rootfs,
+        };
+        (!rootfs.privileged).then_some(&rootfs.owners)
     }
 }
 
