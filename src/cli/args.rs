@@ -253,6 +253,10 @@ pub struct TemplateBuildArgs {
     /// nodes run it (linux/arm64); E2B's cloud runs linux/amd64 only [default: linux/amd64].
     #[arg(long, value_name = "PLATFORM")]
     pub platform: Option<String>,
+    /// Build the stage of this name (FROM … AS NAME) and stop there: the sandbox's user,
+    /// directory and start command are that stage's.
+    #[arg(long, value_name = "STAGE")]
+    pub target: Option<String>,
     #[command(flatten)]
     pub inputs: BuildInputArgs,
     #[command(flatten)]

@@ -322,6 +322,7 @@ mod tests {
             }],
             platform: "linux/amd64".parse().unwrap(),
             cache_entries: Vec::new(),
+            stage_sets: Default::default(),
         }
     }
 

@@ -233,6 +233,7 @@ mod tests {
                 .collect(),
             platform: "linux/amd64".parse().unwrap(),
             cache_entries: Vec::new(),
+            stage_sets: Default::default(),
         }
     }
 

@@ -84,6 +84,7 @@ pub fn build(args: &TemplateBuildArgs, quiet: bool, http: HttpPolicy) -> anyhow:
         platform,
     )
     .map_err(settings_error)?;
+    options.target = args.target.clone();
     options.progress = progress.listener();
     let runtime = runtime()?;
     let store = Store::open(Store::default_root())?;

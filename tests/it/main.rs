@@ -23,6 +23,7 @@ mod registry_push;
 mod run;
 mod run_snapshots;
 mod shared_cache;
+mod stage_trees;
 mod store_usage;
 mod streaming;
 mod support;

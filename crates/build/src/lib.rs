@@ -144,6 +144,35 @@ pub struct BuiltImage {
     /// Every layer the build made or reused, under its shared cache key (for `--cache-to`).
     #[serde(skip)]
     pub cache_entries: Vec<dockless_shared_cache::ExportEntry>,
+    /// What the built stage (the target, else the last) sets itself.
+    #[serde(skip)]
+    pub stage_sets: StageSets,
+}
+
+/// Which of USER, WORKDIR and CMD/ENTRYPOINT a stage's own instructions (those after its FROM)
+/// set, rather than take from its base: E2B's SDK maps only what the Dockerfile sets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StageSets {
+    pub user: bool,
+    pub workdir: bool,
+    pub command: bool,
+}
+
+impl StageSets {
+    /// What the instructions after a stage's FROM set.
+    pub fn of(body: &[dockless_dockerfile::Instruction]) -> Self {
+        use dockless_dockerfile::Command;
+        let mut sets = StageSets::default();
+        for instruction in body {
+            match instruction.command {
+                Command::User(_) => sets.user = true,
+                Command::Workdir(_) => sets.workdir = true,
+                Command::Cmd(_) | Command::Entrypoint(_) => sets.command = true,
+                _ => {}
+            }
+        }
+        sets
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

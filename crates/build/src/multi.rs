@@ -139,6 +139,7 @@ mod tests {
             layers: Vec::new(),
             platform: format!("linux/{arch}").parse().unwrap(),
             cache_entries: Vec::new(),
+            stage_sets: Default::default(),
         }
     }
 

@@ -8,12 +8,15 @@ use std::fs::{self, FileType};
 use std::os::unix::fs::MetadataExt;
 
 /// The fields of an item's `lstat` (or `stat`, for a followed top-level symlink) that the build
-/// reads: its type and mode, its links, and the identity the layer cache keys on.
+/// reads: its type, mode and owner, its links, and the identity the layer cache keys on.
 #[derive(Debug, Clone, Copy)]
 pub struct ItemMeta {
     file_type: FileType,
     /// `st_mode`: the type bits and the permission bits.
     mode: u32,
+    /// The owner: a build context's files are root's in a layer, but a stage's keep theirs.
+    uid: u32,
+    gid: u32,
     nlink: u64,
     rdev: u64,
     dev: u64,
@@ -28,6 +31,8 @@ impl ItemMeta {
         ItemMeta {
             file_type: meta.file_type(),
             mode: meta.mode(),
+            uid: meta.uid(),
+            gid: meta.gid(),
             nlink: meta.nlink(),
             rdev: meta.rdev(),
             dev: meta.dev(),
@@ -53,6 +58,11 @@ impl ItemMeta {
     /// `st_mode`, as [`MetadataExt::mode`]: the type bits and the permission bits.
     pub fn mode(&self) -> u32 {
         self.mode
+    }
+
+    /// `(st_uid, st_gid)`.
+    pub fn owner(&self) -> (u64, u64) {
+        (u64::from(self.uid), u64::from(self.gid))
     }
 
     pub fn len(&self) -> u64 {

@@ -1,4 +1,6 @@
-//! The build context: walking it, `.dockerignore`, and keeping every read inside it.
+//! The build context: walking it, `.dockerignore`, and keeping every read inside it. A stage's
+//! or an image's tree (`COPY --from`) is read with the same code as a tree: no
+//! `.dockerignore`, and links resolved inside its root as if it were `/`.
 //!
 //! May use: oci.
 
@@ -20,9 +22,21 @@ use ignore::{IgnoreError, IgnoreRules};
 pub struct Context {
     root: PathBuf,
     ignore: IgnoreRules,
+    links: Links,
     /// Each directory's walk, by its absolute path, when walks are shared
     /// ([`Context::sharing_walks`]); `None`: every walk reads the disk.
     walks: Option<Mutex<HashMap<PathBuf, Vec<source::Walked>>>>,
+}
+
+/// How a symlink met on the way to a source is resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Links {
+    /// A build context on the host: a link whose target leaves the context is refused, and an
+    /// absolute target is a host path (allowed only when it points back inside).
+    Context,
+    /// An image's file system: the root is `/`, so an absolute target starts at the root and
+    /// `..` stops there, as inside a container.
+    InsideRoot,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +100,7 @@ impl Context {
         Ok(Context {
             root,
             ignore,
+            links: Links::Context,
             walks: None,
         })
     }
@@ -100,6 +115,30 @@ impl Context {
             walks: Some(Mutex::new(HashMap::new())),
             ..self
         }
+    }
+
+    /// Opens the file system of a stage or an image (or files staged by the build) as a tree:
+    /// read as BuildKit's copy from a state reads it (fsutil's copy with continuity's
+    /// `RootPath`), its links resolved inside `dir` as if it were `/`, with no `.dockerignore`
+    /// (a file of that name there is a file like any other).
+    ///
+    /// `dir` is taken as it is, not made canonical: it may lie beneath another thread's root
+    /// in `/proc` (an overlay mount only that thread sees), which `realpath` would leave.
+    pub fn tree(dir: &Path) -> Result<Self, ContextError> {
+        let meta = fs::metadata(dir).with_path("open the file system of", dir)?;
+        if !meta.is_dir() || !dir.is_absolute() {
+            return Err(ContextError::NotADirectory(dir.to_owned()));
+        }
+        Ok(Context {
+            root: dir.to_owned(),
+            ignore: IgnoreRules::empty(),
+            links: Links::InsideRoot,
+            walks: None,
+        })
+    }
+
+    pub fn links(&self) -> Links {
+        self.links
     }
 
     pub fn root(&self) -> &Path {

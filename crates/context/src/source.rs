@@ -11,9 +11,9 @@ use std::fs;
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
-use super::Context;
 use super::item_meta::ItemMeta;
 use super::pattern::{self, PatternError};
+use super::{Context, Links};
 use dockless_oci::fs_error::{FsError, IoContext};
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +36,10 @@ pub enum SourceError {
         "source '{0}' was not found in the build context (check the path, and that .dockerignore does not exclude it)"
     )]
     NotFound(String),
+    #[error(
+        "source '{0}' was not found in that file system (its paths start at its root, and its links are followed inside it)"
+    )]
+    NotInTree(String),
     #[error("source '{source_path}' is not a valid pattern: {error}")]
     BadPattern {
         source_path: String,
@@ -76,8 +80,13 @@ impl Walked {
 impl Context {
     /// Expands one source (which may hold glob characters) into the items it names, in order.
     pub fn resolve(&self, source: &str) -> Result<Vec<Matched>, SourceError> {
-        let rel =
-            clean_relative(source).ok_or_else(|| SourceError::OutsideContext(source.into()))?;
+        let rel = match self.links() {
+            Links::Context => {
+                clean_relative(source).ok_or_else(|| SourceError::OutsideContext(source.into()))?
+            }
+            // BuildKit joins the source to `/` first: `..` stops at the root.
+            Links::InsideRoot => clean_inside_root(source),
+        };
         let candidates = if pattern::has_glob_meta(&rel) {
             self.expand_glob(source, &rel)?
         } else {
@@ -111,7 +120,9 @@ impl Context {
                     .into());
                 }
             };
-            if meta.file_type().is_symlink() {
+            if meta.file_type().is_symlink() && self.links() == Links::InsideRoot {
+                matched.push(self.follow_inside_root(source, rel)?);
+            } else if meta.file_type().is_symlink() {
                 matched.push(self.follow_top_level(source, &rel, &abs)?);
             } else {
                 matched.push(Matched {
@@ -122,9 +133,51 @@ impl Context {
             }
         }
         if matched.is_empty() {
-            return Err(SourceError::NotFound(source.into()));
+            return Err(self.not_found(source));
         }
         Ok(matched)
+    }
+
+    /// Where the path `rel` (already clean, relative to the root) is on disk, its directories'
+    /// links resolved as [`Self::resolve`] resolves them, its last component not followed.
+    pub fn locate(&self, rel: &str) -> Result<PathBuf, SourceError> {
+        Ok(self.root().join(self.resolve_within(rel, rel, false)?))
+    }
+
+    /// That `source` names nothing here, said as a context or as a tree.
+    fn not_found(&self, source: &str) -> SourceError {
+        match self.links() {
+            Links::Context => SourceError::NotFound(source.into()),
+            Links::InsideRoot => SourceError::NotInTree(source.into()),
+        }
+    }
+
+    /// Follows a symlink named directly as a source of a tree, inside its root: a COPY follows
+    /// it (the Dockerfile frontend asks BuildKit's copy to `FollowSymlinks`, and continuity's
+    /// `RootPath` bounds every link to the root), so its target is copied, not the link.
+    fn follow_inside_root(&self, source: &str, rel: String) -> Result<Matched, SourceError> {
+        let inside = self.resolve_within(source, &rel, true)?;
+        let abs = self.root().join(&inside);
+        let meta = match fs::symlink_metadata(&abs) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(self.not_found(source));
+            }
+            Err(source) => {
+                let path = abs.clone();
+                return Err(FsError {
+                    action: "read",
+                    path,
+                    source,
+                }
+                .into());
+            }
+        };
+        Ok(Matched {
+            rel,
+            abs,
+            meta: ItemMeta::of(&meta),
+        })
     }
 
     /// Follows a symlink named directly as a source, refusing targets outside the context.
@@ -372,9 +425,10 @@ const MAX_SYMLINK_HOPS: usize = 40;
 
 impl Context {
     /// `rel` with every symlink among its directories (and in its last component too when
-    /// `follow_last`) resolved, by the host's rules, to a path relative to the root. A link whose
-    /// target leaves the root is an error naming it; a missing directory stays as written (the
-    /// caller reports the source as not found).
+    /// `follow_last`) resolved to a path relative to the root. In a context, by the host's
+    /// rules: a link whose target leaves the root is an error naming it. In a tree, as inside a
+    /// container: an absolute target starts at the root and `..` stops there. A missing
+    /// directory stays as written (the caller reports the source as not found).
     fn resolve_within(
         &self,
         source: &str,
@@ -394,13 +448,14 @@ impl Context {
                 None => return Ok(String::new()),
             }
         };
+        let in_tree = self.links() == Links::InsideRoot;
         let mut resolved: Vec<String> = Vec::new();
         let mut hops = 0;
         while let Some(part) = pending.pop_front() {
             match part.as_str() {
                 "." => continue,
                 ".." => {
-                    if resolved.pop().is_none() {
+                    if resolved.pop().is_none() && !in_tree {
                         return Err(SourceError::OutsideContext(source.into()));
                     }
                     continue;
@@ -426,7 +481,11 @@ impl Context {
             };
             let relative_target = if target.is_absolute() {
                 resolved.clear();
-                target.strip_prefix(self.root()).map_err(|_| escapes())?
+                if in_tree {
+                    target.as_path()
+                } else {
+                    target.strip_prefix(self.root()).map_err(|_| escapes())?
+                }
             } else {
                 target.as_path()
             };
@@ -438,11 +497,12 @@ impl Context {
                     Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
                 }
             }
-            // A `..` that climbs above the root is the link's escape, not the source's.
+            // A `..` that climbs above the root is the link's escape, not the source's (in a
+            // tree it stops at the root, as the loop above does).
             let mut depth = resolved.len() as isize;
             for name in &expanded {
                 depth += if name == ".." { -1 } else { 1 };
-                if depth < 0 {
+                if depth < 0 && !in_tree {
                     return Err(escapes());
                 }
             }
@@ -463,6 +523,23 @@ fn join(prefix: &str, name: &str) -> String {
     }
 }
 
+/// Cleans a source path relative to the root of a tree: a leading `/` means the root, `.`
+/// parts go, `..` parts go back up and stop at the root (as `filepath.Join("/", path)` does in
+/// BuildKit).
+pub fn clean_inside_root(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            other => parts.push(other),
+        }
+    }
+    parts.join("/")
+}
+
 /// Cleans a source path relative to the context root: a leading `/` means the root, `.` parts go,
 /// `..` parts go back up, and `None` when that would leave the root.
 pub fn clean_relative(path: &str) -> Option<String> {
@@ -480,73 +557,4 @@ pub fn clean_relative(path: &str) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn context_with_links() -> (tempfile::TempDir, Context) {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("ctx");
-        fs::create_dir_all(root.join("real/sub")).unwrap();
-        fs::write(root.join("real/sub/file"), "x").unwrap();
-        std::os::unix::fs::symlink("real", root.join("inside")).unwrap();
-        std::os::unix::fs::symlink("/etc", root.join("abs_out")).unwrap();
-        std::os::unix::fs::symlink("../..", root.join("real/up")).unwrap();
-        std::os::unix::fs::symlink("loop", root.join("loop")).unwrap();
-        let canonical = fs::canonicalize(&root).unwrap();
-        std::os::unix::fs::symlink(canonical.join("real"), root.join("abs_in")).unwrap();
-        let context = Context::open(&root).unwrap();
-        (dir, context)
-    }
-
-    #[test]
-    fn symlinked_directories_resolve_inside_the_root_or_are_refused() {
-        let (_dir, context) = context_with_links();
-        let found = context.resolve("inside/sub/file").unwrap();
-        assert_eq!(found[0].abs, context.root().join("real/sub/file"));
-        let found = context.resolve("abs_in/sub/file").unwrap();
-        assert_eq!(found[0].abs, context.root().join("real/sub/file"));
-        let found = context.resolve("inside/sub/*").unwrap();
-        assert_eq!(found[0].abs, context.root().join("real/sub/file"));
-        for escaping in ["abs_out/passwd", "abs_out/*", "real/up/etc/passwd"] {
-            let error = context.resolve(escaping).unwrap_err();
-            assert!(
-                matches!(error, SourceError::ParentSymlinkEscapes { .. }),
-                "{escaping}: {error}"
-            );
-        }
-        assert!(matches!(
-            context.resolve("loop/x").unwrap_err(),
-            SourceError::SymlinkLoop(_)
-        ));
-    }
-
-    #[test]
-    fn a_context_sharing_walks_reads_each_directory_once() {
-        let (_dir, context) = context_with_links();
-        let shared = Context::open(context.root()).unwrap().sharing_walks();
-        let names = |context: &Context| -> Vec<String> {
-            let top = context.resolve("real").unwrap();
-            context
-                .walk(&top[0])
-                .unwrap()
-                .into_iter()
-                .map(|w| w.rel)
-                .collect()
-        };
-        assert_eq!(names(&shared), ["sub", "sub/file", "up"]);
-        fs::write(context.root().join("real/sub/later"), "y").unwrap();
-        // The walk kept is the one every later build sees; a context that does not share
-        // its walks reads the directory again.
-        assert_eq!(names(&shared), ["sub", "sub/file", "up"]);
-        assert_eq!(names(&context), ["sub", "sub/file", "sub/later", "up"]);
-    }
-
-    #[test]
-    fn clean_relative_keeps_paths_inside() {
-        assert_eq!(clean_relative("/a/./b/").as_deref(), Some("a/b"));
-        assert_eq!(clean_relative("a/../b").as_deref(), Some("b"));
-        assert_eq!(clean_relative(".").as_deref(), Some(""));
-        assert_eq!(clean_relative("../x"), None);
-        assert_eq!(clean_relative("a/../../x"), None);
-    }
-}
+mod tests;

@@ -7,11 +7,11 @@
 //! none, and its CMD/ENTRYPOINT into the start command with a 20 s ready wait (`sleep 20`).
 //!
 //! dockless reads the values from the built image's config (so variables are expanded and
-//! Docker's ENTRYPOINT+CMD meaning is kept) and asks the Dockerfile's final stage only whether
-//! it sets them, so an instruction inherited from the base image counts as "not set", as in
-//! the SDK.
+//! Docker's ENTRYPOINT+CMD meaning is kept) and asks the build whether the stage it built (the
+//! `--target`, else the last) sets them itself, so an instruction inherited from the base image
+//! counts as "not set", as in the SDK. The Dockerfile is not read a second time.
 
-use dockless_dockerfile::{Command, Dockerfile};
+pub(crate) use dockless_build::StageSets;
 use dockless_oci::image::config::ContainerConfig;
 
 use super::api::Step;
@@ -20,35 +20,6 @@ pub(crate) const DEFAULT_USER: &str = "user";
 pub(crate) const DEFAULT_WORKDIR: &str = "/home/user";
 /// `waitForTimeout(20_000)` in the SDK.
 pub(crate) const READY_AFTER_START: &str = "sleep 20";
-
-/// Which of USER, WORKDIR and CMD/ENTRYPOINT the Dockerfile's final stage sets itself.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct StageSets {
-    pub user: bool,
-    pub workdir: bool,
-    pub command: bool,
-}
-
-impl StageSets {
-    /// The instructions after the last FROM.
-    pub fn of(dockerfile: &Dockerfile) -> Self {
-        let last_from = dockerfile
-            .instructions
-            .iter()
-            .rposition(|i| matches!(i.command, Command::From(_)))
-            .map_or(0, |at| at + 1);
-        let mut sets = StageSets::default();
-        for instruction in &dockerfile.instructions[last_from..] {
-            match instruction.command {
-                Command::User(_) => sets.user = true,
-                Command::Workdir(_) => sets.workdir = true,
-                Command::Cmd(_) | Command::Entrypoint(_) => sets.command = true,
-                _ => {}
-            }
-        }
-        sets
-    }
-}
 
 /// The sandbox's user, directory and (if the image says) start command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,7 +132,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            StageSets::of(&dockerfile),
+            StageSets::of(&dockerfile.instructions[4..]),
             StageSets {
                 user: false,
                 workdir: true,

@@ -312,6 +312,64 @@ async fn the_dockerfiles_user_directory_and_command_reach_e2b_as_its_sdk_sends_t
     assert!(double.violations().is_empty(), "{:?}", double.violations());
 }
 
+/// Issue 25, corner 5: with `--target`, the stage that was built decides the sandbox's user,
+/// directory and start command (the SDK's rules applied to that stage: what it sets itself,
+/// with the values of the image built), not the Dockerfile's last stage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_target_the_built_stage_gives_the_user_directory_and_command() {
+    let backing = TestRegistry::start(RegistryAuth::None).await;
+    let user_registry = TestRegistry::start(RegistryAuth::None).await;
+    let double = E2bDouble::start(&backing.host).await;
+    double.allow_api_key(API_KEY);
+    let image = format!("{}/sandboxes/target:1", user_registry.host);
+    let key = [("E2B_API_KEY", API_KEY)];
+    type Expected = (&'static str, &'static str, Option<&'static str>);
+    let cases: [(&str, Expected); 2] = [
+        // The target sets all three; the last stage sets none.
+        (
+            "FROM scratch AS app\nCOPY app.txt /srv/app/app.txt\nUSER app\nWORKDIR /srv/app\n\
+             CMD [\"node\", \"server.js\"]\nFROM scratch AS other\nCOPY app.txt /other.txt\n",
+            ("app", "/srv/app", Some("node server.js")),
+        ),
+        // The target inherits all three from the stage below (so, as in the SDK, sets
+        // none); the last stage sets its own.
+        (
+            "FROM scratch AS base\nUSER app\nWORKDIR /srv/app\nCMD [\"node\", \"server.js\"]\n\
+             FROM base AS app\nCOPY app.txt /srv/app/app.txt\n\
+             FROM base\nUSER other\nWORKDIR /elsewhere\nCMD [\"/elsewhere/run\"]\n",
+            ("user", "/home/user", None),
+        ),
+    ];
+    for (dockerfile, (user, workdir, start)) in cases {
+        let ws = template_workspace();
+        ws.write("e2b.Dockerfile", dockerfile);
+        let out = run(
+            &ws,
+            &double,
+            &[
+                "template", "build", "ctx", "--image", &image, "--json", "--target", "app",
+            ],
+            &key,
+            "",
+        );
+        let outcome = json(&out);
+        let build = double.build(outcome["buildID"].as_str().unwrap()).unwrap();
+        let runtime = build.runtime.unwrap();
+        assert_eq!(
+            (runtime.user.as_str(), runtime.workdir.as_str()),
+            (user, workdir),
+            "{dockerfile}"
+        );
+        assert_eq!(build.start_body["startCmd"].as_str(), start, "{dockerfile}");
+        assert_eq!(
+            build.start_body["steps"],
+            serde_json::json!([{"type": "USER", "args": [user]}, {"type": "WORKDIR", "args": [workdir]}]),
+            "{dockerfile}"
+        );
+    }
+    assert!(double.violations().is_empty(), "{:?}", double.violations());
+}
+
 /// `--tag`, `--skip-cache` and `--no-wait` reach E2B; a first build that fails still records
 /// the template ID, so the next run rebuilds the same template.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,9 +4,9 @@
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::os::unix::fs::FileTypeExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use super::{CopyError, join};
+use super::{CopyError, SourceOwners, join};
 use crate::filesystem::KnownFilesystem;
 use dockless_context::item_meta::ItemMeta;
 use dockless_context::source::{Matched, Walked};
@@ -22,11 +22,15 @@ const READ_PER_THREAD: usize = 8192;
 /// They are kept in the order they come, each with its file's stamp, and sorted once when the
 /// set is finished: a map by path would hold every path twice (key and entry), for each of
 /// hundreds of thousands of files.
-pub(super) struct EntrySet {
+pub(super) struct EntrySet<'a> {
     entries: Vec<(Entry, Option<SourceStamp>)>,
     /// (device, inode) of files with several links, so that they become hard links in the layer.
     inodes: HashMap<String, (u64, u64)>,
+    /// `--chown`'s owner, else root (of the directories the copy creates, and of what the
+    /// sources' owners do not give).
     owner: (u64, u64),
+    chown: bool,
+    sources: SourceOwners<'a>,
     chmod: Option<u32>,
     created_dirs: Vec<String>,
 }
@@ -37,12 +41,18 @@ pub(super) struct Finished {
     pub(super) stamps: Stamps,
 }
 
-impl EntrySet {
-    pub(super) fn new(owner: (u64, u64), chmod: Option<u32>) -> Self {
+impl<'a> EntrySet<'a> {
+    pub(super) fn new(
+        chown: Option<(u64, u64)>,
+        chmod: Option<u32>,
+        sources: SourceOwners<'a>,
+    ) -> Self {
         EntrySet {
             entries: Vec::new(),
             inodes: HashMap::new(),
-            owner,
+            owner: chown.unwrap_or((0, 0)),
+            chown: chown.is_some(),
+            sources,
             chmod,
             created_dirs: Vec::new(),
         }
@@ -69,13 +79,53 @@ impl EntrySet {
         meta: &ItemMeta,
     ) -> Result<(), CopyError> {
         if let Some(found) = FromDisk::read(abs, meta)? {
-            self.insert_from_disk(target, found, meta);
+            let owner = self.owner_of(|| abs.to_owned(), meta);
+            self.insert_from_disk(target, found, meta, owner);
         }
         Ok(())
     }
 
-    /// Adds what [`FromDisk::read`] found at `target`.
-    pub(super) fn insert_from_disk(&mut self, target: &str, found: FromDisk, meta: &ItemMeta) {
+    /// The owner an entry from disk gets: `--chown`'s; else, from a build context, root; from
+    /// a stage's or an image's tree, its own (BuildKit's copy from a state keeps owners, as
+    /// `cp -a`): on disk, or as the tree kept it aside when it was unpacked without root.
+    fn owner_of(&self, abs: impl FnOnce() -> PathBuf, meta: &ItemMeta) -> (u64, u64) {
+        if self.chown {
+            return self.owner;
+        }
+        match self.sources {
+            SourceOwners::Root => (0, 0),
+            SourceOwners::Tree {
+                recorded: None,
+                ids,
+                ..
+            } => match ids {
+                Some(range) => {
+                    let (uid, gid) = meta.owner();
+                    let (uid, gid) = range.to_image(uid as u32, gid as u32);
+                    (u64::from(uid), u64::from(gid))
+                }
+                None => meta.owner(),
+            },
+            SourceOwners::Tree {
+                root,
+                recorded: Some(recorded),
+                ..
+            } => {
+                let abs = abs();
+                let rel = abs.strip_prefix(root).unwrap_or(&abs).to_string_lossy();
+                recorded.get(rel.as_ref()).copied().unwrap_or((0, 0))
+            }
+        }
+    }
+
+    /// Adds what [`FromDisk::read`] found at `target`, owned by `owner`.
+    pub(super) fn insert_from_disk(
+        &mut self,
+        target: &str,
+        found: FromDisk,
+        meta: &ItemMeta,
+        (uid, gid): (u64, u64),
+    ) {
         let FromDisk { kind, xattrs } = found;
         let is_symlink = matches!(kind, EntryKind::Symlink { .. });
         let mode = match self.chmod {
@@ -91,8 +141,8 @@ impl EntrySet {
             path: target.to_owned(),
             kind,
             mode,
-            uid: self.owner.0,
-            gid: self.owner.1,
+            uid,
+            gid,
             xattrs,
         };
         self.entries.push((entry, stamp));
@@ -129,7 +179,8 @@ impl EntrySet {
             for (chunk, details) in chunks.into_iter().zip(found) {
                 for (w, detail) in chunk.iter().zip(details?) {
                     if let Some(detail) = detail {
-                        self.insert_from_disk(&join(dest, &w.rel), detail, &w.meta);
+                        let owner = self.owner_of(|| w.abs(dir), &w.meta);
+                        self.insert_from_disk(&join(dest, &w.rel), detail, &w.meta, owner);
                     }
                 }
             }
@@ -365,7 +416,7 @@ mod tests {
         let file = dir.path().join("f");
         fs::write(&file, "bytes").unwrap();
         let meta = ItemMeta::of(&fs::symlink_metadata(&file).unwrap());
-        let mut set = EntrySet::new((0, 0), None);
+        let mut set = EntrySet::new(None, None, SourceOwners::Root);
         set.add_from_disk("b/x", &file, &meta).unwrap();
         set.add_from_disk("a", &file, &meta).unwrap();
         set.add(Entry {

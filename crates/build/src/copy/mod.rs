@@ -43,6 +43,23 @@ pub(crate) struct CopyRequest<'a> {
     pub exclude: Option<&'a dockless_context::ignore::IgnoreRules>,
     /// `--parents`: each source keeps its path below the context root (or a `/./` pivot).
     pub parents: bool,
+    /// Whose the sources' files are when `owner` (`--chown`) does not say.
+    pub source_owners: SourceOwners<'a>,
+}
+
+/// Whose a COPY's files are without `--chown`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum SourceOwners<'a> {
+    /// Root's: the build context's files (and ADD's), as Docker gives them.
+    Root,
+    /// Their own: the tree of a stage or an image (`COPY --from`) at `root`, its owners on
+    /// disk (kept there in the sandbox's range `ids` when the tree is, as root), or, when it
+    /// was unpacked without root, `recorded` by path (root's where absent).
+    Tree {
+        root: &'a std::path::Path,
+        recorded: Option<&'a std::collections::HashMap<String, (u64, u64)>>,
+        ids: Option<dockless_sandbox::owners::IdRange>,
+    },
 }
 
 /// The entries of a COPY layer, and the staging directory that holds fetched or extracted
@@ -123,8 +140,7 @@ pub(crate) fn plan_copy(
         return Err(CopyError::ChecksumWithoutUrl);
     }
     let mut dest_is_dir = dest_says_dir || known.is_dir(&dest);
-    let owner = request.owner.unwrap_or((0, 0));
-    let mut builder = EntrySet::new(owner, request.chmod);
+    let mut builder = EntrySet::new(request.owner, request.chmod, request.source_owners);
     let mut staging: Option<TempDir> = None;
 
     for matched in &local {
@@ -188,7 +204,7 @@ fn resolve_sources<'r>(
         }
         match context.resolve(source) {
             Ok(matched) => local.extend(matched),
-            Err(SourceError::NotFound(_)) if has_glob_meta(source) => {
+            Err(SourceError::NotFound(_) | SourceError::NotInTree(_)) if has_glob_meta(source) => {
                 tracing::info!("COPY source '{source}' matches nothing in the context");
             }
             Err(e) => return Err(e.into()),
@@ -330,7 +346,9 @@ fn add_with_parents(
         } else {
             format!("{ancestor}/{part}")
         };
-        let on_disk = context.root().join(pivot).join(&ancestor);
+        // Found as the source was (links inside the context, or inside the tree), never by
+        // the host's rules: a link on the way must not lead the read out of it.
+        let on_disk = context.locate(&join(pivot, &ancestor))?;
         let meta = fs::symlink_metadata(&on_disk).with_path("read", &on_disk)?;
         if ancestor != kept {
             builder.add_from_disk(&join(dest, &ancestor), &on_disk, &ItemMeta::of(&meta))?;

@@ -7,7 +7,7 @@ use super::dispatch::{Failure, StageExecutor};
 use super::{Executor, Invalid, Stage, StepError, Unsupported, find_stage};
 use crate::BuiltLayer;
 use crate::base;
-use crate::copy::{self, CopyRequest};
+use crate::copy::{self, CopyRequest, SourceOwners};
 use dockless_context::Context;
 use dockless_context::ignore::IgnoreRules;
 use dockless_dockerfile::{Add, Copy, Heredoc};
@@ -15,6 +15,7 @@ use dockless_layer::{Entry, EntryKind};
 use dockless_oci::digest::Digest;
 use dockless_registry::remote::LayerSource;
 use dockless_sandbox::RunError;
+use dockless_sandbox::overlay::view::View;
 use dockless_sandbox::rootfs::Rootfs;
 
 /// What one COPY or ADD asks for, whatever its source.
@@ -29,6 +30,7 @@ struct Transfer<'a> {
     checksum: Option<Digest>,
     exclude: &'a [String],
     parents: bool,
+    source_owners: SourceOwners<'a>,
 }
 
 impl<'a> Transfer<'a> {
@@ -43,6 +45,7 @@ impl<'a> Transfer<'a> {
             checksum: None,
             exclude: &c.exclude,
             parents: c.parents,
+            source_owners: SourceOwners::Root,
         }
     }
 }
@@ -75,6 +78,7 @@ impl StageExecutor<'_, '_> {
             checksum,
             exclude: &a.exclude,
             parents: false,
+            source_owners: SourceOwners::Root,
         };
         if !a.inline.is_empty() {
             return self.inline(line, &a.inline, transfer);
@@ -115,7 +119,8 @@ impl StageExecutor<'_, '_> {
             })?;
             names.push(heredoc.name.clone());
         }
-        let context = Context::open(staging.path())?;
+        // Read as a tree: a heredoc named `.dockerignore` is a file like the others.
+        let context = Context::tree(staging.path())?;
         let transfer = Transfer {
             sources: &names,
             add: false,
@@ -189,6 +194,7 @@ impl StageExecutor<'_, '_> {
             checksum: transfer.checksum,
             exclude: exclude.as_ref(),
             parents: transfer.parents,
+            source_owners: transfer.source_owners,
         };
         let build = self.build;
         let plan = copy::plan_copy(
@@ -261,10 +267,39 @@ impl StageExecutor<'_, '_> {
     /// `COPY --from=<stage name|stage index|image>` (on `line`): the sources are read from
     /// that file system.
     fn copy_from(&mut self, line: usize, from: &str, c: &Copy) -> Result<(), Failure> {
-        let rootfs = self.build.tree_of(from, self.done)?;
-        let context = Context::open(rootfs.path())?;
-        self.transfer(line, &context, Transfer::copy(c), None)?;
-        // The layer reads its files from `rootfs`: write it while that still exists.
+        let snapshot = find_stage(self.done, from)
+            .and_then(|stage| stage.rootfs.as_ref())
+            .filter(|_| self.build.named_context(from).is_none());
+        let tree = match snapshot.map(|rootfs| (rootfs, rootfs.view(self.build.store))) {
+            // The stage's tree as the build holds it: nothing unpacked again.
+            Some((rootfs, Ok(view))) => {
+                tracing::info!("COPY --from={from} reads the stage's tree as the build holds it");
+                Tree::Snapshot(view, rootfs)
+            }
+            Some((_, Err(e))) => {
+                tracing::warn!(
+                    "COPY --from={from}: the stage's tree cannot be read as the build holds it ({e}); its layers are unpacked instead"
+                );
+                Tree::Unpacked(self.build.tree_of(from, self.done)?)
+            }
+            None => {
+                tracing::info!("COPY --from={from} reads a tree unpacked from its layers");
+                Tree::Unpacked(self.build.tree_of(from, self.done)?)
+            }
+        };
+        // A stage's or an image's file system, not a build context: no `.dockerignore`, and
+        // its links lead where they lead inside it.
+        let context = Context::tree(tree.path())?;
+        let transfer = Transfer {
+            source_owners: SourceOwners::Tree {
+                root: tree.path(),
+                recorded: tree.recorded(),
+                ids: tree.rootfs().ids,
+            },
+            ..Transfer::copy(c)
+        };
+        self.transfer(line, &context, transfer, None)?;
+        // The layer reads its files from the tree: write it while that can still be read.
         Ok(self.build.flush(&mut self.stage)?)
     }
 }
@@ -351,6 +386,37 @@ impl Executor<'_> {
             })
             .collect();
         Ok(layers)
+    }
+}
+
+/// The file system a `COPY --from` reads.
+enum Tree<'s> {
+    /// A built stage's, as the build holds it.
+    Snapshot(View, &'s Rootfs),
+    /// An image's (or a stage's that kept no tree), unpacked from its layers.
+    Unpacked(Rootfs),
+}
+
+impl Tree<'_> {
+    fn path(&self) -> &std::path::Path {
+        match self {
+            Tree::Snapshot(view, _) => view.path(),
+            Tree::Unpacked(rootfs) => rootfs.path(),
+        }
+    }
+
+    fn rootfs(&self) -> &Rootfs {
+        match self {
+            Tree::Snapshot(_, rootfs) => rootfs,
+            Tree::Unpacked(rootfs) => rootfs,
+        }
+    }
+
+    /// The owners the tree keeps aside (unpacked without root, its files are the invoking
+    /// user's on disk).
+    fn recorded(&self) -> Option<&std::collections::HashMap<String, (u64, u64)>> {
+        let rootfs = self.rootfs();
+        (!rootfs.privileged).then_some(&rootfs.owners)
     }
 }
 

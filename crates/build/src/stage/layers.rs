@@ -339,6 +339,7 @@ impl Executor<'_> {
             cache_entries: std::mem::take(
                 &mut *self.exported.lock().unwrap_or_else(|e| e.into_inner()),
             ),
+            stage_sets: Default::default(),
             platform: Platform {
                 os: config.os.clone(),
                 architecture: config.architecture.clone(),

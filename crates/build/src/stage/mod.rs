@@ -146,6 +146,7 @@ impl<'a> Executor<'a> {
             self.check_target(dockerfile, target)?;
         }
         let needed = needed_stages(&dockerfile.instructions, target.as_deref());
+        let copied = copied_stages(&dockerfile.instructions, &needed);
         let (globals, stages) = split_stages(&dockerfile.instructions);
         let mut used_args = BTreeSet::new();
         let mut global_args = self.automatic_args();
@@ -164,11 +165,24 @@ impl<'a> Executor<'a> {
             let mut stage = self.build_stage(lines, &done, &global_args, &mut used_args)?;
             if index + 1 == count || (target.is_some() && stage.name == target) {
                 self.warn_unused_args(&used_args);
-                return self.finish(stage);
+                let mut image = self.finish(stage)?;
+                image.stage_sets = super::StageSets::of(lines.1);
+                return Ok(image);
             }
             self.flush(&mut stage)?;
-            // The file system of a finished stage is not needed again as is.
-            stage.rootfs = None;
+            if copied.get(index) == Some(&true) {
+                // A later COPY --from reads the stage's tree as the build holds it (the RUNs'
+                // snapshots, or their working tree), brought up to its last layer.
+                self.catch_up(&mut stage)
+                    .map_err(|source| BuildError::Instruction {
+                        file: self.dockerfile.to_owned(),
+                        line: lines.0.line,
+                        source,
+                    })?;
+            } else {
+                // The file system of a finished stage is not needed again.
+                stage.rootfs = None;
+            }
             done.push(stage);
         }
         Err(BuildError::Dockerfile {
@@ -407,6 +421,44 @@ fn needed_stages(instructions: &[Instruction], target: Option<&str>) -> Vec<bool
     needed
 }
 
+/// Which stages a later `COPY --from` of a `needed` stage names (by name or index; a reference
+/// holding a variable may name any earlier stage).
+fn copied_stages(instructions: &[Instruction], needed: &[bool]) -> Vec<bool> {
+    let mut names: Vec<Option<String>> = Vec::new();
+    let mut copied: Vec<bool> = Vec::new();
+    for instruction in instructions {
+        match &instruction.command {
+            Command::From(from) => {
+                names.push(from.stage_name.as_deref().map(str::to_lowercase));
+                copied.push(false);
+            }
+            Command::Copy(dockless_dockerfile::Copy {
+                from: Some(reference),
+                ..
+            }) => {
+                let earlier = names.len().saturating_sub(1);
+                if needed.get(earlier) == Some(&false) {
+                    continue;
+                }
+                if reference.contains('$') {
+                    copied[..earlier].fill(true);
+                    continue;
+                }
+                let lower = reference.to_lowercase();
+                let named = names[..earlier]
+                    .iter()
+                    .position(|n| n.as_deref() == Some(lower.as_str()))
+                    .or_else(|| reference.parse::<usize>().ok().filter(|i| *i < earlier));
+                if let Some(index) = named {
+                    copied[index] = true;
+                }
+            }
+            _ => {}
+        }
+    }
+    copied
+}
+
 /// A finished stage by name (case-insensitive, as BuildKit) or by index.
 fn find_stage<'s>(done: &'s [Stage], reference: &str) -> Option<&'s Stage> {
     let lower = reference.to_lowercase();
@@ -443,5 +495,16 @@ mod tests {
              RUN --mount=type=bind,from=tools,target=/t true\n",
         );
         assert_eq!(needed_stages(&mounted, None), [true, false, true]);
+        let all = [true; 4];
+        assert_eq!(
+            copied_stages(&dockerfile, &all),
+            [true, false, false, false]
+        );
+        assert_eq!(
+            copied_stages(&dockerfile, &[true, false, true, false]),
+            [false; 4],
+            "a stage that is not built copies nothing"
+        );
+        assert_eq!(copied_stages(&variable, &all), [true, false]);
     }
 }

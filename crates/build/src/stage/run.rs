@@ -147,7 +147,7 @@ impl Executor<'_> {
     }
 
     /// Makes the stage's file system hold every layer written so far, and hands it out.
-    fn catch_up<'s>(&self, stage: &'s mut Stage) -> Result<&'s mut Rootfs, StepError> {
+    pub(super) fn catch_up<'s>(&self, stage: &'s mut Stage) -> Result<&'s mut Rootfs, StepError> {
         if stage.rootfs.is_none() {
             // The base image's tree comes from the store's cache (unpacked once per base); the
             // layers made since are applied to the copy below.

@@ -26,7 +26,7 @@ use dockless_registry::{ReferenceError, RegistryError};
 
 use super::api::{ApiClient, ApiError, BuildState, CreateTemplateV3, CreatedBuild, LogEntry};
 use super::pull::PullError;
-use super::sandbox::{READY_AFTER_START, SandboxStart, StageSets};
+use super::sandbox::{READY_AFTER_START, SandboxStart};
 use super::status::{BuildFailed, follow_build};
 use super::template::TemplateSettings;
 use super::writeback::{self, WritebackError};
@@ -58,11 +58,6 @@ pub enum FlowError {
     Locate(#[from] LocateError),
     #[error(transparent)]
     Fs(#[from] FsError),
-    #[error("{}: {source}", path.display())]
-    Dockerfile {
-        path: PathBuf,
-        source: dockless_dockerfile::ParseError,
-    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the built image's config is not an image config: {0}")]
@@ -183,18 +178,14 @@ impl FlowInputs<'_> {
         Ok((path, text))
     }
 
-    /// The image's user, directory and command, as E2B's SDK reads them from the Dockerfile.
+    /// The image's user, directory and command, as E2B's SDK reads them from the Dockerfile:
+    /// the values from the built image's config, counted only when the built stage (the
+    /// `--target`, else the last) sets them itself.
     fn sandbox_start(&self, image: &BuiltImage) -> Result<SandboxStart, FlowError> {
-        let (path, text) = self.dockerfile()?;
-        let dockerfile = dockless_dockerfile::parse(&text)
-            .map_err(|source| FlowError::Dockerfile { path, source })?;
         let config: ImageConfig =
             serde_json::from_slice(&self.store.read_blob(&image.config.digest)?)
                 .map_err(FlowError::ImageConfig)?;
-        Ok(SandboxStart::new(
-            &config.config,
-            StageSets::of(&dockerfile),
-        ))
+        Ok(SandboxStart::new(&config.config, image.stage_sets))
     }
 }
 
@@ -376,6 +367,7 @@ mod tests {
             layers: Vec::new(),
             platform: p(platform),
             cache_entries: Vec::new(),
+            stage_sets: Default::default(),
         };
         assert!(check_platform(&image("linux/arm64/v8"), &p("linux/arm64")).is_ok());
         let refused = check_platform(&image("linux/amd64"), &p("linux/arm64")).unwrap_err();

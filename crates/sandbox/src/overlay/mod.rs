@@ -13,6 +13,7 @@
 
 mod mount;
 pub mod upper;
+pub mod view;
 
 use std::fs;
 use std::io;
