@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use dockless_build::BuildOptions;
 use dockless_build::multi::{self, BuiltIndex};
-use dockless_build::publish::{self, PublishError};
+use dockless_build::publish::{self, EarlyReport, PublishError};
 use dockless_oci::digest::Digest;
 use dockless_oci::image::Platform;
 use dockless_oci::layout;
@@ -19,7 +19,7 @@ use serde::Serialize;
 use super::args::{BuildArgs, PushArgs};
 use super::build::Destinations;
 use super::buildx::BuildxArgs;
-use super::json::{ImageResult, PushResult};
+use super::json::{CacheExportResult, ImageResult, PushResult};
 use super::output::{Output, Reporter, describe};
 use super::steps::ProgressMode;
 use super::{
@@ -80,6 +80,7 @@ pub fn build(
             output: layout.map(|p| p.display().to_string()),
             tags: args.tags.clone(),
             push: (!pushes.is_empty()).then(|| PushResult::of(&pushes)),
+            cache_exports: reporter.cache_exports(),
             ..IndexResult::of(&built)
         },
         |out| {
@@ -137,6 +138,7 @@ pub fn push(
     output.result(
         || IndexResult {
             push: Some(PushResult::of(&pushes)),
+            cache_exports: reporter.cache_exports(),
             ..IndexResult::of(&built)
         },
         |out| super::push::pushes_words(out, &pushes),
@@ -144,8 +146,8 @@ pub fn push(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Builds every platform, exports each image's layers to `--cache-to`, and pushes the index
-/// to every target.
+/// Builds every platform, exports every image's layers to `--cache-to` (one cache for them
+/// all), and pushes the index to every target.
 fn build_and_push(
     options: &BuildOptions,
     platforms: &[Platform],
@@ -154,14 +156,28 @@ fn build_and_push(
     targets: &[Reference],
     reporter: &Reporter<'_>,
 ) -> Result<(BuiltIndex, Vec<(Reference, PushReport)>), PublishError> {
-    let built = multi::build_platforms(options, platforms, store, remote)?;
-    for image in &built.images {
-        publish::export_cache(store, remote, image, &options.cache_to, reporter);
-    }
+    // The layers go up to the first target while they are built; the others get them by a
+    // mount or find them there.
+    let (built, early) = match targets.first() {
+        Some(first) => {
+            publish::build_index_beside(options, platforms, store, remote, first, reporter)?
+        }
+        None => (
+            multi::build_platforms(options, platforms, store, remote, None)?,
+            EarlyReport::default(),
+        ),
+    };
+    publish::export_caches(store, remote, &built.images, &options.cache_to, reporter);
     let pushes = targets
         .iter()
-        .map(|target| {
-            publish::push_index(store, remote, &built, target, reporter)
+        .enumerate()
+        .map(|(i, target)| {
+            let early = if i == 0 {
+                early
+            } else {
+                EarlyReport::default()
+            };
+            publish::push_index(store, remote, &built, target, reporter, early)
                 .map(|report| (target.clone(), report))
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -216,6 +232,9 @@ struct IndexResult {
     tags: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     push: Option<PushResult>,
+    /// Each `--cache-to` export (one for every platform's layers together).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    cache_exports: Vec<CacheExportResult>,
 }
 
 impl IndexResult {
@@ -228,6 +247,7 @@ impl IndexResult {
             output: None,
             tags: Vec::new(),
             push: None,
+            cache_exports: Vec::new(),
         }
     }
 }

@@ -12,7 +12,7 @@ fn config_of(layout: &Path, tag: &str) -> serde_json::Value {
 }
 
 /// This machine's architecture as `uname -m` names it, in Go's names (the build platform).
-fn host_arch() -> String {
+pub(crate) fn host_arch() -> String {
     let machine = crate::support::binary::tool("uname", &["-m"]);
     match machine.trim() {
         "x86_64" => "amd64".into(),
@@ -67,7 +67,7 @@ fn platform_args_follow_the_target_and_the_host() {
 
 /// Debian's arm64 busybox-static, which scripts/setup.sh puts among the shared fixtures
 /// (`apt-get download busybox-static:arm64`, unpacked with dpkg-deb).
-fn arm64_busybox() -> std::path::PathBuf {
+pub(crate) fn arm64_busybox() -> std::path::PathBuf {
     let path = crate::support::binary::shared_fixtures().join("busybox-arm64/bin/busybox");
     assert!(
         path.is_file(),
@@ -104,7 +104,7 @@ fn arm64_busybox_base(dir: &Path) -> String {
 
 /// The machine's qemu-aarch64 handler, which the emulated RUN needs (scripts/setup.sh
 /// installs qemu-user-static and binfmt-support and mounts binfmt_misc).
-fn assert_aarch64_is_emulated() {
+pub(crate) fn assert_aarch64_is_emulated() {
     let arm64: dockless_oci::image::Platform = "linux/arm64".parse().unwrap();
     if host_arch() == "arm64" {
         return;
@@ -185,7 +185,7 @@ fn run_for_a_platform_without_an_emulator_is_refused() {
 
 /// A busybox base for linux/amd64 and linux/arm64 in one OCI layout with an index, built by a
 /// two-platform build that copies `busybox-$TARGETARCH`: returns `oci:DIR:latest`.
-fn two_platform_busybox_base(ws: &Workspace) -> String {
+pub(crate) fn two_platform_busybox_base(ws: &Workspace) -> String {
     let context = ws.path().join("base-context");
     crate::support::binary::copy_tree(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/busybox-base/rootfs"),
@@ -345,6 +345,120 @@ async fn two_platforms_push_one_index_with_each_platforms_run() {
     assert_eq!(index_platforms(&list), ["linux/amd64", "linux/arm64"]);
 }
 
+/// The layer digests of `image`'s manifest for each platform of its index, as the registry
+/// serves them (skopeo reads them).
+async fn layers_by_platform(image: &str) -> Vec<String> {
+    let raw = skopeo::inspect_raw(image, None).await.unwrap();
+    let index: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    let repository = image.rsplit_once(':').unwrap().0;
+    let mut layers = Vec::new();
+    for entry in index["manifests"].as_array().unwrap() {
+        let pinned = format!("{repository}@{}", entry["digest"].as_str().unwrap());
+        let raw = skopeo::inspect_raw(&pinned, None).await.unwrap();
+        let manifest: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+        for layer in manifest["layers"].as_array().unwrap() {
+            let digest = layer["digest"].as_str().unwrap().to_owned();
+            if !layers.contains(&digest) {
+                layers.push(digest);
+            }
+        }
+    }
+    layers
+}
+
+/// A two-platform push on a two-platform base that lives on the same registry goes up the way
+/// one platform's does: each platform's base layers are mounted from the base's repository
+/// (or found there), never downloaded: afterwards the store holds none of them and the
+/// registry's access log shows no GET of one. Both targets get the index. (The Dockerfile
+/// changes only the config: a COPY onto a registry base reads the base's file listing, which
+/// fetches its layers once per machine, push or no push.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_two_platform_push_on_a_registry_base_downloads_no_base_layer() {
+    let registry = TestRegistry::start(RegistryAuth::None).await;
+    // The base, built and pushed by another machine (its own store).
+    let elsewhere = Workspace::new();
+    let base_layout = two_platform_busybox_base(&elsewhere);
+    let base = format!("{}/base/busybox:multi", registry.host);
+    let pushed_base = elsewhere
+        .dockless()
+        .args(["push", "--from", &base_layout, "--to", &base])
+        .output()
+        .unwrap();
+    crate::support::binary::assert_success(&pushed_base);
+    let base_layers = layers_by_platform(&base).await;
+    assert!(base_layers.len() >= 3, "{base_layers:?}");
+
+    let ws = Workspace::new();
+    ws.write(
+        "Dockerfile",
+        "ARG BASE\nFROM $BASE\nARG TARGETARCH\nLABEL arch=$TARGETARCH\nENV ARCH=$TARGETARCH\n",
+    );
+    let (first, second) = (
+        format!("{}/multi/app:v1", registry.host),
+        format!("{}/other/app:v2", registry.host),
+    );
+    let out = ws
+        .dockless()
+        .args(["push", "ctx", "--to", &first, "--to", &second, "--json"])
+        .args(["--platform", "linux/amd64,linux/arm64", "--build-arg"])
+        .arg(format!("BASE={base}"))
+        .output()
+        .unwrap();
+    crate::support::binary::assert_success(&out);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    for layer in &base_layers {
+        let fetched = registry
+            .log()
+            .lines()
+            .filter(|line| line.contains("\"GET /v2/") && line.contains(layer.as_str()))
+            .count();
+        assert_eq!(
+            fetched, 0,
+            "base layer {layer} was fetched from the registry"
+        );
+        let hex = layer.strip_prefix("sha256:").unwrap();
+        assert!(
+            !ws.cache().join("blobs/sha256").join(hex).exists(),
+            "base layer {layer} was downloaded into the store: {json}"
+        );
+    }
+    // The first target mounts each base layer from the base's repository (a layer both
+    // platforms share goes once), the second mounts every blob from the first.
+    let first_push = &json["push"]["references"][0];
+    assert_eq!(first_push["mountedBlobs"], base_layers.len(), "{json}");
+    assert_eq!(json["push"]["references"][1]["uploadedBlobs"], 0, "{json}");
+    // Both tags name the index printed, and each platform's image is whole (skopeo copies
+    // and verifies every blob) with its own file.
+    for target in [&first, &second] {
+        let raw = skopeo::inspect_raw(target, None).await.unwrap();
+        assert_eq!(
+            json["digest"].as_str().unwrap(),
+            format!("sha256:{}", sha256_hex(&raw)),
+            "{target}"
+        );
+    }
+    let copy = tempfile::tempdir().unwrap();
+    let layout = copy.path().join("layout");
+    crate::support::binary::tool(
+        "skopeo",
+        &[
+            "copy",
+            "--src-tls-verify=false",
+            "--override-arch",
+            "arm64",
+            &format!("docker://{second}"),
+            &format!("oci:{}:t", layout.display()),
+        ],
+    );
+    assert_eq!(config_of(&layout, "t")["config"]["Labels"]["arch"], "arm64");
+    let (_keep, rootfs) = crate::support::binary::umoci_unpack(&layout, "t");
+    assert!(
+        rootfs.join("bin/busybox").is_file(),
+        "the base's layers are there"
+    );
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
     dockless_oci::digest::Digest::of(bytes).hex().to_owned()
 }
@@ -366,4 +480,32 @@ fn a_base_without_a_platform_is_refused_naming_what_it_has() {
         message.contains("no image for platform linux/arm64; it has: linux/amd64"),
         "{message}"
     );
+}
+
+/// A two-platform build walks the context once for both platforms (dockless_context's
+/// `sharing_walks`) and the second platform finds the first's COPY layers in the layer cache:
+/// each platform's image is still exactly what a build for that platform alone makes.
+#[test]
+fn a_two_platform_build_makes_what_each_platform_alone_makes() {
+    let write = |ws: &Workspace| {
+        ws.write(
+            "Dockerfile",
+            "FROM scratch\nARG TARGETARCH\nCOPY app/ /app/\nLABEL arch=$TARGETARCH\n\
+             COPY app/sub /again/\nCOPY --chmod=700 app/a.txt /a-$TARGETARCH\n",
+        );
+        ws.write("app/a.txt", "a\n");
+        ws.write("app/sub/b.txt", "b\n");
+    };
+    let both = Workspace::new();
+    write(&both);
+    let json = both.build_ok(&["--platform", "linux/amd64,linux/arm64"]);
+    for (i, platform) in ["linux/amd64", "linux/arm64"].into_iter().enumerate() {
+        let alone = Workspace::new();
+        write(&alone);
+        let single = alone.build_ok(&["--platform", platform]);
+        let built = &json["platforms"][i];
+        assert_eq!(built["platform"], platform, "{json}");
+        assert_eq!(built["layers"], single["layers"], "{platform}");
+        assert_eq!(built["digest"], single["digest"], "{platform}");
+    }
 }

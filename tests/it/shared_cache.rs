@@ -388,3 +388,94 @@ fn ran(stderr: &str, marker: &str) -> bool {
         .lines()
         .any(|line| line.trim_end().ends_with(marker) && !line.contains("echo"))
 }
+
+/// A two-platform build exports one cache with both platforms' layers, each RUN under its own
+/// key (the platform is part of it), and a second machine's two-platform build from that cache
+/// runs no RUN for either platform and makes the same index. The RUN's output differs by
+/// platform (`uname -m`: x86_64, aarch64 under qemu), so one platform's layer cannot stand
+/// for the other's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_two_platform_build_shares_each_platforms_layers_through_one_cache() {
+    crate::platforms::assert_aarch64_is_emulated();
+    let registry = TestRegistry::start(RegistryAuth::None).await;
+    let host = registry.host.clone();
+    let (a, b, cache) = tokio::task::spawn_blocking(move || {
+        let a = Workspace::new();
+        let base = crate::platforms::two_platform_busybox_base(&a);
+        let dockerfile = "ARG BASE\nFROM $BASE\nCOPY data/ /data/\n\
+            RUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo ran-$(/bin/busybox uname -m) >&2 && /bin/busybox uname -m > /arch\"]\n";
+        let target = format!("{host}/multi/app:1");
+        let cache = format!("{host}/multi/cache:main");
+        let base_arg = format!("BASE={base}");
+        let two = ["--platform", "linux/amd64,linux/arm64"];
+        a.write("Dockerfile", dockerfile);
+        a.write("data/d.txt", "data\n");
+        let (a_json, a_err) = push(
+            &a,
+            &[&args(&target, &base_arg, "--cache-to", &cache)[..], &two].concat(),
+            None,
+        );
+        assert!(
+            ran(&a_err, "ran-x86_64") && ran(&a_err, "ran-aarch64"),
+            "{a_err}"
+        );
+        let export = &a_json["cacheExports"][0];
+        assert_eq!(export["reference"], cache.as_str(), "{a_json}");
+        // The COPY's layer is the same for both platforms (one entry); the RUN's are two.
+        assert_eq!(export["entries"], 3, "{a_json}");
+
+        // Machine B: an empty store, the same context.
+        let b = Workspace::new();
+        b.write("Dockerfile", dockerfile);
+        b.write("data/d.txt", "data\n");
+        let (b_json, b_err) = push(
+            &b,
+            &[&args(&target, &base_arg, "--cache-from", &cache)[..], &two].concat(),
+            None,
+        );
+        assert!(
+            !ran(&b_err, "ran-x86_64") && !ran(&b_err, "ran-aarch64"),
+            "B runs no RUN for either platform: {b_err}"
+        );
+        assert_eq!(b_json["digest"], a_json["digest"], "the same index: {b_err}");
+        (a_json, b_json, cache)
+    })
+    .await
+    .unwrap();
+
+    // Each platform's own layers (the COPY's, the RUN's) are in the cache, the RUN's apart.
+    let raw = skopeo::inspect_raw(&cache, None).await.unwrap();
+    let manifest: Value = serde_json::from_slice(&raw).unwrap();
+    let kind = dockless_shared_cache::format::KIND;
+    let cached = |wanted: &str| -> Vec<String> {
+        manifest["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| l["annotations"][kind] == wanted)
+            .map(|l| l["digest"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (files, runs) = (cached("files"), cached("run"));
+    let platform_layers = |json: &Value, i: usize| -> Vec<String> {
+        json["platforms"][i]["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| l["fromBase"] == false)
+            .map(|l| l["digest"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (amd64, arm64) = (platform_layers(&a, 0), platform_layers(&a, 1));
+    assert_eq!(a["platforms"][1]["platform"], "linux/arm64", "{a}");
+    assert_eq!(amd64.len(), 2, "COPY and RUN: {a}");
+    assert_eq!(amd64[0], arm64[0], "the COPY's layer is the same: {a}");
+    assert_ne!(amd64[1], arm64[1], "the RUNs made different layers: {a}");
+    assert_eq!(files, [amd64[0].clone()], "{manifest}");
+    assert_eq!(runs.len(), 2, "{manifest}");
+    assert!(
+        runs.contains(&amd64[1]) && runs.contains(&arm64[1]),
+        "{manifest}"
+    );
+    assert_eq!(b["platforms"], a["platforms"]);
+}

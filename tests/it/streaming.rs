@@ -232,3 +232,62 @@ fn upload_session(seen: &Seen) -> &str {
         .next()
         .unwrap_or(&seen.path_and_query)
 }
+
+/// A two-platform push streams every platform's new layers while they are written, as one
+/// platform's push does; a layer both platforms share (the COPYs that do not depend on the
+/// platform) goes up once. The index the registry serves is the one printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_platforms_stream_their_layers_while_they_are_written() {
+    let registry = TestRegistry::start(RegistryAuth::None).await;
+    let proxy = FaultProxy::start(&registry.host).await;
+    let ws = Workspace::new();
+    context(&ws);
+    ws.write(
+        "Dockerfile",
+        "FROM scratch\nARG TARGETARCH\nCOPY text/ /text/\nCOPY noise.bin /noise.bin\n\
+         COPY small-$TARGETARCH /small\n",
+    );
+    ws.write("small-amd64", "small amd64\n");
+    ws.write("small-arm64", "small arm64\n");
+    let target = format!("{}/stream/multi:1", proxy.host());
+    let mut cmd = ws.dockless();
+    cmd.args(["push", "ctx", "--to", &target, "--json"])
+        .args(["--platform", "linux/amd64,linux/arm64"]);
+    let out = run_async(cmd, "").await;
+    assert_success(&out);
+    let pushed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let seen = proxy.seen();
+    let mut layers: Vec<(String, u64)> = Vec::new();
+    for platform in pushed["platforms"].as_array().unwrap() {
+        for layer in platform["layers"].as_array().unwrap() {
+            let digest = layer["digest"].as_str().unwrap().to_owned();
+            if !layers.iter().any(|(d, _)| *d == digest) {
+                layers.push((digest, layer["size"].as_u64().unwrap()));
+            }
+        }
+    }
+    assert_eq!(layers.len(), 4, "two shared layers, one each: {pushed}");
+    for (digest, size) in &layers {
+        let puts = closing_puts(&seen, digest);
+        assert_eq!(puts.len(), 1, "{digest} is closed exactly once: {seen:#?}");
+        assert_eq!(
+            puts[0].body_len,
+            Some(0),
+            "{digest}: the closing PUT carries no bytes: they went in a streamed PATCH"
+        );
+        assert!(
+            seen.iter().any(|s| s.method == "PATCH"
+                && s.body_len == Some(*size as usize)
+                && s.content_length.is_none()),
+            "a chunked PATCH carried all {size} bytes of {digest}: {seen:#?}"
+        );
+    }
+    // Four layers and two configs, each counted once.
+    assert_eq!(pushed["push"]["uploadedBlobs"], 6, "{pushed}");
+    assert_eq!(
+        skopeo::digest(&format!("{}/stream/multi:1", registry.host), None)
+            .await
+            .unwrap(),
+        pushed["digest"].as_str().unwrap()
+    );
+}

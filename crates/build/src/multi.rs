@@ -9,7 +9,7 @@ use dockless_oci::image::{Descriptor, Index, Platform};
 use dockless_oci::store::{Store, StoreError};
 use dockless_registry::remote::RemoteAccess;
 
-use crate::{BuildError, BuildOptions, BuiltImage, FetchLayersError, Loaded};
+use crate::{BuildError, BuildOptions, BuiltImage, FetchLayersError, LayerObserver, Loaded};
 
 /// The images of a multi-platform build and the index that names them.
 #[derive(Debug, Clone)]
@@ -51,12 +51,14 @@ impl BuiltIndex {
 }
 
 /// Builds `options` once for each of `platforms` and indexes the images. `options.platform`
-/// is ignored: each build takes one of `platforms`.
+/// is ignored: each build takes one of `platforms`. `observer` hears of every platform's
+/// layers as they are written (a push uploads them on the way).
 pub fn build_platforms(
     options: &BuildOptions,
     platforms: &[Platform],
     store: &Store,
     remote: &RemoteAccess,
+    observer: Option<&dyn LayerObserver>,
 ) -> Result<BuiltIndex, BuildError> {
     let step = options
         .progress
@@ -64,6 +66,10 @@ pub fn build_platforms(
     let loaded = crate::load_dockerfile(options);
     step.end(loaded.is_ok());
     let (context, path, dockerfile) = loaded?;
+    // Every platform copies the same files: the context is walked once for all of them (and
+    // their COPY layers, the same entries with the same stamps, are written once: the next
+    // platform finds the first's in the layer cache).
+    let context = context.sharing_walks();
     let shared = crate::shared_cache(options, remote);
     let loaded = Loaded {
         context: &context,
@@ -80,7 +86,7 @@ pub fn build_platforms(
             };
             // The steps that follow are this platform's (BuildKit prefixes each with it).
             let step = options.progress.start(&format!("[{platform}] build"));
-            let built = crate::build_loaded(&options, store, remote, None, &loaded);
+            let built = crate::build_loaded(&options, store, remote, observer, &loaded);
             step.end(built.is_ok());
             built
         })

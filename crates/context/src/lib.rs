@@ -9,8 +9,10 @@ pub mod item_meta;
 pub mod pattern;
 pub mod source;
 
+use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use dockless_oci::fs_error::{FsError, IoContext};
 use ignore::{IgnoreError, IgnoreRules};
@@ -21,6 +23,9 @@ pub struct Context {
     root: PathBuf,
     ignore: IgnoreRules,
     links: Links,
+    /// Each directory's walk, by its absolute path, when walks are shared
+    /// ([`Context::sharing_walks`]); `None`: every walk reads the disk.
+    walks: Option<Mutex<HashMap<PathBuf, Vec<source::Walked>>>>,
 }
 
 /// How a symlink met on the way to a source is resolved.
@@ -96,7 +101,20 @@ impl Context {
             root,
             ignore,
             links: Links::Context,
+            walks: None,
         })
+    }
+
+    /// The same context, keeping each directory's walk: a later walk of it (another
+    /// platform's build of the same Dockerfile) reads nothing from the disk, and every build
+    /// that shares the context sees its files as the first walk found them, as BuildKit sends
+    /// a context once for all platforms. Not for a single build, where a directory is seldom
+    /// walked twice and the kept lists would only take memory.
+    pub fn sharing_walks(self) -> Self {
+        Context {
+            walks: Some(Mutex::new(HashMap::new())),
+            ..self
+        }
     }
 
     /// Opens the file system of a stage or an image (or files staged by the build) as a tree:
@@ -115,6 +133,7 @@ impl Context {
             root: dir.to_owned(),
             ignore: IgnoreRules::empty(),
             links: Links::InsideRoot,
+            walks: None,
         })
     }
 

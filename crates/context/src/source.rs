@@ -258,8 +258,22 @@ impl Context {
 
     /// Everything below a matched directory that `.dockerignore` keeps, sorted by path, parents
     /// before children. An excluded directory is still walked when an exception may re-include
-    /// something below it, and is listed only if something below it is.
+    /// something below it, and is listed only if something below it is. A context that shares
+    /// its walks ([`Context::sharing_walks`]) reads each directory once.
     pub fn walk(&self, dir: &Matched) -> Result<Vec<Walked>, SourceError> {
+        let Some(walks) = &self.walks else {
+            return self.walk_disk(dir);
+        };
+        let lock = || walks.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(walked) = lock().get(&dir.abs) {
+            return Ok(walked.clone());
+        }
+        let walked = self.walk_disk(dir)?;
+        lock().insert(dir.abs.clone(), walked.clone());
+        Ok(walked)
+    }
+
+    fn walk_disk(&self, dir: &Matched) -> Result<Vec<Walked>, SourceError> {
         let base_rel = dir.abs.strip_prefix(self.root()).unwrap_or(Path::new(""));
         let base_rel = base_rel.to_string_lossy().into_owned();
         // The top directory's subtrees are walked on every core (a walk is system calls, one

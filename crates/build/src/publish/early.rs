@@ -5,7 +5,8 @@ use crate::{BuiltLayer, LayerObserver};
 use dockless_oci::live::{LiveBlob, LiveProgress};
 use dockless_oci::store::Store;
 use dockless_registry::{
-    BlobOutcome, GrowingOutcome, PushBlob, PushProgress, PushProgressFn, Reference, RegistryClient,
+    BlobOutcome, GrowingOutcome, PushBlob, PushProgress, PushProgressFn, PushReport, Reference,
+    RegistryClient,
 };
 
 use super::PublishError;
@@ -40,6 +41,18 @@ pub struct EarlyReport {
 }
 
 impl EarlyReport {
+    /// `report` of the final pass, with what went up early counted as it went (the final
+    /// pass found those blobs present and counted them skipped).
+    pub(crate) fn count_in(self, mut report: PushReport) -> PushReport {
+        report.skipped_blobs = report
+            .skipped_blobs
+            .saturating_sub(self.uploaded_blobs + self.mounted_blobs);
+        report.uploaded_blobs += self.uploaded_blobs;
+        report.mounted_blobs += self.mounted_blobs;
+        report.uploaded_bytes += self.uploaded_bytes;
+        report
+    }
+
     fn add(&mut self, size: u64, outcome: BlobOutcome) {
         match outcome {
             BlobOutcome::Uploaded => {

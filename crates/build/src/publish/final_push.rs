@@ -74,16 +74,9 @@ pub(crate) async fn push_built_image(
             .map(Reference::repository);
         blob.mount_from = mount_candidates(store, &blob.digest, target, home);
     }
-    let mut report = push_image(client, target, &request, progress).await?;
+    let report = push_image(client, target, &request, progress).await?;
     for digest in image.blobs() {
         store.record_location(&digest, target.registry(), target.repository());
     }
-    // Blobs the early uploads sent were found present (skipped) by the final pass.
-    report.skipped_blobs = report
-        .skipped_blobs
-        .saturating_sub(early.uploaded_blobs + early.mounted_blobs);
-    report.uploaded_blobs += early.uploaded_blobs;
-    report.mounted_blobs += early.mounted_blobs;
-    report.uploaded_bytes += early.uploaded_bytes;
-    Ok(report)
+    Ok(early.count_in(report))
 }

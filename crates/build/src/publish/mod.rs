@@ -28,7 +28,7 @@ use dockless_registry::{
 use dockless_shared_cache::{self, ExportError, ExportReport};
 
 pub use early::EarlyReport;
-pub use index::push_index;
+pub use index::{build_index_beside, push_index};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -42,9 +42,6 @@ pub enum PublishError {
     Registry(Box<RegistryError>),
     #[error(transparent)]
     Layout(#[from] LayoutError),
-    /// A multi-platform push could not fetch a base's layers to put them beside the index.
-    #[error(transparent)]
-    Fetch(Box<crate::FetchLayersError>),
     #[error("layer {0} is neither in the local store nor in a base image's registry; build again")]
     MissingLayer(Digest),
     #[error("{dir}: {message}")]
@@ -144,13 +141,31 @@ pub fn export_cache(
     targets: &[Reference],
     events: &dyn PublishEvents,
 ) {
+    export_caches(store, remote, std::slice::from_ref(image), targets, events);
+}
+
+/// [`export_cache`] for the images of one build (a multi-platform build's, one per platform):
+/// every image's layers go into one cache manifest per target, each platform's RUN layers
+/// under their own keys (the platform is part of a RUN's key). Exported one image at a time,
+/// each export would replace the one before it.
+pub fn export_caches(
+    store: &Store,
+    remote: &RemoteAccess,
+    images: &[BuiltImage],
+    targets: &[Reference],
+    events: &dyn PublishEvents,
+) {
     if targets.is_empty() {
         return;
     }
-    // The listings this machine has of the image's layers (the base's included) and of the
+    // The listings this machine has of the images' layers (the bases' included) and of the
     // cached ones go too: with them another machine knows the tree without the layers.
-    let layers = image.layers.iter().map(|l| &l.digest);
-    let cached = image.cache_entries.iter().map(|e| &e.entry.layer.digest);
+    let layers = images.iter().flat_map(|i| &i.layers).map(|l| &l.digest);
+    let entries: Vec<_> = images
+        .iter()
+        .flat_map(|i| i.cache_entries.iter().cloned())
+        .collect();
+    let cached = entries.iter().map(|e| &e.entry.layer.digest);
     let mut listings: Vec<(Digest, Vec<u8>)> = Vec::new();
     for digest in layers.chain(cached) {
         if !listings.iter().any(|(d, _)| d == digest)
@@ -160,8 +175,7 @@ pub fn export_cache(
         }
     }
     for target in targets {
-        let result =
-            dockless_shared_cache::export(store, remote, &image.cache_entries, &listings, target);
+        let result = dockless_shared_cache::export(store, remote, &entries, &listings, target);
         match &result {
             Ok(report) => tracing::info!(cache = %target, ?report, "shared cache exported"),
             Err(error) => tracing::debug!(cache = %target, %error, "shared cache export failed"),

@@ -74,3 +74,24 @@ fn clean_relative_keeps_paths_inside() {
     assert_eq!(clean_relative("../x"), None);
     assert_eq!(clean_relative("a/../../x"), None);
 }
+
+#[test]
+fn a_context_sharing_walks_reads_each_directory_once() {
+    let (_dir, context) = context_with_links();
+    let shared = Context::open(context.root()).unwrap().sharing_walks();
+    let names = |context: &Context| -> Vec<String> {
+        let top = context.resolve("real").unwrap();
+        context
+            .walk(&top[0])
+            .unwrap()
+            .into_iter()
+            .map(|w| w.rel)
+            .collect()
+    };
+    assert_eq!(names(&shared), ["sub", "sub/file", "up"]);
+    fs::write(context.root().join("real/sub/later"), "y").unwrap();
+    // The walk kept is the one every later build sees; a context that does not share its
+    // walks reads the directory again.
+    assert_eq!(names(&shared), ["sub", "sub/file", "up"]);
+    assert_eq!(names(&context), ["sub", "sub/file", "sub/later", "up"]);
+}
