@@ -26,6 +26,10 @@ RUN rm /opt/owned.txt /etc/issue.net && mkfifo /opt/fifo && su alice -c 'echo hi
 "#;
 
 fn build_with(mode: &str) -> (Workspace, serde_json::Value, String) {
+    build_as(As::Root, mode)
+}
+
+fn build_as(who: As, mode: &str) -> (Workspace, serde_json::Value, String) {
     let ws = Workspace::new();
     ws.write(
         "Dockerfile",
@@ -34,7 +38,7 @@ fn build_with(mode: &str) -> (Workspace, serde_json::Value, String) {
     ws.write("owned.txt", "mine\n");
     let out = dockless_with_env(
         &ws,
-        As::Root,
+        who,
         &[
             "-v", "build", "ctx", "--output", "out", "--tag", "t", "--json",
         ],
@@ -110,6 +114,88 @@ fn overlay_snapshots_and_the_copy_give_the_same_layers() {
     }
     assert_eq!(last["home/alice/hi"].uid, 1234);
 }
+
+/// Without root, with subordinate IDs: the helper mounts the overlay in the sandbox's user
+/// namespace (userxattr), over the base's ID-range form, and the layers are the copy's. The
+/// COPY between the RUNs sends the stage's last RUN to the copy, and `-v` says so.
+#[test]
+fn rootless_overlay_snapshots_and_the_copy_give_the_same_layers() {
+    if !needs_root("to run as root and, through setpriv, as nobody") {
+        return;
+    }
+    let (_overlay_ws, overlay, said) = build_as(As::Nobody, "auto");
+    assert!(
+        said.contains("RUN steps use overlay snapshots, mounted in the user namespace"),
+        "without root, overlay is taken in the user namespace: {said}"
+    );
+    assert!(
+        said.contains("RUN steps from here use a copy of the tree"),
+        "the COPY between RUNs: {said}"
+    );
+    let (_copy_ws, copy, said) = build_as(As::Nobody, "copy");
+    assert!(
+        said.contains("RUN steps use a copy of the tree: DOCKLESS_RUN_SNAPSHOTS=copy"),
+        "{said}"
+    );
+    assert_eq!(
+        digests(&overlay),
+        digests(&copy),
+        "the same layers either way"
+    );
+    let (_root_ws, root, _) = build_with("auto");
+    assert_eq!(digests(&overlay), digests(&root), "and as root");
+}
+
+/// RUN after RUN without root: each upper stacks on the one before (its owners handed back
+/// and given again), with users, owners, whiteouts and opaque directories, as the copy has
+/// them.
+#[test]
+fn rootless_runs_stack_their_uppers() {
+    if !needs_root("to run as root and, through setpriv, as nobody") {
+        return;
+    }
+    let build = |mode: &str| {
+        let ws = Workspace::new();
+        ws.write(
+            "Dockerfile",
+            RUNS_ONLY.replace("{base}", debian_base().to_str().unwrap()),
+        );
+        let out = dockless_with_env(
+            &ws,
+            As::Nobody,
+            &[
+                "-v", "build", "ctx", "--output", "out", "--tag", "t", "--json",
+            ],
+            &[("DOCKLESS_RUN_SNAPSHOTS", mode)],
+        );
+        assert_success(&out);
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (ws, json, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (ws, overlay, said) = build("auto");
+    assert!(
+        said.contains("RUN steps use overlay snapshots, mounted in the user namespace"),
+        "{said}"
+    );
+    assert!(!said.contains("use a copy"), "{said}");
+    let (_copy_ws, copy, _) = build("copy");
+    assert_eq!(digests(&overlay), digests(&copy), "the same layers");
+    assert_eq!(layer(&ws, &overlay, 3)["home/alice/hi"].uid, 1234);
+    let last = layer(&ws, &overlay, 4);
+    assert_eq!(last["opt/app/keep/solo"].uid, 1234, "given again to the upper below");
+    assert!(last.contains_key("etc/.wh.issue.net"), "{:?}", last.keys());
+    assert!(last.contains_key("usr/share/doc/.wh..wh..opq"), "{:?}", last.keys());
+}
+
+const RUNS_ONLY: &str = r#"FROM oci:{base}:bookworm
+RUN useradd -m -u 1234 alice && mkdir -p /opt/app/keep && echo s > /opt/app/keep/solo \
+ && chown alice:alice /opt/app/keep && chmod 700 /opt/app/keep
+RUN echo more > /opt/more && mkfifo /opt/fifo && ln -s more /opt/link
+RUN touch -a /etc/hostname && chown root:root /etc/issue && cat /etc/passwd > /dev/null \
+ && su alice -c 'echo hi > ~/hi' && chown alice /opt/app/keep/solo
+RUN rm -rf /etc/issue.net /usr/share/doc && mkdir /usr/share/doc && echo x > /usr/share/doc/new \
+ && rm /opt/more && echo again > /opt/app/keep/solo
+"#;
 
 /// A store named by a relative path (`DOCKLESS_CACHE_DIR=store`, as a CI job may set it): a
 /// layer applied over the overlay stack after a RUN (the WORKDIR and COPY before the second

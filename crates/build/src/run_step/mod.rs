@@ -5,6 +5,7 @@
 mod cache;
 mod command;
 mod overlay;
+mod rootless;
 
 use std::collections::HashMap;
 
@@ -149,8 +150,12 @@ impl RunStep<'_> {
         mounts: MountPlan,
         on_live: Option<OnLive<'_>>,
     ) -> Result<WrittenLayer, RunError> {
-        if rootfs.overlay.is_some() {
-            return self.execute_over_overlay(store, rootfs, mounts, on_live);
+        match &rootfs.overlay {
+            Some(stack) if stack.is_rootless() => {
+                return self.execute_over_rootless_overlay(store, rootfs, mounts, on_live);
+            }
+            Some(_) => return self.execute_over_overlay(store, rootfs, mounts, on_live),
+            None => {}
         }
         let userns = sandbox::choose(self.isolation)?;
         let command = self.command();
@@ -169,6 +174,7 @@ impl RunStep<'_> {
             subids,
             owners: handed_over.as_ref().map(|h| h.file.path().to_owned()),
             idmapped: false,
+            overlay: None,
         };
         command.run(rootfs, who, mapping, mounts)?;
         let after = Snapshot::take(rootfs.path()).map_err(RunError::Diff)?;

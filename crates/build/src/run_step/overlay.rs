@@ -41,6 +41,7 @@ impl RunStep<'_> {
                     subids: None,
                     owners: None,
                     idmapped: userns && stack.idmap.is_some(),
+                    overlay: None,
                 };
                 command.run(rootfs, command.identity(rootfs)?, mapping, mounts)
             })

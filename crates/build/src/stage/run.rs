@@ -157,16 +157,36 @@ impl Executor<'_> {
             let userns = dockless_sandbox::sandbox::choose(self.options.isolation).unwrap_or(true);
             let rootfs = if chain.is_empty() {
                 Rootfs::new(self.store)
-            } else if let Snapshots::Overlay { idmap } = overlay::choose(self.store, userns) {
-                cached::overlay_tree(self.store, &chain, idmap)
             } else {
-                cached::working_tree(self.store, &chain)
+                match overlay::choose(self.store, userns) {
+                    Snapshots::Overlay { idmap } => cached::overlay_tree(self.store, &chain, idmap),
+                    Snapshots::Rootless(subids) => {
+                        cached::overlay_tree_rootless(self.store, &chain, subids)
+                    }
+                    Snapshots::Copy => cached::working_tree(self.store, &chain),
+                }
             };
             stage.rootfs = Some(rootfs.map_err(RunError::from)?);
         }
         let Some(rootfs) = stage.rootfs.as_mut() else {
             unreachable!("made just above")
         };
+        let rootless = rootfs.overlay.as_ref().is_some_and(|s| s.is_rootless());
+        if rootless && stage.layers.len() > rootfs.applied {
+            // Without root only the helper can mount the stack, and only to run a command: a
+            // layer that is not a RUN's is applied to a copy, which the stage keeps from here.
+            tracing::info!(
+                "RUN steps from here use a copy of the tree: without root, a layer other than \
+                 a RUN's cannot be applied over overlay snapshots"
+            );
+            let chain: Vec<(Digest, String)> = stage
+                .layers
+                .iter()
+                .take_while(|l| l.from_base)
+                .map(|l| (l.digest.clone(), l.media_type.clone()))
+                .collect();
+            *rootfs = cached::working_tree(self.store, &chain).map_err(RunError::from)?;
+        }
         for layer in stage.layers.iter().skip(rootfs.applied) {
             self.ensure_blob(layer)?;
             rootfs

@@ -4,12 +4,15 @@
 //! fresh upper directory, and its layer is made from that directory alone ([`upper`]). Nothing
 //! is copied and the unchanged tree is never walked, so a RUN costs what its command costs.
 //!
-//! Run as root only, for now: in the sandbox's user namespace the layers are idmapped mounts
-//! (the files keep the image's owners on disk, with no shift there and back). Without root,
-//! where the kernel or the file system refuses the mount, or with
-//! `DOCKLESS_RUN_SNAPSHOTS=copy`, the build uses the copy of [`crate::rootfs::cached`].
+//! Run as root, the build mounts the overlay, and in the sandbox's user namespace the layers
+//! are idmapped mounts (the files keep the image's owners on disk, with no shift there and
+//! back). Without root, with subordinate IDs, the helper mounts it in the user namespace
+//! ([`rootless`]). With a single-ID user namespace, where the kernel or the file system
+//! refuses the mount, or with `DOCKLESS_RUN_SNAPSHOTS=copy`, the build uses the copy of
+//! [`crate::rootfs::cached`].
 
-mod mount;
+pub(crate) mod mount;
+pub mod rootless;
 pub mod upper;
 
 use std::fs;
@@ -37,6 +40,8 @@ pub struct Stack {
     pub idmap: Option<IdRange>,
     /// Snapshot directories this stack made, removed with it.
     owned: Vec<PathBuf>,
+    /// Without root: what the helper's mount and the build's reading need.
+    pub rootless: Option<rootless::Rootless>,
 }
 
 impl Stack {
@@ -46,6 +51,7 @@ impl Stack {
             lowers: vec![base],
             idmap,
             owned: Vec::new(),
+            rootless: None,
         }
     }
 
@@ -86,6 +92,7 @@ impl Stack {
             merged,
             idmap: self.idmap.filter(|_| idmapped),
             names: names.path(),
+            userxattr: false,
         };
         mount::with_overlay(&plan, f)
     }
@@ -153,6 +160,8 @@ pub fn discard(snapshot: &Path) {
 pub enum Snapshots {
     /// Overlay, idmapped to this range in a user namespace.
     Overlay { idmap: Option<IdRange> },
+    /// Overlay mounted by the helper in the user namespace that maps these subordinate IDs.
+    Rootless(crate::sandbox::SubIds),
     /// A copy of the tree, walked before and after each command.
     Copy,
 }
@@ -160,16 +169,19 @@ pub enum Snapshots {
 /// Decides how RUN steps get their file system, for a sandbox with a user namespace or not,
 /// and says why at `-v`. Overlay is tried once per process with a real mount.
 pub fn choose(store: &Store, userns: bool) -> Snapshots {
-    match overlay_refused(store, userns) {
-        None => {
-            let idmap = userns.then(root_range).flatten();
+    match decide(store, userns) {
+        Ok(Snapshots::Rootless(subids)) => {
             tracing::info!(
-                idmapped = idmap.is_some(),
-                "RUN steps use overlay snapshots"
+                "RUN steps use overlay snapshots, mounted in the user namespace (userxattr)"
             );
-            Snapshots::Overlay { idmap }
+            Snapshots::Rootless(subids)
         }
-        Some(why) => {
+        Ok(chosen) => {
+            let idmapped = matches!(chosen, Snapshots::Overlay { idmap: Some(_) });
+            tracing::info!(idmapped, "RUN steps use overlay snapshots");
+            chosen
+        }
+        Err(why) => {
             tracing::info!("RUN steps use a copy of the tree: {why}");
             Snapshots::Copy
         }
@@ -183,36 +195,56 @@ fn root_range() -> Option<IdRange> {
     }
 }
 
-/// Why overlay cannot be used here, or `None`.
-fn overlay_refused(store: &Store, userns: bool) -> Option<String> {
+/// The way to take, or why overlay cannot be used here.
+fn decide(store: &Store, userns: bool) -> Result<Snapshots, String> {
     let asked = std::env::var(MODE_VAR).unwrap_or_default();
     match asked.as_str() {
-        "copy" => return Some(format!("{MODE_VAR}=copy")),
+        "copy" => return Err(format!("{MODE_VAR}=copy")),
         "" | "auto" | "overlay" => {}
-        other => return Some(format!("{MODE_VAR}={other} is not copy, overlay or auto")),
+        other => return Err(format!("{MODE_VAR}={other} is not copy, overlay or auto")),
     }
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("not root (overlay in a user namespace is not used yet)".to_owned());
+    // SAFETY: geteuid, getuid and getgid cannot fail.
+    let (euid, uid, gid) = unsafe { (libc::geteuid(), libc::getuid(), libc::getgid()) };
+    if euid != 0 {
+        let Some(subids) = crate::sandbox::subordinate_ids(uid, gid) else {
+            return Err("no subordinate IDs in /etc/subuid and /etc/subgid (or no newuidmap): \
+                 only root is mapped, and the owners kept aside would be lost where overlay \
+                 copies a file up"
+                .to_owned());
+        };
+        return probed(None, Some(subids), || rootless::probe(store, subids))
+            .map(|()| Snapshots::Rootless(subids));
     }
     let idmap = if userns {
         match root_range() {
             Some(range) => Some(range),
-            None => return Some("root here is not the host's root (no ID range to map)".into()),
+            None => return Err("root here is not the host's root (no ID range to map)".into()),
         }
     } else {
         None
     };
-    static PROBED: Mutex<Vec<(Option<IdRange>, Option<String>)>> = Mutex::new(Vec::new());
+    probed(idmap, None, || probe(store, idmap)).map(|()| Snapshots::Overlay { idmap })
+}
+
+/// What a probe for this key gave, made now the first time.
+fn probed(
+    idmap: Option<IdRange>,
+    subids: Option<crate::sandbox::SubIds>,
+    probe: impl FnOnce() -> io::Result<()>,
+) -> Result<(), String> {
+    type Key = (Option<IdRange>, Option<crate::sandbox::SubIds>);
+    static PROBED: Mutex<Vec<(Key, Option<String>)>> = Mutex::new(Vec::new());
     let mut probed = PROBED.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((_, why)) = probed.iter().find(|(key, _)| *key == idmap) {
-        return why.clone();
+    let key = (idmap, subids);
+    if let Some((_, why)) = probed.iter().find(|(k, _)| *k == key) {
+        return why.clone().map_or(Ok(()), Err);
     }
-    let why = probe(store, idmap)
-        .err()
-        .map(|e| format!("the overlay mount failed: {e}"));
-    probed.push((idmap, why.clone()));
-    why
+    let why = probe().err().map(|e| {
+        let place = if subids.is_some() { " in the user namespace" } else { "" };
+        format!("the overlay mount{place} failed: {e}")
+    });
+    probed.push((key, why.clone()));
+    why.map_or(Ok(()), Err)
 }
 
 /// Mounts a small stack once, with a file in the lower and one written through the mount.

@@ -26,6 +26,9 @@ pub(crate) struct Plan<'a> {
     pub idmap: Option<IdRange>,
     /// An empty directory for the layers' short names.
     pub names: &'a Path,
+    /// Overlayfs keeps its own attributes in `user.overlay.*`, as it must when mounted in a
+    /// user namespace (Linux 5.11 and later).
+    pub userxattr: bool,
 }
 
 /// Runs `f` on a thread that sees the overlay mounted at `plan.merged`.
@@ -49,7 +52,7 @@ pub(crate) fn with_overlay<T: Send>(
     })
 }
 
-fn private_namespace() -> io::Result<()> {
+pub(crate) fn private_namespace() -> io::Result<()> {
     // SAFETY: unshare with a constant flag; only this thread's context changes.
     check(unsafe { libc::unshare(libc::CLONE_NEWNS) })?;
     let root = c"/";
@@ -65,7 +68,7 @@ fn private_namespace() -> io::Result<()> {
     })
 }
 
-fn mount_overlay(plan: &Plan<'_>) -> io::Result<()> {
+pub(crate) fn mount_overlay(plan: &Plan<'_>) -> io::Result<()> {
     let userns = plan.idmap.map(idmap_userns).transpose()?;
     let mut lowerdir = Vec::new();
     for (i, lower) in plan.lowers.iter().enumerate() {
@@ -77,9 +80,15 @@ fn mount_overlay(plan: &Plan<'_>) -> io::Result<()> {
     // since the caller's work on this thread may use relative paths.
     let cwd = std::env::current_dir()?;
     std::env::set_current_dir(plan.names)?;
+    // With userxattr the kernel refuses to follow redirects, and says `redirect_dir=off` would.
     let options = format!(
-        "lowerdir={},upperdir=s/upper,workdir=s/work,redirect_dir=off,metacopy=off,index=off",
-        lowerdir.join(":")
+        "lowerdir={},upperdir=s/upper,workdir=s/work,metacopy=off,index=off,{}",
+        lowerdir.join(":"),
+        if plan.userxattr {
+            "userxattr,redirect_dir=nofollow"
+        } else {
+            "redirect_dir=off"
+        }
     );
     let target = cstring(plan.merged)?;
     let options = CString::new(options).map_err(io::Error::other)?;
@@ -212,7 +221,7 @@ fn idmap_userns(range: IdRange) -> io::Result<OwnedFd> {
     result
 }
 
-fn umount(path: &Path) -> io::Result<()> {
+pub(crate) fn umount(path: &Path) -> io::Result<()> {
     let path = cstring(path)?;
     // SAFETY: a valid C string.
     check(unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) })

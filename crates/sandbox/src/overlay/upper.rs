@@ -22,9 +22,41 @@ use crate::diff::{Node, Owners, changed, entry_kind, links_after_their_targets, 
 /// The entries of the layer in `upper` over `lowers` (topmost first), sorted as a layer needs
 /// them. Owners are as on disk (the upper is written through the sandbox's ID mapping).
 pub fn diff(upper: &Path, lowers: &[PathBuf]) -> io::Result<Vec<Entry>> {
+    diff_with(upper, lowers, None)
+}
+
+/// Without root every file on disk is the invoking user's (`host`), who is root in the image;
+/// the other owners are recorded per layer, as the helper handed them back.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordedOwners<'a> {
+    pub host: (u32, u32),
+    pub upper: &'a HashMap<String, (u64, u64)>,
+    /// Parallel to the lowers.
+    pub lowers: &'a [&'a HashMap<String, (u64, u64)>],
+}
+
+impl RecordedOwners<'_> {
+    /// `node` at `path` with its owner in the image, from `recorded` where the host's user
+    /// owns it.
+    fn give(&self, node: Node, path: &str, recorded: &HashMap<String, (u64, u64)>) -> Node {
+        let (uid, gid) = recorded.get(path).copied().unwrap_or((0, 0));
+        let (on_disk_uid, on_disk_gid) = node.owner();
+        let uid = if on_disk_uid == self.host.0 { uid as u32 } else { on_disk_uid };
+        let gid = if on_disk_gid == self.host.1 { gid as u32 } else { on_disk_gid };
+        node.with_owner(uid, gid)
+    }
+}
+
+/// [`diff`], with the owners `recorded` for an upper and lowers written without root.
+pub fn diff_with(
+    upper: &Path,
+    lowers: &[PathBuf],
+    recorded: Option<RecordedOwners<'_>>,
+) -> io::Result<Vec<Entry>> {
     let mut walk = Walk {
         upper,
         lowers,
+        recorded,
         keyed: Vec::new(),
         first_link: HashMap::new(),
     };
@@ -39,6 +71,7 @@ pub fn diff(upper: &Path, lowers: &[PathBuf]) -> io::Result<Vec<Entry>> {
 struct Walk<'a> {
     upper: &'a Path,
     lowers: &'a [PathBuf],
+    recorded: Option<RecordedOwners<'a>>,
     keyed: Vec<(String, Entry)>,
     first_link: HashMap<(u64, u64), String>,
 }
@@ -59,12 +92,20 @@ impl Walk<'_> {
             } else {
                 format!("{rel}/{name}")
             };
-            let node = Node::read(&self.upper.join(&path))?;
-            let old = if hidden {
+            let mut node = Node::read(&self.upper.join(&path))?;
+            let mut old = if hidden {
                 None
             } else {
-                lookup(self.lowers, &path)?
+                lookup_layer(self.lowers, &path)?
             };
+            if let Some(recorded) = self.recorded {
+                node = recorded.give(node, &path, recorded.upper);
+                old = old.map(|(n, i)| match recorded.lowers.get(i) {
+                    Some(owners) => (recorded.give(n, &path, owners), i),
+                    None => (n, i),
+                });
+            }
+            let old = old.map(|(n, _)| n);
             if node.is_whiteout() {
                 if old.is_some() {
                     let whiteout = match path.rsplit_once('/') {
@@ -130,11 +171,17 @@ fn is_opaque(path: &Path) -> bool {
 /// What the lowers (topmost first) show at `rel`, as overlayfs would merge them: the first
 /// layer that has the path gives it (`None` if that is a whiteout); a layer where a directory
 /// above it is opaque, or is not a directory, hides every layer below.
+#[cfg(test)]
 pub(crate) fn lookup(lowers: &[PathBuf], rel: &str) -> io::Result<Option<Node>> {
-    for lower in lowers {
+    Ok(lookup_layer(lowers, rel)?.map(|(node, _)| node))
+}
+
+/// [`lookup`], with the index of the layer that gives the path.
+pub(crate) fn lookup_layer(lowers: &[PathBuf], rel: &str) -> io::Result<Option<(Node, usize)>> {
+    for (index, lower) in lowers.iter().enumerate() {
         match Node::read(&lower.join(rel)) {
             Ok(node) if node.is_whiteout() => return Ok(None),
-            Ok(node) => return Ok(Some(node.without_overlay_xattrs())),
+            Ok(node) => return Ok(Some((node.without_overlay_xattrs(), index))),
             Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {}
             Err(e) => return Err(e),
         }

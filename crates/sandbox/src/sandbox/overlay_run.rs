@@ -1,0 +1,131 @@
+//! In the helper, RUN over overlay snapshots without root: only inside the sandbox's user
+//! namespace may an unprivileged user mount an overlay (with `userxattr`, Linux 5.11 and
+//! later), so the helper mounts it there, at the tree's path, in a mount namespace of its own.
+//!
+//! The lowers hold real owners: the base in the sandbox's ID-range form (made once per base,
+//! [`Task::GiveOwners`]) and the uppers of earlier RUNs, whose owners were handed back to the
+//! invoking user after their command and are given again here (a walk of what the stage's
+//! RUNs made, never of the base). After the command the new upper's owners are recorded and
+//! the files handed back, as [`crate::owners::harvest`] does for a copied tree, so that the
+//! build can read the upper, make the layer from it and remove it.
+//!
+//! Steps fail with text: in the helper, an error only becomes the status file's message.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::{Spec, in_tree, mounts, step_mounts};
+use crate::overlay::mount;
+
+/// What the helper does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Task {
+    /// Runs the command.
+    #[default]
+    Run,
+    /// Only gives the files of the tree the owners listed in [`Spec::owners`], in the user
+    /// namespace, and leaves them so: the ID-range form of a base, made once.
+    GiveOwners,
+    /// Mounts the overlay, writes one file through it and stops: whether overlay works here.
+    Probe,
+}
+
+/// A RUN over overlay snapshots, mounted by the helper at [`Spec::rootfs`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OverlayRun {
+    /// Topmost first.
+    pub lowers: Vec<OverlayLower>,
+    /// Holds `upper/`, `work/` and an empty `names/` (the layers' short names).
+    pub snapshot: PathBuf,
+    /// Where the owners of the upper's files that are not root are recorded after the command.
+    pub upper_owners: PathBuf,
+}
+
+/// One lower directory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OverlayLower {
+    pub dir: PathBuf,
+    /// Owners to give its files for the command and take back after (an earlier RUN's upper);
+    /// `None`: the files already have them (the base in the ID-range form).
+    pub owners: Option<PathBuf>,
+}
+
+/// Mounts the overlay of `spec` and runs `command` over it; the owners of the upper (and of
+/// the lowers given theirs) are handed back after it.
+pub(super) fn run(
+    spec: &Spec,
+    overlay: &OverlayRun,
+    command: impl FnOnce(&Spec) -> i32,
+) -> Result<i32, String> {
+    let mut given = Vec::new();
+    for lower in &overlay.lowers {
+        if let Some(owners) = &lower.owners {
+            let kept = crate::owners::apply(&lower.dir, owners).map_err(|e| {
+                format!("cannot give an earlier RUN's files their owners: {e}")
+            })?;
+            given.push((lower, owners, kept));
+        }
+    }
+    let code = mount_at_root(spec, overlay).and_then(|()| over_merged(spec, command));
+    let _ = mount::umount(&spec.rootfs);
+    let upper = overlay.snapshot.join("upper");
+    let mut handed_back = crate::owners::harvest(&upper, &overlay.upper_owners, Vec::new());
+    for (lower, owners, kept) in given {
+        handed_back = handed_back.and_then(|()| crate::owners::harvest(&lower.dir, owners, kept));
+    }
+    handed_back.map_err(|e| format!("cannot record the owners of the files the command made: {e}"))?;
+    code
+}
+
+/// A mount namespace of the helper's own, the overlay mounted at the tree's path, and the
+/// helper's working directory in it.
+fn mount_at_root(spec: &Spec, overlay: &OverlayRun) -> Result<(), String> {
+    let lowers: Vec<PathBuf> = overlay.lowers.iter().map(|l| l.dir.clone()).collect();
+    let plan = mount::Plan {
+        lowers: &lowers,
+        snapshot: &overlay.snapshot,
+        merged: &spec.rootfs,
+        idmap: None,
+        names: &overlay.snapshot.join("names"),
+        userxattr: true,
+    };
+    mount::private_namespace()
+        .and_then(|()| mount::mount_overlay(&plan))
+        .map_err(|e| format!("cannot mount the overlay in the user namespace: {e}"))?;
+    // The working directory was the directory below the mount.
+    std::env::set_current_dir(&spec.rootfs)
+        .map_err(|e| format!("cannot enter {}: {e}", spec.rootfs.display()))
+}
+
+/// The mount points the sandbox needs, made through the overlay (so they are never in a
+/// lower) and removed after `command`.
+fn over_merged(spec: &Spec, command: impl FnOnce(&Spec) -> i32) -> Result<i32, String> {
+    if spec.task == Task::Probe {
+        return std::fs::write(spec.rootfs.join("probe"), "")
+            .map(|()| 0)
+            .map_err(|e| format!("cannot write through the overlay: {e}"));
+    }
+    let fail = |e: std::io::Error| format!("cannot make the sandbox's mount points: {e}");
+    let mut points = in_tree::MountPoints::open(&spec.rootfs).map_err(fail)?;
+    let mut spec = spec.clone();
+    let made = mounts::prepare(&mut points)
+        .and_then(|()| step_mounts::mount_points(&spec.rootfs, &mut spec.mounts, &mut points));
+    if let Err(e) = made {
+        points.remove();
+        return Err(fail(e));
+    }
+    let code = command(&spec);
+    points.remove();
+    Ok(code)
+}
+
+/// Whether the helper, not the build, makes the mount points in the tree.
+pub(super) fn in_helper(spec: &Spec) -> bool {
+    spec.overlay.is_some() || spec.task != Task::Run
+}
+
+/// The short names' directory of a snapshot.
+pub fn names_dir(snapshot: &Path) -> PathBuf {
+    snapshot.join("names")
+}
