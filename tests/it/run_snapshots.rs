@@ -10,6 +10,8 @@
 //! path the command touched (so the other path keeps the old file, as under BuildKit's and
 //! Docker's overlay snapshotters), where the copy changes both.
 
+use std::fs;
+
 use crate::run::{As, dockless_with_env, layer};
 use crate::support::binary::{Workspace, assert_success, needs_root};
 use crate::support::debian::debian_base;
@@ -185,6 +187,21 @@ fn rootless_runs_stack_their_uppers() {
     assert_eq!(last["opt/app/keep/solo"].uid, 1234, "given again to the upper below");
     assert!(last.contains_key("etc/.wh.issue.net"), "{:?}", last.keys());
     assert!(last.contains_key("usr/share/doc/.wh..wh..opq"), "{:?}", last.keys());
+
+    // The base's ID-range form, kept in the store, holds files the subordinate IDs own, which
+    // nobody cannot remove alone: prune removes it through the helper.
+    let trees = ws.cache().join("rootfs");
+    let forms: Vec<_> = fs::read_dir(&trees)
+        .unwrap()
+        .flat_map(|entry| fs::read_dir(entry.unwrap().path()).unwrap())
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("userns-"))
+        .collect();
+    assert_eq!(forms.len(), 1, "one ID-range form of the base: {forms:?}");
+    let pruned = dockless_with_env(&ws, As::Nobody, &["prune", "--all"], &[]);
+    assert_success(&pruned);
+    let left: Vec<_> = fs::read_dir(&trees).map_or(Vec::new(), |d| d.collect());
+    assert!(left.is_empty(), "prune --all leaves no tree: {left:?}");
 }
 
 const RUNS_ONLY: &str = r#"FROM oci:{base}:bookworm

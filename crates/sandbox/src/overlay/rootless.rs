@@ -121,6 +121,7 @@ pub(crate) fn id_range_form(store: &Store, entry: &Path, subids: SubIds) -> io::
     if form.join("tree").is_dir() {
         return Ok(form.join("tree"));
     }
+    dockless_oci::cleanup::set_namespace_remover(remove_in_userns);
     // Made aside and renamed into place: a form in the store is always whole. Not registered
     // for cleanup: the invoking user cannot remove files the subordinate IDs own.
     let staging = tempfile::Builder::new()
@@ -143,6 +144,32 @@ pub(crate) fn id_range_form(store: &Store, entry: &Path, subids: SubIds) -> io::
         tracing::debug!("another build made {} meanwhile: {e}", form.display());
     }
     Ok(form.join("tree"))
+}
+
+/// Removes `path` from inside the user namespace that maps the invoking user's subordinate
+/// IDs, whose root may remove the files they own (an ID-range form, an upper the helper could
+/// not hand back). Set as [`dockless_oci::cleanup::remove_tree`]'s way for what the invoking
+/// user may not remove alone.
+pub fn remove_in_userns(path: &Path) -> io::Result<()> {
+    // SAFETY: getuid and getgid cannot fail.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let Some(subids) = crate::sandbox::subordinate_ids(uid, gid).filter(|_| uid != 0) else {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("{} cannot be removed by this user", path.display()),
+        ));
+    };
+    let code = helper(Spec {
+        task: Task::Remove,
+        ..spec(path, subids)
+    })?;
+    if code != 0 || fs::symlink_metadata(path).is_ok() {
+        return Err(io::Error::other(format!(
+            "the sandbox helper could not remove {} (exit {code})",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Mounts a small stack once in the sandbox's user namespace, writing one file through it.

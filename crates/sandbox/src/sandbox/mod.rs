@@ -494,8 +494,15 @@ fn contained(
             }
         }
     }
-    if spec.task == Task::GiveOwners {
-        return 0;
+    match spec.task {
+        Task::GiveOwners => return 0,
+        Task::Remove => {
+            return match crate::rootfs::remove_tree(&spec.rootfs) {
+                Ok(()) => 0,
+                Err(e) => status.fail(format!("cannot remove {}: {e}", spec.rootfs.display())),
+            };
+        }
+        Task::Run | Task::Probe => {}
     }
     let code = match &spec.overlay {
         Some(overlay) => {

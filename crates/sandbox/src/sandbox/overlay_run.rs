@@ -29,6 +29,8 @@ pub enum Task {
     GiveOwners,
     /// Mounts the overlay, writes one file through it and stops: whether overlay works here.
     Probe,
+    /// Removes the tree, which the invoking user may not (its subordinate IDs own files).
+    Remove,
 }
 
 /// A RUN over overlay snapshots, mounted by the helper at [`Spec::rootfs`].
