@@ -184,9 +184,16 @@ fn rootless_runs_stack_their_uppers() {
     assert_eq!(digests(&overlay), digests(&copy), "the same layers");
     assert_eq!(layer(&ws, &overlay, 3)["home/alice/hi"].uid, 1234);
     let last = layer(&ws, &overlay, 4);
-    assert_eq!(last["opt/app/keep/solo"].uid, 1234, "given again to the upper below");
+    assert_eq!(
+        last["opt/app/keep/solo"].uid, 1234,
+        "given again to the upper below"
+    );
     assert!(last.contains_key("etc/.wh.issue.net"), "{:?}", last.keys());
-    assert!(last.contains_key("usr/share/doc/.wh..wh..opq"), "{:?}", last.keys());
+    assert!(
+        last.contains_key("usr/share/doc/.wh..wh..opq"),
+        "{:?}",
+        last.keys()
+    );
 
     // The base's ID-range form, kept in the store, holds files the subordinate IDs own, which
     // nobody cannot remove alone: prune removes it through the helper.

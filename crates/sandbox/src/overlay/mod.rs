@@ -207,10 +207,12 @@ fn decide(store: &Store, userns: bool) -> Result<Snapshots, String> {
     let (euid, uid, gid) = unsafe { (libc::geteuid(), libc::getuid(), libc::getgid()) };
     if euid != 0 {
         let Some(subids) = crate::sandbox::subordinate_ids(uid, gid) else {
-            return Err("no subordinate IDs in /etc/subuid and /etc/subgid (or no newuidmap): \
+            return Err(
+                "no subordinate IDs in /etc/subuid and /etc/subgid (or no newuidmap): \
                  only root is mapped, and the owners kept aside would be lost where overlay \
                  copies a file up"
-                .to_owned());
+                    .to_owned(),
+            );
         };
         return probed(None, Some(subids), || rootless::probe(store, subids))
             .map(|()| Snapshots::Rootless(subids));
@@ -240,7 +242,11 @@ fn probed(
         return why.clone().map_or(Ok(()), Err);
     }
     let why = probe().err().map(|e| {
-        let place = if subids.is_some() { " in the user namespace" } else { "" };
+        let place = if subids.is_some() {
+            " in the user namespace"
+        } else {
+            ""
+        };
         format!("the overlay mount{place} failed: {e}")
     });
     probed.push((key, why.clone()));

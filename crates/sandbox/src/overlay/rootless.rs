@@ -59,7 +59,11 @@ impl Stack {
     /// What the helper needs to mount the stack with `snapshot`'s upper on top.
     pub fn overlay_run(&self, snapshot: &Path) -> OverlayRun {
         let files: Vec<Option<PathBuf>> = match &self.rootless {
-            Some(rootless) => rootless.uppers.iter().map(|(f, _)| Some(f.clone())).collect(),
+            Some(rootless) => rootless
+                .uppers
+                .iter()
+                .map(|(f, _)| Some(f.clone()))
+                .collect(),
             None => Vec::new(),
         };
         OverlayRun {
@@ -81,7 +85,9 @@ impl Stack {
     pub fn push_rootless(&mut self, snapshot: PathBuf, recorded: OwnerMap) {
         let _ = fs::remove_dir(sandbox::names_dir(&snapshot));
         if let Some(rootless) = self.rootless.as_mut() {
-            rootless.uppers.insert(0, (owners_file(&snapshot), recorded));
+            rootless
+                .uppers
+                .insert(0, (owners_file(&snapshot), recorded));
         }
         self.push(snapshot);
     }

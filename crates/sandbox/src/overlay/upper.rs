@@ -41,8 +41,16 @@ impl RecordedOwners<'_> {
     fn give(&self, node: Node, path: &str, recorded: &HashMap<String, (u64, u64)>) -> Node {
         let (uid, gid) = recorded.get(path).copied().unwrap_or((0, 0));
         let (on_disk_uid, on_disk_gid) = node.owner();
-        let uid = if on_disk_uid == self.host.0 { uid as u32 } else { on_disk_uid };
-        let gid = if on_disk_gid == self.host.1 { gid as u32 } else { on_disk_gid };
+        let uid = if on_disk_uid == self.host.0 {
+            uid as u32
+        } else {
+            on_disk_uid
+        };
+        let gid = if on_disk_gid == self.host.1 {
+            gid as u32
+        } else {
+            on_disk_gid
+        };
         node.with_owner(uid, gid)
     }
 }

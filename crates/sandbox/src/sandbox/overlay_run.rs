@@ -63,9 +63,8 @@ pub(super) fn run(
     let mut given = Vec::new();
     for lower in &overlay.lowers {
         if let Some(owners) = &lower.owners {
-            let kept = crate::owners::apply(&lower.dir, owners).map_err(|e| {
-                format!("cannot give an earlier RUN's files their owners: {e}")
-            })?;
+            let kept = crate::owners::apply(&lower.dir, owners)
+                .map_err(|e| format!("cannot give an earlier RUN's files their owners: {e}"))?;
             given.push((lower, owners, kept));
         }
     }
@@ -76,7 +75,8 @@ pub(super) fn run(
     for (lower, owners, kept) in given {
         handed_back = handed_back.and_then(|()| crate::owners::harvest(&lower.dir, owners, kept));
     }
-    handed_back.map_err(|e| format!("cannot record the owners of the files the command made: {e}"))?;
+    handed_back
+        .map_err(|e| format!("cannot record the owners of the files the command made: {e}"))?;
     code
 }
 
