@@ -25,6 +25,8 @@ impl RunStep<'_> {
         mounts: MountPlan,
         on_live: Option<OnLive<'_>>,
     ) -> Result<WrittenLayer, RunError> {
+        // Refuses what cannot be had (`--isolation root` without root) before anything runs.
+        let userns = sandbox::choose(self.isolation)?;
         let Some(stack) = rootfs.overlay.as_ref() else {
             unreachable!("called only over an overlay stack")
         };
@@ -44,7 +46,7 @@ impl RunStep<'_> {
             .and_then(|()| command.identity_with(&users_in(stack)))
             .and_then(|who| {
                 let mapping = OwnerMapping {
-                    userns: true,
+                    userns,
                     subids: Some(subids),
                     owners: None,
                     idmapped: false,
