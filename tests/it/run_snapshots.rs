@@ -11,9 +11,10 @@
 //! Docker's overlay snapshotters), where the copy changes both.
 
 use std::fs;
+use std::process::Command;
 
 use crate::run::{As, dockless_with_env, layer};
-use crate::support::binary::{Workspace, assert_success, needs_root};
+use crate::support::binary::{Workspace, assert_success, binary_for_anyone, needs_root};
 use crate::support::debian::debian_base;
 
 const DOCKERFILE: &str = r#"FROM oci:{base}:bookworm
@@ -195,8 +196,25 @@ fn rootless_runs_stack_their_uppers() {
         last.keys()
     );
 
-    // The base's ID-range form, kept in the store, holds files the subordinate IDs own, which
-    // nobody cannot remove alone: prune removes it through the helper.
+    // Built on: the base's ID-range form, kept in the store, now holds a directory a
+    // subordinate ID owns (alice's home), which nobody cannot empty alone: prune removes it
+    // through the helper.
+    ws.write(
+        "Dockerfile",
+        format!(
+            "FROM oci:{}:t\nRUN cat /home/alice/hi > /copied\n",
+            ws.path().join("out").display()
+        ),
+    );
+    let out = dockless_with_env(
+        &ws,
+        As::Nobody,
+        &["-v", "build", "ctx", "--output", "out2", "--tag", "t"],
+        &[],
+    );
+    assert_success(&out);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("mounted in the user namespace"), "{said}");
     let trees = ws.cache().join("rootfs");
     let forms: Vec<_> = fs::read_dir(&trees)
         .unwrap()
@@ -204,11 +222,31 @@ fn rootless_runs_stack_their_uppers() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|name| name.starts_with("userns-"))
         .collect();
-    assert_eq!(forms.len(), 1, "one ID-range form of the base: {forms:?}");
-    let pruned = dockless_with_env(&ws, As::Nobody, &["prune", "--all"], &[]);
+    assert_eq!(forms.len(), 2, "an ID-range form of each base: {forms:?}");
+    let pruned = without_chown(&ws)
+        .args(["prune", "--all"])
+        .output()
+        .unwrap();
     assert_success(&pruned);
     let left: Vec<_> = fs::read_dir(&trees).map_or(Vec::new(), |d| d.collect());
     assert!(left.is_empty(), "prune --all leaves no tree: {left:?}");
+}
+
+/// dockless as nobody, without first giving nobody the workspace (as [`dockless_as`] does,
+/// which would give it the ID-range forms in the store too).
+fn without_chown(ws: &Workspace) -> Command {
+    let template = ws.dockless();
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(binary_for_anyone())
+        .current_dir(ws.path());
+    for (key, value) in template.get_envs() {
+        match value {
+            Some(value) => cmd.env(key, value),
+            None => cmd.env_remove(key),
+        };
+    }
+    cmd
 }
 
 const RUNS_ONLY: &str = r#"FROM oci:{base}:bookworm

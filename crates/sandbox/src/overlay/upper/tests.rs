@@ -103,7 +103,11 @@ fn recorded_owners_stand_for_the_invoking_users() {
         pairs.iter().map(|(p, o)| ((*p).to_owned(), *o)).collect()
     };
     let base_owners = map(&[("kept", (7, 8)), ("given", (7, 8)), ("rooted", (7, 8))]);
-    let upper_owners = map(&[("kept", (7, 8)), ("given", (9, 8)), ("alices", (1234, 1234))]);
+    let upper_owners = map(&[
+        ("kept", (7, 8)),
+        ("given", (9, 8)),
+        ("alices", (1234, 1234)),
+    ]);
     let lowers = [base];
     let entries = diff_with(
         &upper,
