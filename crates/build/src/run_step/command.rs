@@ -104,6 +104,7 @@ impl StepCommand<'_> {
                 idmapped: mapping.idmapped,
                 overlay: mapping.overlay,
                 task: Default::default(),
+                layer: None,
             },
             self.output.clone(),
         )?;

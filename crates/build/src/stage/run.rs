@@ -171,22 +171,6 @@ impl Executor<'_> {
         let Some(rootfs) = stage.rootfs.as_mut() else {
             unreachable!("made just above")
         };
-        let rootless = rootfs.overlay.as_ref().is_some_and(|s| s.is_rootless());
-        if rootless && stage.layers.len() > rootfs.applied {
-            // Without root only the helper can mount the stack, and only to run a command: a
-            // layer that is not a RUN's is applied to a copy, which the stage keeps from here.
-            tracing::info!(
-                "RUN steps from here use a copy of the tree: without root, a layer other than \
-                 a RUN's cannot be applied over overlay snapshots"
-            );
-            let chain: Vec<(Digest, String)> = stage
-                .layers
-                .iter()
-                .take_while(|l| l.from_base)
-                .map(|l| (l.digest.clone(), l.media_type.clone()))
-                .collect();
-            *rootfs = cached::working_tree(self.store, &chain).map_err(RunError::from)?;
-        }
         for layer in stage.layers.iter().skip(rootfs.applied) {
             self.ensure_blob(layer)?;
             rootfs

@@ -125,6 +125,15 @@ pub(crate) fn apply_layer(
     media_type: &str,
 ) -> Result<(), RootfsError> {
     let merged = rootfs.path().to_owned();
+    if stack.is_rootless() {
+        let applied = rootless::apply_layer(&merged, &mut stack, store, digest, media_type);
+        rootfs.overlay = Some(stack);
+        rootfs.applied += usize::from(applied.is_ok());
+        return applied.map_err(|source| RootfsError::Create {
+            dir: merged,
+            source,
+        });
+    }
     let snapshot = match stack.new_snapshot(store) {
         Ok(snapshot) => snapshot,
         Err(source) => {

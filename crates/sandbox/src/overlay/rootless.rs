@@ -233,5 +233,51 @@ fn spec(rootfs: &Path, subids: SubIds) -> Spec {
         idmapped: false,
         overlay: None,
         task: Task::Run,
+        layer: None,
+    }
+}
+
+/// Applies a layer blob over `stack` without root: the helper mounts the stack with a fresh
+/// upper in the user namespace and applies the layer through it; that upper, its owners as
+/// the helper recorded them, becomes the topmost lower.
+pub(crate) fn apply_layer(
+    merged: &Path,
+    stack: &mut Stack,
+    store: &Store,
+    digest: &dockless_oci::digest::Digest,
+    media_type: &str,
+) -> io::Result<()> {
+    let Some(subids) = stack.rootless.as_ref().map(|r| r.subids) else {
+        return Err(io::Error::other("not a rootless stack"));
+    };
+    let snapshot = stack.new_snapshot(store)?;
+    let applied = fs::create_dir(sandbox::names_dir(&snapshot)).and_then(|()| {
+        helper(Spec {
+            overlay: Some(stack.overlay_run(&snapshot)),
+            task: Task::ApplyLayer,
+            layer: Some(sandbox::LayerBlob {
+                path: store.blob_path(digest),
+                digest: digest.clone(),
+                media_type: media_type.to_owned(),
+            }),
+            ..spec(merged, subids)
+        })
+    });
+    let recorded = match applied {
+        Ok(0) => read_owners(&snapshot),
+        Ok(code) => Err(io::Error::other(format!(
+            "the sandbox helper could not apply the layer (exit {code})"
+        ))),
+        Err(e) => Err(e),
+    };
+    match recorded {
+        Ok(recorded) => {
+            stack.push_rootless(snapshot, recorded);
+            Ok(())
+        }
+        Err(e) => {
+            super::discard(&snapshot);
+            Err(e)
+        }
     }
 }

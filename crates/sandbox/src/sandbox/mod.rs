@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 
 pub use ids::{IdRange, Mapping, mapping_for, subordinate_ids};
 pub use network::{Network, NetworkError};
-pub use overlay_run::{OverlayLower, OverlayRun, Task, names_dir};
+pub use overlay_run::{LayerBlob, OverlayLower, OverlayRun, Task, names_dir};
 pub use step_mounts::{MountSource, SandboxMount};
 
 /// The host name RUN commands see, as BuildKit's sandbox names itself.
@@ -148,6 +148,9 @@ pub struct Spec {
     /// What the helper does (run the command, unless told otherwise).
     #[serde(default)]
     pub task: Task,
+    /// With [`Task::ApplyLayer`]: the layer.
+    #[serde(default)]
+    pub layer: Option<LayerBlob>,
 }
 
 /// A script written inline in the Dockerfile (a RUN heredoc starting with `#!`): BuildKit
@@ -502,7 +505,7 @@ fn contained(
                 Err(e) => status.fail(format!("cannot remove {}: {e}", spec.rootfs.display())),
             };
         }
-        Task::Run | Task::Probe => {}
+        Task::Run | Task::Probe | Task::ApplyLayer => {}
     }
     let code = match &spec.overlay {
         Some(overlay) => {

@@ -31,6 +31,17 @@ pub enum Task {
     Probe,
     /// Removes the tree, which the invoking user may not (its subordinate IDs own files).
     Remove,
+    /// Applies [`Spec::layer`] through the overlay (a COPY's layer between RUNs), so that
+    /// overlayfs makes the upper: parents copied up, whiteouts, opaque directories.
+    ApplyLayer,
+}
+
+/// A layer blob to apply.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LayerBlob {
+    pub path: PathBuf,
+    pub digest: dockless_oci::digest::Digest,
+    pub media_type: String,
 }
 
 /// A RUN over overlay snapshots, mounted by the helper at [`Spec::rootfs`].
@@ -68,10 +79,15 @@ pub(super) fn run(
             given.push((lower, owners, kept));
         }
     }
-    let code = mount_at_root(spec, overlay).and_then(|()| over_merged(spec, command));
+    let ran = mount_at_root(spec, overlay).and_then(|()| over_merged(spec, command));
     let _ = mount::umount(&spec.rootfs);
+    let (code, recorded) = match ran {
+        Ok((code, recorded)) => (Ok(code), recorded),
+        Err(e) => (Err(e), Vec::new()),
+    };
     let upper = overlay.snapshot.join("upper");
-    let mut handed_back = crate::owners::harvest(&upper, &overlay.upper_owners, Vec::new());
+    // A layer's owners were recorded as it was applied: kept for the files still root's.
+    let mut handed_back = crate::owners::harvest(&upper, &overlay.upper_owners, recorded);
     for (lower, owners, kept) in given {
         handed_back = handed_back.and_then(|()| crate::owners::harvest(&lower.dir, owners, kept));
     }
@@ -101,12 +117,20 @@ fn mount_at_root(spec: &Spec, overlay: &OverlayRun) -> Result<(), String> {
 }
 
 /// The mount points the sandbox needs, made through the overlay (so they are never in a
-/// lower) and removed after `command`.
-fn over_merged(spec: &Spec, command: impl FnOnce(&Spec) -> i32) -> Result<i32, String> {
-    if spec.task == Task::Probe {
-        return std::fs::write(spec.rootfs.join("probe"), "")
-            .map(|()| 0)
-            .map_err(|e| format!("cannot write through the overlay: {e}"));
+/// lower) and removed after `command`; or the task's other work. Returns the exit code and
+/// the owners recorded but not given (a layer's).
+fn over_merged(
+    spec: &Spec,
+    command: impl FnOnce(&Spec) -> i32,
+) -> Result<(i32, crate::owners::OwnerList), String> {
+    match (spec.task, &spec.layer) {
+        (Task::Probe, _) => {
+            return std::fs::write(spec.rootfs.join("probe"), "")
+                .map(|()| (0, Vec::new()))
+                .map_err(|e| format!("cannot write through the overlay: {e}"));
+        }
+        (Task::ApplyLayer, Some(layer)) => return apply_layer(&spec.rootfs, layer),
+        _ => {}
     }
     let fail = |e: std::io::Error| format!("cannot make the sandbox's mount points: {e}");
     let mut points = in_tree::MountPoints::open(&spec.rootfs).map_err(fail)?;
@@ -119,7 +143,24 @@ fn over_merged(spec: &Spec, command: impl FnOnce(&Spec) -> i32) -> Result<i32, S
     }
     let code = command(&spec);
     points.remove();
-    Ok(code)
+    Ok((code, Vec::new()))
+}
+
+/// Applies `layer` to the tree at `merged`, its owners recorded (IDs a layer names may lie
+/// outside the subordinate range).
+fn apply_layer(
+    merged: &Path,
+    layer: &LayerBlob,
+) -> Result<(i32, crate::owners::OwnerList), String> {
+    let mut tree = crate::rootfs::Rootfs::kept_at(merged.to_owned());
+    tree.apply_blob(&layer.path, &layer.digest, &layer.media_type)
+        .map_err(|e| e.to_string())?;
+    let recorded = tree
+        .owners
+        .drain()
+        .map(|(path, (uid, gid))| (path, uid, gid))
+        .collect();
+    Ok((0, recorded))
 }
 
 /// Whether the helper, not the build, makes the mount points in the tree.
