@@ -15,6 +15,10 @@ fn main() -> ExitCode {
         let code = dockless_sandbox::sandbox::helper_main();
         return ExitCode::from(u8::try_from(code).unwrap_or(1));
     }
+    // Unprivileged builds keep bases in their sandbox's ID range, which only the helper removes.
+    dockless_oci::cleanup::set_namespace_remover(
+        dockless_sandbox::overlay::rootless::remove_in_userns,
+    );
     // SIGINT/SIGTERM/SIGHUP stop the build cleanly (see cli::interrupt).
     cli::interrupt::watch();
     let command = cli::args::Cli::parse();

@@ -10,7 +10,7 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 static PATHS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
@@ -38,9 +38,30 @@ pub fn remove_all() {
     }
 }
 
+/// What removes a tree the invoking user may not (files a user namespace's subordinate IDs
+/// own, as an unprivileged build's overlay lowers have them): set by the binary, whose
+/// sandbox helper can remove them from inside that namespace.
+static REMOVER: OnceLock<fn(&Path) -> io::Result<()>> = OnceLock::new();
+
+/// Sets what removes the trees this user may not remove alone (see [`remove_tree`]).
+pub fn set_namespace_remover(remover: fn(&Path) -> io::Result<()>) {
+    let _ = REMOVER.set(remover);
+}
+
 /// Removes a file or a whole tree, making directories writable first when they are not (an
-/// unprivileged user must be able to clean up read-only directories it owns).
+/// unprivileged user must be able to clean up read-only directories it owns); what a
+/// directory it does not own keeps, the remover set by [`set_namespace_remover`] removes.
 pub fn remove_tree(path: &Path) -> io::Result<()> {
+    match remove_own_tree(path) {
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => match REMOVER.get() {
+            Some(remover) => remover(path),
+            None => Err(e),
+        },
+        removed => removed,
+    }
+}
+
+fn remove_own_tree(path: &Path) -> io::Result<()> {
     let meta = match fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -53,7 +74,7 @@ pub fn remove_tree(path: &Path) -> io::Result<()> {
         let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o700));
     }
     for child in fs::read_dir(path)? {
-        remove_tree(&child?.path())?;
+        remove_own_tree(&child?.path())?;
     }
     fs::remove_dir(path)
 }

@@ -88,6 +88,12 @@ impl Node {
         (self.uid, self.gid)
     }
 
+    /// The same node with another owner (its owner in the image, where the disk has another).
+    pub(crate) fn with_owner(mut self, uid: u32, gid: u32) -> Node {
+        (self.uid, self.gid) = (uid, gid);
+        self
+    }
+
     pub(crate) fn xattr_list(&self) -> &[(String, Vec<u8>)] {
         &self.xattrs
     }

@@ -130,6 +130,29 @@ impl Rootfs {
         digest: &Digest,
         media_type: &str,
     ) -> Result<(), RootfsError> {
+        self.apply_blob(&store.blob_path(digest), digest, media_type)
+    }
+
+    /// The tree at `dir`, which the caller keeps (never dropped: a drop removes the tree), for
+    /// the helper to apply a layer to it with the owners recorded, not given.
+    pub(crate) fn kept_at(dir: PathBuf) -> std::mem::ManuallyDrop<Rootfs> {
+        std::mem::ManuallyDrop::new(Rootfs {
+            dir,
+            owners: HashMap::new(),
+            privileged: false,
+            applied: 0,
+            overlay: None,
+            ids: None,
+        })
+    }
+
+    /// [`Self::apply_here`] from the blob at `blob`.
+    pub(crate) fn apply_blob(
+        &mut self,
+        blob: &Path,
+        digest: &Digest,
+        media_type: &str,
+    ) -> Result<(), RootfsError> {
         let unpack = |entry: &str, source| RootfsError::Unpack {
             digest: digest.clone(),
             entry: entry.to_owned(),
@@ -137,7 +160,7 @@ impl Rootfs {
         };
         // The same reader as every other reading of a layer (its listing, ADD's archives):
         // Go's rules for PAX records and GNU headers, so the tree is what the listing says.
-        let mut archive = match open_layer(&store.blob_path(digest), media_type) {
+        let mut archive = match open_layer(blob, media_type) {
             Ok(archive) => archive,
             Err(OpenLayerError::UnknownMediaType { media_type }) => {
                 return Err(RootfsError::MediaType {

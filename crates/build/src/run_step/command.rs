@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use dockless_oci::image::users::UserDatabase;
 use dockless_sandbox::RunError;
 use dockless_sandbox::mounts::MountPlan;
 use dockless_sandbox::rootfs::Rootfs;
@@ -39,6 +40,8 @@ pub(super) struct OwnerMapping {
     pub owners: Option<PathBuf>,
     /// The host IDs the tree's and the cache mounts' owners are kept in on disk.
     pub store_ids: Option<sandbox::IdRange>,
+    /// Without root, over overlay snapshots the helper mounts.
+    pub overlay: Option<sandbox::OverlayRun>,
 }
 
 impl<'a> RunStep<'a> {
@@ -60,9 +63,13 @@ impl StepCommand<'_> {
     /// The step's USER looked up in the tree's user database as it is now (earlier RUN steps
     /// may have added users), and the environment a container runtime would give.
     pub(super) fn identity(&self, rootfs: &Rootfs) -> Result<Identity, RunError> {
-        let users = users_of(rootfs);
-        let (uid, gid) = exec_ids(self.user, &users)?;
-        let env = complete_env(self.env, self.user, &users);
+        self.identity_with(&users_of(rootfs))
+    }
+
+    /// [`Self::identity`] from the user database `users`.
+    pub(super) fn identity_with(&self, users: &UserDatabase) -> Result<Identity, RunError> {
+        let (uid, gid) = exec_ids(self.user, users)?;
+        let env = complete_env(self.env, self.user, users);
         Ok(Identity { uid, gid, env })
     }
 
@@ -95,6 +102,9 @@ impl StepCommand<'_> {
                 secret_env: mounts.secret_env,
                 status: Default::default(),
                 store_ids: mapping.store_ids,
+                overlay: mapping.overlay,
+                task: Default::default(),
+                layer: None,
             },
             self.output.clone(),
         )?;

@@ -5,6 +5,7 @@
 mod cache;
 mod command;
 mod overlay;
+mod rootless;
 mod users;
 
 use std::collections::HashMap;
@@ -151,8 +152,12 @@ impl RunStep<'_> {
         mounts: MountPlan,
         on_live: Option<OnLive<'_>>,
     ) -> Result<WrittenLayer, RunError> {
-        if rootfs.overlay.is_some() {
-            return self.execute_over_overlay(store, rootfs, mounts, on_live);
+        match &rootfs.overlay {
+            Some(stack) if stack.is_rootless() => {
+                return self.execute_over_rootless_overlay(store, rootfs, mounts, on_live);
+            }
+            Some(_) => return self.execute_over_overlay(store, rootfs, mounts, on_live),
+            None => {}
         }
         let userns = sandbox::choose(self.isolation)?;
         let command = self.command();
@@ -171,6 +176,7 @@ impl RunStep<'_> {
             subids,
             owners: handed_over.as_ref().map(|h| h.file.path().to_owned()),
             store_ids: rootfs.ids,
+            overlay: None,
         };
         command.run(rootfs, who, mapping, mounts)?;
         let after = Snapshot::take(rootfs.path()).map_err(RunError::Diff)?;

@@ -41,6 +41,7 @@ impl RunStep<'_> {
                     subids: None,
                     owners: None,
                     store_ids: stack.ids,
+                    overlay: None,
                 };
                 command.run(rootfs, command.identity(rootfs)?, mapping, mounts)
             })

@@ -280,11 +280,11 @@ impl StageExecutor<'_, '_> {
                 tracing::warn!(
                     "COPY --from={from}: the stage's tree cannot be read as the build holds it ({e}); its layers are unpacked instead"
                 );
-                Tree::Unpacked(self.build.tree_of(from, self.done)?)
+                Tree::Unpacked(Box::new(self.build.tree_of(from, self.done)?))
             }
             None => {
                 tracing::info!("COPY --from={from} reads a tree unpacked from its layers");
-                Tree::Unpacked(self.build.tree_of(from, self.done)?)
+                Tree::Unpacked(Box::new(self.build.tree_of(from, self.done)?))
             }
         };
         // A stage's or an image's file system, not a build context: no `.dockerignore`, and
@@ -394,7 +394,7 @@ enum Tree<'s> {
     /// A built stage's, as the build holds it.
     Snapshot(View, &'s Rootfs),
     /// An image's (or a stage's that kept no tree), unpacked from its layers.
-    Unpacked(Rootfs),
+    Unpacked(Box<Rootfs>),
 }
 
 impl Tree<'_> {

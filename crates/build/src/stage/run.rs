@@ -164,10 +164,14 @@ impl Executor<'_> {
             let ids = dockless_sandbox::sandbox::store_ids(userns);
             let rootfs = if chain.is_empty() {
                 Rootfs::in_ids(self.store, ids)
-            } else if overlay::choose(self.store, userns) == Snapshots::Overlay {
-                cached::overlay_tree(self.store, &chain, ids)
             } else {
-                cached::working_tree(self.store, &chain, ids)
+                match overlay::choose(self.store, userns) {
+                    Snapshots::Overlay => cached::overlay_tree(self.store, &chain, ids),
+                    Snapshots::Rootless(subids) => {
+                        cached::overlay_tree_rootless(self.store, &chain, subids)
+                    }
+                    Snapshots::Copy => cached::working_tree(self.store, &chain, ids),
+                }
             };
             stage.rootfs = Some(rootfs.map_err(RunError::from)?);
         }

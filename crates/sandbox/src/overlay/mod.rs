@@ -4,14 +4,17 @@
 //! fresh upper directory, and its layer is made from that directory alone ([`upper`]). Nothing
 //! is copied and the unchanged tree is never walked, so a RUN costs what its command costs.
 //!
-//! Run as root only, for now: in a user namespace every layer keeps its owners in the sandbox's
-//! range on disk (see [`crate::owners`]), so the sandbox sees the image's owners with no
-//! idmapped mount and no walk, and no file is setuid to an ID that owns something on the
-//! host; the layer's entries get the image's IDs back ([`upper::diff`]). Without root,
-//! where the kernel or the file system refuses the mount, or with
-//! `DOCKLESS_RUN_SNAPSHOTS=copy`, the build uses the copy of [`crate::rootfs::cached`].
+//! Run as root, the build mounts the overlay: in a user namespace every layer keeps its owners
+//! in the sandbox's range on disk (see [`crate::owners`]), so the sandbox sees the image's
+//! owners with no idmapped mount and no walk, and no file is setuid to an ID that owns
+//! something on the host; the layer's entries get the image's IDs back ([`upper::diff`]).
+//! Without root, with subordinate IDs, the helper mounts it in the user namespace
+//! ([`rootless`]). With a single-ID user namespace, where the kernel or the file system
+//! refuses the mount, or with `DOCKLESS_RUN_SNAPSHOTS=copy`, the build uses the copy of
+//! [`crate::rootfs::cached`].
 
-mod mount;
+pub(crate) mod mount;
+pub mod rootless;
 pub mod upper;
 pub mod view;
 
@@ -41,6 +44,8 @@ pub struct Stack {
     pub ids: Option<IdRange>,
     /// Snapshot directories this stack made, removed with it.
     owned: Vec<PathBuf>,
+    /// Without root: what the helper's mount and the build's reading need.
+    pub rootless: Option<rootless::Rootless>,
 }
 
 impl Stack {
@@ -50,6 +55,7 @@ impl Stack {
             lowers: vec![base],
             ids,
             owned: Vec::new(),
+            rootless: None,
         }
     }
 
@@ -87,6 +93,7 @@ impl Stack {
             snapshot,
             merged,
             names: names.path(),
+            userxattr: false,
         };
         mount::with_overlay(&plan, f)
     }
@@ -119,6 +126,15 @@ pub(crate) fn apply_layer(
     media_type: &str,
 ) -> Result<(), RootfsError> {
     let merged = rootfs.path().to_owned();
+    if stack.is_rootless() {
+        let applied = rootless::apply_layer(&merged, &mut stack, store, digest, media_type);
+        rootfs.overlay = Some(stack);
+        rootfs.applied += usize::from(applied.is_ok());
+        return applied.map_err(|source| RootfsError::Create {
+            dir: merged,
+            source,
+        });
+    }
     let snapshot = match stack.new_snapshot(store) {
         Ok(snapshot) => snapshot,
         Err(source) => {
@@ -152,8 +168,10 @@ pub fn discard(snapshot: &Path) {
 /// How a stage's RUN steps get their file system.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Snapshots {
-    /// Overlay.
+    /// Overlay mounted by the build (as root).
     Overlay,
+    /// Overlay mounted by the helper in the user namespace that maps these subordinate IDs.
+    Rootless(crate::sandbox::SubIds),
     /// A copy of the tree, walked before and after each command.
     Copy,
 }
@@ -161,42 +179,74 @@ pub enum Snapshots {
 /// Decides how RUN steps get their file system, for a sandbox with a user namespace or not,
 /// and says why at `-v`. Overlay is tried once per process with a real mount.
 pub fn choose(store: &Store, userns: bool) -> Snapshots {
-    match overlay_refused(store, userns) {
-        None => {
-            tracing::info!("RUN steps use overlay snapshots");
-            Snapshots::Overlay
+    match decide(store, userns) {
+        Ok(Snapshots::Rootless(subids)) => {
+            tracing::info!(
+                "RUN steps use overlay snapshots, mounted in the user namespace (userxattr)"
+            );
+            Snapshots::Rootless(subids)
         }
-        Some(why) => {
+        Ok(chosen) => {
+            tracing::info!("RUN steps use overlay snapshots");
+            chosen
+        }
+        Err(why) => {
             tracing::info!("RUN steps use a copy of the tree: {why}");
             Snapshots::Copy
         }
     }
 }
 
-/// Why overlay cannot be used here, or `None`.
-fn overlay_refused(store: &Store, userns: bool) -> Option<String> {
+/// The way to take, or why overlay cannot be used here.
+fn decide(store: &Store, userns: bool) -> Result<Snapshots, String> {
     let asked = std::env::var(MODE_VAR).unwrap_or_default();
     match asked.as_str() {
-        "copy" => return Some(format!("{MODE_VAR}=copy")),
+        "copy" => return Err(format!("{MODE_VAR}=copy")),
         "" | "auto" | "overlay" => {}
-        other => return Some(format!("{MODE_VAR}={other} is not copy, overlay or auto")),
+        other => return Err(format!("{MODE_VAR}={other} is not copy, overlay or auto")),
     }
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("not root (overlay in a user namespace is not used yet)".to_owned());
+    // SAFETY: geteuid, getuid and getgid cannot fail.
+    let (euid, uid, gid) = unsafe { (libc::geteuid(), libc::getuid(), libc::getgid()) };
+    if euid != 0 {
+        let Some(subids) = crate::sandbox::subordinate_ids(uid, gid) else {
+            return Err(
+                "no subordinate IDs in /etc/subuid and /etc/subgid (or no newuidmap): \
+                 only root is mapped, and the owners kept aside would be lost where overlay \
+                 copies a file up"
+                    .to_owned(),
+            );
+        };
+        return probed(Some(subids), || rootless::probe(store, subids))
+            .map(|()| Snapshots::Rootless(subids));
     }
     if userns && crate::sandbox::store_ids(true).is_none() {
-        return Some("root here is not the host's root (no ID range to map)".into());
+        return Err("root here is not the host's root (no ID range to map)".into());
     }
-    static PROBED: Mutex<Option<Option<String>>> = Mutex::new(None);
+    probed(None, || probe(store)).map(|()| Snapshots::Overlay)
+}
+
+/// What a probe for this key (the subordinate IDs of a mount in the user namespace, or none
+/// for root's) gave, made now the first time.
+fn probed(
+    subids: Option<crate::sandbox::SubIds>,
+    probe: impl FnOnce() -> io::Result<()>,
+) -> Result<(), String> {
+    static PROBED: Mutex<Vec<(Option<crate::sandbox::SubIds>, Option<String>)>> =
+        Mutex::new(Vec::new());
     let mut probed = PROBED.lock().unwrap_or_else(|e| e.into_inner());
-    probed
-        .get_or_insert_with(|| {
-            probe(store)
-                .err()
-                .map(|e| format!("the overlay mount failed: {e}"))
-        })
-        .clone()
+    if let Some((_, why)) = probed.iter().find(|(k, _)| *k == subids) {
+        return why.clone().map_or(Ok(()), Err);
+    }
+    let why = probe().err().map(|e| {
+        let place = if subids.is_some() {
+            " in the user namespace"
+        } else {
+            ""
+        };
+        format!("the overlay mount{place} failed: {e}")
+    });
+    probed.push((subids, why.clone()));
+    why.map_or(Ok(()), Err)
 }
 
 /// Mounts a small stack once, with a file in the lower and one written through the mount.

@@ -20,6 +20,9 @@ pub(crate) struct Plan<'a> {
     pub merged: &'a Path,
     /// An empty directory for the layers' short names.
     pub names: &'a Path,
+    /// Overlayfs keeps its own attributes in `user.overlay.*`, as it must when mounted in a
+    /// user namespace (Linux 5.11 and later).
+    pub userxattr: bool,
 }
 
 /// Runs `f` on a thread that sees the overlay mounted at `plan.merged`.
@@ -43,7 +46,7 @@ pub(crate) fn with_overlay<T: Send>(
     })
 }
 
-fn private_namespace() -> io::Result<()> {
+pub(crate) fn private_namespace() -> io::Result<()> {
     // SAFETY: unshare with a constant flag; only this thread's context changes.
     check(unsafe { libc::unshare(libc::CLONE_NEWNS) })?;
     let root = c"/";
@@ -59,7 +62,7 @@ fn private_namespace() -> io::Result<()> {
     })
 }
 
-fn mount_overlay(plan: &Plan<'_>) -> io::Result<()> {
+pub(crate) fn mount_overlay(plan: &Plan<'_>) -> io::Result<()> {
     let mut lowerdir = Vec::new();
     for (i, lower) in plan.lowers.iter().enumerate() {
         attach(lower, &plan.names.join(i.to_string()))?;
@@ -70,9 +73,15 @@ fn mount_overlay(plan: &Plan<'_>) -> io::Result<()> {
     // since the caller's work on this thread may use relative paths.
     let cwd = std::env::current_dir()?;
     std::env::set_current_dir(plan.names)?;
+    // With userxattr the kernel refuses to follow redirects, and says `redirect_dir=off` would.
     let options = format!(
-        "lowerdir={},upperdir=s/upper,workdir=s/work,redirect_dir=off,metacopy=off,index=off",
-        lowerdir.join(":")
+        "lowerdir={},upperdir=s/upper,workdir=s/work,metacopy=off,index=off,{}",
+        lowerdir.join(":"),
+        if plan.userxattr {
+            "userxattr,redirect_dir=nofollow"
+        } else {
+            "redirect_dir=off"
+        }
     );
     let target = cstring(plan.merged)?;
     let options = CString::new(options).map_err(io::Error::other)?;
@@ -125,7 +134,7 @@ fn attach(source: &Path, target: &Path) -> io::Result<()> {
     })
 }
 
-fn umount(path: &Path) -> io::Result<()> {
+pub(crate) fn umount(path: &Path) -> io::Result<()> {
     let path = cstring(path)?;
     // SAFETY: a valid C string.
     check(unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) })

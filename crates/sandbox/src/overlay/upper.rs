@@ -24,10 +24,51 @@ use crate::owners::IdRange;
 /// them. Owners are kept in `ids` on disk (see [`crate::sandbox::store_ids`]): the entries get
 /// the image's.
 pub fn diff(upper: &Path, lowers: &[PathBuf], ids: Option<IdRange>) -> io::Result<Vec<Entry>> {
+    diff_with(upper, lowers, ids, None)
+}
+
+/// Without root every file on disk is the invoking user's (`host`), who is root in the image;
+/// the other owners are recorded per layer, as the helper handed them back.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordedOwners<'a> {
+    pub host: (u32, u32),
+    pub upper: &'a HashMap<String, (u64, u64)>,
+    /// Parallel to the lowers.
+    pub lowers: &'a [&'a HashMap<String, (u64, u64)>],
+}
+
+impl RecordedOwners<'_> {
+    /// `node` at `path` with its owner in the image, from `recorded` where the host's user
+    /// owns it.
+    fn give(&self, node: Node, path: &str, recorded: &HashMap<String, (u64, u64)>) -> Node {
+        let (uid, gid) = recorded.get(path).copied().unwrap_or((0, 0));
+        let (on_disk_uid, on_disk_gid) = node.owner();
+        let uid = if on_disk_uid == self.host.0 {
+            uid as u32
+        } else {
+            on_disk_uid
+        };
+        let gid = if on_disk_gid == self.host.1 {
+            gid as u32
+        } else {
+            on_disk_gid
+        };
+        node.with_owner(uid, gid)
+    }
+}
+
+/// [`diff`], with the owners `recorded` for an upper and lowers written without root.
+pub fn diff_with(
+    upper: &Path,
+    lowers: &[PathBuf],
+    ids: Option<IdRange>,
+    recorded: Option<RecordedOwners<'_>>,
+) -> io::Result<Vec<Entry>> {
     let mut walk = Walk {
         upper,
         lowers,
         ids,
+        recorded,
         keyed: Vec::new(),
         first_link: HashMap::new(),
     };
@@ -43,6 +84,7 @@ struct Walk<'a> {
     upper: &'a Path,
     lowers: &'a [PathBuf],
     ids: Option<IdRange>,
+    recorded: Option<RecordedOwners<'a>>,
     keyed: Vec<(String, Entry)>,
     first_link: HashMap<(u64, u64), String>,
 }
@@ -63,12 +105,20 @@ impl Walk<'_> {
             } else {
                 format!("{rel}/{name}")
             };
-            let node = Node::read(&self.upper.join(&path))?;
-            let old = if hidden {
+            let mut node = Node::read(&self.upper.join(&path))?;
+            let mut old = if hidden {
                 None
             } else {
-                lookup(self.lowers, &path)?
+                lookup_layer(self.lowers, &path)?
             };
+            if let Some(recorded) = self.recorded {
+                node = recorded.give(node, &path, recorded.upper);
+                old = old.map(|(n, i)| match recorded.lowers.get(i) {
+                    Some(owners) => (recorded.give(n, &path, owners), i),
+                    None => (n, i),
+                });
+            }
+            let old = old.map(|(n, _)| n);
             if node.is_whiteout() {
                 if old.is_some() {
                     let whiteout = match path.rsplit_once('/') {
@@ -140,12 +190,18 @@ fn is_opaque(path: &Path) -> bool {
 /// above it is opaque, or is not a directory, hides every layer below. Each layer's directories
 /// are looked at from the top before anything below them is read, so a link in a layer (to a
 /// host directory, as an absolute link means on the host) is never followed.
+#[cfg(test)]
 pub(crate) fn lookup(lowers: &[PathBuf], rel: &str) -> io::Result<Option<Node>> {
+    Ok(lookup_layer(lowers, rel)?.map(|(node, _)| node))
+}
+
+/// [`lookup`], with the index of the layer that gives the path.
+pub(crate) fn lookup_layer(lowers: &[PathBuf], rel: &str) -> io::Result<Option<(Node, usize)>> {
     let parents: Vec<&str> = rel
         .match_indices('/')
         .map(|(slash, _)| &rel[..slash])
         .collect();
-    for lower in lowers {
+    for (index, lower) in lowers.iter().enumerate() {
         let mut opaque = false;
         let mut complete = true;
         for parent in &parents {
@@ -162,7 +218,7 @@ pub(crate) fn lookup(lowers: &[PathBuf], rel: &str) -> io::Result<Option<Node>> 
         if complete {
             match Node::read(&lower.join(rel)) {
                 Ok(node) if node.is_whiteout() => return Ok(None),
-                Ok(node) => return Ok(Some(node.without_overlay_xattrs())),
+                Ok(node) => return Ok(Some((node.without_overlay_xattrs(), index))),
                 Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {}
                 Err(e) => return Err(e),
             }

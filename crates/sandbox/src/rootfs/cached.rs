@@ -192,3 +192,33 @@ fn finish(target: &Path, meta: &fs::Metadata, privileged: bool) -> io::Result<()
     }
     set_mtime(target, meta.mtime().max(0) as u64)
 }
+
+/// [`overlay_tree`] without root: the lowest lower is the ID-range form of the chain's tree
+/// for `subids` (made once, see [`crate::overlay::rootless`]); the store's tree and the owners
+/// it records are what the build reads.
+pub fn overlay_tree_rootless(
+    store: &Store,
+    layers: &[(Digest, String)],
+    subids: crate::sandbox::SubIds,
+) -> Result<Rootfs, RootfsError> {
+    let mut working = Rootfs::new(store)?;
+    let entry = unpacked(store, layers, working.privileged, None)?;
+    let create = |source| RootfsError::Create {
+        dir: entry.clone(),
+        source,
+    };
+    let owners: Vec<(String, u64, u64)> =
+        serde_json::from_slice(&fs::read(entry.join("owners.json")).map_err(create)?)
+            .map_err(|e| create(io::Error::other(e)))?;
+    let form = crate::overlay::rootless::id_range_form(store, &entry, subids).map_err(create)?;
+    let mut stack = crate::overlay::Stack::new(form, None);
+    stack.rootless = Some(crate::overlay::rootless::Rootless {
+        subids,
+        base_view: entry.join("tree"),
+        base_owners: owners.into_iter().map(|(p, u, g)| (p, (u, g))).collect(),
+        uppers: Vec::new(),
+    });
+    working.overlay = Some(stack);
+    working.applied = layers.len();
+    Ok(working)
+}

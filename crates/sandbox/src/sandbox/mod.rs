@@ -25,6 +25,7 @@ mod init;
 mod lifeline;
 mod mounts;
 mod network;
+mod overlay_run;
 mod seccomp;
 mod spawn;
 mod step_mounts;
@@ -37,6 +38,7 @@ use serde::{Deserialize, Serialize};
 
 pub use ids::{IdRange, Mapping, mapping_for, store_ids, subordinate_ids};
 pub use network::{Network, NetworkError};
+pub use overlay_run::{LayerBlob, OverlayLower, OverlayRun, Task, names_dir};
 pub use step_mounts::{MountSource, SandboxMount};
 
 /// The host name RUN commands see, as BuildKit's sandbox names itself.
@@ -140,6 +142,15 @@ pub struct Spec {
     /// [`store_ids`]): the sandbox's range when run by root in a user namespace.
     #[serde(default)]
     pub store_ids: Option<IdRange>,
+    /// Without root, over overlay snapshots: the helper mounts them in its user namespace.
+    #[serde(default)]
+    pub overlay: Option<OverlayRun>,
+    /// What the helper does (run the command, unless told otherwise).
+    #[serde(default)]
+    pub task: Task,
+    /// With [`Task::ApplyLayer`]: the layer.
+    #[serde(default)]
+    pub layer: Option<LayerBlob>,
 }
 
 /// A script written inline in the Dockerfile (a RUN heredoc starting with `#!`): BuildKit
@@ -214,8 +225,13 @@ pub fn run_with_output(
         .store_ids
         .map(|range| (range.uid_start, range.gid_start));
     let mut points = in_tree::MountPoints::open(&spec.rootfs, owner).map_err(prepare_error)?;
-    let made = mounts::prepare(&mut points)
-        .and_then(|()| step_mounts::mount_points(&spec.rootfs, &mut spec.mounts, &mut points));
+    // Over an overlay the helper mounts, the mount points are made there, through it.
+    let made = if overlay_run::in_helper(&spec) {
+        Ok(())
+    } else {
+        mounts::prepare(&mut points)
+            .and_then(|()| step_mounts::mount_points(&spec.rootfs, &mut spec.mounts, &mut points))
+    };
     if let Err(source) = made {
         points.remove();
         return Err(prepare_error(source));
@@ -465,9 +481,49 @@ fn contained(
             }
         }
     }
+    match spec.task {
+        Task::GiveOwners => return 0,
+        Task::Remove => {
+            return match crate::rootfs::remove_tree(&spec.rootfs) {
+                Ok(()) => 0,
+                Err(e) => status.fail(format!("cannot remove {}: {e}", spec.rootfs.display())),
+            };
+        }
+        Task::Run | Task::Probe | Task::ApplyLayer => {}
+    }
+    let code = match &spec.overlay {
+        Some(overlay) => {
+            let ran = overlay_run::run(spec, overlay, |spec| {
+                fork_init(spec, mapping, prepared, status)
+            });
+            match ran {
+                Ok(code) => code,
+                Err(message) => return status.fail(message),
+            }
+        }
+        None => fork_init(spec, mapping, prepared, status),
+    };
+    if subordinate
+        && let Some(owners) = &spec.owners
+        && let Err(e) = super::owners::harvest(&spec.rootfs, owners, kept_aside)
+    {
+        return status.fail(format!(
+            "cannot record the owners of the files the command made: {e}"
+        ));
+    }
+    code
+}
+
+/// Forks the sandbox's PID 1 and waits for it.
+fn fork_init(
+    spec: &Spec,
+    mapping: Mapping,
+    prepared: &step_mounts::Prepared,
+    status: &mut Status,
+) -> i32 {
     // SAFETY: this process is single-threaded, so the child may run arbitrary code.
-    let code = match unsafe { libc::fork() } {
-        -1 => return status.fail(format!("cannot fork: {}", io::Error::last_os_error())),
+    match unsafe { libc::fork() } {
+        -1 => status.fail(format!("cannot fork: {}", io::Error::last_os_error())),
         0 => {
             // In its own PID namespace: its parent has no pid here.
             lifeline::die_with_parent(None);
@@ -483,16 +539,7 @@ fn contained(
             lifeline::watch(child);
             wait(child)
         }
-    };
-    if subordinate
-        && let Some(owners) = &spec.owners
-        && let Err(e) = super::owners::harvest(&spec.rootfs, owners, kept_aside)
-    {
-        return status.fail(format!(
-            "cannot record the owners of the files the command made: {e}"
-        ));
     }
-    code
 }
 
 /// A cgroup namespace where the kernel has them (4.6 and later): /proc/self/cgroup shows `/`,

@@ -1,5 +1,5 @@
 use super::*;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 fn paths(entries: &[Entry]) -> Vec<&str> {
     entries.iter().map(|e| e.path.as_str()).collect()
@@ -96,4 +96,64 @@ fn a_link_in_a_lower_is_never_followed() {
     let lowers = [lower, base];
     assert!(lookup(&lowers, "etc/passwd").unwrap().is_none());
     assert!(lookup(&lowers, "etc").unwrap().is_some_and(|n| !n.is_dir()));
+}
+
+/// Without root every file on disk is the invoking user's: the owners in the image come from
+/// what was recorded per layer, so a file copied up with the owner it had is left out, one
+/// given another owner is kept with it, and a new file is root's unless recorded.
+#[test]
+fn recorded_owners_stand_for_the_invoking_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, upper) = (dir.path().join("base"), dir.path().join("up"));
+    for d in [&base, &upper] {
+        fs::create_dir(d).unwrap();
+    }
+    for name in ["kept", "given", "rooted"] {
+        fs::write(base.join(name), name).unwrap();
+        fs::copy(base.join(name), upper.join(name)).unwrap();
+        let mtime = fs::metadata(base.join(name)).unwrap().modified().unwrap();
+        let file = fs::File::options()
+            .write(true)
+            .open(upper.join(name))
+            .unwrap();
+        file.set_modified(mtime).unwrap();
+    }
+    fs::write(upper.join("new"), "n").unwrap();
+    fs::write(upper.join("alices"), "a").unwrap();
+    let on_disk = fs::metadata(&upper).unwrap();
+    let host = (on_disk.uid(), on_disk.gid());
+    let map = |pairs: &[(&str, (u64, u64))]| -> HashMap<String, (u64, u64)> {
+        pairs.iter().map(|(p, o)| ((*p).to_owned(), *o)).collect()
+    };
+    let base_owners = map(&[("kept", (7, 8)), ("given", (7, 8)), ("rooted", (7, 8))]);
+    let upper_owners = map(&[
+        ("kept", (7, 8)),
+        ("given", (9, 8)),
+        ("alices", (1234, 1234)),
+    ]);
+    let lowers = [base];
+    let entries = diff_with(
+        &upper,
+        &lowers,
+        None,
+        Some(RecordedOwners {
+            host,
+            upper: &upper_owners,
+            lowers: &[&base_owners],
+        }),
+    )
+    .unwrap();
+    let owners: Vec<(&str, u64, u64)> = entries
+        .iter()
+        .map(|e| (e.path.as_str(), e.uid, e.gid))
+        .collect();
+    assert_eq!(
+        owners,
+        [
+            ("alices", 1234, 1234),
+            ("given", 9, 8),
+            ("new", 0, 0),
+            ("rooted", 0, 0)
+        ]
+    );
 }
