@@ -5,9 +5,11 @@ use std::fs;
 use tempfile::TempDir;
 
 mod entries;
+mod prefetch;
 mod url;
 
 use entries::EntrySet;
+pub(crate) use prefetch::Prefetched;
 pub use url::Downloads;
 use url::{fetch_url, is_git_source, is_url, staging_dir, url_file_name};
 
@@ -43,6 +45,8 @@ pub(crate) struct CopyRequest<'a> {
     pub exclude: Option<&'a dockless_context::ignore::IgnoreRules>,
     /// `--parents`: each source keeps its path below the context root (or a `/./` pivot).
     pub parents: bool,
+    /// Sources of this context resolved and walked ahead, if any.
+    pub prefetched: Option<&'a Prefetched>,
 }
 
 /// The entries of a COPY layer, and the staging directory that holds fetched or extracted
@@ -186,7 +190,11 @@ fn resolve_sources<'r>(
             urls.push(source.as_str());
             continue;
         }
-        match context.resolve(source) {
+        let resolved = match request.prefetched {
+            Some(prefetched) => prefetched.resolve(context, source),
+            None => context.resolve(source),
+        };
+        match resolved {
             Ok(matched) => local.extend(matched),
             Err(SourceError::NotFound(_)) if has_glob_meta(source) => {
                 tracing::info!("COPY source '{source}' matches nothing in the context");
@@ -298,7 +306,10 @@ fn walk_without_excluded(
     matched: &dockless_context::source::Matched,
     request: &CopyRequest<'_>,
 ) -> Result<Vec<Walked>, CopyError> {
-    let mut walked = context.walk(matched)?;
+    let mut walked = match request.prefetched {
+        Some(prefetched) => prefetched.walk(context, matched)?,
+        None => context.walk(matched)?,
+    };
     if let Some(rules) = request.exclude {
         walked.retain(|w| !rules.is_excluded(&w.rel));
     }

@@ -189,6 +189,8 @@ impl StageExecutor<'_, '_> {
             checksum: transfer.checksum,
             exclude: exclude.as_ref(),
             parents: transfer.parents,
+            // What was walked ahead is of the build context, not of a stage or staged files.
+            prefetched: std::ptr::eq(context, self.build.context).then_some(&self.build.prefetched),
         };
         let build = self.build;
         let plan = copy::plan_copy(
@@ -272,7 +274,7 @@ impl StageExecutor<'_, '_> {
 impl Executor<'_> {
     /// Whether the tree of the layer `digest` is known without its blob: its listing is cached
     /// here, or a shared cache has one (which is then cached here).
-    fn listing_known(&self, digest: &Digest) -> bool {
+    pub(super) fn listing_known(&self, digest: &Digest) -> bool {
         crate::filesystem::listing_is_cached(self.store, digest)
             || self
                 .shared
