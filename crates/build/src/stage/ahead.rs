@@ -12,8 +12,8 @@ impl Executor<'_> {
     /// the context sources of the stage's COPY and ADD lines, when this machine (or a shared
     /// cache) has no listing of some base layer and the first instruction that needs the
     /// tree is a COPY, ADD or WORKDIR (a RUN first needs the base's blobs, not its listing).
-    /// A listing that fails here is left for that instruction, which reads it again and
-    /// reports the error at its own line, as without this.
+    /// A listing that fails here is reported by that instruction, at its own line, as without
+    /// this (and not tried again: a registry that timed out is not waited for twice).
     pub(super) fn list_ahead<'i>(
         &self,
         stage: &mut Stage,
@@ -46,9 +46,7 @@ impl Executor<'_> {
         tracing::info!(elapsed = ?started.elapsed(), "base listed beside the walk of the context's sources");
         match listed {
             Ok(Ok(known)) => stage.filesystem = known,
-            Ok(Err(error)) => tracing::debug!(
-                "listing the base ahead failed ({error}); its first instruction reads it again"
-            ),
+            Ok(Err(error)) => stage.listing_failure = Some(error),
             Err(_) => tracing::debug!(
                 "the listing thread stopped; the first instruction reads the base again"
             ),

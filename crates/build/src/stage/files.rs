@@ -222,6 +222,9 @@ impl StageExecutor<'_, '_> {
             }
             return Ok(());
         }
+        if let Some(failure) = stage.listing_failure.take() {
+            return Err(failure.into());
+        }
         // Every layer is in stage.layers: only COPY, ADD and WORKDIR leave layers pending,
         // and they make the file system known first.
         build.flush(stage)?;

@@ -83,6 +83,9 @@ struct Stage {
     /// Layers from a shared cache that the known file system does not hold yet: listed only
     /// when an instruction needs the tree.
     unlisted: Vec<BuiltLayer>,
+    /// Why the base's listing, read ahead at FROM, could not be had: the first instruction
+    /// that needs the tree reports it at its line instead of trying again.
+    listing_failure: Option<crate::base::BaseError>,
 }
 
 impl Stage {
