@@ -293,22 +293,66 @@ pub(crate) fn load_filesystem(
 ) -> Result<KnownFilesystem, BaseError> {
     let image = reference.map_or_else(|| "the stage's layers".to_owned(), |r| r.to_string());
     let started = std::time::Instant::now();
-    for (digest, _) in layers {
+    for (digest, media_type) in layers {
         if let Some(reference) = reference
             && !crate::filesystem::listing_is_cached(store, digest)
         {
-            remote
-                .fetch_blob(store, reference, digest)
-                .map_err(|source| BaseError::Remote {
+            fetch_and_list(store, remote, reference, digest, media_type).map_err(|source| {
+                BaseError::Remote {
                     image: image.clone(),
                     source: Box::new(source),
-                })?;
+                }
+            })?;
         }
     }
     let known =
         KnownFilesystem::scan(store, layers).map_err(|source| BaseError::Scan { image, source })?;
     tracing::info!(layers = layers.len(), paths = known.nodes.len(), elapsed = ?started.elapsed(), "file system known");
     Ok(known)
+}
+
+/// Downloaded chunks the listing may fall behind by before the download waits for it.
+const CHUNKS_AHEAD: usize = 256;
+
+/// Downloads a layer the store lacks, reading its listing on another thread from the bytes as
+/// they arrive; the listing is kept once the download matched its digest. A listing that could
+/// not be read so is read from the stored blob afterwards, as for a blob already here.
+fn fetch_and_list(
+    store: &Store,
+    remote: &RemoteAccess,
+    reference: &Reference,
+    digest: &Digest,
+    media_type: &str,
+) -> Result<(), RemoteError> {
+    if store.has_blob(digest) {
+        return Ok(());
+    }
+    let (sender, chunks) = std::sync::mpsc::sync_channel::<Vec<u8>>(CHUNKS_AHEAD);
+    let mut sent: u64 = 0;
+    let (fetched, listed) = std::thread::scope(|scope| {
+        let lister =
+            scope.spawn(move || crate::filesystem::summarise_download(digest, media_type, chunks));
+        // A lister that stopped early (the archive's end, or bytes it cannot read) takes no
+        // more chunks; the download goes on for the store.
+        let sent = &mut sent;
+        let mut send = move |chunk: &[u8]| {
+            *sent += chunk.len() as u64;
+            let _ = sender.send(chunk.to_vec());
+        };
+        let fetched = remote.fetch_blob_with(store, reference, digest, &mut send);
+        drop(send);
+        (fetched, lister.join())
+    });
+    fetched?;
+    // Only a listing of every byte of the stored blob (not, say, of nothing, when another
+    // process stored the blob first) describes it.
+    let stored = std::fs::metadata(store.blob_path(digest)).map(|m| m.len());
+    if let (Ok(Some(summary)), Ok(size)) = (listed, stored)
+        && size == sent
+    {
+        crate::filesystem::cache_summary(store, digest, &summary);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

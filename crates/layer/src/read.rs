@@ -107,6 +107,17 @@ pub fn open_layer(
     Ok(TarReader::new(stream))
 }
 
+/// The tar entries of a layer's bytes as `source` gives them (a download under way),
+/// decompressed as `media_type` says; `None` for a media type that is not a layer dockless
+/// reads.
+pub fn layer_stream<R: Read + 'static>(
+    source: R,
+    media_type: &str,
+) -> Option<io::Result<TarReader<Box<dyn Read>>>> {
+    let format = CompressionFormat::of_layer(media_type)?;
+    Some(decompress(BufReader::new(source), format).map(TarReader::new))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

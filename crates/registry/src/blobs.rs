@@ -453,6 +453,20 @@ impl RegistryClient {
         digest: &Digest,
         path: &Path,
     ) -> Result<u64> {
+        self.get_blob_to_file_with(repository, digest, path, &mut |_| {})
+            .await
+    }
+
+    /// [`Self::get_blob_to_file`], handing each chunk to `on_chunk` as it arrives, before the
+    /// digest is checked at the end: what it was given may be trusted only once this returns
+    /// `Ok`.
+    pub async fn get_blob_to_file_with(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        path: &Path,
+        on_chunk: &mut (dyn FnMut(&[u8]) + Send),
+    ) -> Result<u64> {
         let mut response = self.open_blob(repository, digest).await?;
         let write_error = |source| RegistryError::WriteFile {
             path: path.to_path_buf(),
@@ -468,6 +482,7 @@ impl RegistryClient {
             let Some(chunk) = chunk else { break };
             std::io::Write::write_all(&mut hasher, &chunk).map_err(write_error)?;
             file.write_all(&chunk).await.map_err(write_error)?;
+            on_chunk(&chunk);
         }
         file.flush().await.map_err(write_error)?;
         let (_, actual, size) = hasher.finish();

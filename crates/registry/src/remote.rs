@@ -116,12 +116,30 @@ impl RemoteAccess {
         reference: &Reference,
         digest: &Digest,
     ) -> Result<(), RemoteError> {
+        self.fetch_blob_with(store, reference, digest, &mut |_| {})
+    }
+
+    /// [`Self::fetch_blob`], handing each downloaded chunk to `on_chunk` as it arrives (nothing
+    /// when the store has the blob): a reader of the bytes may trust them only once this
+    /// returns `Ok`, after the digest was checked.
+    pub fn fetch_blob_with(
+        &self,
+        store: &Store,
+        reference: &Reference,
+        digest: &Digest,
+        on_chunk: &mut (dyn FnMut(&[u8]) + Send),
+    ) -> Result<(), RemoteError> {
         if store.has_blob(digest) {
             return Ok(());
         }
         let client = self.client(reference)?;
         let temp = store.temp_file()?;
-        self.block_on(client.get_blob_to_file(reference.repository(), digest, temp.path()))?;
+        self.block_on(client.get_blob_to_file_with(
+            reference.repository(),
+            digest,
+            temp.path(),
+            on_chunk,
+        ))?;
         store.commit(temp, digest)?;
         Ok(())
     }

@@ -5,9 +5,11 @@ use std::fs;
 use tempfile::TempDir;
 
 mod entries;
+mod prefetch;
 mod url;
 
 use entries::EntrySet;
+pub(crate) use prefetch::Prefetched;
 pub use url::Downloads;
 use url::{fetch_url, is_git_source, is_url, staging_dir, url_file_name};
 
@@ -45,6 +47,8 @@ pub(crate) struct CopyRequest<'a> {
     pub parents: bool,
     /// Whose the sources' files are when `owner` (`--chown`) does not say.
     pub source_owners: SourceOwners<'a>,
+    /// Sources of this context resolved and walked ahead, if any.
+    pub prefetched: Option<&'a Prefetched>,
 }
 
 /// Whose a COPY's files are without `--chown`.
@@ -202,7 +206,11 @@ fn resolve_sources<'r>(
             urls.push(source.as_str());
             continue;
         }
-        match context.resolve(source) {
+        let resolved = match request.prefetched {
+            Some(prefetched) => prefetched.resolve(context, source),
+            None => context.resolve(source),
+        };
+        match resolved {
             Ok(matched) => local.extend(matched),
             Err(SourceError::NotFound(_) | SourceError::NotInTree(_)) if has_glob_meta(source) => {
                 tracing::info!("COPY source '{source}' matches nothing in the context");
@@ -314,7 +322,10 @@ fn walk_without_excluded(
     matched: &dockless_context::source::Matched,
     request: &CopyRequest<'_>,
 ) -> Result<Vec<Walked>, CopyError> {
-    let mut walked = context.walk(matched)?;
+    let mut walked = match request.prefetched {
+        Some(prefetched) => prefetched.walk(context, matched)?,
+        None => context.walk(matched)?,
+    };
     if let Some(rules) = request.exclude {
         walked.retain(|w| !rules.is_excluded(&w.rel));
     }

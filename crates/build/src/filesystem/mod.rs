@@ -25,6 +25,7 @@ use dockless_oci::store::Store;
 pub use summary::{
     adopt as adopt_listing, cached_bytes as listing_bytes, is_cached as listing_is_cached,
 };
+pub(crate) use summary::{cache_summary, summarise_download};
 
 /// The file system as far as the build knows it.
 #[derive(Debug, Clone, Default)]

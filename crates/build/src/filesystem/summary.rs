@@ -21,7 +21,7 @@ use dockless_oci::store::Store;
 const CACHE_DIR: &str = dockless_oci::areas::LISTINGS;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub(super) struct LayerSummary {
+pub(crate) struct LayerSummary {
     /// Every path the layer writes, in archive order (a later entry replaces an earlier one).
     pub entries: Vec<(String, ImageNode)>,
     /// Paths deleted by `.wh.<name>` entries.
@@ -113,6 +113,58 @@ fn summarise(path: &Path, digest: &Digest, media_type: &str) -> Result<LayerSumm
         digest: digest.clone(),
         source,
     })
+}
+
+/// A layer's listing read from its bytes as they are downloaded (`chunks`, which ends when the
+/// download does), so that the download and the listing take the longer of the two, not both.
+/// `None` if it cannot be read so: the blob, once downloaded, is then listed as without this,
+/// with that path's errors. The caller trusts it only once the download matched its digest.
+pub(crate) fn summarise_download(
+    digest: &Digest,
+    media_type: &str,
+    chunks: std::sync::mpsc::Receiver<Vec<u8>>,
+) -> Option<LayerSummary> {
+    let started = std::time::Instant::now();
+    let stream = ChunkReader {
+        chunks,
+        current: Vec::new(),
+        at: 0,
+    };
+    let mut tar = read::layer_stream(stream, media_type)?.ok()?;
+    let summary = read_summary(&mut tar).ok()?;
+    tracing::info!(layer = %digest, entries = summary.entries.len(), elapsed = ?started.elapsed(), "layer listing read while downloaded");
+    Some(summary)
+}
+
+/// Keeps a listing read from a layer's bytes for later builds.
+pub(crate) fn cache_summary(store: &Store, digest: &Digest, summary: &LayerSummary) {
+    write_cache(
+        store,
+        &cache_file(store, digest),
+        &serde_json::to_vec(summary).unwrap_or_default(),
+    );
+}
+
+/// The downloaded chunks as one byte stream, which ends when the sender is gone.
+struct ChunkReader {
+    chunks: std::sync::mpsc::Receiver<Vec<u8>>,
+    current: Vec<u8>,
+    at: usize,
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.current.len() {
+            match self.chunks.recv() {
+                Ok(chunk) => (self.current, self.at) = (chunk, 0),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len() - self.at);
+        buf[..n].copy_from_slice(&self.current[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
 }
 
 /// The user databases are read when they are at most this big (a real one is a few KiB).

@@ -195,6 +195,8 @@ impl StageExecutor<'_, '_> {
             exclude: exclude.as_ref(),
             parents: transfer.parents,
             source_owners: transfer.source_owners,
+            // What was walked ahead is of the build context, not of a stage or staged files.
+            prefetched: std::ptr::eq(context, self.build.context).then_some(&self.build.prefetched),
         };
         let build = self.build;
         let plan = copy::plan_copy(
@@ -225,6 +227,9 @@ impl StageExecutor<'_, '_> {
                 stage.filesystem.apply_layers(build.store, &listed)?;
             }
             return Ok(());
+        }
+        if let Some(failure) = stage.listing_failure.take() {
+            return Err(failure.into());
         }
         // Every layer is in stage.layers: only COPY, ADD and WORKDIR leave layers pending,
         // and they make the file system known first.
@@ -307,7 +312,7 @@ impl StageExecutor<'_, '_> {
 impl Executor<'_> {
     /// Whether the tree of the layer `digest` is known without its blob: its listing is cached
     /// here, or a shared cache has one (which is then cached here).
-    fn listing_known(&self, digest: &Digest) -> bool {
+    pub(super) fn listing_known(&self, digest: &Digest) -> bool {
         crate::filesystem::listing_is_cached(self.store, digest)
             || self
                 .shared

@@ -65,6 +65,7 @@ impl Executor<'_> {
                 name,
                 rootfs: None,
                 unlisted: previous.unlisted.clone(),
+                listing_failure: None,
             });
         }
         let platform = match &from.platform {
@@ -108,6 +109,7 @@ impl Executor<'_> {
             name,
             rootfs: None,
             unlisted: Vec::new(),
+            listing_failure: None,
         })
     }
 
@@ -199,6 +201,7 @@ impl Stage {
             name: name.map(str::to_lowercase),
             rootfs: None,
             unlisted: Vec::new(),
+            listing_failure: None,
         }
     }
 }

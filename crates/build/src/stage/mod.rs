@@ -6,6 +6,7 @@
 //! turns the last stage into an image. Handlers return a [`StepError`] without a location:
 //! [`Executor::dispatch`] is the one place that puts the Dockerfile's path and line on it.
 
+mod ahead;
 mod dispatch;
 pub mod error;
 mod files;
@@ -56,6 +57,8 @@ pub(super) struct Executor<'a> {
     step_names: std::collections::HashMap<usize, String>,
     /// The step under way (a RUN's output and whether a cache gave it belong to it).
     current: std::sync::Mutex<Option<crate::progress::Step>>,
+    /// Context sources walked while a base was listed (see [`Executor::list_ahead`]).
+    prefetched: crate::copy::Prefetched,
 }
 
 /// The state of the stage being built.
@@ -80,6 +83,9 @@ struct Stage {
     /// Layers from a shared cache that the known file system does not hold yet: listed only
     /// when an instruction needs the tree.
     unlisted: Vec<BuiltLayer>,
+    /// Why the base's listing, read ahead at FROM, could not be had: the first instruction
+    /// that needs the tree reports it at its line instead of trying again.
+    listing_failure: Option<crate::base::BaseError>,
 }
 
 impl Stage {
@@ -128,6 +134,7 @@ impl<'a> Executor<'a> {
             exported: std::sync::Mutex::new(Vec::new()),
             step_names: Default::default(),
             current: Default::default(),
+            prefetched: Default::default(),
         }
     }
 
@@ -200,7 +207,11 @@ impl<'a> Executor<'a> {
         global_args: &BTreeMap<String, Option<String>>,
         used_args: &mut BTreeSet<String>,
     ) -> Result<Stage, BuildError> {
-        let (stage, triggers) = self.dispatch(from, || self.from(from, global_args, done))?;
+        let (stage, triggers) = self.dispatch(from, || {
+            let (mut stage, triggers) = self.from(from, global_args, done)?;
+            self.list_ahead(&mut stage, triggers.iter().chain(body));
+            Ok((stage, triggers))
+        })?;
         let mut executor = StageExecutor {
             build: self,
             stage,

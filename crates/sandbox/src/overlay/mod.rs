@@ -108,8 +108,10 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
+        // All at once, on every core: the snapshots of a stage hold every file its RUN steps
+        // wrote, and removing them is on the way to the build's end.
+        let _ = dockless_oci::cleanup::remove_trees(&self.owned);
         for dir in &self.owned {
-            let _ = crate::rootfs::remove_tree(dir);
             dockless_oci::cleanup::unregister(dir);
         }
     }

@@ -90,8 +90,10 @@ struct Walk<'a> {
 }
 
 impl Walk<'_> {
-    /// The entries of directory `rel` of the upper; `hidden`: the lowers are hidden below it
-    /// (an opaque directory), so everything in it is new.
+    /// The entries of directory `rel` of the upper; `hidden`: the lowers have nothing below it
+    /// (it is opaque, or the lowers have no directory there), so everything in it is new and
+    /// no lower is looked at: a command that writes a new tree of thousands of files costs a
+    /// walk of that tree, not a search of every lower for each of its paths.
     fn dir(&mut self, rel: &str, hidden: bool) -> io::Result<()> {
         let dir = self.upper.join(rel);
         let mut names: Vec<String> = fs::read_dir(&dir)?
@@ -133,7 +135,10 @@ impl Walk<'_> {
             let node = node.without_overlay_xattrs();
             self.entry(&path, &node, old.as_ref(), opaque);
             if node.is_dir() {
-                self.dir(&path, hidden || opaque)?;
+                // The lowers show nothing below a path where they have no directory: a child's
+                // lookup would find nothing (see `lookup`), so it is not made.
+                let lowers_have_dir = old.as_ref().is_some_and(Node::is_dir);
+                self.dir(&path, hidden || opaque || !lowers_have_dir)?;
             }
         }
         Ok(())

@@ -157,3 +157,39 @@ fn recorded_owners_stand_for_the_invoking_users() {
         ]
     );
 }
+
+/// Below a directory the lowers lack, or have as something else, everything is new; below one
+/// they have, only what differs.
+#[test]
+fn a_new_tree_is_taken_whole_without_searching_the_lowers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, upper) = (dir.path().join("base"), dir.path().join("up"));
+    fs::create_dir_all(base.join("opt/kept")).unwrap();
+    fs::write(base.join("opt/kept/same"), "s").unwrap();
+    fs::write(base.join("was-a-file"), "f").unwrap();
+    fs::create_dir_all(upper.join("opt/kept")).unwrap();
+    fs::create_dir_all(upper.join("opt/venv/lib/pkg")).unwrap();
+    fs::write(upper.join("opt/venv/lib/pkg/mod.py"), "m").unwrap();
+    fs::create_dir_all(upper.join("was-a-file/sub")).unwrap();
+    for d in ["opt", "opt/kept"] {
+        let mtime = fs::metadata(base.join(d)).unwrap().modified().unwrap();
+        let meta = fs::metadata(base.join(d)).unwrap();
+        fs::set_permissions(upper.join(d), meta.permissions()).unwrap();
+        fs::File::open(upper.join(d))
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+    }
+    let entries = diff(&upper, &[base], None).unwrap();
+    assert_eq!(
+        paths(&entries),
+        [
+            "opt/venv",
+            "opt/venv/lib",
+            "opt/venv/lib/pkg",
+            "opt/venv/lib/pkg/mod.py",
+            "was-a-file",
+            "was-a-file/sub"
+        ]
+    );
+}
