@@ -274,6 +274,7 @@ impl StageExecutor<'_, '_> {
     fn copy_from(&mut self, line: usize, from: &str, c: &Copy) -> Result<(), Failure> {
         let snapshot = find_stage(self.done, from)
             .and_then(|stage| stage.rootfs.as_ref())
+            .filter(|rootfs| rootfs.viewable())
             .filter(|_| self.build.named_context(from).is_none());
         let tree = match snapshot.map(|rootfs| (rootfs, rootfs.view(self.build.store))) {
             // The stage's tree as the build holds it: nothing unpacked again.

@@ -31,6 +31,14 @@ impl View {
 }
 
 impl Rootfs {
+    /// Whether [`Self::view`] can show the tree: not over a stack only the sandbox's helper can
+    /// mount (without root, in its user namespace), whose tree the build cannot see merged.
+    pub fn viewable(&self) -> bool {
+        self.overlay
+            .as_ref()
+            .is_none_or(|stack| stack.rootless.is_none())
+    }
+
     /// The tree with every layer applied so far, to read from while the view lives.
     pub fn view(&self, store: &Store) -> Result<View, RootfsError> {
         let merged = self.path();
