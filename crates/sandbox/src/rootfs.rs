@@ -467,6 +467,31 @@ fn join(dir: &str, name: &str) -> String {
     }
 }
 
+/// A file of the tree is not read on the host side past this size: none that dockless reads
+/// there (the user and group databases) comes near it, and a RUN could have left any size.
+const LARGEST_READ: u64 = 64 << 20;
+
+/// The text of a file of the tree, read on the host side (the user and group databases, for a
+/// step's `USER`), when it is a regular file of a sane size. An earlier RUN may have left a FIFO
+/// in its place, which a plain read would wait on for ever: it is opened without blocking, and
+/// refused once its kind is known.
+pub fn read_regular(path: &Path) -> io::Result<String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = File::options()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() || meta.len() > LARGEST_READ {
+        return Err(io::Error::other(
+            "not a regular file of a user database's size",
+        ));
+    }
+    let mut text = String::new();
+    file.take(LARGEST_READ).read_to_string(&mut text)?;
+    Ok(text)
+}
+
 /// `rel` inside `root`, following symlinks as if `root` were `/` (so that no layer entry and no
 /// hard link can reach outside it). With `create`, missing directories are made.
 pub fn resolve(root: &Path, rel: &str, create: bool) -> io::Result<PathBuf> {

@@ -96,7 +96,7 @@ impl Stack {
     pub fn read_merged(&self, rel: &str) -> Option<String> {
         let view = self.view();
         let (_, index) = super::upper::lookup_layer(&view, rel).ok()??;
-        fs::read_to_string(view[index].join(rel)).ok()
+        crate::rootfs::read_regular(&view[index].join(rel)).ok()
     }
 
     pub fn is_rootless(&self) -> bool {

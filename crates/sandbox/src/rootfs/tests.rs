@@ -17,6 +17,32 @@ fn resolve_keeps_symlinks_inside_the_root() {
 }
 
 #[test]
+fn a_fifo_in_place_of_a_database_is_refused_without_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("passwd");
+    let name = CString::new(fifo.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o644) }, 0);
+    let (sent, answer) = std::sync::mpsc::channel();
+    std::thread::spawn(move || sent.send(read_regular(&fifo).is_err()));
+    let refused = answer
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("reading a FIFO as the user database blocked");
+    assert!(refused, "a FIFO was read as the user database");
+}
+
+#[test]
+fn a_regular_database_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let passwd = dir.path().join("passwd");
+    fs::write(&passwd, "root:x:0:0::/root:/bin/sh\n").unwrap();
+    assert_eq!(
+        read_regular(&passwd).unwrap(),
+        "root:x:0:0::/root:/bin/sh\n"
+    );
+}
+
+#[test]
 fn copies_keep_modes_links_and_times() {
     use std::os::unix::fs::MetadataExt;
     let dir = tempfile::tempdir().unwrap();
