@@ -114,15 +114,12 @@ pub fn run(args: &BuildArgs, quiet: bool, http: HttpPolicy) -> anyhow::Result<Ex
     options.progress = progress.listener();
     let store = Store::open(Store::default_root())?;
     let runtime = runtime()?;
-    let explicit = match destinations.push.first() {
-        Some(target) => settings::explicit_credential(&args.upload, target)?,
-        None => None,
-    };
     let remote = remote_access(
         &runtime,
         settings::push_settings(&args.registry, &args.upload, http),
-        explicit,
-    );
+        &args.upload,
+        destinations.push.first(),
+    )?;
     let reporter = output.reporter();
     let (image, pushes) = if destinations.push.is_empty() {
         let image = dockless_build::build(&options, &store, &remote)?;

@@ -134,16 +134,26 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("could not start the async runtime")
 }
 
-/// Registry access for a command; `explicit` is `--username`/`--password-stdin`'s credential
-/// for the target's registry.
+/// Registry access for a command that pushes to `first_target` first (if it pushes):
+/// `--username`/`--password-stdin` (`upload`) give the credential for that target's registry.
 fn remote_access(
     runtime: &tokio::runtime::Runtime,
     settings: RegistrySettings,
-    explicit: Option<(String, dockless_registry::ResolvedCredential)>,
-) -> RemoteAccess {
+    upload: &args::UploadArgs,
+    first_target: Option<&Reference>,
+) -> anyhow::Result<RemoteAccess> {
+    let explicit = match first_target {
+        Some(target) => settings::explicit_credential(upload, target)?,
+        None => None,
+    };
     let credentials = CredentialEnv {
         helper_timeout: Some(settings.http.idle_timeout),
         ..CredentialEnv::from_process()
     };
-    RemoteAccess::new(runtime.handle().clone(), settings, credentials, explicit)
+    Ok(RemoteAccess::new(
+        runtime.handle().clone(),
+        settings,
+        credentials,
+        explicit,
+    ))
 }

@@ -44,15 +44,12 @@ pub fn build(
     options.progress = progress.listener();
     let store = Store::open(Store::default_root())?;
     let runtime = runtime()?;
-    let explicit = match destinations.push.first() {
-        Some(target) => settings::explicit_credential(&args.upload, target)?,
-        None => None,
-    };
     let remote = remote_access(
         &runtime,
         settings::push_settings(&args.registry, &args.upload, http),
-        explicit,
-    );
+        &args.upload,
+        destinations.push.first(),
+    )?;
     let reporter = output.reporter();
     let published = build_and_push(
         &options,
@@ -124,12 +121,12 @@ pub fn push(
     options.progress = progress.listener();
     let store = Store::open(Store::default_root())?;
     let runtime = runtime()?;
-    let explicit = settings::explicit_credential(&args.registry.upload, &targets[0])?;
     let remote = remote_access(
         &runtime,
         settings::registry_settings(&args.registry, http),
-        explicit,
-    );
+        &args.registry.upload,
+        targets.first(),
+    )?;
     let reporter = output.reporter();
     let published = build_and_push(&options, platforms, &store, &remote, &targets, &reporter);
     reporter.finish();

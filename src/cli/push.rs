@@ -47,12 +47,12 @@ pub fn run(args: &PushArgs, quiet: bool, http: HttpPolicy) -> anyhow::Result<Exi
         }
     };
     let runtime = runtime()?;
-    let explicit = settings::explicit_credential(&args.registry.upload, &targets[0])?;
     let remote = remote_access(
         &runtime,
         settings::registry_settings(&args.registry, http),
-        explicit,
-    );
+        &args.registry.upload,
+        targets.first(),
+    )?;
     let reporter = output.reporter();
     let pushed = match (&source, &options) {
         (Some((dir, tag)), _) => targets

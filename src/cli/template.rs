@@ -88,12 +88,13 @@ pub fn build(args: &TemplateBuildArgs, quiet: bool, http: HttpPolicy) -> anyhow:
     options.progress = progress.listener();
     let runtime = runtime()?;
     let store = Store::open(Store::default_root())?;
-    let explicit = match &target {
-        Some(target) => settings::explicit_credential(&args.registry.upload, target)?,
-        None => None,
-    };
     let registry_settings = settings::registry_settings(&args.registry, http);
-    let remote = remote_access(&runtime, registry_settings.clone(), explicit);
+    let remote = remote_access(
+        &runtime,
+        registry_settings.clone(),
+        &args.registry.upload,
+        target.as_ref(),
+    )?;
     let inputs = FlowInputs {
         settings: &template,
         options: &options,
