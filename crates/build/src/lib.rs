@@ -317,12 +317,7 @@ pub fn build_with(
     remote: &RemoteAccess,
     observer: Option<&dyn LayerObserver>,
 ) -> Result<BuiltImage, BuildError> {
-    let step = options
-        .progress
-        .start("[internal] load build definition from Dockerfile");
-    let loaded = load_dockerfile(options);
-    step.end(loaded.is_ok());
-    let (context, dockerfile_path, dockerfile) = loaded?;
+    let (context, dockerfile_path, dockerfile) = load_dockerfile(options)?;
     let shared = shared_cache(options, remote);
     let loaded = Loaded {
         context: &context,
@@ -380,8 +375,20 @@ fn build_loaded(
     }
 }
 
-/// The context, the Dockerfile's path and the parsed Dockerfile.
+/// The context, the Dockerfile's path and the parsed Dockerfile, as the build's first progress
+/// step.
 fn load_dockerfile(
+    options: &BuildOptions,
+) -> Result<(Context, PathBuf, dockless_dockerfile::Dockerfile), BuildError> {
+    let step = options
+        .progress
+        .start("[internal] load build definition from Dockerfile");
+    let loaded = read_dockerfile(options);
+    step.end(loaded.is_ok());
+    loaded
+}
+
+fn read_dockerfile(
     options: &BuildOptions,
 ) -> Result<(Context, PathBuf, dockless_dockerfile::Dockerfile), BuildError> {
     let context = Context::open(&options.context)?;

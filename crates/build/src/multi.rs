@@ -60,12 +60,7 @@ pub fn build_platforms(
     remote: &RemoteAccess,
     observer: Option<&dyn LayerObserver>,
 ) -> Result<BuiltIndex, BuildError> {
-    let step = options
-        .progress
-        .start("[internal] load build definition from Dockerfile");
-    let loaded = crate::load_dockerfile(options);
-    step.end(loaded.is_ok());
-    let (context, path, dockerfile) = loaded?;
+    let (context, path, dockerfile) = crate::load_dockerfile(options)?;
     // Every platform copies the same files: the context is walked once for all of them (and
     // their COPY layers, the same entries with the same stamps, are written once: the next
     // platform finds the first's in the layer cache).
