@@ -5,7 +5,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use dockless_oci::layout;
 use dockless_oci::store::Store;
 use dockless_registry::http::HttpPolicy;
 use dockless_registry::{PushReport, Reference};
@@ -139,23 +138,13 @@ pub fn run(args: &BuildArgs, quiet: bool, http: HttpPolicy) -> anyhow::Result<Ex
     };
     if let Some((dest, tar)) = &destinations.layout {
         image.fetch_remote_layers(&store, &remote)?;
-        if *tar {
-            results::write_layout_tar(
-                &store,
-                dest,
-                &image.manifest,
-                &image.blobs(),
-                &destinations.layout_names,
-            )?;
-        } else {
-            layout::write_layout_named(
-                &store,
-                dest,
-                &image.manifest,
-                &image.blobs(),
-                &destinations.layout_names,
-            )?;
-        }
+        results::write_layout(
+            &store,
+            (dest, *tar),
+            &image.manifest,
+            &image.blobs(),
+            &destinations.layout_names,
+        )?;
     }
     results::write(buildx, &image, &args.tags)?;
     print(

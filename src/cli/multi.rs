@@ -9,7 +9,6 @@ use dockless_build::multi::{self, BuiltIndex};
 use dockless_build::publish::{self, EarlyReport, PublishError};
 use dockless_oci::digest::Digest;
 use dockless_oci::image::Platform;
-use dockless_oci::layout;
 use dockless_oci::store::Store;
 use dockless_registry::http::HttpPolicy;
 use dockless_registry::remote::RemoteAccess;
@@ -64,11 +63,7 @@ pub fn build(
     if let Some((dest, tar)) = &destinations.layout {
         built.fetch_remote_layers(&store, &remote)?;
         let names = &destinations.layout_names;
-        if *tar {
-            results::write_layout_tar(&store, dest, &built.index, &built.blobs(), names)?;
-        } else {
-            layout::write_layout_named(&store, dest, &built.index, &built.blobs(), names)?;
-        }
+        results::write_layout(&store, (dest, *tar), &built.index, &built.blobs(), names)?;
     }
     write_iidfile(buildx, &built)?;
     let layout = destinations.layout.as_ref().map(|(dest, _)| dest);

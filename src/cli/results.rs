@@ -67,10 +67,29 @@ pub fn write_whole(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--output DIR` (`tar` false) or `--output type=oci,dest=FILE` (`tar` true): the OCI layout
+/// of an image (`top`: its manifest, or a multi-platform index, reaching `blobs`) under
+/// `names`, as a directory or as a tar archive.
+pub fn write_layout(
+    store: &Store,
+    (dest, tar): (&Path, bool),
+    top: &Descriptor,
+    blobs: &[Digest],
+    names: &[String],
+) -> anyhow::Result<()> {
+    if tar {
+        write_layout_tar(store, dest, top, blobs, names)
+    } else {
+        Ok(dockless_oci::layout::write_layout_named(
+            store, dest, top, blobs, names,
+        )?)
+    }
+}
+
 /// `--output type=oci,dest=FILE`: the OCI layout of an image (`top`: its manifest, or a
 /// multi-platform index, reaching `blobs`) under `names`, as a tar archive (the layout is
 /// written beside it first; the archive's entries have fixed times and owners).
-pub fn write_layout_tar(
+fn write_layout_tar(
     store: &Store,
     dest: &Path,
     top: &Descriptor,
