@@ -36,7 +36,7 @@ impl Rootfs {
     pub fn viewable(&self) -> bool {
         self.overlay
             .as_ref()
-            .is_none_or(|stack| stack.rootless.is_none())
+            .is_none_or(|stack| !stack.is_rootless())
     }
 
     /// The tree with every layer applied so far, to read from while the view lives.
