@@ -274,7 +274,6 @@ impl StageExecutor<'_, '_> {
     fn copy_from(&mut self, line: usize, from: &str, c: &Copy) -> Result<(), Failure> {
         let snapshot = find_stage(self.done, from)
             .and_then(|stage| stage.rootfs.as_ref())
-            .filter(|rootfs| rootfs.viewable())
             .filter(|_| self.build.named_context(from).is_none());
         let tree = match snapshot.map(|rootfs| (rootfs, rootfs.view(self.build.store))) {
             // The stage's tree as the build holds it: nothing unpacked again.
@@ -418,9 +417,14 @@ impl Tree<'_> {
         }
     }
 
-    /// The owners the tree keeps aside (unpacked without root, its files are the invoking
-    /// user's on disk).
+    /// The owners the tree keeps aside (read without root, its files are the invoking user's
+    /// on disk): a rootless stack's merged tree has those its layers recorded.
     fn recorded(&self) -> Option<&std::collections::HashMap<String, (u64, u64)>> {
+        if let Tree::Snapshot(view, _) = self
+            && let Some(recorded) = view.recorded()
+        {
+            return Some(recorded);
+        }
         let rootfs = self.rootfs();
         (!rootfs.privileged).then_some(&rootfs.owners)
     }

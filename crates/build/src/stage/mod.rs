@@ -177,10 +177,7 @@ impl<'a> Executor<'a> {
                 return Ok(image);
             }
             self.flush(&mut stage)?;
-            // A stack only the sandbox's helper can mount (rootless overlay) cannot be read
-            // by a later COPY --from, which then unpacks the stage's layers instead.
-            let readable = stage.rootfs.as_ref().is_none_or(Rootfs::viewable);
-            if copied.get(index) == Some(&true) && readable {
+            if copied.get(index) == Some(&true) {
                 // A later COPY --from reads the stage's tree as the build holds it (the RUNs'
                 // snapshots, or their working tree), brought up to its last layer.
                 self.catch_up(&mut stage)

@@ -13,6 +13,7 @@
 //! refuses the mount, or with `DOCKLESS_RUN_SNAPSHOTS=copy`, the build uses the copy of
 //! [`crate::rootfs::cached`].
 
+pub(crate) mod farm;
 pub(crate) mod mount;
 pub mod rootless;
 pub mod upper;
