@@ -327,7 +327,7 @@ fn fetch_and_list(
     if store.has_blob(digest) {
         return Ok(());
     }
-    let (sender, chunks) = std::sync::mpsc::sync_channel::<Vec<u8>>(CHUNKS_AHEAD);
+    let (sender, chunks) = std::sync::mpsc::sync_channel::<bytes::Bytes>(CHUNKS_AHEAD);
     let mut sent: u64 = 0;
     let (fetched, listed) = std::thread::scope(|scope| {
         let lister =
@@ -335,9 +335,9 @@ fn fetch_and_list(
         // A lister that stopped early (the archive's end, or bytes it cannot read) takes no
         // more chunks; the download goes on for the store.
         let sent = &mut sent;
-        let mut send = move |chunk: &[u8]| {
+        let mut send = move |chunk: &bytes::Bytes| {
             *sent += chunk.len() as u64;
-            let _ = sender.send(chunk.to_vec());
+            let _ = sender.send(chunk.clone());
         };
         let fetched = remote.fetch_blob_with(store, reference, digest, &mut send);
         drop(send);

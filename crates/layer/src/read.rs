@@ -66,14 +66,21 @@ pub(crate) fn decompress<R: Read + 'static>(
     source: R,
     format: CompressionFormat,
 ) -> io::Result<Box<dyn Read>> {
-    Ok(match format {
-        CompressionFormat::None => Box::new(source),
+    let decoded: Box<dyn Read> = match format {
+        CompressionFormat::None => return Ok(Box::new(source)),
         CompressionFormat::Gzip => Box::new(flate2::read::MultiGzDecoder::new(source)),
         CompressionFormat::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(source)),
         CompressionFormat::Xz => Box::new(xz2::read::XzDecoder::new_multi_decoder(source)),
         CompressionFormat::Zstd => Box::new(zstd::stream::read::Decoder::new(source)?),
-    })
+    };
+    // A tar is read 512 bytes at a time (headers) and 8 KiB at a time (data): asked for so
+    // little, zlib-rs inflates on its slow path. Inflating into a big buffer instead took a
+    // 204 MB Debian layer from 0.31-0.45 s to 0.27 s.
+    Ok(Box::new(BufReader::with_capacity(DECODED_BUFFER, decoded)))
 }
+
+/// How much decompressed data is asked for at a time.
+const DECODED_BUFFER: usize = 256 << 10;
 
 /// A layer blob that cannot be opened for reading.
 #[derive(Debug, thiserror::Error)]

@@ -457,22 +457,27 @@ impl RegistryClient {
             .await
     }
 
-    /// [`Self::get_blob_to_file`], handing each chunk to `on_chunk` as it arrives, before the
-    /// digest is checked at the end: what it was given may be trusted only once this returns
-    /// `Ok`.
+    /// [`Self::get_blob_to_file`], handing each chunk to `on_chunk` as it arrives (shared, not
+    /// copied), before the digest is checked at the end: what it was given may be trusted only
+    /// once this returns `Ok`.
     pub async fn get_blob_to_file_with(
         &self,
         repository: &str,
         digest: &Digest,
         path: &Path,
-        on_chunk: &mut (dyn FnMut(&[u8]) + Send),
+        on_chunk: &mut (dyn FnMut(&bytes::Bytes) + Send),
     ) -> Result<u64> {
         let mut response = self.open_blob(repository, digest).await?;
         let write_error = |source| RegistryError::WriteFile {
             path: path.to_path_buf(),
             source,
         };
-        let mut file = tokio::fs::File::create(path).await.map_err(write_error)?;
+        // Written a mebibyte at a time: tokio writes a file on its blocking pool, one hand-over
+        // per write, and the body comes in chunks of a few KiB.
+        let mut file = tokio::io::BufWriter::with_capacity(
+            1 << 20,
+            tokio::fs::File::create(path).await.map_err(write_error)?,
+        );
         let mut hasher = HashingWriter::new(std::io::sink());
         let stall = self.settings().http.idle_timeout;
         loop {
@@ -480,9 +485,9 @@ impl RegistryClient {
                 .await
                 .map_err(|error| self.body_read_error(&format!("GET blob {digest}"), error))?;
             let Some(chunk) = chunk else { break };
+            on_chunk(&chunk);
             std::io::Write::write_all(&mut hasher, &chunk).map_err(write_error)?;
             file.write_all(&chunk).await.map_err(write_error)?;
-            on_chunk(&chunk);
         }
         file.flush().await.map_err(write_error)?;
         let (_, actual, size) = hasher.finish();

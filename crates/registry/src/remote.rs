@@ -127,7 +127,7 @@ impl RemoteAccess {
         store: &Store,
         reference: &Reference,
         digest: &Digest,
-        on_chunk: &mut (dyn FnMut(&[u8]) + Send),
+        on_chunk: &mut (dyn FnMut(&bytes::Bytes) + Send),
     ) -> Result<(), RemoteError> {
         if store.has_blob(digest) {
             return Ok(());

@@ -122,12 +122,12 @@ fn summarise(path: &Path, digest: &Digest, media_type: &str) -> Result<LayerSumm
 pub(crate) fn summarise_download(
     digest: &Digest,
     media_type: &str,
-    chunks: std::sync::mpsc::Receiver<Vec<u8>>,
+    chunks: std::sync::mpsc::Receiver<bytes::Bytes>,
 ) -> Option<LayerSummary> {
     let started = std::time::Instant::now();
     let stream = ChunkReader {
         chunks,
-        current: Vec::new(),
+        current: bytes::Bytes::new(),
         at: 0,
     };
     let mut tar = read::layer_stream(stream, media_type)?.ok()?;
@@ -147,8 +147,8 @@ pub(crate) fn cache_summary(store: &Store, digest: &Digest, summary: &LayerSumma
 
 /// The downloaded chunks as one byte stream, which ends when the sender is gone.
 struct ChunkReader {
-    chunks: std::sync::mpsc::Receiver<Vec<u8>>,
-    current: Vec<u8>,
+    chunks: std::sync::mpsc::Receiver<bytes::Bytes>,
+    current: bytes::Bytes,
     at: usize,
 }
 
