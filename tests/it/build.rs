@@ -1010,7 +1010,7 @@ fn one_layer_is_counted_as_one_layer() {
 /// A base image with what a COPY destination can meet in an image: a directory holding files
 /// (a venv), a sticky `/tmp`, and symlinks to a directory (absolute and relative). Built on
 /// the busybox base as the OCI layout `DIR/base-dirs:t`; returns `oci:DIR/base-dirs:t`.
-fn base_with_dirs_and_links(dir: &Path) -> String {
+pub(crate) fn base_with_dirs_and_links(dir: &Path) -> String {
     let ws = Workspace::new();
     let busybox = busybox_base(ws.path());
     ws.write("Dockerfile", format!("FROM {busybox}\nCOPY tree/ /\n"));
@@ -1034,7 +1034,7 @@ fn copy_layout(from: &Path, to: &Path) {
 /// Pushes the layout `oci:DIR:TAG` to `reference` with dockless.
 /// A throwaway registry (no auth) holding the image `layout` as `bases/NAME:1`: the registry,
 /// and the base's reference there.
-async fn registry_with_base(
+pub(crate) async fn registry_with_base(
     ws: &Workspace,
     layout: &str,
     name: &str,
@@ -1057,7 +1057,7 @@ fn push_base(ws: &Workspace, layout: &str, reference: &str) {
 }
 
 /// The layers a build added to its base, in order.
-fn new_layers(json: &serde_json::Value) -> Vec<serde_json::Value> {
+pub(crate) fn new_layers(json: &serde_json::Value) -> Vec<serde_json::Value> {
     json["layers"]
         .as_array()
         .unwrap()
@@ -1068,7 +1068,7 @@ fn new_layers(json: &serde_json::Value) -> Vec<serde_json::Value> {
 }
 
 /// `tar -tv` of a layer blob in the output layout.
-fn layer_listing(ws: &Workspace, layer: &serde_json::Value) -> String {
+pub(crate) fn layer_listing(ws: &Workspace, layer: &serde_json::Value) -> String {
     let digest = layer["digest"].as_str().unwrap();
     let blob = ws
         .out()

@@ -15,6 +15,7 @@ mod help_examples;
 mod hung;
 mod leaks;
 mod library;
+mod listing_ahead;
 mod platforms;
 mod push;
 mod registry_auth;

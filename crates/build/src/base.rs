@@ -8,7 +8,7 @@ use dockless_oci::digest::Digest;
 use dockless_oci::image::{Descriptor, ImageConfig, Index, Manifest, Platform, media};
 use dockless_oci::layout::{Layout, LayoutError};
 use dockless_oci::store::{Store, StoreError};
-use dockless_registry::remote::{RemoteAccess, RemoteError};
+use dockless_registry::remote::{BlobFetcher, RemoteAccess, RemoteError};
 use dockless_registry::{Reference, ReferenceError};
 
 /// A resolved base image: its config and layers (in the store, or in `remote`'s repository).
@@ -291,13 +291,37 @@ pub(crate) fn load_filesystem(
     reference: Option<&Reference>,
     layers: &[(Digest, String)],
 ) -> Result<KnownFilesystem, BaseError> {
+    let unlisted = layers
+        .iter()
+        .any(|(digest, _)| !crate::filesystem::listing_is_cached(store, digest));
+    let fetcher =
+        match reference {
+            Some(reference) if unlisted => Some(remote.blob_fetcher(reference).map_err(
+                |source| BaseError::Remote {
+                    image: reference.to_string(),
+                    source: Box::new(source),
+                },
+            )?),
+            _ => None,
+        };
+    load_filesystem_by(store, fetcher.as_ref(), reference, layers)
+}
+
+/// [`load_filesystem`], the base's blobs fetched by `fetcher` (from `reference`): owned, so
+/// that a thread of its own may read the listing while the build goes on.
+pub(crate) fn load_filesystem_by(
+    store: &Store,
+    fetcher: Option<&BlobFetcher>,
+    reference: Option<&Reference>,
+    layers: &[(Digest, String)],
+) -> Result<KnownFilesystem, BaseError> {
     let image = reference.map_or_else(|| "the stage's layers".to_owned(), |r| r.to_string());
     let started = std::time::Instant::now();
     for (digest, media_type) in layers {
-        if let Some(reference) = reference
+        if let Some(fetcher) = fetcher
             && !crate::filesystem::listing_is_cached(store, digest)
         {
-            fetch_and_list(store, remote, reference, digest, media_type).map_err(|source| {
+            fetch_and_list(store, fetcher, digest, media_type).map_err(|source| {
                 BaseError::Remote {
                     image: image.clone(),
                     source: Box::new(source),
@@ -319,8 +343,7 @@ const CHUNKS_AHEAD: usize = 256;
 /// not be read so is read from the stored blob afterwards, as for a blob already here.
 fn fetch_and_list(
     store: &Store,
-    remote: &RemoteAccess,
-    reference: &Reference,
+    fetcher: &BlobFetcher,
     digest: &Digest,
     media_type: &str,
 ) -> Result<(), RemoteError> {
@@ -339,7 +362,7 @@ fn fetch_and_list(
             *sent += chunk.len() as u64;
             let _ = sender.send(chunk.clone());
         };
-        let fetched = remote.fetch_blob_with(store, reference, digest, &mut send);
+        let fetched = fetcher.fetch_with(store, digest, &mut send);
         drop(send);
         (fetched, lister.join())
     });

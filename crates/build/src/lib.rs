@@ -287,6 +287,19 @@ impl BuildError {
             }
         )
     }
+
+    /// The base held a path the plan assumed free while its listing was read (see
+    /// [`filesystem::KnownFilesystem::assuming_empty_base`]): the build starts again, which
+    /// then knows the listing.
+    fn is_wrong_assumption(&self) -> bool {
+        matches!(
+            self,
+            BuildError::Instruction {
+                source: StepError::AssumedFree { .. },
+                ..
+            }
+        )
+    }
 }
 
 /// Hears, from the writer threads, about the layers a build writes: a push uploads them while
@@ -356,8 +369,9 @@ fn build_loaded(
     // Each wrong shared cache entry found costs one more pass (it is not used again); the
     // passes before it reused what they could, so little is redone.
     let mut passes = 0;
+    let mut assume = true;
     loop {
-        let executor = stage::Executor::new(
+        let mut executor = stage::Executor::new(
             options,
             store,
             loaded.context,
@@ -366,9 +380,14 @@ fn build_loaded(
             observer,
             loaded.shared,
         );
+        executor.assume_while_listing = assume;
         match executor.run(loaded.dockerfile) {
             Err(e) if e.is_wrong_shared_entry() && passes < MAX_SHARED_CACHE_PASSES => {
                 passes += 1;
+            }
+            Err(e) if e.is_wrong_assumption() && assume => {
+                tracing::info!("{e}: planning again with the listing");
+                assume = false;
             }
             result => return result,
         }

@@ -132,10 +132,42 @@ impl RemoteAccess {
         if store.has_blob(digest) {
             return Ok(());
         }
-        let client = self.client(reference)?;
+        self.blob_fetcher(reference)?
+            .fetch_with(store, digest, on_chunk)
+    }
+
+    /// What downloads `reference`'s blobs, owned, for a thread of its own.
+    pub fn blob_fetcher(&self, reference: &Reference) -> Result<BlobFetcher, RemoteError> {
+        Ok(BlobFetcher {
+            client: self.client(reference)?,
+            runtime: self.runtime.clone(),
+            reference: reference.clone(),
+        })
+    }
+}
+
+/// Downloads the blobs of one repository into a store, with the client (and credential) the
+/// [`RemoteAccess`] it came from holds for that registry.
+pub struct BlobFetcher {
+    client: Arc<RegistryClient>,
+    runtime: tokio::runtime::Handle,
+    reference: Reference,
+}
+
+impl BlobFetcher {
+    /// [`RemoteAccess::fetch_blob_with`].
+    pub fn fetch_with(
+        &self,
+        store: &Store,
+        digest: &Digest,
+        on_chunk: &mut (dyn FnMut(&bytes::Bytes) + Send),
+    ) -> Result<(), RemoteError> {
+        if store.has_blob(digest) {
+            return Ok(());
+        }
         let temp = store.temp_file()?;
-        self.block_on(client.get_blob_to_file_with(
-            reference.repository(),
+        self.runtime.block_on(self.client.get_blob_to_file_with(
+            self.reference.repository(),
             digest,
             temp.path(),
             on_chunk,

@@ -11,8 +11,9 @@
 
 mod summary;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +36,9 @@ pub struct KnownFilesystem {
     /// Every path, `/`-separated without a leading `/`; the root (`""`) is implied.
     pub nodes: BTreeMap<String, ImageNode>,
     pub users: UserDatabase,
+    /// While the base's listing is still being read ([`Self::assuming_empty_base`]): every
+    /// path a lookup looked at, to be checked against the base once its listing is in.
+    looked_at: Option<Arc<Mutex<BTreeSet<String>>>>,
 }
 
 /// One path of the image.
@@ -87,6 +91,48 @@ impl KnownFilesystem {
         KnownFilesystem {
             complete: true,
             ..Default::default()
+        }
+    }
+
+    /// The file system of a base whose listing is still being read, assumed to hold nothing
+    /// but its root. Lookups note every path they look at: if the base holds none of them
+    /// ([`Self::assumptions_hold`]), every answer given was the one the base's listing gives,
+    /// since a listing holds every parent of its paths. The user databases cannot be assumed:
+    /// whoever needs them waits for the listing.
+    pub(crate) fn assuming_empty_base() -> Self {
+        KnownFilesystem {
+            complete: true,
+            looked_at: Some(Default::default()),
+            ..Default::default()
+        }
+    }
+
+    /// Whether answers are assumed (see [`Self::assuming_empty_base`]).
+    pub(crate) fn is_assumed(&self) -> bool {
+        self.looked_at.is_some()
+    }
+
+    /// `Err` with the first path looked at that `base` holds, if any: then some answer given
+    /// was not the base's.
+    pub(crate) fn assumptions_hold(&self, base: &KnownFilesystem) -> Result<(), String> {
+        let Some(looked_at) = &self.looked_at else {
+            return Ok(());
+        };
+        let looked_at = looked_at.lock().unwrap_or_else(|e| e.into_inner());
+        match looked_at.iter().find(|path| base.nodes.contains_key(*path)) {
+            Some(path) => Err(path.clone()),
+            None => Ok(()),
+        }
+    }
+
+    fn note(&self, path: &str) {
+        if let Some(looked_at) = &self.looked_at
+            && !path.is_empty()
+        {
+            looked_at
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(path.to_owned());
         }
     }
 
@@ -168,7 +214,7 @@ impl KnownFilesystem {
     /// Writes one path as an unpacker would: a non-directory replaces a directory with all it
     /// held, and missing parents appear as root's 0755 directories.
     fn put(&mut self, path: String, node: ImageNode) {
-        if node.kind != ImageNodeKind::Dir && self.is_dir(&path) {
+        if node.kind != ImageNodeKind::Dir && self.holds_dir(&path) {
             self.remove_below(&path);
         }
         let mut parent = path.as_str();
@@ -203,6 +249,13 @@ impl KnownFilesystem {
 
     /// Whether `path` is a directory (not following a symlink at `path` itself).
     pub fn is_dir(&self, path: &str) -> bool {
+        self.note(path);
+        self.holds_dir(path)
+    }
+
+    /// [`Self::is_dir`] for the structure's own upkeep, which answers no one: what it changes
+    /// is looked at again by whoever asks.
+    fn holds_dir(&self, path: &str) -> bool {
         path.is_empty()
             || self
                 .nodes
@@ -211,6 +264,7 @@ impl KnownFilesystem {
     }
 
     pub fn get(&self, path: &str) -> Option<&ImageNode> {
+        self.note(path);
         self.nodes.get(path)
     }
 
@@ -235,7 +289,7 @@ impl KnownFilesystem {
             let Some(ImageNode {
                 kind: ImageNodeKind::Symlink(target),
                 ..
-            }) = self.nodes.get(&current)
+            }) = self.get(&current)
             else {
                 continue;
             };
@@ -256,7 +310,7 @@ impl KnownFilesystem {
     pub(crate) fn missing_dirs(&self, path: &str) -> Vec<String> {
         let mut missing = Vec::new();
         let mut current = path;
-        while !current.is_empty() && !self.nodes.contains_key(current) {
+        while !current.is_empty() && self.get(current).is_none() {
             missing.push(current.to_owned());
             current = current.rsplit_once('/').map_or("", |(up, _)| up);
         }
@@ -331,6 +385,35 @@ mod tests {
             known.missing_dirs("private/tmp/a/b"),
             ["private/tmp/a", "private/tmp/a/b"]
         );
+    }
+
+    #[test]
+    fn assumed_answers_hold_only_when_the_base_has_none_of_the_paths_looked_at() {
+        let base = tree(&[
+            ("data", ImageNodeKind::Symlink("/srv".into())),
+            ("srv", ImageNodeKind::Dir),
+        ]);
+        let plan = |path: &str| {
+            let mut known = KnownFilesystem::assuming_empty_base();
+            // A layer the build planned: looked up through, but not itself checked.
+            known.record(&[Entry {
+                path: "app/x".into(),
+                kind: EntryKind::Directory,
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+                xattrs: Vec::new(),
+            }]);
+            let resolved = known.resolve(path).unwrap();
+            known.missing_dirs(&resolved);
+            known.assumptions_hold(&base)
+        };
+        assert_eq!(plan("app/x/y"), Ok(()));
+        assert_eq!(plan("opt/y"), Ok(()));
+        // Resolving looks at every component: the base's link would have redirected it.
+        assert_eq!(plan("data/app"), Err("data".to_owned()));
+        assert_eq!(plan("srv/new"), Err("srv".to_owned()));
+        assert_eq!(KnownFilesystem::scratch().assumptions_hold(&base), Ok(()));
     }
 
     #[test]

@@ -86,6 +86,12 @@ pub enum StepError {
         "the --cache-from layer {digest} is not what its entry says ({why}); build again, or without --cache-from"
     )]
     SharedCacheEntry { digest: Digest, why: String },
+    /// The base holds a path the stage's plan assumed it did not (planned while the base's
+    /// listing was read): the build starts again, knowing the listing.
+    #[error(
+        "the base image holds /{path}, which this build assumed free while it read the base's listing"
+    )]
+    AssumedFree { path: String },
     /// The instruction asks for something that cannot be: the message says what to change.
     #[error(transparent)]
     Invalid(#[from] Invalid),

@@ -134,7 +134,20 @@ impl StageExecutor<'_, '_> {
     pub(super) fn workdir(&mut self, line: usize, dir: &str) -> Result<(), Failure> {
         let path = copy::absolute_dest(&self.stage.workdir(), dir);
         self.stage.config.config.working_dir = Some(format!("/{path}"));
-        self.know_filesystem()?;
+        // The directories' owner, the stage's USER, is looked up in the image's databases,
+        // which cannot be assumed.
+        if self
+            .stage
+            .config
+            .config
+            .user
+            .as_ref()
+            .is_some_and(|u| !u.is_empty())
+        {
+            self.know_filesystem()?;
+        } else {
+            self.know_or_assume()?;
+        }
         let stage = &self.stage;
         // Found through the image's symlinks, as BuildKit's mkdir finds them.
         let resolved = stage.filesystem.resolve(&path)?;
@@ -162,7 +175,7 @@ impl StageExecutor<'_, '_> {
         transfer: Transfer<'_>,
         staged: Option<tempfile::TempDir>,
     ) -> Result<(), Failure> {
-        self.know_filesystem()?;
+        self.know_or_assume()?;
         let owner = match transfer.chown {
             Some(spec) => Some(self.owner(spec, "--chown=")?),
             None => None,
@@ -214,9 +227,21 @@ impl StageExecutor<'_, '_> {
         Ok(())
     }
 
+    /// [`Self::know_filesystem`], unless the stage is planned on assumed answers while its
+    /// base is listed (see [`Executor::list_ahead`]): paths looked up are then checked later.
+    fn know_or_assume(&mut self) -> Result<(), Failure> {
+        if self.stage.filesystem.is_assumed() {
+            return Ok(());
+        }
+        self.know_filesystem()
+    }
+
     /// Reads the stage's file system from its layers' listings if it is not known yet (a
     /// registry base, whose listing is read when an instruction first needs it).
     fn know_filesystem(&mut self) -> Result<(), Failure> {
+        self.build
+            .settle_listing(&mut self.stage)
+            .map_err(super::StepError::from)?;
         let (build, stage) = (self.build, &mut self.stage);
         if stage.filesystem.complete {
             for layer in std::mem::take(&mut stage.unlisted) {

@@ -66,6 +66,7 @@ impl Executor<'_> {
                 rootfs: None,
                 unlisted: previous.unlisted.clone(),
                 listing_failure: None,
+                listing_ahead: None,
             });
         }
         let platform = match &from.platform {
@@ -110,6 +111,7 @@ impl Executor<'_> {
             rootfs: None,
             unlisted: Vec::new(),
             listing_failure: None,
+            listing_ahead: None,
         })
     }
 
@@ -202,6 +204,7 @@ impl Stage {
             rootfs: None,
             unlisted: Vec::new(),
             listing_failure: None,
+            listing_ahead: None,
         }
     }
 }

@@ -68,6 +68,9 @@ impl StageExecutor<'_, '_> {
     ) {
         let stage = &mut self.stage;
         stage.filesystem.record(&entries);
+        if let Some(ahead) = stage.listing_ahead.as_mut() {
+            ahead.planned.push(entries.clone());
+        }
         stage.pending.push(PendingLayer {
             line,
             entries,
@@ -301,7 +304,16 @@ impl Executor<'_> {
 
     /// Writes what is pending, then the config and the manifest: the stage as an image.
     pub(super) fn finish(&self, mut stage: Stage) -> Result<BuiltImage, BuildError> {
+        // Written while a base's listing read ahead is still coming in; checked after.
         self.flush(&mut stage)?;
+        let from_line = stage.listing_ahead.as_ref().map(|ahead| ahead.from_line);
+        if let Err(unsettled) = self.settle_listing(&mut stage) {
+            return Err(BuildError::Instruction {
+                file: self.dockerfile.to_owned(),
+                line: from_line.unwrap_or_default(),
+                source: unsettled.into(),
+            });
+        }
         let mut config = stage.config;
         config.created = Some(self.created.clone());
         if !self.options.labels.is_empty() {

@@ -59,6 +59,10 @@ pub(super) struct Executor<'a> {
     current: std::sync::Mutex<Option<crate::progress::Step>>,
     /// Context sources walked while a base was listed (see [`Executor::list_ahead`]).
     prefetched: crate::copy::Prefetched,
+    /// Whether a stage may be planned on assumed answers while its base's listing is read
+    /// (see [`Executor::list_ahead`]); a build that found an assumption wrong starts again
+    /// without.
+    pub(super) assume_while_listing: bool,
 }
 
 /// The state of the stage being built.
@@ -86,6 +90,8 @@ struct Stage {
     /// Why the base's listing, read ahead at FROM, could not be had: the first instruction
     /// that needs the tree reports it at its line instead of trying again.
     listing_failure: Option<crate::base::BaseError>,
+    /// The base's listing, still being read while the stage is planned on assumed answers.
+    listing_ahead: Option<ahead::ListingAhead>,
 }
 
 impl Stage {
@@ -135,6 +141,7 @@ impl<'a> Executor<'a> {
             step_names: Default::default(),
             current: Default::default(),
             prefetched: Default::default(),
+            assume_while_listing: false,
         }
     }
 
@@ -163,13 +170,17 @@ impl<'a> Executor<'a> {
             })?;
         }
         let count = stages.len();
+        // A stage planned on assumed answers is the only one built: one found wrong costs the
+        // build nothing but that stage's plan (and the layers written meanwhile).
+        let alone = needed.iter().filter(|needed| **needed).count() == 1;
+        let assume = self.assume_while_listing && alone;
         let mut done: Vec<Stage> = Vec::new();
         for (index, lines) in stages.into_iter().enumerate() {
             if needed.get(index) == Some(&false) {
                 done.push(self.skip(index, lines, &mut used_args));
                 continue;
             }
-            let mut stage = self.build_stage(lines, &done, &global_args, &mut used_args)?;
+            let mut stage = self.build_stage(lines, &done, &global_args, &mut used_args, assume)?;
             if index + 1 == count || (target.is_some() && stage.name == target) {
                 self.warn_unused_args(&used_args);
                 let mut image = self.finish(stage)?;
@@ -206,10 +217,11 @@ impl<'a> Executor<'a> {
         done: &[Stage],
         global_args: &BTreeMap<String, Option<String>>,
         used_args: &mut BTreeSet<String>,
+        assume: bool,
     ) -> Result<Stage, BuildError> {
         let (stage, triggers) = self.dispatch(from, || {
             let (mut stage, triggers) = self.from(from, global_args, done)?;
-            self.list_ahead(&mut stage, triggers.iter().chain(body));
+            self.list_ahead(&mut stage, from.line, triggers.iter().chain(body), assume);
             Ok((stage, triggers))
         })?;
         let mut executor = StageExecutor {
@@ -221,7 +233,11 @@ impl<'a> Executor<'a> {
         };
         // The base's triggers run first, as instructions of the FROM line, and are not passed on.
         for instruction in triggers.iter().chain(body) {
-            executor.dispatch(instruction)?;
+            if let Err(error) = executor.dispatch(instruction) {
+                // Planned on assumed answers, an instruction may fail for want of the base's
+                // own: a wrong assumption is the error then (the build starts again).
+                return Err(self.unless_assumed_wrongly(&mut executor.stage, error));
+            }
         }
         Ok(executor.stage)
     }
