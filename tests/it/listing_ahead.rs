@@ -87,4 +87,21 @@ async fn a_stage_of_files_planned_while_its_base_is_listed_is_the_image_the_list
             );
         }
     }
+    // An error the plan's own tree gives is the build's error, after the listing showed the
+    // assumptions held, on the first build as on the next.
+    let ws = Workspace::new();
+    ws.write(
+        "Dockerfile",
+        "ARG BASE\nFROM $BASE\nWORKDIR /app\nCOPY f.txt /app/f\nCOPY f.txt /app/f/x/\n",
+    );
+    ws.write("f.txt", "f\n");
+    for _ in 0..2 {
+        let said = ws.build_err(&["--build-arg", &format!("BASE={base}")]);
+        assert!(
+            said.contains(
+                "Dockerfile:5: the copy needs a directory at /app/f, but the image has a file there"
+            ),
+            "{said}"
+        );
+    }
 }

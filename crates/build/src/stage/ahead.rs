@@ -175,12 +175,17 @@ impl Executor<'_> {
 
 impl Executor<'_> {
     /// `error`, unless the stage was planned on an assumption its base's listing, read ahead,
-    /// proves wrong: then that.
+    /// proves wrong: then that. Only an error the tree gave is looked at so (a directory in
+    /// the way, a loop of links); any other is the error whatever the base holds, and is not
+    /// kept waiting for the listing.
     pub(super) fn unless_assumed_wrongly(
         &self,
         stage: &mut Stage,
         error: crate::BuildError,
     ) -> crate::BuildError {
+        if !from_the_tree(&error) {
+            return error;
+        }
         let from_line = stage.listing_ahead.as_ref().map(|ahead| ahead.from_line);
         match (from_line, self.settle_listing(stage)) {
             (Some(line), Err(Unsettled::AssumedFree(path))) => crate::BuildError::Instruction {
@@ -190,6 +195,25 @@ impl Executor<'_> {
             },
             _ => error,
         }
+    }
+}
+
+/// Whether `error` is one the image's tree gave (which the base's own may not).
+fn from_the_tree(error: &crate::BuildError) -> bool {
+    use super::StepError;
+    use crate::copy::CopyError;
+    match error {
+        crate::BuildError::Instruction { source, .. } => match source {
+            StepError::Links(_) => true,
+            StepError::Copy(copy) => {
+                matches!(
+                    **copy,
+                    CopyError::Links(_) | CopyError::NotADirectory { .. }
+                )
+            }
+            _ => false,
+        },
+        _ => false,
     }
 }
 
