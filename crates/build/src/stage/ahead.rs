@@ -22,6 +22,8 @@ use dockless_oci::digest::Digest;
 /// meanwhile (the file system the stage goes on with is the listing's with them on top).
 pub(super) struct ListingAhead {
     thread: std::thread::JoinHandle<Result<KnownFilesystem, BaseError>>,
+    /// The base's layers, listed again here should the thread stop short.
+    base: Vec<(Digest, String)>,
     pub(super) planned: Vec<Vec<Entry>>,
     /// The FROM line, where a listing that failed is reported when no instruction asked.
     pub(super) from_line: usize,
@@ -57,6 +59,12 @@ impl Executor<'_> {
     /// tree is a COPY, ADD or WORKDIR (a RUN first needs the base's blobs, not its listing).
     /// A listing that fails here is reported by that instruction, at its own line, as without
     /// this (and not tried again: a registry that timed out is not waited for twice).
+    ///
+    /// When `may_assume` (the stage is the only one the build needs) and the stage is
+    /// [`assumable`], the listing thread is left running and the stage goes on with a file
+    /// system assumed empty ([`KnownFilesystem::assuming_empty_base`]), settled by
+    /// [`Self::settle_listing`] when an instruction needs the base's own answers, or after
+    /// the stage's layers are written.
     pub(super) fn list_ahead<'i>(
         &self,
         stage: &mut Stage,
@@ -92,6 +100,7 @@ impl Executor<'_> {
                     stage.filesystem = KnownFilesystem::assuming_empty_base();
                     stage.listing_ahead = Some(ListingAhead {
                         thread,
+                        base: layers,
                         planned: Vec::new(),
                         from_line,
                     });
@@ -150,15 +159,13 @@ impl Executor<'_> {
         let mut known = match ahead.thread.join() {
             Ok(listed) => listed.map_err(Unsettled::Listing)?,
             // A thread that stopped short: the listing is read here, as without it.
-            Err(_) => {
-                let layers: Vec<(Digest, String)> = stage
-                    .layers
-                    .iter()
-                    .map(|l| (l.digest.clone(), l.media_type.clone()))
-                    .collect();
-                base::load_filesystem(self.store, self.remote, stage.remote_base.as_ref(), &layers)
-                    .map_err(Unsettled::Listing)?
-            }
+            Err(_) => base::load_filesystem(
+                self.store,
+                self.remote,
+                stage.remote_base.as_ref(),
+                &ahead.base,
+            )
+            .map_err(Unsettled::Listing)?,
         };
         stage
             .filesystem
