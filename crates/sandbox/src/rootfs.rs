@@ -437,12 +437,16 @@ fn set_dir_metadata(root: &OwnedFd, rel: &str, mode: u32, mtime: u64) -> io::Res
 
 /// Sets the access and modification times of `path` (not following a symlink).
 fn set_mtime(path: &Path, mtime: u64) -> io::Result<()> {
-    let c = CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
     let time = libc::timespec {
         tv_sec: mtime as libc::time_t,
         tv_nsec: 0,
     };
-    let times = [time, time];
+    set_times(path, [time, time])
+}
+
+/// Sets the access and modification `times` of `path` (not following a symlink).
+pub(crate) fn set_times(path: &Path, times: [libc::timespec; 2]) -> io::Result<()> {
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
     // SAFETY: a valid C string and a two-element array, as utimensat expects.
     let rc = unsafe {
         libc::utimensat(
@@ -459,7 +463,7 @@ fn set_mtime(path: &Path, mtime: u64) -> io::Result<()> {
     }
 }
 
-fn join(dir: &str, name: &str) -> String {
+pub(crate) fn join(dir: &str, name: &str) -> String {
     if dir.is_empty() {
         name.to_owned()
     } else {

@@ -80,7 +80,7 @@ impl Merge<'_> {
             }
         }
         for (name, layer) in names {
-            let child = join(rel, &name.to_string_lossy());
+            let child = crate::rootfs::join(rel, &name.to_string_lossy());
             let from = self.layers[layer].join(rel).join(&name);
             let meta = fs::symlink_metadata(&from)?;
             let kind = meta.file_type();
@@ -192,39 +192,19 @@ fn make_fifo(path: &Path, mode: u32) -> io::Result<()> {
 /// `meta`'s access and modification times on `path` (not following a link), to the
 /// nanosecond: a layer made from the merged tree records them.
 fn set_times(path: &Path, meta: &fs::Metadata) -> io::Result<()> {
-    let c = CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
-    let times = [
-        libc::timespec {
-            tv_sec: meta.atime() as libc::time_t,
-            tv_nsec: meta.atime_nsec() as _,
-        },
-        libc::timespec {
-            tv_sec: meta.mtime() as libc::time_t,
-            tv_nsec: meta.mtime_nsec() as _,
-        },
-    ];
-    // SAFETY: a valid C string and a two-element array, as utimensat expects.
-    let rc = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            times.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-fn join(dir: &str, name: &str) -> String {
-    if dir.is_empty() {
-        name.to_owned()
-    } else {
-        format!("{dir}/{name}")
-    }
+    crate::rootfs::set_times(
+        path,
+        [
+            libc::timespec {
+                tv_sec: meta.atime() as libc::time_t,
+                tv_nsec: meta.atime_nsec() as _,
+            },
+            libc::timespec {
+                tv_sec: meta.mtime() as libc::time_t,
+                tv_nsec: meta.mtime_nsec() as _,
+            },
+        ],
+    )
 }
 
 #[cfg(test)]
