@@ -76,6 +76,12 @@ fn build(who: As, mode: &str) -> (Workspace, serde_json::Value) {
         10,
         "{mode}: every COPY reads the stage's snapshot, nothing is unpacked again: {said}"
     );
+    // Without root, over overlay, the build merges the stage's layers once for all of them.
+    let merged = said
+        .matches("the stage's layers merged into a tree of links")
+        .count();
+    let once = usize::from(who == As::Nobody && mode == "auto");
+    assert_eq!(merged, once, "{mode}: {said}");
     assert!(!said.contains("WARN"), "{mode}: {said}");
     let json = serde_json::from_slice(&out.stdout).unwrap();
     (ws, json)

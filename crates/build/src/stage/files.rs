@@ -298,9 +298,11 @@ impl StageExecutor<'_, '_> {
     /// that file system.
     fn copy_from(&mut self, line: usize, from: &str, c: &Copy) -> Result<(), Failure> {
         let snapshot = find_stage(self.done, from)
-            .and_then(|stage| stage.rootfs.as_ref())
-            .filter(|_| self.build.named_context(from).is_none());
-        let tree = match snapshot.map(|rootfs| (rootfs, rootfs.view(self.build.store))) {
+            .filter(|_| self.build.named_context(from).is_none())
+            .and_then(|stage| Some((stage, stage.rootfs.as_ref()?)));
+        let tree = match snapshot
+            .map(|(stage, rootfs)| (rootfs, stage_view(stage, rootfs, self.build.store)))
+        {
             // The stage's tree as the build holds it: nothing unpacked again.
             Some((rootfs, Ok(view))) => {
                 tracing::info!("COPY --from={from} reads the stage's tree as the build holds it");
@@ -332,6 +334,20 @@ impl StageExecutor<'_, '_> {
         // The layer reads its files from the tree: write it while that can still be read.
         Ok(self.build.flush(&mut self.stage)?)
     }
+}
+
+/// The tree of `stage`, a finished stage, to read from: made once per build (a rootless
+/// stack's merged tree is a link per file) and shared by every `COPY --from` of it.
+fn stage_view<'s>(
+    stage: &'s Stage,
+    rootfs: &Rootfs,
+    store: &dockless_oci::store::Store,
+) -> Result<&'s View, dockless_sandbox::rootfs::RootfsError> {
+    if let Some(view) = stage.view.get() {
+        return Ok(view);
+    }
+    let view = rootfs.view(store)?;
+    Ok(stage.view.get_or_init(|| view))
 }
 
 impl Executor<'_> {
@@ -422,7 +438,7 @@ impl Executor<'_> {
 /// The file system a `COPY --from` reads.
 enum Tree<'s> {
     /// A built stage's, as the build holds it.
-    Snapshot(View, &'s Rootfs),
+    Snapshot(&'s View, &'s Rootfs),
     /// An image's (or a stage's that kept no tree), unpacked from its layers.
     Unpacked(Box<Rootfs>),
 }

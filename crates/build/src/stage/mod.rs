@@ -34,6 +34,7 @@ use dockless_oci::image::config::rfc3339;
 use dockless_oci::store::Store;
 use dockless_registry::Reference;
 use dockless_registry::remote::RemoteAccess;
+use dockless_sandbox::overlay::view::View;
 use dockless_sandbox::rootfs::Rootfs;
 use dockless_shared_cache::{ExportEntry, SharedCache};
 
@@ -82,6 +83,10 @@ struct Stage {
     pending: Vec<PendingLayer>,
     /// `FROM … AS name`, lower-cased.
     name: Option<String>,
+    /// The finished stage's tree as `COPY --from` reads it, made by the first and shared by
+    /// the others (a rootless stack's is a merged tree of links). Before `rootfs`, so that it
+    /// goes first.
+    view: std::sync::OnceLock<View>,
     /// The stage's file system on disk, made by the first RUN that has to run.
     rootfs: Option<Rootfs>,
     /// Layers from a shared cache that the known file system does not hold yet: listed only

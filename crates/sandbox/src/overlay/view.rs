@@ -94,7 +94,7 @@ fn merged_without_root(stack: &super::Stack, store: &Store) -> std::io::Result<V
     let started = std::time::Instant::now();
     match super::farm::link_merged(&stack.view(), &stack.recorded(), &dir) {
         Ok(owners) => {
-            tracing::debug!(elapsed = ?started.elapsed(), "the stage's layers merged into links");
+            tracing::info!(elapsed = ?started.elapsed(), "the stage's layers merged into a tree of links, to read from");
             Ok(View {
                 path: dir.clone(),
                 mounted: None,
