@@ -291,7 +291,7 @@ impl BuildError {
     /// The base held a path the plan assumed free while its listing was read (see
     /// [`filesystem::KnownFilesystem::assuming_empty_base`]): the build starts again, which
     /// then knows the listing.
-    fn is_wrong_assumption(&self) -> bool {
+    pub(crate) fn is_wrong_assumption(&self) -> bool {
         matches!(
             self,
             BuildError::Instruction {

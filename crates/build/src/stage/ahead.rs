@@ -15,18 +15,13 @@ use super::{Executor, Stage};
 use crate::base::{self, BaseError};
 use crate::filesystem::KnownFilesystem;
 use dockless_dockerfile::{Command, Instruction};
-use dockless_layer::Entry;
 use dockless_oci::digest::Digest;
 
-/// The base's listing being read on its own thread, and the entries of every layer planned
-/// meanwhile (the file system the stage goes on with is the listing's with them on top).
+/// The base's listing being read on its own thread.
 pub(super) struct ListingAhead {
     thread: std::thread::JoinHandle<Result<KnownFilesystem, BaseError>>,
-    /// The base's layers, listed again here should the thread stop short.
-    base: Vec<(Digest, String)>,
-    pub(super) planned: Vec<Vec<Entry>>,
     /// The FROM line, where a listing that failed is reported when no instruction asked.
-    pub(super) from_line: usize,
+    from_line: usize,
 }
 
 /// Why the stage could not go on from its assumed file system.
@@ -80,11 +75,7 @@ impl Executor<'_> {
         {
             return;
         }
-        let layers: Vec<(Digest, String)> = stage
-            .layers
-            .iter()
-            .map(|l| (l.digest.clone(), l.media_type.clone()))
-            .collect();
+        let layers = stage.chain(false);
         let sources = instructions
             .clone()
             .filter_map(context_sources)
@@ -98,12 +89,7 @@ impl Executor<'_> {
                         "the stage is planned and written while its base is listed, assuming the base holds nothing where it looks"
                     );
                     stage.filesystem = KnownFilesystem::assuming_empty_base();
-                    stage.listing_ahead = Some(ListingAhead {
-                        thread,
-                        base: layers,
-                        planned: Vec::new(),
-                        from_line,
-                    });
+                    stage.listing_ahead = Some(ListingAhead { thread, from_line });
                     self.prefetched.prefetch(self.context, sources);
                     return;
                 }
@@ -150,7 +136,10 @@ impl Executor<'_> {
     }
 
     /// Waits for a listing read ahead, if any, checks what the plan assumed against it, and
-    /// gives the stage the listing's file system with the layers planned meanwhile on top.
+    /// gives the stage the listing's file system with the layers planned meanwhile on top:
+    /// those still pending, which are all of them until the stage ends (a stage planned on
+    /// assumptions runs no RUN and no `COPY --from`, which write layers sooner), and after
+    /// that its file system is not read again.
     pub(super) fn settle_listing(&self, stage: &mut Stage) -> Result<(), Unsettled> {
         let Some(ahead) = stage.listing_ahead.take() else {
             return Ok(());
@@ -163,7 +152,7 @@ impl Executor<'_> {
                 self.store,
                 self.remote,
                 stage.remote_base.as_ref(),
-                &ahead.base,
+                &stage.chain(true),
             )
             .map_err(Unsettled::Listing)?,
         };
@@ -171,8 +160,8 @@ impl Executor<'_> {
             .filesystem
             .assumptions_hold(&known)
             .map_err(Unsettled::AssumedFree)?;
-        for entries in &ahead.planned {
-            known.record(entries);
+        for layer in &stage.pending {
+            known.record(layer.entries());
         }
         stage.filesystem = known;
         tracing::info!(waited = ?started.elapsed(), "the base's listing is in, and holds nothing the plan assumed free");
@@ -181,6 +170,18 @@ impl Executor<'_> {
 }
 
 impl Executor<'_> {
+    /// [`Self::settle_listing`], a failure located at the stage's FROM line (where no
+    /// instruction asked for the listing: the stage's end, or an error of its own).
+    pub(super) fn settle_at_from(&self, stage: &mut Stage) -> Result<(), crate::BuildError> {
+        let from_line = stage.listing_ahead.as_ref().map(|ahead| ahead.from_line);
+        self.settle_listing(stage)
+            .map_err(|unsettled| crate::BuildError::Instruction {
+                file: self.dockerfile.to_owned(),
+                line: from_line.unwrap_or_default(),
+                source: unsettled.into(),
+            })
+    }
+
     /// `error`, unless the stage was planned on an assumption its base's listing, read ahead,
     /// proves wrong: then that. Only an error the tree gave is looked at so (a directory in
     /// the way, a loop of links); any other is the error whatever the base holds, and is not
@@ -193,13 +194,8 @@ impl Executor<'_> {
         if !from_the_tree(&error) {
             return error;
         }
-        let from_line = stage.listing_ahead.as_ref().map(|ahead| ahead.from_line);
-        match (from_line, self.settle_listing(stage)) {
-            (Some(line), Err(Unsettled::AssumedFree(path))) => crate::BuildError::Instruction {
-                file: self.dockerfile.to_owned(),
-                line,
-                source: super::StepError::AssumedFree { path },
-            },
+        match self.settle_at_from(stage) {
+            Err(wrong) if wrong.is_wrong_assumption() => wrong,
             _ => error,
         }
     }

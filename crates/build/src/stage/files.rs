@@ -269,11 +269,7 @@ impl StageExecutor<'_, '_> {
             }
         }
         stage.unlisted.clear();
-        let layers: Vec<(Digest, String)> = stage
-            .layers
-            .iter()
-            .map(|l| (l.digest.clone(), l.media_type.clone()))
-            .collect();
+        let layers = stage.chain(false);
         stage.filesystem = base::load_filesystem(
             build.store,
             build.remote,

@@ -44,6 +44,10 @@ pub(super) struct PendingLayer {
 const BYTES_PER_CORE: u64 = 8 << 20;
 
 impl PendingLayer {
+    pub(super) fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
     /// The file bytes the layer will hold.
     fn bytes(&self) -> u64 {
         self.entries
@@ -68,9 +72,6 @@ impl StageExecutor<'_, '_> {
     ) {
         let stage = &mut self.stage;
         stage.filesystem.record(&entries);
-        if let Some(ahead) = stage.listing_ahead.as_mut() {
-            ahead.planned.push(entries.clone());
-        }
         stage.pending.push(PendingLayer {
             line,
             entries,
@@ -306,14 +307,7 @@ impl Executor<'_> {
     pub(super) fn finish(&self, mut stage: Stage) -> Result<BuiltImage, BuildError> {
         // Written while a base's listing read ahead is still coming in; checked after.
         self.flush(&mut stage)?;
-        let from_line = stage.listing_ahead.as_ref().map(|ahead| ahead.from_line);
-        if let Err(unsettled) = self.settle_listing(&mut stage) {
-            return Err(BuildError::Instruction {
-                file: self.dockerfile.to_owned(),
-                line: from_line.unwrap_or_default(),
-                source: unsettled.into(),
-            });
-        }
+        self.settle_at_from(&mut stage)?;
         let mut config = stage.config;
         config.created = Some(self.created.clone());
         if !self.options.labels.is_empty() {

@@ -109,6 +109,16 @@ impl Stage {
             .unwrap_or_else(|| "/".into())
     }
 
+    /// The stage's written layers, oldest first (only its base's with `base_only`), as
+    /// listings and trees are read from them.
+    fn chain(&self, base_only: bool) -> Vec<(dockless_oci::digest::Digest, String)> {
+        self.layers
+            .iter()
+            .take_while(|l| !base_only || l.from_base)
+            .map(|l| (l.digest.clone(), l.media_type.clone()))
+            .collect()
+    }
+
     /// Layers written and planned: an instruction that leaves it as it was made no layer.
     fn layer_count(&self) -> usize {
         self.layers.len() + self.pending.len()

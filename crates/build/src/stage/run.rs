@@ -155,10 +155,7 @@ impl Executor<'_> {
             for layer in &base {
                 self.ensure_blob(layer)?;
             }
-            let chain: Vec<(Digest, String)> = base
-                .iter()
-                .map(|l| (l.digest.clone(), l.media_type.clone()))
-                .collect();
+            let chain = stage.chain(true);
             let userns = dockless_sandbox::sandbox::choose(self.options.isolation).unwrap_or(true);
             // As root in a user namespace, owners live in the sandbox's range on disk.
             let ids = dockless_sandbox::sandbox::store_ids(userns);
