@@ -35,6 +35,11 @@ pub struct Node {
     xattrs: Vec<(String, Vec<u8>)>,
 }
 
+/// Whether the extended attribute `name` is overlayfs's own, which a mount hides.
+pub(crate) fn is_overlay_xattr(name: &str) -> bool {
+    name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.")
+}
+
 impl Node {
     /// What `path` is now, not following a symlink.
     pub(crate) fn read(path: &Path) -> io::Result<Node> {
@@ -70,9 +75,7 @@ impl Node {
 
     /// Drops overlayfs's own attributes (opaque markers, origins), which no layer carries.
     pub(crate) fn without_overlay_xattrs(mut self) -> Node {
-        self.xattrs.retain(|(name, _)| {
-            !name.starts_with("trusted.overlay.") && !name.starts_with("user.overlay.")
-        });
+        self.xattrs.retain(|(name, _)| !is_overlay_xattr(name));
         self
     }
 

@@ -16,6 +16,8 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::rootless::OwnerMap;
+use super::upper::is_opaque;
+use crate::diff::is_overlay_xattr;
 
 /// Merges `layers` (topmost first; `recorded` parallel to them, the owners each layer keeps
 /// aside) into the empty directory `into`; returns the owners recorded for the merged paths.
@@ -143,21 +145,11 @@ impl Merge<'_> {
     }
 }
 
-fn is_opaque(dir: &Path) -> bool {
-    ["trusted.overlay.opaque", "user.overlay.opaque"]
-        .iter()
-        .any(|name| matches!(xattr::get(dir, name), Ok(Some(v)) if v == b"y"))
-}
-
-fn is_overlays(name: &str) -> bool {
-    name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.")
-}
-
 /// A hard link to the layer's file; a copy (data, mode, times, extended attributes) when the
 /// file carries overlayfs's own attributes (a file the mount copied up), which a mount hides
 /// and a link would show, or when the file system refuses the link.
 fn link_or_copy(from: &Path, made: &Path, meta: &fs::Metadata) -> io::Result<()> {
-    let overlays = xattr::list(from)?.any(|name| is_overlays(&name.to_string_lossy()));
+    let overlays = xattr::list(from)?.any(|name| is_overlay_xattr(&name.to_string_lossy()));
     if !overlays && fs::hard_link(from, made).is_ok() {
         return Ok(());
     }
@@ -170,7 +162,7 @@ fn link_or_copy(from: &Path, made: &Path, meta: &fs::Metadata) -> io::Result<()>
 /// The extended attributes of `from` on `made`, overlayfs's own left out.
 fn copy_xattrs(from: &Path, made: &Path) -> io::Result<()> {
     for name in xattr::list(from)? {
-        if is_overlays(&name.to_string_lossy()) {
+        if is_overlay_xattr(&name.to_string_lossy()) {
             continue;
         }
         if let Some(value) = xattr::get(from, &name)? {

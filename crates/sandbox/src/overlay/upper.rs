@@ -184,7 +184,8 @@ impl Walk<'_> {
 }
 
 /// Whether the directory at `path` is marked opaque by overlayfs.
-fn is_opaque(path: &Path) -> bool {
+/// Whether the directory `path` of a layer is opaque to the layers below it.
+pub(crate) fn is_opaque(path: &Path) -> bool {
     ["trusted.overlay.opaque", "user.overlay.opaque"]
         .iter()
         .any(|name| matches!(xattr::get(path, name), Ok(Some(v)) if v == b"y"))

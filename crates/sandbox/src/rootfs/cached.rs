@@ -42,9 +42,7 @@ pub fn working_tree(
         dir: entry.clone(),
         source,
     };
-    let owners: Vec<(String, u64, u64)> =
-        serde_json::from_slice(&fs::read(entry.join("owners.json")).map_err(create)?)
-            .map_err(|e| create(io::Error::other(e)))?;
+    let owners = crate::owners::read(&entry.join("owners.json")).map_err(create)?;
     copy_tree(&entry.join("tree"), &working.dir, working.privileged).map_err(create)?;
     working.owners = owners.into_iter().map(|(p, u, g)| (p, (u, g))).collect();
     working.applied = layers.len();
@@ -207,9 +205,7 @@ pub fn overlay_tree_rootless(
         dir: entry.clone(),
         source,
     };
-    let owners: Vec<(String, u64, u64)> =
-        serde_json::from_slice(&fs::read(entry.join("owners.json")).map_err(create)?)
-            .map_err(|e| create(io::Error::other(e)))?;
+    let owners = crate::owners::read(&entry.join("owners.json")).map_err(create)?;
     let form = crate::overlay::rootless::id_range_form(store, &entry, subids).map_err(create)?;
     let mut stack = crate::overlay::Stack::new(form, None);
     stack.rootless = Some(crate::overlay::rootless::Rootless {
