@@ -159,6 +159,57 @@ fn golden_digest_of_a_fixed_context() {
     );
 }
 
+/// A layer must be the same bytes on every machine, since its digest names it, while zlib-rs
+/// (deflate and CRC-32) and sha2 pick their code at run time by CPU: AVX2, BMI2, PCLMULQDQ, SHA
+/// and SSE4.2 here. The same context is built again by this binary under qemu emulating the
+/// plain x86-64 CPU (`-cpu qemu64`, none of those), where every one of them takes its portable
+/// path, and the image must come out the same: text long enough to be deflated with matches
+/// and a sliding window, random windows stored, small files.
+#[test]
+#[cfg_attr(
+    not(target_arch = "x86_64"),
+    ignore = "emulates a plain x86-64 CPU with qemu-x86_64, for an x86-64 build of dockless"
+)]
+fn a_cpu_without_simd_extensions_gives_the_same_bytes() {
+    let qemu = "qemu-x86_64-static";
+    let found = std::process::Command::new(qemu).arg("--version").output();
+    assert!(
+        found.is_ok_and(|out| out.status.success()),
+        "{qemu} is missing: install qemu-user-static (scripts/setup.sh does)"
+    );
+    let ws = Workspace::new();
+    ws.write("Dockerfile", "FROM scratch\nCOPY . /data/\n");
+    let mut rng = fastrand::Rng::with_seed(20261207);
+    let words = [
+        "layer ", "digest ", "return ", "buffer", ";\n", "    ", "fn ", "self",
+    ];
+    let text: String = (0..260_000)
+        .map(|_| words[rng.usize(..words.len())])
+        .collect();
+    ws.write("text.txt", &text);
+    let random: Vec<u8> = (0..300_000).map(|_| rng.u8(..)).collect();
+    ws.write("random.bin", &random);
+    for i in 0..20 {
+        ws.write(
+            &format!("small/{i}.txt"),
+            format!("file {i}\n").repeat(i + 1),
+        );
+    }
+    let native = ws.build_ok(&[]);
+    fs::remove_dir_all(ws.out()).unwrap();
+    fs::remove_dir_all(ws.cache()).unwrap();
+    let out = ws
+        .dockless_under(&[qemu, "-cpu", "qemu64"])
+        .args(["build", "ctx", "--output", "out", "--tag", "t", "--json"])
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let emulated: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(text.len() > 1 << 20, "the text fills more than one block");
+    assert_eq!(emulated["layers"], native["layers"]);
+    assert_eq!(emulated["digest"], native["digest"]);
+}
+
 /// Compares with the expected golden text; prints the actual one so that a deliberate change
 /// can be recorded.
 fn insta_like(name: &str, actual: &str, expected: &str) {

@@ -102,7 +102,18 @@ impl Workspace {
 
     /// `dockless ARGS…` with this workspace's cache, run in the workspace directory.
     pub fn dockless(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dockless"));
+        self.hermetic(Command::new(env!("CARGO_BIN_EXE_dockless")))
+    }
+
+    /// [`Self::dockless`] started by `launcher` (a program and its arguments, the binary's
+    /// path then follows), such as an emulator.
+    pub fn dockless_under(&self, launcher: &[&str]) -> Command {
+        let mut cmd = Command::new(launcher[0]);
+        cmd.args(&launcher[1..]).arg(env!("CARGO_BIN_EXE_dockless"));
+        self.hermetic(cmd)
+    }
+
+    fn hermetic(&self, mut cmd: Command) -> Command {
         // Hermetic: no credentials or settings of the machine running the tests leak in.
         cmd.current_dir(self.path())
             .env("DOCKLESS_CACHE_DIR", self.cache())

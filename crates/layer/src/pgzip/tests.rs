@@ -242,3 +242,24 @@ fn stored_blocks_have_the_deflate_layout() {
     assert_eq!(&out[second..second + 5], &[0x00, 0x02, 0x00, 0xfd, 0xff]);
     assert_eq!(out.len(), 2 * 5 + MAX_STORED + 2);
 }
+
+/// The bytes themselves are pinned, not only their agreement across thread counts: zlib-rs
+/// picks AVX2, NEON or plain code at run time for match lengths and for sliding its hash
+/// table, and a layer must be the same bytes on every machine, since its digest names it. A
+/// machine whose CPU takes other paths, or a zlib-rs release that deflates differently, fails
+/// here before any image digest moves.
+#[test]
+fn the_gzip_bytes_of_a_fixed_input_are_pinned() {
+    let mut data = mixed(3 * BLOCK + 12_345);
+    data.extend(text(2 * BLOCK, 99));
+    // Long repeats: matches of deflate's longest length, 258 bytes, measured by compare256.
+    data.extend(std::iter::repeat_n(b"0123456789abcdef".as_slice(), 40_000).flatten());
+    let gz = gzip(&data, 2, 65_536);
+    assert_eq!(
+        (gz.len(), dockless_oci::digest::Digest::of(&gz).to_string()),
+        (
+            2_864_460,
+            "sha256:a25114abe071c59b0a85d89830ceb7fbfe13f5c36a4d353d07e4118a0bc4e404".to_owned()
+        )
+    );
+}
