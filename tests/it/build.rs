@@ -160,8 +160,8 @@ fn golden_digest_of_a_fixed_context() {
 }
 
 /// A layer must be the same bytes on every machine, since its digest names it, while zlib-rs
-/// (deflate and CRC-32) and sha2 pick their code at run time by CPU: AVX2, BMI2, PCLMULQDQ, SHA
-/// and SSE4.2 here. The same context is built again by this binary under qemu emulating the
+/// (deflate and CRC-32), zstd and sha2 pick their code at run time by CPU: AVX2, BMI2,
+/// PCLMULQDQ, SHA and SSE4.2 here. The same context is built again by this binary under qemu emulating the
 /// plain x86-64 CPU (`-cpu qemu64`, none of those), where every one of them takes its portable
 /// path, and the image must come out the same, with gzip and with zstd: text long enough to be
 /// deflated with matches and a sliding window, random windows stored, small files.
