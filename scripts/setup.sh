@@ -29,7 +29,9 @@ command -v newuidmap >/dev/null || need_packages+=(uidmap)
 command -v getcap >/dev/null || need_packages+=(libcap2-bin)
 
 # RUN for another platform: the kernel runs its programs under qemu through binfmt_misc
-# (qemu-user-static registers its handlers with the fix-binary flag via binfmt-support).
+# (qemu-user-static registers its handlers with the fix-binary flag via binfmt-support). The
+# same package's qemu-x86_64-static runs dockless on an emulated plain x86-64 CPU in a test
+# that layers do not depend on the CPU's extensions.
 command -v qemu-aarch64-static >/dev/null || need_packages+=(qemu-user-static)
 command -v update-binfmts >/dev/null || need_packages+=(binfmt-support)
 command -v dpkg-deb >/dev/null || need_packages+=(dpkg)
