@@ -183,8 +183,8 @@ impl Walk<'_> {
     }
 }
 
-/// Whether the directory at `path` is marked opaque by overlayfs.
-/// Whether the directory `path` of a layer is opaque to the layers below it.
+/// Whether the directory `path` of a layer is marked opaque by overlayfs: the layers below it
+/// do not show through.
 pub(crate) fn is_opaque(path: &Path) -> bool {
     ["trusted.overlay.opaque", "user.overlay.opaque"]
         .iter()
