@@ -164,9 +164,7 @@ mod tests {
 
     #[test]
     fn owners_go_in_and_come_back_out() {
-        // SAFETY: geteuid cannot fail.
-        if unsafe { libc::geteuid() } != 0 {
-            eprintln!("skipped: chown to other IDs needs root");
+        if !crate::test_support::needs_root("chown to other IDs") {
             return;
         }
         let dir = tempfile::tempdir().unwrap();
