@@ -21,8 +21,8 @@ pub mod overlay;
 pub mod owners;
 pub mod rootfs;
 pub mod sandbox;
-#[cfg(test)]
-mod test_support;
+#[doc(hidden)]
+pub mod test_support;
 
 pub use output::OutputSink;
 pub use sandbox::{InlineScript, Isolation, IsolationError, NetworkError, SANDBOX_ARG};

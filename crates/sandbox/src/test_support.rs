@@ -1,10 +1,9 @@
-//! What the sandbox's unit tests share.
+//! For tests only: what the sandbox's unit tests and the integration tests share.
 
-/// Whether a test that needs root may go on: the integration tests' rule
-/// (`tests/it/support/binary.rs`). Without root it fails with one line naming what is missing,
-/// unless the run asks to skip such tests (`DOCKLESS_TEST_SKIP_ROOT=1`, never set in CI): then
-/// it says it skipped, and the caller leaves out what needs root, visibly.
-pub(crate) fn needs_root(why: &str) -> bool {
+/// Whether a test that needs root may go on. Without root it fails with one line naming what is
+/// missing, unless the run asks to skip such tests (`DOCKLESS_TEST_SKIP_ROOT=1`, never set in
+/// CI): then it says it skipped, and the caller leaves out what needs root, visibly.
+pub fn needs_root(why: &str) -> bool {
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } == 0 {
         return true;

@@ -216,20 +216,9 @@ pub fn umoci_unpack(layout: &Path, tag: &str) -> (TempDir, PathBuf) {
     (dir, rootfs)
 }
 
-/// Whether a test that needs root may go on. Without root it fails with one line naming what
-/// is missing, unless the run asks to skip such tests (`DOCKLESS_TEST_SKIP_ROOT=1`, never set
-/// in CI): then it says it skipped and the test returns having checked nothing, visibly.
-pub fn needs_root(why: &str) -> bool {
-    if is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("DOCKLESS_TEST_SKIP_ROOT").is_some_and(|v| v == "1"),
-        "this test needs root ({why}); run the tests as root, or set DOCKLESS_TEST_SKIP_ROOT=1 to skip it"
-    );
-    eprintln!("skipped (DOCKLESS_TEST_SKIP_ROOT=1): needs root ({why})");
-    false
-}
+/// Whether a test that needs root may go on; without root it fails with one line unless
+/// `DOCKLESS_TEST_SKIP_ROOT=1` asks to skip it (the rule the sandbox's unit tests follow too).
+pub use dockless_sandbox::test_support::needs_root;
 
 pub fn is_root() -> bool {
     // SAFETY-free check: /proc/self/status lists the effective uid.
